@@ -1,0 +1,177 @@
+"""The application factory: stores opened in the lifespan, error handlers, request context."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import settings as S
+from .errors import APIError, InternalError, NotFound
+from .routes.files import routes as file_routes
+from .service import FilesService
+from .settings import Settings
+from .stores import open_blob_store, open_metadata_store
+
+log = logging.getLogger("openai_files.server")
+access_log = logging.getLogger("openai_files.access")
+
+
+class RequestContext:
+    """Request ids, OpenAI's response headers, one log line per request, and the last
+    word on unexpected errors (a 500 in the envelope, never a trace)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(16)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+        sent = received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["openai-version"] = S.OPENAI_VERSION
+                elapsed = int((time.perf_counter() - started) * 1000)
+                headers["openai-processing-ms"] = str(elapsed)
+                org_id = state.get("org_id")
+                if org_id:
+                    headers["openai-organization"] = org_id
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id)
+            if status == 0:
+                await InternalError().response()(scope, counting_receive, send_with_headers)
+        finally:
+            access_log.info(
+                '%s %s %s in=%d out=%d %.1fms %s',
+                scope["method"],
+                scope["path"],
+                status or "-",
+                received,
+                sent,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        return NotFound(f"Invalid URL ({request.method} {request.url.path})").response()
+    error = APIError(str(exc.detail))
+    error.status_code = exc.status_code  # type: ignore[misc]
+    return error.response()
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client went away mid-body; nothing was kept (see FilesService.upload).
+    return Response(status_code=499)
+
+
+class _Sweeper:
+    def __init__(self, service: FilesService, interval: float) -> None:
+        self.service = service
+        self.interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            try:
+                await self.service.sweep()
+            except Exception:
+                log.exception("sweep failed; trying again in %.0fs", self.interval)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app. Stores are opened when the app starts (its lifespan).
+
+    Example:
+        >>> import uvicorn
+        >>> app = create_app(Settings(data_dir=Path("./data")))  # doctest: +SKIP
+        >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        meta = open_metadata_store(settings.database_url)
+        blobs = open_blob_store(settings.storage_url)
+        async with contextlib.AsyncExitStack() as stack:
+            await meta.open()
+            stack.push_async_callback(meta.close)
+            await blobs.open()
+            stack.push_async_callback(blobs.close)
+            exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)
+            service = FilesService(settings, meta, blobs)
+            if exclusive:
+                # Nobody else writes here: every reservation and unnamed byte is a leftover.
+                await meta.purge_reservations(None)
+                await service.sweep(grace_seconds=0)
+            else:
+                await service.sweep()
+            app.state.service = service
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_Sweeper(service, settings.sweep_interval_seconds).run)
+                yield {}
+                tg.cancel_scope.cancel()
+
+    app = Starlette(
+        routes=file_routes,
+        middleware=[Middleware(RequestContext)],
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def _lock_if_local(blobs: Any, stack: contextlib.AsyncExitStack) -> bool:
+    lock = getattr(blobs, "lock_exclusive", None)
+    if lock is None:
+        return False
+    release = lock()
+    stack.callback(release)
+    return True

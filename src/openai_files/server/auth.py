@@ -1,0 +1,102 @@
+"""API keys: made once, stored hashed, compared in constant time, always masked."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets
+import time
+
+from .errors import NO_API_KEY_MESSAGE, Unauthorized
+from .stores import KeyRecord, MetadataStore, Owner
+
+KEY_PREFIX = "sk-"
+KEY_ID_PREFIX = "key_"
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key. Keys carry 256 random bits, so a plain SHA-256 suffices."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def mask_key(key: str) -> str:
+    """`sk-abc1****wxyz`: enough to recognise a key, never enough to use it."""
+    if len(key) <= 12:
+        return "****"
+    return f"{key[:7]}****{key[-4:]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class NewKey:
+    record: KeyRecord
+    secret: str
+
+
+def new_key(org_id: str, project_id: str) -> NewKey:
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = KeyRecord(
+        id=KEY_ID_PREFIX + secrets.token_hex(12),
+        org_id=org_id,
+        project_id=project_id,
+        key_hash=hash_key(secret),
+        hint=mask_key(secret),
+        created_at=int(time.time()),
+        revoked_at=None,
+    )
+    return NewKey(record, secret)
+
+
+async def create_key(store: MetadataStore, org_id: str, project_id: str) -> NewKey:
+    """Create and store a key; the secret is returned once and never stored."""
+    key = new_key(org_id, project_id)
+    await store.add_key(key.record)
+    return key
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(
+    store: MetadataStore,
+    authorization: str | None,
+    organization: str | None = None,
+    project: str | None = None,
+) -> Owner:
+    """The owner of the request's key; Unauthorized in OpenAI's words otherwise.
+
+    `organization` and `project` are the optional `OpenAI-Organization` / `OpenAI-Project`
+    headers: when given they must match the key, as OpenAI requires.
+    """
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized(NO_API_KEY_MESSAGE)
+    digest = hash_key(token)
+    record = await store.find_key(digest)
+    if (
+        record is None
+        or record.revoked_at is not None
+        or not hmac.compare_digest(record.key_hash, digest)
+    ):
+        raise Unauthorized(
+            f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
+    if organization and organization != record.org_id:
+        raise Unauthorized(
+            "OpenAI-Organization header should match organization for API key",
+            code="mismatched_organization",
+        )
+    if project and project != record.project_id:
+        raise Unauthorized(
+            "OpenAI-Project header should match project for API key",
+            code="mismatched_project",
+        )
+    return Owner(record.org_id, record.project_id)

@@ -1,0 +1,118 @@
+"""Errors the API answers, each rendered in OpenAI's envelope.
+
+    APIError                       (status on the class, message/param/code on the instance)
+    ├── InvalidRequest             400 invalid_request_error
+    │   └── StorageLimitExceeded   400 code storage_limit_exceeded
+    ├── Unauthorized               401
+    ├── NotFound                   404
+    ├── FileTooLarge               413 code file_too_large
+    ├── ServiceUnavailable         503 (with retry-after)
+    └── InternalError              500, a generic sentence, never a trace or a path
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from starlette.responses import JSONResponse
+
+NO_API_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
+    "field (with blank username) if you're accessing the API from your browser and are "
+    "prompted for a username. You can obtain an API key from "
+    "https://platform.openai.com/account/api-keys."
+)
+INTERNAL_MESSAGE = (
+    "The server had an error while processing your request. Sorry about that! "
+    "You can retry your request, or contact us if the error persists."
+)
+
+
+class APIError(Exception):
+    """An error with an HTTP status, rendered as `{"error": {...}}`."""
+
+    status_code: ClassVar[int] = 400
+    error_type: ClassVar[str] = "invalid_request_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+
+
+class InvalidRequest(APIError):
+    status_code = 400
+
+
+class StorageLimitExceeded(InvalidRequest):
+    def __init__(self, used: int, requested: int, quota: int) -> None:
+        super().__init__(
+            f"Organization storage limit exceeded: {used} bytes used or reserved, "
+            f"{requested} more requested, {quota} bytes allowed.",
+            param="file",
+            code="storage_limit_exceeded",
+        )
+
+
+class Unauthorized(APIError):
+    status_code = 401
+
+
+class NotFound(APIError):
+    status_code = 404
+
+
+class FileTooLarge(APIError):
+    status_code = 413
+
+    def __init__(self, limit: int, what: str = "File") -> None:
+        super().__init__(
+            f"{what} is too large. The maximum size is {limit} bytes.",
+            param="file",
+            code="file_too_large",
+        )
+
+
+class ServiceUnavailable(APIError):
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after)})
+
+
+class InternalError(APIError):
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self) -> None:
+        super().__init__(INTERNAL_MESSAGE)
+
+
+def no_such_file(file_id: str, param: str = "id") -> APIError:
+    """The 404 for a file that does not exist *or* belongs to someone else (same answer)."""
+    cls = NotFound if param == "id" else InvalidRequest
+    return cls(f"No such File object: {file_id}", param=param)

@@ -1,0 +1,152 @@
+"""The five Files routes: parse the request, call the service, render the answer."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..auth import authenticate
+from ..errors import APIError
+from ..service import FilesService, file_object
+from ..stores import FileRecord, Owner
+
+
+class RangeNotSatisfiable(APIError):
+    status_code = 416
+
+
+def _service(request: Request) -> FilesService:
+    service: FilesService = request.app.state.service
+    return service
+
+
+async def _owner(request: Request) -> Owner:
+    owner = await authenticate(
+        _service(request).meta,
+        request.headers.get("authorization"),
+        request.headers.get("openai-organization"),
+        request.headers.get("openai-project"),
+    )
+    # Read by the request-context middleware for the `openai-organization` header.
+    request.scope.setdefault("state", {})["org_id"] = owner.org_id
+    return owner
+
+
+async def create_file(request: Request) -> Response:
+    owner = await _owner(request)
+    raw_length = request.headers.get("content-length")
+    try:
+        length = int(raw_length) if raw_length is not None else None
+    except ValueError:
+        length = None
+    record = await _service(request).upload(
+        owner, request.headers.get("content-type"), length, request.stream()
+    )
+    return JSONResponse(file_object(record))
+
+
+async def list_files(request: Request) -> Response:
+    owner = await _owner(request)
+    return JSONResponse(await _service(request).list(owner, dict(request.query_params)))
+
+
+async def retrieve_file(request: Request) -> Response:
+    owner = await _owner(request)
+    record = await _service(request).get(owner, request.path_params["file_id"])
+    return JSONResponse(file_object(record))
+
+
+async def delete_file(request: Request) -> Response:
+    owner = await _owner(request)
+    return JSONResponse(await _service(request).delete(owner, request.path_params["file_id"]))
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """`[start, end)` of a single `bytes=` range; None to send the whole file.
+
+    Several ranges, or a header we do not understand, get the whole file (as RFC 9110
+    allows); a well-formed range that lies wholly past the end is a 416.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, sep, last = spec.strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                raise RangeNotSatisfiable("Requested range not satisfiable.")
+            return max(0, size - suffix), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start < 0 or end <= start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable("Requested range not satisfiable.")
+    return start, min(end, size)
+
+
+def _download_headers(record: FileRecord) -> dict[str, str]:
+    return {
+        "content-type": record.mime_type,
+        "content-disposition": f"attachment; filename*=UTF-8''{quote(record.filename, safe='')}",
+        "x-content-type-options": "nosniff",
+        "etag": f'"{record.id}"',  # the bytes of a file id never change
+        "last-modified": formatdate(record.created_at, usegmt=True),
+        "accept-ranges": "bytes",
+        "cache-control": "private, max-age=0",
+    }
+
+
+async def file_content(request: Request) -> Response:
+    owner = await _owner(request)
+    service = _service(request)
+    record = await service.for_download(owner, request.path_params["file_id"])
+    headers = _download_headers(record)
+    if request.headers.get("if-none-match") in (headers["etag"], "*"):
+        return Response(status_code=304, headers={k: headers[k] for k in ("etag", "last-modified")})
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range and if_range not in (headers["etag"], headers["last-modified"]):
+        range_header = None
+    size = record.bytes
+    try:
+        span = parse_range(range_header, size)
+    except RangeNotSatisfiable as exc:
+        exc.headers["content-range"] = f"bytes */{size}"
+        raise
+    status = 200
+    start, end = 0, size
+    if span is not None:
+        start, end = span
+        status = 206
+        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["content-length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    body = service.blobs.read(record.blob_key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/v1/files", create_file, methods=["POST"]),
+    Route("/v1/files", list_files, methods=["GET"]),
+    Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+    Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route("/v1/files/{file_id}/content", file_content, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,398 @@
+"""The rules of the Files API: purposes, limits, quotas, expiry, ids, and the order of writes.
+
+Stores hold the mechanism, routes the HTTP; this module decides. An upload's bytes are
+written under a fresh key and committed durably *before* the row that makes the file
+visible; a delete removes the row first, then the bytes. Whatever a crash leaves between
+the two is removed by `sweep`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import string
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from . import settings as S
+from ._multipart import PartData, PartEnd, PartStart, boundary_of, iter_parts
+from .errors import APIError, FileTooLarge, InvalidRequest, StorageLimitExceeded, no_such_file
+from .settings import Settings
+from .stores import (
+    BlobStore,
+    BlobWriter,
+    CursorNotFound,
+    FileRecord,
+    MetadataStore,
+    Order,
+    Owner,
+    QuotaExceeded,
+)
+
+log = logging.getLogger("openai_files.server")
+
+UPLOADABLE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+NO_DOWNLOAD_PURPOSES = ("assistants", "user_data")
+JSONL_PURPOSES = {"fine-tune": "Fine-Tuning API", "batch": "Batch API"}
+DEFAULT_MIME_TYPE = "application/octet-stream"
+_ID_ALPHABET = string.ascii_letters + string.digits
+_ID_LENGTH = 24  # 24 base62 characters carry 142 random bits
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SWEEP_BATCH = 500
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def clean_filename(raw: str | None) -> str:
+    """The name as given, reduced to a base name without control characters."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
+    name = _CONTROL.sub("", name).strip()
+    return name or "file"
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    """The OpenAI file object, every key always present."""
+    return {
+        "id": record.id,
+        "object": "file",
+        "bytes": record.bytes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "filename": record.filename,
+        "purpose": record.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def check_purpose(purpose: str | None) -> str:
+    if purpose is None or purpose == "":
+        raise InvalidRequest("'purpose' is a required property", param="purpose")
+    if purpose not in UPLOADABLE_PURPOSES:
+        allowed = "[" + ", ".join(repr(p) for p in UPLOADABLE_PURPOSES) + "]"
+        raise InvalidRequest(f"{purpose!r} is not one of {allowed} - 'purpose'", param="purpose")
+    return purpose
+
+
+def check_format(purpose: str, filename: str) -> None:
+    api = JSONL_PURPOSES.get(purpose)
+    if api and not filename.lower().endswith(".jsonl"):
+        raise InvalidRequest(f"Invalid file format for {api}. Must be .jsonl", param="file")
+
+
+def parse_expires_after(anchor: str | None, seconds: str | None) -> int | None:
+    """Seconds after creation at which the file expires, or None when not asked."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'expires_after[anchor]'.", param="expires_after[anchor]"
+        )
+    if anchor != "created_at":
+        raise InvalidRequest(
+            f"Invalid value for 'expires_after[anchor]': {anchor!r}. "
+            "Supported values are: 'created_at'.",
+            param="expires_after[anchor]",
+        )
+    lo, hi = S.EXPIRES_AFTER_MIN_SECONDS, S.EXPIRES_AFTER_MAX_SECONDS
+    try:
+        value = int(seconds) if seconds is not None else None
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise InvalidRequest(
+            f"Invalid 'expires_after[seconds]': expected an integer between {lo} and {hi}, "
+            f"got {seconds!r}.",
+            param="expires_after[seconds]",
+        )
+    return value
+
+
+def parse_list_params(query: dict[str, str]) -> tuple[str | None, int, Order, str | None]:
+    """`purpose`, `limit`, `order`, `after` of a listing, checked."""
+    purpose = query.get("purpose") or None
+    raw_limit = query.get("limit")
+    limit = S.LIST_LIMIT_DEFAULT
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = -1
+        if not S.LIST_LIMIT_MIN <= limit <= S.LIST_LIMIT_MAX:
+            raise InvalidRequest(
+                f"Invalid 'limit': expected an integer between {S.LIST_LIMIT_MIN} and "
+                f"{S.LIST_LIMIT_MAX}, got {raw_limit!r}.",
+                param="limit",
+            )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"Invalid value for 'order': {order!r}. Supported values are: 'asc' and 'desc'.",
+            param="order",
+        )
+    after = query.get("after") or None
+    return purpose, limit, order, after  # type: ignore[return-value]
+
+
+class _Upload:
+    """The state of one multipart upload being received."""
+
+    def __init__(self, service: FilesService, file_id: str) -> None:
+        self.service = service
+        self.file_id = file_id
+        self.fields: dict[str, str] = {}
+        self.field_buf: bytearray | None = None
+        self.field_name = ""
+        self.writer: BlobWriter | None = None
+        self.filename = ""
+        self.mime_type = DEFAULT_MIME_TYPE
+        self.size = 0
+        self.in_file = False
+        self.file_seen = False
+
+    def size_limit(self) -> tuple[int, str]:
+        settings = self.service.settings
+        if self.fields.get("purpose") == "batch":
+            return min(settings.max_batch_file_bytes, settings.max_file_bytes), "Batch file"
+        return settings.max_file_bytes, "File"
+
+    async def feed(self, parts: AsyncIterator[PartStart | PartData | PartEnd]) -> None:
+        async for event in parts:
+            if isinstance(event, PartData):
+                if self.in_file:
+                    self.size += len(event.data)
+                    limit, what = self.size_limit()
+                    if self.size > limit:
+                        raise FileTooLarge(limit, what)
+                    assert self.writer is not None
+                    await self.writer.write(event.data)
+                elif self.field_buf is not None:
+                    self.field_buf.extend(event.data)
+                    if len(self.field_buf) > S.MAX_FIELD_BYTES:
+                        raise InvalidRequest(
+                            f"The form field {self.field_name!r} is too long.",
+                            param=self.field_name,
+                        )
+            elif isinstance(event, PartStart):
+                self.start_part(event)
+            else:
+                self.end_part()
+
+    def start_part(self, part: PartStart) -> None:
+        if part.name == "file":
+            if self.file_seen:
+                raise InvalidRequest("Only one 'file' part may be sent.", param="file")
+            self.file_seen = True
+            self.in_file = True
+            self.filename = clean_filename(part.filename)
+            self.mime_type = part.content_type or DEFAULT_MIME_TYPE
+            if "purpose" in self.fields:  # refuse early when the purpose came first
+                check_format(self.fields["purpose"], self.filename)
+            self.writer = self.service.blobs.writer(self.file_id)
+        else:
+            self.field_name = part.name
+            self.field_buf = bytearray()
+
+    def end_part(self) -> None:
+        if self.in_file:
+            self.in_file = False
+            return
+        if self.field_buf is None:
+            return
+        value = self.field_buf.decode("utf-8", errors="replace")
+        self.fields.setdefault(self.field_name, value)
+        self.field_buf = None
+        if self.field_name == "purpose":
+            check_purpose(value)
+            if self.file_seen:
+                check_format(value, self.filename)
+
+
+class FilesService:
+    """Files API operations over a metadata store and a blob store."""
+
+    def __init__(self, settings: Settings, meta: MetadataStore, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.blobs = blobs
+        # Keys of uploads in progress in this process: never swept as orphans.
+        self._in_flight: set[str] = set()
+
+    # -- upload --
+    async def upload(
+        self,
+        owner: Owner,
+        content_type: str | None,
+        content_length: int | None,
+        body: AsyncIterator[bytes],
+    ) -> FileRecord:
+        settings = self.settings
+        boundary_of(content_type)
+        if content_length is not None and (
+            content_length > settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
+        ):
+            raise FileTooLarge(settings.max_file_bytes)
+        reservation: str | None = None
+        if content_length:
+            reservation = new_id("rsv_")
+            try:
+                await self.meta.reserve(
+                    reservation,
+                    owner.org_id,
+                    min(content_length, settings.max_file_bytes),
+                    settings.org_quota_bytes,
+                    int(time.time()) + S.RESERVATION_TTL_SECONDS,
+                )
+            except QuotaExceeded as exc:
+                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+        file_id = new_id("file-")
+        upload = _Upload(self, file_id)
+        self._in_flight.add(file_id)
+        committed = inserted = False
+        try:
+            await upload.feed(iter_parts(content_type, body))
+            purpose = check_purpose(upload.fields.get("purpose"))
+            if upload.writer is None:
+                raise InvalidRequest("'file' is a required property", param="file")
+            check_format(purpose, upload.filename)
+            limit, what = upload.size_limit()
+            if upload.size > limit:
+                raise FileTooLarge(limit, what)
+            expires_in = parse_expires_after(
+                upload.fields.get("expires_after[anchor]"),
+                upload.fields.get("expires_after[seconds]"),
+            )
+            if expires_in is None and purpose == "batch":
+                expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
+            await upload.writer.commit()
+            committed = True
+            now = int(time.time())
+            record = FileRecord(
+                id=file_id,
+                org_id=owner.org_id,
+                project_id=owner.project_id,
+                bytes=upload.size,
+                created_at=now,
+                expires_at=None if expires_in is None else now + expires_in,
+                filename=upload.filename,
+                purpose=purpose,
+                mime_type=upload.mime_type,
+                blob_key=file_id,
+            )
+            try:
+                await self.meta.insert_file(record, reservation, settings.org_quota_bytes)
+            except QuotaExceeded as exc:
+                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+            inserted = True
+            return record
+        finally:
+            if not inserted:
+                # Shielded: a client that went away must not leave bytes or a reservation.
+                with anyio.CancelScope(shield=True):
+                    await self._undo_upload(upload, committed, reservation)
+            self._in_flight.discard(file_id)
+
+    async def _undo_upload(self, upload: _Upload, committed: bool, reservation: str | None) -> None:
+        try:
+            if committed:
+                await self.blobs.delete(upload.file_id)
+            elif upload.writer is not None:
+                await upload.writer.abort()
+        except Exception:  # the sweeper removes what is left
+            log.exception("could not discard the bytes of failed upload %s", upload.file_id)
+        if reservation is not None:
+            try:
+                await self.meta.release(reservation)
+            except Exception:  # lapses after RESERVATION_TTL_SECONDS
+                log.exception("could not release reservation %s", reservation)
+
+    # -- read --
+    async def get(self, owner: Owner, file_id: str) -> FileRecord:
+        record = await self.meta.get_file(owner, file_id, int(time.time()))
+        if record is None:
+            raise no_such_file(file_id)
+        return record
+
+    async def list(self, owner: Owner, query: dict[str, str]) -> dict[str, Any]:
+        purpose, limit, order, after = parse_list_params(query)
+        try:
+            rows, has_more = await self.meta.list_files(
+                owner, purpose=purpose, limit=limit, order=order, after=after,
+                now=int(time.time()),
+            )
+        except CursorNotFound:
+            raise no_such_file(str(after), param="after") from None
+        data = [file_object(r) for r in rows]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
+
+    async def for_download(self, owner: Owner, file_id: str) -> FileRecord:
+        record = await self.get(owner, file_id)
+        if record.purpose in NO_DOWNLOAD_PURPOSES and not self.settings.allow_download_all_purposes:
+            raise InvalidRequest(f"Not allowed to download files of purpose: {record.purpose}")
+        return record
+
+    # -- delete --
+    async def delete(self, owner: Owner, file_id: str) -> dict[str, Any]:
+        record = await self.meta.delete_file(owner, file_id, int(time.time()))
+        if record is None:
+            raise no_such_file(file_id)
+        with anyio.CancelScope(shield=True):
+            await self._remove_bytes(record.blob_key)
+        return {"id": record.id, "object": "file", "deleted": True}
+
+    async def _remove_bytes(self, key: str) -> None:
+        try:
+            await self.blobs.delete(key)
+        except Exception:  # the row is gone, so the sweeper will find these bytes
+            log.exception("could not remove the bytes of %s", key)
+
+    # -- housekeeping --
+    async def sweep(self, grace_seconds: float | None = None) -> dict[str, int]:
+        """Remove expired files, lapsed reservations, stale temp files and orphan bytes."""
+        grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
+        now = time.time()
+        counts = {"expired": 0, "temp": 0, "orphans": 0}
+        while batch := await self.meta.pop_expired(int(now), _SWEEP_BATCH):
+            for record in batch:
+                await self._remove_bytes(record.blob_key)
+            counts["expired"] += len(batch)
+        await self.meta.purge_reservations(int(now))
+        counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
+        pending: list[str] = []
+        async for key in self.blobs.list_keys(now - grace):
+            pending.append(key)
+            if len(pending) >= _SWEEP_BATCH:
+                counts["orphans"] += await self._remove_orphans(pending)
+                pending = []
+        if pending:
+            counts["orphans"] += await self._remove_orphans(pending)
+        if any(counts.values()):
+            log.info("sweep removed %s", counts)
+        return counts
+
+    async def _remove_orphans(self, keys: list[str]) -> int:
+        # Snapshot before the query: an upload that ends in between has its row seen by it.
+        protected = set(self._in_flight)
+        named = await self.meta.named_blob_keys(keys)
+        orphans = [k for k in keys if k not in named and k not in protected]
+        for key in orphans:
+            await self._remove_bytes(key)
+        return len(orphans)
+
+
+__all__ = ["APIError", "FilesService", "file_object"]

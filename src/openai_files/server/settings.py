@@ -1,0 +1,157 @@
+"""Every server setting, its default, its flag and its environment variable, in one place.
+
+A setting is read, in order of precedence, from the `openai-files serve` flag, the
+environment variable `OPENAI_FILES_<NAME>`, then the default below. README lists them all
+(a test keeps that list complete).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+ENV_PREFIX = "OPENAI_FILES_"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = "./data"
+#: 512 MB per file, as OpenAI documents (536,870,912 bytes).
+DEFAULT_MAX_FILE_BYTES = 512 * MiB
+#: 100 GB per organization, as the seed documents.
+DEFAULT_ORG_QUOTA_BYTES = 100 * GiB
+#: Batch input files are at most 200 MB.
+DEFAULT_MAX_BATCH_FILE_BYTES = 200 * MiB
+#: Batch files expire 30 days after creation unless the upload says otherwise.
+BATCH_DEFAULT_EXPIRES_SECONDS = 30 * 24 * 3600
+EXPIRES_AFTER_MIN_SECONDS = 3600
+EXPIRES_AFTER_MAX_SECONDS = 30 * 24 * 3600
+LIST_LIMIT_MIN = 1
+LIST_LIMIT_MAX = 10_000
+LIST_LIMIT_DEFAULT = 10_000
+DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
+#: Bytes that no row names are removed only once older than this (a live upload
+#: writes its bytes before its row).
+DEFAULT_SWEEP_GRACE_SECONDS = 900.0
+#: A quota reservation of an upload that never finished (its server died) lapses after this.
+RESERVATION_TTL_SECONDS = 6 * 3600
+#: Room for the multipart framing and small fields around the file part.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+#: Largest accepted value of a non-file form field.
+MAX_FIELD_BYTES = 64 * 1024
+#: Size of the chunks written to and read from storage.
+IO_CHUNK_BYTES = 1 * MiB
+OPENAI_VERSION = "2020-10-01"
+DEFAULT_ORG_ID = "org-default"
+DEFAULT_PROJECT_ID = "proj_default"
+
+
+def _field(default: Any, help: str, *, flag: str | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Configuration of one server process.
+
+    Example:
+        >>> Settings(data_dir=Path("/tmp/files"), port=0).port
+        0
+    """
+
+    data_dir: Path = _field(Path(DEFAULT_DATA_DIR), "folder for the database and the bytes")
+    database: str = _field(
+        "", "metadata store URL (default: sqlite:///<data-dir>/files.sqlite3)"
+    )
+    storage: str = _field("", "blob store URL (default: file:///<data-dir>)")
+    host: str = _field(DEFAULT_HOST, "address to bind (loopback unless told otherwise)")
+    port: int = _field(DEFAULT_PORT, "TCP port to listen on (0: any free port)")
+    max_file_bytes: int = _field(DEFAULT_MAX_FILE_BYTES, "largest file accepted, in bytes")
+    max_batch_file_bytes: int = _field(
+        DEFAULT_MAX_BATCH_FILE_BYTES, "largest file of purpose batch, in bytes"
+    )
+    org_quota_bytes: int = _field(
+        DEFAULT_ORG_QUOTA_BYTES, "total bytes of files one organization may store"
+    )
+    allow_download_all_purposes: bool = _field(
+        False, "allow downloading assistants and user_data files (OpenAI refuses)"
+    )
+    sweep_interval_seconds: float = _field(
+        DEFAULT_SWEEP_INTERVAL_SECONDS, "how often expired files and orphan bytes are removed"
+    )
+    sweep_grace_seconds: float = _field(
+        DEFAULT_SWEEP_GRACE_SECONDS, "age before unreferenced bytes count as orphans"
+    )
+    log_level: str = _field("info", "log level: debug, info, warning, error")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from `OPENAI_FILES_*` variables, then `overrides` (not None)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = parse_value(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data_dir / 'files.sqlite3').resolve()}"
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"file:///{self.data_dir.resolve()}"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: `max_file_bytes` -> `OPENAI_FILES_MAX_FILE_BYTES`."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def flag_name(field_name: str) -> str:
+    """The `serve` flag of a setting: `max_file_bytes` -> `--max-file-bytes`."""
+    return "--" + field_name.replace("_", "-")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_value(field_name: str, raw: str) -> Any:
+    """Parse the text of a setting into its type; a clear ValueError when it does not fit."""
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    kind = types[field_name]
+    try:
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw.replace("_", ""))
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+        return raw
+    except ValueError:
+        raise ValueError(
+            f"invalid value {raw!r} for {env_name(field_name)} ({flag_name(field_name)}): "
+            f"expected {kind}"
+        ) from None
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    """The settings in declaration order (for the CLI and the docs)."""
+    return list(dataclasses.fields(Settings))

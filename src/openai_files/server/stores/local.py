@@ -1,0 +1,203 @@
+"""Local-folder blob store: temp file, fsync, rename, fsync of the folder.
+
+Layout under the root: `blobs/<last two chars of key>/<key>` for committed objects and
+`tmp/<key>.<random>.part` for writes in progress. Every file call runs in a worker thread,
+in chunks of IO_CHUNK_BYTES, so neither the event loop nor memory grow with the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio.to_thread
+
+from ..settings import IO_CHUNK_BYTES
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobWriter:
+    def __init__(self, store: LocalBlobStore, key: str) -> None:
+        self._store = store
+        self._final = store.path_of(key)
+        self._tmp = store.tmp_dir / f"{key}.{secrets.token_hex(8)}.part"
+        self._fh: BinaryIO | None = None
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._done = False
+
+    def _flush_sync(self, parts: list[bytes]) -> None:
+        if self._fh is None:
+            self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._fh.writelines(parts)
+
+    async def _flush(self) -> None:
+        parts, self._buffer, self._buffered = self._buffer, [], 0
+        await anyio.to_thread.run_sync(self._flush_sync, parts)
+
+    async def write(self, chunk: bytes) -> None:
+        if self._done:
+            raise RuntimeError("writer is closed")
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= IO_CHUNK_BYTES:
+            await self._flush()
+
+    async def commit(self) -> None:
+        await self._flush()
+
+        def finish() -> None:
+            if self._fh is None:
+                self._fh = open(self._tmp, "xb")  # noqa: SIM115 - an empty object
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, self._final)
+            _fsync_dir(self._final.parent)
+
+        try:
+            await anyio.to_thread.run_sync(finish)
+        except BaseException:
+            await self.abort()
+            raise
+        self._done = True
+
+    async def abort(self) -> None:
+        self._done = True
+        self._buffer = []
+
+        def discard() -> None:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            self._tmp.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(discard)
+
+
+class LocalBlobStore:
+    """Objects as files in a folder (`file:///path/to/data`)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.blob_dir = self.root / "blobs"
+        self.tmp_dir = self.root / "tmp"
+
+    async def open(self) -> None:
+        def setup() -> None:
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+        await anyio.to_thread.run_sync(setup)
+
+    async def close(self) -> None:
+        return None
+
+    def lock_exclusive(self) -> Callable[[], None]:
+        """Take the folder for this process alone; returns the function that lets it go.
+
+        Raises BlockingIOError naming the holder when another server has the folder.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise BlockingIOError(
+                f"the data folder {self.root} is in use by another openai-files server "
+                f"(pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+        def release() -> None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+        return release
+
+    def path_of(self, key: str) -> Path:
+        if not _SAFE_KEY.match(key):
+            raise ValueError(f"unsafe blob key: {key!r}")
+        return self.blob_dir / key[-2:] / key
+
+    def writer(self, key: str) -> LocalBlobWriter:
+        return LocalBlobWriter(self, key)
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        path = self.path_of(key)
+        fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
+        try:
+            if start:
+                await anyio.to_thread.run_sync(fh.seek, start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                size = IO_CHUNK_BYTES if remaining is None else min(IO_CHUNK_BYTES, remaining)
+                chunk = await anyio.to_thread.run_sync(fh.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await anyio.to_thread.run_sync(fh.close)
+
+    async def size(self, key: str) -> int:
+        st = await anyio.to_thread.run_sync(os.stat, self.path_of(key))
+        return st.st_size
+
+    async def delete(self, key: str) -> None:
+        await anyio.to_thread.run_sync(lambda: self.path_of(key).unlink(missing_ok=True))
+
+    async def list_keys(self, older_than: float) -> AsyncIterator[str]:
+        def shards() -> list[Path]:
+            return [p for p in self.blob_dir.iterdir() if p.is_dir()]
+
+        def scan(shard: Path) -> list[str]:
+            out = []
+            with os.scandir(shard) as it:
+                for entry in it:
+                    try:
+                        if entry.is_file() and entry.stat().st_mtime < older_than:
+                            out.append(entry.name)
+                    except FileNotFoundError:
+                        continue
+            return out
+
+        for shard in await anyio.to_thread.run_sync(shards):
+            for key in await anyio.to_thread.run_sync(scan, shard):
+                yield key
+
+    async def remove_stale_temp(self, older_than: float) -> int:
+        def run() -> int:
+            removed = 0
+            with os.scandir(self.tmp_dir) as it:
+                for entry in it:
+                    try:
+                        if entry.stat().st_mtime < older_than:
+                            os.unlink(entry.path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue
+            return removed
+
+        return await anyio.to_thread.run_sync(run)
