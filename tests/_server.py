@@ -1,0 +1,110 @@
+"""A real `openai-files serve` process on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+_URL_LINE = re.compile(r"serving the Files API at (http://\S+/v1)")
+_KEY_LINE = re.compile(r"^OPENAI_API_KEY=(\S+)$", re.M)
+
+
+class ServerProcess:
+    """One server process; its stdout and stderr go to `log_path`."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+        self.first_key: str | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "openai_files", "serve", "--data-dir", str(self.data_dir),
+             "--host", "127.0.0.1", "--port", "0", *self.args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            match = _URL_LINE.search(text)
+            if match and "Application startup complete" in text:
+                self.base_url = match.group(1)
+                key = _KEY_LINE.search(text)
+                self.first_key = key.group(1) if key else None
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{text}")
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def create_key(self, org: str, project: str) -> str:
+        return create_key(self.data_dir, org, project, self.env)
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.root_url + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def openai_files_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openai_files", *args],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+
+
+def create_key(data_dir: Path, org: str, project: str, env: dict[str, str] | None = None) -> str:
+    """A new key for `org`/`project` through `openai-files keys create --json`.
+
+    The stores are those of `--data-dir` and of the `OPENAI_FILES_*` variables in `env`.
+    """
+    done = openai_files_cli(
+        "keys", "create", "--org", org, "--project", project, "--json",
+        "--data-dir", str(data_dir), env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    key: str = json.loads(done.stdout)["key"]
+    return key
