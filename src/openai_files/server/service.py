@@ -52,7 +52,8 @@ def new_id(prefix: str) -> str:
 
 def clean_filename(raw: str | None) -> str:
     """The name as given, reduced to a base name without control characters."""
-    name = unicodedata.normalize("NFC", raw or "")
+    # Browsers and httpx escape `"` in a multipart filename as %22 (WHATWG form encoding).
+    name = unicodedata.normalize("NFC", (raw or "").replace("%22", '"'))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
     name = _CONTROL.sub("", name).strip()

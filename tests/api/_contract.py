@@ -1,0 +1,75 @@
+"""One helper per contract: the error envelope, and the OpenAPI schemas of the objects."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import yaml
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "openai-files-openapi.yml"
+
+# OpenAI sends these keys as null (CONTRACT.md: every key always present), but its OpenAPI
+# description types them as plain strings/integers. Validation allows null for them only.
+_NULLABLE = {
+    "OpenAIFile": ("expires_at", "status_details"),
+    "ListFilesResponse": ("first_id", "last_id"),
+}
+
+
+def assert_error(
+    response: httpx.Response,
+    status: int,
+    message: str | re.Pattern[str],
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    error_type: str = "invalid_request_error",
+) -> dict[str, Any]:
+    """Assert an error answer in OpenAI's envelope, exactly."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-request-id"].startswith("req_")
+    body = response.json()
+    assert list(body) == ["error"], body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    if isinstance(message, re.Pattern):
+        assert message.fullmatch(error["message"]), error["message"]
+    else:
+        assert error["message"] == message
+    assert error["type"] == error_type
+    assert error["param"] == param
+    assert error["code"] == code
+    assert error["code"] is None or isinstance(error["code"], str)
+    return error
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    with SPEC_PATH.open() as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    spec = copy.deepcopy(_spec())
+    schemas = spec["components"]["schemas"]
+    for schema_name, keys in _NULLABLE.items():
+        for key in keys:
+            prop = schemas[schema_name]["properties"][key]
+            prop["type"] = [prop["type"], "null"]
+    root = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
+    return cls(root)  # type: ignore[no-any-return]
+
+
+def assert_schema(name: str, instance: Any) -> None:
+    """Validate an answer against the named schema of OpenAI's OpenAPI description."""
+    _validator(name).validate(instance)
