@@ -242,19 +242,7 @@ class FilesService:
             content_length > settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
         ):
             raise FileTooLarge(settings.max_file_bytes)
-        reservation: str | None = None
-        if content_length:
-            reservation = new_id("rsv_")
-            try:
-                await self.meta.reserve(
-                    reservation,
-                    owner.org_id,
-                    min(content_length, settings.max_file_bytes),
-                    settings.org_quota_bytes,
-                    int(time.time()) + S.RESERVATION_TTL_SECONDS,
-                )
-            except QuotaExceeded as exc:
-                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+        reservation = await self._reserve(owner, content_length) if content_length else None
         file_id = new_id("file-")
         upload = _Upload(self, file_id)
         self._in_flight.add(file_id)
@@ -301,6 +289,30 @@ class FilesService:
                 with anyio.CancelScope(shield=True):
                     await self._undo_upload(upload, committed, reservation)
             self._in_flight.discard(file_id)
+
+    async def _reserve(self, owner: Owner, content_length: int) -> str:
+        """Hold quota for an upload before its body is read; refuse one that cannot fit.
+
+        The body's length bounds the file's size from above, and from below once the
+        multipart framing is taken off. The upper bound is held when it fits; else the lower
+        bound, and the insert's own atomic check decides. When even the lower bound does
+        not fit, the upload is refused before a byte of it is read.
+        """
+        settings = self.settings
+        upper = min(content_length, settings.max_file_bytes)
+        lower = max(0, upper - S.MULTIPART_OVERHEAD_BYTES)
+        reservation = new_id("rsv_")
+        expires_at = int(time.time()) + S.RESERVATION_TTL_SECONDS
+        for nbytes in (upper, lower):
+            try:
+                await self.meta.reserve(
+                    reservation, owner.org_id, nbytes, settings.org_quota_bytes, expires_at
+                )
+                return reservation
+            except QuotaExceeded as exc:
+                if nbytes == lower:
+                    raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+        raise AssertionError("unreachable")
 
     async def _undo_upload(self, upload: _Upload, committed: bool, reservation: str | None) -> None:
         try:

@@ -1,0 +1,309 @@
+"""Every row of CONTRACT.md's error table, through one assertion helper."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .._server import ServerProcess, openai_files_cli
+from ._contract import assert_error
+
+ALLOWED = "['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals']"
+MISSING = "file-qvrjsmEk7yPElJzMOegsf0xf"
+
+
+@pytest.fixture
+def http(server: ServerProcess, api_key: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with tiny limits: 1000 bytes a file, 300 a batch file, 2500 an organization."""
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("small") / "data",
+        env={
+            "OPENAI_FILES_MAX_FILE_BYTES": "1000",
+            "OPENAI_FILES_MAX_BATCH_FILE_BYTES": "300",
+            "OPENAI_FILES_ORG_QUOTA_BYTES": "2500",
+        },
+    ).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _upload(http: httpx.Client, name: str, content: bytes, **data: str) -> httpx.Response:
+    return http.post("/files", files={"file": (name, content)}, data=data)
+
+
+def test_unknown_file_is_404_on_every_route(http: httpx.Client) -> None:
+    expected = f"No such File object: {MISSING}"
+    assert_error(http.get(f"/files/{MISSING}"), 404, expected, param="id")
+    assert_error(http.delete(f"/files/{MISSING}"), 404, expected, param="id")
+    assert_error(http.get(f"/files/{MISSING}/content"), 404, expected, param="id")
+
+
+@pytest.mark.parametrize("purpose", ["assistants", "user_data"])
+def test_download_refused_for_purpose(http: httpx.Client, purpose: str) -> None:
+    file_id = _upload(http, "a.txt", b"x", purpose=purpose).json()["id"]
+    assert_error(
+        http.get(f"/files/{file_id}/content"),
+        400,
+        f"Not allowed to download files of purpose: {purpose}",
+    )
+
+
+def test_download_allowed_by_setting(tmp_path: Path) -> None:
+    proc = ServerProcess(tmp_path / "data", "--allow-download-all-purposes").start()
+    try:
+        headers = {"Authorization": f"Bearer {proc.first_key}"}
+        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
+            file_id = _upload(c, "a.txt", b"mine", purpose="assistants").json()["id"]
+            assert c.get(f"/files/{file_id}/content").content == b"mine"
+    finally:
+        proc.stop()
+
+
+def test_no_api_key(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.base_url) as c:
+        for response in (c.get("/files"), c.post("/files"), c.get(f"/files/{MISSING}")):
+            assert_error(
+                response,
+                401,
+                re.compile(r"You didn't provide an API key\. You need to provide your API key .+"),
+            )
+        assert_error(
+            c.get("/files", headers={"Authorization": "Basic abc"}),
+            401,
+            re.compile(r"You didn't provide an API key\..+"),
+        )
+
+
+def test_wrong_key_is_masked(server: ServerProcess) -> None:
+    bad = "sk-abc1" + "x" * 40 + "wxyz"
+    with httpx.Client(base_url=server.base_url) as c:
+        error = assert_error(
+            c.get("/files", headers={"Authorization": f"Bearer {bad}"}),
+            401,
+            "Incorrect API key provided: sk-abc1****wxyz. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
+    assert bad not in error["message"]
+    assert bad not in server.log_text()
+
+
+def test_revoked_key(server: ServerProcess, new_key: Callable[..., str]) -> None:
+    key = new_key()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.base_url, headers=headers) as c:
+        assert c.get("/files").status_code == 200
+        listed = openai_files_cli("keys", "list", "--json", "--data-dir", str(server.data_dir))
+        assert key not in listed.stdout
+        records = json.loads(listed.stdout)
+        key_id = next(r["id"] for r in records if r["hint"] == f"{key[:7]}****{key[-4:]}")
+        done = openai_files_cli("keys", "revoke", key_id, "--data-dir", str(server.data_dir))
+        assert done.returncode == 0, done.stderr
+        assert_error(
+            c.get("/files"),
+            401,
+            re.compile(r"Incorrect API key provided: sk-\S{4}\*\*\*\*\S{4}\. .+"),
+            code="invalid_api_key",
+        )
+
+
+def test_purpose_missing(http: httpx.Client) -> None:
+    assert_error(
+        http.post("/files", files={"file": ("a.txt", b"x")}),
+        400, "'purpose' is a required property", param="purpose",
+    )
+
+
+@pytest.mark.parametrize(
+    "purpose", ["assistants_output", "batch_output", "fine-tune-results", "x", "ASSISTANTS"]
+)
+def test_purpose_not_allowed(http: httpx.Client, purpose: str) -> None:
+    assert_error(
+        _upload(http, "a.jsonl", b"{}\n", purpose=purpose),
+        400, f"'{purpose}' is not one of {ALLOWED} - 'purpose'", param="purpose",
+    )
+    assert http.get("/files").json()["data"] == []
+
+
+def test_file_missing(http: httpx.Client) -> None:
+    assert_error(
+        http.post("/files", data={"purpose": "assistants"}, files={"other": ("x", b"")}),
+        400, "'file' is a required property", param="file",
+    )
+
+
+@pytest.mark.parametrize(
+    ("purpose", "api"), [("fine-tune", "Fine-Tuning API"), ("batch", "Batch API")]
+)
+def test_jsonl_required(http: httpx.Client, purpose: str, api: str) -> None:
+    assert_error(
+        _upload(http, "data.json", b"{}", purpose=purpose),
+        400, f"Invalid file format for {api}. Must be .jsonl", param="file",
+    )
+
+
+def test_fields_in_any_order(http: httpx.Client) -> None:
+    # purpose after the file part, as `curl -F file=@x -F purpose=batch` sends it
+    boundary = "XyZ"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n{}\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    r = http.post("/files", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["purpose"] == "batch"
+    bad = body.replace(b"\r\nbatch\r\n", b"\r\nbatch_output\r\n")
+    assert_error(
+        http.post("/files", content=bad, headers=headers),
+        400, f"'batch_output' is not one of {ALLOWED} - 'purpose'", param="purpose",
+    )
+    wrong_name = body.replace(b"in.jsonl", b"in.txt")
+    assert_error(
+        http.post("/files", content=wrong_name, headers=headers),
+        400, "Invalid file format for Batch API. Must be .jsonl", param="file",
+    )
+    assert [f["id"] for f in http.get("/files").json()["data"]] == [r.json()["id"]]
+
+
+def test_not_multipart(http: httpx.Client) -> None:
+    assert_error(
+        http.post("/files", json={"purpose": "batch"}),
+        400, re.compile(r"Invalid Content-Type header .+, expected multipart/form-data\."),
+    )
+
+
+def test_file_too_large(small: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {small.create_key('org-big', 'proj_big')}"}
+    with httpx.Client(base_url=small.base_url, headers=headers) as c:
+        assert _upload(c, "ok.bin", b"x" * 1000, purpose="vision").status_code == 200
+        assert_error(
+            _upload(c, "big.bin", b"x" * 1001, purpose="vision"),
+            413, "File is too large. The maximum size is 1000 bytes.",
+            param="file", code="file_too_large",
+        )
+        assert_error(
+            _upload(c, "big.jsonl", b"x" * 301, purpose="batch"),
+            413, "Batch file is too large. The maximum size is 300 bytes.",
+            param="file", code="file_too_large",
+        )
+        assert len(c.get("/files").json()["data"]) == 1
+    assert list((small.data_dir / "tmp").iterdir()) == []
+
+
+def test_storage_limit(small: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {small.create_key('org-quota', 'proj_q')}"}
+    other = {"Authorization": f"Bearer {small.create_key('org-quota', 'proj_other')}"}
+    with httpx.Client(base_url=small.base_url) as c:
+        for _ in range(2):
+            r = c.post("/files", headers=headers, files={"file": ("a", b"x" * 1000)},
+                       data={"purpose": "vision"})
+            assert r.status_code == 200
+        # The quota is the organization's: another project of it shares it.
+        error = assert_error(
+            c.post("/files", headers=other, files={"file": ("a", b"x" * 600)},
+                   data={"purpose": "vision"}),
+            400,
+            re.compile(r"Organization storage limit exceeded: 2000 bytes used or reserved, "
+                       r"\d+ more requested, 2500 bytes allowed\."),
+            param="file", code="storage_limit_exceeded",
+        )
+        assert "2500" in error["message"]
+        ok = c.post("/files", headers=other, files={"file": ("a", b"x" * 400)},
+                    data={"purpose": "vision"})
+        assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(
+    ("params", "message", "param"),
+    [
+        ({"limit": "0"}, "Invalid 'limit': expected an integer between 1 and 10000, got '0'.",
+         "limit"),
+        ({"limit": "abc"},
+         "Invalid 'limit': expected an integer between 1 and 10000, got 'abc'.", "limit"),
+        ({"order": "up"},
+         "Invalid value for 'order': 'up'. Supported values are: 'asc' and 'desc'.", "order"),
+    ],
+)
+def test_bad_list_params(http: httpx.Client, params: dict[str, str], message: str,
+                         param: str) -> None:
+    assert_error(http.get("/files", params=params), 400, message, param=param)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "param"),
+    [
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "3599"},
+         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+         "got '3599'.", "expires_after[seconds]"),
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "2592001"},
+         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+         "got '2592001'.", "expires_after[seconds]"),
+        ({"expires_after[anchor]": "created_at"},
+         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+         "got None.", "expires_after[seconds]"),
+        ({"expires_after[anchor]": "last_used", "expires_after[seconds]": "3600"},
+         "Invalid value for 'expires_after[anchor]': 'last_used'. Supported values are: "
+         "'created_at'.", "expires_after[anchor]"),
+        ({"expires_after[seconds]": "3600"},
+         "Missing required parameter: 'expires_after[anchor]'.", "expires_after[anchor]"),
+    ],
+)
+def test_bad_expires_after(http: httpx.Client, fields: dict[str, str], message: str,
+                           param: str) -> None:
+    assert_error(
+        _upload(http, "a.txt", b"x", purpose="user_data", **fields), 400, message, param=param
+    )
+    assert http.get("/files").json()["data"] == []
+
+
+def test_after_names_no_file_of_the_caller(http: httpx.Client) -> None:
+    assert_error(
+        http.get("/files", params={"after": MISSING}),
+        400, f"No such File object: {MISSING}", param="after",
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/nothing"), ("POST", "/v1/files/file-abc"), ("PUT", "/v1/files"),
+     ("GET", "/"), ("PATCH", "/v1/files/file-abc/content")],
+)
+def test_unknown_routes(server: ServerProcess, method: str, path: str) -> None:
+    with httpx.Client(base_url=server.root_url) as c:
+        assert_error(c.request(method, path), 404, f"Invalid URL ({method} {path})")
+
+
+def test_internal_error_is_generic(small: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {small.create_key('org-500', 'proj_500')}"}
+    tmp = small.data_dir / "tmp"
+    shutil.rmtree(tmp)  # a fault the real store cannot survive: its temp folder is gone
+    try:
+        with httpx.Client(base_url=small.base_url, headers=headers) as c:
+            error = assert_error(
+                _upload(c, "a.bin", b"x", purpose="vision"),
+                500,
+                re.compile(r"The server had an error while processing your request\..*"),
+                error_type="server_error",
+            )
+    finally:
+        tmp.mkdir()
+    assert str(small.data_dir) not in error["message"]
+    assert "Traceback" not in error["message"]
