@@ -32,7 +32,7 @@ def assert_error(
     error_type: str = "invalid_request_error",
 ) -> dict[str, Any]:
     """Assert an error answer in OpenAI's envelope, exactly."""
-    assert response.status_code == status, (response.status_code, response.text)
+    assert response.status_code == status, (response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["x-request-id"].startswith("req_")
     body = response.json()

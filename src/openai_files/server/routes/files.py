@@ -86,11 +86,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
                 raise RangeNotSatisfiable("Requested range not satisfiable.")
             return max(0, size - suffix), size
         start = int(first)
-        end = int(last) + 1 if last else size
+        end = int(last) + 1 if last else max(size, start + 1)
     except ValueError:
         return None
     if start < 0 or end <= start:
-        return None
+        return None  # malformed (last before first): ignored, as RFC 9110 says
     if start >= size:
         raise RangeNotSatisfiable("Requested range not satisfiable.")
     return start, min(end, size)
