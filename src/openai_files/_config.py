@@ -1,0 +1,95 @@
+"""The client's settings: every default and limit a named constant, resolved in one place.
+
+A setting comes from the argument when given, else from its environment variable, else
+from the default below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from ._exceptions import MissingAPIKeyError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Seconds for the whole of each phase (connect, each read, each write), as the SDK uses.
+DEFAULT_TIMEOUT = 600.0
+#: Attempts after the first one, as the official SDK does.
+DEFAULT_MAX_RETRIES = 2
+#: The first retry waits about this long; each further one twice as long, up to the cap.
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+#: A server's `retry-after` longer than this is not honoured (the backoff is used instead).
+MAX_RETRY_AFTER = 60.0
+#: Size of the chunks read from a file to upload and written to a file downloaded.
+CHUNK_SIZE = 64 * 1024
+#: `iter_files` asks for pages of this many files.
+PAGE_SIZE = 10_000
+
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_ORGANIZATION = "OPENAI_ORG_ID"
+ENV_PROJECT = "OPENAI_PROJECT_ID"
+
+USER_AGENT = "openai-files-python"
+
+
+def _env(name: str, environ: Mapping[str, str]) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What every request needs, resolved once per client."""
+
+    api_key: str
+    base_url: str
+    organization: str | None = None
+    project: str | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    debug: bool = False
+    #: Where `debug` output goes: stderr by default, so that stdout stays the program's.
+    debug_stream: Callable[[], TextIO] = dataclasses.field(default=lambda: sys.stderr)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        debug: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Fill what was not given from the environment; fail early without a key."""
+        env = os.environ if environ is None else environ
+        key = api_key or _env(ENV_API_KEY, env)
+        if not key:
+            raise MissingAPIKeyError(
+                "No API key was given: pass it as `api_key=...` (`openai_api_key=...` to the "
+                f"files_* functions, `--api-key` to the CLI) or set the {ENV_API_KEY} "
+                "environment variable."
+            )
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+        url = base_url or _env(ENV_BASE_URL, env) or DEFAULT_BASE_URL
+        return cls(
+            api_key=key,
+            base_url=url.rstrip("/"),
+            organization=organization or _env(ENV_ORGANIZATION, env),
+            project=project or _env(ENV_PROJECT, env),
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=dict(headers or {}),
+            debug=debug,
+        )
