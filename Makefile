@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: set up and start the server on the embedded default (SQLite + ./data)
 run: $(STAMP)
-	$(BIN)/openai-files serve
+	$(BIN)/openai-files serve $(ARGS)
 
 ## test: the whole test suite
 test: $(STAMP)

@@ -28,15 +28,30 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
         self.first_key: str | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{uuid.uuid4().hex[:6]}.log"
+        self.log_path = (
+            self.data_dir.parent / f"{self.data_dir.name}-server-{uuid.uuid4().hex[:6]}.log"
+        )
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "openai_files", "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", "0", *self.args],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            [
+                sys.executable,
+                "-m",
+                "openai_files",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -89,10 +104,16 @@ class ServerProcess:
             return False
 
 
-def openai_files_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def openai_files_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "openai_files", *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -102,8 +123,16 @@ def create_key(data_dir: Path, org: str, project: str, env: dict[str, str] | Non
     The stores are those of `--data-dir` and of the `OPENAI_FILES_*` variables in `env`.
     """
     done = openai_files_cli(
-        "keys", "create", "--org", org, "--project", project, "--json",
-        "--data-dir", str(data_dir), env=env,
+        "keys",
+        "create",
+        "--org",
+        org,
+        "--project",
+        project,
+        "--json",
+        "--data-dir",
+        str(data_dir),
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     key: str = json.loads(done.stdout)["key"]

@@ -51,8 +51,9 @@ def test_full_download_headers(stored: tuple[httpx.Client, dict[str, object]]) -
         pytest.param("bytes=10000-99999", 10000, 10240, id="end-past-size"),
     ],
 )
-def test_range(stored: tuple[httpx.Client, dict[str, object]], header: str, start: int,
-               end: int) -> None:
+def test_range(
+    stored: tuple[httpx.Client, dict[str, object]], header: str, start: int, end: int
+) -> None:
     c, made = stored
     r = c.get(f"/files/{made['id']}/content", headers={"Range": header})
     assert r.status_code == 206
@@ -62,8 +63,7 @@ def test_range(stored: tuple[httpx.Client, dict[str, object]], header: str, star
 
 
 @pytest.mark.parametrize("header", ["bytes=10240-", "bytes=99999-100000", "bytes=-0"])
-def test_range_not_satisfiable(stored: tuple[httpx.Client, dict[str, object]],
-                               header: str) -> None:
+def test_range_not_satisfiable(stored: tuple[httpx.Client, dict[str, object]], header: str) -> None:
     c, made = stored
     r = c.get(f"/files/{made['id']}/content", headers={"Range": header})
     assert_error(r, 416, "Requested range not satisfiable.")
@@ -71,8 +71,9 @@ def test_range_not_satisfiable(stored: tuple[httpx.Client, dict[str, object]],
 
 
 @pytest.mark.parametrize("header", ["bytes=0-1,5-6", "items=0-5", "bytes=abc", "bytes=5-2"])
-def test_ranges_we_ignore_get_the_whole_file(stored: tuple[httpx.Client, dict[str, object]],
-                                              header: str) -> None:
+def test_ranges_we_ignore_get_the_whole_file(
+    stored: tuple[httpx.Client, dict[str, object]], header: str
+) -> None:
     c, made = stored
     r = c.get(f"/files/{made['id']}/content", headers={"Range": header})
     assert r.status_code == 200 and r.content == CONTENT

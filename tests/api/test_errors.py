@@ -125,7 +125,9 @@ def test_revoked_key(server: ServerProcess, new_key: Callable[..., str]) -> None
 def test_purpose_missing(http: httpx.Client) -> None:
     assert_error(
         http.post("/files", files={"file": ("a.txt", b"x")}),
-        400, "'purpose' is a required property", param="purpose",
+        400,
+        "'purpose' is a required property",
+        param="purpose",
     )
 
 
@@ -135,7 +137,9 @@ def test_purpose_missing(http: httpx.Client) -> None:
 def test_purpose_not_allowed(http: httpx.Client, purpose: str) -> None:
     assert_error(
         _upload(http, "a.jsonl", b"{}\n", purpose=purpose),
-        400, f"'{purpose}' is not one of {ALLOWED} - 'purpose'", param="purpose",
+        400,
+        f"'{purpose}' is not one of {ALLOWED} - 'purpose'",
+        param="purpose",
     )
     assert http.get("/files").json()["data"] == []
 
@@ -143,7 +147,9 @@ def test_purpose_not_allowed(http: httpx.Client, purpose: str) -> None:
 def test_file_missing(http: httpx.Client) -> None:
     assert_error(
         http.post("/files", data={"purpose": "assistants"}, files={"other": ("x", b"")}),
-        400, "'file' is a required property", param="file",
+        400,
+        "'file' is a required property",
+        param="file",
     )
 
 
@@ -153,7 +159,9 @@ def test_file_missing(http: httpx.Client) -> None:
 def test_jsonl_required(http: httpx.Client, purpose: str, api: str) -> None:
     assert_error(
         _upload(http, "data.json", b"{}", purpose=purpose),
-        400, f"Invalid file format for {api}. Must be .jsonl", param="file",
+        400,
+        f"Invalid file format for {api}. Must be .jsonl",
+        param="file",
     )
 
 
@@ -173,12 +181,16 @@ def test_fields_in_any_order(http: httpx.Client) -> None:
     bad = body.replace(b"\r\nbatch\r\n", b"\r\nbatch_output\r\n")
     assert_error(
         http.post("/files", content=bad, headers=headers),
-        400, f"'batch_output' is not one of {ALLOWED} - 'purpose'", param="purpose",
+        400,
+        f"'batch_output' is not one of {ALLOWED} - 'purpose'",
+        param="purpose",
     )
     wrong_name = body.replace(b"in.jsonl", b"in.txt")
     assert_error(
         http.post("/files", content=wrong_name, headers=headers),
-        400, "Invalid file format for Batch API. Must be .jsonl", param="file",
+        400,
+        "Invalid file format for Batch API. Must be .jsonl",
+        param="file",
     )
     assert [f["id"] for f in http.get("/files").json()["data"]] == [r.json()["id"]]
 
@@ -186,7 +198,8 @@ def test_fields_in_any_order(http: httpx.Client) -> None:
 def test_not_multipart(http: httpx.Client) -> None:
     assert_error(
         http.post("/files", json={"purpose": "batch"}),
-        400, re.compile(r"Invalid Content-Type header .+, expected multipart/form-data\."),
+        400,
+        re.compile(r"Invalid Content-Type header .+, expected multipart/form-data\."),
     )
 
 
@@ -196,13 +209,17 @@ def test_file_too_large(small: ServerProcess) -> None:
         assert _upload(c, "ok.bin", b"x" * 1000, purpose="vision").status_code == 200
         assert_error(
             _upload(c, "big.bin", b"x" * 1001, purpose="vision"),
-            413, "File is too large. The maximum size is 1000 bytes.",
-            param="file", code="file_too_large",
+            413,
+            "File is too large. The maximum size is 1000 bytes.",
+            param="file",
+            code="file_too_large",
         )
         assert_error(
             _upload(c, "big.jsonl", b"x" * 301, purpose="batch"),
-            413, "Batch file is too large. The maximum size is 300 bytes.",
-            param="file", code="file_too_large",
+            413,
+            "Batch file is too large. The maximum size is 300 bytes.",
+            param="file",
+            code="file_too_large",
         )
         assert len(c.get("/files").json()["data"]) == 1
     assert list((small.data_dir / "tmp").iterdir()) == []
@@ -213,61 +230,99 @@ def test_storage_limit(small: ServerProcess) -> None:
     other = {"Authorization": f"Bearer {small.create_key('org-quota', 'proj_other')}"}
     with httpx.Client(base_url=small.base_url) as c:
         for _ in range(2):
-            r = c.post("/files", headers=headers, files={"file": ("a", b"x" * 1000)},
-                       data={"purpose": "vision"})
+            r = c.post(
+                "/files",
+                headers=headers,
+                files={"file": ("a", b"x" * 1000)},
+                data={"purpose": "vision"},
+            )
             assert r.status_code == 200
         # The quota is the organization's: another project of it shares it.
         error = assert_error(
-            c.post("/files", headers=other, files={"file": ("a", b"x" * 600)},
-                   data={"purpose": "vision"}),
+            c.post(
+                "/files",
+                headers=other,
+                files={"file": ("a", b"x" * 600)},
+                data={"purpose": "vision"},
+            ),
             400,
-            re.compile(r"Organization storage limit exceeded: 2000 bytes used or reserved, "
-                       r"\d+ more requested, 2500 bytes allowed\."),
-            param="file", code="storage_limit_exceeded",
+            re.compile(
+                r"Organization storage limit exceeded: 2000 bytes used or reserved, "
+                r"\d+ more requested, 2500 bytes allowed\."
+            ),
+            param="file",
+            code="storage_limit_exceeded",
         )
         assert "2500" in error["message"]
-        ok = c.post("/files", headers=other, files={"file": ("a", b"x" * 400)},
-                    data={"purpose": "vision"})
+        ok = c.post(
+            "/files", headers=other, files={"file": ("a", b"x" * 400)}, data={"purpose": "vision"}
+        )
         assert ok.status_code == 200, ok.text
 
 
 @pytest.mark.parametrize(
     ("params", "message", "param"),
     [
-        ({"limit": "0"}, "Invalid 'limit': expected an integer between 1 and 10000, got '0'.",
-         "limit"),
-        ({"limit": "abc"},
-         "Invalid 'limit': expected an integer between 1 and 10000, got 'abc'.", "limit"),
-        ({"order": "up"},
-         "Invalid value for 'order': 'up'. Supported values are: 'asc' and 'desc'.", "order"),
+        (
+            {"limit": "0"},
+            "Invalid 'limit': expected an integer between 1 and 10000, got '0'.",
+            "limit",
+        ),
+        (
+            {"limit": "abc"},
+            "Invalid 'limit': expected an integer between 1 and 10000, got 'abc'.",
+            "limit",
+        ),
+        (
+            {"order": "up"},
+            "Invalid value for 'order': 'up'. Supported values are: 'asc' and 'desc'.",
+            "order",
+        ),
     ],
 )
-def test_bad_list_params(http: httpx.Client, params: dict[str, str], message: str,
-                         param: str) -> None:
+def test_bad_list_params(
+    http: httpx.Client, params: dict[str, str], message: str, param: str
+) -> None:
     assert_error(http.get("/files", params=params), 400, message, param=param)
 
 
 @pytest.mark.parametrize(
     ("fields", "message", "param"),
     [
-        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "3599"},
-         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
-         "got '3599'.", "expires_after[seconds]"),
-        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "2592001"},
-         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
-         "got '2592001'.", "expires_after[seconds]"),
-        ({"expires_after[anchor]": "created_at"},
-         "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
-         "got None.", "expires_after[seconds]"),
-        ({"expires_after[anchor]": "last_used", "expires_after[seconds]": "3600"},
-         "Invalid value for 'expires_after[anchor]': 'last_used'. Supported values are: "
-         "'created_at'.", "expires_after[anchor]"),
-        ({"expires_after[seconds]": "3600"},
-         "Missing required parameter: 'expires_after[anchor]'.", "expires_after[anchor]"),
+        (
+            {"expires_after[anchor]": "created_at", "expires_after[seconds]": "3599"},
+            "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+            "got '3599'.",
+            "expires_after[seconds]",
+        ),
+        (
+            {"expires_after[anchor]": "created_at", "expires_after[seconds]": "2592001"},
+            "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+            "got '2592001'.",
+            "expires_after[seconds]",
+        ),
+        (
+            {"expires_after[anchor]": "created_at"},
+            "Invalid 'expires_after[seconds]': expected an integer between 3600 and 2592000, "
+            "got None.",
+            "expires_after[seconds]",
+        ),
+        (
+            {"expires_after[anchor]": "last_used", "expires_after[seconds]": "3600"},
+            "Invalid value for 'expires_after[anchor]': 'last_used'. Supported values are: "
+            "'created_at'.",
+            "expires_after[anchor]",
+        ),
+        (
+            {"expires_after[seconds]": "3600"},
+            "Missing required parameter: 'expires_after[anchor]'.",
+            "expires_after[anchor]",
+        ),
     ],
 )
-def test_bad_expires_after(http: httpx.Client, fields: dict[str, str], message: str,
-                           param: str) -> None:
+def test_bad_expires_after(
+    http: httpx.Client, fields: dict[str, str], message: str, param: str
+) -> None:
     assert_error(
         _upload(http, "a.txt", b"x", purpose="user_data", **fields), 400, message, param=param
     )
@@ -277,14 +332,21 @@ def test_bad_expires_after(http: httpx.Client, fields: dict[str, str], message: 
 def test_after_names_no_file_of_the_caller(http: httpx.Client) -> None:
     assert_error(
         http.get("/files", params={"after": MISSING}),
-        400, f"No such File object: {MISSING}", param="after",
+        400,
+        f"No such File object: {MISSING}",
+        param="after",
     )
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/v1/nothing"), ("POST", "/v1/files/file-abc"), ("PUT", "/v1/files"),
-     ("GET", "/"), ("PATCH", "/v1/files/file-abc/content")],
+    [
+        ("GET", "/v1/nothing"),
+        ("POST", "/v1/files/file-abc"),
+        ("PUT", "/v1/files"),
+        ("GET", "/"),
+        ("PATCH", "/v1/files/file-abc/content"),
+    ],
 )
 def test_unknown_routes(server: ServerProcess, method: str, path: str) -> None:
     with httpx.Client(base_url=server.root_url) as c:

@@ -89,7 +89,11 @@ def test_has_more_and_cursor_ids_are_exact(
         assert last["has_more"] is False
         empty = http.get("/files", params={"after": expected[-1]}).json()
         assert empty == {
-            "object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False
+            "object": "list",
+            "data": [],
+            "first_id": None,
+            "last_id": None,
+            "has_more": False,
         }
         exact = http.get("/files", params={"limit": COUNT}).json()
         assert len(exact["data"]) == COUNT and exact["has_more"] is False

@@ -25,7 +25,14 @@ def test_create_retrieve_list_content_delete(client: openai.OpenAI, tmp_path: Pa
     raw = response.http_response.json()
     assert_schema("OpenAIFile", raw)
     assert list(raw) == [
-        "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status",
+        "id",
+        "object",
+        "bytes",
+        "created_at",
+        "expires_at",
+        "filename",
+        "purpose",
+        "status",
         "status_details",
     ]
     created = response.parse()
@@ -113,7 +120,8 @@ def test_content_disposition_names_the_file(client: openai.OpenAI) -> None:
 
 def test_expires_after(client: openai.OpenAI) -> None:
     created = client.files.create(
-        file=("a.txt", b"x"), purpose="user_data",
+        file=("a.txt", b"x"),
+        purpose="user_data",
         expires_after={"anchor": "created_at", "seconds": 3600},
     )
     assert created.expires_at == created.created_at + 3600
@@ -126,7 +134,8 @@ def test_batch_files_expire_after_30_days_by_default(client: openai.OpenAI) -> N
     other = client.files.create(file=("in.jsonl", b"{}\n"), purpose="fine-tune")
     assert other.expires_at is None
     longer = client.files.create(
-        file=("in.jsonl", b"{}\n"), purpose="batch",
+        file=("in.jsonl", b"{}\n"),
+        purpose="batch",
         expires_after={"anchor": "created_at", "seconds": 7200},
     )
     assert longer.expires_at == longer.created_at + 7200
@@ -135,13 +144,16 @@ def test_batch_files_expire_after_30_days_by_default(client: openai.OpenAI) -> N
 def _age(server: ServerProcess, file_id: str, seconds: int) -> None:
     """Move a file's expiry into the past, as if `seconds` had gone by."""
     with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
-        db.execute("UPDATE files SET expires_at = ? WHERE id = ?", (int(time.time()) - seconds, file_id))
+        db.execute(
+            "UPDATE files SET expires_at = ? WHERE id = ?", (int(time.time()) - seconds, file_id)
+        )
 
 
 def test_an_expired_file_is_gone_at_once(client: openai.OpenAI, server: ServerProcess) -> None:
     keep = client.files.create(file=("keep.jsonl", b"{}\n"), purpose="batch")
     gone = client.files.create(
-        file=("gone.txt", b"x"), purpose="user_data",
+        file=("gone.txt", b"x"),
+        purpose="user_data",
         expires_after={"anchor": "created_at", "seconds": 3600},
     )
     _age(server, gone.id, 1)
@@ -202,8 +214,10 @@ def test_async_client(aclient: openai.AsyncOpenAI) -> None:
     async def run() -> None:
         async with aclient:
             created = await asyncio.gather(
-                *(aclient.files.create(file=(f"{i}.txt", b"%d" % i), purpose="vision")
-                  for i in range(10))
+                *(
+                    aclient.files.create(file=(f"{i}.txt", b"%d" % i), purpose="vision")
+                    for i in range(10)
+                )
             )
             ids = {f.id for f in created}
             seen = [f.id async for f in aclient.files.list(limit=3)]

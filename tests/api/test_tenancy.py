@@ -44,9 +44,7 @@ def test_every_route_across_tenants(tenants: dict[str, httpx.Client]) -> None:
         assert_error(other.delete(f"/files/{file_id}"), 404, missing, param="id")
         assert other.get("/files").json()["data"] == []
         assert other.get("/files", params={"purpose": "batch"}).json()["data"] == []
-        assert_error(
-            other.get("/files", params={"after": file_id}), 400, missing, param="after"
-        )
+        assert_error(other.get("/files", params={"after": file_id}), 400, missing, param="after")
     # Still whole for its owner.
     assert owner.get(f"/files/{file_id}").json() == made
     assert owner.get(f"/files/{file_id}/content").content == b'{"secret": 1}\n'

@@ -52,15 +52,23 @@ def add_serve_parser(sub: Any) -> None:
     for field in s.setting_fields():
         kind = field.type
         flag = s.flag_name(field.name)
-        help_text = f"{field.metadata['help']} [env {s.env_name(field.name)}; default {field.default}]"
+        help_text = (
+            f"{field.metadata['help']} [env {s.env_name(field.name)}; default {field.default}]"
+        )
         if kind == "bool":
             p.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                flag,
+                dest=field.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help=help_text,
             )
         else:
             p.add_argument(
-                flag, dest=field.name, default=None, metavar=field.name.split("_")[-1].upper(),
+                flag,
+                dest=field.name,
+                default=None,
+                metavar=field.name.split("_")[-1].upper(),
                 help=help_text,
             )
     p.set_defaults(handler=cmd_serve)
@@ -93,7 +101,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         value = getattr(args, field.name, None)
         if value is None:
             continue
-        overrides[field.name] = value if isinstance(value, bool) else s.parse_value(field.name, value)
+        overrides[field.name] = (
+            value if isinstance(value, bool) else s.parse_value(field.name, value)
+        )
     try:
         return s.Settings.from_env(**overrides)
     except ValueError as exc:
@@ -144,9 +154,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 r.project_id,
                 r.hint,
                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at)),
-                "" if r.revoked_at is None else time.strftime(
-                    "%Y-%m-%d %H:%M", time.gmtime(r.revoked_at)
-                ),
+                ""
+                if r.revoked_at is None
+                else time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.revoked_at)),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -157,9 +167,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    ok = asyncio.run(
-        _with_meta(settings, lambda m: m.revoke_key(args.key_id, int(time.time())))
-    )
+    ok = asyncio.run(_with_meta(settings, lambda m: m.revoke_key(args.key_id, int(time.time()))))
     if not ok:
         raise CLIError(f"no active key with id {args.key_id}", exit_code=1)
     print(f"revoked {args.key_id}")

@@ -72,12 +72,14 @@ class RequestContext:
         try:
             await self.app(scope, counting_receive, send_with_headers)
         except Exception:
-            log.exception("unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id)
+            log.exception(
+                "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id
+            )
             if status == 0:
                 await InternalError().response()(scope, counting_receive, send_with_headers)
         finally:
             access_log.info(
-                '%s %s %s in=%d out=%d %.1fms %s',
+                "%s %s %s in=%d out=%d %.1fms %s",
                 scope["method"],
                 scope["path"],
                 status or "-",

@@ -1,13 +1,13 @@
 """Errors the API answers, each rendered in OpenAI's envelope.
 
-    APIError                       (status on the class, message/param/code on the instance)
-    ├── InvalidRequest             400 invalid_request_error
-    │   └── StorageLimitExceeded   400 code storage_limit_exceeded
-    ├── Unauthorized               401
-    ├── NotFound                   404
-    ├── FileTooLarge               413 code file_too_large
-    ├── ServiceUnavailable         503 (with retry-after)
-    └── InternalError              500, a generic sentence, never a trace or a path
+APIError                       (status on the class, message/param/code on the instance)
+├── InvalidRequest             400 invalid_request_error
+│   └── StorageLimitExceeded   400 code storage_limit_exceeded
+├── Unauthorized               401
+├── NotFound                   404
+├── FileTooLarge               413 code file_too_large
+├── ServiceUnavailable         503 (with retry-after)
+└── InternalError              500, a generic sentence, never a trace or a path
 """
 
 from __future__ import annotations

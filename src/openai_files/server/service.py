@@ -335,11 +335,15 @@ class FilesService:
             raise no_such_file(file_id)
         return record
 
-    async def list(self, owner: Owner, query: dict[str, str]) -> dict[str, Any]:
+    async def list_files(self, owner: Owner, query: dict[str, str]) -> dict[str, Any]:
         purpose, limit, order, after = parse_list_params(query)
         try:
             rows, has_more = await self.meta.list_files(
-                owner, purpose=purpose, limit=limit, order=order, after=after,
+                owner,
+                purpose=purpose,
+                limit=limit,
+                order=order,
+                after=after,
                 now=int(time.time()),
             )
         except CursorNotFound:

@@ -64,10 +64,8 @@ class Settings:
         0
     """
 
-    data_dir: Path = _field(Path(DEFAULT_DATA_DIR), "folder for the database and the bytes")
-    database: str = _field(
-        "", "metadata store URL (default: sqlite:///<data-dir>/files.sqlite3)"
-    )
+    data_dir: Path = _field(Path(DEFAULT_DATA_DIR), "folder for the database and the bytes")  # noqa: RUF009
+    database: str = _field("", "metadata store URL (default: sqlite:///<data-dir>/files.sqlite3)")
     storage: str = _field("", "blob store URL (default: file:///<data-dir>)")
     host: str = _field(DEFAULT_HOST, "address to bind (loopback unless told otherwise)")
     port: int = _field(DEFAULT_PORT, "TCP port to listen on (0: any free port)")
@@ -90,9 +88,7 @@ class Settings:
     log_level: str = _field("info", "log level: debug, info, warning, error")
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from `OPENAI_FILES_*` variables, then `overrides` (not None)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

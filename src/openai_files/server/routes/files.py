@@ -51,7 +51,7 @@ async def create_file(request: Request) -> Response:
 
 async def list_files(request: Request) -> Response:
     owner = await _owner(request)
-    return JSONResponse(await _service(request).list(owner, dict(request.query_params)))
+    return JSONResponse(await _service(request).list_files(owner, dict(request.query_params)))
 
 
 async def retrieve_file(request: Request) -> Response:

@@ -327,8 +327,9 @@ class SQLiteMetadataStore:
                 ).fetchone()
                 if cursor is None:
                     raise CursorNotFound(after)
-                where.append("(created_at, id) > (?, ?)" if order == "asc" else
-                             "(created_at, id) < (?, ?)")
+                where.append(
+                    "(created_at, id) > (?, ?)" if order == "asc" else "(created_at, id) < (?, ?)"
+                )
                 args.extend(cursor)
             direction = "ASC" if order == "asc" else "DESC"
             rows = c.execute(
@@ -388,4 +389,3 @@ class SQLiteMetadataStore:
             return found
 
         return await self._read(run)
-
