@@ -13,12 +13,17 @@ from ._common import CLIError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openai-files",
-        description="Work with OpenAI-style file storage: run the server, manage its keys.",
+        description=(
+            "Work with OpenAI-style file storage: upload, list, get, download and delete "
+            "files; run the server, manage its keys."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from ._client_cmds import add_client_parsers
     from ._server import add_keys_parser, add_serve_parser
 
+    add_client_parsers(sub)
     add_serve_parser(sub)
     add_keys_parser(sub)
     return parser

@@ -1,0 +1,308 @@
+"""`openai-files upload | list | get | download | delete`: the client's commands.
+
+Tables for people, `--json` for scripts; a progress bar (from the optional `rich`) on
+large transfers when stderr is a terminal. Errors end as one line and an exit code:
+2 for what the user can fix (no key, a missing local file, a 4xx), 1 for the server or
+the network (5xx, 408, 409, 429, unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._client import Client
+from .._config import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
+from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
+from .._models import FileObject
+from .._streams import ProgressCallback
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError
+
+CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
+#: Transfers smaller than this get no progress bar (they are over before it would help).
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: Statuses that are the server's trouble, not the user's (worth trying again later).
+_SERVER_SIDE = frozenset({408, 409, 429})
+
+
+# --- parsers -----------------------------------------------------------------------------
+
+
+def add_client_parsers(sub: Any) -> None:
+    """Register the five client commands on the `openai-files` subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--base-url",
+        help=f"API root [env {ENV_BASE_URL}; default {DEFAULT_BASE_URL}]",
+    )
+    common.add_argument("--api-key", help=f"API key [env {ENV_API_KEY}]")
+    common.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    p = sub.add_parser("upload", parents=[common, progress], help="upload a file")
+    p.add_argument("path", help="the file to upload")
+    p.add_argument("--purpose", required=True, help="assistants, batch, fine-tune, vision, ...")
+    p.add_argument(
+        "--expires-after", type=int, metavar="SECONDS", help="expire this long after upload"
+    )
+    p.add_argument("--name", help="the name to store (default: the file's)")
+    p.add_argument("--mime-type", help="the content type (default: guessed from the name)")
+    p.set_defaults(handler=cmd_upload)
+
+    p = sub.add_parser("list", parents=[common], help="list files")
+    p.add_argument("--purpose", help="only files of this purpose")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N files (one page)")
+    p.add_argument("--order", choices=["asc", "desc"], help="by creation time (default desc)")
+    p.add_argument("--after", metavar="FILE_ID", help="start after this file")
+    p.add_argument("--all", action="store_true", help="every file, following the pages")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("get", parents=[common], help="show a file's metadata")
+    p.add_argument("file_id")
+    p.set_defaults(handler=cmd_get)
+
+    p = sub.add_parser("download", parents=[common, progress], help="download a file's content")
+    p.add_argument("file_id")
+    p.add_argument("-o", "--output", help="where to save it (default: its name, here)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(handler=cmd_download)
+
+    p = sub.add_parser("delete", parents=[common], help="delete a file")
+    p.add_argument("file_id")
+    p.set_defaults(handler=cmd_delete)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Client]:
+    """A client for the command, with every error turned into one line and an exit code."""
+    try:
+        with Client(args.api_key, base_url=args.base_url) as client:
+            try:
+                yield client
+            except APIStatusError as exc:
+                code = EXIT_FAILURE if exc.status_code >= 500 else EXIT_USAGE
+                if exc.status_code in _SERVER_SIDE:
+                    code = EXIT_FAILURE
+                message = exc.message.removeprefix(f"Error code: {exc.status_code} - ")
+                rid = f" [request {exc.request_id}]" if exc.request_id else ""
+                raise CLIError(f"{exc.status_code}: {message}{rid}", code) from None
+            except APIConnectionError as exc:
+                raise CLIError(f"{exc.message} ({client.base_url})", EXIT_FAILURE) from None
+    except MissingAPIKeyError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError) as exc:
+        raise CLIError(
+            f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE
+        ) from None
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_bar(
+    label: str, enabled: bool = True, stream: TextIO | None = None
+) -> Iterator[ProgressCallback | None]:
+    """A `progress(done, total)` callback drawing a bar with rate and time left, or None.
+
+    None (no bar) when disabled, when `stream` (stderr) is not a terminal, or when `rich`
+    (the `cli` extra) is not installed. The bar appears only for transfers of at least
+    PROGRESS_MIN_BYTES.
+    """
+    out = sys.stderr if stream is None else stream
+    if not enabled or not out.isatty():
+        yield None
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+    except ImportError:
+        yield None  # the bar is a nicety: without the extra, work without it
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=out),
+    )
+    task: list[Any] = []
+
+    def update(done: int, total: int | None) -> None:
+        if not task:
+            if total is None or total < PROGRESS_MIN_BYTES:
+                task.append(None)
+                return
+            bar.start()
+            task.append(bar.add_task(label, total=total))
+        if task[0] is not None:
+            bar.update(task[0], completed=done)
+
+    try:
+        yield update
+    finally:
+        if task and task[0] is not None:
+            bar.stop()
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _when(ts: int | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _print_table(files: list[FileObject]) -> None:
+    rows = [("ID", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME")]
+    rows += [
+        (f.id, str(f.bytes), _when(f.created_at), _when(f.expires_at), f.purpose, f.filename)
+        for f in files
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_file(f: FileObject) -> None:
+    for key, value in f.to_dict().items():
+        if key in ("created_at", "expires_at") and value is not None:
+            value = f"{value} ({_when(value)} UTC)"
+        print(f"{key + ':':<16}{'' if value is None else value}")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _check_path(path: Path) -> None:
+    if not path.is_file():
+        raise CLIError(f"no such file: {path}", EXIT_USAGE)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    _check_path(path)
+    with (
+        _client(args) as client,
+        progress_bar(f"upload {path.name}", not args.no_progress) as progress,
+    ):
+        f = client.upload(
+            path,
+            purpose=args.purpose,
+            filename=args.name,
+            mime_type=args.mime_type,
+            expires_after=args.expires_after,
+            progress=progress,
+        )
+    if args.json:
+        _print_json(f.to_dict())
+    else:
+        print(f"uploaded {f.id}: {f.filename}, {_size(f.bytes)}, purpose {f.purpose}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.all:
+            files = list(client.iter_files(args.purpose, order=args.order))
+            data: dict[str, Any] = {
+                "object": "list",
+                "data": [f.to_dict() for f in files],
+                "first_id": files[0].id if files else None,
+                "last_id": files[-1].id if files else None,
+                "has_more": False,
+            }
+        else:
+            page = client.list(args.purpose, limit=args.limit, order=args.order, after=args.after)
+            files, data = page.data, page.to_dict()
+    if args.json:
+        _print_json(data)
+    elif files:
+        _print_table(files)
+        if data["has_more"]:
+            print(f"(more after {data['last_id']}: use --after {data['last_id']} or --all)")
+    else:
+        print("no files")
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        f = client.retrieve(args.file_id)
+    if args.json:
+        _print_json(f.to_dict())
+    else:
+        _print_file(f)
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.output:
+            target = Path(args.output)
+        else:
+            # The server's name is a base name already; make sure, it becomes a local path.
+            name = Path(client.retrieve(args.file_id).filename.replace("\\", "/")).name
+            target = Path(name if name not in ("", ".", "..") else args.file_id)
+        if target.is_dir():
+            raise CLIError(f"is a directory: {target} (give a file name with -o)", EXIT_USAGE)
+        if target.exists() and not args.force:
+            raise CLIError(f"{target} exists: use --force to replace it", EXIT_USAGE)
+        with progress_bar(f"download {target.name}", not args.no_progress) as progress:
+            size = client.download(args.file_id, target, progress=progress)
+    if args.json:
+        _print_json({"id": args.file_id, "path": os.fspath(target), "bytes": size})
+    else:
+        print(f"saved {args.file_id} to {target} ({_size(size)})")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        deleted = client.delete(args.file_id)
+    if args.json:
+        _print_json(deleted.to_dict())
+    else:
+        print(f"deleted {deleted.id}")
+    return EXIT_OK
+
+
+#: For tests and docs: every command this module adds.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "upload": cmd_upload,
+    "list": cmd_list,
+    "get": cmd_get,
+    "download": cmd_download,
+    "delete": cmd_delete,
+}
