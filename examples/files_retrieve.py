@@ -1,0 +1,13 @@
+"""A file's metadata (the seed's "File Retrieve" example).
+
+python examples/files_retrieve.py FILE_ID
+"""
+
+import sys
+
+from openai_files import assert_response_http_ok, files_retrieve
+
+file_id = sys.argv[1] if len(sys.argv) > 1 else "file-uo1oroO3MMRFwRAypupJX0pO"
+response = files_retrieve(file_id)
+assert_response_http_ok(response)
+print(response.data)
