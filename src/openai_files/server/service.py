@@ -225,8 +225,6 @@ class FilesService:
         self.settings = settings
         self.meta = meta
         self.blobs = blobs
-        # Keys of uploads in progress in this process: never swept as orphans.
-        self._in_flight: set[str] = set()
 
     # -- upload --
     async def upload(
@@ -242,10 +240,11 @@ class FilesService:
             content_length > settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
         ):
             raise FileTooLarge(settings.max_file_bytes)
-        reservation = await self._reserve(owner, content_length) if content_length else None
         file_id = new_id("file-")
+        # The reservation names the key before any byte is written: the sweeper of any
+        # replica leaves the key alone until the row replaces the reservation.
+        reservation = await self._reserve(owner, content_length or 0, file_id)
         upload = _Upload(self, file_id)
-        self._in_flight.add(file_id)
         committed = inserted = False
         try:
             await upload.feed(iter_parts(content_type, body))
@@ -288,15 +287,15 @@ class FilesService:
                 # Shielded: a client that went away must not leave bytes or a reservation.
                 with anyio.CancelScope(shield=True):
                     await self._undo_upload(upload, committed, reservation)
-            self._in_flight.discard(file_id)
 
-    async def _reserve(self, owner: Owner, content_length: int) -> str:
+    async def _reserve(self, owner: Owner, content_length: int, blob_key: str) -> str:
         """Hold quota for an upload before its body is read; refuse one that cannot fit.
 
         The body's length bounds the file's size from above, and from below once the
         multipart framing is taken off. The upper bound is held when it fits; else the lower
         bound, and the insert's own atomic check decides. When even the lower bound does
-        not fit, the upload is refused before a byte of it is read.
+        not fit, the upload is refused before a byte of it is read. Without a length
+        (a chunked body) nothing is held, and the insert decides.
         """
         settings = self.settings
         upper = min(content_length, settings.max_file_bytes)
@@ -306,7 +305,12 @@ class FilesService:
         for nbytes in (upper, lower):
             try:
                 await self.meta.reserve(
-                    reservation, owner.org_id, nbytes, settings.org_quota_bytes, expires_at
+                    reservation,
+                    owner.org_id,
+                    nbytes,
+                    settings.org_quota_bytes,
+                    expires_at,
+                    blob_key,
                 )
                 return reservation
             except QuotaExceeded as exc:
@@ -314,7 +318,7 @@ class FilesService:
                     raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
         raise AssertionError("unreachable")
 
-    async def _undo_upload(self, upload: _Upload, committed: bool, reservation: str | None) -> None:
+    async def _undo_upload(self, upload: _Upload, committed: bool, reservation: str) -> None:
         try:
             if committed:
                 await self.blobs.delete(upload.file_id)
@@ -322,11 +326,10 @@ class FilesService:
                 await upload.writer.abort()
         except Exception:  # the sweeper removes what is left
             log.exception("could not discard the bytes of failed upload %s", upload.file_id)
-        if reservation is not None:
-            try:
-                await self.meta.release(reservation)
-            except Exception:  # lapses after RESERVATION_TTL_SECONDS
-                log.exception("could not release reservation %s", reservation)
+        try:
+            await self.meta.release(reservation)
+        except Exception:  # lapses after RESERVATION_TTL_SECONDS
+            log.exception("could not release reservation %s", reservation)
 
     # -- read --
     async def get(self, owner: Owner, file_id: str) -> FileRecord:
@@ -403,10 +406,8 @@ class FilesService:
         return counts
 
     async def _remove_orphans(self, keys: list[str]) -> int:
-        # Snapshot before the query: an upload that ends in between has its row seen by it.
-        protected = set(self._in_flight)
         named = await self.meta.named_blob_keys(keys)
-        orphans = [k for k in keys if k not in named and k not in protected]
+        orphans = [k for k in keys if k not in named]
         for key in orphans:
             await self._remove_bytes(key)
         return len(orphans)

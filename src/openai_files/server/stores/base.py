@@ -93,12 +93,19 @@ class MetadataStore(Protocol):
 
     # -- quota --
     async def reserve(
-        self, reservation_id: str, org_id: str, nbytes: int, quota: int, expires_at: int
+        self,
+        reservation_id: str,
+        org_id: str,
+        nbytes: int,
+        quota: int,
+        expires_at: int,
+        blob_key: str,
     ) -> None:
-        """Atomically reserve `nbytes` of the organization's quota.
+        """Atomically reserve `nbytes` of the organization's quota for an upload to `blob_key`.
 
         Raises QuotaExceeded when used + active reservations + nbytes > quota. The check and
         the reservation are one transaction: two racing calls can never both pass the quota.
+        While the reservation lives, `blob_key` counts as named (see `named_blob_keys`).
         """
         ...
 
@@ -148,7 +155,7 @@ class MetadataStore(Protocol):
         ...
 
     async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
-        """The subset of `keys` that some row names."""
+        """The subset of `keys` that a file row or a reservation names."""
         ...
 
     async def purge_reservations(self, now: int | None) -> None:

@@ -67,7 +67,8 @@ _MIGRATIONS: dict[int, str] = {
         id TEXT PRIMARY KEY,
         org_id TEXT NOT NULL,
         bytes INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL
+        expires_at INTEGER NOT NULL,
+        blob_key TEXT NOT NULL
     );
     CREATE INDEX reservations_org ON reservations (org_id);
     """,
@@ -236,15 +237,22 @@ class SQLiteMetadataStore:
         return int(used[0] if used else 0) + int(reserved[0])
 
     async def reserve(
-        self, reservation_id: str, org_id: str, nbytes: int, quota: int, expires_at: int
+        self,
+        reservation_id: str,
+        org_id: str,
+        nbytes: int,
+        quota: int,
+        expires_at: int,
+        blob_key: str,
     ) -> None:
         def run(c: sqlite3.Connection) -> None:
             committed = self._committed(c, org_id, int(time.time()))
             if committed + nbytes > quota:
                 raise QuotaExceeded(committed, nbytes, quota)
             c.execute(
-                "INSERT INTO reservations (id, org_id, bytes, expires_at) VALUES (?, ?, ?, ?)",
-                (reservation_id, org_id, nbytes, expires_at),
+                "INSERT INTO reservations (id, org_id, bytes, expires_at, blob_key) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (reservation_id, org_id, nbytes, expires_at, blob_key),
             )
 
         await self._write(run)
@@ -384,7 +392,11 @@ class SQLiteMetadataStore:
             for i in range(0, len(keys), _IN_BATCH):
                 batch = list(keys[i : i + _IN_BATCH])
                 marks = ",".join("?" * len(batch))
-                rows = c.execute(f"SELECT blob_key FROM files WHERE blob_key IN ({marks})", batch)
+                rows = c.execute(
+                    f"SELECT blob_key FROM files WHERE blob_key IN ({marks}) "
+                    f"UNION SELECT blob_key FROM reservations WHERE blob_key IN ({marks})",
+                    batch + batch,
+                )
                 found.update(r[0] for r in rows)
             return found
 
