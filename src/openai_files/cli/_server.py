@@ -110,15 +110,58 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise CLIError(str(exc), exit_code=2) from None
 
 
-async def _with_meta(settings: Any, fn: Any) -> Any:
-    from ..server.stores import open_metadata_store
+async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> Any:
+    from ..server.stores import (
+        SchemaMismatch,
+        StoreConfigError,
+        ensure_schema,
+        open_metadata_store,
+    )
 
-    meta = open_metadata_store(settings.database_url)
-    await meta.open()
     try:
+        meta = open_metadata_store(settings.database_url)
+    except StoreConfigError as exc:
+        raise CLIError(str(exc), exit_code=2) from None
+    except ImportError as exc:
+        raise missing_extra(exc, SERVER_EXTRA_HINT) from None
+    try:
+        await meta.open()
+    except OSError as exc:
+        raise CLIError(f"cannot open the database: {exc}") from None
+    try:
+        if check_schema:
+            await ensure_schema(meta)
         return await fn(meta)
+    except SchemaMismatch as exc:
+        raise CLIError(str(exc)) from None
     finally:
         await meta.close()
+
+
+def add_migrate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Create or upgrade the metadata schema. Safe to run again, and from "
+        "several machines at once. `serve` refuses a database that needs it.",
+    )
+    add_store_flags(p)
+    p.set_defaults(handler=cmd_migrate)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+
+    async def run(meta: Any) -> tuple[int, int]:
+        before = await meta.schema_version()
+        return before, await meta.migrate()
+
+    before, after = asyncio.run(_with_meta(settings, run, check_schema=False))
+    if before == after:
+        print(f"schema is up to date (version {after})")
+    else:
+        print(f"schema migrated from version {before} to {after}")
+    return 0
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -178,8 +221,9 @@ async def _first_key(meta: Any) -> Any:
     from ..server.auth import create_key
 
     s = _settings_module()
-    if await meta.list_keys():
-        return None
+    keys = await meta.list_keys()
+    if keys:
+        return len(keys)
     return await create_key(meta, s.DEFAULT_ORG_ID, s.DEFAULT_PROJECT_ID)
 
 
@@ -219,7 +263,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     base_url = f"http://{shown_host}:{port}/v1"
     print(f"openai-files: serving the Files API at {base_url}", flush=True)
     print(f"openai-files: data in {settings.data_dir.resolve()}", flush=True)
-    if first is not None:
+    if isinstance(first, int):
+        print(
+            f"openai-files: {first} API key(s) on record; `openai-files keys create` makes "
+            "another",
+            flush=True,
+        )
+    else:
         print(
             f"openai-files: created API key {first.record.id} for "
             f"{first.record.org_id} / {first.record.project_id} (shown only once):",

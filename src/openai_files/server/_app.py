@@ -23,7 +23,7 @@ from .errors import APIError, InternalError, NotFound
 from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
-from .stores import open_blob_store, open_metadata_store
+from .stores import ensure_schema, open_blob_store, open_metadata_store
 
 log = logging.getLogger("openai_files.server")
 access_log = logging.getLogger("openai_files.access")
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with contextlib.AsyncExitStack() as stack:
             await meta.open()
             stack.push_async_callback(meta.close)
+            await ensure_schema(meta)
             await blobs.open()
             stack.push_async_callback(blobs.close)
             exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)

@@ -15,6 +15,7 @@ from .base import (
     Owner,
     QuotaExceeded,
     SchemaMismatch,
+    ensure_schema,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "QuotaExceeded",
     "SchemaMismatch",
     "StoreConfigError",
+    "ensure_schema",
     "open_blob_store",
     "open_metadata_store",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +74,23 @@ class MetadataStore(Protocol):
     is one transaction. Queries on files always filter on the owner.
     """
 
+    #: The schema version this code reads and writes.
+    SCHEMA_VERSION: ClassVar[int]
+    #: Whether opening the store for `serve` may create or upgrade its schema by itself
+    #: (the embedded default); others need `openai-files migrate`.
+    AUTO_MIGRATE: ClassVar[bool]
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def migrate(self) -> int:
+        """Create or upgrade the schema (safe to run from several processes); the version."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The version of the schema in the database; 0 when there is none."""
+        ...
 
     # -- keys --
     async def add_key(self, record: KeyRecord) -> None: ...
@@ -161,6 +175,25 @@ class MetadataStore(Protocol):
     async def purge_reservations(self, now: int | None) -> None:
         """Drop lapsed reservations (all of them when `now` is None)."""
         ...
+
+
+async def ensure_schema(meta: MetadataStore) -> None:
+    """Make sure the schema is the one this code knows: migrate it when the store may do so
+    by itself, else raise SchemaMismatch saying what to run."""
+    if meta.AUTO_MIGRATE:
+        await meta.migrate()
+        return
+    found = await meta.schema_version()
+    if found != meta.SCHEMA_VERSION:
+        what = "has no schema" if found == 0 else f"has schema version {found}"
+        raise SchemaMismatch(
+            f"the database {what}; this server needs version {meta.SCHEMA_VERSION}. "
+            + (
+                "Run `openai-files migrate` (with the same --database) first."
+                if found < meta.SCHEMA_VERSION
+                else "Upgrade openai-files."
+            )
+        )
 
 
 class BlobWriter(Protocol):

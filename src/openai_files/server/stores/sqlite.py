@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -94,6 +94,9 @@ def _key(row: Sequence[Any]) -> KeyRecord:
 class SQLiteMetadataStore:
     """The embedded metadata store (`sqlite:///path/to/files.sqlite3`)."""
 
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    AUTO_MIGRATE: ClassVar[bool] = True
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
@@ -148,7 +151,17 @@ class SQLiteMetadataStore:
             return conn
 
         self._writer = await anyio.to_thread.run_sync(setup)
-        await self.migrate()
+
+    async def schema_version(self) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            exists = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if not exists:
+                return 0
+            return int(c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
+
+        return await self._read(run)
 
     async def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in place."""
