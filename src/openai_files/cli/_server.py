@@ -265,8 +265,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"openai-files: data in {settings.data_dir.resolve()}", flush=True)
     if isinstance(first, int):
         print(
-            f"openai-files: {first} API key(s) on record; `openai-files keys create` makes "
-            "another",
+            f"openai-files: {first} API key(s) on record; `openai-files keys create` makes another",
             flush=True,
         )
     else:
