@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,dev,cli]'
+	$(BIN)/python -m pip install --quiet -e '.[server,postgres,s3,cli,dev]'
 	touch $(STAMP)
 
 ## run: set up and start the server on the embedded default (SQLite + ./data)

@@ -114,6 +114,7 @@ async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> An
     from ..server.stores import (
         SchemaMismatch,
         StoreConfigError,
+        StoreUnavailable,
         ensure_schema,
         open_metadata_store,
     )
@@ -126,7 +127,7 @@ async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> An
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
     try:
         await meta.open()
-    except OSError as exc:
+    except (OSError, StoreUnavailable) as exc:
         raise CLIError(f"cannot open the database: {exc}") from None
     try:
         if check_schema:

@@ -19,11 +19,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings as S
-from .errors import APIError, InternalError, NotFound
+from .errors import APIError, InternalError, NotFound, ServiceUnavailable
 from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
-from .stores import ensure_schema, open_blob_store, open_metadata_store
+from .stores import StoreUnavailable, ensure_schema, open_blob_store, open_metadata_store
 
 log = logging.getLogger("openai_files.server")
 access_log = logging.getLogger("openai_files.access")
@@ -104,6 +104,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error.response()
 
 
+async def _store_down(request: Request, exc: Exception) -> Response:
+    log.warning("storage unavailable for %s %s: %s", request.method, request.url.path, exc)
+    return ServiceUnavailable(
+        "The service is temporarily unable to reach its storage. Please retry shortly.",
+        retry_after=2,
+    ).response()
+
+
 async def _client_gone(request: Request, exc: Exception) -> Response:
     # The client went away mid-body; nothing was kept (see FilesService.upload).
     return Response(status_code=499)
@@ -164,6 +172,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             APIError: _api_error,
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
+            StoreUnavailable: _store_down,
         },
         lifespan=lifespan,
     )

@@ -15,6 +15,7 @@ from .base import (
     Owner,
     QuotaExceeded,
     SchemaMismatch,
+    StoreUnavailable,
     ensure_schema,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "QuotaExceeded",
     "SchemaMismatch",
     "StoreConfigError",
+    "StoreUnavailable",
     "ensure_schema",
     "open_blob_store",
     "open_metadata_store",
@@ -38,6 +40,26 @@ __all__ = [
 
 class StoreConfigError(ValueError):
     """A store URL that names no known backend, or one whose extra is not installed."""
+
+
+def _require(module: str, extra: str) -> None:
+    """Fail with the extra to install when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise StoreConfigError(
+            f"this store needs {module}, which is not installed: "
+            f"pip install 'openai-files[{extra}]'"
+        )
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _path_of(url: str) -> str:
@@ -50,20 +72,37 @@ def _path_of(url: str) -> str:
 
 
 def open_metadata_store(url: str) -> MetadataStore:
-    """A metadata store for `url` (not yet opened): `sqlite:///PATH`."""
+    """A metadata store for `url` (not yet opened): `sqlite:///PATH` or
+    `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from .sqlite import SQLiteMetadataStore
 
         return SQLiteMetadataStore(_path_of(url))
-    raise StoreConfigError(f"unknown database URL scheme {scheme!r} in {url!r} (known: sqlite)")
+    if scheme in ("postgresql", "postgres"):
+        _require("asyncpg", "postgres")
+        from .postgres import PostgresMetadataStore
+
+        return PostgresMetadataStore(url)
+    raise StoreConfigError(
+        f"unknown database URL scheme {scheme!r} in {_redact(url)!r} (known: sqlite, postgresql)"
+    )
 
 
 def open_blob_store(url: str) -> BlobStore:
-    """A blob store for `url` (not yet opened): `file:///PATH`."""
+    """A blob store for `url` (not yet opened): `file:///PATH` or
+    `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION`."""
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from .local import LocalBlobStore
 
         return LocalBlobStore(_path_of(url))
-    raise StoreConfigError(f"unknown storage URL scheme {scheme!r} in {url!r} (known: file)")
+    if scheme == "s3":
+        _require("obstore", "s3")
+        from .s3 import S3BlobStore
+
+        try:
+            return S3BlobStore(url)
+        except ValueError as exc:
+            raise StoreConfigError(str(exc)) from None
+    raise StoreConfigError(f"unknown storage URL scheme {scheme!r} in {url!r} (known: file, s3)")

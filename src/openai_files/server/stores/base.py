@@ -60,6 +60,10 @@ class CursorNotFound(Exception):
     """The `after` id of a listing names no row of the owner."""
 
 
+class StoreUnavailable(Exception):
+    """The database or object store cannot be reached now; the request may be retried."""
+
+
 class SchemaMismatch(Exception):
     """The database has a schema this version does not know (migrate first)."""
 
