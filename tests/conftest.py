@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from ._server import ServerProcess
+from ._services import PostgresCluster, SeaweedS3
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +59,28 @@ def data_file(tmp_path: Path) -> Callable[[str, bytes], Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster on loopback (started on first use)."""
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[SeaweedS3]:
+    """A throwaway SeaweedFS S3 server on loopback (started on first use)."""
+    server = SeaweedS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -136,7 +136,7 @@ class LocalBlobStore:
         return release
 
     def path_of(self, key: str) -> Path:
-        if not _SAFE_KEY.match(key):
+        if not _SAFE_KEY.match(key) or ".." in key:
             raise ValueError(f"unsafe blob key: {key!r}")
         return self.blob_dir / key[-2:] / key
 

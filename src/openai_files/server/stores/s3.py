@@ -182,7 +182,7 @@ class S3BlobStore:
             options["range"] = (start, end) if end is not None else {"offset": start}
         try:
             result = await obstore.get_async(self.store, self.path_of(key), options=options)  # type: ignore[arg-type]
-        except NotFoundError as exc:
+        except (NotFoundError, FileNotFoundError) as exc:
             raise FileNotFoundError(key) from exc
         except (GenericError, OSError) as exc:
             raise _unavailable(exc) from exc
@@ -192,7 +192,7 @@ class S3BlobStore:
     async def delete(self, key: str) -> None:
         try:
             await obstore.delete_async(self.store, self.path_of(key))
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):
             return
         except (GenericError, OSError) as exc:
             raise _unavailable(exc) from exc

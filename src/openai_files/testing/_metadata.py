@@ -1,0 +1,225 @@
+"""The metadata store contract, as tests: subclass and provide a `meta` fixture."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from ..server.stores import (
+    CursorNotFound,
+    FileRecord,
+    KeyRecord,
+    MetadataStore,
+    Owner,
+    QuotaExceeded,
+)
+
+QUOTA = 10_000
+
+
+def _file(owner: Owner, *, created_at: int, nbytes: int = 10, **kw: Any) -> FileRecord:
+    file_id = kw.pop("id", None) or "file-" + secrets.token_hex(12)
+    values: dict[str, Any] = {
+        "id": file_id,
+        "org_id": owner.org_id,
+        "project_id": owner.project_id,
+        "bytes": nbytes,
+        "created_at": created_at,
+        "expires_at": None,
+        "filename": "a.txt",
+        "purpose": "vision",
+        "mime_type": "text/plain",
+        "blob_key": file_id,
+    }
+    values.update(kw)
+    return FileRecord(**values)
+
+
+def _owner() -> Owner:
+    return Owner("org-" + secrets.token_hex(4), "proj_" + secrets.token_hex(4))
+
+
+@pytest.mark.anyio
+class MetadataStoreConformance:
+    """Every metadata store passes these. Provide `meta`: an opened, migrated store."""
+
+    async def test_migrate_is_idempotent(self, meta: MetadataStore) -> None:
+        assert await meta.migrate() == meta.SCHEMA_VERSION
+        assert await meta.schema_version() == meta.SCHEMA_VERSION
+
+    async def test_keys(self, meta: MetadataStore) -> None:
+        record = KeyRecord(
+            "key_" + secrets.token_hex(6),
+            "org-k",
+            "proj_k",
+            secrets.token_hex(32),
+            "sk-abc****wxyz",
+            int(time.time()),
+            None,
+        )
+        await meta.add_key(record)
+        assert await meta.find_key(record.key_hash) == record
+        assert await meta.find_key("0" * 64) is None
+        assert record in await meta.list_keys()
+        assert await meta.revoke_key(record.id, 123)
+        assert not await meta.revoke_key(record.id, 456)
+        found = await meta.find_key(record.key_hash)
+        assert found is not None and found.revoked_at == 123
+
+    async def test_insert_get_delete_and_usage(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        record = _file(owner, created_at=now, nbytes=100)
+        await meta.insert_file(record, None, QUOTA)
+        assert await meta.get_file(owner, record.id, now) == record
+        assert await meta.usage(owner.org_id) == 100
+        other = Owner(owner.org_id, "proj_other")
+        assert await meta.get_file(other, record.id, now) is None
+        assert await meta.delete_file(other, record.id, now) is None
+        assert await meta.delete_file(owner, record.id, now) == record
+        assert await meta.get_file(owner, record.id, now) is None
+        assert await meta.delete_file(owner, record.id, now) is None
+        assert await meta.usage(owner.org_id) == 0
+
+    async def test_expired_files_are_invisible_and_popped(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        gone = _file(owner, created_at=now - 10, expires_at=now - 1, nbytes=7)
+        live = _file(owner, created_at=now, expires_at=now + 3600)
+        for r in (gone, live):
+            await meta.insert_file(r, None, QUOTA)
+        assert await meta.get_file(owner, gone.id, now) is None
+        assert await meta.delete_file(owner, gone.id, now) is None
+        rows, _ = await meta.list_files(
+            owner, purpose=None, limit=10, order="asc", after=None, now=now
+        )
+        assert rows == [live]
+        popped = await meta.pop_expired(now, 1000)
+        assert gone in popped and live not in popped
+        assert await meta.usage(owner.org_id) == live.bytes
+
+    async def test_paging_in_one_second(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        records = [_file(owner, created_at=now - (i % 3)) for i in range(50)]
+        for r in records:
+            await meta.insert_file(r, None, 10**9)
+        for order in ("asc", "desc"):
+            expected = sorted(records, key=lambda r: (r.created_at, r.id), reverse=order == "desc")
+            seen: list[FileRecord] = []
+            after = None
+            while True:
+                rows, more = await meta.list_files(
+                    owner,
+                    purpose=None,
+                    limit=7,
+                    order=order,
+                    after=after,
+                    now=now,
+                )
+                seen.extend(rows)
+                if not more:
+                    break
+                after = rows[-1].id
+            assert seen == expected
+
+    async def test_purpose_filter_and_cursor(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        batch = _file(owner, created_at=now, purpose="batch")
+        vision = _file(owner, created_at=now, purpose="vision")
+        for r in (batch, vision):
+            await meta.insert_file(r, None, QUOTA)
+        rows, more = await meta.list_files(
+            owner, purpose="batch", limit=10, order="desc", after=None, now=now
+        )
+        assert (rows, more) == ([batch], False)
+        with pytest.raises(CursorNotFound):
+            await meta.list_files(
+                _owner(), purpose=None, limit=10, order="desc", after=batch.id, now=now
+            )
+
+    async def test_reserve_and_insert_respect_the_quota(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.reserve(
+            "rsv_a" + secrets.token_hex(4), owner.org_id, 6000, QUOTA, now + 60, "file-a"
+        )
+        with pytest.raises(QuotaExceeded) as info:
+            await meta.reserve(
+                "rsv_b" + secrets.token_hex(4), owner.org_id, 5000, QUOTA, now + 60, "file-b"
+            )
+        assert (info.value.used, info.value.requested, info.value.quota) == (6000, 5000, QUOTA)
+        with pytest.raises(QuotaExceeded):
+            await meta.insert_file(_file(owner, created_at=now, nbytes=4001), None, QUOTA)
+        await meta.insert_file(_file(owner, created_at=now, nbytes=4000), None, QUOTA)
+
+    async def test_insert_consumes_its_reservation(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        rid = "rsv_" + secrets.token_hex(6)
+        record = _file(owner, created_at=now, nbytes=9000)
+        await meta.reserve(rid, owner.org_id, 9500, QUOTA, now + 60, record.blob_key)
+        assert await meta.named_blob_keys([record.blob_key, "nope"]) == {record.blob_key}
+        await meta.insert_file(record, rid, QUOTA)
+        assert await meta.named_blob_keys([record.blob_key]) == {record.blob_key}
+        with pytest.raises(QuotaExceeded):  # the 9500 reserved are not counted twice...
+            await meta.reserve(
+                "rsv_x" + secrets.token_hex(4), owner.org_id, 1001, QUOTA, now + 60, "k"
+            )
+        await meta.reserve(
+            "rsv_y" + secrets.token_hex(4), owner.org_id, 1000, QUOTA, now + 60, "k"
+        )  # ...only the file's 9000 are
+
+    async def test_released_and_lapsed_reservations_free_the_quota(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.reserve(
+            "rsv_1" + secrets.token_hex(4), owner.org_id, QUOTA, QUOTA, now - 1, "k1"
+        )  # already lapsed: not counted
+        rid = "rsv_2" + secrets.token_hex(4)
+        await meta.reserve(rid, owner.org_id, QUOTA, QUOTA, now + 60, "k2")
+        with pytest.raises(QuotaExceeded):
+            await meta.reserve(
+                "rsv_3" + secrets.token_hex(4), owner.org_id, 1, QUOTA, now + 60, "k3"
+            )
+        await meta.release(rid)
+        await meta.reserve(
+            "rsv_4" + secrets.token_hex(4), owner.org_id, QUOTA, QUOTA, now + 60, "k4"
+        )
+        await meta.purge_reservations(None)
+        assert await meta.named_blob_keys(["k1", "k2", "k4"]) == set()
+
+    async def test_racing_reservations_never_pass_the_quota(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        won: list[str] = []
+
+        async def attempt(i: int) -> None:
+            rid = f"rsv_race{i}_" + secrets.token_hex(4)
+            try:
+                await meta.reserve(rid, owner.org_id, 1000, QUOTA, now + 60, f"k{i}")
+                won.append(rid)
+            except QuotaExceeded:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(attempt, i)
+        assert len(won) == QUOTA // 1000
+
+    async def test_racing_inserts_never_pass_the_quota(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        inserted: list[FileRecord] = []
+
+        async def attempt() -> None:
+            record = _file(owner, created_at=now, nbytes=1000)
+            try:
+                await meta.insert_file(record, None, QUOTA)
+                inserted.append(record)
+            except QuotaExceeded:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(attempt)
+        assert len(inserted) == QUOTA // 1000
+        assert await meta.usage(owner.org_id) == QUOTA
