@@ -240,8 +240,9 @@ def test_a_body_past_the_limit_is_cut_off_and_nothing_kept(
 ) -> None:
     key = small_server.create_key("org-long", "proj_long")
     head, tail, length = multipart_parts("long.bin", size)
-    piece = os.urandom(1000)
-    body = [head] + [piece] * (size // len(piece)) + [tail]
+    content = os.urandom(size)
+    body = [head] + [content[i : i + 1000] for i in range(0, size, 1000)] + [tail]
+    limit_passed_at = len(head) + MAX_FILE
 
     def frame(data: bytes) -> bytes:
         return b"%x\r\n%s\r\n" % (len(data), data) if chunked else data
@@ -250,13 +251,14 @@ def test_a_body_past_the_limit_is_cut_off_and_nothing_kept(
     sent = 0
     with connect(small_server) as sock:
         sock.sendall(request_head(key, extra))
-        # Send slowly and stop once the server answers: it must not wait for the end.
+        # Once past the limit, give the server time to answer before each further piece,
+        # and stop sending when it has: it must not wait for the end of the body.
         for data in body:
-            if select.select([sock], [], [], 0)[0]:
+            wait = 0.05 if sent > limit_passed_at else 0
+            if select.select([sock], [], [], wait)[0]:
                 break
             sock.sendall(frame(data))
             sent += len(data)
-            time.sleep(0.001)
         else:
             if chunked:
                 sock.sendall(b"0\r\n\r\n")
