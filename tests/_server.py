@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -137,3 +138,57 @@ def create_key(data_dir: Path, org: str, project: str, env: dict[str, str] | Non
     assert done.returncode == 0, done.stderr
     key: str = json.loads(done.stdout)["key"]
     return key
+
+
+class Deployment:
+    """Where servers keep their files: `embedded` (SQLite + a local folder) or `scaleout`
+    (PostgreSQL + S3). Each server made here gets stores of its own."""
+
+    def __init__(self, name: str, root: Path, postgres: Any = None, s3: Any = None) -> None:
+        self.name = name
+        self.root = Path(root)
+        self.postgres = postgres
+        self.s3 = s3
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """Environment for a new server (and its `keys`/`migrate` commands)."""
+        env = dict(settings)
+        if self.name == "scaleout":
+            assert self.postgres is not None and self.s3 is not None
+            env["OPENAI_FILES_DATABASE"] = self.postgres.create_database()
+            env["OPENAI_FILES_STORAGE"] = self.s3.url("files", prefix=uuid.uuid4().hex[:8])
+            env.update(self.s3.env)
+        return env
+
+    def server(self, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        """A started server with fresh stores (and `settings` as environment variables)."""
+        full_env = {**self.env(), **(env or {})}
+        data_dir = self.root / f"{self.name}-{uuid.uuid4().hex[:8]}" / "data"
+        if self.name == "scaleout":
+            done = openai_files_cli("migrate", env={**os.environ, **full_env})
+            assert done.returncode == 0, done.stderr
+        return ServerProcess(data_dir, *args, env=full_env).start()
+
+    def expire(self, server: ServerProcess, file_id: str, at: int) -> None:
+        """Set a file's expiry in the database, as if time had passed."""
+        database = server.env.get("OPENAI_FILES_DATABASE")
+        if database:
+            import asyncio
+
+            import asyncpg
+
+            async def run() -> None:
+                conn = await asyncpg.connect(database)
+                try:
+                    await conn.execute(
+                        "UPDATE files SET expires_at = $1 WHERE id = $2", at, file_id
+                    )
+                finally:
+                    await conn.close()
+
+            asyncio.run(run())
+        else:
+            import sqlite3
+
+            with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
+                db.execute("UPDATE files SET expires_at = ? WHERE id = ?", (at, file_id))

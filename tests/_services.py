@@ -69,8 +69,15 @@ class PostgresCluster:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         done = self._run(
-            _pg_bin("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-            "-E", "UTF8", "--no-sync",
+            _pg_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
@@ -79,8 +86,17 @@ class PostgresCluster:
             "-c max_connections=200 -c shared_buffers=128MB"
         )
         done = self._run(
-            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
-            "-w", "-t", "60", "start",
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
@@ -98,8 +114,19 @@ class PostgresCluster:
         """A new empty database; its URL."""
         name = name or "t_" + secrets.token_hex(6)
         done = self._run(
-            _pg_bin("psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", self.user,
-            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"',
+            _pg_bin("psql"),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            f'CREATE DATABASE "{name}"',
         )
         if done.returncode != 0:
             raise RuntimeError(f"CREATE DATABASE failed: {done.stderr}")
@@ -113,6 +140,9 @@ class PostgresCluster:
 
 class SeaweedS3:
     """SeaweedFS's S3 gateway (`weed mini`) with credentials of our own."""
+
+    #: Buckets made at start (S3 deployments expect their bucket to exist).
+    BUCKETS = ("files", "conformance", "abort-check", "bench")
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="openai-files-s3-"))
@@ -149,15 +179,27 @@ class SeaweedS3:
         log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [
-                self._weed(), "mini", f"-dir={self.root / 'data'}",
-                f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-                "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
-                f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+                self._weed(),
+                "mini",
+                f"-dir={self.root / 'data'}",
+                f"-ip={LOOPBACK}",
+                f"-ip.bind={LOOPBACK}",
+                "-master.telemetry=false",
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-s3.port={ports['s3']}",
+                f"-master.port={ports['master']}",
+                f"-volume.port={ports['volume']}",
+                f"-filer.port={ports['filer']}",
                 f"-admin.port={ports['admin']}",
+                f"-bucket={','.join(self.BUCKETS)}",
             ],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.root,
             start_new_session=True,
         )
         log.close()

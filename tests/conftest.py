@@ -9,14 +9,32 @@ from pathlib import Path
 import openai
 import pytest
 
-from ._server import ServerProcess
+from ._server import Deployment, ServerProcess
 from ._services import PostgresCluster, SeaweedS3
+
+DEPLOYMENTS = ["embedded", "scaleout"]
+
+
+@pytest.fixture(scope="session", params=DEPLOYMENTS)
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Deployment:
+    """Each API test runs on both: {SQLite, local folder} and {PostgreSQL, S3}."""
+    root = tmp_path_factory.mktemp(request.param)
+    if request.param == "scaleout":
+        return Deployment(
+            "scaleout",
+            root,
+            postgres=request.getfixturevalue("postgres"),
+            s3=request.getfixturevalue("s3"),
+        )
+    return Deployment("embedded", root)
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The embedded server (SQLite + local folder) on a free loopback port."""
-    proc = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
+def server(deployment: Deployment) -> Iterator[ServerProcess]:
+    """A server on the deployment under test, on a free loopback port."""
+    proc = deployment.server()
     try:
         yield proc
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .._server import ServerProcess, openai_files_cli
+from .._server import Deployment, ServerProcess, openai_files_cli
 from ._contract import assert_error
 
 ALLOWED = "['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals']"
@@ -26,16 +26,15 @@ def http(server: ServerProcess, api_key: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def small(deployment: Deployment) -> Iterator[ServerProcess]:
     """A server with tiny limits: 1000 bytes a file, 300 a batch file, 2500 an organization."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("small") / "data",
+    proc = deployment.server(
         env={
             "OPENAI_FILES_MAX_FILE_BYTES": "1000",
             "OPENAI_FILES_MAX_BATCH_FILE_BYTES": "300",
             "OPENAI_FILES_ORG_QUOTA_BYTES": "2500",
         },
-    ).start()
+    )
     try:
         yield proc
     finally:
@@ -63,8 +62,8 @@ def test_download_refused_for_purpose(http: httpx.Client, purpose: str) -> None:
     )
 
 
-def test_download_allowed_by_setting(tmp_path: Path) -> None:
-    proc = ServerProcess(tmp_path / "data", "--allow-download-all-purposes").start()
+def test_download_allowed_by_setting(deployment: Deployment) -> None:
+    proc = deployment.server("--allow-download-all-purposes")
     try:
         headers = {"Authorization": f"Bearer {proc.first_key}"}
         with httpx.Client(base_url=proc.base_url, headers=headers) as c:
@@ -108,11 +107,15 @@ def test_revoked_key(server: ServerProcess, new_key: Callable[..., str]) -> None
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=server.base_url, headers=headers) as c:
         assert c.get("/files").status_code == 200
-        listed = openai_files_cli("keys", "list", "--json", "--data-dir", str(server.data_dir))
+        listed = openai_files_cli(
+            "keys", "list", "--json", "--data-dir", str(server.data_dir), env=server.env
+        )
         assert key not in listed.stdout
         records = json.loads(listed.stdout)
         key_id = next(r["id"] for r in records if r["hint"] == f"{key[:7]}****{key[-4:]}")
-        done = openai_files_cli("keys", "revoke", key_id, "--data-dir", str(server.data_dir))
+        done = openai_files_cli(
+            "keys", "revoke", key_id, "--data-dir", str(server.data_dir), env=server.env
+        )
         assert done.returncode == 0, done.stderr
         assert_error(
             c.get("/files"),
@@ -203,7 +206,7 @@ def test_not_multipart(http: httpx.Client) -> None:
     )
 
 
-def test_file_too_large(small: ServerProcess) -> None:
+def test_file_too_large(small: ServerProcess, deployment: Deployment) -> None:
     headers = {"Authorization": f"Bearer {small.create_key('org-big', 'proj_big')}"}
     with httpx.Client(base_url=small.base_url, headers=headers) as c:
         assert _upload(c, "ok.bin", b"x" * 1000, purpose="vision").status_code == 200
@@ -222,7 +225,8 @@ def test_file_too_large(small: ServerProcess) -> None:
             code="file_too_large",
         )
         assert len(c.get("/files").json()["data"]) == 1
-    assert list((small.data_dir / "tmp").iterdir()) == []
+    if deployment.name == "embedded":
+        assert list((small.data_dir / "tmp").iterdir()) == []
 
 
 def test_storage_limit(small: ServerProcess) -> None:
@@ -353,19 +357,22 @@ def test_unknown_routes(server: ServerProcess, method: str, path: str) -> None:
         assert_error(c.request(method, path), 404, f"Invalid URL ({method} {path})")
 
 
-def test_internal_error_is_generic(small: ServerProcess) -> None:
-    headers = {"Authorization": f"Bearer {small.create_key('org-500', 'proj_500')}"}
-    tmp = small.data_dir / "tmp"
-    shutil.rmtree(tmp)  # a fault the real store cannot survive: its temp folder is gone
+def test_internal_error_is_generic(tmp_path: Path) -> None:
+    # Not per deployment: the fault (a removed temp folder) is one the local store has.
+    proc = ServerProcess(tmp_path / "data").start()
     try:
-        with httpx.Client(base_url=small.base_url, headers=headers) as c:
+        headers = {"Authorization": f"Bearer {proc.first_key}"}
+        shutil.rmtree(proc.data_dir / "tmp")
+        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
             error = assert_error(
                 _upload(c, "a.bin", b"x", purpose="vision"),
                 500,
                 re.compile(r"The server had an error while processing your request\..*"),
                 error_type="server_error",
             )
+            assert c.get("/files").json()["data"] == []
     finally:
-        tmp.mkdir()
-    assert str(small.data_dir) not in error["message"]
+        proc.stop()
+    assert str(proc.data_dir) not in error["message"]
     assert "Traceback" not in error["message"]
+    assert "Traceback" in proc.log_text()  # the server's log keeps the details

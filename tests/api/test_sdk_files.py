@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 import time
 from pathlib import Path
 
 import openai
 import pytest
 
-from .._server import ServerProcess
+from .._server import Deployment, ServerProcess
 from ._contract import assert_schema
 
 ALL_BYTES = bytes(range(256)) * 4
@@ -141,22 +140,16 @@ def test_batch_files_expire_after_30_days_by_default(client: openai.OpenAI) -> N
     assert longer.expires_at == longer.created_at + 7200
 
 
-def _age(server: ServerProcess, file_id: str, seconds: int) -> None:
-    """Move a file's expiry into the past, as if `seconds` had gone by."""
-    with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
-        db.execute(
-            "UPDATE files SET expires_at = ? WHERE id = ?", (int(time.time()) - seconds, file_id)
-        )
-
-
-def test_an_expired_file_is_gone_at_once(client: openai.OpenAI, server: ServerProcess) -> None:
+def test_an_expired_file_is_gone_at_once(
+    client: openai.OpenAI, server: ServerProcess, deployment: Deployment
+) -> None:
     keep = client.files.create(file=("keep.jsonl", b"{}\n"), purpose="batch")
     gone = client.files.create(
         file=("gone.txt", b"x"),
         purpose="user_data",
         expires_after={"anchor": "created_at", "seconds": 3600},
     )
-    _age(server, gone.id, 1)
+    deployment.expire(server, gone.id, int(time.time()) - 1)  # as if an hour had passed
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(gone.id)
     with pytest.raises(openai.NotFoundError):

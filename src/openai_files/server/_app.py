@@ -158,7 +158,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await meta.purge_reservations(None)
                 await service.sweep(grace_seconds=0)
             else:
-                await service.sweep()
+                try:
+                    await service.sweep()
+                except StoreUnavailable as exc:  # serve anyway: requests answer 503 meanwhile
+                    log.warning("first sweep failed, storage unavailable: %s", exc)
             app.state.service = service
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_Sweeper(service, settings.sweep_interval_seconds).run)
