@@ -147,9 +147,11 @@ def parse_list_params(query: dict[str, str]) -> tuple[str | None, int, Order, st
 class _Upload:
     """The state of one multipart upload being received."""
 
-    def __init__(self, service: FilesService, file_id: str) -> None:
+    def __init__(self, service: FilesService, file_id: str, reservation: str) -> None:
         self.service = service
         self.file_id = file_id
+        self.reservation = reservation
+        self.renew_at = time.monotonic() + service.settings.reservation_ttl_seconds / 3
         self.fields: dict[str, str] = {}
         self.field_buf: bytearray | None = None
         self.field_name = ""
@@ -176,6 +178,8 @@ class _Upload:
                         raise FileTooLarge(limit, what)
                     assert self.writer is not None
                     await self.writer.write(event.data)
+                    if time.monotonic() >= self.renew_at:
+                        await self.renew()
                 elif self.field_buf is not None:
                     self.field_buf.extend(event.data)
                     if len(self.field_buf) > S.MAX_FIELD_BYTES:
@@ -187,6 +191,12 @@ class _Upload:
                 self.start_part(event)
             else:
                 self.end_part()
+
+    async def renew(self) -> None:
+        """Extend the reservation's lease: a long upload keeps its quota and its key."""
+        ttl = self.service.settings.reservation_ttl_seconds
+        await self.service.meta.renew(self.reservation, int(time.time() + ttl))
+        self.renew_at = time.monotonic() + ttl / 3
 
     def start_part(self, part: PartStart) -> None:
         if part.name == "file":
@@ -244,7 +254,7 @@ class FilesService:
         # The reservation names the key before any byte is written: the sweeper of any
         # replica leaves the key alone until the row replaces the reservation.
         reservation = await self._reserve(owner, content_length or 0, file_id)
-        upload = _Upload(self, file_id)
+        upload = _Upload(self, file_id, reservation)
         committed = inserted = False
         try:
             await upload.feed(iter_parts(content_type, body))
@@ -301,7 +311,7 @@ class FilesService:
         upper = min(content_length, settings.max_file_bytes)
         lower = max(0, upper - S.MULTIPART_OVERHEAD_BYTES)
         reservation = new_id("rsv_")
-        expires_at = int(time.time()) + S.RESERVATION_TTL_SECONDS
+        expires_at = int(time.time() + settings.reservation_ttl_seconds)
         for nbytes in (upper, lower):
             try:
                 await self.meta.reserve(
@@ -328,7 +338,7 @@ class FilesService:
             log.exception("could not discard the bytes of failed upload %s", upload.file_id)
         try:
             await self.meta.release(reservation)
-        except Exception:  # lapses after RESERVATION_TTL_SECONDS
+        except Exception:  # the lease lapses by itself
             log.exception("could not release reservation %s", reservation)
 
     # -- read --

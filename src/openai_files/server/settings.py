@@ -38,8 +38,9 @@ DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 #: Bytes that no row names are removed only once older than this (a live upload
 #: writes its bytes before its row).
 DEFAULT_SWEEP_GRACE_SECONDS = 900.0
-#: A quota reservation of an upload that never finished (its server died) lapses after this.
-RESERVATION_TTL_SECONDS = 6 * 3600
+#: An upload's quota reservation is a lease, renewed while bytes arrive; the reservation of
+#: an upload whose server died lapses this long after its last renewal.
+DEFAULT_RESERVATION_TTL_SECONDS = 300.0
 #: Room for the multipart framing and small fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Largest accepted value of a non-file form field.
@@ -84,6 +85,10 @@ class Settings:
     )
     sweep_grace_seconds: float = _field(
         DEFAULT_SWEEP_GRACE_SECONDS, "age before unreferenced bytes count as orphans"
+    )
+    reservation_ttl_seconds: float = _field(
+        DEFAULT_RESERVATION_TTL_SECONDS,
+        "lease of an upload's quota reservation, renewed while it streams",
     )
     log_level: str = _field("info", "log level: debug, info, warning, error")
 

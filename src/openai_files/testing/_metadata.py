@@ -223,3 +223,15 @@ class MetadataStoreConformance:
                 tg.start_soon(attempt)
         assert len(inserted) == QUOTA // 1000
         assert await meta.usage(owner.org_id) == QUOTA
+
+    async def test_renewed_reservation_outlives_its_first_lease(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        rid = "rsv_" + secrets.token_hex(6)
+        await meta.reserve(rid, owner.org_id, QUOTA, QUOTA, now + 1, "k-renew")
+        await meta.renew(rid, now + 3600)
+        await meta.purge_reservations(now + 2)  # past the first lease: still held
+        assert await meta.named_blob_keys(["k-renew"]) == {"k-renew"}
+        with pytest.raises(QuotaExceeded):
+            await meta.reserve(
+                "rsv_" + secrets.token_hex(6), owner.org_id, 1, QUOTA, now + 60, "k-other"
+            )

@@ -127,6 +127,10 @@ class MetadataStore(Protocol):
         """
         ...
 
+    async def renew(self, reservation_id: str, expires_at: int) -> None:
+        """Move a live reservation's end to `expires_at` (no error if it is gone)."""
+        ...
+
     async def release(self, reservation_id: str) -> None:
         """Give a reservation back (no error if it is gone)."""
         ...

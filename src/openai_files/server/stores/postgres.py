@@ -252,6 +252,12 @@ class PostgresMetadataStore:
                 blob_key,
             )
 
+    async def renew(self, reservation_id: str, expires_at: int) -> None:
+        async with self._conn() as c:
+            await c.execute(
+                "UPDATE reservations SET expires_at = $2 WHERE id = $1", reservation_id, expires_at
+            )
+
     async def release(self, reservation_id: str) -> None:
         async with self._conn() as c:
             await c.execute("DELETE FROM reservations WHERE id = $1", reservation_id)

@@ -270,6 +270,13 @@ class SQLiteMetadataStore:
 
         await self._write(run)
 
+    async def renew(self, reservation_id: str, expires_at: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE reservations SET expires_at = ? WHERE id = ?", (expires_at, reservation_id)
+            )
+        )
+
     async def release(self, reservation_id: str) -> None:
         await self._write(
             lambda c: c.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
