@@ -169,6 +169,21 @@ class Deployment:
             assert done.returncode == 0, done.stderr
         return ServerProcess(data_dir, *args, env=full_env).start()
 
+    def replicas(
+        self, count: int, *args: str, env: dict[str, str] | None = None
+    ) -> list[ServerProcess]:
+        """`count` started servers sharing one set of fresh stores."""
+        assert self.name == "scaleout", "replicas share PostgreSQL and S3"
+        shared = {**self.env(), **(env or {})}
+        done = openai_files_cli("migrate", env={**os.environ, **shared})
+        assert done.returncode == 0, done.stderr
+        return [
+            ServerProcess(
+                self.root / f"replica-{uuid.uuid4().hex[:8]}" / "data", *args, env=shared
+            ).start()
+            for _ in range(count)
+        ]
+
     def expire(self, server: ServerProcess, file_id: str, at: int) -> None:
         """Set a file's expiry in the database, as if time had passed."""
         database = server.env.get("OPENAI_FILES_DATABASE")
