@@ -132,9 +132,31 @@ class PostgresCluster:
             raise RuntimeError(f"CREATE DATABASE failed: {done.stderr}")
         return self.url(name)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`resume()` starts it again)."""
         if (self.data / "postmaster.pid").exists():
             self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        options = f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.root}"
+        done = self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start again: {done.stderr}")
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -149,6 +171,7 @@ class SeaweedS3:
         self.access_key = "test" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(16)
         self.port = 0
+        self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -160,9 +183,12 @@ class SeaweedS3:
         return found
 
     def start(self, timeout: float = 90.0) -> SeaweedS3:
-        # Each server gets a free port whose +10000 (its gRPC port) is free too.
-        ports: dict[str, int] = {}
+        # Each server gets a free port whose +10000 (its gRPC port) is free too; a restart
+        # keeps the ports it had.
+        ports = self.ports
         for name in ("s3", "master", "volume", "filer", "admin"):
+            if name in ports:
+                continue
             while True:
                 port = free_port()
                 if port + 10000 < 65536 and port not in ports.values():
@@ -176,7 +202,7 @@ class SeaweedS3:
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
-        log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - the child keeps it
+        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [
                 self._weed(),
@@ -236,6 +262,11 @@ class SeaweedS3:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
 
     def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`start()` runs it again)."""
         if self.proc is not None and self.proc.poll() is None:
             # weed mini runs its parts in one process group of its own: end them all.
             with contextlib.suppress(ProcessLookupError):
@@ -246,4 +277,3 @@ class SeaweedS3:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)

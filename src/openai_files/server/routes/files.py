@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from urllib.parse import quote
 
@@ -135,7 +136,17 @@ async def file_content(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     body = service.blobs.read(record.blob_key, start, end)
-    return StreamingResponse(body, status_code=status, headers=headers)
+    # Open the object before the status line goes out, so that storage errors still get
+    # a proper answer (a 503) instead of a cut connection.
+    first = await anext(body, b"")
+
+    async def stream() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in body:
+            yield chunk
+
+    return StreamingResponse(stream(), status_code=status, headers=headers)
 
 
 async def healthz(request: Request) -> Response:

@@ -44,13 +44,15 @@ class StoreConfigError(ValueError):
 
 def _require(module: str, extra: str) -> None:
     """Fail with the extra to install when an optional dependency is missing."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise StoreConfigError(
             f"this store needs {module}, which is not installed: "
             f"pip install 'openai-files[{extra}]'"
-        )
+        ) from None
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,67 @@
+"""`migrate`, `serve` and `keys` on PostgreSQL and S3, and the errors that guide a user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .._server import openai_files_cli
+from .._services import PostgresCluster, SeaweedS3
+
+
+def test_serve_refuses_an_unmigrated_database_until_migrate(
+    postgres: PostgresCluster, s3: SeaweedS3, tmp_path: Path
+) -> None:
+    database = postgres.create_database()
+    env = {**os.environ, **s3.env}
+    stores = [
+        "--database",
+        database,
+        "--storage",
+        s3.url("files", "cmd"),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    refused = openai_files_cli("serve", "--port", "0", *stores, env=env)
+    assert refused.returncode == 1
+    assert "openai-files migrate" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    keys = openai_files_cli("keys", "list", *stores, env=env)
+    assert keys.returncode == 1 and "openai-files migrate" in keys.stderr
+
+    first = openai_files_cli("migrate", *stores, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "schema migrated from version 0 to 1"
+    again = openai_files_cli("migrate", *stores, env=env)
+    assert again.stdout.strip() == "schema is up to date (version 1)"
+    made = openai_files_cli("keys", "create", "--org", "org-c", "--project", "p", *stores, env=env)
+    assert made.returncode == 0, made.stderr
+    listed = openai_files_cli("keys", "list", *stores, env=env)
+    assert "org-c" in listed.stdout
+
+
+def test_unknown_scheme_and_unreachable_database(tmp_path: Path) -> None:
+    done = openai_files_cli("migrate", "--database", "mysql://x/y")
+    assert done.returncode == 2
+    assert "unknown database URL scheme 'mysql'" in done.stderr
+    done = openai_files_cli("migrate", "--database", "postgresql://nobody@127.0.0.1:1/none")
+    assert done.returncode == 1
+    assert "cannot open the database" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_extra_names_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['asyncpg'] = None; sys.modules['obstore'] = None\n"
+        "from openai_files.server.stores import open_metadata_store, open_blob_store\n"
+        "for open_, url in ((open_metadata_store, 'postgresql://h/d'),"
+        " (open_blob_store, 's3://b')):\n"
+        "    try:\n"
+        "        open_(url)\n"
+        "    except ValueError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'openai-files[postgres]'" in done.stdout
+    assert "pip install 'openai-files[s3]'" in done.stdout
