@@ -22,6 +22,9 @@ _KEY_LINE = re.compile(r"^OPENAI_API_KEY=(\S+)$", re.M)
 class ServerProcess:
     """One server process; its stdout and stderr go to `log_path`."""
 
+    #: How the server is started; the flags below are added.
+    command: tuple[str, ...] = (sys.executable, "-m", "openai_files", "serve")
+
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.args = list(args)
@@ -38,10 +41,7 @@ class ServerProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "openai_files",
-                "serve",
+                *self.command,
                 "--data-dir",
                 str(self.data_dir),
                 "--host",
@@ -59,11 +59,12 @@ class ServerProcess:
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
             match = _URL_LINE.search(text)
-            if match and "Application startup complete" in text:
+            if match:
                 self.base_url = match.group(1)
-                key = _KEY_LINE.search(text)
-                self.first_key = key.group(1) if key else None
-                return self
+                if self.healthy():  # the app has started (its lifespan ran)
+                    key = _KEY_LINE.search(text)
+                    self.first_key = key.group(1) if key else None
+                    return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{text}")
             time.sleep(0.05)

@@ -9,6 +9,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._common import CLIError, missing_extra
@@ -229,7 +230,11 @@ async def _first_key(meta: Any) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    return serve(settings_from_args(args))
+
+
+def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
+    """Run the server as `openai-files serve` does (`wrap_app` may change the app first)."""
     try:
         import uvicorn
 
@@ -278,8 +283,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"OPENAI_API_KEY={first.secret}", flush=True)
     print(f"openai-files: connect with OpenAI(base_url={base_url!r}, api_key=...)", flush=True)
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        wrap_app(app) if wrap_app else app,
         loop="auto",
         http="auto",
         lifespan="on",

@@ -1,0 +1,519 @@
+"""`make bench`: speed and memory, each as a ratio against a reference measured in the same run.
+
+python -m bench            # the full run: writes bench/results/ and docs/benchmarks.md
+python -m bench --quick    # a small smoke run (CI), results in bench/results/quick/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._harness import (
+    ROOT,
+    BenchServer,
+    Figure,
+    MiB,
+    make_file,
+    peak_growth,
+    percentile,
+    run_worker,
+)
+from ._report import write_report
+
+Row = dict[str, Any]
+
+
+class Bench:
+    def __init__(self, quick: bool, work: Path) -> None:
+        self.quick = quick
+        self.work = work
+        self.runs = 1 if quick else 3
+        self.big = 8 * MiB if quick else 512 * MiB
+        self.sizes = (
+            [1 * MiB, 4 * MiB]
+            if quick
+            else [MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB, 512 * MiB]
+        )
+        self.rows: dict[str, Row] = {}
+        self.curve: list[dict[str, Any]] = []
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # -- servers --
+    @contextmanager
+    def server(self, *args: str, env: dict[str, str] | None = None) -> Iterator[BenchServer]:
+        data = self.work / f"srv-{time.monotonic_ns()}" / "data"
+        proc = BenchServer(data, "--log-level", "warning", *args, env=env).start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
+            shutil.rmtree(data.parent, ignore_errors=True)
+
+    # -- rows 1 to 4: transfers on the embedded server --
+    def transfer(self, server: BenchServer, key: str, path: Path, sdk: bool = False) -> Row:
+        with peak_growth(server.pid) as up_mem:
+            up = run_worker("sdk-upload" if sdk else "upload", server.base_url, key, str(path))
+        row: Row = {
+            "upload_s": up["seconds"],
+            "upload_server_kib": up_mem["growth_kib"],
+            "upload_client_kib": up["rss_growth_kib"],
+        }
+        if not sdk:
+            with peak_growth(server.pid) as down_mem:
+                down = run_worker(
+                    "download", server.base_url, key, up["result"], str(self.work / "dl.bin")
+                )
+            row.update(
+                download_s=down["seconds"],
+                download_server_kib=down_mem["growth_kib"],
+                download_client_kib=down["rss_growth_kib"],
+            )
+        return row
+
+    def dd(self, path: Path) -> float:
+        dest = self.work / "dd-copy.bin"
+        start = time.perf_counter()
+        subprocess.run(
+            ["dd", f"if={path}", f"of={dest}", "bs=1M", "conv=fsync", "status=none"], check=True
+        )
+        seconds = time.perf_counter() - start
+        dest.unlink()
+        return seconds
+
+    def rows_1_to_4(self) -> None:
+        self.log("rows 1-4: transfers on the embedded server")
+        big = make_file(self.work / "big.bin", self.big)
+        ours_up = Figure("upload", "s")
+        ours_down = Figure("download", "s")
+        ref_dd = Figure("dd conv=fsync", "s")
+        ref_sock = Figure("raw socket", "s")
+        sdk_up = Figure("openai SDK upload", "s")
+        mem = {
+            k: Figure(k, "KiB")
+            for k in (
+                "upload_server_kib",
+                "upload_client_kib",
+                "download_server_kib",
+                "download_client_kib",
+                "sdk_client_kib",
+            )
+        }
+        with self.server() as server:
+            key = server.first_key
+            assert key
+            for _ in range(self.runs):
+                ref_dd.values.append(self.dd(big))
+                ref_sock.values.append(run_worker("socket-recv", str(self.big))["seconds"])
+                row = self.transfer(server, key, big)
+                ours_up.values.append(row["upload_s"])
+                ours_down.values.append(row["download_s"])
+                for k in (
+                    "upload_server_kib",
+                    "upload_client_kib",
+                    "download_server_kib",
+                    "download_client_kib",
+                ):
+                    mem[k].values.append(row[k])
+                sdk = self.transfer(server, key, big, sdk=True)
+                sdk_up.values.append(sdk["upload_s"])
+                mem["sdk_client_kib"].values.append(sdk["upload_client_kib"])
+            self.log("curve: throughput and memory against size")
+            for size in self.sizes:
+                path = make_file(self.work / f"curve-{size}.bin", size)
+                point: dict[str, Any] = {"bytes": size}
+                for _ in range(self.runs):
+                    row = self.transfer(server, key, path)
+                    for k, v in row.items():
+                        point.setdefault(k, []).append(v)
+                self.curve.append(point)
+                path.unlink()
+        size_mib = self.big / MiB
+        self.rows["1"] = {
+            "what": f"upload {size_mib:.0f} MiB through our client, durable on return",
+            "ours": ours_up.summary(),
+            "reference": ref_dd.summary(),
+            "reference_name": "dd conv=fsync, same file, same disk",
+            "ratio": ours_up.median / ref_dd.median,
+            "ratio_name": "ours / reference (time)",
+            "target": "<= 1.5",
+            "met": ours_up.median / ref_dd.median <= 1.5,
+        }
+        down_ratio = ref_sock.median / ours_down.median
+        self.rows["2"] = {
+            "what": f"download {size_mib:.0f} MiB to a file through our client",
+            "ours": ours_down.summary(),
+            "reference": ref_sock.summary(),
+            "reference_name": "raw loopback TCP transfer in Python",
+            "ratio": down_ratio,
+            "ratio_name": "ours / reference (throughput)",
+            "target": ">= 0.5",
+            "met": down_ratio >= 0.5,
+        }
+        peaks = {k: max(f.values) / 1024 for k, f in mem.items()}
+        self.rows["3"] = {
+            "what": "peak RSS growth during rows 1 and 2 (MiB, worst run)",
+            "ours": {k: f.summary() for k, f in mem.items()},
+            "peaks_mib": peaks,
+            "target": "<= 64 server, <= 32 client",
+            "met": max(peaks["upload_server_kib"], peaks["download_server_kib"]) <= 64
+            and max(peaks["upload_client_kib"], peaks["download_client_kib"]) <= 32,
+        }
+        self.rows["4"] = {
+            "what": "the same upload through the official openai SDK (a path)",
+            "ours": sdk_up.summary(),
+            "reference": ours_up.summary(),
+            "reference_name": "row 1 (our client)",
+            "ratio": sdk_up.median / ours_up.median,
+            "ratio_name": "SDK / ours (time)",
+            "sdk_client_peak_mib": max(mem["sdk_client_kib"].values) / 1024,
+            "target": "report",
+            "met": None,
+        }
+
+    # -- row 5: listing latency against the number of files --
+    def populate(self, data_dir: Path, org: str, project: str, count: int) -> list[str]:
+        """Insert `count` file rows directly (the bytes play no part in listing latency)."""
+        now = int(time.time())
+        rows = []
+        for i in range(count):
+            file_id = f"file-bench{i:016d}"
+            created = now - count // 200 + i // 200  # 200 files share each second
+            rows.append(
+                (
+                    file_id,
+                    org,
+                    project,
+                    10,
+                    created,
+                    None,
+                    f"{i}.jsonl",
+                    "batch" if i % 3 else "vision",
+                    "application/octet-stream",
+                    file_id,
+                )
+            )
+        with sqlite3.connect(data_dir / "files.sqlite3") as db:
+            db.executemany(
+                "INSERT INTO files (id, org_id, project_id, bytes, created_at, expires_at, "
+                "filename, purpose, mime_type, blob_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            db.execute(
+                "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, ?) ON CONFLICT (org_id) "
+                "DO UPDATE SET used_bytes = used_bytes + excluded.used_bytes",
+                (org, 10 * count),
+            )
+        return [r[0] for r in rows]
+
+    def row_5(self) -> None:
+        self.log("row 5: listing latency against the number of files")
+        counts = [1000, 5000] if self.quick else [1000, 10_000, 100_000]
+        samples = 50 if self.quick else 300
+        table: dict[str, dict[str, float]] = {}
+        for count in counts:
+            data = self.work / f"lat-{count}" / "data"
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "openai_files",
+                    "keys",
+                    "create",
+                    "--org",
+                    "org-bench",
+                    "--project",
+                    "proj_bench",
+                    "--json",
+                    "--data-dir",
+                    str(data),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            key = json.loads(done.stdout)["key"]
+            ids = self.populate(data, "org-bench", "proj_bench", count)
+            proc = BenchServer(data, "--log-level", "warning").start()
+            try:
+                # ids ascend with created_at; the default order is newest first.
+                paths = {
+                    "list first page": "/files?limit=100",
+                    "list deep page": f"/files?limit=100&after={ids[count // 2]}",
+                    "list last page": f"/files?limit=100&after={ids[100]}",
+                    "retrieve": f"/files/{ids[count // 3]}",
+                }
+                result = run_worker("latency", proc.base_url, key, str(samples), *paths.values())[
+                    "ms"
+                ]
+                table[str(count)] = {
+                    name: percentile(result[path], 50) for name, path in paths.items()
+                }
+                table[str(count)].update(
+                    {f"{name} p95": percentile(result[path], 95) for name, path in paths.items()}
+                )
+            finally:
+                proc.stop()
+                shutil.rmtree(data.parent, ignore_errors=True)
+        small, large = table[str(counts[0])], table[str(counts[-1])]
+        names = ["list first page", "list deep page", "list last page", "retrieve"]
+        worst_ratio = max(large[n] / small[n] for n in names)
+        worst_p50 = max(large[n] for n in names)
+        self.rows["5"] = {
+            "what": "p50 latency (ms) of GET /v1/files?limit=100 and GET /v1/files/{id}",
+            "ours": table,
+            "reference_name": f"the same request at {counts[0]} files",
+            "ratio": worst_ratio,
+            "ratio_name": f"p50 at {counts[-1]} / p50 at {counts[0]} (worst request)",
+            "worst_p50_ms": worst_p50,
+            "target": "<= 1.5, and p50 <= 5 ms",
+            "met": worst_ratio <= 1.5 and worst_p50 <= 5,
+        }
+
+    # -- rows 6 and 7: concurrency with wrk --
+    def wrk(self, url: str, key: str, seconds: int, script: Path | None = None) -> dict[str, float]:
+        cmd = [
+            "wrk",
+            "-t2",
+            "-c32",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {key}",
+        ]
+        if script:
+            cmd += ["-s", str(script)]
+        out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+        rps = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
+        requests = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
+        errors = 0
+        for line in out.splitlines():
+            if "Non-2xx" in line:
+                errors = int(line.split()[-1])
+        if errors:
+            raise RuntimeError(f"wrk saw {errors} non-2xx answers:\n{out}")
+        return {"rps": rps, "requests": requests}
+
+    def rows_6_7(self) -> None:
+        if not shutil.which("wrk"):
+            raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+        seconds = 2 if self.quick else 8
+        self.log("row 6: requests per second, GET /v1/files/{id}")
+        ours, ref = Figure("retrieve", "req/s"), Figure("constant", "req/s")
+        uploads, fsyncs = Figure("4 KiB uploads", "uploads/s"), Figure("4 KiB fsync", "writes/s")
+        with self.server() as server:
+            key = server.first_key
+            assert key
+            made = run_worker(
+                "upload", server.base_url, key, str(make_file(self.work / "tiny.bin", 4096))
+            )["result"]
+            for _ in range(self.runs):
+                ref.values.append(
+                    self.wrk(server.root_url + "/bench/constant", key, seconds)["rps"]
+                )
+                ours.values.append(self.wrk(f"{server.base_url}/files/{made}", key, seconds)["rps"])
+            self.log("row 7: 4 KiB uploads per second")
+            script = self.work / "upload.lua"
+            boundary = "benchboundary"
+            body = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+                f'vision\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="small.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                + "x" * 4096
+                + f"\r\n--{boundary}--\r\n"
+            )
+            lua = (
+                body.replace("\\", "\\\\")
+                .replace('"', '\\"')
+                .replace("\r", "\\r")
+                .replace("\n", "\\n")
+            )
+            script.write_text(
+                'wrk.method = "POST"\n'
+                f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"\n'
+                f'wrk.body = "{lua}"\n'
+            )
+            for _ in range(self.runs):
+                result = self.wrk(server.base_url + "/files", key, seconds, script)
+                uploads.values.append(result["rps"])
+                fsyncs.values.append(self.fsync_rate(int(result["requests"])))
+        self.rows["6"] = {
+            "what": "requests/s, GET /v1/files/{id}, 32 keep-alive connections (wrk)",
+            "ours": ours.summary(),
+            "reference": ref.summary(),
+            "reference_name": "a constant-JSON route on the same server stack",
+            "ratio": ours.median / ref.median,
+            "ratio_name": "ours / reference",
+            "target": ">= 0.5",
+            "met": ours.median / ref.median >= 0.5,
+        }
+        self.rows["7"] = {
+            "what": "4 KiB uploads/s, 32 concurrent connections (wrk), each durable",
+            "ours": uploads.summary(),
+            "reference": fsyncs.summary(),
+            "reference_name": "as many 4 KiB writes with fsync, plain Python, one thread",
+            "ratio": uploads.median / fsyncs.median,
+            "ratio_name": "ours / reference",
+            "target": "report",
+            "met": None,
+        }
+
+    def fsync_rate(self, count: int) -> float:
+        folder = self.work / "fsync"
+        folder.mkdir(exist_ok=True)
+        block = os.urandom(4096)
+        start = time.perf_counter()
+        for i in range(count):
+            fd = os.open(folder / f"{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, block)
+            os.fsync(fd)
+            os.close(fd)
+        rate = count / (time.perf_counter() - start)
+        shutil.rmtree(folder)
+        return rate
+
+    # -- row 8: the same transfers on PostgreSQL + S3 --
+    def row_8(self) -> None:
+        from tests._services import PostgresCluster, SeaweedS3
+
+        self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
+        pg, s3 = PostgresCluster().start(), SeaweedS3().start()
+        try:
+            env = {
+                "OPENAI_FILES_DATABASE": pg.create_database(),
+                "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
+                **s3.env,
+            }
+            subprocess.run(
+                [sys.executable, "-m", "openai_files", "migrate"],
+                check=True,
+                env={**os.environ, **env},
+                capture_output=True,
+            )
+            big = make_file(self.work / "big.bin", self.big)
+            up, down = Figure("upload", "s"), Figure("download", "s")
+            ref_put, ref_get = Figure("obstore put", "s"), Figure("obstore get", "s")
+            with self.server(env=env) as server:
+                key = server.first_key
+                assert key
+                worker_env = {**env}
+                direct = s3.url("bench", prefix="direct")
+                for i in range(self.runs):
+                    row = self.transfer(server, key, big)
+                    up.values.append(row["upload_s"])
+                    down.values.append(row["download_s"])
+                    ref_put.values.append(
+                        run_worker("s3-put", direct, str(big), f"direct/ref-{i}", env=worker_env)[
+                            "seconds"
+                        ]
+                    )
+                    ref_get.values.append(
+                        run_worker(
+                            "s3-get",
+                            direct,
+                            f"direct/ref-{i}",
+                            str(self.work / "s3.bin"),
+                            env=worker_env,
+                        )["seconds"]
+                    )
+        finally:
+            pg.stop()
+            s3.stop()
+        self.rows["8"] = {
+            "what": f"rows 1 and 2 ({self.big // MiB} MiB) on PostgreSQL + S3",
+            "ours": {"upload": up.summary(), "download": down.summary()},
+            "reference": {"put": ref_put.summary(), "get": ref_get.summary()},
+            "reference_name": "obstore put/get of the same bytes to the same SeaweedFS",
+            "ratio": min(ref_put.median / up.median, ref_get.median / down.median),
+            "ratio_name": "ours / reference (throughput, worse of upload and download)",
+            "ratio_upload": ref_put.median / up.median,
+            "ratio_download": ref_get.median / down.median,
+            "target": ">= 0.8",
+            "met": min(ref_put.median / up.median, ref_get.median / down.median) >= 0.8,
+        }
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    disk = shutil.disk_usage(ROOT)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "disk_gib": round(disk.total / 2**30),
+        "python": platform.python_version(),
+        "commit": commit or "unknown",
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (CI)")
+    parser.add_argument(
+        "--rows", default="1,5,6,8", help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8"
+    )
+    args = parser.parse_args()
+    out_dir = ROOT / "bench" / "results" / ("quick" if args.quick else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="openai-files-bench-", dir=ROOT / "bench") as tmp:
+        bench = Bench(args.quick, Path(tmp))
+        started = time.perf_counter()
+        groups = set(args.rows.split(","))
+        if "1" in groups:
+            bench.rows_1_to_4()
+        if "5" in groups:
+            bench.row_5()
+        if "6" in groups:
+            bench.rows_6_7()
+        if "8" in groups:
+            bench.row_8()
+        result = {
+            "machine": machine(),
+            "quick": args.quick,
+            "runs": bench.runs,
+            "command": "make bench" + (" QUICK=1" if args.quick else ""),
+            "seconds": round(time.perf_counter() - started, 1),
+            "rows": bench.rows,
+            "curve": bench.curve,
+        }
+    stamp = result["machine"]["date"].replace(" ", "T").replace(":", "")
+    (out_dir / "latest.json").write_text(json.dumps(result, indent=2))
+    if not args.quick:
+        (out_dir / f"{stamp}-{result['machine']['commit']}.json").write_text(
+            json.dumps(result, indent=2)
+        )
+    docs = out_dir if args.quick else ROOT / "docs"
+    write_report(result, docs / "benchmarks.md", docs / "benchmarks.png")
+    bench.log(f"done in {result['seconds']} s: {docs / 'benchmarks.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""What every benchmark shares: servers, memory readings, timing, statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests._server import ServerProcess  # noqa: E402  (the repo's own test harness)
+
+MiB = 1024 * 1024
+
+
+def status_kib(pid: int | str, field_name: str) -> int:
+    """A `VmRSS`/`VmHWM` reading of /proc/<pid>/status, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def reset_peak(pid: int | str) -> None:
+    """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+@contextmanager
+def peak_growth(pid: int) -> Iterator[dict[str, int]]:
+    """Measure how far a process's peak RSS rises above its RSS at the start, in KiB."""
+    reset_peak(pid)
+    base = status_kib(pid, "VmRSS")
+    out: dict[str, int] = {}
+    yield out
+    out["growth_kib"] = max(0, status_kib(pid, "VmHWM") - base)
+    out["base_kib"] = base
+
+
+@dataclass
+class Figure:
+    """One measured quantity over several runs."""
+
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "min": min(self.values),
+            "median": self.median,
+            "max": max(self.values),
+            "runs": self.values,
+        }
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_worker(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
+    """Run `python -m bench._worker ARGS` (a separate client process); its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench._worker", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def make_file(path: Path, size: int) -> Path:
+    """A file of `size` random-ish bytes (cheap to make, not compressible by accident)."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    block = os.urandom(MiB)
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            n = min(left, MiB)
+            fh.write(block[:n])
+            left -= n
+    return path
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class BenchServer(ServerProcess):
+    """`openai-files serve` plus a constant-JSON route, on the same stack (bench._serve)."""
+
+    command = (sys.executable, "-m", "bench._serve")

@@ -1,0 +1,152 @@
+"""The benchmark report: a Markdown table and a plot, from one run's results."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+NOTES = Path(__file__).with_name("NOTES.md")
+
+
+def _fig(summary: dict[str, Any]) -> str:
+    unit = summary["unit"]
+    fmt = "{:.3f}" if unit == "s" else "{:.0f}"
+    med, lo, hi = (fmt.format(summary[k]) for k in ("median", "min", "max"))
+    return f"{med} {unit} ({lo}-{hi})"
+
+
+def _met(value: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "—"}[value]
+
+
+def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
+    ours, ref = row.get("ours"), row.get("reference")
+    if number == "3":
+        peaks = row["peaks_mib"]
+        ours_text = (
+            f"server: upload {peaks['upload_server_kib']:.1f}, download "
+            f"{peaks['download_server_kib']:.1f}; client: upload "
+            f"{peaks['upload_client_kib']:.1f}, download {peaks['download_client_kib']:.1f}"
+        )
+        return [ours_text, "(absolute)", "—"]
+    if number == "5":
+        table = ours
+        counts = list(table)
+        parts = []
+        for name in ("list first page", "list deep page", "list last page", "retrieve"):
+            values = ", ".join(f"{table[c][name]:.2f}" for c in counts)
+            parts.append(f"{name}: {values}")
+        ours_text = f"p50 ms at {' / '.join(counts)} files — " + "; ".join(parts)
+        return [
+            ours_text,
+            row["reference_name"],
+            f"{row['ratio']:.2f} (worst p50 {row['worst_p50_ms']:.2f} ms)",
+        ]
+    if number == "8":
+        ours_text = f"upload {_fig(ours['upload'])}; download {_fig(ours['download'])}"
+        ref_text = f"put {_fig(ref['put'])}; get {_fig(ref['get'])}"
+        ratio = (
+            f"{row['ratio']:.2f} (upload {row['ratio_upload']:.2f}, "
+            f"download {row['ratio_download']:.2f})"
+        )
+        return [ours_text, f"{row['reference_name']}: {ref_text}", ratio]
+    ours_text = _fig(ours)
+    if number == "4":
+        ours_text += f", client peak +{row['sdk_client_peak_mib']:.0f} MiB"
+    ref_text = f"{row['reference_name']}: {_fig(ref)}"
+    return [ours_text, ref_text, f"{row['ratio']:.2f} ({row['ratio_name']})"]
+
+
+def write_plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = result["curve"]
+    if not curve:
+        return
+    sizes = [p["bytes"] / MiB for p in curve]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, label in (("upload_s", "upload"), ("download_s", "download")):
+        rates = [p["bytes"] / MiB / statistics.median(p[key]) for p in curve]
+        left.plot(sizes, rates, marker="o", label=label)
+    left.set_xscale("log", base=2)
+    left.set_xlabel("file size (MiB)")
+    left.set_ylabel("throughput (MiB/s)")
+    left.set_title("Our client ↔ embedded server")
+    left.legend()
+    left.grid(alpha=0.3)
+    for key, label in (
+        ("upload_server_kib", "server, upload"),
+        ("download_server_kib", "server, download"),
+        ("upload_client_kib", "client, upload"),
+        ("download_client_kib", "client, download"),
+    ):
+        right.plot(sizes, [max(p[key]) / 1024 for p in curve], marker="o", label=label)
+    right.axhline(64, color="red", linestyle="--", linewidth=0.8, label="server limit")
+    right.axhline(32, color="orange", linestyle="--", linewidth=0.8, label="client limit")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("file size (MiB)")
+    right.set_ylabel("peak RSS growth (MiB)")
+    right.set_title("Memory stays flat")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
+    m = result["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure is a ratio against a reference measured in the same run, on the same",
+        "machine (the machines are small and noisy). Each figure is the median of "
+        f"{result['runs']} run(s), with min-max in brackets.",
+        "",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, "
+        f"{m['disk_gib']} GiB disk; Python {m['python']}",
+        f"- Commit `{m['commit']}`, {m['date']}; `{result['command']}` took "
+        f"{result['seconds']:.0f} s",
+        "- Servers on free loopback ports with fresh data folders; clients in separate "
+        "processes; RSS from `/proc/<pid>/status` (`VmHWM` after a reset through "
+        "`clear_refs`).",
+        "",
+        "| # | what | ours | reference | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for number in sorted(result["rows"], key=int):
+        row = result["rows"][number]
+        ours, ref, ratio = _row_cells(number, row)
+        lines.append(
+            f"| {number} | {row['what']} | {ours} | {ref} | {ratio} | {row['target']} | "
+            f"{_met(row['met'])} |"
+        )
+    if result["curve"]:
+        lines += [
+            "",
+            f"![throughput and memory against file size]({png_path.name})",
+            "",
+            "| size (MiB) | upload (MiB/s) | download (MiB/s) | server peak up/down (MiB) "
+            "| client peak up/down (MiB) |",
+            "|---|---|---|---|---|",
+        ]
+        for p in result["curve"]:
+            size = p["bytes"] / MiB
+            lines.append(
+                f"| {size:.0f} | {size / statistics.median(p['upload_s']):.0f} | "
+                f"{size / statistics.median(p['download_s']):.0f} | "
+                f"{max(p['upload_server_kib']) / 1024:.1f} / "
+                f"{max(p['download_server_kib']) / 1024:.1f} | "
+                f"{max(p['upload_client_kib']) / 1024:.1f} / "
+                f"{max(p['download_client_kib']) / 1024:.1f} |"
+            )
+    if NOTES.exists():
+        lines += ["", NOTES.read_text().strip()]
+    md_path.write_text("\n".join(lines) + "\n")
+    write_plot(result, png_path)

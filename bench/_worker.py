@@ -1,0 +1,183 @@
+"""Client-side work of the benchmarks, each in a process of its own; prints one JSON line.
+
+python -m bench._worker upload BASE_URL KEY PATH
+python -m bench._worker download BASE_URL KEY FILE_ID OUT
+python -m bench._worker sdk-upload BASE_URL KEY PATH
+python -m bench._worker latency BASE_URL KEY COUNT PATH [PATH ...]
+python -m bench._worker socket-recv SIZE
+python -m bench._worker socket-send PORT SIZE
+python -m bench._worker s3-put URL PATH KEY | s3-get URL KEY OUT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+SELF = os.getpid()
+
+
+def _kib(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def measure(fn: Callable[[], Any]) -> dict[str, Any]:
+    """Time `fn` and the growth of this process's peak RSS while it runs."""
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _kib("VmRSS")
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_growth_kib": max(0, _kib("VmHWM") - base), "result": result}
+
+
+def cmd_upload(base_url: str, key: str, path: str) -> dict[str, Any]:
+    from openai_files import Client
+
+    with Client(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.list(limit=1)  # warm: connection and imports
+        out = measure(lambda: client.upload(path, purpose="vision").id)
+    return out
+
+
+def cmd_download(base_url: str, key: str, file_id: str, dest: str) -> dict[str, Any]:
+    from openai_files import Client
+
+    with Client(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.retrieve(file_id)
+        out = measure(lambda: client.download(file_id, dest))
+    os.unlink(dest)
+    return out
+
+
+def cmd_sdk_upload(base_url: str, key: str, path: str) -> dict[str, Any]:
+    import openai
+
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.files.list(limit=1)
+        out = measure(lambda: client.files.create(file=Path(path), purpose="vision").id)
+    return out
+
+
+def cmd_latency(base_url: str, key: str, count: str, *paths: str) -> dict[str, Any]:
+    import httpx
+
+    results: dict[str, list[float]] = {}
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        for path in paths:
+            for _ in range(5):
+                http.get(path).raise_for_status()  # warm
+            samples = []
+            for _ in range(int(count)):
+                start = time.perf_counter()
+                http.get(path).raise_for_status()
+                samples.append((time.perf_counter() - start) * 1000)
+            results[path] = samples
+    return {"ms": results}
+
+
+def cmd_socket_recv(size: str) -> dict[str, Any]:
+    """The reference of row 2: SIZE bytes over a raw loopback TCP socket, Python to Python."""
+    total = int(size)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "bench._worker", "socket-send", str(port), size]
+        )
+        conn, _ = listener.accept()
+        buf = bytearray(MiB)
+        view = memoryview(buf)
+
+        def receive() -> int:
+            got = 0
+            while got < total:
+                n = conn.recv_into(view)
+                if not n:
+                    break
+                got += n
+            return got
+
+        out = measure(receive)
+        conn.close()
+        sender.wait(60)
+    return out
+
+
+def cmd_socket_send(port: str, size: str) -> dict[str, Any]:
+    block = memoryview(os.urandom(MiB))
+    left = int(size)
+    with socket.create_connection(("127.0.0.1", int(port))) as conn:
+        while left:
+            n = min(left, MiB)
+            conn.sendall(block[:n])
+            left -= n
+    return {}
+
+
+def _s3(url: str) -> Any:
+    from openai_files.server.stores.s3 import S3BlobStore
+
+    return S3BlobStore(url).store
+
+
+def cmd_s3_put(url: str, path: str, key: str) -> dict[str, Any]:
+    """The reference of row 8: obstore's own put of the file, to the same SeaweedFS."""
+    import obstore
+
+    store = _s3(url)
+    obstore.put(store, "warm", b"x")
+    return measure(lambda: obstore.put(store, key, Path(path)))
+
+
+def cmd_s3_get(url: str, key: str, dest: str) -> dict[str, Any]:
+    import obstore
+
+    store = _s3(url)
+
+    def get() -> int:
+        got = 0
+        with open(dest, "wb") as fh:
+            for chunk in obstore.get(store, key).stream(min_chunk_size=MiB):
+                fh.write(chunk)
+                got += len(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return got
+
+    out = measure(get)
+    os.unlink(dest)
+    return out
+
+
+COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
+    "upload": cmd_upload,
+    "download": cmd_download,
+    "sdk-upload": cmd_sdk_upload,
+    "latency": cmd_latency,
+    "socket-recv": cmd_socket_recv,
+    "socket-send": cmd_socket_send,
+    "s3-put": cmd_s3_put,
+    "s3-get": cmd_s3_get,
+}
+
+
+def main() -> None:
+    name, *args = sys.argv[1:]
+    print(json.dumps(COMMANDS[name](*args)))
+
+
+if __name__ == "__main__":
+    main()
