@@ -350,6 +350,8 @@ def test_after_names_no_file_of_the_caller(http: httpx.Client) -> None:
         ("PUT", "/v1/files"),
         ("GET", "/"),
         ("PATCH", "/v1/files/file-abc/content"),
+        ("GET", "/v1/files/"),
+        ("DELETE", "/v1/files/"),
     ],
 )
 def test_unknown_routes(server: ServerProcess, method: str, path: str) -> None:
@@ -376,3 +378,33 @@ def test_internal_error_is_generic(tmp_path: Path) -> None:
     assert str(proc.data_dir) not in error["message"]
     assert "Traceback" not in error["message"]
     assert "Traceback" in proc.log_text()  # the server's log keeps the details
+
+
+def test_form_fields_are_bounded(http: httpx.Client) -> None:
+    fields = {f"extra{i}": "v" * 1000 for i in range(100)}  # 100 kB of unknown fields
+    assert_error(
+        http.post("/files", data={"purpose": "vision", **fields}, files={"file": ("a", b"x")}),
+        400,
+        "The form fields other than 'file' are too large together (at most 65536 bytes).",
+    )
+    few = {f"extra{i}": "v" for i in range(10)}  # unknown fields are ignored
+    ok = http.post("/files", data={"purpose": "vision", **few}, files={"file": ("a", b"x")})
+    assert ok.status_code == 200, ok.text
+
+
+def test_bytes_gone_under_a_row_is_a_404(tmp_path: Path) -> None:
+    # A download that races a delete: the row was read, then the bytes went away.
+    proc = ServerProcess(tmp_path / "data").start()
+    try:
+        headers = {"Authorization": f"Bearer {proc.first_key}"}
+        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
+            file_id = _upload(c, "a.bin", b"x", purpose="vision").json()["id"]
+            (proc.data_dir / "blobs" / file_id[-2:] / file_id).unlink()
+            assert_error(
+                c.get(f"/files/{file_id}/content"),
+                404,
+                f"No such File object: {file_id}",
+                param="id",
+            )
+    finally:
+        proc.stop()

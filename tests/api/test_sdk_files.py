@@ -96,7 +96,14 @@ def test_path_file_object_and_tuple_with_mime_type(client: openai.OpenAI, tmp_pa
 
 @pytest.mark.parametrize(
     "name",
-    ["résumé 東京.txt", "emoji 🎉.txt", 'quote"and;semi.txt', "spaces  and %41.txt"],
+    [
+        "résumé 東京.txt",
+        "emoji 🎉.txt",
+        'quote"and;semi.txt',
+        "spaces  and %41.txt",
+        "  padded .txt  ",
+        "Cafe\u0301.txt",  # decomposed: kept as given, not normalized
+    ],
 )
 def test_non_ascii_and_odd_filenames(client: openai.OpenAI, name: str) -> None:
     created = client.files.create(file=(name, b"hello"), purpose="user_data")

@@ -48,7 +48,8 @@ def test_outages_answer_503_and_recover(
             kept = upload(b"kept").json()["id"]
 
             s3.halt()
-            _assert_unavailable(upload(b"y" * 100_000))
+            _assert_unavailable(upload(b"y" * 100_000))  # one PUT, at the end
+            _assert_unavailable(upload(b"w" * (20 * 1024 * 1024)))  # a multipart upload
             _assert_unavailable(c.get(f"/files/{kept}/content"))
             listed = c.get("/files").json()["data"]  # metadata still answers
             assert [f["id"] for f in listed] == [kept]

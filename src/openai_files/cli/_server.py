@@ -248,12 +248,13 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Fail with one clear line (not a startup trace) when another server has the folder.
+    # Take the folder now (the app takes it again, nested): a second server fails here
+    # with one clear line, not with a trace from the app's startup.
     blobs = open_blob_store(settings.storage_url)
     lock = getattr(blobs, "lock_exclusive", None)
     if lock is not None:
         try:
-            lock()()
+            lock()
         except BlockingIOError as exc:
             raise CLIError(str(exc), exit_code=1) from None
     first = asyncio.run(_with_meta(settings, _first_key))

@@ -179,6 +179,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # `/v1/files/` is not a route: answer 404 in the envelope, not a redirect.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     return app
 

@@ -9,7 +9,6 @@ the two is removed by `sweep`.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import string
 import time
@@ -42,8 +41,8 @@ JSONL_PURPOSES = {"fine-tune": "Fine-Tuning API", "batch": "Batch API"}
 DEFAULT_MIME_TYPE = "application/octet-stream"
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 24  # 24 base62 characters carry 142 random bits
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SWEEP_BATCH = 500
+KNOWN_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})
 
 
 def new_id(prefix: str) -> str:
@@ -53,11 +52,10 @@ def new_id(prefix: str) -> str:
 def clean_filename(raw: str | None) -> str:
     """The name as given, reduced to a base name without control characters."""
     # Browsers and httpx escape `"` in a multipart filename as %22 (WHATWG form encoding).
-    name = unicodedata.normalize("NFC", (raw or "").replace("%22", '"'))
+    name = (raw or "").replace("%22", '"')
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
-    name = _CONTROL.sub("", name).strip()
-    return name or "file"
+    return name if name.strip() else "file"
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
@@ -161,6 +159,8 @@ class _Upload:
         self.size = 0
         self.in_file = False
         self.file_seen = False
+        #: Bytes of all non-file fields so far: bounded, however many fields come.
+        self.field_bytes = 0
 
     def size_limit(self) -> tuple[int, str]:
         settings = self.service.settings
@@ -182,10 +182,16 @@ class _Upload:
                         await self.renew()
                 elif self.field_buf is not None:
                     self.field_buf.extend(event.data)
+                    self.field_bytes += len(event.data)
                     if len(self.field_buf) > S.MAX_FIELD_BYTES:
                         raise InvalidRequest(
                             f"The form field {self.field_name!r} is too long.",
                             param=self.field_name,
+                        )
+                    if self.field_bytes > S.MULTIPART_OVERHEAD_BYTES:
+                        raise InvalidRequest(
+                            "The form fields other than 'file' are too large together "
+                            f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
                         )
             elif isinstance(event, PartStart):
                 self.start_part(event)
@@ -220,8 +226,10 @@ class _Upload:
         if self.field_buf is None:
             return
         value = self.field_buf.decode("utf-8", errors="replace")
-        self.fields.setdefault(self.field_name, value)
         self.field_buf = None
+        if self.field_name not in KNOWN_FIELDS:
+            return  # ignored, as OpenAI ignores fields it does not know
+        self.fields.setdefault(self.field_name, value)
         if self.field_name == "purpose":
             check_purpose(value)
             if self.file_seen:

@@ -235,3 +235,11 @@ class MetadataStoreConformance:
             await meta.reserve(
                 "rsv_" + secrets.token_hex(6), owner.org_id, 1, QUOTA, now + 60, "k-other"
             )
+
+    async def test_expired_files_stop_counting_at_once(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.insert_file(
+            _file(owner, created_at=now - 10, expires_at=now - 1, nbytes=QUOTA), None, QUOTA
+        )
+        # Not yet swept, but expired: its bytes are free for the organization.
+        await meta.insert_file(_file(owner, created_at=now, nbytes=QUOTA), None, QUOTA)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..auth import authenticate
-from ..errors import APIError
+from ..errors import APIError, no_such_file
 from ..service import FilesService, file_object
 from ..stores import FileRecord, Owner
 
@@ -138,7 +138,11 @@ async def file_content(request: Request) -> Response:
     body = service.blobs.read(record.blob_key, start, end)
     # Open the object before the status line goes out, so that storage errors still get
     # a proper answer (a 503) instead of a cut connection.
-    first = await anext(body, b"")
+    try:
+        first = await anext(body, b"")
+    except FileNotFoundError:
+        # The row was read, then a delete or an expiry took the bytes: the file is gone.
+        raise no_such_file(record.id) from None
 
     async def stream() -> AsyncIterator[bytes]:
         if first:

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import anyio.to_thread
 
@@ -109,29 +109,41 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
+    #: Locks this process holds, by folder: the command line takes the lock before the
+    #: app starts and the app takes it again, so that no other server slips in between.
+    _held: ClassVar[dict[Path, list[int]]] = {}
+
     def lock_exclusive(self) -> Callable[[], None]:
         """Take the folder for this process alone; returns the function that lets it go.
 
-        Raises BlockingIOError naming the holder when another server has the folder.
+        Raises BlockingIOError naming the holder when another process has the folder.
+        Taking it again in the same process nests.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise BlockingIOError(
-                f"the data folder {self.root} is in use by another openai-files server "
-                f"(pid {holder})"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        key = self.root.resolve()
+        held = self._held.get(key)
+        if held is None:
+            fd = os.open(key / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise BlockingIOError(
+                    f"the data folder {self.root} is in use by another openai-files server "
+                    f"(pid {holder})"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            held = self._held[key] = [fd, 0]
+        held[1] += 1
 
         def release() -> None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            held[1] -= 1
+            if held[1] == 0:
+                del self._held[key]
+                fcntl.flock(held[0], fcntl.LOCK_UN)
+                os.close(held[0])
 
         return release
 

@@ -213,7 +213,7 @@ class PostgresMetadataStore:
     # -- quota --
     @staticmethod
     async def _lock_usage(c: Any, org_id: str, now: int) -> int:
-        """Lock the organization's usage row; bytes used plus live reservations."""
+        """Lock the organization's usage row; bytes of live files plus live reservations."""
         await c.execute(
             "INSERT INTO org_usage (org_id, used_bytes) VALUES ($1, 0) ON CONFLICT DO NOTHING",
             org_id,
@@ -221,13 +221,19 @@ class PostgresMetadataStore:
         used = await c.fetchval(
             "SELECT used_bytes FROM org_usage WHERE org_id = $1 FOR UPDATE", org_id
         )
+        expired = await c.fetchval(
+            "SELECT COALESCE(SUM(bytes), 0) FROM files "
+            "WHERE org_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
+            org_id,
+            now,
+        )
         reserved = await c.fetchval(
             "SELECT COALESCE(SUM(bytes), 0) FROM reservations "
             "WHERE org_id = $1 AND expires_at > $2",
             org_id,
             now,
         )
-        return int(used) + int(reserved)
+        return int(used) - int(expired) + int(reserved)
 
     async def reserve(
         self,

@@ -98,7 +98,10 @@ class S3BlobWriter:
         await asyncio.wait({put, self._upload}, return_when=asyncio.FIRST_COMPLETED)
         if not put.done():
             put.cancel()
-            self._upload.result()  # raises the upload's error
+            try:
+                self._upload.result()  # raises the upload's error
+            except (GenericError, OSError) as exc:
+                raise _unavailable(exc) from exc
             raise RuntimeError("upload ended before its data")
 
     async def commit(self) -> None:
@@ -177,6 +180,10 @@ class S3BlobStore:
         return S3BlobWriter(self, key)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        if end is not None and end <= start:
+            # S3 has no empty range; still, a missing object is an error here too.
+            await self._head(key)
+            return
         options: dict[str, Any] = {}
         if start or end is not None:
             options["range"] = (start, end) if end is not None else {"offset": start}
@@ -188,6 +195,14 @@ class S3BlobStore:
             raise _unavailable(exc) from exc
         async for chunk in result.stream(min_chunk_size=READ_CHUNK_BYTES):
             yield bytes(chunk)
+
+    async def _head(self, key: str) -> None:
+        try:
+            await obstore.head_async(self.store, self.path_of(key))
+        except (NotFoundError, FileNotFoundError) as exc:
+            raise FileNotFoundError(key) from exc
+        except (GenericError, OSError) as exc:
+            raise _unavailable(exc) from exc
 
     async def delete(self, key: str) -> None:
         try:

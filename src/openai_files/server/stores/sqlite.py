@@ -242,12 +242,19 @@ class SQLiteMetadataStore:
     # -- quota --
     @staticmethod
     def _committed(c: sqlite3.Connection, org_id: str, now: int) -> int:
+        """Bytes the organization holds: live files plus live reservations (files that
+        expired count no more, even before the sweeper removes them)."""
         used = c.execute("SELECT used_bytes FROM org_usage WHERE org_id = ?", (org_id,)).fetchone()
+        expired = c.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM files "
+            "WHERE org_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+            (org_id, now),
+        ).fetchone()
         reserved = c.execute(
             "SELECT COALESCE(SUM(bytes), 0) FROM reservations WHERE org_id = ? AND expires_at > ?",
             (org_id, now),
         ).fetchone()
-        return int(used[0] if used else 0) + int(reserved[0])
+        return int(used[0] if used else 0) - int(expired[0]) + int(reserved[0])
 
     async def reserve(
         self,
