@@ -6,14 +6,24 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint fmt clean bench
 
-$(STAMP): pyproject.toml
+RUN_STAMP := $(VENV)/.installed-run
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# What the server needs, and no more (make run).
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[server,cli]'
+	touch $(RUN_STAMP)
+
+# Everything: the scale-out stores and the test tools (make test, lint).
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[server,postgres,s3,cli,dev]'
 	touch $(STAMP)
 
 ## run: set up and start the server on the embedded default (SQLite + ./data)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/openai-files serve $(ARGS)
 
 ## test: the whole test suite
