@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,6 +118,11 @@ def test_revoked_key(server: ServerProcess, new_key: Callable[..., str]) -> None
             "keys", "revoke", key_id, "--data-dir", str(server.data_dir), env=server.env
         )
         assert done.returncode == 0, done.stderr
+        # A checked key is trusted for --key-cache-seconds (1 s by default), no longer.
+        revoked_at = time.monotonic()
+        while c.get("/files").status_code == 200:
+            assert time.monotonic() - revoked_at < 1.5, "the revoked key still works"
+            time.sleep(0.05)
         assert_error(
             c.get("/files"),
             401,

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -19,11 +19,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings as S
+from .auth import KeyCache
 from .errors import APIError, InternalError, NotFound, ServiceUnavailable
 from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
-from .stores import StoreUnavailable, ensure_schema, open_blob_store, open_metadata_store
+from .stores import (
+    MetadataStore,
+    StoreUnavailable,
+    ensure_schema,
+    open_blob_store,
+    open_metadata_store,
+)
+from .stores.cached import FileRowCache
 
 log = logging.getLogger("openai_files.server")
 access_log = logging.getLogger("openai_files.access")
@@ -152,6 +160,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await blobs.open()
             stack.push_async_callback(blobs.close)
             exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)
+            if exclusive and not settings.database:
+                # The embedded default: the database lies in the folder this process holds,
+                # so it alone writes file rows and may cache them.
+                meta = cast(MetadataStore, FileRowCache(meta))
             service = FilesService(settings, meta, blobs)
             if exclusive:
                 # Nobody else writes here: every reservation and unnamed byte is a leftover.
@@ -182,6 +194,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # `/v1/files/` is not a route: answer 404 in the envelope, not a redirect.
     app.router.redirect_slashes = False
     app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.key_cache_seconds)
     return app
 
 

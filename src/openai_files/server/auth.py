@@ -63,11 +63,39 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+class KeyCache:
+    """Active keys looked up in the last `ttl` seconds, so that a busy client does not pay
+    a database round trip per request. A revoked key stops working within `ttl`; unknown
+    and revoked keys are never cached. `ttl` 0 turns the cache off."""
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, KeyRecord]] = {}
+
+    def get(self, digest: str) -> KeyRecord | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[digest]
+            return None
+        return entry[1]
+
+    def put(self, record: KeyRecord) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude, but bounded; refills within one ttl
+        self._entries[record.key_hash] = (time.monotonic() + self.ttl, record)
+
+
 async def authenticate(
     store: MetadataStore,
     authorization: str | None,
     organization: str | None = None,
     project: str | None = None,
+    cache: KeyCache | None = None,
 ) -> Owner:
     """The owner of the request's key; Unauthorized in OpenAI's words otherwise.
 
@@ -78,7 +106,11 @@ async def authenticate(
     if token is None:
         raise Unauthorized(NO_API_KEY_MESSAGE)
     digest = hash_key(token)
-    record = await store.find_key(digest)
+    record = cache.get(digest) if cache else None
+    if record is None:
+        record = await store.find_key(digest)
+        if cache and record is not None and record.revoked_at is None:
+            cache.put(record)
     if (
         record is None
         or record.revoked_at is not None

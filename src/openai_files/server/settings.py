@@ -41,6 +41,8 @@ DEFAULT_SWEEP_GRACE_SECONDS = 900.0
 #: An upload's quota reservation is a lease, renewed while bytes arrive; the reservation of
 #: an upload whose server died lapses this long after its last renewal.
 DEFAULT_RESERVATION_TTL_SECONDS = 300.0
+#: A checked API key is trusted this long without a database lookup.
+DEFAULT_KEY_CACHE_SECONDS = 1.0
 #: Room for the multipart framing and small fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Largest accepted value of a non-file form field.
@@ -85,6 +87,11 @@ class Settings:
     )
     sweep_grace_seconds: float = _field(
         DEFAULT_SWEEP_GRACE_SECONDS, "age before unreferenced bytes count as orphans"
+    )
+    key_cache_seconds: float = _field(
+        DEFAULT_KEY_CACHE_SECONDS,
+        "how long a checked API key is trusted without a lookup (a revoked key stops "
+        "working within it; 0: look up every request)",
     )
     reservation_ttl_seconds: float = _field(
         DEFAULT_RESERVATION_TTL_SECONDS,

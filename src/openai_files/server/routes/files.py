@@ -31,6 +31,7 @@ async def _owner(request: Request) -> Owner:
         request.headers.get("authorization"),
         request.headers.get("openai-organization"),
         request.headers.get("openai-project"),
+        request.app.state.key_cache,
     )
     # Read by the request-context middleware for the `openai-organization` header.
     request.scope.setdefault("state", {})["org_id"] = owner.org_id

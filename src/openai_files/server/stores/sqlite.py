@@ -8,6 +8,8 @@ even across processes sharing the file.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import sqlite3
 import threading
@@ -79,6 +81,8 @@ _FILE_COLUMNS = (
 )
 _KEY_COLUMNS = "id, org_id, project_id, key_hash, hint, created_at, revoked_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+#: Threads that run reads (a write has its own connection and one thread at a time).
+_READ_THREADS = 2
 #: Host parameters per statement stay well under SQLite's limit.
 _IN_BATCH = 500
 
@@ -101,6 +105,11 @@ class SQLiteMetadataStore:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
         self._write_limiter = anyio.CapacityLimiter(1)
+        # A small pool of its own: cheaper hops than anyio's, and few threads contending
+        # for the GIL (measured: docs/benchmarks.md).
+        self._read_pool = concurrent.futures.ThreadPoolExecutor(
+            _READ_THREADS, thread_name_prefix="sqlite-read"
+        )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -126,7 +135,8 @@ class SQLiteMetadataStore:
         return conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(lambda: fn(self._reader()))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, lambda: fn(self._reader()))
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -194,6 +204,7 @@ class SQLiteMetadataStore:
                 self._writer.close()
                 self._writer = None
 
+        await anyio.to_thread.run_sync(self._read_pool.shutdown)
         await anyio.to_thread.run_sync(run, limiter=self._write_limiter)
 
     # -- keys --
