@@ -34,7 +34,7 @@ PART_BYTES = 8 * MiB
 #: Parts uploaded at once; with the buffer this bounds memory per upload (~32 MiB).
 PARTS_IN_FLIGHT = 3
 #: Chunks handed to the response while downloading.
-READ_CHUNK_BYTES = 1 * MiB
+READ_CHUNK_BYTES = 4 * MiB
 _QUEUE_DEPTH = 4
 
 
