@@ -506,7 +506,7 @@ def main() -> int:
             "rows": bench.rows,
             "curve": bench.curve,
         }
-    stamp = result["machine"]["date"].replace(" ", "T").replace(":", "")
+    stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     (out_dir / "latest.json").write_text(json.dumps(result, indent=2))
     if full:
         (out_dir / f"{stamp}-{result['machine']['commit']}.json").write_text(
