@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .._server import ServerProcess
+from .._server import Deployment, ServerProcess
 from ._util import auth, multipart_headers, multipart_parts, streamed_body
 
 pytestmark = pytest.mark.slow
@@ -87,9 +87,10 @@ class Measured:
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Measured]:
-    """A dedicated server, warmed up, that has received the big file (peak measured)."""
-    server = ServerProcess(tmp_path_factory.mktemp("memory") / "data").start()
+def measured(deployment: Deployment) -> Iterator[Measured]:
+    """A dedicated server, warmed up, that has received the big file (peak measured), on
+    each deployment: a local folder, and S3 (multipart uploads, ranged reads)."""
+    server = deployment.server()
     try:
         key = server.create_key("org-memory", "proj_memory")
         with httpx.Client(base_url=server.base_url, timeout=120) as http:

@@ -243,6 +243,7 @@ class FilesService:
         self.settings = settings
         self.meta = meta
         self.blobs = blobs
+        self._next_reconcile = 0.0
 
     # -- upload --
     async def upload(
@@ -411,6 +412,11 @@ class FilesService:
             counts["expired"] += len(batch)
         await self.meta.purge_reservations(int(now))
         counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
+        # Reconciling lists every stored object, which grows with the store: do it at most
+        # once a third of the grace period (an orphan is left no longer than that anyway).
+        if grace_seconds is None and now < self._next_reconcile:
+            return self._log_sweep(counts)
+        self._next_reconcile = now + grace / 3
         pending: list[str] = []
         async for key in self.blobs.list_keys(now - grace):
             pending.append(key)
@@ -419,6 +425,10 @@ class FilesService:
                 pending = []
         if pending:
             counts["orphans"] += await self._remove_orphans(pending)
+        return self._log_sweep(counts)
+
+    @staticmethod
+    def _log_sweep(counts: dict[str, int]) -> dict[str, int]:
         if any(counts.values()):
             log.info("sweep removed %s", counts)
         return counts

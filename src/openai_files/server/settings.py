@@ -83,10 +83,11 @@ class Settings:
         False, "allow downloading assistants and user_data files (OpenAI refuses)"
     )
     sweep_interval_seconds: float = _field(
-        DEFAULT_SWEEP_INTERVAL_SECONDS, "how often expired files and orphan bytes are removed"
+        DEFAULT_SWEEP_INTERVAL_SECONDS,
+        "how often expired files are removed (orphan bytes: once a third of the grace)",
     )
     sweep_grace_seconds: float = _field(
-        DEFAULT_SWEEP_GRACE_SECONDS, "age before unreferenced bytes count as orphans"
+        DEFAULT_SWEEP_GRACE_SECONDS, "age before bytes that no row names count as orphans"
     )
     key_cache_seconds: float = _field(
         DEFAULT_KEY_CACHE_SECONDS,
