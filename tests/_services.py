@@ -81,26 +81,7 @@ class PostgresCluster:
         )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
-        options = (
-            f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.root} "
-            "-c max_connections=200 -c shared_buffers=128MB"
-        )
-        done = self._run(
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        if done.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"PostgreSQL did not start: {done.stdout}{done.stderr}{log}")
+        self._pg_ctl_start()
         return self
 
     @property
@@ -138,22 +119,20 @@ class PostgresCluster:
             self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def resume(self) -> None:
-        options = f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.root}"
-        done = self._run(
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.root} "
+            "-c max_connections=200 -c shared_buffers=128MB"
         )
+        done = self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"PostgreSQL did not start again: {done.stderr}")
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {done.stdout}{done.stderr}{log}")
 
     def stop(self) -> None:
         self.halt()
