@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,15 +86,9 @@ def temp_names(data_dir: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
 
 
-def assert_error(
-    response: httpx.Response, status: int, *, code: str | None, param: str | None
-) -> None:
-    """The response is `status` with OpenAI's error envelope and the given code and param."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error"
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["code"] == code
-    assert error["param"] == param
+#: Every error test asserts OpenAI's envelope through the one contract helper.
+STORAGE_LIMIT = re.compile(r"Organization storage limit exceeded: .+ bytes allowed\.")
+
+
+def no_such_file(file_id: str) -> str:
+    return f"No such File object: {file_id}"

@@ -20,14 +20,16 @@ import openai
 import pytest
 
 from .._server import ServerProcess
+from ..api._contract import assert_error
 from ._util import (
-    assert_error,
+    STORAGE_LIMIT,
     auth,
     blob_names,
     download,
     list_files,
     multipart_headers,
     multipart_parts,
+    no_such_file,
     streamed_body,
     temp_names,
     upload,
@@ -87,9 +89,12 @@ def assert_consistent(
             assert response.content == expected, f"the bytes of {f['id']} differ"
         for file_id in must_be_gone:
             assert_error(
-                http.get(f"/files/{file_id}", headers=auth(key)), 404, code=None, param="id"
+                http.get(f"/files/{file_id}", headers=auth(key)),
+                404,
+                no_such_file(file_id),
+                param="id",
             )
-            assert_error(download(http, key, file_id), 404, code=None, param="id")
+            assert_error(download(http, key, file_id), 404, no_such_file(file_id), param="id")
     # The sweep on start (grace 0: the server holds the folder's lock) removed every leftover.
     assert blob_names(server.data_dir) == set(ids), "orphan or missing bytes in blobs/"
     assert temp_names(server.data_dir) == [], "temp files survived the restart"
@@ -110,7 +115,7 @@ def assert_quota_free(server: ServerProcess, key: str, used: int) -> None:
         r = upload(http, key, rest, "rest.bin", chunked=True)
         assert r.status_code == 200, r.text
         over = upload(http, key, b"x", "over.bin", chunked=True)
-        assert_error(over, 400, code="storage_limit_exceeded", param="file")
+        assert_error(over, 400, STORAGE_LIMIT, code="storage_limit_exceeded", param="file")
 
 
 def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:

@@ -3,7 +3,6 @@ limit is refused before its body is read or cut off with nothing kept."""
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
@@ -22,10 +21,11 @@ import pytest
 from openai_files.server.settings import MULTIPART_OVERHEAD_BYTES
 
 from .._server import ServerProcess
+from ..api._contract import assert_error
 from ._util import (
     BOUNDARY,
     PURPOSE,
-    assert_error,
+    STORAGE_LIMIT,
     auth,
     blob_names,
     download,
@@ -125,7 +125,7 @@ def test_racing_uploads_never_pass_the_quota(small_server: ServerProcess) -> Non
         while True:
             r = upload(http, key, os.urandom(FILE_SIZE), "fill.bin", chunked=True)
             if r.status_code != 200:
-                assert_error(r, 400, code="storage_limit_exceeded", param="file")
+                assert_error(r, 400, STORAGE_LIMIT, code="storage_limit_exceeded", param="file")
                 break
         listed = list_files(http, key)
         assert sum(f["bytes"] for f in listed) == QUOTA
@@ -161,6 +161,9 @@ def test_a_file_that_fits_the_free_space_exactly_is_accepted(small_server: Serve
         assert exc_info.value.code == "storage_limit_exceeded"
 
 
+TOO_LARGE = f"File is too large. The maximum size is {MAX_FILE} bytes."
+
+
 class RawResponse:
     def __init__(self, raw: bytes) -> None:
         head, _, self.body = raw.partition(b"\r\n\r\n")
@@ -170,11 +173,9 @@ class RawResponse:
             k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)
         }
 
-    def error(self) -> dict[str, Any]:
-        assert self.headers["content-type"].startswith("application/json")
-        body: dict[str, Any] = json.loads(self.body)["error"]
-        assert set(body) == {"message", "type", "param", "code"}
-        return body
+    def as_httpx(self) -> httpx.Response:
+        """The same answer as an httpx response, for the one error-envelope helper."""
+        return httpx.Response(self.status_code, headers=self.headers, content=self.body)
 
 
 def read_response(sock: socket.socket) -> RawResponse:
@@ -218,10 +219,7 @@ def test_an_announced_size_over_the_limit_is_refused_before_the_body(
         # Headers only: the answer must come without a byte of the (terabyte) body.
         sock.sendall(request_head(key, f"Content-Length: {10**12}\r\n"))
         response = read_response(sock)
-    assert response.status_code == 413
-    error = response.error()
-    assert (error["code"], error["param"]) == ("file_too_large", "file")
-    assert str(MAX_FILE) in error["message"]
+    assert_error(response.as_httpx(), 413, TOO_LARGE, param="file", code="file_too_large")
     with httpx.Client(base_url=small_server.base_url, timeout=30) as http:
         assert list_files(http, key) == []
     assert_folder_holds_exactly(small_server, set())
@@ -263,9 +261,7 @@ def test_a_body_past_the_limit_is_cut_off_and_nothing_kept(
             if chunked:
                 sock.sendall(b"0\r\n\r\n")
         response = read_response(sock)
-    assert response.status_code == 413, response.body
-    error = response.error()
-    assert (error["code"], error["param"]) == ("file_too_large", "file")
+    assert_error(response.as_httpx(), 413, TOO_LARGE, param="file", code="file_too_large")
     assert sent < length // 2, f"the server read {sent} of {length} bytes before refusing"
     with httpx.Client(base_url=small_server.base_url, timeout=30) as http:
         assert list_files(http, key) == []
