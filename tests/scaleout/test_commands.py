@@ -33,9 +33,9 @@ def test_serve_refuses_an_unmigrated_database_until_migrate(
 
     first = openai_files_cli("migrate", *stores, env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "schema migrated from version 0 to 1"
+    assert first.stdout.strip() == "schema migrated from version 0 to 2"
     again = openai_files_cli("migrate", *stores, env=env)
-    assert again.stdout.strip() == "schema is up to date (version 1)"
+    assert again.stdout.strip() == "schema is up to date (version 2)"
     made = openai_files_cli("keys", "create", "--org", "org-c", "--project", "p", *stores, env=env)
     assert made.returncode == 0, made.stderr
     listed = openai_files_cli("keys", "list", *stores, env=env)

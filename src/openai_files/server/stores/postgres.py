@@ -33,7 +33,7 @@ from .base import (
     StoreUnavailable,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Key of the advisory lock that serializes migrations across machines.
 _MIGRATION_LOCK = 0x0F11E5
 _POOL_MIN = 1
@@ -81,6 +81,10 @@ _MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX reservations_org ON reservations (org_id)",
         "CREATE INDEX reservations_blob_key ON reservations (blob_key)",
+    ],
+    # The quota check sums an organization's expired files: an index, not a scan.
+    2: [
+        "CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL",
     ],
 }
 

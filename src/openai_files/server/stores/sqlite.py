@@ -33,7 +33,7 @@ from .base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -73,6 +73,10 @@ _MIGRATIONS: dict[int, str] = {
         blob_key TEXT NOT NULL
     );
     CREATE INDEX reservations_org ON reservations (org_id);
+    """,
+    # The quota check sums an organization's expired files: an index, not a scan.
+    2: """
+    CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL;
     """,
 }
 
