@@ -14,6 +14,7 @@ from ..auth import authenticate
 from ..errors import APIError, no_such_file
 from ..service import FilesService, file_object
 from ..stores import FileRecord, Owner
+from ..stores.base import Chunk
 
 
 class RangeNotSatisfiable(APIError):
@@ -145,7 +146,7 @@ async def file_content(request: Request) -> Response:
         # The row was read, then a delete or an expiry took the bytes: the file is gone.
         raise no_such_file(record.id) from None
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncIterator[Chunk]:
         if first:
             yield first
         async for chunk in body:

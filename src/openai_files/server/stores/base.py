@@ -69,6 +69,8 @@ class SchemaMismatch(Exception):
 
 
 Order = Literal["asc", "desc"]
+#: A piece of an object being read: bytes, or a view of a buffer the store owns.
+Chunk = bytes | memoryview
 
 
 class MetadataStore(Protocol):
@@ -231,8 +233,11 @@ class BlobStore(Protocol):
 
     def writer(self, key: str) -> BlobWriter: ...
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes `[start, end)` of an object (to its end when `end` is None)."""
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
+        """Stream bytes `[start, end)` of an object (to its end when `end` is None).
+
+        Chunks may be memoryviews of the store's own buffers (no copy on the way out).
+        """
         ...
 
     async def delete(self, key: str) -> None:

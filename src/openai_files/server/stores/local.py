@@ -18,6 +18,7 @@ from typing import BinaryIO, ClassVar
 import anyio.to_thread
 
 from ..settings import IO_CHUNK_BYTES
+from .base import Chunk
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
 
@@ -155,7 +156,7 @@ class LocalBlobStore:
     def writer(self, key: str) -> LocalBlobWriter:
         return LocalBlobWriter(self, key)
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         path = self.path_of(key)
         fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
         try:

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from ..settings import MiB
-from .base import StoreUnavailable
+from .base import Chunk, StoreUnavailable
 
 #: Size of one multipart part, and of the buffer that decides between PUT and multipart.
 PART_BYTES = 8 * MiB
@@ -179,7 +179,7 @@ class S3BlobStore:
     def writer(self, key: str) -> S3BlobWriter:
         return S3BlobWriter(self, key)
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         if end is not None and end <= start:
             # S3 has no empty range; still, a missing object is an error here too.
             await self._head(key)
@@ -194,7 +194,7 @@ class S3BlobStore:
         except (GenericError, OSError) as exc:
             raise _unavailable(exc) from exc
         async for chunk in result.stream(min_chunk_size=READ_CHUNK_BYTES):
-            yield bytes(chunk)
+            yield memoryview(chunk)  # obstore's buffer, passed on without a copy
 
     async def _head(self, key: str) -> None:
         try:
