@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import openai
 import pytest
@@ -44,13 +43,7 @@ def _objects(s3: SeaweedS3, server: ServerProcess) -> set[str]:
     """Keys of the objects under a server's storage prefix."""
     storage = server.env["OPENAI_FILES_STORAGE"]
     prefix = storage.split("?")[0].removeprefix("s3://files/") + "/"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    )
+    client = s3.client()
     found: set[str] = set()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="files", Prefix=prefix):
         found.update(o["Key"].removeprefix(prefix) for o in page.get("Contents", []))
@@ -185,13 +178,7 @@ def test_sigkill_mid_upload_leaves_the_other_replica_whole(
             orphan = "file-" + secrets.token_hex(12)
             prefix = survivor.env["OPENAI_FILES_STORAGE"].split("?")[0]
             prefix = prefix.removeprefix("s3://files/")
-            boto3.client(
-                "s3",
-                endpoint_url=s3.endpoint,
-                region_name="us-east-1",
-                aws_access_key_id=s3.access_key,
-                aws_secret_access_key=s3.secret_key,
-            ).put_object(Bucket="files", Key=f"{prefix}/{orphan}", Body=b"orphan")
+            s3.client().put_object(Bucket="files", Key=f"{prefix}/{orphan}", Body=b"orphan")
             assert orphan in _objects(s3, survivor)
             deadline = time.monotonic() + 20
             while orphan in _objects(s3, survivor):

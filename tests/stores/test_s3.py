@@ -26,7 +26,6 @@ class TestS3Blobs(BlobStoreConformance):
 async def test_aborted_upload_leaves_no_multipart_upload(
     s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import boto3
 
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
@@ -36,12 +35,6 @@ async def test_aborted_upload_leaves_no_multipart_upload(
     for _ in range(20):  # 20 MiB: past the first part, so a multipart upload is open
         await writer.write(b"z" * (1024 * 1024))
     await writer.abort()
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    )
+    client = s3.client()
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
