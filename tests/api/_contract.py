@@ -12,9 +12,10 @@ import httpx
 import jsonschema
 import yaml
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "openai-files-openapi.yml"
+#: OpenAI's OpenAPI description of these endpoints, carried in the repo (origin in its header).
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openai-files-openapi.yml"
 
-# OpenAI sends these keys as null (CONTRACT.md: every key always present), but its OpenAPI
+# OpenAI sends these keys as null (docs/api.md: every key always present), but its OpenAPI
 # description types them as plain strings/integers. Validation allows null for them only.
 _NULLABLE = {
     "OpenAIFile": ("expires_at", "status_details"),

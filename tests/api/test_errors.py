@@ -1,4 +1,4 @@
-"""Every row of CONTRACT.md's error table, through one assertion helper."""
+"""Every row of docs/api.md's error table, through one assertion helper."""
 
 from __future__ import annotations
 

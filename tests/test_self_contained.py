@@ -1,0 +1,82 @@
+"""The repository stands on its own: what its code, tests and docs read is inside it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "docs" / "openai-files-openapi.yml"
+
+
+def _tracked(*patterns: str) -> list[Path]:
+    done = subprocess.run(
+        ["git", "ls-files", "-z", "--", *patterns],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    return [ROOT / name for name in done.stdout.decode().split("\0") if name]
+
+
+def test_the_openapi_description_is_carried_with_its_origin_and_licence() -> None:
+    text = SPEC.read_text()
+    header = "\n".join(line for line in text.splitlines()[:10] if line.startswith("#"))
+    assert "openai/openai-openapi" in header and "MIT" in header
+    spec = yaml.safe_load(text)
+    assert {"/files", "/files/{file_id}", "/files/{file_id}/content", "/uploads"} <= set(
+        spec["paths"]
+    )
+    assert "OpenAIFile" in spec["components"]["schemas"]
+
+
+def test_the_contract_helper_reads_the_carried_description() -> None:
+    from .api import _contract
+
+    assert _contract.SPEC_PATH.resolve() == SPEC
+    _contract.assert_schema(
+        "OpenAIFile",
+        {
+            "id": "file-abc",
+            "object": "file",
+            "bytes": 1,
+            "created_at": 1,
+            "expires_at": None,
+            "filename": "a.txt",
+            "purpose": "vision",
+            "status": "processed",
+            "status_details": None,
+        },
+    )
+
+
+# A path that climbs out of the repository, or names the documents the project started from.
+_OUTSIDE = re.compile(r"\.\./shared|parents\[[3-9]\]|CONTRACT\.md|/work/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    _tracked("src", "tests", "bench", "docs", "examples", "README.md", "Makefile", ".ci"),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_file_refers_to_a_path_outside_the_repo(path: Path) -> None:
+    if path.suffix in (".png", ".json") or path == Path(__file__):
+        return
+    text = path.read_text(errors="replace")
+    assert not _OUTSIDE.search(text), _OUTSIDE.search(text)
+
+
+@pytest.mark.parametrize(
+    "doc", _tracked("README.md", "docs/*.md"), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_every_relative_link_in_the_docs_resolves_inside_the_repo(doc: Path) -> None:
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        resolved = (doc.parent / target).resolve()
+        assert resolved.is_relative_to(ROOT), target
+        assert resolved.exists(), f"{doc.name} links to {target}, which does not exist"
