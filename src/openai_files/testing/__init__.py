@@ -6,9 +6,31 @@ A backend's test module subclasses the suites and provides fixtures (see the pro
     class TestMyMetadata(MetadataStoreConformance):
         @pytest.fixture
         async def meta(self): ...
+
+The real backing services the suites and `openai-files dev-stack` run (a throwaway PostgreSQL,
+SeaweedFS's S3) are in `openai_files.testing.services`.
 """
 
-from ._blobs import BlobStoreConformance
-from ._metadata import MetadataStoreConformance
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._blobs import BlobStoreConformance
+    from ._metadata import MetadataStoreConformance
 
 __all__ = ["BlobStoreConformance", "MetadataStoreConformance"]
+
+
+def __getattr__(name: str) -> Any:
+    # The suites import pytest: load them when asked for, so that `testing.services` (used by
+    # `openai-files dev-stack`) works where pytest is not installed.
+    if name == "BlobStoreConformance":
+        from ._blobs import BlobStoreConformance
+
+        return BlobStoreConformance
+    if name == "MetadataStoreConformance":
+        from ._metadata import MetadataStoreConformance
+
+        return MetadataStoreConformance
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
