@@ -95,8 +95,8 @@ def test_wrong_key_is_masked(server: ServerProcess) -> None:
         error = assert_error(
             c.get("/files", headers={"Authorization": f"Bearer {bad}"}),
             401,
-            "Incorrect API key provided: sk-abc1****wxyz. You can find your API key at "
-            "https://platform.openai.com/account/api-keys.",
+            "Incorrect API key provided: sk-abc1****wxyz. Create a key on this server with "
+            "`openai-files keys create` (see `openai-files keys --help`).",
             code="invalid_api_key",
         )
     assert bad not in error["message"]

@@ -13,6 +13,10 @@ from .stores import KeyRecord, MetadataStore, Owner
 
 KEY_PREFIX = "sk-"
 KEY_ID_PREFIX = "key_"
+#: Where OpenAI's 401 points to its dashboard, ours says how keys are made on this server.
+CREATE_KEY_HINT = (
+    "Create a key on this server with `openai-files keys create` (see `openai-files keys --help`)."
+)
 
 
 def hash_key(key: str) -> str:
@@ -117,8 +121,7 @@ async def authenticate(
         or not hmac.compare_digest(record.key_hash, digest)
     ):
         raise Unauthorized(
-            f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
-            "https://platform.openai.com/account/api-keys.",
+            f"Incorrect API key provided: {mask_key(token)}. {CREATE_KEY_HINT}",
             code="invalid_api_key",
         )
     if organization and organization != record.org_id:
