@@ -231,7 +231,8 @@ class Bench:
                 data = self.work / f"lat-{count}" / "data"
                 done = subprocess.run(
                     [sys.executable, "-m", "openai_files", "keys", "create", "--org",
-                     "org-bench", "--project", "proj_bench", "--json", "--data-dir", str(data)],
+                     "org-bench", "--project", "proj_bench", "--json", "--init", "--data-dir",
+                     str(data)],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 key = json.loads(done.stdout)["key"]

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 _URL_LINE = re.compile(r"serving the Files API at (http://\S+/v1)")
-_KEY_LINE = re.compile(r"^OPENAI_API_KEY=(\S+)$", re.M)
+_KEY_LINE = re.compile(r"^(?:export )?OPENAI_API_KEY=(\S+)$", re.M)
 
 
 class ServerProcess:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .._server import openai_files_cli
+from .._server import ServerProcess, openai_files_cli
 from .._services import PostgresCluster, SeaweedS3
 
 
@@ -65,3 +65,22 @@ def test_a_missing_extra_names_what_to_install() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'openai-files[postgres]'" in done.stdout
     assert "pip install 'openai-files[s3]'" in done.stdout
+
+
+def test_a_replica_names_its_database_and_storage_with_the_password_masked(
+    postgres: PostgresCluster, s3: SeaweedS3, tmp_path: Path
+) -> None:
+    # The cluster trusts loopback, so a password in the URL is accepted and never checked.
+    database = postgres.create_database().replace("@", ":hunter2secret@", 1)
+    storage = s3.url("files", "banner")
+    env = {**s3.env, "OPENAI_FILES_DATABASE": database, "OPENAI_FILES_STORAGE": storage}
+    assert openai_files_cli("migrate", env={**os.environ, **env}).returncode == 0
+    replica = ServerProcess(tmp_path / "data", env=env).start()
+    replica.stop()
+    log = replica.log_text()
+    masked = database.replace(":hunter2secret@", ":****@")
+    assert f"openai-files: database {masked}\n" in log
+    assert f"openai-files: storage {storage}\n" in log
+    assert "hunter2secret" not in log
+    assert "data in" not in log
+    assert replica.first_key is not None

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import shlex
 import socket
 import sys
 import time
@@ -35,8 +36,17 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
             dest=name,
             default=None,
             metavar=name.split("_")[-1].upper(),
-            help=f"{field.metadata['help']} [env {s.env_name(name)}]",
+            help=_help_text(field),
         )
+
+
+def _help_text(field: Any) -> str:
+    """`help [env OPENAI_FILES_X; default D]`, D written as README's table writes it."""
+    s = _settings_module()
+    return (
+        f"{field.metadata['help']} "
+        f"[env {s.env_name(field.name)}; default {s.shown_default(field.name)}]"
+    )
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -46,16 +56,17 @@ def add_serve_parser(sub: Any) -> None:
         help="run the Files API server",
         description=(
             "Run the OpenAI-compatible Files API server. Every flag has an environment "
-            "variable; flags win. The first start on an empty data folder creates an API "
-            "key and prints it once."
+            "variable; flags win. It prints `export OPENAI_BASE_URL=...`, ready to paste "
+            "into a shell. The first start on a database that holds no key creates one and "
+            "prints it once, as `export OPENAI_API_KEY=...`. Later starts print how many "
+            "keys are active and make none, even when all are revoked: `openai-files keys "
+            "create` makes one."
         ),
     )
     for field in s.setting_fields():
         kind = field.type
         flag = s.flag_name(field.name)
-        help_text = (
-            f"{field.metadata['help']} [env {s.env_name(field.name)}; default {field.default}]"
-        )
+        help_text = _help_text(field)
         if kind == "bool":
             p.add_argument(
                 flag,
@@ -83,6 +94,12 @@ def add_keys_parser(sub: Any) -> None:
     create.add_argument("--org", default=s.DEFAULT_ORG_ID, help="organization id")
     create.add_argument("--project", default=s.DEFAULT_PROJECT_ID, help="project id")
     create.add_argument("--json", action="store_true", help="print JSON")
+    create.add_argument(
+        "--init",
+        action="store_true",
+        help="create the database if the data folder has none (otherwise: an error, "
+        "since a key in a database no server reads is of no use)",
+    )
     add_store_flags(create)
     create.set_defaults(handler=cmd_keys_create)
     lst = ksub.add_parser("list", help="list keys (masked)")
@@ -111,7 +128,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise CLIError(str(exc), exit_code=2) from None
 
 
-async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> Any:
+async def _with_meta(
+    settings: Any, fn: Any, *, check_schema: bool = True, must_exist: bool = False
+) -> Any:
+    """Run `fn(meta)` on the opened metadata store. `must_exist`: refuse a SQLite database
+    file that does not exist (rather than create an empty one)."""
     from ..server.stores import (
         SchemaMismatch,
         StoreConfigError,
@@ -126,6 +147,8 @@ async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> An
         raise CLIError(str(exc), exit_code=2) from None
     except ImportError as exc:
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
+    if must_exist:
+        _require_database(settings, meta)
     try:
         await meta.open()
     except (OSError, StoreUnavailable) as exc:
@@ -138,6 +161,26 @@ async def _with_meta(settings: Any, fn: Any, *, check_schema: bool = True) -> An
         raise CLIError(str(exc)) from None
     finally:
         await meta.close()
+
+
+def _require_database(settings: Any, meta: Any) -> None:
+    """A CLIError when the SQLite file of `meta` does not exist (PostgreSQL: no check here;
+    its schema check says what to run). Touches nothing on disk."""
+    from ..server.stores.sqlite import SQLiteMetadataStore
+
+    if not isinstance(meta, SQLiteMetadataStore) or meta.path.exists():
+        return
+    if settings.database:
+        where = f"no database at {meta.path.resolve()}"
+        point = "point --database (or OPENAI_FILES_DATABASE) at the server's database"
+    else:
+        where = f"no database in {settings.data_dir.resolve()}"
+        point = "point --data-dir (or OPENAI_FILES_DATA_DIR) at the server's data folder"
+    raise CLIError(
+        f"{where}: start the server there first (`openai-files serve`), {point}, "
+        "or pass --init to `keys create` to make a new one",
+        exit_code=2,
+    )
 
 
 def add_migrate_parser(sub: Any) -> None:
@@ -170,7 +213,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from ..server.auth import create_key
 
     settings = settings_from_args(args)
-    key = asyncio.run(_with_meta(settings, lambda m: create_key(m, args.org, args.project)))
+    key = asyncio.run(
+        _with_meta(
+            settings, lambda m: create_key(m, args.org, args.project), must_exist=not args.init
+        )
+    )
     if args.json:
         import json
 
@@ -183,7 +230,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    keys = asyncio.run(_with_meta(settings, lambda m: m.list_keys()))
+    keys = asyncio.run(_with_meta(settings, lambda m: m.list_keys(), must_exist=True))
     if args.json:
         import json
 
@@ -212,20 +259,33 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    ok = asyncio.run(_with_meta(settings, lambda m: m.revoke_key(args.key_id, int(time.time()))))
-    if not ok:
-        raise CLIError(f"no active key with id {args.key_id}", exit_code=1)
+
+    async def revoke(meta: Any) -> str | None:
+        """None when revoked, else why not."""
+        if await meta.revoke_key(args.key_id, int(time.time())):
+            return None
+        if any(k.id == args.key_id for k in await meta.list_keys()):
+            return f"{args.key_id} is already revoked"
+        return f"no key with id {args.key_id} (`openai-files keys list` shows the keys)"
+
+    refused = asyncio.run(_with_meta(settings, revoke, must_exist=True))
+    if refused is not None:
+        raise CLIError(refused, exit_code=2)
     print(f"revoked {args.key_id}")
     return 0
 
 
 async def _first_key(meta: Any) -> Any:
+    """A new key (NewKey) when the database holds no key at all, else how many are active.
+
+    A database whose keys are all revoked gets no new key: someone revoked them.
+    """
     from ..server.auth import create_key
 
     s = _settings_module()
     keys = await meta.list_keys()
     if keys:
-        return len(keys)
+        return sum(1 for k in keys if k.revoked_at is None)
     return await create_key(meta, s.DEFAULT_ORG_ID, s.DEFAULT_PROJECT_ID)
 
 
@@ -233,13 +293,78 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings_from_args(args))
 
 
+def _listen(settings: Any) -> socket.socket:
+    """The bound listening socket, or one line saying why the port cannot be had."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise CLIError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason} "
+            "(another server there? pick another --port)"
+        ) from None
+    return sock
+
+
+def _lock_data_folder(settings: Any) -> None:
+    """Take the data folder now (the app takes it again, nested): a second server fails
+    here with one clear line, not with a trace from the app's startup."""
+    from ..server.stores import open_blob_store
+
+    lock = getattr(open_blob_store(settings.storage_url), "lock_exclusive", None)
+    if lock is not None:
+        try:
+            lock()
+        except BlockingIOError as exc:
+            raise CLIError(str(exc), exit_code=1) from None
+
+
+def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
+    """Where the server listens and keeps its data, and the key of a first start, with
+    `export OPENAI_BASE_URL=...` / `export OPENAI_API_KEY=...` lines for a shell."""
+    from ..server.stores import _redact
+
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown_host}:{port}/v1"
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    say(f"openai-files: serving the Files API at {base_url}")
+    if settings.database or settings.storage:
+        say(f"openai-files: database {_redact(settings.database_url)}")
+        say(f"openai-files: storage {_redact(settings.storage_url)}")
+    else:
+        say(f"openai-files: data in {settings.data_dir.resolve()}")
+    if isinstance(first, int):
+        active = "1 active API key" if first == 1 else f"{first} active API keys"
+        more = "another" if first else "one"
+        say(f"openai-files: {active}; `openai-files keys create` makes {more}")
+    else:
+        say(
+            f"openai-files: created API key {first.record.id} for "
+            f"{first.record.org_id} / {first.record.project_id} (shown only once):"
+        )
+    say(f"export OPENAI_BASE_URL={shlex.quote(base_url)}")
+    if not isinstance(first, int):
+        say(f"export OPENAI_API_KEY={shlex.quote(first.secret)}")
+    say(f"openai-files: connect with OpenAI(base_url={base_url!r}, api_key=...)")
+
+
 def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
-    """Run the server as `openai-files serve` does (`wrap_app` may change the app first)."""
+    """Run the server as `openai-files serve` does (`wrap_app` may change the app first).
+
+    The port is bound first and the first key made last, so that a start that fails
+    makes no key that nobody sees.
+    """
     try:
         import uvicorn
 
         from ..server import create_app
-        from ..server.stores import open_blob_store
     except ImportError as exc:
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
 
@@ -248,41 +373,14 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Take the folder now (the app takes it again, nested): a second server fails here
-    # with one clear line, not with a trace from the app's startup.
-    blobs = open_blob_store(settings.storage_url)
-    lock = getattr(blobs, "lock_exclusive", None)
-    if lock is not None:
-        try:
-            lock()
-        except BlockingIOError as exc:
-            raise CLIError(str(exc), exit_code=1) from None
-    first = asyncio.run(_with_meta(settings, _first_key))
-
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = _listen(settings)
     try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        raise CLIError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
-    host, port = sock.getsockname()[:2]
-    shown_host = f"[{host}]" if ":" in host else host
-    base_url = f"http://{shown_host}:{port}/v1"
-    print(f"openai-files: serving the Files API at {base_url}", flush=True)
-    print(f"openai-files: data in {settings.data_dir.resolve()}", flush=True)
-    if isinstance(first, int):
-        print(
-            f"openai-files: {first} API key(s) on record; `openai-files keys create` makes another",
-            flush=True,
-        )
-    else:
-        print(
-            f"openai-files: created API key {first.record.id} for "
-            f"{first.record.org_id} / {first.record.project_id} (shown only once):",
-            flush=True,
-        )
-        print(f"OPENAI_API_KEY={first.secret}", flush=True)
-    print(f"openai-files: connect with OpenAI(base_url={base_url!r}, api_key=...)", flush=True)
+        _lock_data_folder(settings)
+        first = asyncio.run(_with_meta(settings, _first_key))
+    except BaseException:
+        sock.close()
+        raise
+    _print_banner(settings, sock, first)
 
     app = create_app(settings)
     config = uvicorn.Config(

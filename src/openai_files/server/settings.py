@@ -54,8 +54,10 @@ DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
 
 
-def _field(default: Any, help: str, *, flag: str | None = None) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+def _field(default: Any, help: str, *, shown: str | None = None) -> Any:
+    """A setting; `shown` is its default as `--help` and README write it, when the value
+    itself does not say it well (an empty string that means "derived from --data-dir")."""
+    return dataclasses.field(default=default, metadata={"help": help, "shown": shown})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +69,11 @@ class Settings:
         0
     """
 
-    data_dir: Path = _field(Path(DEFAULT_DATA_DIR), "folder for the database and the bytes")  # noqa: RUF009
-    database: str = _field("", "metadata store URL (default: sqlite:///<data-dir>/files.sqlite3)")
-    storage: str = _field("", "blob store URL (default: file:///<data-dir>)")
+    data_dir: Path = _field(  # noqa: RUF009
+        Path(DEFAULT_DATA_DIR), "folder for the database and the bytes", shown=DEFAULT_DATA_DIR
+    )
+    database: str = _field("", "metadata store URL", shown="sqlite:///<data-dir>/files.sqlite3")
+    storage: str = _field("", "blob store URL", shown="file:///<data-dir>")
     host: str = _field(DEFAULT_HOST, "address to bind (loopback unless told otherwise)")
     port: int = _field(DEFAULT_PORT, "TCP port to listen on (0: any free port)")
     max_file_bytes: int = _field(DEFAULT_MAX_FILE_BYTES, "largest file accepted, in bytes")
@@ -159,6 +163,30 @@ def parse_value(field_name: str, raw: str) -> Any:
             f"invalid value {raw!r} for {env_name(field_name)} ({flag_name(field_name)}): "
             f"expected {kind}"
         ) from None
+
+
+def _with_unit(n: int) -> str:
+    """`536870912 (512 MB)`: a byte count, and the same in MB or GB when it is round."""
+    for size, unit in ((GiB, "GB"), (MiB, "MB")):
+        if n >= size and n % size == 0:
+            return f"{n} ({n // size} {unit})"
+    return str(n)
+
+
+def shown_default(field_name: str) -> str:
+    """A setting's default as `--help` and README write it: `./data`, `536870912 (512 MB)`,
+    `60` (not `60.0`), `false`."""
+    field = next(f for f in dataclasses.fields(Settings) if f.name == field_name)
+    if field.metadata.get("shown") is not None:
+        return str(field.metadata["shown"])
+    value = field.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and field_name.endswith("_bytes"):
+        return _with_unit(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def setting_fields() -> list[dataclasses.Field[Any]]:

@@ -1,0 +1,222 @@
+"""`openai-files serve` and `keys` as a user meets them: the banner, the first key, the
+errors of a busy port or of a folder without a database, and `serve --help`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openai_files.cli import main
+from openai_files.server.settings import env_name, flag_name, setting_fields
+
+from .._server import ServerProcess, openai_files_cli
+from ._util import auth
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _keys(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return openai_files_cli("keys", *args, "--data-dir", str(data_dir))
+
+
+def _start(data_dir: Path, *args: str) -> ServerProcess:
+    return ServerProcess(data_dir, *args).start()
+
+
+def _lines(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_first_start_prints_shell_lines_that_set_url_and_key(tmp_path: Path) -> None:
+    server = _start(tmp_path / "data")
+    try:
+        log = server.log_text()
+        assert server.first_key is not None
+        url_line = f"export OPENAI_BASE_URL={server.base_url}"
+        key_line = f"export OPENAI_API_KEY={server.first_key}"
+        assert _lines(log, "export ") == [url_line, key_line], log
+        assert f"openai-files: serving the Files API at {server.base_url}" in log
+        assert f"openai-files: data in {(tmp_path / 'data').resolve()}" in log
+        # The two lines, evaluated by a shell, hand both to the programs it starts.
+        shown = subprocess.run(
+            [
+                shutil.which("sh") or "sh",
+                "-c",
+                'eval "$LINES"; exec "$PYTHON" -c "import os; '
+                "print(os.environ['OPENAI_BASE_URL']); print(os.environ['OPENAI_API_KEY'])\"",
+            ],
+            env={"LINES": f"{url_line}\n{key_line}\n", "PYTHON": sys.executable, "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shown.stdout.split() == [server.base_url, server.first_key]
+        assert httpx.get(server.base_url + "/files", headers=auth(server.first_key)).is_success
+    finally:
+        server.stop()
+
+    again = _start(tmp_path / "data")
+    try:
+        log = again.log_text()
+        assert again.first_key is None
+        assert _lines(log, "export ") == [f"export OPENAI_BASE_URL={again.base_url}"], log
+        assert "openai-files: 1 active API key; `openai-files keys create` makes another" in log
+    finally:
+        again.stop()
+
+
+def test_a_start_counts_active_keys_and_makes_none_when_all_are_revoked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = _start(data)
+    first.stop()
+    listed = _keys("list", "--json", data_dir=data)
+    (key_id,) = re.findall(r'"id": "(key_\w+)"', listed.stdout)
+    assert _keys("revoke", key_id, data_dir=data).returncode == 0
+
+    revoked = _start(data)
+    revoked.stop()
+    assert revoked.first_key is None
+    assert "0 active API keys; `openai-files keys create` makes one" in revoked.log_text()
+    assert len(re.findall(r'"id"', _keys("list", "--json", data_dir=data).stdout)) == 1
+
+    assert _keys("create", data_dir=data).returncode == 0
+    assert _keys("create", data_dir=data).returncode == 0
+    two = _start(data)
+    two.stop()
+    assert "openai-files: 2 active API keys;" in two.log_text()
+
+
+def test_a_busy_port_fails_before_any_key_is_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = openai_files_cli("serve", "--port", str(port), "--data-dir", str(data))
+    assert done.returncode == 1
+    assert not data.exists()  # nothing made: no folder, no database, no key
+    assert done.stderr.startswith(f"openai-files: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "--port" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "OPENAI_API_KEY" not in done.stdout
+
+    server = _start(data)
+    server.stop()
+    assert server.first_key is not None
+    assert "created API key" in server.log_text()
+
+
+@pytest.mark.parametrize("command", [["list"], ["create"], ["revoke", "key_abc"]])
+def test_keys_refuse_a_data_folder_without_a_database(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "elsewhere" / "data"
+    done = _keys(*command, data_dir=elsewhere)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"openai-files: error: no database in {elsewhere.resolve()}: start the server there "
+        "first (`openai-files serve`), point --data-dir (or OPENAI_FILES_DATA_DIR) at the "
+        "server's data folder, or pass --init to `keys create` to make a new one\n"
+    )
+    assert not elsewhere.parent.exists()
+
+    # The default ./data of the current folder, which holds other things but no database.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(env_name("data_dir"), raising=False)
+    monkeypatch.delenv(env_name("database"), raising=False)
+    (tmp_path / "data").mkdir()
+    assert main(["keys", *command]) == 2
+    err = capsys.readouterr().err
+    assert f"no database in {(tmp_path / 'data').resolve()}: " in err
+    assert list((tmp_path / "data").iterdir()) == []
+
+    # An explicit SQLite database that does not exist is named, with --database.
+    missing = tmp_path / "meta" / "files.sqlite3"
+    done = openai_files_cli("keys", *command, "--database", f"sqlite:///{missing}")
+    assert done.returncode == 2
+    assert f"no database at {missing}: " in done.stderr and "--database" in done.stderr
+    assert not missing.parent.exists()
+
+
+def test_keys_create_init_makes_a_database_the_server_then_uses(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = _keys("create", "--init", "--org", "org-init", "--project", "proj_init", data_dir=data)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split()[-1]
+    assert (data / "files.sqlite3").exists()
+    server = _start(data)
+    try:
+        assert server.first_key is None  # the database holds a key: none is made
+        assert httpx.get(server.base_url + "/files", headers=auth(key)).is_success
+    finally:
+        server.stop()
+
+
+def test_revoke_names_an_unknown_or_already_revoked_key(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert openai_files_cli("migrate", "--data-dir", str(data)).returncode == 0
+    made = _keys("create", "--json", data_dir=data)
+    (key_id,) = re.findall(r'"id": "(key_\w+)"', made.stdout)
+
+    unknown = _keys("revoke", "key_nosuchkey", data_dir=data)
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("openai-files: error: no key with id key_nosuchkey")
+
+    assert _keys("revoke", key_id, data_dir=data).stdout == f"revoked {key_id}\n"
+    twice = _keys("revoke", key_id, data_dir=data)
+    assert twice.returncode == 2
+    assert twice.stderr == f"openai-files: error: {key_id} is already revoked\n"
+
+
+def _readme_defaults() -> dict[str, str]:
+    """flag -> the default column of README's configuration table, without backticks."""
+    defaults = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`--"):
+            defaults[cells[0].strip("`")] = cells[2].replace("`", "")
+    return defaults
+
+
+def test_serve_help_writes_defaults_as_readme_does() -> None:
+    readme = _readme_defaults()
+    assert set(readme) == {flag_name(f.name) for f in setting_fields()}
+    done = openai_files_cli("serve", "--help", env={**os.environ, "COLUMNS": "1000"})
+    assert done.returncode == 0
+    shown = re.findall(r"\[env (OPENAI_FILES_\w+); default ([^\]]*)\]", done.stdout)
+    assert len(shown) == len(readme)
+    for f in setting_fields():
+        default = dict(shown)[env_name(f.name)]
+        assert default == readme[flag_name(f.name)], f.name
+
+    keys_help = openai_files_cli("keys", "list", "--help", env={**os.environ, "COLUMNS": "1000"})
+    assert "[env OPENAI_FILES_DATA_DIR; default ./data]" in keys_help.stdout
+    assert "default sqlite:///<data-dir>/files.sqlite3]" in keys_help.stdout
+
+
+def test_a_server_on_explicit_stores_names_them_not_the_data_folder(tmp_path: Path) -> None:
+    database = tmp_path / "meta" / "files.sqlite3"
+    storage = tmp_path / "blobs"
+    server = _start(
+        tmp_path / "data", "--database", f"sqlite:///{database}", "--storage", f"file:///{storage}"
+    )
+    server.stop()
+    log = server.log_text()
+    assert f"openai-files: database sqlite:///{database}\n" in log
+    assert f"openai-files: storage file:///{storage}\n" in log
+    assert "data in" not in log
+    assert server.first_key is not None
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (1,)
