@@ -80,7 +80,10 @@ def test_no_api_key(server: ServerProcess) -> None:
             assert_error(
                 response,
                 401,
-                re.compile(r"You didn't provide an API key\. You need to provide your API key .+"),
+                re.compile(
+                    r"You didn't provide an API key\. You need to provide your API key .+ "
+                    r"Create a key on this server with `openai-files keys create` .+"
+                ),
             )
         assert_error(
             c.get("/files", headers={"Authorization": "Basic abc"}),

@@ -8,16 +8,12 @@ import hmac
 import secrets
 import time
 
-from .errors import NO_API_KEY_MESSAGE, Unauthorized
+from .errors import CREATE_KEY_HINT, NO_API_KEY_MESSAGE, Unauthorized
 from .stores import KeyRecord, MetadataStore, Owner
 
 KEY_PREFIX = "sk-"
 KEY_ID_PREFIX = "key_"
 #: Where OpenAI's 401 points to its dashboard, ours says how keys are made on this server.
-CREATE_KEY_HINT = (
-    "Create a key on this server with `openai-files keys create` (see `openai-files keys --help`)."
-)
-
 
 def hash_key(key: str) -> str:
     """The stored form of a key. Keys carry 256 random bits, so a plain SHA-256 suffices."""

@@ -16,12 +16,15 @@ from typing import Any, ClassVar
 
 from starlette.responses import JSONResponse
 
+#: Where OpenAI's 401s point to its own site, ours say how to make a key on this server.
+CREATE_KEY_HINT = (
+    "Create a key on this server with `openai-files keys create` (see `openai-files keys --help`)."
+)
 NO_API_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
     "field (with blank username) if you're accessing the API from your browser and are "
-    "prompted for a username. You can obtain an API key from "
-    "https://platform.openai.com/account/api-keys."
+    f"prompted for a username. {CREATE_KEY_HINT}"
 )
 INTERNAL_MESSAGE = (
     "The server had an error while processing your request. Sorry about that! "
