@@ -13,7 +13,7 @@ from .stores import KeyRecord, MetadataStore, Owner
 
 KEY_PREFIX = "sk-"
 KEY_ID_PREFIX = "key_"
-#: Where OpenAI's 401 points to its dashboard, ours says how keys are made on this server.
+
 
 def hash_key(key: str) -> str:
     """The stored form of a key. Keys carry 256 random bits, so a plain SHA-256 suffices."""
