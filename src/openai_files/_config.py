@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from ._exceptions import MissingAPIKeyError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Where `openai-files serve` listens by default (its port 8000), for hints to users.
+LOCAL_BASE_URL = "http://127.0.0.1:8000/v1"
 #: Seconds for the whole of each phase (connect, each read, each write), as the SDK uses.
 DEFAULT_TIMEOUT = 600.0
 #: Attempts after the first one, as the official SDK does.
@@ -40,6 +43,18 @@ USER_AGENT = "openai-files-python"
 def _env(name: str, environ: Mapping[str, str]) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
+
+
+def resolve_base_url(base_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The API root: the argument, else OPENAI_BASE_URL, else OpenAI's own service."""
+    env = os.environ if environ is None else environ
+    return (base_url or _env(ENV_BASE_URL, env) or DEFAULT_BASE_URL).rstrip("/")
+
+
+def is_openai(base_url: str) -> bool:
+    """Whether `base_url` is OpenAI's own service (not a server of this package, say)."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    return host == "openai.com" or host.endswith(".openai.com")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,19 +88,27 @@ class Config:
     ) -> Config:
         """Fill what was not given from the environment; fail early without a key."""
         env = os.environ if environ is None else environ
+        url = resolve_base_url(base_url, env)
         key = api_key or _env(ENV_API_KEY, env)
         if not key:
+            # A server of this package makes its keys itself: say how, rather than leave
+            # the user looking for one on OpenAI's site.
+            where = (
+                ""
+                if is_openai(url)
+                else f" For the server at {url}, create one on the server with "
+                "`openai-files keys create`."
+            )
             raise MissingAPIKeyError(
                 "No API key was given: pass it as `api_key=...` (`openai_api_key=...` to the "
                 f"files_* functions, `--api-key` to the CLI) or set the {ENV_API_KEY} "
-                "environment variable."
+                f"environment variable.{where}"
             )
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
-        url = base_url or _env(ENV_BASE_URL, env) or DEFAULT_BASE_URL
         return cls(
             api_key=key,
-            base_url=url.rstrip("/"),
+            base_url=url,
             organization=organization or _env(ENV_ORGANIZATION, env),
             project=project or _env(ENV_PROJECT, env),
             timeout=timeout,

@@ -95,8 +95,8 @@ def test_json_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
                      id="bad-purpose"),
         pytest.param(["list", "--api-key", "sk-wrong-0123456789"], 2,
                      "401: Incorrect API key provided: sk-wron****6789", id="bad-key"),
-        pytest.param(["list", "--base-url", "http://127.0.0.1:9/v1"], 1, "Connection error",
-                     id="unreachable"),
+        pytest.param(["list", "--base-url", "http://127.0.0.1:9/v1"], 1,
+                     "cannot connect to http://127.0.0.1:9/v1: ", id="unreachable"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line_with_an_exit_code(

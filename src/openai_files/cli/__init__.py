@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,18 +34,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit code when the reader of our output went away (`openai-files list | head`):
+#: the 128 + SIGPIPE (13) that shells report for git or coreutils, which die of SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader went away (`openai-files list --json | head -n 2`): stop quietly, as
+        # git and coreutils do, and with their status rather than 0, so that scripts with
+        # `set -o pipefail` still see the output was cut. They die of SIGPIPE; Python
+        # ignores that signal (and `serve` must not die of it), so we return its status.
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv)  # (argparse writes --help quietly to a closed pipe)
         code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe fails here, not in a traceback at exit
         return code
     except CLIError as exc:
         print(f"openai-files: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered goes there at exit, not to
+    a closed pipe (which would print "Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing will be flushed to a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,9 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import httpx
 
 from .._client import Client
-from .._config import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
+from .._config import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, LOCAL_BASE_URL
 from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
 from .._models import FileObject
 from .._streams import ProgressCallback
@@ -35,8 +38,23 @@ _SERVER_SIDE = frozenset({408, 409, 429})
 # --- parsers -----------------------------------------------------------------------------
 
 
+def base_url_note() -> str:
+    """Which server the commands talk to, for their `--help`: people's first mistake is
+    to talk to OpenAI's service when they meant their own server."""
+    configured = os.environ.get(ENV_BASE_URL, "").strip()
+    if configured:
+        return f"base URL: {configured.rstrip('/')} (from {ENV_BASE_URL}; --base-url overrides it)"
+    return (
+        f"base URL: {DEFAULT_BASE_URL} (the default: OpenAI's own service)\n"
+        f"  for a local server (`openai-files serve`), set {ENV_BASE_URL}={LOCAL_BASE_URL}\n"
+        "  or pass --base-url"
+    )
+
+
 def add_client_parsers(sub: Any) -> None:
     """Register the five client commands on the `openai-files` subparsers."""
+    # Keeps the note's lines (and a long URL whole).
+    shown = {"epilog": base_url_note(), "formatter_class": argparse.RawDescriptionHelpFormatter}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--base-url",
@@ -47,7 +65,7 @@ def add_client_parsers(sub: Any) -> None:
     progress = argparse.ArgumentParser(add_help=False)
     progress.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
-    p = sub.add_parser("upload", parents=[common, progress], help="upload a file")
+    p = sub.add_parser("upload", parents=[common, progress], help="upload a file", **shown)
     p.add_argument("path", help="the file to upload")
     p.add_argument("--purpose", required=True, help="assistants, batch, fine-tune, vision, ...")
     p.add_argument(
@@ -57,7 +75,7 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--mime-type", help="the content type (default: guessed from the name)")
     p.set_defaults(handler=cmd_upload)
 
-    p = sub.add_parser("list", parents=[common], help="list files")
+    p = sub.add_parser("list", parents=[common], help="list files", **shown)
     p.add_argument("--purpose", help="only files of this purpose")
     p.add_argument("--limit", type=int, metavar="N", help="at most N files (one page)")
     p.add_argument("--order", choices=["asc", "desc"], help="by creation time (default desc)")
@@ -65,17 +83,19 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="every file, following the pages")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("get", parents=[common], help="show a file's metadata")
+    p = sub.add_parser("get", parents=[common], help="show a file's metadata", **shown)
     p.add_argument("file_id")
     p.set_defaults(handler=cmd_get)
 
-    p = sub.add_parser("download", parents=[common, progress], help="download a file's content")
+    p = sub.add_parser(
+        "download", parents=[common, progress], help="download a file's content", **shown
+    )
     p.add_argument("file_id")
     p.add_argument("-o", "--output", help="where to save it (default: its name, here)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(handler=cmd_download)
 
-    p = sub.add_parser("delete", parents=[common], help="delete a file")
+    p = sub.add_parser("delete", parents=[common], help="delete a file", **shown)
     p.add_argument("file_id")
     p.set_defaults(handler=cmd_delete)
 
@@ -95,16 +115,38 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
                 if exc.status_code in _SERVER_SIDE:
                     code = EXIT_FAILURE
                 message = exc.message.removeprefix(f"Error code: {exc.status_code} - ")
+                message += _missing_v1_hint(exc, client.base_url)
                 rid = f" [request {exc.request_id}]" if exc.request_id else ""
                 raise CLIError(f"{exc.status_code}: {message}{rid}", code) from None
             except APIConnectionError as exc:
-                raise CLIError(f"{exc.message} ({client.base_url})", EXIT_FAILURE) from None
+                raise CLIError(_connection_message(exc, client.base_url), EXIT_FAILURE) from None
     except MissingAPIKeyError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
     except (FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError) as exc:
         raise CLIError(
             f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE
         ) from None
+
+
+def _missing_v1_hint(exc: APIStatusError, base_url: str) -> str:
+    """A 404 for a path the server does not have, on a base URL without `/v1`: the
+    usual slip (a "no such file" 404 names its `param` and gets no hint)."""
+    if exc.status_code != 404 or exc.param is not None:
+        return ""
+    if urlsplit(base_url).path.rstrip("/").endswith("/v1"):
+        return ""
+    return f" (did you mean {base_url}/v1?)"
+
+
+def _connection_message(exc: APIConnectionError, base_url: str) -> str:
+    """One line naming the server that could not be reached and how to pick another."""
+    detail = exc.message.removeprefix("Connection error: ").rstrip(".")
+    fix = f"set {ENV_BASE_URL} or --base-url"
+    if isinstance(exc.__cause__, httpx.ConnectError):
+        return f"cannot connect to {base_url}: {detail} (is the server running? {fix})"
+    if isinstance(exc.__cause__, httpx.UnsupportedProtocol):
+        return f"bad base URL {base_url}: {detail} ({fix}, e.g. to {LOCAL_BASE_URL})"
+    return f"{exc.message} ({base_url})"
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -206,8 +248,23 @@ def _print_file(f: FileObject) -> None:
 
 
 def _check_path(path: Path) -> None:
+    if path.is_dir():
+        raise CLIError(f"is a directory: {path} (upload takes a file)", EXIT_USAGE)
     if not path.is_file():
         raise CLIError(f"no such file: {path}", EXIT_USAGE)
+
+
+def _check_target(target: Path, force: bool) -> None:
+    """Refuse a download's destination that cannot take the file, before any request."""
+    if target.is_dir():
+        raise CLIError(f"is a directory: {target} (give a file name with -o)", EXIT_USAGE)
+    folder = target.parent
+    if not folder.exists():
+        raise CLIError(f"no such directory: {folder} (create it, or give another -o)", EXIT_USAGE)
+    if not folder.is_dir():
+        raise CLIError(f"not a directory: {folder} (give another -o)", EXIT_USAGE)
+    if target.exists() and not force:
+        raise CLIError(f"{target} exists: use --force to replace it", EXIT_USAGE)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -268,6 +325,8 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    if args.output:
+        _check_target(Path(args.output), args.force)  # before the server sends anything
     with _client(args) as client:
         if args.output:
             target = Path(args.output)
@@ -275,10 +334,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             # The server's name is a base name already; make sure, it becomes a local path.
             name = Path(client.retrieve(args.file_id).filename.replace("\\", "/")).name
             target = Path(name if name not in ("", ".", "..") else args.file_id)
-        if target.is_dir():
-            raise CLIError(f"is a directory: {target} (give a file name with -o)", EXIT_USAGE)
-        if target.exists() and not args.force:
-            raise CLIError(f"{target} exists: use --force to replace it", EXIT_USAGE)
+            _check_target(target, args.force)
         with progress_bar(f"download {target.name}", not args.no_progress) as progress:
             size = client.download(args.file_id, target, progress=progress)
     if args.json:
