@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._common import CLIError, missing_extra
+from ._start_check import check_storage
 
 SERVER_EXTRA_HINT = "pip install 'openai-files[server]'"
 
@@ -375,6 +376,7 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
     )
     sock = _listen(settings)
     try:
+        check_storage(settings)  # the blob store takes our credentials (the database: below)
         _lock_data_folder(settings)
         first = asyncio.run(_with_meta(settings, _first_key))
     except BaseException:

@@ -32,6 +32,7 @@ __all__ = [
     "SchemaMismatch",
     "StoreConfigError",
     "StoreUnavailable",
+    "check_blob_store",
     "ensure_schema",
     "open_blob_store",
     "open_metadata_store",
@@ -108,3 +109,18 @@ def open_blob_store(url: str) -> BlobStore:
         except ValueError as exc:
             raise StoreConfigError(str(exc)) from None
     raise StoreConfigError(f"unknown storage URL scheme {scheme!r} in {url!r} (known: file, s3)")
+
+
+async def check_blob_store(url: str) -> None:
+    """The start check of the blob store of `url`: build it and make one cheap request with
+    the credentials it has, so that a server refuses to start rather than answer 503.
+
+    Raises StoreConfigError when the URL or the environment is wrong before anything is
+    asked (e.g. S3 without credentials), StoreUnavailable when the store answers no (its
+    one line names the credentials, the bucket or the endpoint). A store without a `check`
+    (a local folder) passes.
+    """
+    store = open_blob_store(url)
+    check = getattr(store, "check", None)
+    if check is not None:
+        await check()

@@ -9,10 +9,13 @@ sweeping at once never handle the same file twice. Migrations hold an advisory l
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 try:
     import asyncpg
@@ -106,6 +109,19 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words."""
+    if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "host name not found"
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {_CONNECT_TIMEOUT:.0f} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc).split("\n", 1)[0] or type(exc).__name__
+
+
 def _file(row: Any) -> FileRecord:
     return FileRecord(*row.values())
 
@@ -125,6 +141,9 @@ class PostgresMetadataStore:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
+        """Connect (the pool's first connection): a StoreUnavailable of one line naming the
+        server (host:port) when it cannot be reached or refuses the user, password or
+        database of the URL. The password is never shown."""
         try:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
@@ -133,8 +152,47 @@ class PostgresMetadataStore:
                 timeout=_CONNECT_TIMEOUT,
                 command_timeout=60,
             )
+        except asyncpg.exceptions.InvalidPasswordError as exc:
+            raise StoreUnavailable(self._refused_password()) from exc
+        except asyncpg.exceptions.InvalidAuthorizationSpecificationError as exc:
+            # No such role, or no pg_hba.conf line lets it in: the server says which.
+            raise StoreUnavailable(
+                f"PostgreSQL at {self._server()} refused user {self._user()!r}: {exc}"
+            ) from exc
+        except asyncpg.exceptions.InvalidCatalogNameError as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL at {self._server()}: {exc}; create it (createdb) or fix the "
+                "database name in the database URL"
+            ) from exc
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self._server()} ({_connect_reason(exc)}): "
+                "check that it runs and the host and port of the database URL"
+            ) from exc
+
+    def _server(self) -> str:
+        """`host:port` of the URL as written (5432 when it names no port)."""
+        netloc = urlsplit(self.dsn).netloc.rpartition("@")[2]
+        if not netloc:
+            return f"{os.environ.get('PGHOST', 'localhost')}:{os.environ.get('PGPORT', 5432)}"
+        host_part = netloc.rsplit(",", 1)[-1]
+        if host_part.endswith("]") or ":" not in host_part:
+            return f"{netloc}:{os.environ.get('PGPORT', 5432)}"
+        return netloc
+
+    def _user(self) -> str:
+        return unquote(urlsplit(self.dsn).username or os.environ.get("PGUSER", "")) or "?"
+
+    def _refused_password(self) -> str:
+        from . import _redact
+
+        if urlsplit(self.dsn).password is None:
+            given = "the database URL has no password (and PGPASSWORD gave none that works)"
+        else:
+            given = f"the password of {_redact(self.dsn)} is wrong"
+        return (
+            f"PostgreSQL at {self._server()} refused the password of user {self._user()!r}: {given}"
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -5,7 +5,24 @@ no call blocks the event loop, and it streams both ways. Writes buffer at most o
 file smaller than a part is one PUT; a larger one is a multipart upload with a bounded number
 of parts in flight, which obstore aborts when the stream feeding it fails (our `abort`).
 An S3 object is invisible until its upload completes, so objects go straight to their final
-key. Credentials come from the usual AWS variables (`AWS_ACCESS_KEY_ID`, ...).
+key.
+
+Credentials: the store is built only when the environment names where its credentials come
+from, so the client never asks a cloud's instance metadata service (169.254.169.254) on its
+own. Any of these, in the order the client tries them:
+
+- `AWS_SKIP_SIGNATURE=true`: unsigned requests (a public bucket);
+- `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN` if temporary);
+- `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN` (Kubernetes service accounts on EKS);
+- `AWS_CONTAINER_CREDENTIALS_FULL_URI` or `..._RELATIVE_URI` (ECS tasks, EKS Pod Identity);
+- `credentials=instance` in the storage URL: the machine's instance role, fetched from the
+  instance metadata service (an EC2 instance profile). Only this option lets the client ask
+  that service, and only when none of the above is set.
+
+With none of them, opening the store fails at once with a line naming the variables.
+`check()` makes one cheap request (a listing under a prefix that holds nothing) so that
+`openai-files serve` refuses to start, with one line, when the credentials are refused, the
+bucket does not exist or the endpoint does not answer.
 """
 
 from __future__ import annotations
@@ -13,13 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 try:
     import obstore
-    from obstore.exceptions import GenericError, NotFoundError
+    from obstore.exceptions import BaseError, GenericError, NotFoundError
     from obstore.store import S3Store
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -38,12 +58,99 @@ READ_CHUNK_BYTES = 4 * MiB
 _QUEUE_DEPTH = 4
 
 
+#: Retries of the start check: a refused connection is retried twice (well under a second);
+#: an endpoint that does not answer fails after the connect timeout, once.
+_CHECK_RETRY: dict[str, Any] = {"max_retries": 2, "retry_timeout": datetime.timedelta(seconds=3)}
+#: Where the start check lists: a prefix no object is ever stored under (keys never start
+#: with a dot), so the listing is one request with an empty answer.
+_CHECK_PREFIX = ".openai-files-start-check"
+#: The URL option that lets the client take the machine's instance role.
+INSTANCE_CREDENTIALS = "instance"
+#: S3 error codes that mean the credentials themselves were refused.
+_BAD_CREDENTIALS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidSecurity",
+        "Unauthorized",
+    }
+)
+#: S3 error codes that mean the bucket is in another region than the one we sign for.
+_WRONG_REGION = frozenset({"AuthorizationHeaderMalformed", "PermanentRedirect"})
+
+log = logging.getLogger(__name__)
+
+
 class _Abort(Exception):
     """Raised inside the stream that feeds a multipart upload, so obstore aborts it."""
 
 
+def _first_line(exc: BaseException) -> str:
+    """obstore's message without the Rust `Debug source:` dump that follows it (~30 lines)."""
+    text = str(exc)
+    return text.split("\n", 1)[0].strip() or type(exc).__name__
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"object storage is unreachable: {exc}")
+    log.debug("object storage error: %s", exc)
+    return StoreUnavailable(f"object storage is unreachable: {_first_line(exc)}")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def credential_source(environ: Mapping[str, str], instance: bool) -> tuple[str, str]:
+    """Where the S3 client will take its credentials from, in its own order: a kind
+    (`anonymous`, `keys`, `web-identity`, `container` or `instance`) and words for messages.
+    A ValueError naming the variables to set when nothing gives them (the client would then
+    ask the instance metadata service, which only `instance` allows)."""
+
+    def has(name: str) -> bool:
+        return bool(environ.get(name, "").strip())
+
+    if _truthy(environ.get("AWS_SKIP_SIGNATURE")):
+        return "anonymous", "no credentials (AWS_SKIP_SIGNATURE)"
+    key, secret = has("AWS_ACCESS_KEY_ID"), has("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        return "keys", "the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+    if key or secret:
+        given, missing = (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            if key
+            else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+        )
+        raise ValueError(f"S3 credentials: {given} is set but {missing} is not; set both")
+    if has("AWS_WEB_IDENTITY_TOKEN_FILE") and has("AWS_ROLE_ARN"):
+        return "web-identity", "the web identity in AWS_WEB_IDENTITY_TOKEN_FILE / AWS_ROLE_ARN"
+    if has("AWS_CONTAINER_CREDENTIALS_FULL_URI") or has("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        return "container", "the container credentials (AWS_CONTAINER_CREDENTIALS_*)"
+    if instance:
+        return "instance", "the instance role (credentials=instance)"
+    raise ValueError(
+        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add "
+        "credentials=instance to the storage URL to use this machine's instance role"
+    )
+
+
+def _connect_reason(text: str) -> str:
+    """Why a connection failed, in a few words, from obstore's error text."""
+    lowered = text.lower()
+    for needle, reason in (
+        ("connection refused", "connection refused"),
+        ("dns error", "host name not found"),
+        ("timed out", "no answer"),
+        ("timeout", "no answer"),
+        ("invalidcontenttype", "TLS handshake failed: is it http://?"),
+        ("certificate", "TLS certificate refused"),
+        ("tls", "TLS handshake failed"),
+    ):
+        if needle in lowered:
+            return reason
+    return "cannot connect"
 
 
 class S3BlobWriter:
@@ -155,15 +262,97 @@ class S3BlobStore:
         region = query.pop("region", None)
         if region:
             config["region"] = region
+        credentials = query.pop("credentials", None)
+        if credentials not in (None, INSTANCE_CREDENTIALS):
+            raise ValueError(
+                f"unknown credentials={credentials} in the storage URL "
+                f"(known: credentials={INSTANCE_CREDENTIALS})"
+            )
         if query:
             raise ValueError(f"unknown storage URL options: {', '.join(sorted(query))}")
+        env = os.environ  # which the client reads too
+        #: Where the credentials come from: a kind, and words for messages (module doc).
+        self.credential_kind, self.credentials = credential_source(
+            env, credentials == INSTANCE_CREDENTIALS
+        )
+        region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        #: The endpoint the client talks to, for messages.
+        self.endpoint = (
+            endpoint
+            or env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL")
+            or env.get("AWS_ENDPOINT")
+            or f"https://s3.{region}.amazonaws.com"
+        )
         client: dict[str, Any] = {
             "connect_timeout": datetime.timedelta(seconds=5),
             "timeout": datetime.timedelta(minutes=10),
         }
         if endpoint and endpoint.startswith("http://"):
             client["allow_http"] = True
+        self._config = config
+        self._client_options = client
         self.store = S3Store(self.bucket, config=config, client_options=client)  # type: ignore[arg-type]
+
+    async def check(self) -> None:
+        """Prove, with one cheap request, that the bucket exists and takes our credentials:
+        a listing under a prefix that holds nothing. A StoreUnavailable of one line naming
+        what to fix (the credentials, the bucket or the endpoint) otherwise."""
+        probe = S3Store(
+            self.bucket,
+            config=self._config,  # type: ignore[arg-type]
+            client_options=self._client_options,  # type: ignore[arg-type]
+            retry_config=_CHECK_RETRY,  # type: ignore[arg-type]
+        )
+        prefix = f"{self.prefix}/{_CHECK_PREFIX}" if self.prefix else _CHECK_PREFIX
+
+        def first_page() -> None:
+            for _batch in obstore.list(probe, prefix, chunk_size=1):
+                break
+
+        try:
+            # The blocking call, in a thread: a process that exits right after an async
+            # obstore call sometimes aborts (its runtime still hands objects back to Python).
+            await asyncio.to_thread(first_page)
+        except (BaseError, OSError) as exc:
+            log.debug("S3 start check failed: %s", exc)
+            raise StoreUnavailable(self._explain(exc)) from None
+
+    def _explain(self, exc: BaseException) -> str:
+        """One line for a failed start check: what is wrong and what to fix."""
+        text = str(exc)
+        first = _first_line(exc).removeprefix("Generic S3 error: ")
+        found = re.search(r"<Code>([^<]+)</Code>", text)
+        code = found.group(1) if found else ""
+        status_found = re.search(r"status code: (\d{3})", first)
+        status = int(status_found.group(1)) if status_found else 0
+        bucket, endpoint, source = self.bucket, self.endpoint, self.credentials
+        if "list request" not in first:
+            # The failing request was not ours but the one that fetches the credentials.
+            return f"cannot get S3 credentials from {source}: {first}"
+        if code == "NoSuchBucket":
+            return (
+                f"the S3 bucket {bucket!r} does not exist at {endpoint}: create it, or fix "
+                "the bucket name in the storage URL"
+            )
+        if code in _BAD_CREDENTIALS or status == 401:
+            return f"the S3 endpoint {endpoint} refused {source} ({code or status}): check them"
+        if code in _WRONG_REGION:
+            return (
+                f"the S3 bucket {bucket!r} is in another region ({code}): set region= in "
+                "the storage URL"
+            )
+        if code == "AccessDenied" or status == 403:
+            return (
+                f"the S3 endpoint {endpoint} denied access to bucket {bucket!r} with {source} "
+                f"({code or status}): check the credentials and the bucket's policy"
+            )
+        if "error sending request" in first or isinstance(exc, OSError):
+            return (
+                f"cannot reach the S3 endpoint {endpoint} ({_connect_reason(text)}): check "
+                "endpoint= in the storage URL and that the server runs"
+            )
+        return f"the S3 bucket {bucket!r} at {endpoint} failed the start check: {first}"
 
     async def open(self) -> None:
         return None
