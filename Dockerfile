@@ -1,0 +1,25 @@
+# The openai-files server. On its own it keeps files in /data (SQLite and a folder: mount a
+# volume there); with OPENAI_FILES_DATABASE and OPENAI_FILES_STORAGE set it is one stateless
+# replica of a scale-out deployment (see compose.yaml and docs/deploy.md).
+FROM python:3.11-slim
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir '.[server,postgres,s3]' \
+    && useradd --system --uid 10001 --no-create-home files \
+    && mkdir /data && chown files /data
+
+USER files
+# Inside a container the server must listen on all of the container's interfaces: the
+# default, 127.0.0.1, is the container's own loopback, which a published port cannot reach.
+# Which host addresses reach the port is decided when it is published (compose.yaml: loopback).
+ENV OPENAI_FILES_HOST=0.0.0.0 \
+    OPENAI_FILES_PORT=8000 \
+    OPENAI_FILES_DATA_DIR=/data \
+    PYTHONUNBUFFERED=1
+EXPOSE 8000
+
+# `docker run IMAGE` serves; `docker run IMAGE migrate` or `... keys create` run the others.
+ENTRYPOINT ["openai-files"]
+CMD ["serve"]
