@@ -93,13 +93,16 @@ class _Stop(BaseException):
 #: check: an exception raised by the handler could land between a service's fork and the
 #: line that records its PID, and leave that service running.
 _stop_requested = threading.Event()
+#: Set once everything is up (a stop is then quick, and says so itself).
+_started = threading.Event()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if not _stop_requested.is_set():
         _stop_requested.set()
-        # os.write, not print: a handler may run in the middle of another print.
-        os.write(2, b"dev-stack: stopping once the current step is done ...\n")
+        if not _started.is_set():
+            # os.write, not print: a handler may run in the middle of another print.
+            os.write(2, b"dev-stack: stopping once the current step is done ...\n")
 
 
 def _check_stop() -> None:
@@ -297,7 +300,9 @@ class DevStack:
         for r in self.replicas:
             r.stop()
         if self.s3 is not None:
-            self.s3.stop()
+            # Its data goes with the folder: no need to wait long for a clean exit (weed
+            # can take ten seconds or more after a session with uploads).
+            self.s3.stop(grace=3)
         if self.postgres is not None:
             self.postgres.stop()
         import shutil
@@ -349,6 +354,7 @@ def _check_prerequisites(replicas: int, base_port: int) -> None:
 
 def cmd_devstack(args: argparse.Namespace) -> int:
     _stop_requested.clear()
+    _started.clear()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in handlers:
         signal.signal(sig, _on_signal)
@@ -359,6 +365,7 @@ def cmd_devstack(args: argparse.Namespace) -> int:
         stack = DevStack(args.replicas, args.port)
         stack.start()
         stack.print_summary()
+        _started.set()
         ended = stack.watch()
         _say(f"{ended}: stopping everything")
         code = EXIT_FAILURE

@@ -274,18 +274,19 @@ class SeaweedS3:
             aws_secret_access_key=self.secret_key,
         )
 
-    def stop(self) -> None:
-        self.halt()
+    def stop(self, grace: float = 15.0) -> None:
+        self.halt(grace)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def halt(self) -> None:
-        """Stop the server, keeping its data (`start()` runs it again)."""
+    def halt(self, grace: float = 15.0) -> None:
+        """Stop the server, keeping its data (`start()` runs it again); killed if it is
+        still there after `grace` seconds."""
         if self.proc is not None and self.proc.poll() is None:
             # weed mini runs its parts in one process group of its own: end them all.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
