@@ -187,7 +187,7 @@ class PostgresMetadataStore:
         from . import _redact
 
         if urlsplit(self.dsn).password is None:
-            given = "the database URL has no password (and PGPASSWORD gave none that works)"
+            given = "the database URL gives none (postgresql://USER:PASSWORD@HOST/DB)"
         else:
             given = f"the password of {_redact(self.dsn)} is wrong"
         return (

@@ -59,8 +59,9 @@ _QUEUE_DEPTH = 4
 
 
 #: Retries of the start check: a refused connection is retried twice (well under a second);
-#: an endpoint that does not answer fails after the connect timeout, once.
+#: an endpoint that does not answer fails once its timeout has passed.
 _CHECK_RETRY: dict[str, Any] = {"max_retries": 2, "retry_timeout": datetime.timedelta(seconds=3)}
+_CHECK_TIMEOUT = datetime.timedelta(seconds=5)
 #: Where the start check lists: a prefix no object is ever stored under (keys never start
 #: with a dot), so the listing is one request with an empty answer.
 _CHECK_PREFIX = ".openai-files-start-check"
@@ -95,6 +96,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
+    """The error to raise (`from None`): its first line; the whole text, with the client's
+    internals, only in the debug log."""
     log.debug("object storage error: %s", exc)
     return StoreUnavailable(f"object storage is unreachable: {_first_line(exc)}")
 
@@ -142,11 +145,11 @@ def _connect_reason(text: str) -> str:
     for needle, reason in (
         ("connection refused", "connection refused"),
         ("dns error", "host name not found"),
-        ("timed out", "no answer"),
-        ("timeout", "no answer"),
         ("invalidcontenttype", "TLS handshake failed: is it http://?"),
         ("certificate", "TLS certificate refused"),
         ("tls", "TLS handshake failed"),
+        ("timed out", "no answer"),
+        ("kind: timeout", "no answer"),
     ):
         if needle in lowered:
             return reason
@@ -208,7 +211,7 @@ class S3BlobWriter:
             try:
                 self._upload.result()  # raises the upload's error
             except (GenericError, OSError) as exc:
-                raise _unavailable(exc) from exc
+                raise _unavailable(exc) from None
             raise RuntimeError("upload ended before its data")
 
     async def commit(self) -> None:
@@ -221,7 +224,7 @@ class S3BlobWriter:
                 await self._upload
         except (GenericError, OSError) as exc:
             await self.abort()
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc) from None
         except BaseException:
             await self.abort()
             raise
@@ -301,7 +304,7 @@ class S3BlobStore:
         probe = S3Store(
             self.bucket,
             config=self._config,  # type: ignore[arg-type]
-            client_options=self._client_options,  # type: ignore[arg-type]
+            client_options={**self._client_options, "timeout": _CHECK_TIMEOUT},  # type: ignore[arg-type]
             retry_config=_CHECK_RETRY,  # type: ignore[arg-type]
         )
         prefix = f"{self.prefix}/{_CHECK_PREFIX}" if self.prefix else _CHECK_PREFIX
@@ -381,7 +384,7 @@ class S3BlobStore:
         except (NotFoundError, FileNotFoundError) as exc:
             raise FileNotFoundError(key) from exc
         except (GenericError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc) from None
         async for chunk in result.stream(min_chunk_size=READ_CHUNK_BYTES):
             yield memoryview(chunk)  # obstore's buffer, passed on without a copy
 
@@ -391,7 +394,7 @@ class S3BlobStore:
         except (NotFoundError, FileNotFoundError) as exc:
             raise FileNotFoundError(key) from exc
         except (GenericError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc) from None
 
     async def delete(self, key: str) -> None:
         try:
@@ -399,7 +402,7 @@ class S3BlobStore:
         except (NotFoundError, FileNotFoundError):
             return
         except (GenericError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc) from None
 
     async def list_keys(self, older_than: float) -> AsyncIterator[str]:
         cutoff = datetime.datetime.fromtimestamp(older_than, tz=datetime.UTC)
@@ -412,7 +415,7 @@ class S3BlobStore:
                     if "/" not in key and meta["last_modified"] < cutoff:
                         yield key
         except (GenericError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable(exc) from None
 
     async def remove_stale_temp(self, older_than: float) -> int:
         # Nothing to do: an unfinished S3 upload is never an object. Multipart uploads that
