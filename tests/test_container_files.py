@@ -175,6 +175,8 @@ def test_every_openai_files_container_is_on_the_same_stores(
     assert storage.scheme == "s3"
     buckets = re.search(r"-bucket=(\S+)", s3["command"])
     assert buckets is not None and storage.netloc in buckets[1].split(",")
+    # It is healthy (the replicas start) once that bucket exists.
+    assert f"/buckets/{storage.netloc}/" in " ".join(s3["healthcheck"]["test"])
     endpoint = urlsplit(parse_qs(storage.query)["endpoint"][0])
     assert endpoint.hostname == "s3" and endpoint.port == 8333
     s3_env = _env(s3)

@@ -179,3 +179,20 @@ def test_bad_options_are_usage_errors() -> None:
     for args in (["--replicas", "0"], ["--port", "70000"]):
         done = openai_files_cli("dev-stack", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_replica_that_dies_stops_the_rest(tmp_path: Path) -> None:
+    stack = DevStackProcess(tmp_path, "--port", "0", "--replicas", "1")
+    try:
+        stack.wait_for(r"^Press Ctrl-C")
+        folder = re.search(r"temporary folder (\S+)", stack.stderr)[1]  # type: ignore[index]
+        replica = int(re.search(r"replica 1 at \S+ \(pid (\d+)\)", stack.stderr)[1])  # type: ignore[index]
+        pids = stack.pids()
+        os.kill(replica, signal.SIGKILL)
+        assert stack.proc.wait(60) == 1
+    finally:
+        stack.end()
+    assert "replica 1 exited (code -9): stopping everything" in stack.stderr
+    assert all(_gone(p) for p in pids)
+    assert _processes_in(folder) == []
+    assert not Path(folder).exists()

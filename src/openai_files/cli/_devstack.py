@@ -24,9 +24,12 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ._common import EXIT_FAILURE, EXIT_USAGE, CLIError
+
+if TYPE_CHECKING:
+    from ..testing.services import PostgresCluster, SeaweedS3
 
 #: The first replica's port: next to `make run`'s 8000, so both can run at once.
 DEFAULT_BASE_PORT = 8001
@@ -187,8 +190,8 @@ class DevStack:
         self.count = replicas
         self.base_port = base_port
         self.root = Path(tempfile.mkdtemp(prefix="openai-files-dev-stack-"))
-        self.postgres: Any = None
-        self.s3: Any = None
+        self.postgres: PostgresCluster | None = None
+        self.s3: SeaweedS3 | None = None
         self.replicas: list[_Replica] = []
         self.key = ""
         self.database = ""
@@ -203,24 +206,25 @@ class DevStack:
         _say(f"temporary folder {self.root}")
         _check_stop()
         _say("starting PostgreSQL ...")
-        self.postgres = PostgresCluster(self.root / "postgres")
-        _service(self.postgres.start, "PostgreSQL did not start")
+        self.postgres = postgres = PostgresCluster(self.root / "postgres")
+        _service(postgres.start, "PostgreSQL did not start")
         database = _service(
-            lambda: self.postgres.create_database(DATABASE), "cannot create the database"
+            lambda: postgres.create_database(DATABASE), "cannot create the database"
         )
-        _say(f"PostgreSQL on 127.0.0.1:{self.postgres.port} (pid {self.postgres.pid})")
+        _say(f"PostgreSQL on 127.0.0.1:{postgres.port} (pid {postgres.pid})")
         _check_stop()
         _say("starting SeaweedFS (S3) ...")
-        self.s3 = SeaweedS3(self.root / "s3", buckets=[BUCKET])
-        _service(self.s3.start, "SeaweedFS did not start")
-        _say(f"S3 on {self.s3.endpoint}, bucket {BUCKET} (pid {self.s3.proc.pid})")
-        storage = self.s3.url(BUCKET)
+        self.s3 = s3 = SeaweedS3(self.root / "s3", buckets=[BUCKET])
+        _service(s3.start, "SeaweedFS did not start")
+        assert s3.proc is not None
+        _say(f"S3 on {s3.endpoint}, bucket {BUCKET} (pid {s3.proc.pid})")
+        storage = s3.url(BUCKET)
         self.database, self.storage = database, storage
         _check_stop()
         self._migrate_and_make_key()
         _check_stop()
 
-        env = {**os.environ, **self.s3.env}
+        env = {**os.environ, **s3.env}
         _say(f"starting {self.count} replica(s) ...")
         for i in range(self.count):
             port = self.base_port + i if self.base_port else 0
@@ -268,6 +272,7 @@ class DevStack:
             r.forward = True
 
     def print_summary(self) -> None:
+        assert self.s3 is not None
         lines = [
             f"openai-files dev-stack: {self.count} replica(s) on one PostgreSQL database "
             "and one S3 bucket",
@@ -286,13 +291,15 @@ class DevStack:
 
     def watch(self) -> str:
         """Wait until a replica or the S3 server ends by itself; what ended."""
+        assert self.s3 is not None and self.s3.proc is not None
+        weed = self.s3.proc
         while True:
             _check_stop()
             for r in self.replicas:
                 if r.proc.poll() is not None:
                     return f"replica {r.number} exited (code {r.proc.returncode})"
-            if self.s3.proc.poll() is not None:
-                return f"the S3 server exited (code {self.s3.proc.returncode})"
+            if weed.poll() is not None:
+                return f"the S3 server exited (code {weed.returncode})"
             time.sleep(0.5)
 
     def stop(self) -> None:

@@ -235,15 +235,29 @@ class SeaweedS3:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"weed mini exited:\n{self.log_text()[-4000:]}")
-            try:
-                r = httpx.get(f"{self.endpoint}/", timeout=2)
-                if r.status_code in (200, 403):
-                    return self
-            except httpx.HTTPError:
-                pass
+            if self._ready():
+                return self
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"weed mini did not answer in {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def _ready(self) -> bool:
+        """The S3 endpoint answers and every bucket exists. weed mini makes the buckets
+        about a second after its S3 endpoint first answers; they are folders of its filer
+        (which asks for no credentials), so ask there."""
+        try:
+            if httpx.get(f"{self.endpoint}/", timeout=2).status_code not in (200, 403):
+                return False
+            filer = f"http://{LOOPBACK}:{self.ports['filer']}/buckets"
+            return all(
+                httpx.get(
+                    f"{filer}/{bucket}/", headers={"Accept": "application/json"}, timeout=2
+                ).status_code
+                == 200
+                for bucket in self.buckets
+            )
+        except httpx.HTTPError:
+            return False
 
     def log_text(self) -> str:
         path = self.root / "weed.log"
