@@ -382,7 +382,7 @@ class Bench:
 
     # -- row 8: the same transfers on PostgreSQL + S3 --
     def row_8(self) -> None:
-        from tests._services import PostgresCluster, SeaweedS3
+        from openai_files.testing.services import PostgresCluster, SeaweedS3
 
         self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
         pg, s3 = PostgresCluster().start(), SeaweedS3().start()
