@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import asyncpg
 
 from .._server import ServerProcess, openai_files_cli
 from .._services import PostgresCluster, SeaweedS3
@@ -84,3 +87,32 @@ def test_a_replica_names_its_database_and_storage_with_the_password_masked(
     assert "hunter2secret" not in log
     assert "data in" not in log
     assert replica.first_key is not None
+
+
+def test_migrate_by_a_user_who_may_not_create_tables_is_one_line(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    # Since PostgreSQL 15 only a database's owner may create tables in its public schema.
+    database = postgres.create_database()
+    name = database.rsplit("/", 1)[1]
+    role = "reader_" + name[2:]
+
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(postgres.url())
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f"CREATE ROLE {role} LOGIN"))
+    url = database.replace(f"//{postgres.user}@", f"//{role}@")
+    done = openai_files_cli("migrate", "--database", url, "--data-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"openai-files: error: cannot migrate: PostgreSQL refused {role!r} the right to create "
+        "tables (permission denied for schema public); run migrate as the database's owner, "
+        f"or GRANT CREATE ON SCHEMA public TO {role}"
+    ]
+    owner = openai_files_cli("migrate", "--database", database, "--data-dir", str(tmp_path))
+    assert owner.returncode == 0, owner.stderr

@@ -65,7 +65,8 @@ class StoreUnavailable(Exception):
 
 
 class SchemaMismatch(Exception):
-    """The database has a schema this version does not know (migrate first)."""
+    """The database has a schema this version does not know (migrate first), or the
+    migration cannot run (the user may not create tables)."""
 
 
 Order = Literal["asc", "desc"]

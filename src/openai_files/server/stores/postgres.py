@@ -222,6 +222,17 @@ class PostgresMetadataStore:
             return int(await c.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
     async def migrate(self) -> int:
+        try:
+            return await self._migrate()
+        except asyncpg.InsufficientPrivilegeError as exc:
+            user = urlsplit(self.dsn).username or "the connecting user"
+            raise SchemaMismatch(
+                f"cannot migrate: PostgreSQL refused {user!r} the right to create tables "
+                f"({exc}); run migrate as the database's owner, or GRANT CREATE ON SCHEMA "
+                f"public TO {user}"
+            ) from None
+
+    async def _migrate(self) -> int:
         async with self._conn(transaction=True) as c:
             await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
