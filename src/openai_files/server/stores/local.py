@@ -3,6 +3,11 @@
 Layout under the root: `blobs/<last two chars of key>/<key>` for committed objects and
 `tmp/<key>.<random>.part` for writes in progress. Every file call runs in a worker thread,
 in chunks of IO_CHUNK_BYTES, so neither the event loop nor memory grow with the file.
+
+The folder belongs to one process (`lock_exclusive`), so the store knows every write in
+progress: `remove_stale_temp` never removes the temp file of a writer still open, however
+long its upload pauses. A writer also flushes at least every TOUCH_SECONDS while bytes
+arrive, so a temp file's mtime is the time of its last byte.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import fcntl
 import os
 import re
 import secrets
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -20,6 +27,9 @@ import anyio.to_thread
 from ..settings import IO_CHUNK_BYTES
 from .base import Chunk
 
+#: A writer flushes what it holds when its last flush is older than this, so that the temp
+#: file of an upload that trickles in under IO_CHUNK_BYTES still shows its last byte.
+TOUCH_SECONDS = 5.0
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
 
 
@@ -39,7 +49,13 @@ class LocalBlobWriter:
         self._fh: BinaryIO | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._flushed_at = time.monotonic()
         self._done = False
+        store._writing.add(self)
+
+    @property
+    def temp_path(self) -> Path:
+        return self._tmp
 
     def _flush_sync(self, parts: list[bytes]) -> None:
         if self._fh is None:
@@ -48,6 +64,7 @@ class LocalBlobWriter:
 
     async def _flush(self) -> None:
         parts, self._buffer, self._buffered = self._buffer, [], 0
+        self._flushed_at = time.monotonic()
         await anyio.to_thread.run_sync(self._flush_sync, parts)
 
     async def write(self, chunk: bytes) -> None:
@@ -55,7 +72,9 @@ class LocalBlobWriter:
             raise RuntimeError("writer is closed")
         self._buffer.append(chunk)
         self._buffered += len(chunk)
-        if self._buffered >= IO_CHUNK_BYTES:
+        if self._buffered >= IO_CHUNK_BYTES or (
+            self._fh is not None and time.monotonic() - self._flushed_at >= TOUCH_SECONDS
+        ):
             await self._flush()
 
     async def commit(self) -> None:
@@ -78,18 +97,20 @@ class LocalBlobWriter:
             await self.abort()
             raise
         self._done = True
+        self._store._writing.discard(self)
 
     async def abort(self) -> None:
         self._done = True
         self._buffer = []
-
-        def discard() -> None:
+        # Synchronous: a close and an unlink are quick, and an abort in a cancelled scope
+        # (a client gone) must not skip them as an awaited thread would.
+        try:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
             self._tmp.unlink(missing_ok=True)
-
-        await anyio.to_thread.run_sync(discard)
+        finally:
+            self._store._writing.discard(self)
 
 
 class LocalBlobStore:
@@ -99,6 +120,9 @@ class LocalBlobStore:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
+        #: Writers not yet committed or aborted (weakly: a writer dropped without either
+        #: leaves a temp file that the sweeper may take).
+        self._writing: weakref.WeakSet[LocalBlobWriter] = weakref.WeakSet()
 
     async def open(self) -> None:
         def setup() -> None:
@@ -201,10 +225,14 @@ class LocalBlobStore:
                 yield key
 
     async def remove_stale_temp(self, older_than: float) -> int:
+        live = {str(writer.temp_path) for writer in list(self._writing)}
+
         def run() -> int:
             removed = 0
             with os.scandir(self.tmp_dir) as it:
                 for entry in it:
+                    if entry.path in live:
+                        continue  # an upload still streaming, however long it pauses
                     try:
                         if entry.stat().st_mtime < older_than:
                             os.unlink(entry.path)
