@@ -325,8 +325,13 @@ class AsyncClient(_Base[httpx.AsyncClient]):
                     error = exc
         finally:
             op.close()
-            for response in opened:
-                await response.aclose()
+            if opened:
+                import anyio
+
+                # Shielded: a cancelled caller still gives its connections back.
+                with anyio.CancelScope(shield=True):
+                    for response in opened:
+                        await response.aclose()
 
     async def _perform(self, effect: Effect, opened: _Responses) -> Any:
         if isinstance(effect, Send):
@@ -344,7 +349,12 @@ class AsyncClient(_Base[httpx.AsyncClient]):
                     await run_sync(sink.write, chunk)
                 await run_sync(sink.commit)
             finally:
-                await run_sync(sink.discard)
+                import anyio
+
+                # Shielded: in a cancelled scope an unshielded await would raise before the
+                # thread started, and leave the `.part` file behind.
+                with anyio.CancelScope(shield=True):
+                    await run_sync(sink.discard)
             return None
         await _asleep(effect.seconds)
         return None

@@ -182,7 +182,8 @@ class LocalBlobStore:
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         path = self.path_of(key)
-        fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
+        with anyio.CancelScope(shield=True):  # else a cancel during the open loses `fh`
+            fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
         try:
             if start:
                 await anyio.to_thread.run_sync(fh.seek, start)
@@ -196,7 +197,9 @@ class LocalBlobStore:
                     remaining -= len(chunk)
                 yield chunk
         finally:
-            await anyio.to_thread.run_sync(fh.close)
+            # Synchronous: a read-only file closes at once, and a read cancelled mid-file
+            # (a client gone) must not leave it to the garbage collector.
+            fh.close()
 
     async def size(self, key: str) -> int:
         st = await anyio.to_thread.run_sync(os.stat, self.path_of(key))
