@@ -108,6 +108,8 @@ def test_sigkill_mid_upload_leaves_the_other_replica_whole(
     fast = {
         "OPENAI_FILES_SWEEP_INTERVAL_SECONDS": "1",
         "OPENAI_FILES_SWEEP_GRACE_SECONDS": "2",
+        # The upload below stalls until its server is killed: no body idle timeout.
+        "OPENAI_FILES_BODY_IDLE_TIMEOUT_SECONDS": "0",
         "OPENAI_FILES_RESERVATION_TTL_SECONDS": "6",
         "OPENAI_FILES_ORG_QUOTA_BYTES": str(48 * 1024 * 1024),
     }

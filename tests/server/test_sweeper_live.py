@@ -32,6 +32,9 @@ def sweeping(deployment: Deployment) -> Iterator[ServerProcess]:
         str(GRACE),
         "--sweep-interval-seconds",
         "0.2",
+        # Pauses past the grace: only with the body idle timeout (shorter) turned off.
+        "--body-idle-timeout-seconds",
+        "0",
     )
     try:
         yield proc
@@ -113,7 +116,13 @@ def test_leftover_temp_file_is_still_swept(tmp_path: Path) -> None:
     """What no live upload writes (a dead server's leftover) is still removed once older
     than the grace, while the server runs (the local folder alone keeps temp files)."""
     proc = ServerProcess(
-        tmp_path / "data", "--sweep-grace-seconds", str(GRACE), "--sweep-interval-seconds", "0.2"
+        tmp_path / "data",
+        "--sweep-grace-seconds",
+        str(GRACE),
+        "--sweep-interval-seconds",
+        "0.2",
+        "--body-idle-timeout-seconds",
+        "0",
     ).start()
     try:
         leftover = proc.data_dir / "tmp" / "file-leftover.0123456789abcdef.part"

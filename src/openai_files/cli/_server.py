@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ._common import CLIError, missing_extra
 from ._start_check import check_storage
@@ -384,11 +384,17 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         raise
     _print_banner(settings, sock, first)
 
+    from ..server._http import protocol_class, raise_fd_limit
+
+    raise_fd_limit(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         wrap_app(app) if wrap_app else app,
         loop="auto",
-        http="auto",
+        # httptools, with bounds on heads, timeouts and a connection cap (server/_http.py).
+        http=protocol_class(settings),
+        # uvicorn types it an int, but only hands it to call_later: fractions work.
+        timeout_keep_alive=cast(int, settings.keep_alive_timeout_seconds),
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings as S
+from ._timeouts import BodyIdleTimeout
 from .auth import KeyCache
 from .errors import APIError, InternalError, NotFound, ServiceUnavailable
 from .routes.files import routes as file_routes
@@ -182,7 +183,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=file_routes,
-        middleware=[Middleware(RequestContext)],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(BodyIdleTimeout, seconds=settings.body_idle_timeout_seconds),
+        ],
         exception_handlers={
             APIError: _api_error,
             HTTPException: _http_error,

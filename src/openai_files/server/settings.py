@@ -45,6 +45,18 @@ DEFAULT_RESERVATION_TTL_SECONDS = 300.0
 DEFAULT_KEY_CACHE_SECONDS = 1.0
 #: Room for the multipart framing and small fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+#: Largest request line plus headers (a 414 or 431 beyond it).
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+#: A client has this long from connecting (or from a request's first byte) to send the
+#: request line and headers.
+DEFAULT_HEADER_TIMEOUT_SECONDS = 30.0
+#: An upload whose body sends no byte for this long ends (a 408), its quota and temp file
+#: freed; shorter than the sweep grace, so a stalled upload ends before its bytes age.
+DEFAULT_BODY_IDLE_TIMEOUT_SECONDS = 60.0
+#: An idle keep-alive connection is closed after this long.
+DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 15.0
+#: Open connections one server process accepts; the next is answered 503 and closed.
+DEFAULT_MAX_CONNECTIONS = 1000
 #: Largest accepted value of a non-file form field.
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
@@ -102,7 +114,52 @@ class Settings:
         DEFAULT_RESERVATION_TTL_SECONDS,
         "lease of an upload's quota reservation, renewed while it streams",
     )
+    max_header_bytes: int = _field(
+        DEFAULT_MAX_HEADER_BYTES,
+        "largest request line plus headers, in bytes (a longer URL is a 414, longer headers a 431)",
+    )
+    header_timeout_seconds: float = _field(
+        DEFAULT_HEADER_TIMEOUT_SECONDS,
+        "time a client has to send a request's line and headers (then a 408 and the "
+        "connection closed)",
+    )
+    body_idle_timeout_seconds: float = _field(
+        DEFAULT_BODY_IDLE_TIMEOUT_SECONDS,
+        "an upload that sends no byte for this long ends with a 408, its quota and temp "
+        "file freed (shorter than --sweep-grace-seconds; 0: never)",
+    )
+    keep_alive_timeout_seconds: float = _field(
+        DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, "an idle keep-alive connection is closed after it"
+    )
+    max_connections: int = _field(
+        DEFAULT_MAX_CONNECTIONS,
+        "open connections accepted at once; the next is answered 503 and closed",
+    )
     log_level: str = _field("info", "log level: debug, info, warning, error")
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            value = getattr(self, name)
+            shown = shown_float(value) if isinstance(value, float) else value
+            return ValueError(f"invalid value {shown} for {flag_name(name)}: {why}")
+
+        for name in ("header_timeout_seconds", "keep_alive_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "it must be more than 0")
+        if self.body_idle_timeout_seconds < 0:
+            raise bad("body_idle_timeout_seconds", "it must be 0 (never) or more")
+        if self.max_connections < 1:
+            raise bad("max_connections", "it must be at least 1")
+        if self.max_header_bytes < 1024:
+            raise bad("max_header_bytes", "it must be at least 1024")
+        idle = self.body_idle_timeout_seconds
+        if idle and idle >= self.sweep_grace_seconds:
+            raise bad(
+                "body_idle_timeout_seconds",
+                "it must be shorter than --sweep-grace-seconds "
+                f"({shown_float(self.sweep_grace_seconds)}), so that a stalled upload ends "
+                "before the sweeper may take its bytes for orphans; lower it or raise the grace",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -163,6 +220,12 @@ def parse_value(field_name: str, raw: str) -> Any:
             f"invalid value {raw!r} for {env_name(field_name)} ({flag_name(field_name)}): "
             f"expected {kind}"
         ) from None
+
+
+def shown_float(value: float) -> str:
+    """`60` for 60.0, `0.5` for 0.5."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _with_unit(n: int) -> str:

@@ -1,0 +1,379 @@
+"""The HTTP connection layer: uvicorn's httptools protocol with the bounds it lacks.
+
+uvicorn's own protocol reads a request head of any size, waits forever for a head or a
+body, and once a response is sent reads and discards the rest of a body it refused. Here:
+
+- the request line and headers are bounded (`--max-header-bytes`): a longer URL is a 414,
+  longer headers a 431, both answered before the rest is read;
+- a client has `--header-timeout-seconds` from connecting, or from a request's first byte,
+  to send the whole head (then a 408, or a plain close for a connection that sent nothing);
+- an idle keep-alive connection is closed after `--keep-alive-timeout-seconds` (uvicorn's);
+- at most `--max-connections` connections are open at once: the next one is answered 503
+  and closed at once, so idle sockets cannot exhaust the process's file descriptors;
+- a response sent before the request body was read whole (an early 413, a 401, a 408)
+  closes the connection: the server sends its answer and end-of-stream, discards what is
+  already on its way for at most a second (so that the client can read the answer before
+  the close resets the connection), then closes, instead of reading a large body to its end;
+- errors of HTTP framing (a bad Content-Length, chunked plus Content-Length, a bad chunk
+  size) are answered in OpenAI's error envelope rather than uvicorn's plain text.
+
+The body idle timeout lives at the ASGI layer (`_timeouts.py`). Every error answered here
+closes the connection; it carries `x-request-id` and `openai-version` as the app's do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import resource
+import secrets
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.server import ServerState
+
+from . import settings as S
+from .settings import Settings
+
+log = logging.getLogger("openai_files.server")
+
+#: After an early answer, what the client already sent is discarded for at most this long
+#: and this many bytes before the connection is closed.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
+#: File descriptors kept beside the connections (the database, temp files, logs).
+SPARE_FDS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int
+    header_timeout: float
+    max_connections: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    error_type: str = "invalid_request_error",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A whole HTTP/1.1 response with OpenAI's error envelope, closing the connection."""
+    body = json.dumps(
+        {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    ).encode()
+    lines = [STATUS_LINE[status]]
+    for name, value in (
+        *headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (b"x-request-id", ("req_" + secrets.token_hex(16)).encode()),
+        (b"openai-version", S.OPENAI_VERSION.encode()),
+    ):
+        lines += [name, b": ", value, b"\r\n"]
+    lines += [b"\r\n", body]
+    return b"".join(lines)
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop reading a head over the limit."""
+
+
+class _LingeringTransport:
+    """The transport as one request-response cycle sees it: its `close()` is a lingering
+    close (see `LimitedHttpToolsProtocol.linger`)."""
+
+    def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def close(self) -> None:
+        self._protocol.linger()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on the head, timeouts and a connection cap."""
+
+    limits: ClassVar[ConnectionLimits]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.url = b""
+        #: Reading a request head (and how much of it has come, and of its headers).
+        self.reading_head = True
+        self.head_bytes = 0
+        self.header_bytes = 0
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
+        self.lingering = False
+        self.discarded = 0
+
+    # -- connection --
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            log.warning(
+                "refused a connection: %d open, at most %d (--max-connections)",
+                len(self.connections) - 1,
+                self.limits.max_connections,
+            )
+            self.refuse(
+                self.error_response(
+                    503,
+                    "The server has too many open connections. Please retry shortly.",
+                    error_type="server_error",
+                    code="too_many_connections",
+                    headers=((b"retry-after", b"1"),),
+                ),
+            )
+            return
+        self.arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self.header_timer, self.linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self.header_timer = self.linger_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.discarded += len(data)
+            if self.discarded > LINGER_BYTES:
+                self.transport.close()
+            return
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if self.reading_head:
+            self.arm_header_timer()
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # as uvicorn does
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, _HeadTooLarge):
+                self.refuse_head()
+            else:
+                why = str(cause or exc).rstrip(".") or type(exc).__name__
+                self.send_400_response(f"Invalid HTTP request: {why}.")
+            return
+        if self.reading_head and self.head_bytes > self.limits.max_header_bytes:
+            self.refuse_head()
+
+    # -- the head --
+    def arm_header_timer(self) -> None:
+        if self.header_timer is None:
+            self.header_timer = self.loop.call_later(
+                self.limits.header_timeout, self.header_timeout
+            )
+
+    def header_timeout(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing() or not self.reading_head:
+            return
+        if self.head_bytes == 0:
+            self.transport.close()  # nothing was asked: nothing to answer
+            return
+        log.info(
+            "closed a connection whose request head took over %.0fs (--header-timeout-seconds)",
+            self.limits.header_timeout,
+        )
+        seconds = S.shown_float(self.limits.header_timeout)
+        self.refuse(
+            self.error_response(
+                408,
+                f"The request line and headers took over {seconds} seconds to arrive. "
+                "Send the request again.",
+                code="request_timeout",
+            )
+        )
+
+    def refuse_head(self) -> None:
+        limit = self.limits.max_header_bytes
+        if len(self.url) > limit or (self.header_bytes == 0 and self.head_bytes > limit):
+            log.info("refused a URL over %d bytes (--max-header-bytes)", limit)
+            response = self.error_response(
+                414, f"The request URL is too long: at most {limit} bytes.", code="uri_too_long"
+            )
+        else:
+            log.info("refused request headers over %d bytes (--max-header-bytes)", limit)
+            response = self.error_response(
+                431,
+                f"The request line and headers are too large: at most {limit} bytes together.",
+                code="request_header_fields_too_large",
+            )
+        self.refuse(response)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_header_bytes:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if len(self.url) + self.header_bytes > self.limits.max_header_bytes:
+            raise _HeadTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:
+            self.watch(self.cycle)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head = True
+        self.head_bytes = 0
+
+    # -- early answers --
+    def watch(self, cycle: RequestResponseCycle) -> None:
+        """Make a response that starts before the request body was read whole close the
+        connection (lingering) rather than read the rest of the body."""
+        send = cycle.send
+
+        async def send_then_close(message: Any) -> None:
+            if (
+                message["type"] == "http.response.start"
+                and cycle.more_body
+                and not cycle.disconnected
+                and not self.transport.is_closing()
+            ):
+                cycle.keep_alive = False
+                cycle.transport = _LingeringTransport(self)  # type: ignore[assignment]
+            await send(message)
+
+        cycle.send = send_then_close  # type: ignore[method-assign]
+
+    def linger(self) -> None:
+        """Send end-of-stream, discard what comes for a moment, then close: closing with
+        unread bytes resets the connection, and the client may lose the answer."""
+        if self.lingering or self.transport.is_closing():
+            return
+        self.lingering = True
+        self.reading_head = False
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        self._unset_keepalive_if_required()
+        try:
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+        except OSError:
+            self.transport.close()
+            return
+        self.flow.resume_reading()
+        self.linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def on_response_complete(self) -> None:
+        if self.lingering:
+            self.server_state.total_requests += 1
+            return
+        super().on_response_complete()
+
+    def refuse(self, response: bytes) -> None:
+        """Answer `response` outside any app, and close the connection (lingering)."""
+        if self.lingering or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app is running this request: it sees a disconnect, and unwinds.
+            started = cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if started:
+                self.transport.close()
+                return
+        self.transport.write(response)
+        self.linger()
+
+    def error_response(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> bytes:
+        return error_response(
+            status,
+            message,
+            code=code,
+            error_type=error_type,
+            headers=(*self.server_state.default_headers, *headers),
+        )
+
+    def send_400_response(self, msg: str) -> None:
+        log.info("refused a malformed request: %s", msg)
+        self.refuse(self.error_response(400, msg, code="invalid_http_request"))
+
+
+def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
+    """The protocol class uvicorn runs, with the limits of `settings`."""
+    return type(
+        "LimitedHttpToolsProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"limits": ConnectionLimits.of(settings)},
+    )
+
+
+def raise_fd_limit(settings: Settings) -> None:
+    """Raise the soft limit on open files so that `max_connections` fit, or say it cannot."""
+    needed = settings.max_connections + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning(
+            "the open-file limit (%d) leaves room for %d connections, not the %d of "
+            "--max-connections: raise it (ulimit -n) or lower --max-connections",
+            target,
+            max(0, target - SPARE_FDS),
+            settings.max_connections,
+        )
