@@ -21,7 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import settings as S
 from ._timeouts import BodyIdleTimeout
 from .auth import KeyCache
-from .errors import APIError, InternalError, NotFound, ServiceUnavailable
+from .errors import (
+    APIError,
+    InsufficientStorage,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+    is_disk_full,
+)
 from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
@@ -80,7 +87,19 @@ class RequestContext:
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
+            if status == 0 and is_disk_full(exc):
+                # A 507 the client may retry; the store gives its reserve back so that a
+                # DELETE can free space (stores/local.py).
+                log.warning(
+                    "disk full in %s %s (%s): %s", scope["method"], scope["path"], request_id, exc
+                )
+                service = getattr(scope["app"].state, "service", None)
+                release = getattr(service and service.blobs, "release_reserve", None)
+                if release is not None:
+                    await anyio.to_thread.run_sync(release)
+                await InsufficientStorage().response()(scope, counting_receive, send_with_headers)
+                return
             log.exception(
                 "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id
             )

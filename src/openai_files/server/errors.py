@@ -7,11 +7,13 @@ APIError                       (status on the class, message/param/code on the i
 ├── NotFound                   404
 ├── FileTooLarge               413 code file_too_large
 ├── ServiceUnavailable         503 (with retry-after)
+├── InsufficientStorage        507 code insufficient_storage (with retry-after)
 └── InternalError              500, a generic sentence, never a trace or a path
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 from starlette.responses import JSONResponse
@@ -105,6 +107,31 @@ class ServiceUnavailable(APIError):
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message, headers={"retry-after": str(retry_after)})
+
+
+class InsufficientStorage(APIError):
+    status_code = 507
+    error_type = "server_error"
+
+    def __init__(self, retry_after: int = 2) -> None:
+        super().__init__(
+            "The server's storage is full. Delete files you no longer need, or retry later.",
+            code="insufficient_storage",
+            headers={"retry-after": str(retry_after)},
+        )
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error says the disk (or a quota of it) is full: an OSError from a file
+    write, SQLite's `database or disk is full`, PostgreSQL's disk_full (53100)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL_ERRNOS
+    if type(exc).__name__ in ("OperationalError", "DiskFullError"):
+        return "disk is full" in str(exc) or getattr(exc, "sqlstate", None) == "53100"
+    return False
 
 
 class InternalError(APIError):

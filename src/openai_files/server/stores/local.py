@@ -8,17 +8,27 @@ The folder belongs to one process (`lock_exclusive`), so the store knows every w
 progress: `remove_stale_temp` never removes the temp file of a writer still open, however
 long its upload pauses. A writer also flushes at least every TOUCH_SECONDS while bytes
 arrive, so a temp file's mtime is the time of its last byte.
+
+A full disk: the folder keeps a reserve, `.reserve`, of RESERVE_BYTES. When a write finds
+the disk full, the reserve is released (and `release_reserve` lets the app release it when
+the database finds the disk full), so that SQLite still has room to grow its write-ahead
+log and a DELETE can free space. While the reserve is released, writers refuse to take the
+last RESERVE_BYTES of the disk; the reserve comes back once the disk has room again (after
+a delete, or at the next sweep).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import logging
 import os
 import re
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -30,6 +40,13 @@ from .base import Chunk
 #: A writer flushes what it holds when its last flush is older than this, so that the temp
 #: file of an upload that trickles in under IO_CHUNK_BYTES still shows its last byte.
 TOUCH_SECONDS = 5.0
+#: Space held back for the database on a full disk. A DELETE writes a few pages to SQLite's
+#: write-ahead log (measured on a full 8 MB tmpfs: three deletes grew it by 74 KB; the test
+#: checks the growth stays under the reserve), so 1 MiB leaves room for many.
+RESERVE_BYTES = 1 * 1024 * 1024
+RESERVE_NAME = ".reserve"
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+log = logging.getLogger(__name__)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
 
 
@@ -58,9 +75,11 @@ class LocalBlobWriter:
         return self._tmp
 
     def _flush_sync(self, parts: list[bytes]) -> None:
-        if self._fh is None:
-            self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
-        self._fh.writelines(parts)
+        with self._store.releasing_on_full():
+            self._store.check_room(sum(len(p) for p in parts))
+            if self._fh is None:
+                self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+            self._fh.writelines(parts)
 
     async def _flush(self) -> None:
         parts, self._buffer, self._buffered = self._buffer, [], 0
@@ -91,8 +110,12 @@ class LocalBlobWriter:
             os.replace(self._tmp, self._final)
             _fsync_dir(self._final.parent)
 
+        def finish_or_release() -> None:
+            with self._store.releasing_on_full():
+                finish()
+
         try:
-            await anyio.to_thread.run_sync(finish)
+            await anyio.to_thread.run_sync(finish_or_release)
         except BaseException:
             await self.abort()
             raise
@@ -106,8 +129,9 @@ class LocalBlobWriter:
         # (a client gone) must not skip them as an awaited thread would.
         try:
             if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+                fh, self._fh = self._fh, None
+                with contextlib.suppress(OSError):  # a full disk fails the buffer's flush
+                    fh.close()
             self._tmp.unlink(missing_ok=True)
         finally:
             self._store._writing.discard(self)
@@ -123,13 +147,75 @@ class LocalBlobStore:
         #: Writers not yet committed or aborted (weakly: a writer dropped without either
         #: leaves a temp file that the sweeper may take).
         self._writing: weakref.WeakSet[LocalBlobWriter] = weakref.WeakSet()
+        self.reserve_path = self.root / RESERVE_NAME
 
     async def open(self) -> None:
         def setup() -> None:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.keep_reserve()
 
         await anyio.to_thread.run_sync(setup)
+
+    # -- a full disk --
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def keep_reserve(self) -> bool:
+        """Make the reserve when it is missing and the disk has room; whether it exists."""
+        if self.reserve_path.exists():
+            return True
+        try:
+            if self._free_bytes() < 2 * RESERVE_BYTES:
+                return False
+            staging = self.root / f"{RESERVE_NAME}.{secrets.token_hex(4)}"
+            try:
+                fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)  # real blocks, not a sparse file
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(staging, self.reserve_path)
+            finally:
+                staging.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("could not make the space reserve: %s", exc)
+            return False
+        log.info("space reserve of %d bytes kept in %s", RESERVE_BYTES, self.root)
+        return True
+
+    def release_reserve(self) -> bool:
+        """Give the reserve back to the disk (it is full); whether there was one."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        log.warning(
+            "the disk of %s is full: released the %d-byte space reserve so that deletes "
+            "can still run",
+            self.root,
+            RESERVE_BYTES,
+        )
+        return True
+
+    def check_room(self, nbytes: int) -> None:
+        """While the reserve is released, refuse a write that would take its room."""
+        if self.reserve_path.exists():
+            return
+        if self._free_bytes() - nbytes < RESERVE_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
+
+    @contextlib.contextmanager
+    def releasing_on_full(self) -> Iterator[None]:
+        """Release the reserve when the block finds the disk full (the error goes on)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                self.release_reserve()
+            raise
 
     async def close(self) -> None:
         return None
@@ -206,7 +292,11 @@ class LocalBlobStore:
         return st.st_size
 
     async def delete(self, key: str) -> None:
-        await anyio.to_thread.run_sync(lambda: self.path_of(key).unlink(missing_ok=True))
+        def run() -> None:
+            self.path_of(key).unlink(missing_ok=True)
+            self.keep_reserve()  # a delete on a full disk makes room for it again
+
+        await anyio.to_thread.run_sync(run)
 
     async def list_keys(self, older_than: float) -> AsyncIterator[str]:
         def shards() -> list[Path]:
@@ -242,6 +332,8 @@ class LocalBlobStore:
                             removed += 1
                     except FileNotFoundError:
                         continue
+            # The folder's other housekeeping: the space reserve comes back once there is room.
+            self.keep_reserve()
             return removed
 
         return await anyio.to_thread.run_sync(run)
