@@ -4,8 +4,10 @@ File rows never change once written; they are only deleted (by a delete or by th
 or pass their expiry. When one process is the only writer, as the embedded default is
 (it holds the data folder's lock), it sees every deletion, so a row it has read can be
 served again without a thread hop or a query: retrieval by id, the hottest read, then costs
-no I/O at all. Expiry is checked against the clock on every hit. Everything else passes
-through.
+no I/O at all. Expiry is checked against the clock on every hit. A row is served from the
+cache only to its owner: anyone else's lookup of a cached id goes to the store, exactly as
+the lookup of an id that does not exist does, so that the two take the same time.
+Everything else passes through.
 """
 
 from __future__ import annotations
@@ -35,15 +37,16 @@ class FileRowCache:
 
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         record = self._rows.get(file_id)
-        if record is None:
+        if record is None or not _owned_by(record, owner):
+            # A miss, or someone else's row: both ask the store, which answers None for
+            # another tenant's id as for a missing one. Answering a foreign id from the
+            # cache would be faster than a miss, and tell that the id exists.
             epoch = self._epoch
             record = await self.inner.get_file(owner, file_id, now)
             if record is not None and epoch == self._epoch:
                 self._remember(record)
             return record
         self._rows.move_to_end(file_id)
-        if (record.org_id, record.project_id) != (owner.org_id, owner.project_id):
-            return None  # someone else's: exactly like a file that does not exist
         if record.expires_at is not None and record.expires_at <= now:
             return None
         return record
@@ -73,3 +76,7 @@ class FileRowCache:
 
     async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
         return await self.inner.named_blob_keys(keys)
+
+
+def _owned_by(record: FileRecord, owner: Owner) -> bool:
+    return record.org_id == owner.org_id and record.project_id == owner.project_id
