@@ -366,6 +366,7 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         import uvicorn
 
         from ..server import create_app
+        from ..server._http import protocol_class, raise_fd_limit
     except ImportError as exc:
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
 
@@ -383,8 +384,6 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         sock.close()
         raise
     _print_banner(settings, sock, first)
-
-    from ..server._http import protocol_class, raise_fd_limit
 
     raise_fd_limit(settings)
     app = create_app(settings)
