@@ -60,7 +60,9 @@ class RequestContext:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.perf_counter()
-        status = 0
+        status = 0  # of the response the app started (0: none yet)
+        sent_status = 0  # of the status line that went out
+        complete = False  # whether the last body message went out
         sent = received = 0
 
         async def counting_receive() -> Message:
@@ -70,7 +72,7 @@ class RequestContext:
             return message
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent_status, complete, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
@@ -81,9 +83,12 @@ class RequestContext:
                 org_id = state.get("org_id")
                 if org_id:
                     headers["openai-organization"] = org_id
+            await send(message)
+            if message["type"] == "http.response.start":
+                sent_status = message["status"]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
-            await send(message)
+                complete = not message.get("more_body", False)
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
@@ -92,7 +97,10 @@ class RequestContext:
                 # A 507 the client may retry; the store gives its reserve back so that a
                 # DELETE can free space (stores/local.py).
                 log.warning(
-                    "disk full in %s %s (%s): %s", scope["method"], scope["path"], request_id, exc
+                    "disk full in %s %s (%s): %s",
+                    *_request_line(scope),
+                    request_id,
+                    log_safe(str(exc), keep_spaces=True),
                 )
                 service = getattr(scope["app"].state, "service", None)
                 release = getattr(service and service.blobs, "release_reserve", None)
@@ -100,22 +108,55 @@ class RequestContext:
                     await anyio.to_thread.run_sync(release)
                 await InsufficientStorage().response()(scope, counting_receive, send_with_headers)
                 return
-            log.exception(
-                "unhandled error in %s %s (%s)", scope["method"], scope["path"], request_id
-            )
+            log.exception("unhandled error in %s %s (%s)", *_request_line(scope), request_id)
             if status == 0:
                 await InternalError().response()(scope, counting_receive, send_with_headers)
         finally:
+            # The status that went out ("-": none), and "incomplete" when the body was cut
+            # short (an error after the status line, a body shorter than announced).
             access_log.info(
-                "%s %s %s in=%d out=%d %.1fms %s",
-                scope["method"],
-                scope["path"],
-                status or "-",
+                "%s %s %s in=%d out=%d %.1fms %s%s",
+                *_request_line(scope),
+                sent_status or "-",
                 received,
                 sent,
                 (time.perf_counter() - started) * 1000,
                 request_id,
+                "" if complete or not sent_status else " incomplete",
             )
+
+
+#: How `log_safe` writes the characters it escapes that have a short form.
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", " ": "\\x20"}
+
+
+def log_safe(text: str, *, keep_spaces: bool = False) -> str:
+    r"""A value the request controls, written so that it stays one token of one log line:
+    control characters, line and paragraph separators and other non-printables, the
+    backslash and (unless `keep_spaces`) the space are escaped as Python writes them.
+
+    Example:
+        >>> log_safe("/v1/files/x\nINFO forged \x1b[2J")
+        '/v1/files/x\\nINFO\\x20forged\\x20\\x1b[2J'
+    """
+    if text.isprintable() and "\\" not in text and (keep_spaces or " " not in text):
+        return text
+    out = []
+    for ch in text:
+        if ch == " " and keep_spaces:
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:  # as repr() writes it: \x1b, \u2028
+            out.append(ascii(ch)[1:-1])
+    return "".join(out)
+
+
+def _request_line(scope: Scope) -> tuple[str, str]:
+    """The method and path of a request, safe to log."""
+    return log_safe(scope["method"]), log_safe(scope["path"])
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -133,7 +174,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_down(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable for %s %s: %s", request.method, request.url.path, exc)
+    log.warning(
+        "storage unavailable for %s %s: %s",
+        *_request_line(request.scope),
+        log_safe(str(exc), keep_spaces=True),
+    )
     return ServiceUnavailable(
         "The service is temporarily unable to reach its storage. Please retry shortly.",
         retry_after=2,
