@@ -36,7 +36,9 @@ def test_full_download_headers(stored: tuple[httpx.Client, dict[str, object]]) -
     assert r.headers["etag"] == f'"{made["id"]}"'
     assert r.headers["accept-ranges"] == "bytes"
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["content-disposition"] == "attachment; filename*=UTF-8''data.bin"
+    assert r.headers["content-disposition"] == (
+        "attachment; filename=\"data.bin\"; filename*=UTF-8''data.bin"
+    )
     assert parsedate_to_datetime(r.headers["last-modified"]).timestamp() == made["created_at"]
 
 

@@ -120,7 +120,9 @@ def test_filename_is_a_base_name(client: openai.OpenAI) -> None:
 def test_content_disposition_names_the_file(client: openai.OpenAI) -> None:
     created = client.files.create(file=("tëst.jsonl", b"{}\n"), purpose="batch")
     headers = client.files.content(created.id).response.headers
-    assert headers["content-disposition"] == "attachment; filename*=UTF-8''t%C3%ABst.jsonl"
+    assert headers["content-disposition"] == (
+        "attachment; filename=\"t_st.jsonl\"; filename*=UTF-8''t%C3%ABst.jsonl"
+    )
     assert headers["x-content-type-options"] == "nosniff"
 
 

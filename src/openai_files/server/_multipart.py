@@ -9,8 +9,10 @@ by whoever consumes the events, mid-stream.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -37,6 +39,18 @@ class PartEnd:
 Event = PartStart | PartData | PartEnd
 
 
+#: RFC 2046: a boundary is 1 to 70 characters.
+MAX_BOUNDARY_LENGTH = 70
+#: Printable ASCII, not ending in a space: RFC 2046's characters and a few more that
+#: clients are known to use; anything else (controls, non-ASCII) is refused.
+_BOUNDARY = re.compile(rb"[\x20-\x7e]*[\x21-\x7e]")
+#: `filename*=charset'language'percent-encoded` (RFC 5987 / RFC 8187).
+_EXT_FILENAME = re.compile(
+    r"""(?:^|;)\s*filename\*\s*=\s*"?([A-Za-z0-9!#$&+^_`{}~-]+)'[^']*'([^;"\s]*)"?""",
+    re.IGNORECASE,
+)
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The boundary of a multipart/form-data body, or a 400 that says what is wrong."""
     ctype, params = parse_options_header(content_type or "")
@@ -48,6 +62,15 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidRequest("The multipart/form-data body has no boundary.")
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise InvalidRequest(
+            f"The multipart boundary is {len(boundary)} characters long; "
+            f"at most {MAX_BOUNDARY_LENGTH} are allowed (RFC 2046)."
+        )
+    if not _BOUNDARY.fullmatch(boundary):
+        raise InvalidRequest(
+            "The multipart boundary may hold only printable ASCII characters (RFC 2046)."
+        )
     return boundary
 
 
@@ -58,9 +81,36 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> AsyncIterator[Event]:
-    """Parse a streamed multipart body into PartStart / PartData / PartEnd events."""
+def extended_filename(disposition: bytes) -> str | None:
+    """The name of a `filename*=UTF-8''caf%C3%A9.txt` parameter (RFC 5987), if any.
+
+    RFC 7578 asks senders not to use it in a form, but some do; when it is there and can
+    be decoded it wins over `filename`, as RFC 6266 says. Only UTF-8 and ISO-8859-1 are
+    understood (the two RFC 5987 requires); anything else is ignored.
+    """
+    match = _EXT_FILENAME.search(disposition.decode("latin-1"))
+    if match is None:
+        return None
+    charset = match.group(1).lower()
+    if charset not in ("utf-8", "iso-8859-1"):
+        return None
+    try:
+        return unquote_to_bytes(match.group(2)).decode(charset)
+    except UnicodeDecodeError:
+        return None
+
+
+async def iter_parts(
+    content_type: str | None, body: AsyncIterator[bytes], max_parts: int
+) -> AsyncIterator[Event]:
+    """Parse a streamed multipart body into PartStart / PartData / PartEnd events.
+
+    A body of more than `max_parts` parts is a 400 at the first part too many: thousands of
+    tiny fields cost parsing time that no byte limit bounds. The parser itself bounds the
+    headers of a part (their count and the length of each line).
+    """
     boundary = boundary_of(content_type)
+    parts = 0
     events: list[Event] = []
     header_field = bytearray()
     header_value = bytearray()
@@ -82,17 +132,21 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
         header_value.clear()
 
     def on_headers_finished() -> None:
-        _, params = parse_options_header(headers.get(b"content-disposition", b""))
+        disposition = headers.get(b"content-disposition", b"")
+        _, params = parse_options_header(disposition)
         name = params.get(b"name")
         if name is None:
             raise InvalidRequest("A multipart part has no name in its Content-Disposition.")
-        filename = params.get(b"filename")
+        raw_filename = params.get(b"filename")
+        filename = extended_filename(disposition)
+        if filename is None and raw_filename is not None:
+            filename = _decode(raw_filename)
         ctype = headers.get(b"content-type")
         events.append(
             PartStart(
                 name=_decode(name),
-                filename=None if filename is None else _decode(filename),
-                content_type=None if ctype is None else _decode(ctype).strip() or None,
+                filename=filename,
+                content_type=None if ctype is None else _decode(ctype).strip(" \t") or None,
             )
         )
 
@@ -117,7 +171,24 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
         "on_part_end": on_part_end,
         "on_end": on_end,
     }
-    parser = MultipartParser(boundary, callbacks)
+
+    def counted(event: Event) -> Event:
+        # Counted as the consumer sees them, so that its own limits on the parts before
+        # come first, whatever the chunks the body arrived in.
+        nonlocal parts
+        if isinstance(event, PartStart):
+            parts += 1
+            if parts > max_parts:
+                raise InvalidRequest(
+                    "Too many parts in the multipart/form-data body: "
+                    f"at most {max_parts} are accepted."
+                )
+        return event
+
+    try:
+        parser = MultipartParser(boundary, callbacks)
+    except Exception as exc:
+        raise InvalidRequest(f"Malformed multipart/form-data body: {exc}") from None
     async for chunk in body:
         if not chunk:
             continue
@@ -128,10 +199,10 @@ async def iter_parts(content_type: str | None, body: AsyncIterator[bytes]) -> As
         except Exception as exc:
             raise InvalidRequest(f"Malformed multipart/form-data body: {exc}") from None
         for event in events:
-            yield event
+            yield counted(event)
         events.clear()
     parser.finalize()
     for event in events:
-        yield event
+        yield counted(event)
     if not finished:
         raise InvalidRequest("Malformed multipart/form-data body: it ends before its last part.")

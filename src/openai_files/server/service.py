@@ -8,7 +8,9 @@ the two is removed by `sweep`.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import secrets
 import string
 import time
@@ -42,7 +44,22 @@ DEFAULT_MIME_TYPE = "application/octet-stream"
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 24  # 24 base62 characters carry 142 of the 144 random bits
 _SWEEP_BATCH = 500
-KNOWN_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})
+KNOWN_FIELDS = frozenset(
+    {"purpose", "expires_after", "expires_after[anchor]", "expires_after[seconds]"}
+)
+#: What the server makes: `file-` and base62. Anything else names no file, and is answered
+#: so before any store sees it (a NUL byte is an error in PostgreSQL, not a miss).
+_FILE_ID = re.compile(r"file-[A-Za-z0-9]{1,64}")
+#: A purpose to filter a listing on: letters, digits, `-`, `_` (every purpose OpenAI has).
+_PURPOSE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
+#: `type/subtype[; name=value]...` in ASCII (RFC 9110's media-type), at most 255 characters.
+_MEDIA_TYPE = re.compile(
+    rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;(?:[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*[ \t]*"
+)
+_MAX_MEDIA_TYPE_LENGTH = 255
+_EXPIRES_AFTER_EXAMPLE = '{"anchor": "created_at", "seconds": 3600}'
 
 
 def new_id(prefix: str) -> str:
@@ -53,6 +70,29 @@ def new_id(prefix: str) -> str:
         number, digit = divmod(number, 62)
         chars.append(_ID_ALPHABET[digit])
     return prefix + "".join(chars)
+
+
+def is_file_id(value: str) -> bool:
+    """Whether `value` has the form of a file id (`file-` and base62)."""
+    return _FILE_ID.fullmatch(value) is not None
+
+
+def clean_content_type(raw: str | None) -> str:
+    """The part's declared type when it is a valid ASCII `type/subtype[; params]`, else
+    `application/octet-stream`: the type is sent back as a header on every download, where
+    a control or non-latin-1 character would break the answer."""
+    if raw and len(raw) <= _MAX_MEDIA_TYPE_LENGTH:
+        value = raw.strip(" \t")
+        if _MEDIA_TYPE.fullmatch(value):
+            return value
+    return DEFAULT_MIME_TYPE
+
+
+def _digits(raw: str, max_digits: int = 9) -> int | None:
+    """An integer written in ASCII digits only (no sign, `_`, space or other script)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
 
 
 def clean_filename(raw: str | None) -> str:
@@ -109,10 +149,7 @@ def parse_expires_after(anchor: str | None, seconds: str | None) -> int | None:
             param="expires_after[anchor]",
         )
     lo, hi = S.EXPIRES_AFTER_MIN_SECONDS, S.EXPIRES_AFTER_MAX_SECONDS
-    try:
-        value = int(seconds) if seconds is not None else None
-    except ValueError:
-        value = None
+    value = _digits(seconds) if seconds is not None else None
     if value is None or not lo <= value <= hi:
         raise InvalidRequest(
             f"Invalid 'expires_after[seconds]': expected an integer between {lo} and {hi}, "
@@ -122,16 +159,55 @@ def parse_expires_after(anchor: str | None, seconds: str | None) -> int | None:
     return value
 
 
+def expires_after_fields(fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """`anchor` and `seconds` of an upload, sent as two fields (`expires_after[anchor]`,
+    `expires_after[seconds]`: what the SDK sends) or as one JSON field `expires_after`."""
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
+    raw = fields.get("expires_after")
+    if raw is None:
+        return anchor, seconds
+    if anchor is not None or seconds is not None:
+        raise InvalidRequest(
+            "Send 'expires_after' either as one JSON field or as 'expires_after[anchor]' "
+            "and 'expires_after[seconds]', not both.",
+            param="expires_after",
+        )
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict) or not ({"anchor", "seconds"} & value.keys()):
+        shown = raw if len(raw) <= 100 else raw[:100] + "..."
+        raise InvalidRequest(
+            f"Invalid 'expires_after': expected a JSON object like {_EXPIRES_AFTER_EXAMPLE}, "
+            f"got {shown!r}.",
+            param="expires_after",
+        )
+
+    def text(item: Any) -> str | None:
+        if item is None or isinstance(item, str):
+            return item
+        if isinstance(item, int) and not isinstance(item, bool):
+            return str(item)
+        return json.dumps(item)[:100]
+
+    return text(value.get("anchor")), text(value.get("seconds"))
+
+
 def parse_list_params(query: dict[str, str]) -> tuple[str | None, int, Order, str | None]:
     """`purpose`, `limit`, `order`, `after` of a listing, checked."""
     purpose = query.get("purpose") or None
+    if purpose is not None and not _PURPOSE.fullmatch(purpose):
+        raise InvalidRequest(
+            f"Invalid value for 'purpose': {purpose!r}. A purpose is letters, digits, "
+            "'-' and '_' (e.g. 'assistants').",
+            param="purpose",
+        )
     raw_limit = query.get("limit")
     limit = S.LIST_LIMIT_DEFAULT
     if raw_limit is not None:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = -1
+        limit = _digits(raw_limit, 6) or -1
         if not S.LIST_LIMIT_MIN <= limit <= S.LIST_LIMIT_MAX:
             raise InvalidRequest(
                 f"Invalid 'limit': expected an integer between {S.LIST_LIMIT_MIN} and "
@@ -145,6 +221,8 @@ def parse_list_params(query: dict[str, str]) -> tuple[str | None, int, Order, st
             param="order",
         )
     after = query.get("after") or None
+    if after is not None and not is_file_id(after):
+        raise no_such_file(after, param="after")
     return purpose, limit, order, after  # type: ignore[return-value]
 
 
@@ -217,7 +295,7 @@ class _Upload:
             self.file_seen = True
             self.in_file = True
             self.filename = clean_filename(part.filename)
-            self.mime_type = part.content_type or DEFAULT_MIME_TYPE
+            self.mime_type = clean_content_type(part.content_type)
             if "purpose" in self.fields:  # refuse early when the purpose came first
                 check_format(self.fields["purpose"], self.filename)
             self.writer = self.service.blobs.writer(self.file_id)
@@ -272,7 +350,7 @@ class FilesService:
         upload = _Upload(self, file_id, reservation)
         committed = inserted = False
         try:
-            await upload.feed(iter_parts(content_type, body))
+            await upload.feed(iter_parts(content_type, body, settings.max_form_parts))
             purpose = check_purpose(upload.fields.get("purpose"))
             if upload.writer is None:
                 raise InvalidRequest("'file' is a required property", param="file")
@@ -280,10 +358,7 @@ class FilesService:
             limit, what = upload.size_limit()
             if upload.size > limit:
                 raise FileTooLarge(limit, what)
-            expires_in = parse_expires_after(
-                upload.fields.get("expires_after[anchor]"),
-                upload.fields.get("expires_after[seconds]"),
-            )
+            expires_in = parse_expires_after(*expires_after_fields(upload.fields))
             if expires_in is None and purpose == "batch":
                 expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
             await upload.writer.commit()
@@ -358,6 +433,8 @@ class FilesService:
 
     # -- read --
     async def get(self, owner: Owner, file_id: str) -> FileRecord:
+        if not is_file_id(file_id):
+            raise no_such_file(file_id)
         record = await self.meta.get_file(owner, file_id, int(time.time()))
         if record is None:
             raise no_such_file(file_id)
@@ -393,6 +470,8 @@ class FilesService:
 
     # -- delete --
     async def delete(self, owner: Owner, file_id: str) -> dict[str, Any]:
+        if not is_file_id(file_id):
+            raise no_such_file(file_id)
         record = await self.meta.delete_file(owner, file_id, int(time.time()))
         if record is None:
             raise no_such_file(file_id)

@@ -45,6 +45,9 @@ DEFAULT_RESERVATION_TTL_SECONDS = 300.0
 DEFAULT_KEY_CACHE_SECONDS = 1.0
 #: Room for the multipart framing and small fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+#: Most parts in one multipart upload: OpenAI's form has four; thousands of tiny fields
+#: would cost parsing time that no byte limit bounds.
+DEFAULT_MAX_FORM_PARTS = 100
 #: Largest request line plus headers (a 414 or 431 beyond it).
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 #: A client has this long from connecting (or from a request's first byte) to send the
@@ -113,6 +116,10 @@ class Settings:
     reservation_ttl_seconds: float = _field(
         DEFAULT_RESERVATION_TTL_SECONDS,
         "lease of an upload's quota reservation, renewed while it streams",
+    )
+    max_form_parts: int = _field(
+        DEFAULT_MAX_FORM_PARTS,
+        "most parts (file and fields) one multipart upload may have; more is a 400",
     )
     max_header_bytes: int = _field(
         DEFAULT_MAX_HEADER_BYTES,

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ..auth import authenticate
 from ..errors import APIError, no_such_file
-from ..service import FilesService, file_object
+from ..service import FilesService, clean_content_type, file_object
 from ..stores import FileRecord, Owner
 from ..stores.base import Chunk
 
@@ -68,6 +68,11 @@ async def delete_file(request: Request) -> Response:
     return JSONResponse(await _service(request).delete(owner, request.path_params["file_id"]))
 
 
+def _is_position(text: str) -> bool:
+    """Empty, or a byte position in ASCII digits (20 at most: no file is that large)."""
+    return text == "" or (text.isascii() and text.isdigit() and len(text) <= 20)
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """`[start, end)` of a single `bytes=` range; None to send the whole file.
 
@@ -79,30 +84,49 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, sep, last = spec.strip().partition("-")
-    if not sep:
-        return None
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                raise RangeNotSatisfiable("Requested range not satisfiable.")
-            return max(0, size - suffix), size
-        start = int(first)
-        end = int(last) + 1 if last else max(size, start + 1)
-    except ValueError:
-        return None
-    if start < 0 or end <= start:
+    first, sep, last = (part.strip() for part in spec.strip().partition("-"))
+    if not sep or not all(_is_position(p) for p in (first, last)):
+        return None  # not ASCII digits (a sign, `_`, another script): not a range we know
+    if first == "":
+        if last == "":
+            return None
+        # A suffix of an empty file, or of length 0, selects no byte: 416 (RFC 9110 14.1.2).
+        suffix = int(last)
+        if suffix <= 0 or size == 0:
+            raise RangeNotSatisfiable("Requested range not satisfiable.")
+        return max(0, size - suffix), size
+    start = int(first)
+    end = int(last) + 1 if last else max(size, start + 1)
+    if end <= start:
         return None  # malformed (last before first): ignored, as RFC 9110 says
     if start >= size:
         raise RangeNotSatisfiable("Requested range not satisfiable.")
     return start, min(end, size)
 
 
+def content_disposition(filename: str) -> str:
+    """`attachment`, with a plain ASCII `filename` for clients that know no other (curl -OJ)
+    and the exact name as `filename*` (RFC 6266)."""
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether `If-None-Match` names `etag`: `*`, or a list of tags compared weakly
+    (`W/"x"` matches `"x"`), as RFC 9110 13.1.2 says."""
+    opaque = etag.removeprefix("W/")
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == opaque:
+            return True
+    return False
+
+
 def _download_headers(record: FileRecord) -> dict[str, str]:
     return {
-        "content-type": record.mime_type,
-        "content-disposition": f"attachment; filename*=UTF-8''{quote(record.filename, safe='')}",
+        # Checked again here: a row written before the check was added may hold any type.
+        "content-type": clean_content_type(record.mime_type),
+        "content-disposition": content_disposition(record.filename),
         "x-content-type-options": "nosniff",
         "etag": f'"{record.id}"',  # the bytes of a file id never change
         "last-modified": formatdate(record.created_at, usegmt=True),
@@ -116,7 +140,8 @@ async def file_content(request: Request) -> Response:
     service = _service(request)
     record = await service.for_download(owner, request.path_params["file_id"])
     headers = _download_headers(record)
-    if request.headers.get("if-none-match") in (headers["etag"], "*"):
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and etag_matches(if_none_match, headers["etag"]):
         return Response(status_code=304, headers={k: headers[k] for k in ("etag", "last-modified")})
     range_header = request.headers.get("range")
     if_range = request.headers.get("if-range")
