@@ -1,6 +1,6 @@
 """The sweeper never removes the bytes of a live upload: an upload that pauses, or trickles
 in under the flush size, for longer than the grace period still ends in its file, byte
-for byte, on both deployments."""
+for byte, on both deployments (the local temp file; S3's open multipart upload)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ MiB = 1024 * 1024
 GRACE = 1.0
 #: Long past the grace, and many sweeps (one every 0.2 s).
 PAUSE = 4 * GRACE
-#: Over the local store's flush size (1 MiB): the temp file exists before the pause.
-HEAD_BYTES = 3 * MiB
+#: Over the local store's flush size (1 MiB): the temp file exists before the pause; and
+#: over S3's part (8 MiB): a multipart upload is open during the pause, which the
+#: reconciler must not abort.
+HEAD_BYTES = 9 * MiB
 TAIL_BYTES = MiB + 123
 
 

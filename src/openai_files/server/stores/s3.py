@@ -20,9 +20,18 @@ own. Any of these, in the order the client tries them:
   that service, and only when none of the above is set.
 
 With none of them, opening the store fails at once with a line naming the variables.
+
 `check()` makes one cheap request (a listing under a prefix that holds nothing) so that
 `openai-files serve` refuses to start, with one line, when the credentials are refused, the
 bucket does not exist or the endpoint does not answer.
+
+Unfinished multipart uploads (a replica killed mid-upload) are not objects, and obstore can
+neither list nor abort them by id. The reconciler (`abort_stale_uploads`) does it with two
+plain S3 requests signed here (SigV4): ListMultipartUploads under the prefix, then
+AbortMultipartUpload for each one older than the grace whose key no row or live
+reservation names. It can sign only with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or
+unsigned); with other credentials it leaves them to the bucket's lifecycle rule
+(`AbortIncompleteMultipartUpload`, docs/deploy.md), which every bucket should have anyway.
 """
 
 from __future__ import annotations
@@ -30,12 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
+import hmac
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
 
 try:
     import obstore
@@ -279,6 +294,10 @@ class S3BlobStore:
             env, credentials == INSTANCE_CREDENTIALS
         )
         region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.region = region
+        self._said_lifecycle = False
+        #: Whether the reconciler aborts unfinished multipart uploads (it signs with keys).
+        self.aborts_stale_uploads = self.credential_kind in ("keys", "anonymous")
         #: The endpoint the client talks to, for messages.
         self.endpoint = (
             endpoint
@@ -291,6 +310,8 @@ class S3BlobStore:
             "connect_timeout": datetime.timedelta(seconds=5),
             "timeout": datetime.timedelta(minutes=10),
         }
+        #: The bucket's URL for the requests obstore cannot make, path-style as obstore's.
+        self._bucket_url = f"{self.endpoint.rstrip('/')}/{self.bucket}"
         if endpoint and endpoint.startswith("http://"):
             client["allow_http"] = True
         self._config = config
@@ -419,5 +440,149 @@ class S3BlobStore:
 
     async def remove_stale_temp(self, older_than: float) -> int:
         # Nothing to do: an unfinished S3 upload is never an object. Multipart uploads that
-        # a killed replica left open are cleared by the bucket's lifecycle rule (docs).
+        # a killed replica left open are aborted by `abort_stale_uploads`.
         return 0
+
+    # -- unfinished multipart uploads --
+    def _signing_keys(self) -> tuple[str, str, str | None]:
+        """(access key, secret, session token) to sign with, from the environment."""
+        env = os.environ
+        return (
+            env["AWS_ACCESS_KEY_ID"].strip(),
+            env["AWS_SECRET_ACCESS_KEY"].strip(),
+            env.get("AWS_SESSION_TOKEN", "").strip() or None,
+        )
+
+    async def _request(
+        self, http: httpx.AsyncClient, method: str, key: str, query: dict[str, str]
+    ) -> httpx.Response:
+        url = self._bucket_url + ("/" + quote(key, safe="/-_.~") if key else "")
+        headers = (
+            {}
+            if self.credential_kind == "anonymous"
+            else _sigv4(method, url, query, self.region, *self._signing_keys())
+        )
+        response = await http.request(method, url, params=query, headers=headers)
+        if response.status_code >= 300:
+            code = re.search(r"<Code>([^<]+)</Code>", response.text)
+            raise StoreUnavailable(
+                f"S3 {method} {'?'.join(query) or key} answered {response.status_code}"
+                + (f" ({code.group(1)})" if code else "")
+            )
+        return response
+
+    async def abort_stale_uploads(
+        self,
+        older_than: float,
+        named: Callable[[Sequence[str]], Awaitable[set[str]]],
+    ) -> int:
+        """Abort the multipart uploads under the prefix started before `older_than` whose
+        key `named` does not name (a live upload's reservation names its key); how many."""
+        if not self.aborts_stale_uploads:
+            if not self._said_lifecycle:
+                self._said_lifecycle = True
+                log.info(
+                    "unfinished S3 multipart uploads are left to the bucket's lifecycle rule "
+                    "(the reconciler signs only with AWS_ACCESS_KEY_ID credentials)"
+                )
+            return 0
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        cutoff = datetime.datetime.fromtimestamp(older_than, tz=datetime.UTC)
+        aborted = 0
+        try:
+            async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+                stale: list[tuple[str, str]] = []
+                markers: dict[str, str] = {}
+                while True:
+                    query = {"uploads": "", "prefix": prefix, **markers}
+                    page = ET.fromstring((await self._request(http, "GET", "", query)).content)
+                    for upload in _children(page, "Upload"):
+                        path, upload_id = _text(upload, "Key"), _text(upload, "UploadId")
+                        initiated = datetime.datetime.fromisoformat(
+                            _text(upload, "Initiated").replace("Z", "+00:00")
+                        )
+                        key = path[len(prefix) :]
+                        if key and "/" not in key and initiated < cutoff:
+                            stale.append((key, upload_id))
+                    if _text(page, "IsTruncated") != "true":
+                        break
+                    markers = {
+                        "key-marker": _text(page, "NextKeyMarker"),
+                        "upload-id-marker": _text(page, "NextUploadIdMarker"),
+                    }
+                kept = await named([key for key, _ in stale]) if stale else set()
+                for key, upload_id in stale:
+                    if key in kept:
+                        continue  # a live upload (its reservation is renewed as bytes come)
+                    await self._request(http, "DELETE", self.path_of(key), {"uploadId": upload_id})
+                    aborted += 1
+        except (httpx.HTTPError, ET.ParseError, ValueError, StoreUnavailable) as exc:
+            # Not worth failing the sweep for: the next one tries again, and the lifecycle
+            # rule is the safety net. A refusal (403) is said once, then not tried again.
+            denied = "answered 403" in str(exc)
+            if denied:
+                self._said_lifecycle = True
+                self.aborts_stale_uploads = False
+            log.warning(
+                "could not abort unfinished S3 uploads%s: %s",
+                " (the credentials may not list or abort them; the bucket's lifecycle rule must)"
+                if denied
+                else "",
+                exc,
+            )
+        return aborted
+
+
+def _children(node: ET.Element, name: str) -> list[ET.Element]:
+    return [child for child in node if child.tag.rsplit("}", 1)[-1] == name]
+
+
+def _text(node: ET.Element, name: str) -> str:
+    found = _children(node, name)
+    return (found[0].text or "") if found else ""
+
+
+def _sigv4(
+    method: str,
+    url: str,
+    query: Mapping[str, str],
+    region: str,
+    access_key: str,
+    secret_key: str,
+    token: str | None,
+) -> dict[str, str]:
+    """The headers that sign an S3 request without a body (AWS Signature Version 4)."""
+    parts = urlsplit(url)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    day = stamp[:8]
+    empty = hashlib.sha256(b"").hexdigest()
+    headers = {"host": parts.netloc, "x-amz-content-sha256": empty, "x-amz-date": stamp}
+    if token:
+        headers["x-amz-security-token"] = token
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join(
+        [
+            method,
+            parts.path or "/",
+            "&".join(
+                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
+            ),
+            "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
+            signed,
+            empty,
+        ]
+    )
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, "
+        f"Signature={signature}"
+    )
+    del headers["host"]  # httpx sends it
+    return headers
