@@ -7,18 +7,23 @@ full disk comes from an injected ENOSPC in the local store."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
-from openai_files.server.errors import InsufficientStorage, is_disk_full
+from openai_files.server import create_app
+from openai_files.server.errors import is_disk_full
+from openai_files.server.settings import Settings
 from openai_files.server.stores.local import RESERVE_BYTES, RESERVE_NAME, LocalBlobStore
 
-from .._server import ServerProcess
+from .._server import ServerProcess, openai_files_cli
 from ..api._contract import assert_error
 from ._util import auth, blob_names, download, temp_names, upload
 
@@ -28,11 +33,15 @@ DISK = "8m"
 FULL_MESSAGE = "The server's storage is full. Delete files you no longer need, or retry later."
 
 
+#: Mounting a tmpfs needs root (CI runs as root); elsewhere the injected test below stands in.
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="mounts a tmpfs: root only (the injected-ENOSPC test runs instead)"
+)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MB tmpfs mounted on a fresh folder, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.fail("the ENOSPC test mounts a tmpfs and must run as root (CI does)")
     mount = tmp_path / "disk"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)], check=True)
@@ -81,6 +90,7 @@ def _fill_rest(path: Path) -> None:
                 return
 
 
+@needs_root
 def test_full_disk_is_507_and_delete_frees_space(full_server: ServerProcess) -> None:
     server, data_dir = full_server, full_server.data_dir
     assert (data_dir / RESERVE_NAME).stat().st_size == RESERVE_BYTES
@@ -117,6 +127,7 @@ def test_full_disk_is_507_and_delete_frees_space(full_server: ServerProcess) -> 
         assert download(http, key, stored.json()["id"]).content == _content(7)
 
 
+@needs_root
 def test_delete_works_when_another_program_filled_the_disk(full_server: ServerProcess) -> None:
     server, data_dir = full_server, full_server.data_dir
     key = server.create_key("org-filled", "proj_filled")
@@ -142,16 +153,41 @@ def test_delete_works_when_another_program_filled_the_disk(full_server: ServerPr
         assert listed.status_code == 200 and listed.json()["data"] == []
 
 
-@pytest.mark.anyio
-async def test_injected_enospc_releases_the_reserve(tmp_path: Path) -> None:
-    """The same path without a tmpfs: the store releases its reserve on ENOSPC, then keeps
-    writers off the reserve's room, and the error says 'disk full' to the app."""
-    store = LocalBlobStore(tmp_path / "data")
-    await store.open()
-    assert store.reserve_path.stat().st_size == RESERVE_BYTES
-    with pytest.raises(OSError) as caught, store.releasing_on_full():
-        raise OSError(errno.ENOSPC, "No space left on device")
-    assert is_disk_full(caught.value)
-    assert not store.reserve_path.exists()
-    assert store.keep_reserve()
-    assert InsufficientStorage().status_code == 507
+def test_injected_enospc_is_507_where_no_tmpfs_can_be_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answers without root: the store meets an injected ENOSPC on its first write
+    (as on a full disk), in the app itself."""
+    data_dir = tmp_path / "data"
+    made = openai_files_cli(
+        "keys", "create", "--init", "--json", "--data-dir", str(data_dir), env=dict(os.environ)
+    )
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+
+    def full(self: LocalBlobStore, nbytes: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with TestClient(create_app(Settings(data_dir=data_dir))) as http:
+        http.headers.update(auth(key))
+        kept = http.post(
+            "/v1/files", files={"file": ("a.bin", _content(1))}, data={"purpose": "evals"}
+        )
+        assert kept.status_code == 200, kept.text
+        assert (data_dir / RESERVE_NAME).exists()
+        monkeypatch.setattr(LocalBlobStore, "check_room", full)
+        refused = http.post(
+            "/v1/files", files={"file": ("b.bin", _content(2))}, data={"purpose": "evals"}
+        )
+        assert_error(
+            refused, 507, FULL_MESSAGE, error_type="server_error", code="insufficient_storage"
+        )
+        assert int(refused.headers["retry-after"]) > 0
+        assert not (data_dir / RESERVE_NAME).exists()  # released for the database
+        assert temp_names(data_dir) == []
+        monkeypatch.undo()
+        deleted = http.delete(f"/v1/files/{kept.json()['id']}")
+        assert deleted.status_code == 200, deleted.text
+        assert (data_dir / RESERVE_NAME).exists()  # back once a delete made room
+    assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert not is_disk_full(FileNotFoundError(errno.ENOENT, "gone"))
