@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt clean bench scaleout
+.PHONY: run test lint fmt clean bench scaleout soak
 
 RUN_STAMP := $(VENV)/.installed-run
 
