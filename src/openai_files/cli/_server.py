@@ -401,5 +401,6 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    app.state.metrics.count_connections(lambda: len(server.server_state.connections))
     server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings as S
@@ -29,6 +30,7 @@ from .errors import (
     ServiceUnavailable,
     is_disk_full,
 )
+from .metrics import Metrics, MetricsEndpoint
 from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
@@ -49,8 +51,9 @@ class RequestContext:
     """Request ids, OpenAI's response headers, one log line per request, and the last
     word on unexpected errors (a 500 in the envelope, never a trace)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,12 +93,16 @@ class RequestContext:
                 sent += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
 
+        if self.metrics:
+            self.metrics.request_started(scope)
         try:
             await self.app(scope, counting_receive, send_with_headers)
         except Exception as exc:
             if status == 0 and is_disk_full(exc):
                 # A 507 the client may retry; the store gives its reserve back so that a
                 # DELETE can free space (stores/local.py).
+                if self.metrics:
+                    self.metrics.store_error("disk_full")
                 log.warning(
                     "disk full in %s %s (%s): %s",
                     *_request_line(scope),
@@ -108,6 +115,8 @@ class RequestContext:
                     await anyio.to_thread.run_sync(release)
                 await InsufficientStorage().response()(scope, counting_receive, send_with_headers)
                 return
+            if self.metrics:
+                self.metrics.store_error("other")
             log.exception("unhandled error in %s %s (%s)", *_request_line(scope), request_id)
             if status == 0:
                 await InternalError().response()(scope, counting_receive, send_with_headers)
@@ -124,6 +133,8 @@ class RequestContext:
                 request_id,
                 "" if complete or not sent_status else " incomplete",
             )
+            if self.metrics:
+                self.metrics.request_done(scope, sent_status, received, sent)
 
 
 #: How `log_safe` writes the characters it escapes that have a short form.
@@ -174,6 +185,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_down(request: Request, exc: Exception) -> Response:
+    request.app.state.metrics.store_error("unavailable")
     log.warning(
         "storage unavailable for %s %s: %s",
         *_request_line(request.scope),
@@ -191,17 +203,34 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 
 class _Sweeper:
-    def __init__(self, service: FilesService, interval: float) -> None:
+    def __init__(self, service: FilesService, interval: float, metrics: Metrics) -> None:
         self.service = service
         self.interval = interval
+        self.metrics = metrics
+
+    async def sweep(self, grace_seconds: float | None = None) -> None:
+        """One sweep, counted in the metrics (a failure too, then raised)."""
+        try:
+            counts = await self.service.sweep(grace_seconds)
+        except Exception as exc:
+            self.metrics.sweep_failed(_error_kind(exc))
+            raise
+        self.metrics.sweep_done(counts)
 
     async def run(self) -> None:
         while True:
             await anyio.sleep(self.interval)
             try:
-                await self.service.sweep()
+                await self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %.0fs", self.interval)
+
+
+def _error_kind(exc: Exception) -> str:
+    """The kind of a storage error, as the metrics count it."""
+    if isinstance(exc, StoreUnavailable):
+        return "unavailable"
+    return "disk_full" if is_disk_full(exc) else "other"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -213,6 +242,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     settings = settings or Settings.from_env()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -230,25 +260,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # so it alone writes file rows and may cache them.
                 meta = cast(MetadataStore, FileRowCache(meta))
             service = FilesService(settings, meta, blobs)
+            sweeper = _Sweeper(service, settings.sweep_interval_seconds, metrics)
             if exclusive:
                 # Nobody else writes here: every reservation and unnamed byte is a leftover.
                 await meta.purge_reservations(None)
-                await service.sweep(grace_seconds=0)
+                await sweeper.sweep(grace_seconds=0)
             else:
                 try:
-                    await service.sweep()
+                    await sweeper.sweep()
                 except StoreUnavailable as exc:  # serve anyway: requests answer 503 meanwhile
                     log.warning("first sweep failed, storage unavailable: %s", exc)
             app.state.service = service
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_Sweeper(service, settings.sweep_interval_seconds).run)
+                tg.start_soon(sweeper.run)
                 yield {}
                 tg.cancel_scope.cancel()
 
+    routes = list(file_routes)
+    if settings.metrics != "off":
+        routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
     app = Starlette(
-        routes=file_routes,
+        routes=routes,
         middleware=[
-            Middleware(RequestContext),
+            Middleware(RequestContext, metrics=metrics),
             Middleware(BodyIdleTimeout, seconds=settings.body_idle_timeout_seconds),
         ],
         exception_handlers={
@@ -262,6 +296,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # `/v1/files/` is not a route: answer 404 in the envelope, not a redirect.
     app.router.redirect_slashes = False
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     return app
 

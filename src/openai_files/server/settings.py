@@ -64,6 +64,8 @@ DEFAULT_MAX_CONNECTIONS = 1000
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
 IO_CHUNK_BYTES = 1 * MiB
+#: Who may read /metrics (`--metrics`).
+METRICS_MODES = ("loopback", "token", "off")
 OPENAI_VERSION = "2020-10-01"
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
@@ -142,6 +144,17 @@ class Settings:
         DEFAULT_MAX_CONNECTIONS,
         "open connections accepted at once; the next is answered 503 and closed",
     )
+    metrics: str = _field(
+        "loopback",
+        "who may read /metrics: loopback (requests from this machine only), token (any "
+        "client that sends --metrics-token as a Bearer token), or off",
+    )
+    metrics_token: str = _field(
+        "",
+        "the admin token /metrics asks for with --metrics token (not an API key; prefer "
+        "the environment variable to the flag, which other users can see)",
+        shown="none",
+    )
     log_level: str = _field("info", "log level: debug, info, warning, error")
 
     def __post_init__(self) -> None:
@@ -159,6 +172,18 @@ class Settings:
             raise bad("max_connections", "it must be at least 1")
         if self.max_header_bytes < 1024:
             raise bad("max_header_bytes", "it must be at least 1024")
+        if self.metrics not in METRICS_MODES:
+            raise bad("metrics", "it must be one of " + ", ".join(METRICS_MODES))
+        if self.metrics == "token" and not self.metrics_token:
+            raise ValueError(
+                "--metrics token needs a token: set OPENAI_FILES_METRICS_TOKEN (or "
+                "--metrics-token), e.g. to the output of `openssl rand -hex 32`"
+            )
+        if self.metrics_token and self.metrics != "token":
+            raise ValueError(
+                f"a metrics token is set but --metrics is {self.metrics}: pass --metrics token "
+                "to require it, or unset OPENAI_FILES_METRICS_TOKEN (--metrics-token)"
+            )
         idle = self.body_idle_timeout_seconds
         if idle and idle >= self.sweep_grace_seconds:
             raise bad(
