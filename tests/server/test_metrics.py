@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .._server import Deployment, ServerProcess, openai_files_cli
+from .._services import PostgresCluster, SeaweedS3
 from ._util import auth, download, multipart_headers, multipart_parts, upload
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -161,6 +162,49 @@ def test_sweeper_runs_and_what_they_removed_are_counted(
     ok = "openai_files_sweeps_total"
     assert _value(after, ok, result="ok") > _value(before, ok, result="ok")
     assert _value(after, ok, result="failed") == 0
+
+
+def test_store_errors_are_counted_by_kind(
+    tmp_path: Path, s3: SeaweedS3, start: Callable[..., ServerProcess]
+) -> None:
+    """PostgreSQL down: the 503s and the failed sweeps count as `unavailable`. Bytes that
+    cannot be read (a folder where the file was): the 500 counts as `other`."""
+    pg = PostgresCluster().start()
+    try:
+        server = Deployment("scaleout", tmp_path, postgres=pg, s3=s3).server(
+            "--sweep-interval-seconds", "0.2"
+        )
+        try:
+            key = server.create_key("org-metrics-down", "proj_metrics_down")
+            before = _samples(server)
+            pg.halt()
+            with httpx.Client(base_url=server.base_url, timeout=60) as http:
+                for _ in range(2):
+                    assert http.get("/files", headers=auth(key)).status_code == 503
+            time.sleep(1)  # a few sweeps fail meanwhile
+            during = _samples(server)
+            pg.resume()
+        finally:
+            server.stop()
+    finally:
+        pg.stop()
+    errors, sweeps = "openai_files_store_errors_total", "openai_files_sweeps_total"
+    unavailable = _value(during, errors, kind="unavailable")
+    failed = _value(during, sweeps, result="failed")
+    assert _value(before, errors, kind="unavailable") == 0
+    assert failed >= 1
+    assert unavailable >= 2 + failed  # two requests, and every failed sweep
+    assert _requests(during, "GET", "/v1/files", 503) == 2
+
+    embedded = start()
+    assert embedded.first_key is not None
+    with httpx.Client(base_url=embedded.base_url, timeout=60) as http:
+        file_id = upload(http, embedded.first_key, b"unreadable", "u.txt").json()["id"]
+        (blob,) = Path(embedded.data_dir, "blobs").glob(f"*/{file_id}")
+        blob.unlink()
+        blob.mkdir()  # opening it fails, and not as a missing file
+        assert download(http, embedded.first_key, file_id).status_code == 500
+    assert _value(_samples(embedded), errors, kind="other") == 1
 
 
 # Who may read them. These involve no store: one deployment is enough.
