@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+
+from openai_files.server.stores import local
 
 from .._server import Deployment, ServerProcess
 from ._util import download, multipart_headers, multipart_parts, temp_names
@@ -135,3 +138,26 @@ def test_leftover_temp_file_is_still_swept(tmp_path: Path) -> None:
         assert not leftover.exists()
     finally:
         proc.stop()
+
+
+@pytest.mark.anyio
+async def test_trickling_writer_keeps_its_temp_file_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes that trickle in under the flush size still reach the temp file every
+    TOUCH_SECONDS, so its mtime says when the upload last sent something."""
+    monkeypatch.setattr(local, "TOUCH_SECONDS", 0.2)
+    store = local.LocalBlobStore(tmp_path / "data")
+    await store.open()
+    writer = store.writer("file-trickle")
+    await writer.write(b"x" * (2 * MiB))  # over the flush size: the temp file exists
+    first = writer.temp_path.stat()
+    await anyio.sleep(0.5)
+    await writer.write(b"y" * 100)  # far under the flush size
+    later = writer.temp_path.stat()
+    assert later.st_size == first.st_size + 100
+    assert later.st_mtime > first.st_mtime
+    # And the sweeper leaves a live writer's file alone, however old it looks.
+    assert await store.remove_stale_temp(time.time() + 3600) == 0
+    await writer.commit()
+    assert (await store.size("file-trickle")) == 2 * MiB + 100

@@ -80,6 +80,7 @@ class LocalBlobWriter:
             if self._fh is None:
                 self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
             self._fh.writelines(parts)
+            self._fh.flush()  # into the file now: its mtime and size say what arrived
 
     async def _flush(self) -> None:
         parts, self._buffer, self._buffered = self._buffer, [], 0
