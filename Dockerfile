@@ -17,7 +17,10 @@ USER files
 ENV OPENAI_FILES_HOST=0.0.0.0 \
     OPENAI_FILES_PORT=8000 \
     OPENAI_FILES_DATA_DIR=/data \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    # Two malloc arenas instead of eight per core: under 32 clients on PostgreSQL + S3 the
+    # server's RSS levelled off at ~150 MiB instead of ~230 MiB (docs/reliability.md).
+    MALLOC_ARENA_MAX=2
 EXPOSE 8000
 
 # `docker run IMAGE` serves; `docker run IMAGE migrate` or `... keys create` run the others.
