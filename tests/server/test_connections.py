@@ -468,3 +468,53 @@ def test_connection_over_the_cap_is_a_503_while_others_work(tmp_path: Path) -> N
         for sock in idle:
             sock.close()
         proc.stop()
+
+
+def test_slow_download_with_a_short_request_body_is_not_cut(fast: ServerProcess) -> None:
+    """A GET whose announced body never fully arrives is not a stalled upload: once the
+    response started, the body idle timeout no longer counts, so a download read slower
+    than it completes and nothing is logged as an error."""
+    key = fast.create_key("org-slow-read", "proj_slow_read")
+    content = bytes(range(256)) * (3 * MiB // 256)
+    head, tail, _ = multipart_parts("slow.bin", 0)
+    with httpx.Client(base_url=fast.base_url, timeout=30) as http:
+        made = http.post(
+            "/files",
+            content=head + content + tail,
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            },
+        )
+        assert made.status_code == 200, made.text
+    file_id = made.json()["id"]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server must wait on us
+    sock.settimeout(10)
+    try:
+        sock.connect(_address(fast))
+        sock.sendall(
+            (
+                f"GET /v1/files/{file_id}/content HTTP/1.1\r\nHost: t\r\n"
+                f"Authorization: Bearer {key}\r\nContent-Length: 10\r\n\r\n12345"
+            ).encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        status_line, _, body = data.partition(b"\r\n\r\n")
+        assert status_line.startswith(b"HTTP/1.1 200"), status_line
+        time.sleep(TIMEOUT * 2.5)  # slower than the body idle timeout
+        while len(body) < len(content):
+            chunk = sock.recv(65536)
+            assert chunk, f"the download was cut after {len(body)} of {len(content)} bytes"
+            body += chunk
+        assert body[: len(content)] == content
+    finally:
+        sock.close()
+    time.sleep(0.5)
+    log = fast.log_text()
+    assert "unhandled error" not in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

@@ -10,20 +10,23 @@ rest of the body was never read (see `_http.py`).
 
 from __future__ import annotations
 
+import math
+
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import APIError
+from .settings import shown_float
 
 
 class BodyTimeout(APIError):
     status_code = 408
 
     def __init__(self, seconds: float) -> None:
-        shown = int(seconds) if float(seconds).is_integer() else seconds
         super().__init__(
-            f"The request body stalled: no byte of it arrived for {shown} seconds, so the "
-            "request was abandoned and nothing was kept. Send the body again without pauses.",
+            f"The request body stalled: no byte of it arrived for {shown_float(seconds)} "
+            "seconds, so the request was abandoned and nothing was kept. "
+            "Send the body again without pauses.",
             code="request_timeout",
         )
 
@@ -40,20 +43,36 @@ class BodyIdleTimeout:
             await self.app(scope, receive, send)
             return
         body_done = False
+        timing: anyio.CancelScope | None = None  # the wait for the next body chunk
 
         async def timed_receive() -> Message:
             nonlocal body_done
             if body_done:
-                # Only disconnects are left: a response may wait for one as long as it
-                # streams.
+                # The body is read, or the response started (a GET whose announced body
+                # never came streams as slowly as its client reads): only disconnects are
+                # left, and a response may wait for one as long as it streams.
                 return await receive()
-            try:
-                with anyio.fail_after(self.seconds):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout(self.seconds) from None
+            nonlocal timing
+            timing = anyio.CancelScope(deadline=anyio.current_time() + self.seconds)
+            message: Message | None = None
+            with timing:
+                message = await receive()
+            timing = None
+            if message is None:
+                raise BodyTimeout(self.seconds)
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
 
-        await self.app(scope, timed_receive, send)
+        def stop_timing() -> None:
+            nonlocal body_done
+            body_done = True
+            if timing is not None:  # a wait already under way (listen_for_disconnect)
+                timing.deadline = math.inf
+
+        async def marking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stop_timing()
+            await send(message)
+
+        await self.app(scope, timed_receive, marking_send)
