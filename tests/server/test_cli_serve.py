@@ -220,3 +220,28 @@ def test_a_server_on_explicit_stores_names_them_not_the_data_folder(tmp_path: Pa
     assert server.first_key is not None
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT COUNT(*) FROM api_keys").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--max-form-parts", "0"],
+            "invalid value 0 for --max-form-parts: it must be at least 1",
+        ),
+        (
+            ["--reservation-ttl-seconds", "5", "--body-idle-timeout-seconds", "10"],
+            "invalid value 5 for --reservation-ttl-seconds: it must be at least "
+            "--body-idle-timeout-seconds (10)",
+        ),
+    ],
+)
+def test_serve_refuses_settings_that_break_every_upload(
+    flags: list[str], expected: str, tmp_path: Path
+) -> None:
+    """No form part would fit any upload; a reservation that expires before the body
+    idle timeout could be taken from a live upload that merely paused."""
+    done = openai_files_cli("serve", "--data-dir", str(tmp_path / "data"), *flags)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr

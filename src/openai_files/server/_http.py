@@ -368,7 +368,10 @@ def raise_fd_limit(settings: Settings) -> None:
         return
     target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
     if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # macOS refuses some values under an unlimited hard
+            target = soft
     if target < needed:
         log.warning(
             "the open-file limit (%d) leaves room for %d connections, not the %d of "

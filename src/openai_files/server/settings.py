@@ -192,6 +192,14 @@ class Settings:
                 f"({shown_float(self.sweep_grace_seconds)}), so that a stalled upload ends "
                 "before the sweeper may take its bytes for orphans; lower it or raise the grace",
             )
+        if self.max_form_parts < 1:
+            raise bad("max_form_parts", "it must be at least 1 (an upload has a file part)")
+        if idle and self.reservation_ttl_seconds < idle:
+            raise bad(
+                "reservation_ttl_seconds",
+                "it must be at least --body-idle-timeout-seconds "
+                f"({shown_float(idle)}), so that a pausing live upload keeps its reservation",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
