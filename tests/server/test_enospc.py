@@ -193,3 +193,26 @@ def test_injected_enospc_is_507_where_no_tmpfs_can_be_mounted(
         assert (data_dir / RESERVE_NAME).exists()  # back once a delete made room
     assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
     assert not is_disk_full(FileNotFoundError(errno.ENOENT, "gone"))
+
+
+def test_sweep_meeting_a_full_disk_releases_the_reserve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the sweeper's database write is the first to find the disk full, the reserve
+    is released as for a request, so that deletes can still run."""
+    from openai_files.server._app import _Sweeper
+    from openai_files.server.service import FilesService
+
+    data_dir = tmp_path / "data"
+    app = create_app(Settings(data_dir=data_dir))
+
+    async def full(self: FilesService, grace_seconds: float | None = None) -> dict[str, int]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with TestClient(app) as http:
+        assert (data_dir / RESERVE_NAME).exists()
+        monkeypatch.setattr(FilesService, "sweep", full)
+        sweeper = _Sweeper(app.state.service, 60, app.state.metrics)
+        with pytest.raises(sqlite3.OperationalError):
+            http.portal.call(sweeper.sweep)  # type: ignore[union-attr]
+        assert not (data_dir / RESERVE_NAME).exists()

@@ -109,10 +109,9 @@ class RequestContext:
                     request_id,
                     log_safe(str(exc), keep_spaces=True),
                 )
-                service = getattr(scope["app"].state, "service", None)
-                release = getattr(service and service.blobs, "release_reserve", None)
-                if release is not None:
-                    await anyio.to_thread.run_sync(release)
+                await release_reserve_if_full(
+                    getattr(getattr(scope["app"].state, "service", None), "blobs", None), exc
+                )
                 await InsufficientStorage().response()(scope, counting_receive, send_with_headers)
                 return
             if self.metrics:
@@ -214,6 +213,7 @@ class _Sweeper:
             counts = await self.service.sweep(grace_seconds)
         except Exception as exc:
             self.metrics.sweep_failed(_error_kind(exc))
+            await release_reserve_if_full(self.service.blobs, exc)
             raise
         self.metrics.sweep_done(counts)
 
@@ -224,6 +224,14 @@ class _Sweeper:
                 await self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %.0fs", self.interval)
+
+
+async def release_reserve_if_full(blobs: Any, exc: BaseException) -> None:
+    """When `exc` says the disk is full, the blob store (a local folder) gives its reserve
+    back, so that the database can still write and a DELETE can free space."""
+    release = getattr(blobs, "release_reserve", None)
+    if release is not None and is_disk_full(exc):
+        await anyio.to_thread.run_sync(release)
 
 
 def _error_kind(exc: Exception) -> str:
