@@ -120,8 +120,10 @@ class RequestContext:
             if status == 0:
                 await InternalError().response()(scope, counting_receive, send_with_headers)
         finally:
-            # The status that went out ("-": none), and "incomplete" when the body was cut
-            # short (an error after the status line, a body shorter than announced).
+            # The status handed to the server ("-": none), and "incomplete" when the body
+            # was cut short (an error after the status line, a body shorter than announced).
+            # A limit: once the client is gone, uvicorn's send returns without writing, so a
+            # response started after the disconnect is logged as if it went out.
             access_log.info(
                 "%s %s %s in=%d out=%d %.1fms %s%s",
                 *_request_line(scope),
