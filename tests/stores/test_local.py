@@ -1,9 +1,10 @@
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from openai_files.server.stores.local import LocalBlobStore
+from openai_files.server.stores.local import RESERVE_BYTES, LocalBlobStore
 from openai_files.testing import BlobStoreConformance
 
 
@@ -13,4 +14,19 @@ class TestLocalBlobs(BlobStoreConformance):
         store = LocalBlobStore(tmp_path / "data")
         await store.open()
         yield store
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_reserve_without_posix_fallocate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS has no os.posix_fallocate: the store still opens and writes its reserve."""
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    store = LocalBlobStore(tmp_path / "data")
+    await store.open()
+    try:
+        assert store.reserve_path.stat().st_size == RESERVE_BYTES
+        assert store.reserve_path.stat().st_blocks * 512 >= RESERVE_BYTES  # not sparse
+    finally:
         await store.close()

@@ -138,6 +138,19 @@ class LocalBlobWriter:
             self._store._writing.discard(self)
 
 
+def _allocate(fd: int, nbytes: int) -> None:
+    """Give the file `nbytes` of real blocks, not a sparse file: posix_fallocate where the
+    system has it (not macOS), else written zeros."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        fallocate(fd, 0, nbytes)
+        return
+    zeros = bytes(min(nbytes, IO_CHUNK_BYTES))
+    left = nbytes
+    while left > 0:
+        left -= os.write(fd, zeros[: min(left, len(zeros))])
+
+
 class LocalBlobStore:
     """Objects as files in a folder (`file:///path/to/data`)."""
 
@@ -174,7 +187,7 @@ class LocalBlobStore:
             try:
                 fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    os.posix_fallocate(fd, 0, RESERVE_BYTES)  # real blocks, not a sparse file
+                    _allocate(fd, RESERVE_BYTES)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
