@@ -14,7 +14,7 @@ import pytest
 
 from openai_files.server.service import FilesService
 from openai_files.server.settings import Settings
-from openai_files.server.stores.s3 import S3BlobStore
+from openai_files.server.stores.s3 import S3BlobStore, _s3_request
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
 from .._services import SeaweedS3
@@ -87,22 +87,134 @@ async def test_reconciler_aborts_only_stale_unnamed_uploads(
                 client.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=u["UploadId"])
 
 
-async def test_refused_listing_does_not_fail_the_sweep(
-    s3: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def _abort_all(client: Any, prefix: str) -> None:
+    listed = client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+    for u in listed.get("Uploads", []):
+        client.abort_multipart_upload(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+
+
+async def _never_named(keys: Any) -> set[str]:
+    return set()
+
+
+async def test_upload_gone_meanwhile_does_not_stop_the_others(
+    s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Credentials that may not list unfinished uploads: one warning naming the lifecycle
-    rule, the sweep goes on, and the reconciler stops asking."""
+    """An upload its owner completed or aborted between the listing and our abort (404
+    NoSuchUpload) is done: the others are still aborted and the reconciler stays on."""
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    blobs = S3BlobStore(s3.url(BUCKET, prefix=secrets.token_hex(4)))
+    prefix = secrets.token_hex(4)
+    blobs = S3BlobStore(s3.url(BUCKET, prefix=prefix))
+    client = s3.client()
+    _open_upload(client, f"{prefix}/file-b")
+    _open_upload(client, f"{prefix}/file-c")
+    time.sleep(1.1)
+    listing = blobs._stale_uploads
 
-    async def named(keys: Any) -> set[str]:
-        return set()
+    async def listed_then_gone(*args: Any) -> list[tuple[str, str]]:
+        # The real listing, and first an upload whose id S3 no longer knows (SeaweedFS
+        # still answers 204 to a second abort of one, as AWS does not).
+        return [("file-a", "0123456789abcdef"), *await listing(*args)]
 
-    assert await blobs.abort_stale_uploads(time.time(), named) == 0
-    assert "lifecycle rule" in caplog.text
-    assert blobs.aborts_stale_uploads is False
-    caplog.clear()
-    assert await blobs.abort_stale_uploads(time.time(), named) == 0
-    assert "could not abort" not in caplog.text
+    monkeypatch.setattr(blobs, "_stale_uploads", listed_then_gone)
+    try:
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 2
+        assert _open_keys(client, f"{prefix}/") == set()
+        assert blobs.aborts_stale_uploads is True
+    finally:
+        _abort_all(client, f"{prefix}/")
+
+
+async def test_keys_not_ours_are_left_alone(s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only keys shaped like our ids are aborted: a key starting with a dot does not end
+    the run, and another application's upload under the prefix stays open."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    prefix = secrets.token_hex(4)
+    blobs = S3BlobStore(s3.url(BUCKET, prefix=prefix))
+    client = s3.client()
+    _open_upload(client, f"{prefix}/.hidden")
+    _open_upload(client, f"{prefix}/file-stale")
+    _open_upload(client, f"{prefix}/report.csv")
+    time.sleep(1.1)
+    try:
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 1
+        assert _open_keys(client, f"{prefix}/") == {f"{prefix}/.hidden", f"{prefix}/report.csv"}
+    finally:
+        _abort_all(client, f"{prefix}/")
+
+
+async def test_prefix_with_a_space(s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signed query names the prefix as it is sent (a space is %20 in both)."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    prefix = f"my files {secrets.token_hex(4)}"
+    blobs = S3BlobStore(s3.url(BUCKET, prefix=prefix))
+    client = s3.client()
+    _open_upload(client, f"{prefix}/file-stale")
+    time.sleep(1.1)
+    try:
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 1
+        assert _open_keys(client, f"{prefix}/") == set()
+    finally:
+        _abort_all(client, f"{prefix}/")
+
+
+async def test_bad_signature_does_not_disable_the_reconciler(
+    s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused signature (a wrong secret, a skewed clock) can be fixed without a restart:
+    the sweep warns and the next one tries again. Only AccessDenied turns it off."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    prefix = secrets.token_hex(4)
+    blobs = S3BlobStore(s3.url(BUCKET, prefix=prefix))
+    client = s3.client()
+    _open_upload(client, f"{prefix}/file-stale")
+    time.sleep(1.1)
+    try:
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 0
+        assert "SignatureDoesNotMatch" in caplog.text
+        assert "lifecycle rule must" not in caplog.text
+        assert blobs.aborts_stale_uploads is True
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env["AWS_SECRET_ACCESS_KEY"])
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 1
+    finally:
+        _abort_all(client, f"{prefix}/")
+
+
+@pytest.mark.parametrize(
+    ("bucket_url", "host"),
+    [
+        ("http://127.0.0.1:80/files", "127.0.0.1"),
+        ("https://s3.example.com:443/files", "s3.example.com"),
+        ("http://127.0.0.1:9000/files", "127.0.0.1:9000"),
+    ],
+)
+def test_signature_covers_what_httpx_sends(bucket_url: str, host: str) -> None:
+    """The signature is over the Host and query httpx sends (no default port; a space in
+    the prefix as %20), checked with botocore's SigV4 over that request."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    query = {"uploads": "", "prefix": "my files/", "key-marker": "a+b"}
+    request = _s3_request("GET", bucket_url, query, "eu-west-1", ("AKID", "secret", "tok"))
+    assert request.headers["host"] == host
+    assert request.url.query == b"key-marker=a%2Bb&prefix=my%20files%2F&uploads="
+    sent = {
+        name: request.headers[name]
+        for name in ("host", "x-amz-content-sha256", "x-amz-date", "x-amz-security-token")
+    }
+    reference = AWSRequest(method="GET", url=str(request.url), headers=sent)
+    reference.context["timestamp"] = sent["x-amz-date"]
+    auth = S3SigV4Auth(Credentials("AKID", "secret", "tok"), "s3", "eu-west-1")
+    canonical = auth.canonical_request(reference)
+    expected = auth.signature(auth.string_to_sign(reference, canonical), reference)
+    authorization = request.headers["authorization"]
+    assert authorization.endswith(f"Signature={expected}")
+    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token," in (
+        authorization
+    )

@@ -96,6 +96,9 @@ _BAD_CREDENTIALS = frozenset(
 )
 #: S3 error codes that mean the bucket is in another region than the one we sign for.
 _WRONG_REGION = frozenset({"AuthorizationHeaderMalformed", "PermanentRedirect"})
+#: The keys the store writes: file ids (the form `service.is_file_id` checks). The
+#: reconciler aborts no other upload.
+_OUR_KEY = re.compile(r"file-[A-Za-z0-9]{1,64}")
 
 log = logging.getLogger(__name__)
 
@@ -456,20 +459,60 @@ class S3BlobStore:
     async def _request(
         self, http: httpx.AsyncClient, method: str, key: str, query: dict[str, str]
     ) -> httpx.Response:
-        url = self._bucket_url + ("/" + quote(key, safe="/-_.~") if key else "")
-        headers = (
-            {}
-            if self.credential_kind == "anonymous"
-            else _sigv4(method, url, query, self.region, *self._signing_keys())
+        """One S3 request without a body, signed unless anonymous; S3Refused when refused."""
+        request = _s3_request(
+            method,
+            self._bucket_url + ("/" + quote(key, safe="/-_.~") if key else ""),
+            query,
+            self.region,
+            None if self.credential_kind == "anonymous" else self._signing_keys(),
         )
-        response = await http.request(method, url, params=query, headers=headers)
+        response = await http.send(request)
         if response.status_code >= 300:
-            code = re.search(r"<Code>([^<]+)</Code>", response.text)
-            raise StoreUnavailable(
-                f"S3 {method} {'?'.join(query) or key} answered {response.status_code}"
-                + (f" ({code.group(1)})" if code else "")
-            )
+            raise S3Refused(method, request.url, response)
         return response
+
+    async def _stale_uploads(
+        self, http: httpx.AsyncClient, cutoff: datetime.datetime
+    ) -> list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads under the prefix started before
+        `cutoff` whose key is one of ours (a file id), all pages of the listing."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        stale: list[tuple[str, str]] = []
+        markers: dict[str, str] = {}
+        while True:
+            query = {"uploads": "", "prefix": prefix, **markers}
+            page = ET.fromstring((await self._request(http, "GET", "", query)).content)
+            for upload in _children(page, "Upload"):
+                key = _text(upload, "Key")[len(prefix) :]
+                initiated = datetime.datetime.fromisoformat(
+                    _text(upload, "Initiated").replace("Z", "+00:00")
+                )
+                # Only our keys: another application's upload in a shared bucket (or
+                # under our prefix) is not ours to abort.
+                if _OUR_KEY.fullmatch(key) and initiated < cutoff:
+                    stale.append((key, _text(upload, "UploadId")))
+            if _text(page, "IsTruncated") != "true":
+                return stale
+            markers = {
+                "key-marker": _text(page, "NextKeyMarker"),
+                "upload-id-marker": _text(page, "NextUploadIdMarker"),
+            }
+
+    def _refused_for_good(self, exc: BaseException) -> bool:
+        """Whether `exc` says the credentials may not list or abort uploads (AccessDenied);
+        then the reconciler stops asking and says so once. A bad signature, a skewed clock
+        or an unreachable endpoint can be fixed without a restart: tried again next sweep."""
+        if not (isinstance(exc, S3Refused) and exc.code == "AccessDenied"):
+            return False
+        self._said_lifecycle = True
+        self.aborts_stale_uploads = False
+        log.warning(
+            "could not abort unfinished S3 uploads: %s (the credentials may not list or "
+            "abort them; the bucket's lifecycle rule must)",
+            exc,
+        )
+        return True
 
     async def abort_stale_uploads(
         self,
@@ -486,51 +529,52 @@ class S3BlobStore:
                     "(the reconciler signs only with AWS_ACCESS_KEY_ID credentials)"
                 )
             return 0
-        prefix = f"{self.prefix}/" if self.prefix else ""
         cutoff = datetime.datetime.fromtimestamp(older_than, tz=datetime.UTC)
         aborted = 0
-        try:
-            async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
-                stale: list[tuple[str, str]] = []
-                markers: dict[str, str] = {}
-                while True:
-                    query = {"uploads": "", "prefix": prefix, **markers}
-                    page = ET.fromstring((await self._request(http, "GET", "", query)).content)
-                    for upload in _children(page, "Upload"):
-                        path, upload_id = _text(upload, "Key"), _text(upload, "UploadId")
-                        initiated = datetime.datetime.fromisoformat(
-                            _text(upload, "Initiated").replace("Z", "+00:00")
-                        )
-                        key = path[len(prefix) :]
-                        if key and "/" not in key and initiated < cutoff:
-                            stale.append((key, upload_id))
-                    if _text(page, "IsTruncated") != "true":
-                        break
-                    markers = {
-                        "key-marker": _text(page, "NextKeyMarker"),
-                        "upload-id-marker": _text(page, "NextUploadIdMarker"),
-                    }
-                kept = await named([key for key, _ in stale]) if stale else set()
-                for key, upload_id in stale:
-                    if key in kept:
-                        continue  # a live upload (its reservation is renewed as bytes come)
+        # Not worth failing the sweep for: the next one tries again, and the lifecycle
+        # rule is the safety net.
+        errors = (httpx.HTTPError, ET.ParseError, ValueError, StoreUnavailable)
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+            try:
+                stale = await self._stale_uploads(http, cutoff)
+            except errors as exc:
+                if not self._refused_for_good(exc):
+                    log.warning("could not list unfinished S3 uploads: %s", exc)
+                return 0
+            kept = await named([key for key, _ in stale]) if stale else set()
+            failed: list[str] = []
+            for key, upload_id in stale:
+                if key in kept:
+                    continue  # a live upload (its reservation is renewed as bytes come)
+                try:
                     await self._request(http, "DELETE", self.path_of(key), {"uploadId": upload_id})
-                    aborted += 1
-        except (httpx.HTTPError, ET.ParseError, ValueError, StoreUnavailable) as exc:
-            # Not worth failing the sweep for: the next one tries again, and the lifecycle
-            # rule is the safety net. A refusal (403) is said once, then not tried again.
-            denied = "answered 403" in str(exc)
-            if denied:
-                self._said_lifecycle = True
-                self.aborts_stale_uploads = False
-            log.warning(
-                "could not abort unfinished S3 uploads%s: %s",
-                " (the credentials may not list or abort them; the bucket's lifecycle rule must)"
-                if denied
-                else "",
-                exc,
-            )
+                except errors as exc:
+                    if isinstance(exc, S3Refused) and exc.code == "NoSuchUpload":
+                        continue  # completed or aborted by its owner since the listing
+                    if self._refused_for_good(exc):
+                        break
+                    failed.append(f"{key}: {exc}")
+                    continue
+                aborted += 1
+            if failed:
+                log.warning(
+                    "could not abort %d unfinished S3 upload(s), tried again next sweep: %s",
+                    len(failed),
+                    failed[0],
+                )
         return aborted
+
+
+class S3Refused(StoreUnavailable):
+    """An S3 request answered with an error status; its S3 error code when it gave one."""
+
+    def __init__(self, method: str, url: httpx.URL, response: httpx.Response) -> None:
+        found = re.search(r"<Code>([^<]+)</Code>", response.text)
+        self.status = response.status_code
+        self.code = found.group(1) if found else ""
+        super().__init__(
+            f"S3 {method} {url} answered {self.status}" + (f" ({self.code})" if self.code else "")
+        )
 
 
 def _children(node: ET.Element, name: str) -> list[ET.Element]:
@@ -542,36 +586,58 @@ def _text(node: ET.Element, name: str) -> str:
     return (found[0].text or "") if found else ""
 
 
-def _sigv4(
+def _s3_request(
     method: str,
     url: str,
     query: Mapping[str, str],
+    region: str,
+    keys: tuple[str, str, str | None] | None,
+) -> httpx.Request:
+    """The request for `url` and `query`, signed with `keys` (access key, secret, session
+    token) unless None. The query string is written here, in SigV4's encoding (a space is
+    %20, not +), so that what is sent is what is signed."""
+    query_string = "&".join(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in sorted(query.items()))
+    request = httpx.Request(method, url + ("?" + query_string if query_string else ""))
+    if keys is not None:
+        request.headers.update(_sigv4(request, region, *keys))
+    return request
+
+
+def _uri_encode(value: str) -> str:
+    return quote(value, safe="-_.~")
+
+
+def _canonical_request(request: httpx.Request, headers: Mapping[str, str]) -> str:
+    """SigV4's canonical request, from the path, query and Host that httpx sends (which
+    leaves out a default port, :80 or :443, that the endpoint URL may name)."""
+    path, _, query = request.url.raw_path.decode("ascii").partition("?")
+    signing = {"host": request.headers["host"], **headers}
+    return "\n".join(
+        [
+            request.method,
+            path or "/",
+            "&".join(sorted(query.split("&"), key=lambda p: p.partition("="))) if query else "",
+            "".join(f"{k}:{signing[k]}\n" for k in sorted(signing)),
+            ";".join(sorted(signing)),
+            signing["x-amz-content-sha256"],
+        ]
+    )
+
+
+def _sigv4(
+    request: httpx.Request,
     region: str,
     access_key: str,
     secret_key: str,
     token: str | None,
 ) -> dict[str, str]:
     """The headers that sign an S3 request without a body (AWS Signature Version 4)."""
-    parts = urlsplit(url)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     day = stamp[:8]
-    empty = hashlib.sha256(b"").hexdigest()
-    headers = {"host": parts.netloc, "x-amz-content-sha256": empty, "x-amz-date": stamp}
+    headers = {"x-amz-content-sha256": hashlib.sha256(b"").hexdigest(), "x-amz-date": stamp}
     if token:
         headers["x-amz-security-token"] = token
-    signed = ";".join(sorted(headers))
-    canonical = "\n".join(
-        [
-            method,
-            parts.path or "/",
-            "&".join(
-                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
-            ),
-            "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-            signed,
-            empty,
-        ]
-    )
+    canonical = _canonical_request(request, headers)
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
@@ -580,9 +646,9 @@ def _sigv4(
     for part in (day, region, "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signed = ";".join(sorted(["host", *headers]))
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, "
         f"Signature={signature}"
     )
-    del headers["host"]  # httpx sends it
     return headers
