@@ -164,6 +164,17 @@ def test_sweeper_runs_and_what_they_removed_are_counted(
     assert _value(after, ok, result="failed") == 0
 
 
+def test_every_swept_kind_is_shown_and_documented(server: ServerProcess) -> None:
+    """Each kind the sweep counts (`uploads` too) is a sample from the start, and README's
+    metrics table names it."""
+    samples = _samples(server)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if "`openai_files_swept_total{kind}`" in line)
+    for kind in ("expired", "temp", "orphans", "uploads"):
+        assert ("openai_files_swept_total", frozenset({("kind", kind)})) in samples, kind
+        assert f"`{kind}`" in row, kind
+
+
 def test_store_errors_are_counted_by_kind(
     tmp_path: Path, s3: SeaweedS3, start: Callable[..., ServerProcess]
 ) -> None:

@@ -29,8 +29,9 @@ from .settings import Settings
 
 #: Methods counted under their own name; any other is counted as `other`.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: What the sweeper removes (FilesService.sweep's counts).
-SWEPT_KINDS = ("expired", "temp", "orphans")
+#: What the sweeper removes (FilesService.sweep's counts; `uploads`: unfinished S3
+#: multipart uploads, always 0 on a local folder).
+SWEPT_KINDS = ("expired", "temp", "orphans", "uploads")
 #: Kinds of storage errors: the store unreachable (a 503), the disk full (a 507), or any
 #: other unexpected error (a 500; the log has the details).
 STORE_ERROR_KINDS = ("unavailable", "disk_full", "other")
@@ -90,7 +91,8 @@ class Metrics:
         )
         self.swept = Counter(
             "openai_files_swept",
-            "What the sweeper removed: expired files, stale temp files, orphan objects",
+            "What the sweeper removed: expired files, stale temp files, orphan objects, "
+            "unfinished S3 multipart uploads",
             ["kind"],
             registry=registry,
         )
