@@ -487,6 +487,9 @@ def test_bracket_expires_after_seconds_are_ascii_digits(http: httpx.Client, seco
         ("; filename=\"fallback.txt\"; filename*=UTF-8''%FF%FE.txt", "fallback.txt"),
         ("; filename=\"fallback.txt\"; filename*=KOI8-R''%C1.txt", "fallback.txt"),
         ('; filename="fallback.txt"; filename*=no-quotes.txt', "fallback.txt"),
+        # Inside a quoted value it is text, not a parameter (review finding 11).
+        ("; filename=\"a; filename*=UTF-8''b.txt\"", "a; filename*=UTF-8''b.txt"),
+        ('; filename="x.txt"; FILENAME*="UTF-8\'\'caf%C3%A9.txt"', "café.txt"),
     ],
 )
 def test_extended_filename(http: httpx.Client, extra: str, expected: str) -> None:

@@ -44,11 +44,8 @@ MAX_BOUNDARY_LENGTH = 70
 #: Printable ASCII, not ending in a space: RFC 2046's characters and a few more that
 #: clients are known to use; anything else (controls, non-ASCII) is refused.
 _BOUNDARY = re.compile(rb"[\x20-\x7e]*[\x21-\x7e]")
-#: `filename*=charset'language'percent-encoded` (RFC 5987 / RFC 8187).
-_EXT_FILENAME = re.compile(
-    r"""(?:^|;)\s*filename\*\s*=\s*"?([A-Za-z0-9!#$&+^_`{}~-]+)'[^']*'([^;"\s]*)"?""",
-    re.IGNORECASE,
-)
+#: The value of `filename*=charset'language'percent-encoded` (RFC 5987 / RFC 8187).
+_EXT_VALUE = re.compile(r"([A-Za-z0-9!#$&+^_`{}~-]+)'[^']*'([^;\"\s]*)")
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -81,6 +78,32 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _parameter(header: str, wanted: str) -> str | None:
+    """The value of parameter `wanted` (any case) of a `value; name=value; ...` header,
+    unquoted; a `;` or `name=` inside a quoted value is text, not a parameter."""
+    segments: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for i, char in enumerate(header):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            segments.append(header[start:i])
+            start = i + 1
+    segments.append(header[start:])
+    for segment in segments[1:]:
+        name, _, value = segment.partition("=")
+        if name.strip(" \t").lower() == wanted:
+            value = value.strip(" \t")
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None
+
+
 def extended_filename(disposition: bytes) -> str | None:
     """The name of a `filename*=UTF-8''caf%C3%A9.txt` parameter (RFC 5987), if any.
 
@@ -88,7 +111,8 @@ def extended_filename(disposition: bytes) -> str | None:
     be decoded it wins over `filename`, as RFC 6266 says. Only UTF-8 and ISO-8859-1 are
     understood (the two RFC 5987 requires); anything else is ignored.
     """
-    match = _EXT_FILENAME.search(disposition.decode("latin-1"))
+    value = _parameter(disposition.decode("latin-1"), "filename*")
+    match = None if value is None else _EXT_VALUE.fullmatch(value)
     if match is None:
         return None
     charset = match.group(1).lower()
@@ -101,15 +125,15 @@ def extended_filename(disposition: bytes) -> str | None:
 
 
 async def iter_parts(
-    content_type: str | None, body: AsyncIterator[bytes], max_parts: int
+    boundary: bytes, body: AsyncIterator[bytes], max_parts: int
 ) -> AsyncIterator[Event]:
-    """Parse a streamed multipart body into PartStart / PartData / PartEnd events.
+    """Parse a streamed multipart body into PartStart / PartData / PartEnd events, its
+    `boundary` checked by `boundary_of` first.
 
     A body of more than `max_parts` parts is a 400 at the first part too many: thousands of
     tiny fields cost parsing time that no byte limit bounds. The parser itself bounds the
     headers of a part (their count and the length of each line).
     """
-    boundary = boundary_of(content_type)
     parts = 0
     events: list[Event] = []
     header_field = bytearray()

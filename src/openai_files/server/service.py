@@ -338,7 +338,7 @@ class FilesService:
         body: AsyncIterator[bytes],
     ) -> FileRecord:
         settings = self.settings
-        boundary_of(content_type)
+        boundary = boundary_of(content_type)
         if content_length is not None and (
             content_length > settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
         ):
@@ -350,7 +350,7 @@ class FilesService:
         upload = _Upload(self, file_id, reservation)
         committed = inserted = False
         try:
-            await upload.feed(iter_parts(content_type, body, settings.max_form_parts))
+            await upload.feed(iter_parts(boundary, body, settings.max_form_parts))
             purpose = check_purpose(upload.fields.get("purpose"))
             if upload.writer is None:
                 raise InvalidRequest("'file' is a required property", param="file")
