@@ -85,7 +85,8 @@ class LocalBlobWriter:
     async def _flush(self) -> None:
         parts, self._buffer, self._buffered = self._buffer, [], 0
         self._flushed_at = time.monotonic()
-        await anyio.to_thread.run_sync(self._flush_sync, parts)
+        if parts:  # nothing to write takes no room: a full upload is not refused at commit
+            await anyio.to_thread.run_sync(self._flush_sync, parts)
 
     async def write(self, chunk: bytes) -> None:
         if self._done:
