@@ -250,7 +250,7 @@ async def test_store_errors_are_one_line(s3: SeaweedS3, monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + secrets.token_hex(8))
     store = S3BlobStore(s3.url("files", "one-line"))
     with pytest.raises(StoreUnavailable) as raised:
-        async for _key in store.list_keys(time.time()):
+        async for _key in store.list_object_keys(time.time()):
             pass
     message = str(raised.value)
     assert message.startswith("object storage is unreachable: "), message

@@ -160,4 +160,4 @@ async def test_trickling_writer_keeps_its_temp_file_fresh(
     # And the sweeper leaves a live writer's file alone, however old it looks.
     assert await store.remove_stale_temp(time.time() + 3600) == 0
     await writer.commit()
-    assert (await store.size("file-trickle")) == 2 * MiB + 100
+    assert store.path_of("file-trickle").stat().st_size == 2 * MiB + 100

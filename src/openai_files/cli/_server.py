@@ -231,7 +231,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    keys = asyncio.run(_with_meta(settings, lambda m: m.list_keys(), must_exist=True))
+    keys = asyncio.run(_with_meta(settings, lambda m: m.list_api_keys(), must_exist=True))
     if args.json:
         import json
 
@@ -263,9 +263,9 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     async def revoke(meta: Any) -> str | None:
         """None when revoked, else why not."""
-        if await meta.revoke_key(args.key_id, int(time.time())):
+        if await meta.revoke_api_key(args.key_id, int(time.time())):
             return None
-        if any(k.id == args.key_id for k in await meta.list_keys()):
+        if any(k.id == args.key_id for k in await meta.list_api_keys()):
             return f"{args.key_id} is already revoked"
         return f"no key with id {args.key_id} (`openai-files keys list` shows the keys)"
 
@@ -284,7 +284,7 @@ async def _first_key(meta: Any) -> Any:
     from ..server.auth import create_key
 
     s = _settings_module()
-    keys = await meta.list_keys()
+    keys = await meta.list_api_keys()
     if keys:
         return sum(1 for k in keys if k.revoked_at is None)
     return await create_key(meta, s.DEFAULT_ORG_ID, s.DEFAULT_PROJECT_ID)

@@ -50,7 +50,7 @@ def new_key(org_id: str, project_id: str) -> NewKey:
 async def create_key(store: MetadataStore, org_id: str, project_id: str) -> NewKey:
     """Create and store a key; the secret is returned once and never stored."""
     key = new_key(org_id, project_id)
-    await store.add_key(key.record)
+    await store.add_api_key(key.record)
     return key
 
 
@@ -108,7 +108,7 @@ async def authenticate(
     digest = hash_key(token)
     record = cache.get(digest) if cache else None
     if record is None:
-        record = await store.find_key(digest)
+        record = await store.find_api_key(digest)
         if cache and record is not None and record.revoked_at is None:
             cache.put(record)
     if (

@@ -503,7 +503,7 @@ class FilesService:
             return self._log_sweep(counts)
         self._next_reconcile = now + grace / 3
         pending: list[str] = []
-        async for key in self.blobs.list_keys(now - grace):
+        async for key in self.blobs.list_object_keys(now - grace):
             pending.append(key)
             if len(pending) >= _SWEEP_BATCH:
                 counts["orphans"] += await self._remove_orphans(pending)

@@ -56,7 +56,7 @@ class BlobStoreConformance:
         await writer.write(b"x" * 1000)
         with pytest.raises(FileNotFoundError):
             await _read(blobs, key)
-        assert key not in [k async for k in blobs.list_keys(time.time() + 3600)]
+        assert key not in [k async for k in blobs.list_object_keys(time.time() + 3600)]
         await writer.commit()
         assert await _read(blobs, key) == b"x" * 1000
 
@@ -70,7 +70,7 @@ class BlobStoreConformance:
             await writer.abort()  # twice is fine
             with pytest.raises(FileNotFoundError):
                 await _read(blobs, key)
-            assert key not in [k async for k in blobs.list_keys(time.time() + 3600)]
+            assert key not in [k async for k in blobs.list_object_keys(time.time() + 3600)]
 
     async def test_missing_and_delete(self, blobs: BlobStore) -> None:
         with pytest.raises(FileNotFoundError):
@@ -82,13 +82,13 @@ class BlobStoreConformance:
         with pytest.raises(FileNotFoundError):
             await _read(blobs, key)
 
-    async def test_list_keys_by_age(self, blobs: BlobStore) -> None:
+    async def test_list_object_keys_by_age(self, blobs: BlobStore) -> None:
         keys = [_key() for _ in range(3)]
         for key in keys:
             await _write(blobs, key, b"k")
-        later = {k async for k in blobs.list_keys(time.time() + 3600)}
+        later = {k async for k in blobs.list_object_keys(time.time() + 3600)}
         assert set(keys) <= later
-        earlier = {k async for k in blobs.list_keys(time.time() - 3600)}
+        earlier = {k async for k in blobs.list_object_keys(time.time() - 3600)}
         assert not set(keys) & earlier
 
     async def test_unsafe_keys_are_refused(self, blobs: BlobStore) -> None:

@@ -61,13 +61,13 @@ class MetadataStoreConformance:
             int(time.time()),
             None,
         )
-        await meta.add_key(record)
-        assert await meta.find_key(record.key_hash) == record
-        assert await meta.find_key("0" * 64) is None
-        assert record in await meta.list_keys()
-        assert await meta.revoke_key(record.id, 123)
-        assert not await meta.revoke_key(record.id, 456)
-        found = await meta.find_key(record.key_hash)
+        await meta.add_api_key(record)
+        assert await meta.find_api_key(record.key_hash) == record
+        assert await meta.find_api_key("0" * 64) is None
+        assert record in await meta.list_api_keys()
+        assert await meta.revoke_api_key(record.id, 123)
+        assert not await meta.revoke_api_key(record.id, 456)
+        found = await meta.find_api_key(record.key_hash)
         assert found is not None and found.revoked_at == 123
 
     async def test_insert_get_delete_and_usage(self, meta: MetadataStore) -> None:

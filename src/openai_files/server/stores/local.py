@@ -302,10 +302,6 @@ class LocalBlobStore:
             # (a client gone) must not leave it to the garbage collector.
             fh.close()
 
-    async def size(self, key: str) -> int:
-        st = await anyio.to_thread.run_sync(os.stat, self.path_of(key))
-        return st.st_size
-
     async def delete(self, key: str) -> None:
         def run() -> None:
             self.path_of(key).unlink(missing_ok=True)
@@ -313,7 +309,7 @@ class LocalBlobStore:
 
         await anyio.to_thread.run_sync(run)
 
-    async def list_keys(self, older_than: float) -> AsyncIterator[str]:
+    async def list_object_keys(self, older_than: float) -> AsyncIterator[str]:
         def shards() -> list[Path]:
             return [p for p in self.blob_dir.iterdir() if p.is_dir()]
 

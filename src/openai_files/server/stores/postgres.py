@@ -249,7 +249,7 @@ class PostgresMetadataStore:
         return SCHEMA_VERSION
 
     # -- keys --
-    async def add_key(self, record: KeyRecord) -> None:
+    async def add_api_key(self, record: KeyRecord) -> None:
         async with self._conn() as c:
             await c.execute(
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -262,19 +262,19 @@ class PostgresMetadataStore:
                 record.revoked_at,
             )
 
-    async def find_key(self, key_hash: str) -> KeyRecord | None:
+    async def find_api_key(self, key_hash: str) -> KeyRecord | None:
         async with self._conn() as c:
             row = await c.fetchrow(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash
             )
         return _key(row) if row else None
 
-    async def list_keys(self) -> list[KeyRecord]:
+    async def list_api_keys(self) -> list[KeyRecord]:
         async with self._conn() as c:
             rows = await c.fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
         return [_key(r) for r in rows]
 
-    async def revoke_key(self, key_id: str, now: int) -> bool:
+    async def revoke_api_key(self, key_id: str, now: int) -> bool:
         async with self._conn() as c:
             status = await c.execute(
                 "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",

@@ -428,7 +428,7 @@ class S3BlobStore:
         except (GenericError, OSError) as exc:
             raise _unavailable(exc) from None
 
-    async def list_keys(self, older_than: float) -> AsyncIterator[str]:
+    async def list_object_keys(self, older_than: float) -> AsyncIterator[str]:
         cutoff = datetime.datetime.fromtimestamp(older_than, tz=datetime.UTC)
         prefix = f"{self.prefix}/" if self.prefix else None
         try:

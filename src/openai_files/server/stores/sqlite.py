@@ -212,7 +212,7 @@ class SQLiteMetadataStore:
         await anyio.to_thread.run_sync(run, limiter=self._write_limiter)
 
     # -- keys --
-    async def add_key(self, record: KeyRecord) -> None:
+    async def add_api_key(self, record: KeyRecord) -> None:
         await self._write(
             lambda c: c.execute(
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -228,7 +228,7 @@ class SQLiteMetadataStore:
             )
         )
 
-    async def find_key(self, key_hash: str) -> KeyRecord | None:
+    async def find_api_key(self, key_hash: str) -> KeyRecord | None:
         def run(c: sqlite3.Connection) -> KeyRecord | None:
             row = c.execute(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
@@ -237,14 +237,14 @@ class SQLiteMetadataStore:
 
         return await self._read(run)
 
-    async def list_keys(self) -> list[KeyRecord]:
+    async def list_api_keys(self) -> list[KeyRecord]:
         def run(c: sqlite3.Connection) -> list[KeyRecord]:
             rows = c.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
             return [_key(r) for r in rows]
 
         return await self._read(run)
 
-    async def revoke_key(self, key_id: str, now: int) -> bool:
+    async def revoke_api_key(self, key_id: str, now: int) -> bool:
         def run(c: sqlite3.Connection) -> bool:
             cur = c.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
