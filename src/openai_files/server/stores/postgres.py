@@ -109,14 +109,14 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _connect_reason(exc: BaseException) -> str:
+def _connect_reason(exc: BaseException, timeout: float = _CONNECT_TIMEOUT) -> str:
     """Why a connection failed, in a few words."""
     if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc):
         return "connection refused"
     if isinstance(exc, socket.gaierror):
         return "host name not found"
     if isinstance(exc, TimeoutError):
-        return f"no answer in {_CONNECT_TIMEOUT:.0f} s"
+        return f"no answer in {timeout:g} s"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc).split("\n", 1)[0] or type(exc).__name__
@@ -136,9 +136,24 @@ class PostgresMetadataStore:
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
     AUTO_MIGRATE: ClassVar[bool] = False
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_min_size: int = _POOL_MIN,
+        pool_max_size: int = _POOL_MAX,
+        connect_timeout: float = _CONNECT_TIMEOUT,
+    ) -> None:
         self.dsn = dsn
+        self.pool_min_size = pool_min_size
+        self.pool_max_size = pool_max_size
+        self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
+
+    @property
+    def shared(self) -> bool:
+        """True: other server processes (replicas) may use this database at the same time."""
+        return True
 
     async def open(self) -> None:
         """Connect (the pool's first connection): a StoreUnavailable of one line naming the
@@ -147,9 +162,9 @@ class PostgresMetadataStore:
         try:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
-                min_size=_POOL_MIN,
-                max_size=_POOL_MAX,
-                timeout=_CONNECT_TIMEOUT,
+                min_size=self.pool_min_size,
+                max_size=self.pool_max_size,
+                timeout=self.connect_timeout,
                 command_timeout=60,
             )
         except asyncpg.exceptions.InvalidPasswordError as exc:
@@ -165,8 +180,9 @@ class PostgresMetadataStore:
                 "database name in the database URL"
             ) from exc
         except _UNAVAILABLE as exc:
+            reason = _connect_reason(exc, self.connect_timeout)
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL at {self._server()} ({_connect_reason(exc)}): "
+                f"cannot connect to PostgreSQL at {self._server()} ({reason}): "
                 "check that it runs and the host and port of the database URL"
             ) from exc
 

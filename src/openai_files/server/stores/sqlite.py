@@ -105,18 +105,23 @@ class SQLiteMetadataStore:
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
     AUTO_MIGRATE: ClassVar[bool] = True
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_threads: int = _READ_THREADS) -> None:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
         self._write_limiter = anyio.CapacityLimiter(1)
         # A small pool of its own: cheaper hops than anyio's, and few threads contending
         # for the GIL (measured: docs/benchmarks.md).
         self._read_pool = concurrent.futures.ThreadPoolExecutor(
-            _READ_THREADS, thread_name_prefix="sqlite-read"
+            read_threads, thread_name_prefix="sqlite-read"
         )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        """False: one server process owns this database file (no other process writes it)."""
+        return False
 
     # -- connections --
     def _connect(self) -> sqlite3.Connection:
