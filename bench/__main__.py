@@ -96,7 +96,7 @@ class Bench:
         dest.unlink()
         return seconds
 
-    def rows_1_to_4(self) -> None:
+    def embedded_transfers(self) -> None:
         self.log("rows 1-4: transfers on the embedded server")
         big = make_file(self.work / "big.bin", self.big)
         ours_up = Figure("upload", "s")
@@ -221,7 +221,7 @@ class Bench:
             )
         return [r[0] for r in rows]
 
-    def row_5(self) -> None:
+    def listing_latency(self) -> None:
         self.log("row 5: listing latency against the number of files")
         counts = [1000, 5000] if self.quick else [1000, 10_000, 100_000]
         rounds, samples = (2, 25) if self.quick else (6, 60)
@@ -302,7 +302,7 @@ class Bench:
             raise RuntimeError(f"wrk saw {errors} non-2xx answers:\n{out}")
         return {"rps": rps, "requests": requests}
 
-    def rows_6_7(self) -> None:
+    def request_rates(self) -> None:
         if not shutil.which("wrk"):
             raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
         seconds = 2 if self.quick else 8
@@ -381,7 +381,7 @@ class Bench:
         return rate
 
     # -- row 8: the same transfers on PostgreSQL + S3 --
-    def row_8(self) -> None:
+    def scaleout_transfers(self) -> None:
         from openai_files.testing.services import PostgresCluster, SeaweedS3
 
         self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
@@ -483,13 +483,13 @@ def main() -> int:
         bench = Bench(args.quick, Path(tmp))
         started = time.perf_counter()
         if "1" in groups:
-            bench.rows_1_to_4()
+            bench.embedded_transfers()
         if "5" in groups:
-            bench.row_5()
+            bench.listing_latency()
         if "6" in groups:
-            bench.rows_6_7()
+            bench.request_rates()
         if "8" in groups:
-            bench.row_8()
+            bench.scaleout_transfers()
         result = {
             "machine": machine(),
             "quick": args.quick,

@@ -25,6 +25,8 @@ DEFAULT_MAX_RETRIES = 2
 #: The first retry waits about this long; each further one twice as long, up to the cap.
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
+#: Statuses worth another attempt besides 5xx: timeout, lock conflict, rate limit.
+RETRY_STATUSES = frozenset({408, 409, 429})
 #: A server's `retry-after` longer than this is not honoured (the backoff is used instead).
 MAX_RETRY_AFTER = 60.0
 #: Size of the chunks read from a file to upload and written to a file downloaded.
@@ -116,3 +118,13 @@ class Config:
             headers=dict(headers or {}),
             debug=debug,
         )
+
+
+def is_retryable_status(status: int) -> bool:
+    """A status that is the server's trouble, not the caller's: worth trying again later."""
+    return status in RETRY_STATUSES or status >= 500
+
+
+def mask_key(key: str) -> str:
+    """`sk-abc1****wxyz`: enough to recognise a key, never enough to use it."""
+    return f"{key[:7]}****{key[-4:]}" if len(key) > 12 else "****"

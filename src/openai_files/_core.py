@@ -34,7 +34,14 @@ from urllib.parse import quote
 import httpx
 
 from ._config import INITIAL_RETRY_DELAY as _INITIAL_DELAY
-from ._config import MAX_RETRY_AFTER, MAX_RETRY_DELAY, PAGE_SIZE, Config
+from ._config import (
+    MAX_RETRY_AFTER,
+    MAX_RETRY_DELAY,
+    PAGE_SIZE,
+    Config,
+    is_retryable_status,
+    mask_key,
+)
 from ._config import USER_AGENT as _USER_AGENT
 from ._exceptions import (
     APIConnectionError,
@@ -59,8 +66,6 @@ from ._version import __version__
 
 T = TypeVar("T")
 
-#: Statuses worth another attempt: timeout, lock conflict, rate limit, server errors.
-RETRY_STATUSES = frozenset({408, 409, 429})
 Order = Literal["asc", "desc"]
 
 
@@ -108,11 +113,6 @@ class RequestSpec:
 
     def can_resend(self) -> bool:
         return self.body is None or self.body.can_resend()
-
-
-def mask_key(key: str) -> str:
-    """`sk-abc1****wxyz`: enough to recognise a key, never enough to use it."""
-    return f"{key[:7]}****{key[-4:]}" if len(key) > 12 else "****"
 
 
 def build_request(config: Config, spec: RequestSpec, retries: int = 0) -> httpx.Request:
@@ -222,7 +222,7 @@ def should_retry(response: httpx.Response) -> bool:
     hint: str | None = response.headers.get("x-should-retry")
     if hint in ("true", "false"):
         return hint == "true"
-    return response.status_code in RETRY_STATUSES or response.status_code >= 500
+    return is_retryable_status(response.status_code)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

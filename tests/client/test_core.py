@@ -12,7 +12,7 @@ from python_multipart.multipart import MultipartParser
 
 import openai_files
 from openai_files import _core
-from openai_files._config import Config
+from openai_files._config import Config, mask_key
 from openai_files._models import FileList
 
 from ._helpers import Recorder, file_json, json_response
@@ -106,8 +106,8 @@ def test_a_missing_path_fails_before_any_request(tmp_path: Any) -> None:
 
 
 def test_mask_key() -> None:
-    assert _core.mask_key("sk-abc1234567890wxyz") == "sk-abc1****wxyz"
-    assert _core.mask_key("short") == "****"
+    assert mask_key("sk-abc1234567890wxyz") == "sk-abc1****wxyz"
+    assert mask_key("short") == "****"
 
 
 def page(*ids: str, has_more: bool = True) -> FileList:

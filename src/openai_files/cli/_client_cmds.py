@@ -22,17 +22,21 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._client import Client
-from .._config import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, LOCAL_BASE_URL
+from .._config import (
+    DEFAULT_BASE_URL,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    LOCAL_BASE_URL,
+    is_retryable_status,
+)
 from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
 from .._models import FileObject
 from .._streams import ProgressCallback
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table
 
 CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
 #: Transfers smaller than this get no progress bar (they are over before it would help).
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
-#: Statuses that are the server's trouble, not the user's (worth trying again later).
-_SERVER_SIDE = frozenset({408, 409, 429})
 
 
 # --- parsers -----------------------------------------------------------------------------
@@ -111,9 +115,7 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
             try:
                 yield client
             except APIStatusError as exc:
-                code = EXIT_FAILURE if exc.status_code >= 500 else EXIT_USAGE
-                if exc.status_code in _SERVER_SIDE:
-                    code = EXIT_FAILURE
+                code = EXIT_FAILURE if is_retryable_status(exc.status_code) else EXIT_USAGE
                 message = exc.message.removeprefix(f"Error code: {exc.status_code} - ")
                 message += _missing_v1_hint(exc, client.base_url)
                 rid = f" [request {exc.request_id}]" if exc.request_id else ""
@@ -232,9 +234,7 @@ def _print_table(files: list[FileObject]) -> None:
         (f.id, str(f.bytes), _when(f.created_at), _when(f.expires_at), f.purpose, f.filename)
         for f in files
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
 
 
 def _print_file(f: FileObject) -> None:

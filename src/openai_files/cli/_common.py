@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 #: Exit codes: success, a server or network failure, a usage or input error.
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -23,3 +25,10 @@ def missing_extra(exc: ImportError, hint: str) -> CLIError:
     if not name or name.split(".")[0] == "openai_files":
         raise exc
     return CLIError(f"missing dependency {name!r}: install it with {hint}", EXIT_USAGE)
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows (the first one the header) in columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

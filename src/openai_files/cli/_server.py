@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from ._common import CLIError, missing_extra
+from ._common import CLIError, missing_extra, print_table
 from ._start_check import check_storage
 
 SERVER_EXTRA_HINT = "pip install 'openai-files[server]'"
@@ -252,9 +252,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 else time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.revoked_at)),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     return 0
 
 
