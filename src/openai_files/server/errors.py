@@ -6,6 +6,7 @@ APIError                       (status on the class, message/param/code on the i
 ├── Unauthorized               401
 ├── NotFound                   404
 ├── FileTooLarge               413 code file_too_large
+├── RangeNotSatisfiable        416 (with content-range)
 ├── ServiceUnavailable         503 (with retry-after)
 ├── InsufficientStorage        507 code insufficient_storage (with retry-after)
 └── InternalError              500, a generic sentence, never a trace or a path
@@ -98,6 +99,15 @@ class FileTooLarge(APIError):
             f"{what} is too large. The maximum size is {limit} bytes.",
             param="file",
             code="file_too_large",
+        )
+
+
+class RangeNotSatisfiable(APIError):
+    status_code = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            "Requested range not satisfiable.", headers={"content-range": f"bytes */{size}"}
         )
 
 

@@ -10,15 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .._forms import clean_content_type, read_upload_form
+from .._multipart import boundary_of, iter_parts
 from ..auth import authenticate
-from ..errors import APIError, no_such_file
-from ..service import FilesService, clean_content_type, file_object
+from ..errors import RangeNotSatisfiable, no_such_file
+from ..objects import deleted_object, file_list, file_object, parse_list_query
+from ..service import FilesService
 from ..stores import FileRecord, Owner
 from ..stores.base import Chunk
-
-
-class RangeNotSatisfiable(APIError):
-    status_code = 416
 
 
 def _service(request: Request) -> FilesService:
@@ -41,20 +40,27 @@ async def _owner(request: Request) -> Owner:
 
 async def create_file(request: Request) -> Response:
     owner = await _owner(request)
+    service = _service(request)
+    boundary = boundary_of(request.headers.get("content-type"))
     raw_length = request.headers.get("content-length")
     try:
         length = int(raw_length) if raw_length is not None else None
     except ValueError:
         length = None
-    record = await _service(request).upload(
-        owner, request.headers.get("content-type"), length, request.stream()
-    )
+    async with service.upload(owner, length) as upload:
+        parts = iter_parts(boundary, request.stream(), service.settings.max_form_parts)
+        form = await read_upload_form(parts, upload)
+        record = await upload.finish(form.expires_in)
     return JSONResponse(file_object(record))
 
 
 async def list_files(request: Request) -> Response:
     owner = await _owner(request)
-    return JSONResponse(await _service(request).list_files(owner, dict(request.query_params)))
+    query = parse_list_query(dict(request.query_params))
+    records, has_more = await _service(request).list_files(
+        owner, purpose=query.purpose, limit=query.limit, order=query.order, after=query.after
+    )
+    return JSONResponse(file_list(records, has_more))
 
 
 async def retrieve_file(request: Request) -> Response:
@@ -65,7 +71,8 @@ async def retrieve_file(request: Request) -> Response:
 
 async def delete_file(request: Request) -> Response:
     owner = await _owner(request)
-    return JSONResponse(await _service(request).delete(owner, request.path_params["file_id"]))
+    record = await _service(request).delete(owner, request.path_params["file_id"])
+    return JSONResponse(deleted_object(record.id))
 
 
 def _is_position(text: str) -> bool:
@@ -93,14 +100,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         # A suffix of an empty file, or of length 0, selects no byte: 416 (RFC 9110 14.1.2).
         suffix = int(last)
         if suffix <= 0 or size == 0:
-            raise RangeNotSatisfiable("Requested range not satisfiable.")
+            raise RangeNotSatisfiable(size)
         return max(0, size - suffix), size
     start = int(first)
     end = int(last) + 1 if last else max(size, start + 1)
     if end <= start:
         return None  # malformed (last before first): ignored, as RFC 9110 says
     if start >= size:
-        raise RangeNotSatisfiable("Requested range not satisfiable.")
+        raise RangeNotSatisfiable(size)
     return start, min(end, size)
 
 
@@ -148,11 +155,7 @@ async def file_content(request: Request) -> Response:
     if if_range and if_range not in (headers["etag"], headers["last-modified"]):
         range_header = None
     size = record.bytes
-    try:
-        span = parse_range(range_header, size)
-    except RangeNotSatisfiable as exc:
-        exc.headers["content-range"] = f"bytes */{size}"
-        raise
+    span = parse_range(range_header, size)
     status = 200
     start, end = 0, size
     if span is not None:

@@ -1,0 +1,89 @@
+"""The API's objects as JSON (a file, a list of files, a deletion) and the query of a listing.
+
+The service returns records; the routes turn them into these objects, as OpenAI writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from . import settings as S
+from ._forms import ascii_int
+from .errors import InvalidRequest
+from .stores import FileRecord, Order
+
+#: A purpose to filter a listing on: letters, digits, `-`, `_` (every purpose OpenAI has).
+_PURPOSE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    """The OpenAI file object, every key always present."""
+    return {
+        "id": record.id,
+        "object": "file",
+        "bytes": record.bytes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "filename": record.filename,
+        "purpose": record.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
+    """A page of a listing: its file objects, the ids at both ends, and whether more follow."""
+    data = [file_object(r) for r in records]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def deleted_object(file_id: str) -> dict[str, Any]:
+    """The answer to a delete."""
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class ListQuery:
+    """The parameters of a listing, checked."""
+
+    purpose: str | None
+    limit: int
+    order: Order
+    after: str | None
+
+
+def parse_list_query(query: dict[str, str]) -> ListQuery:
+    """`purpose`, `limit`, `order`, `after` of a listing, each checked in that order."""
+    purpose = query.get("purpose") or None
+    if purpose is not None and not _PURPOSE.fullmatch(purpose):
+        raise InvalidRequest(
+            f"Invalid value for 'purpose': {purpose!r}. A purpose is letters, digits, "
+            "'-' and '_' (e.g. 'assistants').",
+            param="purpose",
+        )
+    raw_limit = query.get("limit")
+    limit = S.LIST_LIMIT_DEFAULT
+    if raw_limit is not None:
+        limit = ascii_int(raw_limit, 6) or -1
+        if not S.LIST_LIMIT_MIN <= limit <= S.LIST_LIMIT_MAX:
+            raise InvalidRequest(
+                f"Invalid 'limit': expected an integer between {S.LIST_LIMIT_MIN} and "
+                f"{S.LIST_LIMIT_MAX}, got {raw_limit!r}.",
+                param="limit",
+            )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"Invalid value for 'order': {order!r}. Supported values are: 'asc' and 'desc'.",
+            param="order",
+        )
+    after = query.get("after") or None
+    return ListQuery(purpose, limit, order, after)  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""What each purpose allows: to be uploaded, under which file name and size, to be downloaded.
+
+Shared by every way a file arrives, so that a new purpose is added here once.
+"""
+
+from __future__ import annotations
+
+from .errors import FileTooLarge, InvalidRequest
+from .settings import Settings
+
+UPLOADABLE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+NO_DOWNLOAD_PURPOSES = ("assistants", "user_data")
+JSONL_PURPOSES = {"fine-tune": "Fine-Tuning API", "batch": "Batch API"}
+
+
+def check_purpose(purpose: str | None) -> str:
+    """The purpose, when given and one a file may be uploaded with."""
+    if purpose is None or purpose == "":
+        raise InvalidRequest("'purpose' is a required property", param="purpose")
+    if purpose not in UPLOADABLE_PURPOSES:
+        allowed = "[" + ", ".join(repr(p) for p in UPLOADABLE_PURPOSES) + "]"
+        raise InvalidRequest(f"{purpose!r} is not one of {allowed} - 'purpose'", param="purpose")
+    return purpose
+
+
+def check_format(purpose: str, filename: str) -> None:
+    """A file for the Fine-Tuning or Batch API is named `.jsonl`."""
+    api = JSONL_PURPOSES.get(purpose)
+    if api and not filename.lower().endswith(".jsonl"):
+        raise InvalidRequest(f"Invalid file format for {api}. Must be .jsonl", param="file")
+
+
+def check_size(settings: Settings, purpose: str | None, size: int) -> None:
+    """A file is at most `max_file_bytes`, a batch file (once its purpose is known) also at
+    most `max_batch_file_bytes`."""
+    limit, what = settings.max_file_bytes, "File"
+    if purpose == "batch":
+        limit, what = min(settings.max_batch_file_bytes, limit), "Batch file"
+    if size > limit:
+        raise FileTooLarge(limit, what)
+
+
+def check_download(settings: Settings, purpose: str) -> None:
+    """Files of the purposes `assistants` and `user_data` are not downloaded, unless the
+    server allows every purpose."""
+    if purpose in NO_DOWNLOAD_PURPOSES and not settings.allow_download_all_purposes:
+        raise InvalidRequest(f"Not allowed to download files of purpose: {purpose}")
