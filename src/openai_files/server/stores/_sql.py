@@ -1,0 +1,567 @@
+"""The one SQL source of the metadata stores: schema, migrations, queries and their logic.
+
+SQLite (`sqlite.py`) and PostgreSQL (`postgres.py`) run the same statements, written here
+once with `?` placeholders. What differs between the two databases is a `Dialect`: how a
+placeholder is written, the integer and ordered-text column types, row locks
+(`FOR UPDATE`, `SKIP LOCKED`), `RETURNING`, how a list of values is matched, how a table is
+found. The logic of each store method is a *plan*: a generator that yields `Stmt`s and
+receives each one's result, so that one plan runs on sqlite3 in a worker thread (`drive`)
+and on asyncpg on the event loop (`drive_async`). Each store file keeps only its driver:
+connections, transactions, and how a `Stmt` is executed.
+
+Hand-written SQL rather than a query builder: the driver paths (sqlite3 in threads, asyncpg)
+are what the benchmarks were tuned on.
+
+Rows are read by column name, never by position: both drivers' rows are mappings
+(`sqlite3.Row`, `asyncpg.Record`), and the column lists are the record fields' names.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import re
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any, ClassVar, Literal, NamedTuple, TypeAlias, TypeVar
+
+from .base import (
+    CursorNotFound,
+    FileRecord,
+    KeyRecord,
+    Order,
+    Owner,
+    QuotaExceeded,
+    SchemaMismatch,
+)
+
+T = TypeVar("T")
+
+# -- schema --
+
+#: The statements of each schema version, in order: MIGRATIONS[0] makes version 1. Both
+#: databases run every step; `{integer}` and `{sorted_text}` are the dialect's types.
+#: A step, once released, never changes (databases already carry it): add a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the tables.
+    (
+        """CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        revoked_at {integer}
+    )""",
+        """CREATE TABLE files (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        created_at {integer} NOT NULL,
+        expires_at {integer},
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        mime_type TEXT NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE
+    )""",
+        "CREATE INDEX files_owner_page ON files (org_id, project_id, created_at, id)",
+        "CREATE INDEX files_owner_purpose_page ON files "
+        "(org_id, project_id, purpose, created_at, id)",
+        "CREATE INDEX files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE TABLE org_usage (
+        org_id TEXT PRIMARY KEY,
+        used_bytes {integer} NOT NULL
+    )""",
+        """CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        expires_at {integer} NOT NULL,
+        blob_key TEXT NOT NULL
+    )""",
+        "CREATE INDEX reservations_org ON reservations (org_id)",
+    ),
+    # 2: the quota check sums an organization's expired files: an index, not a scan.
+    ("CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL",),
+    # 3: the sweeper asks which blob keys a reservation names: an index, not a scan.
+    # PostgreSQL databases made before version 3 have it already (their version 1 made it).
+    ("CREATE INDEX IF NOT EXISTS reservations_blob_key ON reservations (blob_key)",),
+)
+
+#: The schema version this code reads and writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Columns of `files` and `api_keys`: the record fields, by name, in one order.
+FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileRecord))
+KEY_FIELDS = tuple(f.name for f in dataclasses.fields(KeyRecord))
+_FILE_COLUMNS = ", ".join(FILE_FIELDS)
+_KEY_COLUMNS = ", ".join(KEY_FIELDS)
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def file_record(row: Any) -> FileRecord:
+    """A `files` row (any mapping of column name to value) as a record."""
+    return FileRecord(**{name: row[name] for name in FILE_FIELDS})
+
+
+def key_record(row: Any) -> KeyRecord:
+    """An `api_keys` row (any mapping of column name to value) as a record."""
+    return KeyRecord(**{name: row[name] for name in KEY_FIELDS})
+
+
+# -- dialects --
+
+
+@functools.lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """`?, ?` as `$1, $2` (no statement here has a `?` inside a string literal)."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dialect:
+    """What differs between the databases, and nothing else."""
+
+    name: str
+    #: Placeholders are `$1, $2, ...` (else `?`).
+    numbered: bool
+    #: A 64-bit integer column.
+    integer: str
+    #: A text column that orders by code point on every machine (file ids page by it).
+    sorted_text: str
+    #: Appended to a SELECT that reads a row it will update in the same transaction.
+    for_update: str
+    #: Appended to a SELECT whose rows another transaction may take first: skip them.
+    skip_locked: str
+    #: `DELETE ... RETURNING` is available (else: SELECT, then DELETE by id).
+    returning: bool
+    #: A query of one parameter, a table name: truthy when that table exists.
+    has_table: str
+    #: The first statement of a migration: serializes migrations of several processes.
+    migration_lock: str | None
+    #: `column = ANY(?)` with the whole list as one parameter (else `IN (?, ?, ...)`).
+    any_array: bool
+    #: Most values matched in one statement (a statement's parameters are limited).
+    in_batch: int
+
+    def render(self, sql: str) -> str:
+        """The statement as this database's driver wants it."""
+        return _numbered(sql) if self.numbered else sql
+
+    def ddl(self, statement: str) -> str:
+        """A migration statement with this database's types."""
+        return statement.format(integer=self.integer, sorted_text=self.sorted_text)
+
+    def migration(self, version: int) -> list[str]:
+        """The statements that make `version` from the version before it."""
+        return [self.ddl(s) for s in MIGRATIONS[version - 1]]
+
+    def one_of(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """`column` equals one of the text `values`: the condition and its parameters."""
+        if self.any_array:
+            return f"{column} = ANY(?::text[])", (list(values),)
+        return f"{column} IN ({_marks(len(values))})", tuple(values)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    numbered=False,
+    integer="INTEGER",
+    # SQLite's default (BINARY) collation compares UTF-8 bytes: code point order.
+    sorted_text="TEXT",
+    # Each write is one BEGIN IMMEDIATE transaction: it holds the database's write lock.
+    for_update="",
+    skip_locked="",
+    # RETURNING needs SQLite 3.35, newer than some systems' Python has.
+    returning=False,
+    has_table="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    # BEGIN IMMEDIATE serializes migrations too.
+    migration_lock=None,
+    any_array=False,
+    # Host parameters per statement stay well under SQLite's limit.
+    in_batch=500,
+)
+
+#: Key of the advisory lock that serializes migrations across machines.
+_MIGRATION_LOCK = 0x0F11E5
+
+POSTGRES = Dialect(
+    name="postgresql",
+    numbered=True,
+    integer="BIGINT",
+    # "C" collation: ids order by code point, the same on every replica and locale.
+    sorted_text='TEXT COLLATE "C"',
+    for_update=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    returning=True,
+    has_table="SELECT to_regclass(?) IS NOT NULL",
+    migration_lock=f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",
+    any_array=True,
+    in_batch=1_000_000,
+)
+
+
+# -- plans --
+
+Fetch = Literal["none", "one", "all", "value", "count"]
+
+
+class Stmt(NamedTuple):
+    """One statement for a driver to run: `?` placeholders, its parameters, and what to
+    send back: nothing, the first row or None, all rows, the first column of the first row
+    (None without a row), or the number of rows changed."""
+
+    sql: str
+    args: tuple[Any, ...]
+    fetch: Fetch
+
+
+#: The logic of one store call: yields statements, receives their results, returns T.
+Plan: TypeAlias = Generator[Stmt, Any, T]
+
+
+def drive(plan: Plan[T], execute: Callable[[Stmt], Any]) -> T:
+    """Run a plan with a blocking driver."""
+    try:
+        stmt = next(plan)
+        while True:
+            stmt = plan.send(execute(stmt))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def drive_async(plan: Plan[T], execute: Callable[[Stmt], Awaitable[Any]]) -> T:
+    """Run a plan with an asyncio driver."""
+    try:
+        stmt = next(plan)
+        while True:
+            stmt = plan.send(await execute(stmt))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _schema_version(d: Dialect) -> Plan[int]:
+    if not (yield Stmt(d.has_table, ("schema_version",), "value")):
+        return 0
+    return int((yield Stmt("SELECT COALESCE(MAX(version), 0) FROM schema_version", (), "value")))
+
+
+def _migrate(d: Dialect, to: int) -> Plan[int]:
+    if d.migration_lock is not None:
+        yield Stmt(d.migration_lock, (), "none")
+    yield Stmt("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", (), "none")
+    current = int((yield Stmt("SELECT COALESCE(MAX(version), 0) FROM schema_version", (), "value")))
+    if current > SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"database schema version {current} is newer than this server "
+            f"({SCHEMA_VERSION}); upgrade openai-files"
+        )
+    for version in range(current + 1, to + 1):
+        for statement in d.migration(version):
+            yield Stmt(statement, (), "none")
+        yield Stmt("INSERT INTO schema_version (version) VALUES (?)", (version,), "none")
+    return max(current, to)
+
+
+def _committed(d: Dialect, org_id: str, now: int) -> Plan[int]:
+    """Bytes the organization holds: live files plus live reservations (files that expired
+    count no more, even before the sweeper removes them). Locks the organization's usage row
+    until the transaction ends, so racing quota checks are serialized."""
+    yield Stmt(
+        "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, 0) ON CONFLICT DO NOTHING",
+        (org_id,),
+        "none",
+    )
+    used = yield Stmt(
+        f"SELECT used_bytes FROM org_usage WHERE org_id = ?{d.for_update}", (org_id,), "value"
+    )
+    expired = yield Stmt(
+        "SELECT COALESCE(SUM(bytes), 0) FROM files "
+        "WHERE org_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+        (org_id, now),
+        "value",
+    )
+    reserved = yield Stmt(
+        "SELECT COALESCE(SUM(bytes), 0) FROM reservations WHERE org_id = ? AND expires_at > ?",
+        (org_id, now),
+        "value",
+    )
+    return int(used) - int(expired) + int(reserved)
+
+
+def _reserve(
+    d: Dialect,
+    reservation_id: str,
+    org_id: str,
+    nbytes: int,
+    quota: int,
+    expires_at: int,
+    blob_key: str,
+) -> Plan[None]:
+    committed = yield from _committed(d, org_id, int(time.time()))
+    if committed + nbytes > quota:
+        raise QuotaExceeded(committed, nbytes, quota)
+    yield Stmt(
+        "INSERT INTO reservations (id, org_id, bytes, expires_at, blob_key) VALUES (?, ?, ?, ?, ?)",
+        (reservation_id, org_id, nbytes, expires_at, blob_key),
+        "none",
+    )
+
+
+def _insert_file(
+    d: Dialect, record: FileRecord, reservation_id: str | None, quota: int
+) -> Plan[None]:
+    if reservation_id is not None:
+        yield Stmt("DELETE FROM reservations WHERE id = ?", (reservation_id,), "none")
+    committed = yield from _committed(d, record.org_id, record.created_at)
+    if committed + record.bytes > quota:
+        raise QuotaExceeded(committed, record.bytes, quota)
+    yield Stmt(
+        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({_marks(len(FILE_FIELDS))})",
+        tuple(getattr(record, name) for name in FILE_FIELDS),
+        "none",
+    )
+    yield Stmt(
+        "UPDATE org_usage SET used_bytes = used_bytes + ? WHERE org_id = ?",
+        (record.bytes, record.org_id),
+        "none",
+    )
+
+
+def _get_file(owner: Owner, file_id: str, now: int) -> Plan[FileRecord | None]:
+    row = yield Stmt(
+        f"SELECT {_FILE_COLUMNS} FROM files "
+        f"WHERE id = ? AND org_id = ? AND project_id = ? AND {_LIVE}",
+        (file_id, owner.org_id, owner.project_id, now),
+        "one",
+    )
+    return None if row is None else file_record(row)
+
+
+def _list_files(
+    owner: Owner, purpose: str | None, limit: int, order: Order, after: str | None, now: int
+) -> Plan[tuple[list[FileRecord], bool]]:
+    where = ["org_id = ?", "project_id = ?", _LIVE]
+    args: list[Any] = [owner.org_id, owner.project_id, now]
+    if purpose is not None:
+        where.append("purpose = ?")
+        args.append(purpose)
+    if after is not None:
+        # The cursor row may have expired since the last page: find it anyway.
+        cursor = yield Stmt(
+            "SELECT created_at, id FROM files WHERE id = ? AND org_id = ? AND project_id = ?",
+            (after, owner.org_id, owner.project_id),
+            "one",
+        )
+        if cursor is None:
+            raise CursorNotFound(after)
+        where.append(f"(created_at, id) {'>' if order == 'asc' else '<'} (?, ?)")
+        args.extend([cursor["created_at"], cursor["id"]])
+    direction = "ASC" if order == "asc" else "DESC"
+    rows = yield Stmt(
+        f"SELECT {_FILE_COLUMNS} FROM files WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at {direction}, id {direction} LIMIT ?",
+        (*args, limit + 1),
+        "all",
+    )
+    return [file_record(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _take_files(d: Dialect, where: str, args: tuple[Any, ...]) -> Plan[list[FileRecord]]:
+    """Delete the rows of `files` that match, give their bytes back to their organizations'
+    usage (in one order of organizations everywhere: no deadlocks), and return them."""
+    if d.returning:
+        rows = yield Stmt(f"DELETE FROM files WHERE {where} RETURNING {_FILE_COLUMNS}", args, "all")
+    else:
+        rows = yield Stmt(f"SELECT {_FILE_COLUMNS} FROM files WHERE {where}", args, "all")
+        for row in rows:
+            yield Stmt("DELETE FROM files WHERE id = ?", (row["id"],), "none")
+    records = [file_record(r) for r in rows]
+    totals: dict[str, int] = {}
+    for r in records:
+        totals[r.org_id] = totals.get(r.org_id, 0) + r.bytes
+    for org_id in sorted(totals):
+        yield Stmt(
+            "UPDATE org_usage SET used_bytes = used_bytes - ? WHERE org_id = ?",
+            (totals[org_id], org_id),
+            "none",
+        )
+    return records
+
+
+def _delete_file(d: Dialect, owner: Owner, file_id: str, now: int) -> Plan[FileRecord | None]:
+    records = yield from _take_files(
+        d,
+        f"id = ? AND org_id = ? AND project_id = ? AND {_LIVE}",
+        (file_id, owner.org_id, owner.project_id, now),
+    )
+    return records[0] if records else None
+
+
+def _pop_expired(d: Dialect, now: int, limit: int) -> Plan[list[FileRecord]]:
+    # Replicas sweeping at once skip each other's rows: no file is handled twice.
+    return (
+        yield from _take_files(
+            d,
+            "id IN (SELECT id FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? "
+            f"ORDER BY expires_at LIMIT ?{d.skip_locked})",
+            (now, limit),
+        )
+    )
+
+
+def _named_blob_keys(d: Dialect, keys: Sequence[str]) -> Plan[set[str]]:
+    found: set[str] = set()
+    for i in range(0, len(keys), d.in_batch):
+        batch = keys[i : i + d.in_batch]
+        in_files, args = d.one_of("blob_key", batch)
+        rows = yield Stmt(
+            f"SELECT blob_key FROM files WHERE {in_files} "
+            f"UNION SELECT blob_key FROM reservations WHERE {in_files}",
+            args + args,
+            "all",
+        )
+        found.update(r["blob_key"] for r in rows)
+    return found
+
+
+def _rows(sql: str, args: tuple[Any, ...], fetch: Fetch) -> Plan[Any]:
+    """A plan of one statement."""
+    return (yield Stmt(sql, args, fetch))
+
+
+def _keys(rows: Iterable[Any]) -> list[KeyRecord]:
+    return [key_record(r) for r in rows]
+
+
+# -- the store --
+
+
+class SQLMetadataStore(abc.ABC):
+    """The metadata store's methods, once for every SQL database: a subclass gives the
+    `DIALECT` and runs plans, `_read` outside a transaction, `_write` as one transaction."""
+
+    DIALECT: ClassVar[Dialect]
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _read(self, plan: Plan[T]) -> T: ...
+
+    @abc.abstractmethod
+    async def _write(self, plan: Plan[T]) -> T: ...
+
+    # -- schema --
+    async def schema_version(self) -> int:
+        """The version of the schema in the database; 0 when there is none."""
+        return await self._read(_schema_version(self.DIALECT))
+
+    async def migrate(self, to: int = SCHEMA_VERSION) -> int:
+        """Create or upgrade the schema, in one transaction (up to version `to`, tests step
+        through them); returns the version now in place."""
+        return await self._write(_migrate(self.DIALECT, to))
+
+    # -- keys --
+    async def add_api_key(self, record: KeyRecord) -> None:
+        await self._write(
+            _rows(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({_marks(len(KEY_FIELDS))})",
+                tuple(getattr(record, name) for name in KEY_FIELDS),
+                "none",
+            )
+        )
+
+    async def find_api_key(self, key_hash: str) -> KeyRecord | None:
+        row = await self._read(
+            _rows(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,), "one")
+        )
+        return None if row is None else key_record(row)
+
+    async def list_api_keys(self) -> list[KeyRecord]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+        return _keys(await self._read(_rows(sql, (), "all")))
+
+    async def revoke_api_key(self, key_id: str, now: int) -> bool:
+        changed = await self._write(
+            _rows(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+                "count",
+            )
+        )
+        return bool(changed == 1)
+
+    # -- quota --
+    async def reserve(
+        self,
+        reservation_id: str,
+        org_id: str,
+        nbytes: int,
+        quota: int,
+        expires_at: int,
+        blob_key: str,
+    ) -> None:
+        await self._write(
+            _reserve(self.DIALECT, reservation_id, org_id, nbytes, quota, expires_at, blob_key)
+        )
+
+    async def renew(self, reservation_id: str, expires_at: int) -> None:
+        sql = "UPDATE reservations SET expires_at = ? WHERE id = ?"
+        await self._write(_rows(sql, (expires_at, reservation_id), "none"))
+
+    async def release(self, reservation_id: str) -> None:
+        await self._write(_rows("DELETE FROM reservations WHERE id = ?", (reservation_id,), "none"))
+
+    async def usage(self, org_id: str) -> int:
+        sql = "SELECT used_bytes FROM org_usage WHERE org_id = ?"
+        return int(await self._read(_rows(sql, (org_id,), "value")) or 0)
+
+    async def purge_reservations(self, now: int | None) -> None:
+        if now is None:
+            await self._write(_rows("DELETE FROM reservations", (), "none"))
+        else:
+            sql = "DELETE FROM reservations WHERE expires_at <= ?"
+            await self._write(_rows(sql, (now,), "none"))
+
+    # -- files --
+    async def insert_file(self, record: FileRecord, reservation_id: str | None, quota: int) -> None:
+        await self._write(_insert_file(self.DIALECT, record, reservation_id, quota))
+
+    async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
+        return await self._read(_get_file(owner, file_id, now))
+
+    async def list_files(
+        self,
+        owner: Owner,
+        *,
+        purpose: str | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+        now: int,
+    ) -> tuple[list[FileRecord], bool]:
+        return await self._read(_list_files(owner, purpose, limit, order, after, now))
+
+    async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
+        return await self._write(_delete_file(self.DIALECT, owner, file_id, now))
+
+    async def pop_expired(self, now: int, limit: int) -> list[FileRecord]:
+        return await self._write(_pop_expired(self.DIALECT, now, limit))
+
+    async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
+        return await self._read(_named_blob_keys(self.DIALECT, keys))

@@ -1,0 +1,424 @@
+"""The schema of the two SQL stores: every migration step on both databases, upgrades of
+databases that earlier versions made, and the same tables, columns and indexes at the end.
+
+The schema is read back by introspection (sqlite_master and PRAGMA on SQLite; the catalogs
+and information_schema on PostgreSQL), not from the statements that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import pytest
+
+from openai_files.server.stores._sql import SCHEMA_VERSION, SQLMetadataStore
+from openai_files.server.stores.base import FileRecord, Owner, SchemaMismatch
+from openai_files.server.stores.postgres import PostgresMetadataStore
+from openai_files.server.stores.sqlite import SQLiteMetadataStore
+
+from .._services import PostgresCluster
+
+pytestmark = pytest.mark.anyio
+
+# -- test data: the schemas as the stores made them before their SQL had one source --
+
+#: SQLite, versions 1 and 2 (scripts, as that store ran them).
+OLD_SQLITE = {
+    1: """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        mime_type TEXT NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX files_owner_page ON files (org_id, project_id, created_at, id);
+    CREATE INDEX files_owner_purpose_page ON files (org_id, project_id, purpose, created_at, id);
+    CREATE INDEX files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE org_usage (
+        org_id TEXT PRIMARY KEY,
+        used_bytes INTEGER NOT NULL
+    );
+    CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        blob_key TEXT NOT NULL
+    );
+    CREATE INDEX reservations_org ON reservations (org_id);
+    """,
+    2: """
+    CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL;
+    """,
+}
+
+#: PostgreSQL, versions 1 and 2 (its version 1 already had reservations_blob_key).
+OLD_POSTGRES = {
+    1: [
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            hint TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT
+        )""",
+        """CREATE TABLE files (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT,
+            filename TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            blob_key TEXT NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX files_owner_page ON files (org_id, project_id, created_at, id)",
+        "CREATE INDEX files_owner_purpose_page ON files "
+        "(org_id, project_id, purpose, created_at, id)",
+        "CREATE INDEX files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE TABLE org_usage (
+            org_id TEXT PRIMARY KEY,
+            used_bytes BIGINT NOT NULL
+        )""",
+        """CREATE TABLE reservations (
+            id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            blob_key TEXT NOT NULL
+        )""",
+        "CREATE INDEX reservations_org ON reservations (org_id)",
+        "CREATE INDEX reservations_blob_key ON reservations (blob_key)",
+    ],
+    2: [
+        "CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL",
+    ],
+}
+
+TABLES = {"schema_version", "api_keys", "files", "org_usage", "reservations"}
+#: The indexes (beyond keys and UNIQUE columns) each version adds.
+NEW_INDEXES = {
+    1: {"files_owner_page", "files_owner_purpose_page", "files_expiry", "reservations_org"},
+    2: {"files_org_expiry"},
+    3: {"reservations_blob_key"},
+}
+
+# -- introspection --
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """A schema as both databases can say it."""
+
+    #: table -> column -> (normalized type, not null)
+    columns: dict[str, dict[str, tuple[str, bool]]]
+    #: index name -> (table, columns in order, normalized WHERE of a partial index)
+    indexes: dict[str, tuple[str, tuple[str, ...], str]]
+    #: table -> the column lists that are unique (its primary key, its UNIQUE columns)
+    unique: dict[str, set[tuple[str, ...]]]
+
+
+def _type(declared: str) -> str:
+    t = declared.lower()
+    return {"bigint": "integer", "int8": "integer", "int4": "integer"}.get(t, t)
+
+
+def _predicate(text: str | None) -> str:
+    return " ".join((text or "").replace("(", " ").replace(")", " ").lower().split())
+
+
+class Database(Protocol):
+    name: str
+
+    def store(self) -> SQLMetadataStore: ...
+
+    async def run(self, version: int) -> None:
+        """Make the schema of `version` with the DDL the store had before, step by step."""
+        ...
+
+    async def shape(self) -> Shape: ...
+
+    def fresh(self) -> Database:
+        """Another, empty database of the same kind."""
+        ...
+
+
+class SQLiteDatabase:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def store(self) -> SQLMetadataStore:
+        return SQLiteMetadataStore(self.path)
+
+    def fresh(self) -> SQLiteDatabase:
+        return SQLiteDatabase(self.path.with_name("fresh-" + self.path.name))
+
+    async def run(self, version: int) -> None:
+        with sqlite3.connect(self.path) as db:
+            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            for step in range(1, version + 1):
+                db.executescript(OLD_SQLITE[step])
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (step,))
+
+    async def shape(self) -> Shape:
+        db = sqlite3.connect(self.path)
+        db.row_factory = sqlite3.Row
+        try:
+            tables = [
+                r["name"]
+                for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            columns: dict[str, dict[str, tuple[str, bool]]] = {}
+            indexes: dict[str, tuple[str, tuple[str, ...], str]] = {}
+            unique: dict[str, set[tuple[str, ...]]] = {}
+            for table in tables:
+                # A primary key is NOT NULL in PostgreSQL; SQLite lets a TEXT one hold NULL
+                # (a documented legacy quirk) that the store never writes: count it not null.
+                columns[table] = {
+                    c["name"]: (_type(c["type"]), bool(c["notnull"] or c["pk"]))
+                    for c in db.execute(f"PRAGMA table_info({table})")
+                }
+                unique[table] = set()
+                for ix in db.execute(f"PRAGMA index_list({table})"):
+                    cols = tuple(
+                        r["name"]
+                        for r in sorted(
+                            db.execute(f"PRAGMA index_info({ix['name']})"),
+                            key=lambda r: r["seqno"],
+                        )
+                    )
+                    if ix["origin"] == "c":
+                        sql = db.execute(
+                            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                            (ix["name"],),
+                        ).fetchone()["sql"]
+                        where = re.search(r"\bWHERE\b(.*)$", sql, re.IGNORECASE | re.DOTALL)
+                        indexes[ix["name"]] = (table, cols, _predicate(where and where[1]))
+                    else:
+                        unique[table].add(cols)
+        finally:
+            db.close()
+        return Shape(columns, indexes, unique)
+
+
+class PostgresDatabase:
+    name = "postgresql"
+
+    def __init__(self, cluster: PostgresCluster) -> None:
+        self.cluster = cluster
+        self.url = cluster.create_database()
+
+    def store(self) -> SQLMetadataStore:
+        return PostgresMetadataStore(self.url)
+
+    def fresh(self) -> PostgresDatabase:
+        return PostgresDatabase(self.cluster)
+
+    async def run(self, version: int) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            for step in range(1, version + 1):
+                for statement in OLD_POSTGRES[step]:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", step)
+        finally:
+            await conn.close()
+
+    async def shape(self) -> Shape:
+        conn = await asyncpg.connect(self.url)
+        try:
+            columns: dict[str, dict[str, tuple[str, bool]]] = {}
+            for c in await conn.fetch(
+                "SELECT table_name, column_name, data_type, is_nullable "
+                "FROM information_schema.columns WHERE table_schema = 'public'"
+            ):
+                columns.setdefault(c["table_name"], {})[c["column_name"]] = (
+                    _type(c["data_type"]),
+                    c["is_nullable"] == "NO",
+                )
+            indexes: dict[str, tuple[str, tuple[str, ...], str]] = {}
+            unique: dict[str, set[tuple[str, ...]]] = {t: set() for t in columns}
+            for ix in await conn.fetch(
+                """SELECT t.relname AS tbl, i.relname AS name,
+                       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)
+                           AS is_constraint,
+                       pg_get_expr(x.indpred, x.indrelid) AS predicate,
+                       ARRAY(SELECT a.attname
+                             FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+                             JOIN pg_attribute a
+                               ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                             ORDER BY k.n) AS cols
+                FROM pg_index x
+                JOIN pg_class i ON i.oid = x.indexrelid
+                JOIN pg_class t ON t.oid = x.indrelid
+                JOIN pg_namespace s ON s.oid = t.relnamespace
+                WHERE s.nspname = 'public'"""
+            ):
+                cols = tuple(ix["cols"])
+                if ix["is_constraint"]:
+                    unique[ix["tbl"]].add(cols)
+                else:
+                    indexes[ix["name"]] = (ix["tbl"], cols, _predicate(ix["predicate"]))
+        finally:
+            await conn.close()
+        return Shape(columns, indexes, unique)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> SQLiteDatabase:
+    return SQLiteDatabase(tmp_path / "files.sqlite3")
+
+
+@pytest.fixture
+def postgres_db(postgres: PostgresCluster) -> PostgresDatabase:
+    return PostgresDatabase(postgres)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> Database:
+    fixture = "sqlite_db" if request.param == "sqlite" else "postgres_db"
+    database: Database = request.getfixturevalue(fixture)
+    return database
+
+
+@pytest.fixture
+async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
+    store = db.store()
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# -- tests --
+
+
+def test_one_schema_version_for_both() -> None:
+    assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
+    assert SCHEMA_VERSION == 3
+
+
+async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
+    assert await opened.schema_version() == 0
+    indexes: set[str] = set()
+    for version in range(1, SCHEMA_VERSION + 1):
+        assert await opened.migrate(to=version) == version
+        assert await opened.schema_version() == version
+        # Running a step already in place changes nothing.
+        assert await opened.migrate(to=version) == version
+        assert await opened.schema_version() == version
+        indexes |= NEW_INDEXES[version]
+        shape = await db.shape()
+        assert set(shape.columns) == TABLES
+        assert set(shape.indexes) == indexes, f"version {version}"
+    assert await opened.migrate() == SCHEMA_VERSION
+
+
+async def test_the_last_step_indexes_reservations_by_blob_key(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    await opened.migrate()
+    shape = await db.shape()
+    assert shape.indexes["reservations_blob_key"] == ("reservations", ("blob_key",), "")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_upgrades_a_database_an_earlier_version_made(db: Database, version: int) -> None:
+    await db.run(version)
+    owner = Owner("org-1", "proj-1")
+    record = FileRecord(
+        "file-1", owner.org_id, owner.project_id, 5, 100, None, "a.txt", "assistants",
+        "text/plain", "blob-1",
+    )  # fmt: skip
+    store = db.store()
+    await store.open()
+    try:
+        assert await store.schema_version() == version
+        await store.insert_file(record, None, quota=1000)
+        assert await store.migrate() == SCHEMA_VERSION
+        assert await store.schema_version() == SCHEMA_VERSION
+        # The rows are still there, and still counted.
+        assert await store.get_file(owner, "file-1", now=200) == record
+        assert await store.usage(owner.org_id) == 5
+    finally:
+        await store.close()
+    # The same schema as a database made at this version from nothing.
+    fresh = db.fresh()
+    made = fresh.store()
+    await made.open()
+    try:
+        await made.migrate()
+    finally:
+        await made.close()
+    assert await db.shape() == await fresh.shape()
+
+
+async def test_refuses_a_database_of_a_newer_version(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    await opened.migrate()
+    if isinstance(db, SQLiteDatabase):
+        with sqlite3.connect(db.path) as c:
+            c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    else:
+        assert isinstance(db, PostgresDatabase)
+        conn = await asyncpg.connect(db.url)
+        try:
+            await conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1
+            )
+        finally:
+            await conn.close()
+    with pytest.raises(SchemaMismatch, match="newer than this server"):
+        await opened.migrate()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))
+async def test_both_databases_have_the_same_schema(
+    sqlite_db: SQLiteDatabase, postgres_db: PostgresDatabase, version: int
+) -> None:
+    shapes: list[Shape] = []
+    for database in (sqlite_db, postgres_db):
+        store = database.store()
+        await store.open()
+        try:
+            await store.migrate(to=version)
+        finally:
+            await store.close()
+        shapes.append(await database.shape())
+    sqlite_shape, postgres_shape = shapes
+    assert sqlite_shape.columns == postgres_shape.columns
+    assert sqlite_shape.indexes == postgres_shape.indexes
+    assert sqlite_shape.unique == postgres_shape.unique
