@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -50,3 +52,39 @@ async def test_commit_of_a_fully_written_upload_needs_no_room(
         assert store.path_of("file-full").stat().st_size == IO_CHUNK_BYTES
     finally:
         await store.close()
+
+
+def test_the_lock_keeps_the_folder_for_one_process(tmp_path: Path) -> None:
+    """While this process holds the folder it is not shared, and another process cannot
+    take it (it is told who holds it); once let go, it is shared again and can be taken."""
+    store = LocalBlobStore(tmp_path / "data")
+    take = (
+        "import sys\n"
+        "from openai_files.server.stores.local import LocalBlobStore\n"
+        "try:\n"
+        "    LocalBlobStore(sys.argv[1]).lock_exclusive()\n"
+        "except BlockingIOError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+
+    def other_process_takes_it() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", take, str(store.root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert store.shared
+    release = store.lock_exclusive()
+    try:
+        assert not store.shared
+        assert not LocalBlobStore(tmp_path / "data").shared  # any store of the folder
+        refused = other_process_takes_it()
+        assert refused.returncode == 1
+        assert f"in use by another openai-files server (pid {os.getpid()})" in refused.stderr
+    finally:
+        release()
+    assert store.shared
+    assert other_process_takes_it().returncode == 0

@@ -38,6 +38,7 @@ from .stores import (
     MetadataStore,
     StoreUnavailable,
     ensure_schema,
+    one_writer,
     open_blob_store,
     open_metadata_store,
 )
@@ -264,16 +265,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await ensure_schema(meta)
             await blobs.open()
             stack.push_async_callback(blobs.close)
-            exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)
-            if exclusive and not settings.database:
+            # A local folder becomes this process's alone (a second server stops here).
+            stack.callback(await anyio.to_thread.run_sync(blobs.lock_exclusive))
+            alone = one_writer(meta, blobs)
+            if alone and not settings.database:
                 # The embedded default: the database lies in the folder this process holds,
                 # so it alone writes file rows and may cache them.
                 meta = cast(MetadataStore, FileRowCache(meta))
             service = FilesService(settings, meta, blobs)
             sweeper = _Sweeper(service, settings.sweep_interval_seconds, metrics)
-            if exclusive:
-                # Nobody else writes here: every reservation and unnamed byte is a leftover.
+            if alone:
+                # Nobody else writes to the database: every reservation is a leftover. (A
+                # shared one holds the reservations of other servers' uploads in flight.)
                 await meta.purge_reservations(None)
+            if not blobs.shared:
+                # Nobody else writes to the folder: every temp file and unnamed object in
+                # it is a leftover.
                 await sweeper.sweep(grace_seconds=0)
             else:
                 try:
@@ -309,12 +316,3 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     return app
-
-
-def _lock_if_local(blobs: Any, stack: contextlib.AsyncExitStack) -> bool:
-    lock = getattr(blobs, "lock_exclusive", None)
-    if lock is None:
-        return False
-    release = lock()
-    stack.callback(release)
-    return True

@@ -15,10 +15,9 @@ APIError                       (status on the class, message/param/code on the i
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse
 
 #: Where OpenAI's 401s point to its own site, ours say how to make a key on this server.
 CREATE_KEY_HINT = (
@@ -67,9 +66,6 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
-        # Imported here: the rules raise these errors, and stay free of the HTTP framework.
-        from starlette.responses import JSONResponse
-
         return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
 
 

@@ -277,9 +277,9 @@ class FilesService:
             counts["orphans"] += await self._remove_orphans(pending)
         # Unfinished multipart uploads of a replica killed mid-upload (S3): a live upload's
         # key is named by its reservation, renewed while its bytes arrive.
-        abort_stale_uploads = getattr(self.blobs, "abort_stale_uploads", None)
-        if abort_stale_uploads is not None:
-            counts["uploads"] = await abort_stale_uploads(now - grace, self.meta.named_blob_keys)
+        counts["uploads"] = await self.blobs.abort_stale_uploads(
+            now - grace, self.meta.named_blob_keys
+        )
         return self._log_sweep(counts)
 
     @staticmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Sequence
 
+import anyio
 import pytest
 
 from ..server.stores import BlobStore
@@ -95,3 +97,68 @@ class BlobStoreConformance:
         for key in ("../x", "a/b", ""):
             with pytest.raises(ValueError):
                 blobs.writer(key)
+            with pytest.raises(ValueError):
+                await _read(blobs, key)
+            with pytest.raises(ValueError):
+                await blobs.delete(key)
+
+    async def test_empty_range(self, blobs: BlobStore) -> None:
+        key = _key()
+        await _write(blobs, key, b"0123456789")
+        assert await _read(blobs, key, 5, 5) == b""
+        assert await _read(blobs, key, 0, 10) == b"0123456789"
+        with pytest.raises(FileNotFoundError):  # a missing object, even for no bytes
+            await _read(blobs, _key(), 0, 0)
+
+    async def test_a_closed_writer_takes_no_bytes(self, blobs: BlobStore) -> None:
+        committed = blobs.writer(_key())
+        await committed.write(b"a")
+        await committed.commit()
+        aborted = blobs.writer(_key())
+        await aborted.write(b"b")
+        await aborted.abort()
+        for writer in (committed, aborted):
+            with pytest.raises(RuntimeError):
+                await writer.write(b"more")
+
+    async def test_racing_deletes_all_succeed(self, blobs: BlobStore) -> None:
+        key = _key()
+        await _write(blobs, key, b"twice")
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(blobs.delete, key)
+        with pytest.raises(FileNotFoundError):
+            await _read(blobs, key)
+
+    async def test_the_sweep_spares_an_open_writer(self, blobs: BlobStore) -> None:
+        """A writer of this process still open, however old, survives both cleanups when
+        its key is named (as a live upload's reservation names it)."""
+        key, data = _key(), os.urandom(9 * MiB)  # past one S3 part: a multipart upload
+        writer = blobs.writer(key)
+        await writer.write(data[: 9 * MiB - 1])
+        later = time.time() + 3600
+
+        async def named(keys: Sequence[str]) -> set[str]:
+            return set(keys)
+
+        assert await blobs.remove_stale_temp(later) >= 0
+        assert await blobs.abort_stale_uploads(later, named) == 0
+        await writer.write(data[9 * MiB - 1 :])
+        await writer.commit()
+        assert await _read(blobs, key) == data
+
+    async def test_check_passes(self, blobs: BlobStore) -> None:
+        await blobs.check()
+
+    async def test_lock_exclusive_nests_and_lets_go(self, blobs: BlobStore) -> None:
+        before = blobs.shared
+        outer = blobs.lock_exclusive()
+        inner = blobs.lock_exclusive()  # again in the same process: nested
+        held = blobs.shared
+        key = _key()
+        await _write(blobs, key, b"held")  # the store works while held
+        assert await _read(blobs, key) == b"held"
+        inner()
+        assert blobs.shared == held  # still held by the outer hold
+        outer()
+        assert blobs.shared == before

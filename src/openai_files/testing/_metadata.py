@@ -243,3 +243,166 @@ class MetadataStoreConformance:
         )
         # Not yet swept, but expired: its bytes are free for the organization.
         await meta.insert_file(_file(owner, created_at=now, nbytes=QUOTA), None, QUOTA)
+
+    async def test_keys_are_listed_in_creation_order(self, meta: MetadataStore) -> None:
+        base = int(time.time()) - 1000
+
+        def key(created_at: int) -> KeyRecord:
+            return KeyRecord(
+                "key_" + secrets.token_hex(6),
+                "org-k",
+                "proj_k",
+                secrets.token_hex(32),
+                "sk-abc****wxyz",
+                created_at,
+                None,
+            )
+
+        later, earlier = key(base + 1), key(base)
+        await meta.add_api_key(later)
+        await meta.add_api_key(earlier)
+        listed = [k.id for k in await meta.list_api_keys() if k.id in (earlier.id, later.id)]
+        assert listed == [earlier.id, later.id]
+
+    async def test_racing_revokes_have_one_winner(self, meta: MetadataStore) -> None:
+        record = KeyRecord(
+            "key_" + secrets.token_hex(6),
+            "org-k",
+            "proj_k",
+            secrets.token_hex(32),
+            "sk-abc****wxyz",
+            int(time.time()),
+            None,
+        )
+        await meta.add_api_key(record)
+        wins: list[int] = []
+
+        async def attempt(now: int) -> None:
+            if await meta.revoke_api_key(record.id, now):
+                wins.append(now)
+
+        async with anyio.create_task_group() as tg:
+            for now in range(1000, 1010):
+                tg.start_soon(attempt, now)
+        assert len(wins) == 1
+        found = await meta.find_api_key(record.key_hash)
+        assert found is not None and found.revoked_at == wins[0]
+        assert not await meta.revoke_api_key("key_" + secrets.token_hex(6), 1)  # unknown
+
+    async def test_racing_deletes_have_one_winner(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        record = _file(owner, created_at=now, nbytes=300)
+        await meta.insert_file(record, None, QUOTA)
+        got: list[FileRecord | None] = []
+
+        async def attempt() -> None:
+            got.append(await meta.delete_file(owner, record.id, now))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(attempt)
+        assert [r for r in got if r is not None] == [record]
+        assert await meta.usage(owner.org_id) == 0  # taken off once
+
+    async def test_racing_pops_never_share_a_row(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        expired = [
+            _file(owner, created_at=now - 10, expires_at=now - 1, nbytes=5) for _ in range(30)
+        ]
+        for r in expired:
+            await meta.insert_file(r, None, QUOTA)
+        popped: list[FileRecord] = []
+
+        async def sweeper() -> None:
+            while batch := await meta.pop_expired(now, 3):
+                popped.extend(batch)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(sweeper)
+        ids = [r.id for r in popped]
+        assert len(ids) == len(set(ids))  # no row handed out twice
+        assert {r.id for r in expired} <= set(ids)
+        assert await meta.usage(owner.org_id) == 0
+        assert await meta.pop_expired(now, 10) == []
+
+    async def test_a_refused_insert_changes_nothing(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.insert_file(_file(owner, created_at=now, nbytes=4000), None, QUOTA)
+        rid = "rsv_" + secrets.token_hex(6)
+        too_big = _file(owner, created_at=now, nbytes=QUOTA)
+        await meta.reserve(rid, owner.org_id, 1000, QUOTA, now + 60, too_big.blob_key)
+        with pytest.raises(QuotaExceeded):
+            await meta.insert_file(too_big, rid, QUOTA)
+        assert await meta.get_file(owner, too_big.id, now) is None
+        assert await meta.usage(owner.org_id) == 4000
+        # The reservation is still held: its key is named and its bytes still count.
+        assert await meta.named_blob_keys([too_big.blob_key]) == {too_big.blob_key}
+        with pytest.raises(QuotaExceeded):
+            await meta.reserve(
+                "rsv_" + secrets.token_hex(6), owner.org_id, 5001, QUOTA, now + 60, "k-x"
+            )
+
+    async def test_a_gone_reservation_stays_gone(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        rid = "rsv_" + secrets.token_hex(6)
+        await meta.reserve(rid, owner.org_id, QUOTA, QUOTA, now + 60, "k-gone")
+        await meta.release(rid)
+        await meta.release(rid)  # twice: no error
+        await meta.renew(rid, now + 3600)  # renewing what is gone: no error, no revival
+        assert await meta.named_blob_keys(["k-gone"]) == set()
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, QUOTA, QUOTA, now + 60, "k")
+        await meta.release("rsv_never_" + secrets.token_hex(6))  # never existed: no error
+
+    async def test_paging_goes_on_from_a_cursor_that_expired(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        first = _file(owner, created_at=now - 2, expires_at=now + 1)
+        second = _file(owner, created_at=now - 1)
+        for r in (first, second):
+            await meta.insert_file(r, None, QUOTA)
+        rows, more = await meta.list_files(
+            owner, purpose=None, limit=1, order="asc", after=None, now=now
+        )
+        assert (rows, more) == ([first], True)
+        later = now + 5  # `first` has expired since that page
+        rows, more = await meta.list_files(
+            owner, purpose=None, limit=1, order="asc", after=first.id, now=later
+        )
+        assert (rows, more) == ([second], False)
+        await meta.delete_file(owner, second.id, later)
+        with pytest.raises(CursorNotFound):  # a deleted row is no cursor
+            await meta.list_files(
+                owner, purpose=None, limit=1, order="asc", after=second.id, now=later
+            )
+
+    async def test_keys_stay_named_until_popped_or_purged(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        expired = _file(owner, created_at=now - 10, expires_at=now - 1, nbytes=70)
+        await meta.insert_file(expired, None, QUOTA)
+        lapsed = "k-lapsed-" + secrets.token_hex(4)
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, 1, QUOTA, now - 1, lapsed)
+        assert await meta.named_blob_keys([]) == set()
+        # Expired and lapsed, but still there: still named (the sweeper must not take them).
+        assert await meta.named_blob_keys([expired.blob_key, lapsed]) == {
+            expired.blob_key,
+            lapsed,
+        }
+        assert await meta.usage(owner.org_id) == 70  # an expired row counts until popped
+        assert await meta.usage("org-none-" + secrets.token_hex(4)) == 0
+        await meta.purge_reservations(now)
+        assert await meta.named_blob_keys([lapsed]) == set()
+        popped = await meta.pop_expired(now, 10_000)
+        assert expired in popped
+        assert await meta.named_blob_keys([expired.blob_key]) == set()
+        assert await meta.usage(owner.org_id) == 0
+
+    async def test_purge_at_a_time_keeps_unlapsed_reservations(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, 10, QUOTA, now - 5, "k-a")
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, 10, QUOTA, now + 60, "k-b")
+        await meta.purge_reservations(now)
+        await meta.purge_reservations(now)  # twice: the same
+        assert await meta.named_blob_keys(["k-a", "k-b"]) == {"k-b"}
+
+    async def test_shared_says_a_bool(self, meta: MetadataStore) -> None:
+        assert isinstance(meta.shared, bool)

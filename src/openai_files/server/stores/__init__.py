@@ -17,6 +17,7 @@ from .base import (
     SchemaMismatch,
     StoreUnavailable,
     ensure_schema,
+    one_writer,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "StoreUnavailable",
     "check_blob_store",
     "ensure_schema",
+    "one_writer",
     "open_blob_store",
     "open_metadata_store",
 ]
@@ -117,10 +119,7 @@ async def check_blob_store(url: str) -> None:
 
     Raises StoreConfigError when the URL or the environment is wrong before anything is
     asked (e.g. S3 without credentials), StoreUnavailable when the store answers no (its
-    one line names the credentials, the bucket or the endpoint). A store without a `check`
-    (a local folder) passes.
+    one line names the credentials, the bucket or the endpoint). A local folder passes.
     """
     store = open_blob_store(url)
-    check = getattr(store, "check", None)
-    if check is not None:
-        await check()
+    await store.check()

@@ -9,7 +9,7 @@ a sweeper removes bytes that no row names once they are older than a grace perio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar, Literal, Protocol
 
 
@@ -75,10 +75,14 @@ Chunk = bytes | memoryview
 
 
 class MetadataStore(Protocol):
-    """Rows of files, API keys, and per-organization usage.
+    """Rows of files, API keys, per-organization usage, and quota reservations.
 
     Every method is a coroutine and runs its blocking work off the event loop. Every write
-    is one transaction. Queries on files always filter on the owner.
+    is one transaction: it happens whole or not at all, also when it raises. Queries on
+    files always filter on the owner. The store may be shared by several server processes
+    (`shared`); every guarantee below holds between processes as between tasks of one.
+    Any method may raise StoreUnavailable when the database cannot be reached (the request
+    may be retried); other driver errors mean a bug (e.g. a duplicate id).
     """
 
     #: The schema version this code reads and writes.
@@ -87,29 +91,55 @@ class MetadataStore(Protocol):
     #: (the embedded default); others need `openai-files migrate`.
     AUTO_MIGRATE: ClassVar[bool]
 
-    async def open(self) -> None: ...
+    @property
+    def shared(self) -> bool:
+        """Whether other server processes may use this database at the same time (True for
+        PostgreSQL; False for SQLite, whose file belongs to one server). When it is False,
+        every row in the database was written by this process or a dead earlier one."""
+        ...
 
-    async def close(self) -> None: ...
+    async def open(self) -> None:
+        """Connect (a file database: open it). A server that cannot be reached or refuses
+        the URL's credentials raises StoreUnavailable, one line naming it and what to fix."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of connections and threads; safe to call twice. The store is not used
+        after it."""
+        ...
 
     async def migrate(self) -> int:
-        """Create or upgrade the schema (safe to run from several processes); the version."""
+        """Create or upgrade the schema to SCHEMA_VERSION; the version now in place.
+
+        Idempotent, and safe to run from several processes at once: one of them migrates,
+        the others find it done. Raises SchemaMismatch when the database is newer than this
+        code, or when the user may not create tables.
+        """
         ...
 
     async def schema_version(self) -> int:
-        """The version of the schema in the database; 0 when there is none."""
+        """The version of the schema in the database; 0 when there is none. Writes nothing."""
         ...
 
     # -- keys --
-    async def add_api_key(self, record: KeyRecord) -> None: ...
-
-    async def find_api_key(self, key_hash: str) -> KeyRecord | None:
-        """The key with this hash, revoked or not; None when there is none."""
+    async def add_api_key(self, record: KeyRecord) -> None:
+        """Store a new key. Ids and hashes are random and never reused: a duplicate raises
+        (the driver's integrity error) and stores nothing."""
         ...
 
-    async def list_api_keys(self) -> list[KeyRecord]: ...
+    async def find_api_key(self, key_hash: str) -> KeyRecord | None:
+        """The key with this hash, revoked or not (the caller checks `revoked_at`); None
+        when there is none."""
+        ...
+
+    async def list_api_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones too, in `(created_at, id)` order."""
+        ...
 
     async def revoke_api_key(self, key_id: str, now: int) -> bool:
-        """Mark a key revoked; False when no such (unrevoked) key exists."""
+        """Mark a key revoked at `now`: True when this call revoked it; False when no such
+        key exists or it was revoked already (its first `revoked_at` stays). Atomic: of
+        calls racing on one key, from any processes, exactly one returns True."""
         ...
 
     # -- quota --
@@ -124,35 +154,51 @@ class MetadataStore(Protocol):
     ) -> None:
         """Atomically reserve `nbytes` of the organization's quota for an upload to `blob_key`.
 
-        Raises QuotaExceeded when used + active reservations + nbytes > quota. The check and
-        the reservation are one transaction: two racing calls can never both pass the quota.
-        While the reservation lives, `blob_key` counts as named (see `named_blob_keys`).
+        Raises QuotaExceeded (reserving nothing) when the bytes of the organization's
+        unexpired files + its unlapsed reservations + `nbytes` > `quota`; `used` is the sum
+        before `nbytes`. The check and the reservation are one transaction: calls racing
+        from any number of processes can never together pass the quota. The reservation
+        lapses at `expires_at` (it then counts no more); while it exists, lapsed or not,
+        `blob_key` counts as named (see `named_blob_keys`). A duplicate `reservation_id`
+        raises (the driver's integrity error).
         """
         ...
 
     async def renew(self, reservation_id: str, expires_at: int) -> None:
-        """Move a live reservation's end to `expires_at` (no error if it is gone)."""
+        """Move a reservation's end to `expires_at`, without a quota check.
+
+        A reservation released, consumed by `insert_file` or purged stays gone (no error);
+        one that lapsed but was not purged yet counts again.
+        """
         ...
 
     async def release(self, reservation_id: str) -> None:
-        """Give a reservation back (no error if it is gone)."""
+        """Give a reservation back at once. Idempotent: no error if it is gone."""
         ...
 
     async def usage(self, org_id: str) -> int:
-        """Bytes of live files of the organization."""
+        """Bytes of the organization's file rows: live files, and expired ones until
+        `pop_expired` removes them; reservations do not count. 0 for an organization
+        with no file."""
         ...
 
     # -- files --
     async def insert_file(self, record: FileRecord, reservation_id: str | None, quota: int) -> None:
         """Make a file visible, in one transaction with its quota accounting.
 
-        Drops the reservation, adds the bytes to the organization's usage and checks the
-        total (raising QuotaExceeded and changing nothing when it would pass `quota`).
+        Drops the reservation `reservation_id` (if given and still there), adds the bytes
+        to the organization's usage and checks the total against `quota` at
+        `record.created_at`: the organization's unexpired files + its other unlapsed
+        reservations + the file. Raises QuotaExceeded when it would pass, and then changes
+        nothing: the row is not inserted and the reservation is still held. Racing inserts
+        never together pass the quota. A duplicate id or blob key raises (the driver's
+        integrity error) and changes nothing.
         """
         ...
 
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
-        """The owner's live (unexpired) file, or None."""
+        """The owner's live file (no expiry, or one after `now`); None when the id is
+        unknown, expired, or another owner's (the three are not told apart)."""
         ...
 
     async def list_files(
@@ -165,27 +211,53 @@ class MetadataStore(Protocol):
         after: str | None,
         now: int,
     ) -> tuple[list[FileRecord], bool]:
-        """One page in `(created_at, id)` order strictly after `after`, and `has_more`.
+        """One page of the owner's live files (of `purpose`, when given), at most `limit`,
+        in `(created_at, id)` order strictly after the row `after`, and `has_more`: whether
+        more rows follow.
 
-        Raises CursorNotFound when `after` names no row of the owner.
+        `after` may name a file that has expired since the last page (paging goes on from
+        it). Raises CursorNotFound when `after` names no row of the owner (deleted, or
+        never its). Paging by `(created_at, id)`, a row live through the whole paging is
+        seen exactly once, whatever else is inserted or deleted between pages.
         """
         ...
 
     async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
-        """Remove the owner's live file's row (and its usage); the record, or None."""
+        """Remove the owner's live file's row and take its bytes off the usage, in one
+        transaction; the removed record, or None (unknown, expired, another owner's, or
+        already gone). Atomic: of deletes racing on one file, from any processes, exactly
+        one gets the record (and the usage goes down once)."""
         ...
 
     async def pop_expired(self, now: int, limit: int) -> list[FileRecord]:
-        """Remove up to `limit` rows of expired files (any owner) and return them."""
+        """Remove up to `limit` rows of files expired at `now` (any owner; `expires_at <=
+        now`), take their bytes off the usage, and return them: the caller deletes their
+        bytes. Racing callers (replicas sweeping at once) never get the same row; a caller
+        that gets fewer than `limit` rows may still leave rows another caller holds."""
         ...
 
     async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
-        """The subset of `keys` that a file row or a reservation names."""
+        """The subset of `keys` that a file row (expired or not, until popped) or a
+        reservation (lapsed or not, until purged) names: the sweeper removes bytes only
+        under keys that are not named. `insert_file` drops a reservation and adds the row
+        that names its key in one transaction, so a key stays named throughout."""
         ...
 
     async def purge_reservations(self, now: int | None) -> None:
-        """Drop lapsed reservations (all of them when `now` is None)."""
+        """Drop the reservations lapsed at `now` (`expires_at <= now`), or all of them when
+        `now` is None. Idempotent. None drops the reservations of uploads in flight in other
+        processes too: only a deployment with one writer (`one_writer`) may ask it, at start.
+        """
         ...
+
+
+def one_writer(meta: MetadataStore, blobs: BlobStore) -> bool:
+    """Whether this process is the only writer of its deployment: no other process uses its
+    database, and it holds its blob store for itself (a local folder it has locked with
+    `lock_exclusive`). Then, at start, every reservation and every temp file and object no
+    row names is a leftover of an earlier run, which may go at once; otherwise another
+    server may have an upload in flight that they belong to."""
+    return not meta.shared and not blobs.shared
 
 
 async def ensure_schema(meta: MetadataStore) -> None:
@@ -208,12 +280,20 @@ async def ensure_schema(meta: MetadataStore) -> None:
 
 
 class BlobWriter(Protocol):
-    """One object being written. Nothing is visible under its key before `commit`."""
+    """One object being written, by one task. Nothing is visible under its key before
+    `commit`; a writer that is neither committed nor aborted leaves leftovers that the
+    sweeper removes (`remove_stale_temp`, `abort_stale_uploads`)."""
 
-    async def write(self, chunk: bytes) -> None: ...
+    async def write(self, chunk: bytes) -> None:
+        """Add bytes (the store may buffer them). Raises RuntimeError after `commit` or
+        `abort`; StoreUnavailable or OSError (a full disk) when the store refuses them."""
+        ...
 
     async def commit(self) -> None:
-        """Make the bytes durable and visible under the key, atomically."""
+        """Make the bytes durable and visible under the key, atomically: a reader sees the
+        whole object or none. When it raises (StoreUnavailable, OSError) nothing is visible
+        and the writer is aborted. A second commit of the same key replaces the object
+        whole (keys are never reused, so the service never does)."""
         ...
 
     async def abort(self) -> None:
@@ -225,30 +305,84 @@ class BlobStore(Protocol):
     """Immutable objects under string keys.
 
     Atomic: no client can observe a partially written object. A missing key raises the
-    built-in FileNotFoundError.
+    built-in FileNotFoundError; a key the store cannot hold (a `/`, `..`, empty) raises
+    ValueError; an unreachable store raises StoreUnavailable. Several processes may use one
+    store at once unless it is held by one (`lock_exclusive`, `shared`).
     """
 
-    async def open(self) -> None: ...
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write to this store now: True for S3, and for a
+        local folder until this process holds it (`lock_exclusive`); False while held."""
+        ...
 
-    async def close(self) -> None: ...
+    async def open(self) -> None:
+        """Get ready (a local folder makes its layout); asks a remote store nothing."""
+        ...
 
-    def writer(self, key: str) -> BlobWriter: ...
+    async def close(self) -> None:
+        """Let go of what `open` took; safe to call twice."""
+        ...
+
+    async def check(self) -> None:
+        """The start check: one cheap request with the store's credentials. Raises
+        StoreUnavailable, one line naming what to fix (credentials, bucket, endpoint).
+        A local folder has nothing to check."""
+        ...
+
+    def lock_exclusive(self) -> Callable[[], None]:
+        """Hold the store for this process alone, where it can be held; the function that
+        lets it go.
+
+        A local folder takes an OS lock on its folder (nested within one process: each
+        call needs its release) and is no longer `shared` while held; another process
+        holding it raises BlockingIOError naming its pid. S3 is shared by design: it holds
+        nothing, stays `shared`, and its release does nothing.
+        """
+        ...
+
+    def writer(self, key: str) -> BlobWriter:
+        """A writer for a new object under `key` (ValueError for an unsafe key)."""
+        ...
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
-        """Stream bytes `[start, end)` of an object (to its end when `end` is None).
+        """Stream bytes `[start, end)` of an object (to its end when `end` is None); the
+        caller keeps `0 <= start <= end <= size`, and `end <= start` gives no bytes. Raises
+        FileNotFoundError (also for an empty range) when the object does not exist, at the
+        first step of the iteration.
 
         Chunks may be memoryviews of the store's own buffers (no copy on the way out).
         """
         ...
 
     async def delete(self, key: str) -> None:
-        """Remove an object; no error if it is already gone."""
+        """Remove an object. Idempotent: no error if it is already gone (a racing delete
+        of the same key succeeds too)."""
         ...
 
     def list_object_keys(self, older_than: float) -> AsyncIterator[str]:
-        """Keys of committed objects last written before the Unix time `older_than`."""
+        """Keys of committed objects last written before the Unix time `older_than`, in no
+        particular order. Never a write in progress; an object committed or deleted while
+        the listing runs may or may not be in it."""
         ...
 
     async def remove_stale_temp(self, older_than: float) -> int:
-        """Remove leftovers of unfinished writes started before `older_than`; how many."""
+        """Remove leftovers of unfinished writes (temp files) last written before
+        `older_than`; how many. Never those of a writer of this process still open; a
+        store that keeps no temp files (S3) returns 0."""
+        ...
+
+    async def abort_stale_uploads(
+        self,
+        older_than: float,
+        named: Callable[[Sequence[str]], Awaitable[set[str]]],
+    ) -> int:
+        """Abort the unfinished multipart uploads started before `older_than` whose key
+        `named` does not name (a live upload's reservation names its key); how many.
+
+        A failed listing or abort of the store is logged, not raised (the next sweep tries
+        again; a bucket's lifecycle rule is the safety net); an error of `named` is raised.
+        A store without multipart uploads (a local folder, whose unfinished writes are temp
+        files) returns 0.
+        """
         ...

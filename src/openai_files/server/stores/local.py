@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -235,6 +235,15 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
+    async def check(self) -> None:
+        """Nothing to ask: the folder is made, or fails to be, at `open`."""
+        return None
+
+    @property
+    def shared(self) -> bool:
+        """False while this process holds the folder (`lock_exclusive`), True before."""
+        return self.root.resolve() not in self._held
+
     #: Locks this process holds, by folder: the command line takes the lock before the
     #: app starts and the app takes it again, so that no other server slips in between.
     _held: ClassVar[dict[Path, list[int]]] = {}
@@ -348,3 +357,11 @@ class LocalBlobStore:
             return removed
 
         return await anyio.to_thread.run_sync(run)
+
+    async def abort_stale_uploads(
+        self,
+        older_than: float,
+        named: Callable[[Sequence[str]], Awaitable[set[str]]],
+    ) -> int:
+        """Nothing to do: an unfinished write here is a temp file (`remove_stale_temp`)."""
+        return 0
