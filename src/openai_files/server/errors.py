@@ -15,9 +15,10 @@ APIError                       (status on the class, message/param/code on the i
 from __future__ import annotations
 
 import errno
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from starlette.responses import JSONResponse
+if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
 
 #: Where OpenAI's 401s point to its own site, ours say how to make a key on this server.
 CREATE_KEY_HINT = (
@@ -66,6 +67,9 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
+        # Imported here: the rules raise these errors, and stay free of the HTTP framework.
+        from starlette.responses import JSONResponse
+
         return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
 
 
