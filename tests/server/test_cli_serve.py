@@ -245,3 +245,84 @@ def test_serve_refuses_settings_that_break_every_upload(
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
+
+
+#: Each numeric setting out of its range, and the one line `serve` answers.
+OUT_OF_RANGE = [
+    ("--sweep-interval-seconds", "0", "it must be more than 0 (0 would never pause)"),
+    ("--sweep-interval-seconds", "nan", "it must be a finite number of seconds"),
+    ("--sweep-grace-seconds", "0", "it must be more than 0"),
+    ("--reservation-ttl-seconds", "0", "it must be more than 0"),
+    ("--header-timeout-seconds", "inf", "it must be a finite number of seconds"),
+    ("--keep-alive-timeout-seconds", "0", "it must be more than 0"),
+    ("--body-idle-timeout-seconds", "-1", "it must be 0 (never) or more"),
+    ("--key-cache-seconds", "-1", "it must be 0 (look up every request) or more"),
+    ("--port", "65536", "it must be from 0 (any free port) to 65535"),
+    ("--max-file-bytes", "0", "it must be at least 1"),
+    ("--max-batch-file-bytes", "0", "it must be at least 1"),
+    ("--org-quota-bytes", "-1", "it must be 0 or more"),
+    ("--max-form-parts", "0", "it must be at least 1 (an upload has a file part)"),
+    ("--max-header-bytes", "1023", "it must be at least 1024"),
+    ("--max-connections", "0", "it must be at least 1"),
+    ("--file-cache-rows", "-1", "it must be 0 (no cache) or more"),
+    ("--database-pool-min-size", "-1", "it must be 0 or more"),
+    ("--database-pool-max-size", "0", "it must be at least 1"),
+    ("--database-connect-timeout-seconds", "0", "it must be more than 0"),
+    (
+        "--storage-part-bytes",
+        "1048576",
+        "it must be from 5242880 (5 MB) to 5368709120 (5 GB), S3's limits for a part",
+    ),
+    ("--storage-concurrent-parts", "0", "it must be at least 1"),
+    ("--storage-check-timeout-seconds", "-5", "it must be more than 0"),
+    ("--log-level", "verbose", "it must be one of debug, info, warning, error"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "why"), OUT_OF_RANGE)
+@pytest.mark.parametrize("source", ["flag", "env"])
+def test_serve_refuses_a_number_out_of_range_with_one_line(
+    flag: str,
+    value: str,
+    why: str,
+    source: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before anything starts (no port, no folder): the line names the flag and the range,
+    whether the value came from the flag or from its environment variable."""
+    for name in list(os.environ):
+        if name.startswith("OPENAI_FILES_"):
+            monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    args = ["serve", "--data-dir", str(data_dir)]
+    if source == "flag":
+        args += [flag, value]
+    else:
+        monkeypatch.setenv(env_name(flag[2:].replace("-", "_")), value)
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"openai-files: error: invalid value {value} for {flag}: {why}"]
+    assert not data_dir.exists()
+
+
+def test_every_numeric_setting_has_a_refusal_test() -> None:
+    numeric = {flag_name(f.name) for f in setting_fields() if f.type in ("int", "float")}
+    assert numeric <= {flag for flag, _, _ in OUT_OF_RANGE}
+
+
+def test_serve_refuses_a_part_size_that_cuts_the_largest_file_into_too_many_parts(
+    tmp_path: Path,
+) -> None:
+    """S3 allows 10,000 parts an upload: 8 MiB parts stop at about 78 GiB, so a larger
+    --max-file-bytes on S3 needs larger parts (on a local folder it does not matter)."""
+    big = str(100 * 1024**3)
+    flags = ["--storage", "s3://files", "--max-file-bytes", big]
+    done = openai_files_cli("serve", "--data-dir", str(tmp_path / "data"), *flags)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "openai-files: error: invalid value 8388608 for --storage-part-bytes: it must be at "
+        "least 10737419 (--max-file-bytes / 10000), so that the largest file fits in the "
+        "10000 parts S3 allows an upload; raise it or lower --max-file-bytes"
+    ]

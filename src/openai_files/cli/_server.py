@@ -143,7 +143,7 @@ async def _with_meta(
     )
 
     try:
-        meta = open_metadata_store(settings.database_url)
+        meta = open_metadata_store(settings.database_url, settings)
     except StoreConfigError as exc:
         raise CLIError(str(exc), exit_code=2) from None
     except ImportError as exc:
@@ -313,10 +313,12 @@ def _lock_data_folder(settings: Any) -> None:
     here with one clear line, not with a trace from the app's startup."""
     from ..server.stores import open_blob_store
 
-    try:
-        open_blob_store(settings.storage_url).lock_exclusive()  # S3: holds nothing
-    except BlockingIOError as exc:
-        raise CLIError(str(exc), exit_code=1) from None
+    lock = getattr(open_blob_store(settings.storage_url), "lock_exclusive", None)
+    if lock is not None:
+        try:
+            lock()
+        except BlockingIOError as exc:
+            raise CLIError(str(exc), exit_code=1) from None
 
 
 def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:

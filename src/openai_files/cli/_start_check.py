@@ -16,7 +16,7 @@ def check_storage(settings: Any) -> None:
     from ..server.stores import StoreConfigError, StoreUnavailable, check_blob_store
 
     try:
-        asyncio.run(check_blob_store(settings.storage_url))
+        asyncio.run(check_blob_store(settings.storage_url, settings))
     except StoreConfigError as exc:
         raise CLIError(f"storage: {exc}", EXIT_USAGE) from None
     except StoreUnavailable as exc:

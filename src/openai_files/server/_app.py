@@ -38,7 +38,6 @@ from .stores import (
     MetadataStore,
     StoreUnavailable,
     ensure_schema,
-    one_writer,
     open_blob_store,
     open_metadata_store,
 )
@@ -257,30 +256,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        meta = open_metadata_store(settings.database_url)
-        blobs = open_blob_store(settings.storage_url)
+        meta = open_metadata_store(settings.database_url, settings)
+        blobs = open_blob_store(settings.storage_url, settings)
         async with contextlib.AsyncExitStack() as stack:
             await meta.open()
             stack.push_async_callback(meta.close)
             await ensure_schema(meta)
             await blobs.open()
             stack.push_async_callback(blobs.close)
-            # A local folder becomes this process's alone (a second server stops here).
-            stack.callback(await anyio.to_thread.run_sync(blobs.lock_exclusive))
-            alone = one_writer(meta, blobs)
-            if alone and not settings.database:
+            exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)
+            if exclusive and not settings.database and settings.file_cache_rows:
                 # The embedded default: the database lies in the folder this process holds,
                 # so it alone writes file rows and may cache them.
-                meta = cast(MetadataStore, FileRowCache(meta))
+                meta = cast(MetadataStore, FileRowCache(meta, settings.file_cache_rows))
             service = FilesService(settings, meta, blobs)
             sweeper = _Sweeper(service, settings.sweep_interval_seconds, metrics)
-            if alone:
-                # Nobody else writes to the database: every reservation is a leftover. (A
-                # shared one holds the reservations of other servers' uploads in flight.)
+            if exclusive:
+                # Nobody else writes here: every reservation and unnamed byte is a leftover.
                 await meta.purge_reservations(None)
-            if not blobs.shared:
-                # Nobody else writes to the folder: every temp file and unnamed object in
-                # it is a leftover.
                 await sweeper.sweep(grace_seconds=0)
             else:
                 try:
@@ -316,3 +309,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     return app
+
+
+def _lock_if_local(blobs: Any, stack: contextlib.AsyncExitStack) -> bool:
+    lock = getattr(blobs, "lock_exclusive", None)
+    if lock is None:
+        return False
+    release = lock()
+    stack.callback(release)
+    return True

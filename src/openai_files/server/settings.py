@@ -8,10 +8,12 @@ environment variable `OPENAI_FILES_<NAME>`, then the default below. README lists
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -60,12 +62,31 @@ DEFAULT_BODY_IDLE_TIMEOUT_SECONDS = 60.0
 DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 15.0
 #: Open connections one server process accepts; the next is answered 503 and closed.
 DEFAULT_MAX_CONNECTIONS = 1000
+#: File rows the embedded default keeps in memory for lookups by id (stores/cached.py).
+DEFAULT_FILE_CACHE_ROWS = 50_000
+#: PostgreSQL connections one server process keeps open, and opens at most.
+DEFAULT_DATABASE_POOL_MIN_SIZE = 1
+DEFAULT_DATABASE_POOL_MAX_SIZE = 10
+#: How long opening a PostgreSQL connection may take.
+DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 10.0
+#: S3 refuses a multipart part under 5 MiB (but the last) or over 5 GiB, and an upload of
+#: more than 10,000 parts: protocol limits, not settings.
+S3_MIN_PART_BYTES = 5 * MiB
+S3_MAX_PART_BYTES = 5 * GiB
+S3_MAX_PARTS = 10_000
+#: Size of one S3 multipart part, and of the buffer that decides between PUT and multipart.
+DEFAULT_S3_PART_BYTES = 8 * MiB
+#: Parts of one upload sent at once; with the buffer this bounds memory per upload (~32 MiB).
+DEFAULT_S3_CONCURRENT_PARTS = 3
+#: How long the S3 start check waits for its one request.
+DEFAULT_S3_CHECK_TIMEOUT_SECONDS = 5.0
 #: Largest accepted value of a non-file form field.
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
 IO_CHUNK_BYTES = 1 * MiB
 #: Who may read /metrics (`--metrics`).
 METRICS_MODES = ("loopback", "token", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 OPENAI_VERSION = "2020-10-01"
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
@@ -144,6 +165,38 @@ class Settings:
         DEFAULT_MAX_CONNECTIONS,
         "open connections accepted at once; the next is answered 503 and closed",
     )
+    file_cache_rows: int = _field(
+        DEFAULT_FILE_CACHE_ROWS,
+        "file rows kept in memory for lookups by id, on the embedded default only (SQLite "
+        "in the data folder; 0: no cache)",
+    )
+    database_pool_min_size: int = _field(
+        DEFAULT_DATABASE_POOL_MIN_SIZE,
+        "PostgreSQL: connections each server process keeps open",
+    )
+    database_pool_max_size: int = _field(
+        DEFAULT_DATABASE_POOL_MAX_SIZE,
+        "PostgreSQL: most connections each server process opens (replicas times this must "
+        "stay under the database's max_connections)",
+    )
+    database_connect_timeout_seconds: float = _field(
+        DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+        "PostgreSQL: how long opening a connection may take",
+    )
+    storage_part_bytes: int = _field(
+        DEFAULT_S3_PART_BYTES,
+        "S3: size of one part of a multipart upload, in bytes (a smaller file is one PUT); "
+        "5 MB to 5 GB, S3's limits, and at least --max-file-bytes / 10000",
+    )
+    storage_concurrent_parts: int = _field(
+        DEFAULT_S3_CONCURRENT_PARTS,
+        "S3: parts of one upload sent at once (an upload buffers about this plus one "
+        "times --storage-part-bytes)",
+    )
+    storage_check_timeout_seconds: float = _field(
+        DEFAULT_S3_CHECK_TIMEOUT_SECONDS,
+        "S3: how long the start check waits for the bucket's answer",
+    )
     metrics: str = _field(
         "loopback",
         "who may read /metrics: loopback (requests from this machine only), token (any "
@@ -163,13 +216,62 @@ class Settings:
             shown = shown_float(value) if isinstance(value, float) else value
             return ValueError(f"invalid value {shown} for {flag_name(name)}: {why}")
 
-        for name in ("header_timeout_seconds", "keep_alive_timeout_seconds"):
+        for f in dataclasses.fields(self):
+            if f.type == "float" and not math.isfinite(getattr(self, f.name)):
+                raise bad(f.name, "it must be a finite number of seconds")
+        if not 0 <= self.port <= 65535:
+            raise bad("port", "it must be from 0 (any free port) to 65535")
+        if not self.sweep_interval_seconds > 0:
+            raise bad("sweep_interval_seconds", "it must be more than 0 (0 would never pause)")
+        for name in (
+            "sweep_grace_seconds",
+            "reservation_ttl_seconds",
+            "header_timeout_seconds",
+            "keep_alive_timeout_seconds",
+            "database_connect_timeout_seconds",
+            "storage_check_timeout_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise bad(name, "it must be more than 0")
         if self.body_idle_timeout_seconds < 0:
             raise bad("body_idle_timeout_seconds", "it must be 0 (never) or more")
-        if self.max_connections < 1:
-            raise bad("max_connections", "it must be at least 1")
+        if self.key_cache_seconds < 0:
+            raise bad("key_cache_seconds", "it must be 0 (look up every request) or more")
+        if self.file_cache_rows < 0:
+            raise bad("file_cache_rows", "it must be 0 (no cache) or more")
+        for name in ("org_quota_bytes", "database_pool_min_size"):
+            if getattr(self, name) < 0:
+                raise bad(name, "it must be 0 or more")
+        for name in (
+            "max_file_bytes",
+            "max_batch_file_bytes",
+            "max_connections",
+            "database_pool_max_size",
+            "storage_concurrent_parts",
+        ):
+            if getattr(self, name) < 1:
+                raise bad(name, "it must be at least 1")
+        if self.database_pool_max_size < self.database_pool_min_size:
+            raise bad(
+                "database_pool_max_size",
+                f"it must be at least --database-pool-min-size ({self.database_pool_min_size})",
+            )
+        if not S3_MIN_PART_BYTES <= self.storage_part_bytes <= S3_MAX_PART_BYTES:
+            raise bad(
+                "storage_part_bytes",
+                f"it must be from {shown_bytes(S3_MIN_PART_BYTES)} to "
+                f"{shown_bytes(S3_MAX_PART_BYTES)}, S3's limits for a part",
+            )
+        fewest = -(-self.max_file_bytes // S3_MAX_PARTS)
+        if urlsplit(self.storage).scheme == "s3" and self.storage_part_bytes < fewest:
+            raise bad(
+                "storage_part_bytes",
+                f"it must be at least {fewest} (--max-file-bytes / {S3_MAX_PARTS}), so that "
+                f"the largest file fits in the {S3_MAX_PARTS} parts S3 allows an upload; "
+                "raise it or lower --max-file-bytes",
+            )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise bad("log_level", "it must be one of " + ", ".join(LOG_LEVELS))
         if self.max_header_bytes < 1024:
             raise bad("max_header_bytes", "it must be at least 1024")
         if self.metrics not in METRICS_MODES:
@@ -268,7 +370,7 @@ def shown_float(value: float) -> str:
     return str(int(value)) if value.is_integer() else str(value)
 
 
-def _with_unit(n: int) -> str:
+def shown_bytes(n: int) -> str:
     """`536870912 (512 MB)`: a byte count, and the same in MB or GB when it is round."""
     for size, unit in ((GiB, "GB"), (MiB, "MB")):
         if n >= size and n % size == 0:
@@ -286,7 +388,7 @@ def shown_default(field_name: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int) and field_name.endswith("_bytes"):
-        return _with_unit(value)
+        return shown_bytes(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from ..settings import Settings
 from .base import (
     BlobStore,
     BlobWriter,
@@ -17,7 +18,6 @@ from .base import (
     SchemaMismatch,
     StoreUnavailable,
     ensure_schema,
-    one_writer,
 )
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "StoreUnavailable",
     "check_blob_store",
     "ensure_schema",
-    "one_writer",
     "open_blob_store",
     "open_metadata_store",
 ]
@@ -76,9 +75,11 @@ def _path_of(url: str) -> str:
     return "/" + path.lstrip("/") if path.startswith("/") else path
 
 
-def open_metadata_store(url: str) -> MetadataStore:
+def open_metadata_store(url: str, settings: Settings | None = None) -> MetadataStore:
     """A metadata store for `url` (not yet opened): `sqlite:///PATH` or
-    `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`."""
+    `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`, tuned by `settings` (its `database_*`
+    values; the defaults without it)."""
+    settings = settings or Settings()
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from .sqlite import SQLiteMetadataStore
@@ -88,15 +89,22 @@ def open_metadata_store(url: str) -> MetadataStore:
         _require("asyncpg", "postgres")
         from .postgres import PostgresMetadataStore
 
-        return PostgresMetadataStore(url)
+        return PostgresMetadataStore(
+            url,
+            pool_min_size=settings.database_pool_min_size,
+            pool_max_size=settings.database_pool_max_size,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
     raise StoreConfigError(
         f"unknown database URL scheme {scheme!r} in {_redact(url)!r} (known: sqlite, postgresql)"
     )
 
 
-def open_blob_store(url: str) -> BlobStore:
+def open_blob_store(url: str, settings: Settings | None = None) -> BlobStore:
     """A blob store for `url` (not yet opened): `file:///PATH` or
-    `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION`."""
+    `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION`, tuned by `settings` (its `storage_*`
+    values; the defaults without it)."""
+    settings = settings or Settings()
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from .local import LocalBlobStore
@@ -107,19 +115,27 @@ def open_blob_store(url: str) -> BlobStore:
         from .s3 import S3BlobStore
 
         try:
-            return S3BlobStore(url)
+            return S3BlobStore(
+                url,
+                part_bytes=settings.storage_part_bytes,
+                concurrent_parts=settings.storage_concurrent_parts,
+                check_timeout=settings.storage_check_timeout_seconds,
+            )
         except ValueError as exc:
             raise StoreConfigError(str(exc)) from None
     raise StoreConfigError(f"unknown storage URL scheme {scheme!r} in {url!r} (known: file, s3)")
 
 
-async def check_blob_store(url: str) -> None:
+async def check_blob_store(url: str, settings: Settings | None = None) -> None:
     """The start check of the blob store of `url`: build it and make one cheap request with
     the credentials it has, so that a server refuses to start rather than answer 503.
 
     Raises StoreConfigError when the URL or the environment is wrong before anything is
     asked (e.g. S3 without credentials), StoreUnavailable when the store answers no (its
-    one line names the credentials, the bucket or the endpoint). A local folder passes.
+    one line names the credentials, the bucket or the endpoint). A store without a `check`
+    (a local folder) passes.
     """
-    store = open_blob_store(url)
-    await store.check()
+    store = open_blob_store(url, settings)
+    check = getattr(store, "check", None)
+    if check is not None:
+        await check()

@@ -16,10 +16,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from ..settings import DEFAULT_FILE_CACHE_ROWS
 from .base import FileRecord, MetadataStore, Owner
 
-#: Rows kept; the least recently used go first.
-MAX_ROWS = 50_000
+#: Rows kept (`--file-cache-rows`); the least recently used go first.
+MAX_ROWS = DEFAULT_FILE_CACHE_ROWS
 
 
 class FileRowCache:
@@ -34,11 +35,6 @@ class FileRowCache:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-    @property
-    def shared(self) -> bool:
-        """The wrapped store's: the cache is only made for one that is not shared."""
-        return self.inner.shared
 
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         record = self._rows.get(file_id)

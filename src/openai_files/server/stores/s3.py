@@ -61,13 +61,17 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the S3 store needs obstore: pip install 'openai-files[s3]'", name=exc.name
     ) from exc
 
-from ..settings import MiB
+from ..settings import (
+    DEFAULT_S3_CHECK_TIMEOUT_SECONDS,
+    DEFAULT_S3_CONCURRENT_PARTS,
+    DEFAULT_S3_PART_BYTES,
+    S3_MAX_PART_BYTES,
+    S3_MIN_PART_BYTES,
+    MiB,
+    shown_bytes,
+)
 from .base import Chunk, StoreUnavailable
 
-#: Size of one multipart part, and of the buffer that decides between PUT and multipart.
-PART_BYTES = 8 * MiB
-#: Parts uploaded at once; with the buffer this bounds memory per upload (~32 MiB).
-PARTS_IN_FLIGHT = 3
 #: Chunks handed to the response while downloading.
 READ_CHUNK_BYTES = 4 * MiB
 _QUEUE_DEPTH = 4
@@ -76,7 +80,6 @@ _QUEUE_DEPTH = 4
 #: Retries of the start check: a refused connection is retried twice (well under a second);
 #: an endpoint that does not answer fails once its timeout has passed.
 _CHECK_RETRY: dict[str, Any] = {"max_retries": 2, "retry_timeout": datetime.timedelta(seconds=3)}
-_CHECK_TIMEOUT = datetime.timedelta(seconds=5)
 #: Where the start check lists: a prefix no object is ever stored under (keys never start
 #: with a dot), so the listing is one request with an empty answer.
 _CHECK_PREFIX = ".openai-files-start-check"
@@ -200,7 +203,7 @@ class S3BlobWriter:
         if self._queue is None:
             self._head.append(chunk)
             self._head_bytes += len(chunk)
-            if self._head_bytes < PART_BYTES:
+            if self._head_bytes < self._blobs.part_bytes:
                 return
             # Larger than a part: start a multipart upload fed by a bounded queue.
             self._queue = asyncio.Queue(_QUEUE_DEPTH)
@@ -210,8 +213,8 @@ class S3BlobWriter:
                     self._path,
                     self._feed(),
                     use_multipart=True,
-                    chunk_size=PART_BYTES,
-                    max_concurrency=PARTS_IN_FLIGHT,
+                    chunk_size=self._blobs.part_bytes,
+                    max_concurrency=self._blobs.concurrent_parts,
                 )
             )
             head, self._head = b"".join(self._head), []
@@ -267,9 +270,32 @@ class S3BlobWriter:
 
 
 class S3BlobStore:
-    """Objects in an S3 bucket under an optional key prefix."""
+    """Objects in an S3 bucket under an optional key prefix.
 
-    def __init__(self, url: str) -> None:
+    `part_bytes`: size of one multipart part, and of the buffer that decides between one
+    PUT and a multipart upload (S3 takes 5 MiB to 5 GiB); `concurrent_parts`: parts of one
+    upload sent at once (with the buffer, they bound memory per upload);
+    `check_timeout`: seconds the start check waits for its request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        part_bytes: int = DEFAULT_S3_PART_BYTES,
+        concurrent_parts: int = DEFAULT_S3_CONCURRENT_PARTS,
+        check_timeout: float = DEFAULT_S3_CHECK_TIMEOUT_SECONDS,
+    ) -> None:
+        if not S3_MIN_PART_BYTES <= part_bytes <= S3_MAX_PART_BYTES:
+            raise ValueError(
+                f"S3 part size {part_bytes} is outside S3's limits: "
+                f"{shown_bytes(S3_MIN_PART_BYTES)} to {shown_bytes(S3_MAX_PART_BYTES)}"
+            )
+        if concurrent_parts < 1:
+            raise ValueError(f"S3 concurrent parts {concurrent_parts}: it must be at least 1")
+        self.part_bytes = part_bytes
+        self.concurrent_parts = concurrent_parts
+        self.check_timeout = check_timeout
         parts = urlsplit(url)
         if not parts.netloc:
             raise ValueError(f"no bucket in storage URL {url!r}")
@@ -328,7 +354,10 @@ class S3BlobStore:
         probe = S3Store(
             self.bucket,
             config=self._config,  # type: ignore[arg-type]
-            client_options={**self._client_options, "timeout": _CHECK_TIMEOUT},  # type: ignore[arg-type]
+            client_options={  # type: ignore[arg-type]
+                **self._client_options,
+                "timeout": datetime.timedelta(seconds=self.check_timeout),
+            },
             retry_config=_CHECK_RETRY,  # type: ignore[arg-type]
         )
         prefix = f"{self.prefix}/{_CHECK_PREFIX}" if self.prefix else _CHECK_PREFIX
@@ -386,15 +415,6 @@ class S3BlobStore:
 
     async def close(self) -> None:
         return None
-
-    @property
-    def shared(self) -> bool:
-        """True: a bucket is made for many replicas; nothing tells who else writes to it."""
-        return True
-
-    def lock_exclusive(self) -> Callable[[], None]:
-        """Holds nothing (a bucket cannot be held): the store stays `shared`."""
-        return _hold_nothing
 
     def path_of(self, key: str) -> str:
         if not key or "/" in key or key.startswith("."):
@@ -572,10 +592,6 @@ class S3BlobStore:
                     failed[0],
                 )
         return aborted
-
-
-def _hold_nothing() -> None:
-    """The release of a hold that holds nothing."""
 
 
 class S3Refused(StoreUnavailable):
