@@ -313,12 +313,10 @@ def _lock_data_folder(settings: Any) -> None:
     here with one clear line, not with a trace from the app's startup."""
     from ..server.stores import open_blob_store
 
-    lock = getattr(open_blob_store(settings.storage_url), "lock_exclusive", None)
-    if lock is not None:
-        try:
-            lock()
-        except BlockingIOError as exc:
-            raise CLIError(str(exc), exit_code=1) from None
+    try:
+        open_blob_store(settings.storage_url).lock_exclusive()  # S3: holds nothing
+    except BlockingIOError as exc:
+        raise CLIError(str(exc), exit_code=1) from None
 
 
 def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:

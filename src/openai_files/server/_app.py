@@ -35,9 +35,11 @@ from .routes.files import routes as file_routes
 from .service import FilesService
 from .settings import Settings
 from .stores import (
+    BlobStore,
     MetadataStore,
     StoreUnavailable,
     ensure_schema,
+    one_writer,
     open_blob_store,
     open_metadata_store,
 )
@@ -228,12 +230,11 @@ class _Sweeper:
                 log.exception("sweep failed; trying again in %.0fs", self.interval)
 
 
-async def release_reserve_if_full(blobs: Any, exc: BaseException) -> None:
+async def release_reserve_if_full(blobs: BlobStore | None, exc: BaseException) -> None:
     """When `exc` says the disk is full, the blob store (a local folder) gives its reserve
     back, so that the database can still write and a DELETE can free space."""
-    release = getattr(blobs, "release_reserve", None)
-    if release is not None and is_disk_full(exc):
-        await anyio.to_thread.run_sync(release)
+    if blobs is not None and is_disk_full(exc):
+        await anyio.to_thread.run_sync(blobs.release_reserve)
 
 
 def _error_kind(exc: Exception) -> str:
@@ -264,16 +265,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await ensure_schema(meta)
             await blobs.open()
             stack.push_async_callback(blobs.close)
-            exclusive = await anyio.to_thread.run_sync(_lock_if_local, blobs, stack)
-            if exclusive and not settings.database and settings.file_cache_rows:
+            # A local folder becomes this process's alone (a second server stops here).
+            stack.callback(await anyio.to_thread.run_sync(blobs.lock_exclusive))
+            alone = one_writer(meta, blobs)
+            if alone and not settings.database and settings.file_cache_rows:
                 # The embedded default: the database lies in the folder this process holds,
                 # so it alone writes file rows and may cache them.
                 meta = cast(MetadataStore, FileRowCache(meta, settings.file_cache_rows))
             service = FilesService(settings, meta, blobs)
             sweeper = _Sweeper(service, settings.sweep_interval_seconds, metrics)
-            if exclusive:
-                # Nobody else writes here: every reservation and unnamed byte is a leftover.
+            if alone:
+                # Nobody else writes to the database: every reservation is a leftover. (A
+                # shared one holds the reservations of other servers' uploads in flight.)
                 await meta.purge_reservations(None)
+            if not blobs.shared:
+                # Nobody else writes to the folder: every temp file and unnamed object in
+                # it is a leftover.
                 await sweeper.sweep(grace_seconds=0)
             else:
                 try:
@@ -309,12 +316,3 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     return app
-
-
-def _lock_if_local(blobs: Any, stack: contextlib.AsyncExitStack) -> bool:
-    lock = getattr(blobs, "lock_exclusive", None)
-    if lock is None:
-        return False
-    release = lock()
-    stack.callback(release)
-    return True

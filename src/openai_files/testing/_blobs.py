@@ -147,6 +147,16 @@ class BlobStoreConformance:
         await writer.commit()
         assert await _read(blobs, key) == data
 
+    async def test_release_reserve_any_time(self, blobs: BlobStore) -> None:
+        """Giving the disk's reserve back (the app does it when a write finds the disk
+        full) is safe at any time: with room on the disk, the store works on."""
+        assert isinstance(blobs.release_reserve(), bool)
+        assert blobs.release_reserve() is False  # nothing left to give
+        key = _key()
+        await _write(blobs, key, b"after")
+        assert await _read(blobs, key) == b"after"
+        await blobs.remove_stale_temp(time.time() - 3600)  # the sweep takes it again
+
     async def test_check_passes(self, blobs: BlobStore) -> None:
         await blobs.check()
 

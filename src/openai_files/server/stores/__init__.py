@@ -18,6 +18,7 @@ from .base import (
     SchemaMismatch,
     StoreUnavailable,
     ensure_schema,
+    one_writer,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "check_blob_store",
     "ensure_schema",
+    "one_writer",
     "open_blob_store",
     "open_metadata_store",
 ]
@@ -132,10 +134,7 @@ async def check_blob_store(url: str, settings: Settings | None = None) -> None:
 
     Raises StoreConfigError when the URL or the environment is wrong before anything is
     asked (e.g. S3 without credentials), StoreUnavailable when the store answers no (its
-    one line names the credentials, the bucket or the endpoint). A store without a `check`
-    (a local folder) passes.
+    one line names the credentials, the bucket or the endpoint). A local folder passes.
     """
     store = open_blob_store(url, settings)
-    check = getattr(store, "check", None)
-    if check is not None:
-        await check()
+    await store.check()

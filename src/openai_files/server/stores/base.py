@@ -341,6 +341,13 @@ class BlobStore(Protocol):
         """
         ...
 
+    def release_reserve(self) -> bool:
+        """The disk is full: give back the space the store keeps for that case, so that the
+        database can still write and a delete can free space; whether there was any. Blocking
+        (call it in a worker thread); safe to call any time. The store takes its reserve
+        again once the disk has room. A store with no disk of its own (S3) returns False."""
+        ...
+
     def writer(self, key: str) -> BlobWriter:
         """A writer for a new object under `key` (ValueError for an unsafe key)."""
         ...

@@ -36,6 +36,11 @@ class FileRowCache:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    @property
+    def shared(self) -> bool:
+        """The wrapped store's: the cache is only made for one that is not shared."""
+        return self.inner.shared
+
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         record = self._rows.get(file_id)
         if record is None or not _owned_by(record, owner):

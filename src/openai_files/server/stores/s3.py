@@ -416,6 +416,19 @@ class S3BlobStore:
     async def close(self) -> None:
         return None
 
+    @property
+    def shared(self) -> bool:
+        """True: a bucket is made for many replicas; nothing tells who else writes to it."""
+        return True
+
+    def lock_exclusive(self) -> Callable[[], None]:
+        """Holds nothing (a bucket cannot be held): the store stays `shared`."""
+        return _hold_nothing
+
+    def release_reserve(self) -> bool:
+        """No disk of ours to keep room on: nothing to give back."""
+        return False
+
     def path_of(self, key: str) -> str:
         if not key or "/" in key or key.startswith("."):
             raise ValueError(f"unsafe blob key: {key!r}")
@@ -592,6 +605,10 @@ class S3BlobStore:
                     failed[0],
                 )
         return aborted
+
+
+def _hold_nothing() -> None:
+    """The release of a hold that holds nothing."""
 
 
 class S3Refused(StoreUnavailable):
