@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import operator
 import re
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
@@ -106,14 +107,20 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+# Each looks a row's values up by the column names, in the record's field order (as fast as
+# unpacking the row by position, which would break silently if a query's columns moved).
+_file_values = operator.itemgetter(*FILE_FIELDS)
+_key_values = operator.itemgetter(*KEY_FIELDS)
+
+
 def file_record(row: Any) -> FileRecord:
-    """A `files` row (any mapping of column name to value) as a record."""
-    return FileRecord(**{name: row[name] for name in FILE_FIELDS})
+    """A `files` row (sqlite3.Row, asyncpg.Record: indexed by column name) as a record."""
+    return FileRecord(*_file_values(row))
 
 
 def key_record(row: Any) -> KeyRecord:
-    """An `api_keys` row (any mapping of column name to value) as a record."""
-    return KeyRecord(**{name: row[name] for name in KEY_FIELDS})
+    """An `api_keys` row (sqlite3.Row, asyncpg.Record: indexed by column name) as a record."""
+    return KeyRecord(*_key_values(row))
 
 
 # -- dialects --
