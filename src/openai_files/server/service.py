@@ -1,10 +1,9 @@
-"""The rules of the Files API: purposes, limits, quotas, expiry, ids, and the order of writes.
+"""The rules of the Files API: tenancy, limits, quotas, expiry, and the order of writes.
 
-Stores hold the mechanism, routes the HTTP (`_forms.py` reads an upload's form, `objects.py`
-renders the answers); this module decides, on plain values, and returns records. An
-upload's bytes are written under a fresh key and committed durably *before* the row that
-makes the file visible; a delete removes the row first, then the bytes. Whatever a crash
-leaves between the two is removed by `sweep`.
+Stores hold the mechanism, routes the HTTP (`_forms.py`, `objects.py`); this module, with
+`purposes.py`, decides on plain values and returns records. An upload's bytes are written
+under a fresh key and committed durably *before* the row that makes the file visible; a
+delete removes the row first, then the bytes. What a crash leaves between is for `sweep`.
 """
 
 from __future__ import annotations
@@ -252,7 +251,8 @@ class FilesService:
 
     # -- housekeeping --
     async def sweep(self, grace_seconds: float | None = None) -> dict[str, int]:
-        """Remove expired files, lapsed reservations, stale temp files and orphan bytes."""
+        """Remove expired files, lapsed reservations, stale temp files, and the bytes that no
+        row or reservation names once older than the grace: what crashes and failures left."""
         grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
