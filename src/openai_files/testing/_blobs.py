@@ -157,6 +157,9 @@ class BlobStoreConformance:
         assert await _read(blobs, key) == b"after"
         await blobs.remove_stale_temp(time.time() - 3600)  # the sweep takes it again
 
+    async def test_close_twice(self, blobs: BlobStore) -> None:
+        await blobs.close()  # and the fixture closes it again
+
     async def test_check_passes(self, blobs: BlobStore) -> None:
         await blobs.check()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from typing import Any
@@ -406,3 +407,41 @@ class MetadataStoreConformance:
 
     async def test_shared_says_a_bool(self, meta: MetadataStore) -> None:
         assert isinstance(meta.shared, bool)
+
+    async def test_duplicates_raise_and_change_nothing(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        key = KeyRecord(
+            "key_" + secrets.token_hex(6),
+            "org-k",
+            "proj_k",
+            secrets.token_hex(32),
+            "sk-abc****wxyz",
+            now,
+            None,
+        )
+        await meta.add_api_key(key)
+        twin = dataclasses.replace(key, key_hash=secrets.token_hex(32), hint="sk-twin")
+        try:
+            await meta.add_api_key(twin)
+        except Exception:
+            pass
+        else:
+            pytest.fail("a second key with the same id was stored")
+        assert await meta.find_api_key(twin.key_hash) is None
+        assert await meta.find_api_key(key.key_hash) == key
+
+        record = _file(owner, created_at=now, nbytes=100)
+        await meta.insert_file(record, None, QUOTA)
+        rid = "rsv_" + secrets.token_hex(6)
+        await meta.reserve(rid, owner.org_id, 50, QUOTA, now + 60, "k-dup")
+        try:
+            await meta.insert_file(dataclasses.replace(record, blob_key="k-dup"), rid, QUOTA)
+        except Exception:
+            pass
+        else:
+            pytest.fail("a second file with the same id was stored")
+        assert await meta.usage(owner.org_id) == 100
+        assert await meta.named_blob_keys(["k-dup"]) == {"k-dup"}  # the reservation stays
+
+    async def test_close_twice(self, meta: MetadataStore) -> None:
+        await meta.close()  # and the fixture closes it again
