@@ -4,6 +4,8 @@ Mechanism only: a store knows nothing of purposes, size limits or HTTP. The serv
 the rules and the order of writes: bytes are written durably under a fresh key *before* the
 row that makes them visible is committed; a delete removes the row first, then the bytes;
 a sweeper removes bytes that no row names once they are older than a grace period.
+Whether the deployment has one writer (`one_writer`) decides what a start may clean up at
+once: with other writers, their uploads in flight hold reservations and temp data.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class MetadataStore(Protocol):
     """Rows of files, API keys, per-organization usage, and quota reservations.
 
     Every method is a coroutine and runs its blocking work off the event loop. Every write
-    is one transaction: it happens whole or not at all, also when it raises. Queries on
-    files always filter on the owner. The store may be shared by several server processes
+    is one transaction: it happens whole or not at all, also when it raises. A request's
+    queries on files filter on the owner (the sweeper's `pop_expired` and `named_blob_keys`
+    see every owner). The store may be shared by several server processes
     (`shared`); every guarantee below holds between processes as between tasks of one.
     Any method may raise StoreUnavailable when the database cannot be reached (the request
     may be retried); other driver errors mean a bug (e.g. a duplicate id).
