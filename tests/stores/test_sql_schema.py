@@ -344,6 +344,8 @@ async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetada
         assert set(shape.columns) == TABLES
         assert set(shape.indexes) == indexes, f"version {version}"
     assert await opened.migrate() == SCHEMA_VERSION
+    with pytest.raises(ValueError, match="no schema version"):
+        await opened.migrate(to=SCHEMA_VERSION + 1)
 
 
 async def test_the_last_step_indexes_reservations_by_blob_key(

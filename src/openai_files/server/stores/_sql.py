@@ -43,9 +43,10 @@ T = TypeVar("T")
 
 #: The statements of each schema version, in order: MIGRATIONS[0] makes version 1. Both
 #: databases run every step; `{integer}` and `{sorted_text}` are the dialect's types.
-#: A step, once released, never changes (databases already carry it): add a new one.
+#: A released step keeps making what it made (databases carry it): a change is a new step.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: the tables.
+    # 1: the tables. (PostgreSQL's own list also indexed reservations by blob key here, and
+    # SQLite's did not; step 3 now makes that index for both.)
     (
         """CREATE TABLE api_keys (
         id TEXT PRIMARY KEY,
@@ -264,6 +265,8 @@ def _schema_version(d: Dialect) -> Plan[int]:
 
 
 def _migrate(d: Dialect, to: int) -> Plan[int]:
+    if not 1 <= to <= SCHEMA_VERSION:
+        raise ValueError(f"no schema version {to}: this code knows 1 to {SCHEMA_VERSION}")
     if d.migration_lock is not None:
         yield Stmt(d.migration_lock, (), "none")
     yield Stmt("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", (), "none")
