@@ -11,10 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+if TYPE_CHECKING:
+    from ._inprocess import AppServer
+
+T = TypeVar("T")
 
 _URL_LINE = re.compile(r"serving the Files API at (http://\S+/v1)")
 _KEY_LINE = re.compile(r"^(?:export )?OPENAI_API_KEY=(\S+)$", re.M)
@@ -130,8 +136,13 @@ def create_key(data_dir: Path, org: str, project: str, env: dict[str, str] | Non
     from openai_files.server.settings import Settings
 
     settings = Settings.from_env(env if env is not None else os.environ, data_dir=Path(data_dir))
+    return _run(_create_key(settings.database_url, org, project))
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end on a thread of its own (so also from inside an event loop)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _create_key(settings.database_url, org, project)).result()
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _create_key(database_url: str, org: str, project: str) -> str:
@@ -145,6 +156,22 @@ async def _create_key(database_url: str, org: str, project: str) -> str:
         return (await auth.create_key(meta, org, project)).secret
     finally:
         await meta.close()
+
+
+def _migrate(database_url: str) -> None:
+    """Bring a new database to the schema, in this process (`openai-files migrate` has
+    tests of its own)."""
+    from openai_files.server.stores import open_metadata_store
+
+    async def run() -> None:
+        meta = open_metadata_store(database_url)
+        await meta.open()
+        try:
+            await meta.migrate()
+        finally:
+            await meta.close()
+
+    _run(run())
 
 
 class Deployment:
@@ -176,6 +203,17 @@ class Deployment:
             assert done.returncode == 0, done.stderr
         return ServerProcess(data_dir, *args, env=full_env).start()
 
+    def app(self, env: dict[str, str] | None = None) -> AppServer:
+        """A started app in this process with fresh stores (and `env`'s settings); stop it
+        with `.stop()`. The route, service and multipart tests use it: no socket."""
+        from ._inprocess import AppServer
+
+        full_env = {**os.environ, **self.env(), **(env or {})}
+        data_dir = self.root / f"{self.name}-app-{uuid.uuid4().hex[:8]}" / "data"
+        if self.name == "scaleout":
+            _migrate(full_env["OPENAI_FILES_DATABASE"])
+        return AppServer(data_dir, full_env).start()
+
     def replicas(
         self, count: int, *args: str, env: dict[str, str] | None = None
     ) -> list[ServerProcess]:
@@ -191,12 +229,10 @@ class Deployment:
             for _ in range(count)
         ]
 
-    def expire(self, server: ServerProcess, file_id: str, at: int) -> None:
+    def expire(self, server: ServerProcess | AppServer, file_id: str, at: int) -> None:
         """Set a file's expiry in the database, as if time had passed."""
         database = server.env.get("OPENAI_FILES_DATABASE")
         if database:
-            import asyncio
-
             import asyncpg
 
             async def run() -> None:

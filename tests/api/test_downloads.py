@@ -8,16 +8,15 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from .._server import ServerProcess
+from .._inprocess import AppServer
 from ._contract import assert_error
 
 CONTENT = bytes(range(256)) * 40  # 10,240 bytes
 
 
 @pytest.fixture
-def stored(server: ServerProcess, api_key: str) -> Iterator[tuple[httpx.Client, dict[str, object]]]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=server.base_url, headers=headers) as c:
+def stored(server: AppServer, api_key: str) -> Iterator[tuple[httpx.Client, dict[str, object]]]:
+    with server.http(api_key) as c:
         made = c.post(
             "/files",
             files={"file": ("data.bin", CONTENT, "application/x-thing")},

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .._server import Deployment, ServerProcess, openai_files_cli
+from .._inprocess import AppServer
+from .._server import Deployment, openai_files_cli
 from ._contract import assert_error
 
 ALLOWED = "['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals']"
@@ -20,16 +21,15 @@ MISSING = "file-qvrjsmEk7yPElJzMOegsf0xf"
 
 
 @pytest.fixture
-def http(server: ServerProcess, api_key: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as c:
+def http(server: AppServer, api_key: str) -> Iterator[httpx.Client]:
+    with server.http(api_key) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def small(deployment: Deployment) -> Iterator[ServerProcess]:
-    """A server with tiny limits: 1000 bytes a file, 300 a batch file, 2500 an organization."""
-    proc = deployment.server(
+def small(deployment: Deployment) -> Iterator[AppServer]:
+    """An app with tiny limits: 1000 bytes a file, 300 a batch file, 2500 an organization."""
+    app = deployment.app(
         env={
             "OPENAI_FILES_MAX_FILE_BYTES": "1000",
             "OPENAI_FILES_MAX_BATCH_FILE_BYTES": "300",
@@ -37,9 +37,9 @@ def small(deployment: Deployment) -> Iterator[ServerProcess]:
         },
     )
     try:
-        yield proc
+        yield app
     finally:
-        proc.stop()
+        app.stop()
 
 
 def _upload(http: httpx.Client, name: str, content: bytes, **data: str) -> httpx.Response:
@@ -64,18 +64,17 @@ def test_download_refused_for_purpose(http: httpx.Client, purpose: str) -> None:
 
 
 def test_download_allowed_by_setting(deployment: Deployment) -> None:
-    proc = deployment.server("--allow-download-all-purposes")
+    app = deployment.app(env={"OPENAI_FILES_ALLOW_DOWNLOAD_ALL_PURPOSES": "true"})
     try:
-        headers = {"Authorization": f"Bearer {proc.first_key}"}
-        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
+        with app.http(app.create_key("org-all", "proj_all")) as c:
             file_id = _upload(c, "a.txt", b"mine", purpose="assistants").json()["id"]
             assert c.get(f"/files/{file_id}/content").content == b"mine"
     finally:
-        proc.stop()
+        app.stop()
 
 
-def test_no_api_key(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.base_url) as c:
+def test_no_api_key(server: AppServer) -> None:
+    with server.http() as c:
         for response in (c.get("/files"), c.post("/files"), c.get(f"/files/{MISSING}")):
             assert_error(
                 response,
@@ -92,9 +91,9 @@ def test_no_api_key(server: ServerProcess) -> None:
         )
 
 
-def test_wrong_key_is_masked(server: ServerProcess) -> None:
+def test_wrong_key_is_masked(server: AppServer) -> None:
     bad = "sk-abc1" + "x" * 40 + "wxyz"
-    with httpx.Client(base_url=server.base_url) as c:
+    with server.http() as c:
         error = assert_error(
             c.get("/files", headers={"Authorization": f"Bearer {bad}"}),
             401,
@@ -106,10 +105,9 @@ def test_wrong_key_is_masked(server: ServerProcess) -> None:
     assert bad not in server.log_text()
 
 
-def test_revoked_key(server: ServerProcess, new_key: Callable[..., str]) -> None:
+def test_revoked_key(server: AppServer, new_key: Callable[..., str]) -> None:
     key = new_key()
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=server.base_url, headers=headers) as c:
+    with server.http(key) as c:
         assert c.get("/files").status_code == 200
         listed = openai_files_cli(
             "keys", "list", "--json", "--data-dir", str(server.data_dir), env=server.env
@@ -215,9 +213,8 @@ def test_not_multipart(http: httpx.Client) -> None:
     )
 
 
-def test_file_too_large(small: ServerProcess, deployment: Deployment) -> None:
-    headers = {"Authorization": f"Bearer {small.create_key('org-big', 'proj_big')}"}
-    with httpx.Client(base_url=small.base_url, headers=headers) as c:
+def test_file_too_large(small: AppServer, deployment: Deployment) -> None:
+    with small.http(small.create_key("org-big", "proj_big")) as c:
         assert _upload(c, "ok.bin", b"x" * 1000, purpose="vision").status_code == 200
         assert_error(
             _upload(c, "big.bin", b"x" * 1001, purpose="vision"),
@@ -238,10 +235,10 @@ def test_file_too_large(small: ServerProcess, deployment: Deployment) -> None:
         assert list((small.data_dir / "tmp").iterdir()) == []
 
 
-def test_storage_limit(small: ServerProcess) -> None:
+def test_storage_limit(small: AppServer) -> None:
     headers = {"Authorization": f"Bearer {small.create_key('org-quota', 'proj_q')}"}
     other = {"Authorization": f"Bearer {small.create_key('org-quota', 'proj_other')}"}
-    with httpx.Client(base_url=small.base_url) as c:
+    with small.http() as c:
         for _ in range(2):
             r = c.post(
                 "/files",
@@ -363,18 +360,18 @@ def test_after_names_no_file_of_the_caller(http: httpx.Client) -> None:
         ("DELETE", "/v1/files/"),
     ],
 )
-def test_unknown_routes(server: ServerProcess, method: str, path: str) -> None:
-    with httpx.Client(base_url=server.root_url) as c:
+def test_unknown_routes(server: AppServer, method: str, path: str) -> None:
+    with server.http(base_url=server.root_url) as c:
         assert_error(c.request(method, path), 404, f"Invalid URL ({method} {path})")
 
 
 def test_internal_error_is_generic(tmp_path: Path) -> None:
     # Not per deployment: the fault (a removed temp folder) is one the local store has.
-    proc = ServerProcess(tmp_path / "data").start()
+    app = AppServer(tmp_path / "data").start()
     try:
-        headers = {"Authorization": f"Bearer {proc.first_key}"}
-        shutil.rmtree(proc.data_dir / "tmp")
-        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
+        key = app.create_key("org-fault", "proj_fault")
+        shutil.rmtree(app.data_dir / "tmp")
+        with app.http(key) as c:
             error = assert_error(
                 _upload(c, "a.bin", b"x", purpose="vision"),
                 500,
@@ -383,10 +380,10 @@ def test_internal_error_is_generic(tmp_path: Path) -> None:
             )
             assert c.get("/files").json()["data"] == []
     finally:
-        proc.stop()
-    assert str(proc.data_dir) not in error["message"]
+        app.stop()
+    assert str(app.data_dir) not in error["message"]
     assert "Traceback" not in error["message"]
-    assert "Traceback" in proc.log_text()  # the server's log keeps the details
+    assert "Traceback" in app.log_text()  # the server's log keeps the details
 
 
 def test_form_fields_are_bounded(http: httpx.Client) -> None:
@@ -403,12 +400,11 @@ def test_form_fields_are_bounded(http: httpx.Client) -> None:
 
 def test_bytes_gone_under_a_row_is_a_404(tmp_path: Path) -> None:
     # A download that races a delete: the row was read, then the bytes went away.
-    proc = ServerProcess(tmp_path / "data").start()
+    app = AppServer(tmp_path / "data").start()
     try:
-        headers = {"Authorization": f"Bearer {proc.first_key}"}
-        with httpx.Client(base_url=proc.base_url, headers=headers) as c:
+        with app.http(app.create_key("org-gone", "proj_gone")) as c:
             file_id = _upload(c, "a.bin", b"x", purpose="vision").json()["id"]
-            (proc.data_dir / "blobs" / file_id[-2:] / file_id).unlink()
+            (app.data_dir / "blobs" / file_id[-2:] / file_id).unlink()
             assert_error(
                 c.get(f"/files/{file_id}/content"),
                 404,
@@ -416,4 +412,4 @@ def test_bytes_gone_under_a_row_is_a_404(tmp_path: Path) -> None:
                 param="id",
             )
     finally:
-        proc.stop()
+        app.stop()

@@ -17,7 +17,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from .._server import ServerProcess
+from .._inprocess import AppServer
+from .._server import Deployment
 from ._contract import assert_error
 
 ALLOWED = "['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals']"
@@ -25,9 +26,8 @@ BOUNDARY = "hostile-boundary-1234"
 
 
 @pytest.fixture
-def http(server: ServerProcess, api_key: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as c:
+def http(server: AppServer, api_key: str) -> Iterator[httpx.Client]:
+    with server.http(api_key, timeout=60) as c:
         yield c
 
 
@@ -587,23 +587,36 @@ def test_content_disposition_has_an_ascii_fallback(
     )
 
 
-def test_curl_remote_header_name_keeps_the_name(
-    http: httpx.Client, server: ServerProcess, api_key: str, tmp_path: Path
-) -> None:
-    file_id = _stored(http, b"bytes of a report", "report-2024.csv")
-    done = subprocess.run(
+def test_curl_remote_header_name_keeps_the_name(deployment: Deployment, tmp_path: Path) -> None:
+    # curl needs a socket: a real server.
+    server = deployment.server()
+    try:
+        api_key = server.create_key("org-curl", "proj_curl")
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=server.base_url, headers=headers) as http:
+            file_id = _stored(http, b"bytes of a report", "report-2024.csv")
+        done = _curl_download(server.base_url, api_key, file_id, tmp_path)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "report-2024.csv").read_bytes() == b"bytes of a report"
+
+
+def _curl_download(
+    base_url: str, api_key: str, file_id: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """`curl -OJ`: the file saved under the name the answer's Content-Disposition gives."""
+    return subprocess.run(
         [
             "curl",
             "-sS",
             "-OJ",
             "-H",
             f"Authorization: Bearer {api_key}",
-            f"{server.base_url}/files/{file_id}/content",
+            f"{base_url}/files/{file_id}/content",
         ],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "report-2024.csv").read_bytes() == b"bytes of a report"

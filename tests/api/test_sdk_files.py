@@ -1,4 +1,4 @@
-"""The official `openai` SDK's `files` resource, sync and async, against a real server."""
+"""The official `openai` SDK's `files` resource, sync and async, against the app."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from .._server import Deployment, ServerProcess
+from .._inprocess import AppServer
+from .._server import Deployment
 from ._contract import assert_schema
 
 ALL_BYTES = bytes(range(256)) * 4
@@ -150,7 +151,7 @@ def test_batch_files_expire_after_30_days_by_default(client: openai.OpenAI) -> N
 
 
 def test_an_expired_file_is_gone_at_once(
-    client: openai.OpenAI, server: ServerProcess, deployment: Deployment
+    client: openai.OpenAI, server: AppServer, deployment: Deployment
 ) -> None:
     keep = client.files.create(file=("keep.jsonl", b"{}\n"), purpose="batch")
     gone = client.files.create(

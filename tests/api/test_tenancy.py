@@ -8,21 +8,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .._server import ServerProcess
+from .._inprocess import AppServer
 from ._contract import assert_error
 
 
 @pytest.fixture
-def tenants(server: ServerProcess) -> Iterator[dict[str, httpx.Client]]:
+def tenants(server: AppServer) -> Iterator[dict[str, httpx.Client]]:
     run = uuid.uuid4().hex[:6]
     clients = {}
     # The same project name in both organizations: the pair is the owner, not the name.
     for org in ("a", "b"):
         for project in ("p1", "p2"):
             key = server.create_key(f"org-{org}{run}", f"proj_{project}")
-            clients[f"{org}/{project}"] = httpx.Client(
-                base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}
-            )
+            clients[f"{org}/{project}"] = server.http(key)
     yield clients
     for c in clients.values():
         c.close()
@@ -61,7 +59,7 @@ def test_listing_is_per_project(tenants: dict[str, httpx.Client]) -> None:
         assert [f["id"] for f in c.get("/files").json()["data"]] == [ids[name]]
 
 
-def test_organization_header(tenants: dict[str, httpx.Client], server: ServerProcess) -> None:
+def test_organization_header(tenants: dict[str, httpx.Client], server: AppServer) -> None:
     c = tenants["b/p2"]
     r = c.get("/files")
     org = r.headers["openai-organization"]
