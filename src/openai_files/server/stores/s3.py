@@ -61,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the S3 store needs obstore: pip install 'openai-files[s3]'", name=exc.name
     ) from exc
 
+from ..ids import is_file_id
 from ..settings import (
     DEFAULT_S3_CHECK_TIMEOUT_SECONDS,
     DEFAULT_S3_CONCURRENT_PARTS,
@@ -99,9 +100,6 @@ _BAD_CREDENTIALS = frozenset(
 )
 #: S3 error codes that mean the bucket is in another region than the one we sign for.
 _WRONG_REGION = frozenset({"AuthorizationHeaderMalformed", "PermanentRedirect"})
-#: The keys the store writes: file ids (the form `service.is_file_id` checks). The
-#: reconciler aborts no other upload.
-_OUR_KEY = re.compile(r"file-[A-Za-z0-9]{1,64}")
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +530,7 @@ class S3BlobStore:
                 )
                 # Only our keys: another application's upload in a shared bucket (or
                 # under our prefix) is not ours to abort.
-                if _OUR_KEY.fullmatch(key) and initiated < cutoff:
+                if is_file_id(key) and initiated < cutoff:
                     stale.append((key, _text(upload, "UploadId")))
             if _text(page, "IsTruncated") != "true":
                 return stale
