@@ -1,5 +1,38 @@
 """The openai-files server: an OpenAI-compatible Files API (install the `[server]` extra).
 
+Where things go. A request passes down these layers; a module imports only those below
+it, and the leaves at the end (errors, settings, ids) are used by every layer:
+
+    _http.py, _timeouts.py   the connection: bounds on the request line, headers and body,
+                             timeouts, the connection cap (below HTTP, above the socket)
+    _app.py                  the application factory: the lifespan opens the stores, starts
+                             the sweeper; error handlers; the request context and access log
+    routes/                  one module per API resource (`routes/files.py`): parse the
+                             request, call the service, render the answer. A new route (or
+                             a new resource such as uploads) goes here, and is listed in
+                             `_app.py`'s route table
+    objects.py               the API's JSON objects and the query of a listing
+    _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
+                             its file's bytes
+    auth.py                  API keys: made, hashed, looked up, turned into an Owner
+    service.py               the rules: tenancy, limits, quota, expiry, the order of writes,
+                             the sweep. A new rule goes here (or beside it, like
+                             purposes.py: what each purpose allows)
+    metrics.py               what `/metrics` counts
+    stores/                  where rows and bytes live, behind two protocols (`base.py`):
+        base.py              MetadataStore and BlobStore, each method's contract
+        _sql.py              the one SQL source: the schema of each version (a new table
+                             or column is a new step of MIGRATIONS), queries, their logic
+        sqlite.py, postgres.py  the drivers that run _sql.py on each database
+        local.py, s3.py      the blob stores
+        cached.py            a row cache for a database this process alone writes
+        __init__.py          the registry: a URL scheme names the backend. A new backend
+                             implements a protocol of base.py, passes the conformance suite
+                             of `openai_files.testing`, and is registered here
+    errors.py                every error the API answers, in OpenAI's envelope
+    settings.py              every setting: its default, flag, environment variable, check
+    ids.py                   the ids the server makes and the form a file id must have
+
 Example:
     >>> from openai_files.server import Settings, create_app
     >>> app = create_app(Settings(data_dir=Path("./data")))  # doctest: +SKIP
