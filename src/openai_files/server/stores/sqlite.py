@@ -69,7 +69,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
 
     @property
     def shared(self) -> bool:
-        """False: one server process owns this database file (no other process writes it)."""
+        """False: a local file, used by one server (no replicas share it, no uploads of theirs)."""
         return False
 
     # -- connections --
