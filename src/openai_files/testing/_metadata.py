@@ -44,6 +44,19 @@ def _owner() -> Owner:
     return Owner("org-" + secrets.token_hex(4), "proj_" + secrets.token_hex(4))
 
 
+def _key_record(created_at: int | None = None) -> KeyRecord:
+    """A new active key of `org-k`/`proj_k` (a random id and hash)."""
+    return KeyRecord(
+        "key_" + secrets.token_hex(6),
+        "org-k",
+        "proj_k",
+        secrets.token_hex(32),
+        "sk-abc****wxyz",
+        int(time.time()) if created_at is None else created_at,
+        None,
+    )
+
+
 @pytest.mark.anyio
 class MetadataStoreConformance:
     """Every metadata store passes these. Provide `meta`: an opened, migrated store."""
@@ -53,15 +66,7 @@ class MetadataStoreConformance:
         assert await meta.schema_version() == meta.SCHEMA_VERSION
 
     async def test_keys(self, meta: MetadataStore) -> None:
-        record = KeyRecord(
-            "key_" + secrets.token_hex(6),
-            "org-k",
-            "proj_k",
-            secrets.token_hex(32),
-            "sk-abc****wxyz",
-            int(time.time()),
-            None,
-        )
+        record = _key_record()
         await meta.add_api_key(record)
         assert await meta.find_api_key(record.key_hash) == record
         assert await meta.find_api_key("0" * 64) is None
@@ -248,33 +253,14 @@ class MetadataStoreConformance:
     async def test_keys_are_listed_in_creation_order(self, meta: MetadataStore) -> None:
         base = int(time.time()) - 1000
 
-        def key(created_at: int) -> KeyRecord:
-            return KeyRecord(
-                "key_" + secrets.token_hex(6),
-                "org-k",
-                "proj_k",
-                secrets.token_hex(32),
-                "sk-abc****wxyz",
-                created_at,
-                None,
-            )
-
-        later, earlier = key(base + 1), key(base)
+        later, earlier = _key_record(base + 1), _key_record(base)
         await meta.add_api_key(later)
         await meta.add_api_key(earlier)
         listed = [k.id for k in await meta.list_api_keys() if k.id in (earlier.id, later.id)]
         assert listed == [earlier.id, later.id]
 
     async def test_racing_revokes_have_one_winner(self, meta: MetadataStore) -> None:
-        record = KeyRecord(
-            "key_" + secrets.token_hex(6),
-            "org-k",
-            "proj_k",
-            secrets.token_hex(32),
-            "sk-abc****wxyz",
-            int(time.time()),
-            None,
-        )
+        record = _key_record()
         await meta.add_api_key(record)
         wins: list[int] = []
 
@@ -410,15 +396,7 @@ class MetadataStoreConformance:
 
     async def test_duplicates_raise_and_change_nothing(self, meta: MetadataStore) -> None:
         owner, now = _owner(), int(time.time())
-        key = KeyRecord(
-            "key_" + secrets.token_hex(6),
-            "org-k",
-            "proj_k",
-            secrets.token_hex(32),
-            "sk-abc****wxyz",
-            now,
-            None,
-        )
+        key = _key_record(now)
         await meta.add_api_key(key)
         twin = dataclasses.replace(key, key_hash=secrets.token_hex(32), hint="sk-twin")
         try:
