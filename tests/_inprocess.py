@@ -51,8 +51,9 @@ class AppServer:
         self._log_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
-        self._logger = logging.getLogger("openai_files")
-        self._log_level = self._logger.level
+        #: The server's loggers (the client's, also under openai_files, are left alone).
+        self._loggers = [logging.getLogger(f"openai_files.{n}") for n in ("server", "access")]
+        self._log_levels = [logger.level for logger in self._loggers]
         # The S3 store reads its credentials from the process environment (when it opens,
         # and when it signs): they are set for the app's life.
         self._aws_env = {
@@ -62,8 +63,9 @@ class AppServer:
 
     def start(self) -> AppServer:
         # As `serve` logs: info and above, tracebacks included.
-        self._logger.addHandler(self._log_handler)
-        self._logger.setLevel(logging.INFO)
+        for logger in self._loggers:
+            logger.addHandler(self._log_handler)
+            logger.setLevel(logging.INFO)
         for name, value in self._aws_env.items():
             self._aws_before[name] = os.environ.get(name)
             os.environ[name] = value
@@ -81,8 +83,9 @@ class AppServer:
             self._restore()
 
     def _restore(self) -> None:
-        self._logger.removeHandler(self._log_handler)
-        self._logger.setLevel(self._log_level)
+        for logger, level in zip(self._loggers, self._log_levels, strict=True):
+            logger.removeHandler(self._log_handler)
+            logger.setLevel(level)
         for name, value in self._aws_before.items():
             if value is None:
                 os.environ.pop(name, None)
