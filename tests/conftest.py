@@ -1,4 +1,9 @@
-"""Shared fixtures: one real server per session, a fresh tenant per test."""
+"""Shared fixtures: one real server per session, a fresh tenant per test.
+
+tests/api swaps the server for the app running in the test process (tests/api/conftest.py);
+the tests that need a socket or a process of their own (crash, replicas, the CLI, connection
+limits, logs) keep the real one.
+"""
 
 from __future__ import annotations
 
