@@ -120,12 +120,19 @@ OLD_POSTGRES = {
     ],
 }
 
-TABLES = {"schema_version", "api_keys", "files", "org_usage", "reservations"}
+#: The tables each version adds (`schema_version` is made by the first migration).
+NEW_TABLES = {
+    1: {"schema_version", "api_keys", "files", "org_usage", "reservations"},
+    2: set(),
+    3: set(),
+    4: {"uploads", "upload_parts"},
+}
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
     1: {"files_owner_page", "files_owner_purpose_page", "files_expiry", "reservations_org"},
     2: {"files_org_expiry"},
     3: {"reservations_blob_key"},
+    4: {"uploads_owner_status_page", "uploads_expiry", "upload_parts_order"},
 }
 
 # -- introspection --
@@ -327,12 +334,13 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
     assert await opened.schema_version() == 0
     indexes: set[str] = set()
+    tables: set[str] = set()
     for version in range(1, SCHEMA_VERSION + 1):
         assert await opened.migrate(to=version) == version
         assert await opened.schema_version() == version
@@ -340,15 +348,16 @@ async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetada
         assert await opened.migrate(to=version) == version
         assert await opened.schema_version() == version
         indexes |= NEW_INDEXES[version]
+        tables |= NEW_TABLES[version]
         shape = await db.shape()
-        assert set(shape.columns) == TABLES
+        assert set(shape.columns) == tables, f"version {version}"
         assert set(shape.indexes) == indexes, f"version {version}"
     assert await opened.migrate() == SCHEMA_VERSION
     with pytest.raises(ValueError, match="no schema version"):
         await opened.migrate(to=SCHEMA_VERSION + 1)
 
 
-async def test_the_last_step_indexes_reservations_by_blob_key(
+async def test_step_3_indexes_reservations_by_blob_key(
     db: Database, opened: SQLMetadataStore
 ) -> None:
     await opened.migrate()
@@ -356,9 +365,53 @@ async def test_the_last_step_indexes_reservations_by_blob_key(
     assert shape.indexes["reservations_blob_key"] == ("reservations", ("blob_key",), "")
 
 
-@pytest.mark.parametrize("version", [1, 2])
+async def test_step_4_makes_the_upload_tables(db: Database, opened: SQLMetadataStore) -> None:
+    await opened.migrate()
+    shape = await db.shape()
+    assert shape.columns["uploads"] == {
+        "id": ("text", True),
+        "org_id": ("text", True),
+        "project_id": ("text", True),
+        "filename": ("text", True),
+        "purpose": ("text", True),
+        "bytes": ("integer", True),
+        "mime_type": ("text", True),
+        "created_at": ("integer", True),
+        "expires_at": ("integer", True),
+        "status": ("text", True),
+        "file_id": ("text", False),
+        "file_key": ("text", True),
+    }
+    assert shape.columns["upload_parts"] == {
+        "id": ("text", True),
+        "upload_id": ("text", True),
+        "seq": ("integer", True),
+        "bytes": ("integer", True),
+        "created_at": ("integer", True),
+        "blob_key": ("text", True),
+    }
+    assert shape.indexes["uploads_owner_status_page"] == (
+        "uploads",
+        ("org_id", "project_id", "status", "created_at", "id"),
+        "",
+    )
+    assert shape.indexes["uploads_expiry"] == ("uploads", ("status", "expires_at"), "")
+    assert shape.indexes["upload_parts_order"] == ("upload_parts", ("upload_id", "seq"), "")
+    assert shape.unique["uploads"] == {("id",)}
+    assert shape.unique["upload_parts"] == {("id",), ("blob_key",)}
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
 async def test_upgrades_a_database_an_earlier_version_made(db: Database, version: int) -> None:
-    await db.run(version)
+    if version in OLD_SQLITE:
+        await db.run(version)
+    else:  # this code's own earlier steps
+        earlier = db.store()
+        await earlier.open()
+        try:
+            assert await earlier.migrate(to=version) == version
+        finally:
+            await earlier.close()
     owner = Owner("org-1", "proj-1")
     record = FileRecord(
         "file-1", owner.org_id, owner.project_id, 5, 100, None, "a.txt", "assistants",

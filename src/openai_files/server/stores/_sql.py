@@ -91,6 +91,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: the sweeper asks which blob keys a reservation names: an index, not a scan.
     # PostgreSQL databases made before version 3 have it already (their version 1 made it).
     ("CREATE INDEX IF NOT EXISTS reservations_blob_key ON reservations (blob_key)",),
+    # 4: OpenAI's Uploads API: uploads and their parts. A part's `seq` is its arrival order
+    # in its upload (add_part numbers it while it holds the upload's row).
+    (
+        """CREATE TABLE uploads (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        mime_type TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        expires_at {integer} NOT NULL,
+        status TEXT NOT NULL,
+        file_id TEXT,
+        file_key TEXT NOT NULL
+    )""",
+        "CREATE INDEX uploads_owner_status_page ON uploads "
+        "(org_id, project_id, status, created_at, id)",
+        "CREATE INDEX uploads_expiry ON uploads (status, expires_at)",
+        """CREATE TABLE upload_parts (
+        id TEXT PRIMARY KEY,
+        upload_id TEXT NOT NULL,
+        seq {integer} NOT NULL,
+        bytes {integer} NOT NULL,
+        created_at {integer} NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE
+    )""",
+        "CREATE UNIQUE INDEX upload_parts_order ON upload_parts (upload_id, seq)",
+    ),
 )
 
 #: The schema version this code reads and writes.

@@ -48,6 +48,41 @@ class KeyRecord:
     revoked_at: int | None
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadRecord:
+    """An upload of OpenAI's Uploads API: a file arriving in parts.
+
+    `status` is "pending" (taking parts), "completing" (ours: one completion is assembling
+    it; clients see "pending"), "completed", "cancelled" or "expired". `file_key` is the blob
+    key the completed file will have, chosen at creation (its reservation names it);
+    `file_id` is the file's id once completed, else None.
+    """
+
+    id: str
+    org_id: str
+    project_id: str
+    filename: str
+    purpose: str
+    bytes: int
+    mime_type: str
+    created_at: int
+    expires_at: int
+    status: str
+    file_id: str | None
+    file_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PartRecord:
+    """One part of an upload: an ordinary blob under its own key (`blob_key`)."""
+
+    id: str
+    upload_id: str
+    bytes: int
+    created_at: int
+    blob_key: str
+
+
 class QuotaExceeded(Exception):
     """A reservation or insert would take the organization past its quota."""
 
@@ -60,6 +95,21 @@ class QuotaExceeded(Exception):
 
 class CursorNotFound(Exception):
     """The `after` id of a listing names no row of the owner."""
+
+
+class UploadNotFound(Exception):
+    """The upload id names no upload of the owner (unknown, or another owner's: the two are
+    not told apart)."""
+
+
+class UploadNotPending(Exception):
+    """The upload takes no more parts, completion or cancellation: `record` says why by its
+    status ("completing", "completed", "cancelled", or "expired", also for one past its
+    `expires_at` that the sweeper has not reached yet)."""
+
+    def __init__(self, record: UploadRecord) -> None:
+        super().__init__(f"upload {record.id} is {record.status}")
+        self.record = record
 
 
 class StoreUnavailable(Exception):
