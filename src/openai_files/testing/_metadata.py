@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import secrets
 import time
@@ -16,7 +17,11 @@ from ..server.stores import (
     KeyRecord,
     MetadataStore,
     Owner,
+    PartRecord,
     QuotaExceeded,
+    UploadNotFound,
+    UploadNotPending,
+    UploadRecord,
 )
 
 QUOTA = 10_000
@@ -55,6 +60,61 @@ def _key_record(created_at: int | None = None) -> KeyRecord:
         int(time.time()) if created_at is None else created_at,
         None,
     )
+
+
+def _upload(owner: Owner, *, now: int, nbytes: int = 100, **kw: Any) -> UploadRecord:
+    """A new pending upload of the owner, created at `now`, expiring an hour later."""
+    values: dict[str, Any] = {
+        "id": "upload_" + secrets.token_hex(12),
+        "org_id": owner.org_id,
+        "project_id": owner.project_id,
+        "filename": "big.jsonl",
+        "purpose": "batch",
+        "bytes": nbytes,
+        "mime_type": "application/jsonl",
+        "created_at": now,
+        "expires_at": now + 3600,
+        "status": "pending",
+        "file_id": None,
+        "file_key": "file-" + secrets.token_hex(12),
+    }
+    values.update(kw)
+    return UploadRecord(**values)
+
+
+async def _start_upload(
+    meta: MetadataStore, owner: Owner, *, now: int, nbytes: int = 100, **kw: Any
+) -> UploadRecord:
+    """Reserve the upload's bytes and store it, as the service does."""
+    record = _upload(owner, now=now, nbytes=nbytes, **kw)
+    await meta.reserve(
+        record.id, owner.org_id, record.bytes, QUOTA, record.expires_at, record.file_key
+    )
+    await meta.insert_upload(record)
+    return record
+
+
+def _part(upload: UploadRecord, *, now: int, nbytes: int = 10) -> PartRecord:
+    part_id = "part_" + secrets.token_hex(12)
+    return PartRecord(part_id, upload.id, nbytes, now, part_id)
+
+
+def _upload_file(upload: UploadRecord, *, now: int, nbytes: int | None = None) -> FileRecord:
+    """The file a completion of `upload` makes (named by its `file_key`)."""
+    owner = Owner(upload.org_id, upload.project_id)
+    size = upload.bytes if nbytes is None else nbytes
+    return _file(owner, created_at=now, nbytes=size, id=upload.file_key, purpose=upload.purpose)
+
+
+async def _fills_quota(meta: MetadataStore, org_id: str, nbytes: int) -> bool:
+    """Whether a reservation of `nbytes` more would pass the quota (it is given back)."""
+    rid = "rsv_probe_" + secrets.token_hex(6)
+    try:
+        await meta.reserve(rid, org_id, nbytes, QUOTA, int(time.time()) + 60, "k-" + rid)
+    except QuotaExceeded:
+        return True
+    await meta.release(rid)
+    return False
 
 
 @pytest.mark.anyio
@@ -423,3 +483,364 @@ class MetadataStoreConformance:
 
     async def test_close_twice(self, meta: MetadataStore) -> None:
         await meta.close()  # and the fixture closes it again
+
+    # -- uploads --
+
+    async def test_uploads_are_stored_listed_and_private(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        older = await _start_upload(meta, owner, now=now - 2)
+        same_a = await _start_upload(meta, owner, now=now)
+        same_b = await _start_upload(meta, owner, now=now)
+        assert await meta.get_upload(owner, older.id) == older
+        other = Owner(owner.org_id, "proj_other")
+        assert await meta.get_upload(other, older.id) is None
+        assert await meta.get_upload(owner, "upload_" + secrets.token_hex(12)) is None
+        newest = sorted([same_a, same_b], key=lambda u: u.id, reverse=True)
+        assert await meta.list_uploads(owner, None, 10) == [*newest, older]
+        assert await meta.list_uploads(owner, None, 2) == newest
+        assert await meta.list_uploads(other, None, 10) == []
+        # "pending" also lists the ones completing (clients see them pending).
+        completing = await meta.begin_completion(owner, same_a.id, now)
+        assert completing == dataclasses.replace(same_a, status="completing")
+        await meta.cancel_upload(owner, older.id, now)
+        pending = await meta.list_uploads(owner, "pending", 10)
+        assert [u.id for u in pending] == [u.id for u in newest]
+        assert [u.id for u in await meta.list_uploads(owner, "cancelled", 10)] == [older.id]
+        assert await meta.list_uploads(owner, "completed", 10) == []
+        try:
+            await meta.insert_upload(dataclasses.replace(older, filename="twin"))
+        except Exception:
+            pass
+        else:
+            pytest.fail("a second upload with the same id was stored")
+
+    async def test_parts_keep_arrival_order_and_their_keys_are_named(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        parts = [_part(upload, now=now, nbytes=i + 1) for i in range(6)]
+        for part in parts:
+            assert await meta.add_part(owner, part, now) == upload
+        assert await meta.list_parts(upload.id) == parts
+        assert await meta.list_parts("upload_" + secrets.token_hex(12)) == []
+        keys = [p.blob_key for p in parts]
+        assert await meta.named_blob_keys([*keys, "k-none"]) == set(keys)
+        # The upload's file key is named by its reservation until the upload ends.
+        assert await meta.named_blob_keys([upload.file_key]) == {upload.file_key}
+        try:
+            await meta.add_part(owner, dataclasses.replace(parts[0], bytes=99), now)
+        except Exception:
+            pass
+        else:
+            pytest.fail("a second part with the same id was stored")
+        assert await meta.list_parts(upload.id) == parts
+
+    async def test_a_part_of_an_unknown_or_foreign_upload_is_refused(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        part = _part(upload, now=now)
+        for who in (Owner(owner.org_id, "proj_other"), Owner("org-other", owner.project_id)):
+            with pytest.raises(UploadNotFound):
+                await meta.add_part(who, part, now)
+        stray = _part(_upload(owner, now=now), now=now)
+        with pytest.raises(UploadNotFound):
+            await meta.add_part(owner, stray, now)
+        for who in (Owner(owner.org_id, "proj_other"), Owner("org-other", owner.project_id)):
+            with pytest.raises(UploadNotFound):
+                await meta.begin_completion(who, upload.id, now)
+            with pytest.raises(UploadNotFound):
+                await meta.cancel_upload(who, upload.id, now)
+        assert await meta.list_parts(upload.id) == []
+        assert await meta.named_blob_keys([part.blob_key, stray.blob_key]) == set()
+        assert (await meta.get_upload(owner, upload.id)) == upload
+
+    async def test_a_part_after_expiry_completion_or_cancel_is_refused(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        expiring = await _start_upload(meta, owner, now=now - 3600)  # expires at `now`
+        completing = await _start_upload(meta, owner, now=now)
+        completed = await _start_upload(meta, owner, now=now)
+        cancelled = await _start_upload(meta, owner, now=now)
+        await meta.begin_completion(owner, completing.id, now)
+        await meta.begin_completion(owner, completed.id, now)
+        await meta.finish_completion(completed.id, _upload_file(completed, now=now), QUOTA)
+        await meta.cancel_upload(owner, cancelled.id, now)
+        cases = {
+            expiring.id: "expired",  # not swept yet: expired all the same
+            completing.id: "completing",
+            completed.id: "completed",
+            cancelled.id: "cancelled",
+        }
+        for upload_id, status in cases.items():
+            upload = await meta.get_upload(owner, upload_id)
+            assert upload is not None
+            part = _part(upload, now=now)
+            with pytest.raises(UploadNotPending) as info:
+                await meta.add_part(owner, part, now)
+            assert info.value.record.id == upload_id
+            assert info.value.record.status == status
+            with pytest.raises(UploadNotPending) as info:
+                await meta.begin_completion(owner, upload_id, now)
+            assert info.value.record.status == status
+            with pytest.raises(UploadNotPending) as info:
+                await meta.cancel_upload(owner, upload_id, now)
+            assert info.value.record.status == status
+            assert await meta.list_parts(upload_id) == []
+            assert await meta.named_blob_keys([part.blob_key]) == set()
+        # One second earlier, the expiring upload still takes parts.
+        assert await meta.add_part(owner, _part(expiring, now=now), now - 1) == expiring
+        stored = await meta.get_upload(owner, expiring.id)
+        assert stored is not None and stored.status == "pending"  # the stored status
+
+    async def test_completion_consumes_the_reservation_and_drops_the_parts(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now, nbytes=6000)
+        parts = [_part(upload, now=now, nbytes=3000) for _ in range(2)]
+        for part in parts:
+            await meta.add_part(owner, part, now)
+        assert await meta.usage(owner.org_id) == 0  # reserved, not used
+        assert await _fills_quota(meta, owner.org_id, 4001)
+        begun = await meta.begin_completion(owner, upload.id, now)
+        assert begun.status == "completing"
+        assert await meta.get_upload(owner, upload.id) == begun
+        assert await meta.list_parts(upload.id) == parts  # the parts stay while completing
+        file = _upload_file(upload, now=now)
+        assert await meta.get_file(owner, file.id, now) is None
+        await meta.finish_completion(upload.id, file, QUOTA)
+        assert await meta.get_upload(owner, upload.id) == dataclasses.replace(
+            upload, status="completed", file_id=file.id
+        )
+        assert await meta.get_file(owner, file.id, now) == file
+        assert await meta.usage(owner.org_id) == 6000  # the file, once
+        assert not await _fills_quota(meta, owner.org_id, 4000)
+        assert await _fills_quota(meta, owner.org_id, 4001)
+        assert await meta.list_parts(upload.id) == []
+        keys = [p.blob_key for p in parts]
+        assert await meta.named_blob_keys([*keys, file.blob_key]) == {file.blob_key}
+        with pytest.raises(UploadNotPending) as info:
+            await meta.finish_completion(upload.id, _upload_file(upload, now=now), QUOTA)
+        assert info.value.record.status == "completed"
+
+    async def test_a_refused_finish_changes_nothing(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        await meta.insert_file(_file(owner, created_at=now, nbytes=9000), None, QUOTA)
+        upload = await _start_upload(meta, owner, now=now, nbytes=1000)
+        part = _part(upload, now=now, nbytes=1000)
+        await meta.add_part(owner, part, now)
+        file = _upload_file(upload, now=now)
+        with pytest.raises(UploadNotPending) as info:  # not begun
+            await meta.finish_completion(upload.id, file, QUOTA)
+        assert info.value.record.status == "pending"
+        with pytest.raises(UploadNotFound):
+            await meta.finish_completion("upload_" + secrets.token_hex(12), file, QUOTA)
+        await meta.begin_completion(owner, upload.id, now)
+        # A file larger than the reservation passes the quota: refused, nothing changes.
+        with pytest.raises(QuotaExceeded):
+            await meta.finish_completion(
+                upload.id, _upload_file(upload, now=now, nbytes=1001), QUOTA
+            )
+        stored = await meta.get_upload(owner, upload.id)
+        assert stored is not None and stored.status == "completing"
+        assert await meta.get_file(owner, file.id, now) is None
+        assert await meta.list_parts(upload.id) == [part]
+        assert await meta.usage(owner.org_id) == 9000
+        assert await _fills_quota(meta, owner.org_id, 1)  # the reservation is still held
+        await meta.finish_completion(upload.id, file, QUOTA)  # the right size fits
+        assert await meta.usage(owner.org_id) == QUOTA
+
+    async def test_an_aborted_completion_leaves_the_upload_pending(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        first = _part(upload, now=now)
+        await meta.add_part(owner, first, now)
+        await meta.begin_completion(owner, upload.id, now)
+        await meta.abort_completion(upload.id)
+        assert await meta.get_upload(owner, upload.id) == upload
+        await meta.abort_completion(upload.id)  # pending already: no change
+        await meta.abort_completion("upload_" + secrets.token_hex(12))  # unknown: no error
+        second = _part(upload, now=now)
+        await meta.add_part(owner, second, now)
+        assert await meta.list_parts(upload.id) == [first, second]
+        assert (await meta.begin_completion(owner, upload.id, now)).status == "completing"
+        await meta.finish_completion(upload.id, _upload_file(upload, now=now), QUOTA)
+        await meta.abort_completion(upload.id)  # completed: no change
+        stored = await meta.get_upload(owner, upload.id)
+        assert stored is not None and stored.status == "completed"
+
+    async def test_cancel_gives_the_reservation_back_and_the_part_keys(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now, nbytes=QUOTA)
+        assert await _fills_quota(meta, owner.org_id, 1)
+        parts = [_part(upload, now=now) for _ in range(3)]
+        for part in parts:
+            await meta.add_part(owner, part, now)
+        record, keys = await meta.cancel_upload(owner, upload.id, now)
+        assert record == dataclasses.replace(upload, status="cancelled")
+        assert keys == [p.blob_key for p in parts]
+        assert await meta.get_upload(owner, upload.id) == record
+        assert await meta.list_parts(upload.id) == []
+        assert await meta.named_blob_keys([*keys, upload.file_key]) == set()
+        assert not await _fills_quota(meta, owner.org_id, QUOTA)
+        assert await meta.usage(owner.org_id) == 0
+        with pytest.raises(UploadNotPending) as info:
+            await meta.cancel_upload(owner, upload.id, now)
+        assert info.value.record.status == "cancelled"
+        with pytest.raises(UploadNotFound):
+            await meta.cancel_upload(owner, "upload_" + secrets.token_hex(12), now)
+        empty = await _start_upload(meta, owner, now=now)
+        assert (await meta.cancel_upload(owner, empty.id, now))[1] == []
+
+    async def test_expired_uploads_are_popped_with_their_part_keys(
+        self, meta: MetadataStore
+    ) -> None:
+        owner, now = _owner(), int(time.time())
+        stale = await _start_upload(meta, owner, now=now - 4000, nbytes=3000)
+        stuck = await _start_upload(meta, owner, now=now - 4000, nbytes=3000)
+        live = await _start_upload(meta, owner, now=now, nbytes=3000)
+        done = await _start_upload(meta, owner, now=now - 4000, nbytes=100)
+        stale_parts = [_part(stale, now=now - 3999) for _ in range(2)]
+        for part in stale_parts:
+            await meta.add_part(owner, part, now - 3999)
+        stuck_part = _part(stuck, now=now - 3999)
+        await meta.add_part(owner, stuck_part, now - 3999)
+        live_part = _part(live, now=now)
+        await meta.add_part(owner, live_part, now)
+        for upload in (stuck, done):  # a completion that died, one that finished
+            await meta.begin_completion(owner, upload.id, now - 3999)
+        await meta.finish_completion(done.id, _upload_file(done, now=now - 3999), QUOTA)
+        popped = dict(await meta.pop_expired_uploads(now, 100))
+        expired = {r.id: r for r in popped}
+        assert set(expired) >= {stale.id, stuck.id}
+        assert live.id not in expired and done.id not in expired
+        assert expired[stale.id] == dataclasses.replace(stale, status="expired")
+        assert expired[stuck.id] == dataclasses.replace(stuck, status="expired")
+        assert popped[expired[stale.id]] == [p.blob_key for p in stale_parts]
+        assert popped[expired[stuck.id]] == [stuck_part.blob_key]
+        assert await meta.get_upload(owner, stale.id) == expired[stale.id]
+        gone = [*(p.blob_key for p in stale_parts), stuck_part.blob_key]
+        assert await meta.named_blob_keys(gone) == set()
+        assert await meta.named_blob_keys([live_part.blob_key]) == {live_part.blob_key}
+        assert await meta.list_parts(stale.id) == []
+        # Their reservations are given back: the live upload's and the done file count.
+        assert await meta.usage(owner.org_id) == 100
+        assert not await _fills_quota(meta, owner.org_id, QUOTA - 3100)
+        assert await _fills_quota(meta, owner.org_id, QUOTA - 3099)
+        # An expired upload is done: no completion, no late finish of the dead one.
+        with pytest.raises(UploadNotPending) as info:
+            await meta.finish_completion(stuck.id, _upload_file(stuck, now=now), QUOTA)
+        assert info.value.record.status == "expired"
+        assert await meta.get_file(owner, stuck.file_key, now) is None
+        assert [
+            r for r, _ in await meta.pop_expired_uploads(now, 100) if r.org_id == owner.org_id
+        ] == []
+
+    async def test_racing_completions_have_one_winner(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        won: list[UploadRecord] = []
+        lost: list[str] = []
+
+        async def attempt() -> None:
+            try:
+                won.append(await meta.begin_completion(owner, upload.id, now))
+            except UploadNotPending as exc:
+                lost.append(exc.record.status)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(attempt)
+        assert won == [dataclasses.replace(upload, status="completing")]
+        assert lost == ["completing"] * 9
+
+    async def test_racing_cancels_have_one_winner(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        part = _part(upload, now=now)
+        await meta.add_part(owner, part, now)
+        won: list[list[str]] = []
+        lost: list[str] = []
+
+        async def attempt() -> None:
+            try:
+                won.append((await meta.cancel_upload(owner, upload.id, now))[1])
+            except UploadNotPending as exc:
+                lost.append(exc.record.status)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(attempt)
+        assert won == [[part.blob_key]]  # the part keys are handed out once
+        assert lost == ["cancelled"] * 9
+
+    async def test_parts_racing_completion_and_cancel(self, meta: MetadataStore) -> None:
+        """Of a completion and a cancel racing parts, exactly one wins, and every part is
+        either recorded before that move (and belongs to it) or refused."""
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        accepted: list[str] = []
+        refused: list[str] = []
+        moves: list[tuple[str, list[str]]] = []
+
+        async def add(part: PartRecord) -> None:
+            try:
+                await meta.add_part(owner, part, now)
+                accepted.append(part.blob_key)
+            except UploadNotPending:
+                refused.append(part.blob_key)
+
+        async def complete() -> None:
+            with contextlib.suppress(UploadNotPending):
+                await meta.begin_completion(owner, upload.id, now)
+                keys = [p.blob_key for p in await meta.list_parts(upload.id)]
+                moves.append(("completing", keys))
+
+        async def cancel() -> None:
+            with contextlib.suppress(UploadNotPending):
+                moves.append(("cancelled", (await meta.cancel_upload(owner, upload.id, now))[1]))
+
+        parts = [_part(upload, now=now) for _ in range(20)]
+        async with anyio.create_task_group() as tg:
+            for i, part in enumerate(parts):
+                tg.start_soon(add, part)
+                if i == 5:
+                    tg.start_soon(complete)
+                    tg.start_soon(cancel)
+                    tg.start_soon(complete)
+        assert len(moves) == 1
+        status, keys = moves[0]
+        assert sorted(keys) == sorted(accepted)
+        assert len(accepted) + len(refused) == len(parts)
+        stored = await meta.get_upload(owner, upload.id)
+        assert stored is not None and stored.status == status
+
+    async def test_racing_sweepers_never_share_an_upload(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        uploads = [await _start_upload(meta, owner, now=now - 4000, nbytes=5) for _ in range(30)]
+        parts = {u.id: _part(u, now=now - 3999) for u in uploads}
+        for part in parts.values():
+            await meta.add_part(owner, part, now - 3999)
+        popped: list[tuple[UploadRecord, list[str]]] = []
+
+        async def sweeper() -> None:
+            while batch := await meta.pop_expired_uploads(now, 3):
+                popped.extend(batch)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(sweeper)
+        ids = [r.id for r, _ in popped]
+        assert len(ids) == len(set(ids))  # no upload handed out twice
+        mine = {r.id: keys for r, keys in popped if r.org_id == owner.org_id}
+        assert mine == {u.id: [parts[u.id].blob_key] for u in uploads}
+        assert await meta.pop_expired_uploads(now, 10) == []
+        assert not await _fills_quota(meta, owner.org_id, QUOTA)

@@ -33,8 +33,12 @@ from .base import (
     KeyRecord,
     Order,
     Owner,
+    PartRecord,
     QuotaExceeded,
     SchemaMismatch,
+    UploadNotFound,
+    UploadNotPending,
+    UploadRecord,
 )
 
 T = TypeVar("T")
@@ -129,8 +133,15 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: Columns of `files` and `api_keys`: the record fields, by name, in one order.
 FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileRecord))
 KEY_FIELDS = tuple(f.name for f in dataclasses.fields(KeyRecord))
+#: Columns of `uploads` and `upload_parts` (which also has `seq`, its arrival order).
+UPLOAD_FIELDS = tuple(f.name for f in dataclasses.fields(UploadRecord))
+PART_FIELDS = tuple(f.name for f in dataclasses.fields(PartRecord))
 _FILE_COLUMNS = ", ".join(FILE_FIELDS)
 _KEY_COLUMNS = ", ".join(KEY_FIELDS)
+_UPLOAD_COLUMNS = ", ".join(UPLOAD_FIELDS)
+_PART_COLUMNS = ", ".join(PART_FIELDS)
+#: The statuses of an upload that still holds its reservation and parts.
+_OPEN = "status IN ('pending', 'completing')"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
@@ -142,6 +153,8 @@ def _marks(n: int) -> str:
 # unpacking the row by position, which would break silently if a query's columns moved).
 _file_values = operator.itemgetter(*FILE_FIELDS)
 _key_values = operator.itemgetter(*KEY_FIELDS)
+_upload_values = operator.itemgetter(*UPLOAD_FIELDS)
+_part_values = operator.itemgetter(*PART_FIELDS)
 
 
 def file_record(row: Any) -> FileRecord:
@@ -152,6 +165,16 @@ def file_record(row: Any) -> FileRecord:
 def key_record(row: Any) -> KeyRecord:
     """An `api_keys` row (sqlite3.Row, asyncpg.Record: indexed by column name) as a record."""
     return KeyRecord(*_key_values(row))
+
+
+def upload_record(row: Any) -> UploadRecord:
+    """An `uploads` row (indexed by column name) as a record."""
+    return UploadRecord(*_upload_values(row))
+
+
+def part_record(row: Any) -> PartRecord:
+    """An `upload_parts` row (indexed by column name) as a record."""
+    return PartRecord(*_part_values(row))
 
 
 # -- dialects --
@@ -464,15 +487,165 @@ def _named_blob_keys(d: Dialect, keys: Sequence[str]) -> Plan[set[str]]:
     found: set[str] = set()
     for i in range(0, len(keys), d.in_batch):
         batch = keys[i : i + d.in_batch]
-        in_files, args = d.one_of("blob_key", batch)
+        in_keys, args = d.one_of("blob_key", batch)
         rows = yield Stmt(
-            f"SELECT blob_key FROM files WHERE {in_files} "
-            f"UNION SELECT blob_key FROM reservations WHERE {in_files}",
-            args + args,
+            f"SELECT blob_key FROM files WHERE {in_keys} "
+            f"UNION SELECT blob_key FROM reservations WHERE {in_keys} "
+            f"UNION SELECT blob_key FROM upload_parts WHERE {in_keys}",
+            args + args + args,
             "all",
         )
         found.update(r["blob_key"] for r in rows)
     return found
+
+
+# -- uploads --
+
+
+def _insert_upload(record: UploadRecord) -> Plan[None]:
+    yield Stmt(
+        f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES ({_marks(len(UPLOAD_FIELDS))})",
+        tuple(getattr(record, name) for name in UPLOAD_FIELDS),
+        "none",
+    )
+
+
+def _get_upload(owner: Owner, upload_id: str) -> Plan[UploadRecord | None]:
+    row = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND org_id = ? AND project_id = ?",
+        (upload_id, owner.org_id, owner.project_id),
+        "one",
+    )
+    return None if row is None else upload_record(row)
+
+
+def _list_uploads(owner: Owner, status: str | None, limit: int) -> Plan[list[UploadRecord]]:
+    where = "org_id = ? AND project_id = ?"
+    args: tuple[Any, ...] = (owner.org_id, owner.project_id)
+    if status == "pending":  # "completing" is ours: clients see it as pending
+        where += f" AND {_OPEN}"
+    elif status is not None:
+        where += " AND status = ?"
+        args += (status,)
+    rows = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*args, limit),
+        "all",
+    )
+    return [upload_record(r) for r in rows]
+
+
+def _pending_upload(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[UploadRecord]:
+    """The owner's upload, pending and unexpired at `now`, its row locked until the
+    transaction ends; else UploadNotFound or UploadNotPending."""
+    row = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads "
+        f"WHERE id = ? AND org_id = ? AND project_id = ?{d.for_update}",
+        (upload_id, owner.org_id, owner.project_id),
+        "one",
+    )
+    if row is None:
+        raise UploadNotFound(upload_id)
+    record = upload_record(row)
+    if record.status == "pending" and record.expires_at <= now:
+        raise UploadNotPending(dataclasses.replace(record, status="expired"))
+    if record.status != "pending":
+        raise UploadNotPending(record)
+    return record
+
+
+def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[UploadRecord]:
+    record = yield from _pending_upload(d, owner, part.upload_id, now)
+    # The upload's row is locked: no other part of it takes the same number.
+    seq = yield Stmt(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM upload_parts WHERE upload_id = ?",
+        (part.upload_id,),
+        "value",
+    )
+    yield Stmt(
+        f"INSERT INTO upload_parts ({_PART_COLUMNS}, seq) VALUES ({_marks(len(PART_FIELDS) + 1)})",
+        (*(getattr(part, name) for name in PART_FIELDS), int(seq)),
+        "none",
+    )
+    return record
+
+
+def _set_status(upload_id: str, status: str) -> Stmt:
+    return Stmt("UPDATE uploads SET status = ? WHERE id = ?", (status, upload_id), "none")
+
+
+def _begin_completion(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[UploadRecord]:
+    record = yield from _pending_upload(d, owner, upload_id, now)
+    yield _set_status(upload_id, "completing")
+    return dataclasses.replace(record, status="completing")
+
+
+def _finish_completion(d: Dialect, upload_id: str, file: FileRecord, quota: int) -> Plan[None]:
+    row = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?{d.for_update}", (upload_id,), "one"
+    )
+    if row is None:
+        raise UploadNotFound(upload_id)
+    record = upload_record(row)
+    if record.status != "completing":
+        raise UploadNotPending(record)
+    yield from _insert_file(d, file, upload_id, quota)
+    yield Stmt(
+        "UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?",
+        (file.id, upload_id),
+        "none",
+    )
+    yield Stmt("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,), "none")
+
+
+def _take_parts(d: Dialect, upload_ids: Sequence[str]) -> Plan[dict[str, list[str]]]:
+    """Delete the part rows of the uploads and drop their reservations; each upload's part
+    blob keys, in arrival order."""
+    keys: dict[str, list[str]] = {upload_id: [] for upload_id in upload_ids}
+    for i in range(0, len(upload_ids), d.in_batch):
+        batch = upload_ids[i : i + d.in_batch]
+        of_uploads, args = d.one_of("upload_id", batch)
+        rows = yield Stmt(
+            f"SELECT upload_id, blob_key FROM upload_parts WHERE {of_uploads} "
+            "ORDER BY upload_id, seq",
+            args,
+            "all",
+        )
+        for r in rows:
+            keys[r["upload_id"]].append(r["blob_key"])
+        yield Stmt(f"DELETE FROM upload_parts WHERE {of_uploads}", args, "none")
+        in_ids, args = d.one_of("id", batch)
+        yield Stmt(f"DELETE FROM reservations WHERE {in_ids}", args, "none")
+    return keys
+
+
+def _cancel_upload(
+    d: Dialect, owner: Owner, upload_id: str, now: int
+) -> Plan[tuple[UploadRecord, list[str]]]:
+    record = yield from _pending_upload(d, owner, upload_id, now)
+    yield _set_status(upload_id, "cancelled")
+    keys = yield from _take_parts(d, [upload_id])
+    return dataclasses.replace(record, status="cancelled"), keys[upload_id]
+
+
+def _pop_expired_uploads(
+    d: Dialect, now: int, limit: int
+) -> Plan[list[tuple[UploadRecord, list[str]]]]:
+    # Replicas sweeping at once skip each other's rows: no upload is handled twice.
+    rows = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE {_OPEN} AND expires_at <= ? "
+        f"ORDER BY expires_at LIMIT ?{d.skip_locked}",
+        (now, limit),
+        "all",
+    )
+    records = [dataclasses.replace(upload_record(r), status="expired") for r in rows]
+    ids = [r.id for r in records]
+    for i in range(0, len(ids), d.in_batch):
+        in_ids, args = d.one_of("id", ids[i : i + d.in_batch])
+        yield Stmt(f"UPDATE uploads SET status = 'expired' WHERE {in_ids}", args, "none")
+    keys = yield from _take_parts(d, ids)
+    return [(r, keys[r.id]) for r in records]
 
 
 def _rows(sql: str, args: tuple[Any, ...], fetch: Fetch) -> Plan[Any]:
@@ -605,3 +778,42 @@ class SQLMetadataStore(abc.ABC):
 
     async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
         return await self._read(_named_blob_keys(self.DIALECT, keys))
+
+    # -- uploads --
+    async def insert_upload(self, record: UploadRecord) -> None:
+        await self._write(_insert_upload(record))
+
+    async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
+        return await self._read(_get_upload(owner, upload_id))
+
+    async def list_uploads(
+        self, owner: Owner, status: str | None, limit: int
+    ) -> list[UploadRecord]:
+        return await self._read(_list_uploads(owner, status, limit))
+
+    async def add_part(self, owner: Owner, part: PartRecord, now: int) -> UploadRecord:
+        return await self._write(_add_part(self.DIALECT, owner, part, now))
+
+    async def list_parts(self, upload_id: str) -> list[PartRecord]:
+        sql = f"SELECT {_PART_COLUMNS} FROM upload_parts WHERE upload_id = ? ORDER BY seq"
+        return [part_record(r) for r in await self._read(_rows(sql, (upload_id,), "all"))]
+
+    async def begin_completion(self, owner: Owner, upload_id: str, now: int) -> UploadRecord:
+        return await self._write(_begin_completion(self.DIALECT, owner, upload_id, now))
+
+    async def finish_completion(self, upload_id: str, file: FileRecord, quota: int) -> None:
+        await self._write(_finish_completion(self.DIALECT, upload_id, file, quota))
+
+    async def abort_completion(self, upload_id: str) -> None:
+        sql = "UPDATE uploads SET status = 'pending' WHERE id = ? AND status = 'completing'"
+        await self._write(_rows(sql, (upload_id,), "none"))
+
+    async def cancel_upload(
+        self, owner: Owner, upload_id: str, now: int
+    ) -> tuple[UploadRecord, list[str]]:
+        return await self._write(_cancel_upload(self.DIALECT, owner, upload_id, now))
+
+    async def pop_expired_uploads(
+        self, now: int, limit: int
+    ) -> list[tuple[UploadRecord, list[str]]]:
+        return await self._write(_pop_expired_uploads(self.DIALECT, now, limit))

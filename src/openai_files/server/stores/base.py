@@ -131,8 +131,9 @@ class MetadataStore(Protocol):
 
     Every method is a coroutine and runs its blocking work off the event loop. Every write
     is one transaction: it happens whole or not at all, also when it raises. A request's
-    queries on files filter on the owner (the sweeper's `pop_expired` and `named_blob_keys`
-    see every owner). The store may be shared by several server processes
+    queries on files and uploads filter on the owner (the sweeper's `pop_expired`,
+    `pop_expired_uploads` and `named_blob_keys` see every owner; the upload calls by bare id
+    come after the owner was checked). The store may be shared by several server processes
     (`shared`); every guarantee below holds between processes as between tasks of one.
     Any method may raise StoreUnavailable when the database cannot be reached (the request
     may be retried); other driver errors mean a bug (e.g. a duplicate id).
@@ -290,10 +291,11 @@ class MetadataStore(Protocol):
         ...
 
     async def named_blob_keys(self, keys: Sequence[str]) -> set[str]:
-        """The subset of `keys` that a file row (expired or not, until popped) or a
-        reservation (lapsed or not, until purged) names: the sweeper removes bytes only
-        under keys that are not named. `insert_file` drops a reservation and adds the row
-        that names its key in one transaction, so a key stays named throughout."""
+        """The subset of `keys` that a file row (expired or not, until popped), a
+        reservation (lapsed or not, until purged) or an upload's part row (until the upload
+        is completed, cancelled or expired) names: the sweeper removes bytes only under keys
+        that are not named. `insert_file` drops a reservation and adds the row that names
+        its key in one transaction, so a key stays named throughout."""
         ...
 
     async def purge_reservations(self, now: int | None) -> None:
@@ -301,6 +303,94 @@ class MetadataStore(Protocol):
         `now` is None. Idempotent. None drops the reservations of uploads in flight in other
         processes too: only a deployment with one writer (`one_writer`) may ask it, at start.
         """
+        ...
+
+    # -- uploads (OpenAI's Uploads API) --
+    # An upload holds the reservation `upload.id` (the service calls `reserve` with it, for
+    # `upload.bytes` and naming `upload.file_key`, before `insert_upload`) until it is
+    # completed (the file consumes it), cancelled or expired (it is released). Its status
+    # moves pending -> completing -> completed, completing -> pending (abort), pending ->
+    # cancelled, and pending or completing -> expired; each move is one transaction that
+    # holds the upload's row, so racing moves of one upload have exactly one winner.
+
+    async def insert_upload(self, record: UploadRecord) -> None:
+        """Store a new upload (status "pending"). A duplicate id raises (the driver's
+        integrity error) and stores nothing."""
+        ...
+
+    async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
+        """The owner's upload, in any status; None when the id is unknown or another
+        owner's (not told apart). The status is the stored one: a "pending" upload past its
+        `expires_at` that the sweeper has not reached yet is still "pending" here."""
+        ...
+
+    async def list_uploads(
+        self, owner: Owner, status: str | None, limit: int
+    ) -> list[UploadRecord]:
+        """The owner's uploads, newest first (`(created_at, id)` descending), at most
+        `limit`; only those of `status` when given, where "pending" also matches
+        "completing" (clients see both as pending)."""
+        ...
+
+    async def add_part(self, owner: Owner, part: PartRecord, now: int) -> UploadRecord:
+        """Record a part of the upload `part.upload_id` (its bytes are already durable
+        under `part.blob_key`), if that upload is the owner's, "pending" and unexpired at
+        `now` (`expires_at > now`), in one transaction; the upload's record.
+
+        Raises UploadNotFound (unknown, or another owner's) or UploadNotPending (its record:
+        "completing", "completed", "cancelled", "expired", also "expired" for a pending one
+        past its `expires_at`), and stores nothing. A part racing `begin_completion`,
+        `cancel_upload` or the sweeper is either recorded before the move or refused. A
+        duplicate part id or blob key raises (the driver's integrity error)."""
+        ...
+
+    async def list_parts(self, upload_id: str) -> list[PartRecord]:
+        """The part rows of an upload (any owner: the caller has checked it), in the order
+        `add_part` recorded them; empty once the upload is completed, cancelled or expired,
+        or for an unknown id."""
+        ...
+
+    async def begin_completion(self, owner: Owner, upload_id: str, now: int) -> UploadRecord:
+        """Move the owner's pending, unexpired upload to "completing"; its record, with that
+        status. The same errors as `add_part`. Atomic: of calls racing on one upload, from
+        any processes, exactly one wins; the others get UploadNotPending with status
+        "completing" (or the status a racing cancel or sweep left)."""
+        ...
+
+    async def finish_completion(self, upload_id: str, file: FileRecord, quota: int) -> None:
+        """Complete a "completing" upload with its file, in one transaction: the file row is
+        inserted consuming the reservation `upload_id` exactly as `insert_file(file,
+        upload_id, quota)` does (QuotaExceeded the same way), the upload becomes "completed"
+        with `file_id = file.id`, and its part rows are deleted (the caller then deletes the
+        part blobs). Raises UploadNotFound for an unknown id and UploadNotPending when the
+        upload is not "completing" (e.g. the sweeper expired it meanwhile: the caller
+        deletes the file's bytes); on any error nothing changes."""
+        ...
+
+    async def abort_completion(self, upload_id: str) -> None:
+        """Move a "completing" upload back to "pending" (its completion failed: it may be
+        completed again, with parts kept). No error, and no change, in any other status or
+        for an unknown id."""
+        ...
+
+    async def cancel_upload(
+        self, owner: Owner, upload_id: str, now: int
+    ) -> tuple[UploadRecord, list[str]]:
+        """Cancel the owner's pending, unexpired upload, in one transaction: status
+        "cancelled", its reservation released, its part rows deleted; its record (with that
+        status) and its parts' blob keys in arrival order (the caller deletes those bytes).
+        The same errors as `add_part`; atomic as `begin_completion`."""
+        ...
+
+    async def pop_expired_uploads(
+        self, now: int, limit: int
+    ) -> list[tuple[UploadRecord, list[str]]]:
+        """Expire up to `limit` uploads (any owner) that are "pending" or "completing" with
+        `expires_at <= now`: status "expired", reservation released, part rows deleted; each
+        record (with that status) and its parts' blob keys in arrival order (the caller
+        deletes those bytes). Racing callers (replicas sweeping at once) never get the same
+        upload; a caller that gets fewer than `limit` may still leave uploads another
+        caller holds."""
         ...
 
 

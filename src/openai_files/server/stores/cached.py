@@ -7,7 +7,9 @@ served again without a thread hop or a query: retrieval by id, the hottest read,
 no I/O at all. Expiry is checked against the clock on every hit. A row is served from the
 cache only to its owner: anyone else's lookup of a cached id goes to the store, exactly as
 the lookup of an id that does not exist does, so that the two take the same time.
-Everything else passes through.
+Everything else passes through, the upload calls too: `finish_completion` adds a new file
+row, as `insert_file` does, and a row that was never there is never cached (a lookup
+that finds nothing remembers nothing), so nothing cached can contradict it.
 """
 
 from __future__ import annotations
