@@ -495,6 +495,18 @@ class BlobStore(Protocol):
         """A writer for a new object under `key` (ValueError for an unsafe key)."""
         ...
 
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+        """Make object `key` the concatenation of the objects `sources`, (key, size) pairs,
+        in that order, durably, without reading them through this process where the store
+        can avoid it (a local folder copies in the kernel, S3 copies parts server-side).
+
+        Atomic: `key` appears whole or not at all; an existing `key` is replaced whole, as
+        a writer's commit replaces it. The sources stay (the caller deletes them). Raises
+        FileNotFoundError when a source is missing and ValueError when a source's size is
+        not the one given (or a key is unsafe), leaving `key` as it was.
+        """
+        ...
+
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         """Stream bytes `[start, end)` of an object (to its end when `end` is None); the
         caller keeps `0 <= start <= end <= size`, and `end <= start` gives no bytes. Raises

@@ -9,6 +9,11 @@ progress: `remove_stale_temp` never removes the temp file of a writer still open
 long its upload pauses. A writer also flushes at least every TOUCH_SECONDS while bytes
 arrive, so a temp file's mtime is the time of its last byte.
 
+`compose` assembles an object from others with `os.copy_file_range` (the kernel copies, or
+shares the blocks on a file system with reflinks), into a temp file, fsync, rename: the
+bytes never pass through Python. Where the call is missing (macOS) or refused (EXDEV,
+ENOSYS, EOPNOTSUPP, EINVAL), it copies in chunks of IO_CHUNK_BYTES instead.
+
 A full disk: the folder keeps a reserve, `.reserve`, of RESERVE_BYTES. When a write finds
 the disk full, the reserve is released (and `release_reserve` lets the app release it when
 the database finds the disk full), so that SQLite still has room to grow its write-ahead
@@ -46,6 +51,11 @@ TOUCH_SECONDS = 5.0
 RESERVE_BYTES = 1 * 1024 * 1024
 RESERVE_NAME = ".reserve"
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: copy_file_range's refusals that mean "copy another way", not "the copy failed".
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+#: The most one copy_file_range call is asked to copy (the kernel copies less per call
+#: anyway, ~2 GiB at most).
+_COPY_RANGE_BYTES = 1 << 30
 log = logging.getLogger(__name__)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
 
@@ -139,6 +149,33 @@ class LocalBlobWriter:
             self._store._writing.discard(self)
 
 
+def _copy_range(src: int, dst: int, size: int, at: int, name: str) -> None:
+    """Copy `size` bytes of `src` (from its start) to `dst` at offset `at`: in the kernel
+    when it can, else in chunks. ValueError when `src` ends early (it changed)."""
+    copy_file_range = getattr(os, "copy_file_range", None)
+    done = 0
+    while copy_file_range is not None and done < size:
+        try:
+            n = copy_file_range(src, dst, min(size - done, _COPY_RANGE_BYTES), done, at + done)
+        except OSError as exc:
+            if exc.errno not in _NO_COPY_RANGE:
+                raise
+            log.debug("copy_file_range refused (%s): copying %s in chunks", exc, name)
+            break
+        if n == 0:
+            raise ValueError(f"source {name} ended after {done} of its {size} bytes")
+        done += n
+    while done < size:
+        chunk = os.pread(src, min(size - done, IO_CHUNK_BYTES), done)
+        if not chunk:
+            raise ValueError(f"source {name} ended after {done} of its {size} bytes")
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(dst, view, at + done)
+            view = view[written:]
+            done += written
+
+
 def _allocate(fd: int, nbytes: int) -> None:
     """Give the file `nbytes` of real blocks, not a sparse file: posix_fallocate where the
     system has it (not macOS), else written zeros."""
@@ -162,6 +199,8 @@ class LocalBlobStore:
         #: Writers not yet committed or aborted (weakly: a writer dropped without either
         #: leaves a temp file that the sweeper may take).
         self._writing: weakref.WeakSet[LocalBlobWriter] = weakref.WeakSet()
+        #: Temp files of compositions in progress (spared by `remove_stale_temp` too).
+        self._composing: set[Path] = set()
         self.reserve_path = self.root / RESERVE_NAME
 
     async def open(self) -> None:
@@ -290,6 +329,51 @@ class LocalBlobStore:
     def writer(self, key: str) -> LocalBlobWriter:
         return LocalBlobWriter(self, key)
 
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+        final = self.path_of(key)
+        paths = [(self.path_of(name), name, size) for name, size in sources]
+        tmp = self.tmp_dir / f"{key}.{secrets.token_hex(8)}.part"
+
+        def run() -> None:
+            fds: list[int] = []
+            out = -1
+            try:
+                for path, name, size in paths:
+                    try:
+                        fds.append(os.open(path, os.O_RDONLY))
+                    except FileNotFoundError:
+                        raise FileNotFoundError(name) from None
+                    actual = os.fstat(fds[-1]).st_size
+                    if actual != size:
+                        raise ValueError(f"source {name} has {actual} bytes, not {size}")
+                with self.releasing_on_full():
+                    self.check_room(sum(size for _, _, size in paths))
+                    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    at = 0
+                    for fd, (_, name, size) in zip(fds, paths, strict=True):
+                        _copy_range(fd, out, size, at, name)
+                        at += size
+                    os.fsync(out)
+                    os.close(out)
+                    out = -1
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, final)
+                    _fsync_dir(final.parent)
+            except BaseException:
+                if out >= 0:
+                    os.close(out)
+                tmp.unlink(missing_ok=True)
+                raise
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+        self._composing.add(tmp)
+        try:
+            await anyio.to_thread.run_sync(run)
+        finally:
+            self._composing.discard(tmp)
+
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         path = self.path_of(key)
         with anyio.CancelScope(shield=True):  # else a cancel during the open loses `fh`
@@ -339,6 +423,7 @@ class LocalBlobStore:
 
     async def remove_stale_temp(self, older_than: float) -> int:
         live = {str(writer.temp_path) for writer in list(self._writing)}
+        live.update(str(path) for path in self._composing)
 
         def run() -> int:
             removed = 0

@@ -19,6 +19,17 @@ own. Any of these, in the order the client tries them:
   instance metadata service (an EC2 instance profile). Only this option lets the client ask
   that service, and only when none of the above is set.
 
+`compose` (an upload's parts into one file) never pulls big objects through this process:
+a multipart upload for the new key in which each source of at least S3_MIN_PART_BYTES
+becomes an UploadPartCopy (S3 copies it), and runs of smaller sources are read and sent as
+one UploadPart of at least S3_MIN_PART_BYTES (taking the head of the next big source when a
+run falls short), so at most one such part, under 2 x S3_MIN_PART_BYTES, is held at a time.
+A whole under S3_MIN_PART_BYTES is one PUT. obstore has no UploadPartCopy, so these
+requests are signed here (SigV4, below); with credentials this module cannot sign with
+(web identity, container, instance role) compose streams the sources through a writer.
+A failed compose aborts its multipart upload; one a killed replica leaves is a file id's
+upload like any other, for the reconciler below.
+
 With none of them, opening the store fails at once with a line naming the variables.
 
 `check()` makes one cheap request (a listing under a prefix that holds nothing) so that
@@ -38,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -49,7 +61,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+from xml.sax.saxutils import escape
 
+import anyio
 import httpx
 
 try:
@@ -67,6 +81,7 @@ from ..settings import (
     DEFAULT_S3_CONCURRENT_PARTS,
     DEFAULT_S3_PART_BYTES,
     S3_MAX_PART_BYTES,
+    S3_MAX_PARTS,
     S3_MIN_PART_BYTES,
     MiB,
     shown_bytes,
@@ -101,7 +116,85 @@ _BAD_CREDENTIALS = frozenset(
 #: S3 error codes that mean the bucket is in another region than the one we sign for.
 _WRONG_REGION = frozenset({"AuthorizationHeaderMalformed", "PermanentRedirect"})
 
+#: Sources whose size `compose` checks at once (HEAD requests in flight).
+_CONCURRENT_HEADS = 8
+#: Timeouts of compose's own requests: an UploadPartCopy of a big part takes a while.
+_COMPOSE_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """Bytes `[start, end)` of the object `key`."""
+
+    key: str
+    start: int
+    end: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One part of a composed object: a server-side copy of one piece (`copy`), or pieces
+    read and sent as one body."""
+
+    copy: bool
+    pieces: tuple[Piece, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(piece.end - piece.start for piece in self.pieces)
+
+
+def plan_parts(
+    sources: Sequence[tuple[str, int]],
+    min_part: int = S3_MIN_PART_BYTES,
+    max_part: int = S3_MAX_PART_BYTES,
+) -> list[Part]:
+    """The parts of a multipart upload that concatenates `sources` (key, size), in order.
+
+    A source of at least `min_part` is copied server-side (split into near-equal copies
+    when over `max_part`); runs of smaller sources are merged into sent parts of at least
+    `min_part`; a run that falls short takes the head of the next big source (or all of it
+    when what is left of it would fall short). A sent part is under 2 x `min_part`; only the
+    last part may be under `min_part`."""
+    parts: list[Part] = []
+    pending: list[Piece] = []
+    pending_bytes = 0
+
+    def flush() -> None:
+        nonlocal pending_bytes
+        parts.append(Part(False, tuple(pending)))
+        pending.clear()
+        pending_bytes = 0
+
+    for key, size in sources:
+        if size <= 0:
+            continue
+        start = 0
+        if size >= min_part and pending_bytes:
+            need = min_part - pending_bytes
+            if size - need < min_part:
+                pending.append(Piece(key, 0, size))
+                flush()
+                continue
+            pending.append(Piece(key, 0, need))
+            flush()
+            start = need
+        left = size - start
+        if left >= min_part:
+            count = -(-left // max_part)
+            step = -(-left // count)
+            for at in range(start, size, step):
+                parts.append(Part(True, (Piece(key, at, min(at + step, size)),)))
+        else:
+            pending.append(Piece(key, start, size))
+            pending_bytes += left
+            if pending_bytes >= min_part:
+                flush()
+    if pending:
+        flush()
+    return parts
 
 
 class _Abort(Exception):
@@ -343,6 +436,9 @@ class S3BlobStore:
             client["allow_http"] = True
         self._config = config
         self._client_options = client
+        #: Bytes `compose` has read through this process (sources too small to copy
+        #: server-side); a big source's bytes never count here.
+        self.relayed_bytes = 0
         self.store = S3Store(self.bucket, config=config, client_options=client)  # type: ignore[arg-type]
 
     async def check(self) -> None:
@@ -435,6 +531,153 @@ class S3BlobStore:
     def writer(self, key: str) -> S3BlobWriter:
         return S3BlobWriter(self, key)
 
+    # -- compose --
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+        path = self.path_of(key)
+        for name, _ in sources:
+            self.path_of(name)  # an unsafe key is refused before any request
+        await self._check_sizes(sources)
+        total = sum(size for _, size in sources)
+        if total < S3_MIN_PART_BYTES:  # one small PUT
+            chunks = [chunk for name, size in sources for chunk in await self._get(name, 0, size)]
+            try:
+                await obstore.put_async(self.store, path, b"".join(chunks))
+            except (GenericError, OSError) as exc:
+                raise _unavailable(exc) from None
+            return
+        if self.credential_kind not in ("keys", "anonymous"):
+            await self._compose_through(key, sources)
+            return
+        parts = plan_parts(sources)
+        if len(parts) > S3_MAX_PARTS:
+            raise ValueError(
+                f"composing {len(sources)} objects takes {len(parts)} parts; "
+                f"S3 allows {S3_MAX_PARTS}"
+            )
+        async with httpx.AsyncClient(timeout=_COMPOSE_TIMEOUT, trust_env=False) as http:
+            try:
+                created = await self._send(http, "POST", path, {"uploads": ""})
+            except httpx.HTTPError as exc:
+                raise _unavailable(exc) from None
+            upload_id = _text(ET.fromstring(created.content), "UploadId")
+            try:
+                etags = await self._send_parts(http, path, upload_id, parts)
+                body = "".join(
+                    f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+                    for n, etag in enumerate(etags, 1)
+                )
+                await self._send(
+                    http,
+                    "POST",
+                    path,
+                    {"uploadId": upload_id},
+                    content=f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode(),
+                )
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await self._abort_upload(http, path, upload_id)
+                if isinstance(exc, httpx.HTTPError):
+                    raise _unavailable(exc) from None
+                raise
+
+    async def _check_sizes(self, sources: Sequence[tuple[str, int]]) -> None:
+        """FileNotFoundError for a missing source, ValueError for a size not the one given."""
+        gate = asyncio.Semaphore(_CONCURRENT_HEADS)
+
+        async def check(name: str, size: int) -> None:
+            async with gate:
+                try:
+                    meta = await obstore.head_async(self.store, self.path_of(name))
+                except (NotFoundError, FileNotFoundError):
+                    raise FileNotFoundError(name) from None
+                except (GenericError, OSError) as exc:
+                    raise _unavailable(exc) from None
+            if meta["size"] != size:
+                raise ValueError(f"source {name} has {meta['size']} bytes, not {size}")
+
+        await _first_error([check(name, size) for name, size in sources])
+
+    async def _get(self, name: str, start: int, end: int) -> list[bytes]:
+        """Bytes `[start, end)` of `name`, as obstore's chunks (counted as relayed)."""
+        if end <= start:
+            return []
+        try:
+            result = await obstore.get_async(
+                self.store,
+                self.path_of(name),
+                options={"range": (start, end)},
+            )
+            chunks = [bytes(chunk) async for chunk in result.stream(min_chunk_size=MiB)]
+        except (NotFoundError, FileNotFoundError):
+            raise FileNotFoundError(name) from None
+        except (GenericError, OSError) as exc:
+            raise _unavailable(exc) from None
+        got = sum(len(chunk) for chunk in chunks)
+        self.relayed_bytes += got
+        if got != end - start:
+            raise ValueError(f"source {name} changed while being read")
+        return chunks
+
+    async def _compose_through(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+        """compose without signed requests: the sources streamed through a writer."""
+        writer = self.writer(key)
+        try:
+            for name, _ in sources:
+                async for chunk in self.read(name):
+                    self.relayed_bytes += len(chunk)
+                    await writer.write(bytes(chunk))
+            await writer.commit()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await writer.abort()
+            raise
+
+    async def _send_parts(
+        self, http: httpx.AsyncClient, path: str, upload_id: str, parts: Sequence[Part]
+    ) -> list[str]:
+        """Send every part (copies `concurrent_parts` at a time, one read part at a time so
+        that memory holds at most one); their ETags in order."""
+        gate = asyncio.Semaphore(self.concurrent_parts)
+        one_sent = asyncio.Lock()
+
+        async def send(number: int, part: Part) -> str:
+            query = {"partNumber": str(number), "uploadId": upload_id}
+            async with gate:
+                if part.copy:
+                    (piece,) = part.pieces
+                    source = f"/{self.bucket}/{quote(self.path_of(piece.key), safe='/-_.~')}"
+                    headers = {
+                        "x-amz-copy-source": source,
+                        "x-amz-copy-source-range": f"bytes={piece.start}-{piece.end - 1}",
+                    }
+                    try:
+                        response = await self._send(http, "PUT", path, query, headers=headers)
+                    except S3Refused as exc:
+                        if exc.code in ("NoSuchKey", "InvalidRange"):
+                            raise FileNotFoundError(piece.key) from None
+                        raise
+                    return _text(ET.fromstring(response.content), "ETag")
+                async with one_sent:
+                    chunks = [
+                        chunk
+                        for piece in part.pieces
+                        for chunk in await self._get(piece.key, piece.start, piece.end)
+                    ]
+                    response = await self._send(http, "PUT", path, query, content=chunks)
+                    return response.headers["etag"]
+
+        return await _first_error([send(n, part) for n, part in enumerate(parts, 1)])
+
+    async def _abort_upload(self, http: httpx.AsyncClient, path: str, upload_id: str) -> None:
+        try:
+            await self._send(http, "DELETE", path, {"uploadId": upload_id})
+        except (httpx.HTTPError, StoreUnavailable) as exc:
+            log.warning(
+                "could not abort the S3 multipart upload of %s (the reconciler will): %s",
+                path,
+                exc,
+            )
+
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         if end is not None and end <= start:
             # S3 has no empty range; still, a missing object is an error here too.
@@ -500,15 +743,34 @@ class S3BlobStore:
         self, http: httpx.AsyncClient, method: str, key: str, query: dict[str, str]
     ) -> httpx.Response:
         """One S3 request without a body, signed unless anonymous; S3Refused when refused."""
+        return await self._send(http, method, key, query)
+
+    async def _send(
+        self,
+        http: httpx.AsyncClient,
+        method: str,
+        key: str,
+        query: dict[str, str],
+        headers: Mapping[str, str] | None = None,
+        content: bytes | Sequence[bytes] | None = None,
+    ) -> httpx.Response:
+        """One S3 request, signed unless anonymous; S3Refused when refused (also an error
+        in a 200 answer, as UploadPartCopy and CompleteMultipartUpload may give)."""
         request = _s3_request(
             method,
             self._bucket_url + ("/" + quote(key, safe="/-_.~") if key else ""),
             query,
             self.region,
             None if self.credential_kind == "anonymous" else self._signing_keys(),
+            headers=headers,
+            content=content,
         )
         response = await http.send(request)
-        if response.status_code >= 300:
+        if response.status_code >= 300 or (
+            response.status_code == 200
+            and response.content.lstrip().startswith(b"<?xml")
+            and b"<Error>" in response.content[:512]
+        ):
             raise S3Refused(method, request.url, response)
         return response
 
@@ -605,6 +867,24 @@ class S3BlobStore:
         return aborted
 
 
+async def _first_error(steps: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Run `steps` at once; their results in order, or the first error raised (the
+    others cancelled), not an exception group."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        if tasks:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return [task.result() for task in tasks]
+
+
 def _hold_nothing() -> None:
     """The release of a hold that holds nothing."""
 
@@ -636,15 +916,36 @@ def _s3_request(
     query: Mapping[str, str],
     region: str,
     keys: tuple[str, str, str | None] | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | Sequence[bytes] | None = None,
 ) -> httpx.Request:
-    """The request for `url` and `query`, signed with `keys` (access key, secret, session
-    token) unless None. The query string is written here, in SigV4's encoding (a space is
-    %20, not +), so that what is sent is what is signed."""
+    """The request for `url` and `query` with `headers` and the body `content` (bytes, or
+    chunks sent one after another without joining them), signed with `keys` (access key,
+    secret, session token) unless None. The query string is written here, in SigV4's
+    encoding (a space is %20, not +), so that what is sent is what is signed."""
     query_string = "&".join(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in sorted(query.items()))
-    request = httpx.Request(method, url + ("?" + query_string if query_string else ""))
+    chunks = [content] if isinstance(content, bytes) else list(content or [])
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    sent = {name.lower(): value for name, value in (headers or {}).items()}
+    body: Any = None
+    if chunks:
+        sent["content-length"] = str(sum(len(chunk) for chunk in chunks))
+        body = _stream(chunks)
+    request = httpx.Request(
+        method, url + ("?" + query_string if query_string else ""), headers=sent, content=body
+    )
     if keys is not None:
-        request.headers.update(_sigv4(request, region, *keys))
+        amz = {name: value for name, value in sent.items() if name.startswith("x-amz-")}
+        request.headers.update(_sigv4(request, region, *keys, digest.hexdigest(), amz))
     return request
+
+
+async def _stream(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _uri_encode(value: str) -> str:
@@ -674,11 +975,14 @@ def _sigv4(
     access_key: str,
     secret_key: str,
     token: str | None,
+    payload_hash: str = hashlib.sha256(b"").hexdigest(),
+    amz_headers: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The headers that sign an S3 request without a body (AWS Signature Version 4)."""
+    """The headers that sign an S3 request whose body has the sha256 `payload_hash`, with
+    its `x-amz-*` headers signed too (AWS Signature Version 4)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     day = stamp[:8]
-    headers = {"x-amz-content-sha256": hashlib.sha256(b"").hexdigest(), "x-amz-date": stamp}
+    headers = {**(amz_headers or {}), "x-amz-content-sha256": payload_hash, "x-amz-date": stamp}
     if token:
         headers["x-amz-security-token"] = token
     canonical = _canonical_request(request, headers)
