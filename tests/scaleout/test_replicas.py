@@ -58,7 +58,7 @@ def test_a_file_crosses_replicas(pair: tuple[ServerProcess, ServerProcess, str])
     a, b, key = pair
     content = os.urandom(3 * 1024 * 1024 + 11)
     with _sdk(a, key) as via_a, _sdk(b, key) as via_b:
-        made = via_a.files.create(file=("x.jsonl", content), purpose="batch")
+        made = via_a.files.create(file=("x.bin", content), purpose="vision")
         assert via_b.files.retrieve(made.id) == made
         assert [f.id for f in via_b.files.list()] == [made.id]
         assert via_b.files.content(made.id).content == content

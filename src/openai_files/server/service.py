@@ -30,6 +30,7 @@ from .stores import (
     Owner,
     QuotaExceeded,
 )
+from .validation import Validator, check_stream, validator_for
 
 log = logging.getLogger("openai_files.server")
 
@@ -49,6 +50,10 @@ class Upload:
         self.purpose: str | None = None  # the first one given
         self.filename = self.mime_type = ""
         self.writer: BlobWriter | None = None
+        #: Checks the content as it streams, when the purpose came before the file (as the
+        #: SDK sends it); else the stored bytes are read back once before the row is written.
+        self.validator: Validator | None = None
+        self.streamed = False
         self.size = 0
         self.committed = self.inserted = False
 
@@ -65,6 +70,9 @@ class Upload:
         if self.purpose is not None:
             check_format(self.purpose, filename)
         self.filename, self.mime_type = filename, mime_type
+        if self.purpose is not None:
+            self.streamed = True
+            self.validator = self.service.validator(self.purpose)
         self.writer = self.service.blobs.writer(self.file_id)
 
     async def write(self, data: bytes) -> None:
@@ -72,6 +80,8 @@ class Upload:
         long upload renews its reservation, so that it keeps its quota and its key."""
         self.size += len(data)
         check_size(self.service.settings, self.purpose, self.size)
+        if self.validator is not None:
+            self.validator.feed(data)
         assert self.writer is not None
         await self.writer.write(data)
         if time.monotonic() >= self.renew_at:
@@ -96,9 +106,16 @@ class Upload:
         purpose = self.check_complete()
         if expires_in is None and purpose == "batch":
             expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
+        if self.validator is not None:
+            self.validator.finish()
         assert self.writer is not None
         await self.writer.commit()
         self.committed = True
+        late = None if self.streamed else self.service.validator(purpose)
+        if late is not None and self.size:  # the purpose came after the file: read back once
+            await check_stream(late, self.service.blobs.read(self.file_id, 0, self.size))
+        elif late is not None:
+            late.finish()
         now = int(time.time())
         record = FileRecord(
             id=self.file_id,
@@ -129,6 +146,11 @@ class FilesService:
         self.meta = meta
         self.blobs = blobs
         self._next_reconcile = 0.0
+
+    def validator(self, purpose: str) -> Validator | None:
+        """A content validator for a new file of `purpose` in the server's mode (None when
+        nothing is checked): fed its bytes as they arrive, finished before the row."""
+        return validator_for(purpose, strict=self.settings.strict_validation)
 
     # -- upload --
     @contextlib.asynccontextmanager

@@ -124,6 +124,11 @@ class Settings:
     allow_download_all_purposes: bool = _field(
         False, "allow downloading assistants and user_data files (OpenAI refuses)"
     )
+    strict_validation: bool = _field(
+        False,
+        "refuse at upload what a batch or fine-tuning job would refuse later (request and "
+        "example shapes, image types), not only lines that are not JSON objects, as OpenAI",
+    )
     sweep_interval_seconds: float = _field(
         DEFAULT_SWEEP_INTERVAL_SECONDS,
         "how often expired files are removed (orphan bytes: once a third of the grace)",
