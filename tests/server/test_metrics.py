@@ -13,6 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from openai_files.server.metrics import SWEPT_KINDS
+
 from .._server import Deployment, ServerProcess, openai_files_cli
 from .._services import PostgresCluster, SeaweedS3
 from ._util import auth, download, multipart_headers, multipart_parts, upload
@@ -165,12 +167,13 @@ def test_sweeper_runs_and_what_they_removed_are_counted(
 
 
 def test_every_swept_kind_is_shown_and_documented(server: ServerProcess) -> None:
-    """Each kind the sweep counts (`uploads` too) is a sample from the start, and README's
-    metrics table names it."""
+    """Each kind the sweep counts (`uploads` and `expired_uploads` too) is a sample from the
+    start, and README's metrics table names it."""
     samples = _samples(server)
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if "`openai_files_swept_total{kind}`" in line)
-    for kind in ("expired", "temp", "orphans", "uploads"):
+    assert SWEPT_KINDS == ("expired", "temp", "orphans", "uploads", "expired_uploads")
+    for kind in SWEPT_KINDS:
         assert ("openai_files_swept_total", frozenset({("kind", kind)})) in samples, kind
         assert f"`{kind}`" in row, kind
 

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .metrics import Metrics, MetricsEndpoint
 from .routes.files import routes as file_routes
+from .routes.uploads import routes as upload_routes
 from .service import FilesService
 from .settings import Settings
 from .stores import (
@@ -293,7 +294,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield {}
                 tg.cancel_scope.cancel()
 
-    routes = list(file_routes)
+    routes = [*file_routes, *upload_routes]
     if settings.metrics != "off":
         routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
     app = Starlette(

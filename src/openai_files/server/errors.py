@@ -78,11 +78,11 @@ class InvalidRequest(APIError):
 
 
 class StorageLimitExceeded(InvalidRequest):
-    def __init__(self, used: int, requested: int, quota: int) -> None:
+    def __init__(self, used: int, requested: int, quota: int, param: str = "file") -> None:
         super().__init__(
             f"Organization storage limit exceeded: {used} bytes used or reserved, "
             f"{requested} more requested, {quota} bytes allowed.",
-            param="file",
+            param=param,
             code="storage_limit_exceeded",
         )
 
@@ -98,10 +98,10 @@ class NotFound(APIError):
 class FileTooLarge(APIError):
     status_code = 413
 
-    def __init__(self, limit: int, what: str = "File") -> None:
+    def __init__(self, limit: int, what: str = "File", param: str = "file") -> None:
         super().__init__(
             f"{what} is too large. The maximum size is {limit} bytes.",
-            param="file",
+            param=param,
             code="file_too_large",
         )
 

@@ -30,8 +30,9 @@ from .settings import Settings
 #: Methods counted under their own name; any other is counted as `other`.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: What the sweeper removes (FilesService.sweep's counts; `uploads`: unfinished S3
-#: multipart uploads, always 0 on a local folder).
-SWEPT_KINDS = ("expired", "temp", "orphans", "uploads")
+#: multipart uploads, always 0 on a local folder; `expired_uploads`: Uploads API uploads
+#: not completed within their hour).
+SWEPT_KINDS = ("expired", "temp", "orphans", "uploads", "expired_uploads")
 #: Kinds of storage errors: the store unreachable (a 503), the disk full (a 507), or any
 #: other unexpected error (a 500; the log has the details).
 STORE_ERROR_KINDS = ("unavailable", "disk_full", "other")
@@ -92,7 +93,7 @@ class Metrics:
         self.swept = Counter(
             "openai_files_swept",
             "What the sweeper removed: expired files, stale temp files, orphan objects, "
-            "unfinished S3 multipart uploads",
+            "unfinished S3 multipart uploads, expired uploads of the Uploads API",
             ["kind"],
             registry=registry,
         )

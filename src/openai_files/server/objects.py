@@ -1,4 +1,5 @@
-"""The API's objects as JSON (a file, a list of files, a deletion) and the query of a listing.
+"""The API's objects as JSON (a file, a list of files, a deletion, an upload and its part)
+and the query of a listing.
 
 The service returns records; the routes turn them into these objects, as OpenAI writes them.
 """
@@ -12,7 +13,7 @@ from typing import Any
 from . import settings as S
 from ._forms import ascii_int
 from .errors import InvalidRequest
-from .stores import FileRecord, Order
+from .stores import FileRecord, Order, PartRecord, UploadRecord
 
 #: A purpose to filter a listing on: letters, digits, `-`, `_` (every purpose OpenAI has).
 _PURPOSE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -42,6 +43,38 @@ def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
         "has_more": has_more,
+    }
+
+
+def upload_object(
+    record: UploadRecord, file: FileRecord | None = None, *, now: int
+) -> dict[str, Any]:
+    """OpenAI's Upload object, every key always present. An upload being completed (ours,
+    "completing") shows as "pending", and a pending one past its `expires_at` as "expired"
+    (the sweeper has not reached it yet); `file` is the file object once completed."""
+    status = "pending" if record.status == "completing" else record.status
+    if status == "pending" and record.expires_at <= now:
+        status = "expired"
+    return {
+        "id": record.id,
+        "object": "upload",
+        "bytes": record.bytes,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "filename": record.filename,
+        "purpose": record.purpose,
+        "status": status,
+        "file": file_object(file) if file is not None and status == "completed" else None,
+    }
+
+
+def part_object(record: PartRecord) -> dict[str, Any]:
+    """OpenAI's UploadPart object."""
+    return {
+        "id": record.id,
+        "object": "upload.part",
+        "created_at": record.created_at,
+        "upload_id": record.upload_id,
     }
 
 

@@ -23,11 +23,11 @@ def check_purpose(purpose: str | None) -> str:
     return purpose
 
 
-def check_format(purpose: str, filename: str) -> None:
+def check_format(purpose: str, filename: str, param: str = "file") -> None:
     """A file for the Fine-Tuning or Batch API is named `.jsonl`."""
     api = JSONL_PURPOSES.get(purpose)
     if api and not filename.lower().endswith(".jsonl"):
-        raise InvalidRequest(f"Invalid file format for {api}. Must be .jsonl", param="file")
+        raise InvalidRequest(f"Invalid file format for {api}. Must be .jsonl", param=param)
 
 
 def check_size(settings: Settings, purpose: str | None, size: int) -> None:
@@ -38,6 +38,19 @@ def check_size(settings: Settings, purpose: str | None, size: int) -> None:
         limit, what = min(settings.max_batch_file_bytes, limit), "Batch file"
     if size > limit:
         raise FileTooLarge(limit, what)
+
+
+def check_upload_size(settings: Settings, purpose: str, size: int) -> None:
+    """The declared size of an upload (Uploads API) is at most `max_upload_bytes`, a batch
+    file's also at most `max_batch_file_bytes`."""
+    limit, what = settings.max_upload_bytes, "an upload"
+    if purpose == "batch":
+        limit, what = min(settings.max_batch_file_bytes, limit), "a batch file"
+    if size > limit:
+        raise InvalidRequest(
+            f"Invalid 'bytes': {size} is more than {what} may hold, {limit} bytes.",
+            param="bytes",
+        )
 
 
 def check_download(settings: Settings, purpose: str) -> None:

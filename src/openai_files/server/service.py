@@ -30,6 +30,7 @@ from .stores import (
     Owner,
     QuotaExceeded,
 )
+from .uploads import UploadsService
 from .validation import Validator, check_stream, validator_for
 
 log = logging.getLogger("openai_files.server")
@@ -145,6 +146,8 @@ class FilesService:
         self.settings = settings
         self.meta = meta
         self.blobs = blobs
+        #: The Uploads API's rules, on the same stores (its expired uploads are swept here).
+        self.uploads = UploadsService(settings, meta, blobs)
         self._next_reconcile = 0.0
 
     def validator(self, purpose: str) -> Validator | None:
@@ -273,8 +276,9 @@ class FilesService:
 
     # -- housekeeping --
     async def sweep(self, grace_seconds: float | None = None) -> dict[str, int]:
-        """Remove expired files, lapsed reservations, stale temp files, and the bytes that no
-        row or reservation names once older than the grace: what crashes and failures left."""
+        """Remove expired files, expired uploads (Uploads API) with their parts, lapsed
+        reservations, stale temp files, and the bytes that no row or reservation names once
+        older than the grace: what crashes and failures left."""
         grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
@@ -282,6 +286,7 @@ class FilesService:
             for record in batch:
                 await self._remove_bytes(record.blob_key)
             counts["expired"] += len(batch)
+        counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
         await self.meta.purge_reservations(int(now))
         counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
         # Reconciling lists every stored object, which grows with the store: do it at most

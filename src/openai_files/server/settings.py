@@ -27,6 +27,9 @@ DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_FILE_BYTES = 512 * MiB
 #: 100 GB per organization, as the seed documents.
 DEFAULT_ORG_QUOTA_BYTES = 100 * GiB
+#: An upload of the Uploads API holds at most 8 GB, in parts of at most 64 MB, as OpenAI's.
+DEFAULT_MAX_UPLOAD_BYTES = 8 * GiB
+DEFAULT_MAX_PART_BYTES = 64 * MiB
 #: Batch input files are at most 200 MB.
 DEFAULT_MAX_BATCH_FILE_BYTES = 200 * MiB
 #: Batch files expire 30 days after creation unless the upload says otherwise.
@@ -117,6 +120,12 @@ class Settings:
     max_file_bytes: int = _field(DEFAULT_MAX_FILE_BYTES, "largest file accepted, in bytes")
     max_batch_file_bytes: int = _field(
         DEFAULT_MAX_BATCH_FILE_BYTES, "largest file of purpose batch, in bytes"
+    )
+    max_upload_bytes: int = _field(
+        DEFAULT_MAX_UPLOAD_BYTES, "largest file sent through the Uploads API, in bytes"
+    )
+    max_part_bytes: int = _field(
+        DEFAULT_MAX_PART_BYTES, "largest part of an upload (Uploads API), in bytes"
     )
     org_quota_bytes: int = _field(
         DEFAULT_ORG_QUOTA_BYTES, "total bytes of files one organization may store"
@@ -250,6 +259,8 @@ class Settings:
         for name in (
             "max_file_bytes",
             "max_batch_file_bytes",
+            "max_upload_bytes",
+            "max_part_bytes",
             "max_connections",
             "database_pool_max_size",
             "storage_concurrent_parts",

@@ -1,0 +1,202 @@
+"""The four Uploads routes: parse the request, call the uploads service, render the answer.
+
+`POST /v1/uploads` and `/complete` take a JSON body (checked here with OpenAI's words for a
+body it cannot parse, a missing or unknown parameter, a wrong type), `/parts` a multipart
+form whose `data` field streams to storage, `/cancel` nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import settings as S
+from .._forms import clean_content_type, clean_filename
+from .._multipart import PartData, PartStart, boundary_of, iter_parts
+from ..errors import FileTooLarge, InvalidRequest
+from ..objects import part_object, upload_object
+from ..uploads import UploadsService
+from .files import _owner, _service
+
+#: The longest file name an upload may declare (as most file systems allow).
+MAX_FILENAME_LENGTH = 255
+#: Largest JSON body: a completion of 8 GB in parts of 64 MB names 128 ids, of a 1-byte
+#: part each 10,000 (about 300 KB).
+MAX_JSON_BYTES = 1024 * 1024
+JSON_PARSE_ERROR = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON.)"
+)
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "an array", dict: "an object"}
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def _uploads(request: Request) -> UploadsService:
+    return _service(request).uploads
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read up to `MAX_JSON_BYTES`."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > MAX_JSON_BYTES:
+            raise InvalidRequest(
+                f"The JSON body is too large: at most {MAX_JSON_BYTES} bytes are accepted."
+            )
+    try:
+        body = json.loads(bytes(raw))
+    except (ValueError, RecursionError):
+        raise InvalidRequest(JSON_PARSE_ERROR) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(JSON_PARSE_ERROR)
+    return body
+
+
+def _params(
+    body: dict[str, Any], required: dict[str, type], optional: dict[str, type]
+) -> dict[str, Any]:
+    """The body's parameters, each of its JSON type; a missing one, an unknown one or one of
+    another type is a 400 in OpenAI's words."""
+    for name in body:
+        if name not in required and name not in optional:
+            raise InvalidRequest(f"Unknown parameter: '{name}'.", param=name)
+    for name in required:
+        if name not in body:
+            raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
+    for name, value in body.items():
+        kind = required.get(name) or optional[name]
+        if value is None and name in optional:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            got = _JSON_TYPE_NAMES.get(type(value), "another type")
+            raise InvalidRequest(
+                f"Invalid type for '{name}': expected {_TYPE_NAMES[kind]}, but got {got} instead.",
+                param=name,
+            )
+    return body
+
+
+async def create_upload(request: Request) -> Response:
+    owner = await _owner(request)
+    body = _params(
+        await _json_body(request),
+        {"filename": str, "purpose": str, "bytes": int, "mime_type": str},
+        {"expires_after": dict},
+    )
+    if body.get("expires_after") is not None:
+        # The completed file's expiry is not kept with the upload yet: refused rather than
+        # dropped, so that a file never outlives what its uploader asked.
+        raise InvalidRequest(
+            "'expires_after' is not supported on uploads by this server yet: create the "
+            "upload without it (a batch file still expires after 30 days).",
+            param="expires_after",
+        )
+    filename: str = body["filename"]
+    if not filename or len(filename) > MAX_FILENAME_LENGTH:
+        raise InvalidRequest(
+            f"Invalid 'filename': expected a file name of 1 to {MAX_FILENAME_LENGTH} characters.",
+            param="filename",
+        )
+    mime_type = body["mime_type"].strip(" \t")
+    if not mime_type or clean_content_type(mime_type) != mime_type:
+        raise InvalidRequest(
+            f"Invalid 'mime_type': {body['mime_type'][:100]!r} is not a MIME type; expected "
+            "'type/subtype', such as 'application/jsonl' or 'application/pdf'.",
+            param="mime_type",
+        )
+    record = await _uploads(request).create(
+        owner,
+        filename=clean_filename(filename),
+        purpose=body["purpose"],
+        nbytes=body["bytes"],
+        mime_type=mime_type,
+    )
+    return JSONResponse(upload_object(record, now=int(time.time())))
+
+
+async def _data_field(request: Request, boundary: bytes, max_parts: int) -> AsyncIterator[bytes]:
+    """The bytes of the form's one `data` field, as they arrive; other fields are skipped
+    (bounded together by the multipart overhead), a form without `data` is a 400."""
+    in_data = seen = False
+    other = 0
+    async for event in iter_parts(boundary, request.stream(), max_parts):
+        if isinstance(event, PartStart):
+            in_data = event.name == "data"
+            if in_data and seen:
+                raise InvalidRequest("Only one 'data' part may be sent.", param="data")
+            seen = seen or in_data
+        elif isinstance(event, PartData):
+            if in_data:
+                yield event.data
+            else:
+                other += len(event.data)
+                if other > S.MULTIPART_OVERHEAD_BYTES:
+                    raise InvalidRequest(
+                        "The form fields other than 'data' are too large together "
+                        f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
+                    )
+        else:
+            in_data = False
+    if not seen:
+        raise InvalidRequest("'data' is a required property", param="data")
+
+
+async def add_part(request: Request) -> Response:
+    owner = await _owner(request)
+    uploads = _uploads(request)
+    boundary = boundary_of(request.headers.get("content-type"))
+    limit = uploads.settings.max_part_bytes
+    raw_length = request.headers.get("content-length")
+    if raw_length and raw_length.isdigit() and int(raw_length) > limit + S.MULTIPART_OVERHEAD_BYTES:
+        raise FileTooLarge(limit, "Part", param="data")
+    data = _data_field(request, boundary, uploads.settings.max_form_parts)
+    part = await uploads.add_part(owner, request.path_params["upload_id"], data)
+    return JSONResponse(part_object(part))
+
+
+async def complete_upload(request: Request) -> Response:
+    owner = await _owner(request)
+    body = _params(await _json_body(request), {"part_ids": list}, {"md5": str})
+    part_ids = body["part_ids"]
+    for index, item in enumerate(part_ids):
+        if not isinstance(item, str):
+            got = _JSON_TYPE_NAMES.get(type(item), "another type")
+            raise InvalidRequest(
+                f"Invalid type for 'part_ids[{index}]': expected a string, but got {got} instead.",
+                param=f"part_ids[{index}]",
+            )
+    md5 = body.get("md5") or None
+    record, file = await _uploads(request).complete(
+        owner, request.path_params["upload_id"], part_ids, md5
+    )
+    return JSONResponse(upload_object(record, file, now=int(time.time())))
+
+
+async def cancel_upload(request: Request) -> Response:
+    owner = await _owner(request)
+    record = await _uploads(request).cancel(owner, request.path_params["upload_id"])
+    return JSONResponse(upload_object(record, now=int(time.time())))
+
+
+routes = [
+    Route("/v1/uploads", create_upload, methods=["POST"]),
+    Route("/v1/uploads/{upload_id}/parts", add_part, methods=["POST"]),
+    Route("/v1/uploads/{upload_id}/complete", complete_upload, methods=["POST"]),
+    Route("/v1/uploads/{upload_id}/cancel", cancel_upload, methods=["POST"]),
+]

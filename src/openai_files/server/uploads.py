@@ -1,0 +1,384 @@
+"""The rules of the Uploads API: a file of up to 8 GB sent as parts, then completed.
+
+An upload reserves its declared bytes against the organization's quota when it is created
+(the reservation is named by the upload's id and names the key the file will have). Each
+part is an ordinary object under its own key (the part's id), written before the part's
+row. Completion composes the parts into the file's key in the store (never through
+Python, `BlobStore.compose`), checks the md5 when one is given, then one transaction turns
+the reservation into the file's row. Cancelling or expiring an upload gives the
+reservation back and removes its parts' bytes. Like `service.py`, this module decides on
+plain values and returns records; `routes/uploads.py` holds the HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+
+from . import settings as S
+from .errors import (
+    APIError,
+    FileTooLarge,
+    InvalidRequest,
+    NotFound,
+    StorageLimitExceeded,
+)
+from .ids import new_id
+from .purposes import check_format, check_purpose, check_upload_size
+from .settings import Settings
+from .stores import (
+    BlobStore,
+    BlobWriter,
+    FileRecord,
+    MetadataStore,
+    Owner,
+    PartRecord,
+    QuotaExceeded,
+    UploadNotFound,
+    UploadNotPending,
+    UploadRecord,
+)
+
+log = logging.getLogger("openai_files.server")
+
+#: An upload may be completed within an hour of its creation, as OpenAI's.
+UPLOAD_TTL_SECONDS = 3600
+#: An upload id or part id as the server makes them; anything else names nothing.
+UPLOAD_ID = re.compile(r"upload_[A-Za-z0-9]{1,64}")
+PART_ID = re.compile(r"part_[A-Za-z0-9]{1,64}")
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+_SWEEP_BATCH = 500
+
+
+def no_such_upload(upload_id: str) -> APIError:
+    """The 404 for an upload that does not exist *or* belongs to someone else."""
+    return NotFound(f"No such Upload object: {upload_id}", param="upload_id")
+
+
+def not_pending(record: UploadRecord, doing: str) -> APIError:
+    """The 400 for an operation on an upload that is no longer pending: what it is now."""
+    upload_id, status = record.id, record.status
+    if status == "completing":
+        return InvalidRequest(
+            f"Upload {upload_id} is already being completed: wait for that completion to "
+            f"answer instead of trying to {doing}.",
+            param="upload_id",
+        )
+    if status == "expired":
+        return InvalidRequest(
+            f"Upload {upload_id} has expired (an upload must be completed within an hour of "
+            "its creation): create a new upload.",
+            param="upload_id",
+        )
+    hint = {
+        "completed": "its file is ready",
+        "cancelled": "create a new upload to send this file",
+    }.get(status, "create a new upload")
+    return InvalidRequest(
+        f"Upload {upload_id} is already {status}, so you cannot {doing}: {hint}.",
+        param="upload_id",
+    )
+
+
+class UploadsService:
+    """Uploads API operations over a metadata store and a blob store."""
+
+    def __init__(self, settings: Settings, meta: MetadataStore, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.blobs = blobs
+
+    # -- create --
+    async def create(
+        self,
+        owner: Owner,
+        *,
+        filename: str,
+        purpose: str,
+        nbytes: int,
+        mime_type: str,
+    ) -> UploadRecord:
+        """A new pending upload of `owner`'s, expiring an hour after now.
+
+        The purpose must be one a file may be uploaded with, the file name (cleaned by the
+        route, as a form's) must fit it (`.jsonl` for `batch` and `fine-tune`), the declared
+        bytes must be within `max_upload_bytes` and the purpose's own limit. The declared
+        bytes are then reserved against the organization's quota (refused when they do not
+        fit), under the upload's id, until it expires.
+        """
+        check_purpose(purpose)
+        check_format(purpose, filename, param="filename")
+        if nbytes < 0:
+            raise InvalidRequest(
+                "Invalid 'bytes': integer below minimum value. Expected a value >= 0, but got "
+                f"{nbytes} instead.",
+                param="bytes",
+            )
+        check_upload_size(self.settings, purpose, nbytes)
+        now = int(time.time())
+        record = UploadRecord(
+            id=new_id("upload_"),
+            org_id=owner.org_id,
+            project_id=owner.project_id,
+            filename=filename,
+            purpose=purpose,
+            bytes=nbytes,
+            mime_type=mime_type,
+            created_at=now,
+            expires_at=now + UPLOAD_TTL_SECONDS,
+            status="pending",
+            file_id=None,
+            file_key=new_id("file-"),
+        )
+        try:
+            await self.meta.reserve(
+                record.id,
+                owner.org_id,
+                nbytes,
+                self.settings.org_quota_bytes,
+                record.expires_at,
+                record.file_key,
+            )
+        except QuotaExceeded as exc:
+            raise StorageLimitExceeded(exc.used, exc.requested, exc.quota, param="bytes") from None
+        try:
+            await self.meta.insert_upload(record)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.meta.release(record.id)
+            raise
+        return record
+
+    # -- parts --
+    async def _pending(self, owner: Owner, upload_id: str, doing: str) -> UploadRecord:
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise no_such_upload(upload_id)
+        record = await self.meta.get_upload(owner, upload_id)
+        if record is None:
+            raise no_such_upload(upload_id)
+        if record.status == "pending" and record.expires_at <= int(time.time()):
+            record = dataclasses.replace(record, status="expired")
+        if record.status != "pending":
+            raise not_pending(record, doing)
+        return record
+
+    async def add_part(
+        self, owner: Owner, upload_id: str, data: AsyncIterator[bytes]
+    ) -> PartRecord:
+        """Add a part, its bytes streamed from `data`, to the owner's pending upload.
+
+        Another tenant's or an unknown upload is a 404; one completed, cancelled, being
+        completed or expired is a 400 that says so. A part is at most `max_part_bytes`
+        (a 413 at the first byte too many), and the parts of an upload together hold at
+        most its declared bytes plus one part (room for a part sent again after its answer
+        was lost). The bytes go to the part's own key and are committed before the part's
+        row is added (in one transaction that checks the upload is still pending); the
+        bytes of a refused part are removed, also when the client went away.
+        """
+        upload = await self._pending(owner, upload_id, "add a part")
+        limit = self.settings.max_part_bytes
+        room = upload.bytes + limit - sum(p.bytes for p in await self.meta.list_parts(upload.id))
+        part_id = new_id("part_")
+        writer = self.blobs.writer(part_id)
+        size = 0
+        committed = added = False
+        try:
+            async for chunk in data:
+                size += len(chunk)
+                if size > limit:
+                    raise FileTooLarge(limit, "Part", param="data")
+                if size > room:
+                    raise InvalidRequest(
+                        f"The parts of upload {upload.id} would hold more than the "
+                        f"{upload.bytes} bytes it was created with (and one part more): "
+                        "complete it with the parts it has, or create a new upload.",
+                        param="data",
+                    )
+                await writer.write(chunk)
+            await writer.commit()
+            committed = True
+            part = PartRecord(
+                id=part_id,
+                upload_id=upload.id,
+                bytes=size,
+                created_at=int(time.time()),
+                blob_key=part_id,
+            )
+            try:
+                await self.meta.add_part(owner, part, int(time.time()))
+            except UploadNotFound:
+                raise no_such_upload(upload_id) from None
+            except UploadNotPending as exc:
+                raise not_pending(exc.record, "add a part") from None
+            added = True
+            return part
+        finally:
+            if not added:
+                with anyio.CancelScope(shield=True):
+                    await self._discard_part(part_id, writer, committed)
+
+    async def _discard_part(self, key: str, writer: BlobWriter, committed: bool) -> None:
+        try:
+            if committed:
+                await self.blobs.delete(key)
+            else:
+                await writer.abort()
+        except Exception:  # the sweeper removes what no row names
+            log.exception("could not discard the bytes of refused part %s", key)
+
+    # -- complete --
+    async def complete(
+        self, owner: Owner, upload_id: str, part_ids: Sequence[str], md5: str | None
+    ) -> tuple[UploadRecord, FileRecord]:
+        """Complete the owner's pending upload from `part_ids`, in file order; its record
+        (completed) and the new file's.
+
+        Errors as `add_part` for the upload; a second completion, racing or later, is a 400.
+        Each id must name a part of this upload, once; the parts' sizes must add up to the
+        declared bytes; the file name and size must still fit the purpose. The parts are
+        composed into the file's key by the store; when `md5` is given, the composed bytes
+        are read once to check it, and a mismatch removes them and leaves the upload
+        pending (it may be completed again with the right parts). Then one transaction
+        inserts the file (consuming the reservation; the quota counts it once), marks the
+        upload completed and drops its part rows; the parts' bytes are removed last.
+        """
+        if md5 is not None and not _MD5.fullmatch(md5):
+            raise InvalidRequest(
+                f"Invalid 'md5': expected 32 hexadecimal digits, got {md5[:100]!r}.",
+                param="md5",
+            )
+        seen: set[str] = set()
+        for part_id in part_ids:
+            if part_id in seen:
+                raise InvalidRequest(
+                    f"Part {part_id} is given more than once in 'part_ids': each part may be "
+                    "used once.",
+                    param="part_ids",
+                )
+            seen.add(part_id)
+        await self._pending(owner, upload_id, "complete it")
+        try:
+            upload = await self.meta.begin_completion(owner, upload_id, int(time.time()))
+        except UploadNotFound:
+            raise no_such_upload(upload_id) from None
+        except UploadNotPending as exc:
+            raise not_pending(exc.record, "complete it") from None
+        finished = composed = False
+        try:
+            parts = {p.id: p for p in await self.meta.list_parts(upload.id)}
+            for part_id in part_ids:
+                if part_id not in parts:
+                    raise InvalidRequest(
+                        f"Part {part_id} is not a part of upload {upload.id}: send the ids "
+                        f"that POST /v1/uploads/{upload.id}/parts returned.",
+                        param="part_ids",
+                    )
+            ordered = [parts[i] for i in part_ids]
+            total = sum(p.bytes for p in ordered)
+            if total != upload.bytes:
+                raise InvalidRequest(
+                    f"The parts given add up to {total} bytes, but upload {upload.id} was "
+                    f"created with bytes={upload.bytes}: complete it with parts that add up "
+                    "to its size.",
+                    param="part_ids",
+                )
+            key = upload.file_key
+            await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
+            composed = True
+            if md5 is not None:
+                digest = await self._md5(key)
+                if digest != md5.lower():
+                    raise InvalidRequest(
+                        f"The md5 given ({md5}) does not match the md5 of the uploaded parts "
+                        f"({digest}): the upload stays pending; send the parts again or "
+                        "complete it with the right ones.",
+                        param="md5",
+                    )
+            now = int(time.time())
+            # A batch file expires after 30 days, as one sent to POST /v1/files.
+            expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS if upload.purpose == "batch" else None
+            file = FileRecord(
+                id=key,
+                org_id=upload.org_id,
+                project_id=upload.project_id,
+                bytes=upload.bytes,
+                created_at=now,
+                expires_at=None if expires_in is None else now + expires_in,
+                filename=upload.filename,
+                purpose=upload.purpose,
+                mime_type=upload.mime_type,
+                blob_key=key,
+            )
+            try:
+                await self.meta.finish_completion(upload.id, file, self.settings.org_quota_bytes)
+            except QuotaExceeded as exc:
+                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+            finished = True
+        finally:
+            if not finished:
+                with anyio.CancelScope(shield=True):
+                    await self._undo_completion(upload, composed)
+        with anyio.CancelScope(shield=True):
+            await self._remove_keys([p.blob_key for p in ordered])
+        done = dataclasses.replace(upload, status="completed", file_id=file.id)
+        return done, file
+
+    async def _md5(self, key: str) -> str:
+        """The md5 of an object, read once, hashed in a worker thread chunk by chunk."""
+        digest = hashlib.md5(usedforsecurity=False)
+        async for chunk in self.blobs.read(key):
+            await anyio.to_thread.run_sync(digest.update, chunk)
+        return digest.hexdigest()
+
+    async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:
+        if composed:
+            await self._remove_keys([upload.file_key])
+        try:
+            await self.meta.abort_completion(upload.id)
+        except Exception:  # it expires, and the sweeper takes it, within the hour
+            log.exception("could not put upload %s back to pending", upload.id)
+
+    # -- cancel --
+    async def cancel(self, owner: Owner, upload_id: str) -> UploadRecord:
+        """Cancel the owner's pending upload: its reservation is given back and its parts'
+        bytes removed. Errors as `add_part`; cancelling a completed (or cancelled) upload is
+        a 400."""
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise no_such_upload(upload_id)
+        try:
+            record, keys = await self.meta.cancel_upload(owner, upload_id, int(time.time()))
+        except UploadNotFound:
+            raise no_such_upload(upload_id) from None
+        except UploadNotPending as exc:
+            raise not_pending(exc.record, "cancel it") from None
+        with anyio.CancelScope(shield=True):
+            await self._remove_keys(keys)
+        return record
+
+    # -- housekeeping --
+    async def sweep_expired(self, now: int) -> int:
+        """Expire the uploads (of every owner) still pending or being completed an hour
+        after their creation: their reservations go back, their parts' bytes and any
+        composed file bytes are removed. How many expired."""
+        count = 0
+        while batch := await self.meta.pop_expired_uploads(now, _SWEEP_BATCH):
+            for record, keys in batch:
+                await self._remove_keys([*keys, record.file_key])
+            count += len(batch)
+        return count
+
+    async def _remove_keys(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception:  # no row names them now: the sweeper finds them
+                log.exception("could not remove the bytes of %s", key)
+
+
+__all__ = ["UPLOAD_TTL_SECONDS", "UploadsService", "no_such_upload", "not_pending"]

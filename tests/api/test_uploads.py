@@ -1,0 +1,620 @@
+"""OpenAI's Uploads API against the app, on both deployments: the official SDK's calls
+(sync and async), every error the API document lists, tenancy, the quota and expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from .._inprocess import AppServer
+from .._server import Deployment
+from ._contract import assert_error, assert_schema
+
+GiB = 1024**3
+
+
+def _check_upload(raw: dict[str, Any]) -> None:
+    """The upload object has OpenAI's keys, in its order, and fits its schema (whose `file`
+    is written as nullable in a way JSON Schema does not read: checked apart)."""
+    assert list(raw) == [
+        "id",
+        "object",
+        "bytes",
+        "created_at",
+        "expires_at",
+        "filename",
+        "purpose",
+        "status",
+        "file",
+    ]
+    assert_schema("Upload", {k: v for k, v in raw.items() if not (k == "file" and v is None)})
+
+
+def _sql(server: AppServer, sql: str, *args: Any) -> Any:
+    """Run one statement on the app's database (`?` placeholders); the first row's first
+    value, if any."""
+    database = server.env.get("OPENAI_FILES_DATABASE")
+    if database:
+        import asyncpg
+
+        async def run() -> Any:
+            conn = await asyncpg.connect(database)
+            try:
+                numbered = sql
+                for n in range(1, len(args) + 1):
+                    numbered = numbered.replace("?", f"${n}", 1)
+                return await conn.fetchval(numbered, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+    with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
+        row = db.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+
+def _set_upload_expiry(server: AppServer, upload_id: str, at: int) -> None:
+    """Set an upload's expiry in the database, as if its hour had passed."""
+    _sql(server, "UPDATE uploads SET expires_at = ? WHERE id = ?", at, upload_id)
+
+
+def _sweep(server: AppServer) -> dict[str, int]:
+    counts: dict[str, int] = server.portal.call(server.app.state.service.sweep)
+    return counts
+
+
+def _blob_exists(server: AppServer, key: str) -> bool:
+    blobs = server.app.state.service.blobs
+
+    async def run() -> bool:
+        try:
+            async for _ in blobs.read(key):
+                break
+        except FileNotFoundError:
+            return False
+        return True
+
+    return bool(server.portal.call(run))
+
+
+def _usage(server: AppServer, org_id: str) -> int:
+    """The organization's bytes: its files' and its reservations'."""
+    files = int(server.portal.call(server.app.state.service.meta.usage, org_id))
+    held = _sql(server, "SELECT SUM(bytes) FROM reservations WHERE org_id = ?", org_id)
+    return files + int(held or 0)
+
+
+@pytest.fixture
+def org() -> str:
+    return f"org-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def org_key(new_key: Callable[..., str], org: str) -> str:
+    return new_key(org, f"proj_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def http(server: AppServer, api_key: str) -> Iterator[httpx.Client]:
+    with server.http(api_key) as c:
+        yield c
+
+
+def _create(http: httpx.Client, **fields: Any) -> dict[str, Any]:
+    body = {"filename": "data.bin", "purpose": "vision", "bytes": 10, "mime_type": "text/plain"}
+    body.update(fields)
+    r = http.post("/uploads", json=body)
+    assert r.status_code == 200, r.text
+    raw: dict[str, Any] = r.json()
+    return raw
+
+
+def _part(http: httpx.Client, upload_id: str, data: bytes) -> httpx.Response:
+    return http.post(f"/uploads/{upload_id}/parts", files={"data": ("blob", data)})
+
+
+def _part_id(http: httpx.Client, upload_id: str, data: bytes) -> str:
+    r = _part(http, upload_id, data)
+    assert r.status_code == 200, r.text
+    part_id: str = r.json()["id"]
+    return part_id
+
+
+# -- the SDK --------------------------------------------------------------------------
+
+
+def test_create_parts_out_of_order_complete_download(client: openai.OpenAI) -> None:
+    content = os.urandom(3000)
+    pieces = [content[:1000], content[1000:2500], content[2500:]]
+    before = int(time.time())
+    response = client.uploads.with_raw_response.create(
+        bytes=len(content), filename="data.jsonl", mime_type="application/jsonl", purpose="batch"
+    )
+    _check_upload(response.http_response.json())
+    upload = response.parse()
+    assert upload.id.startswith("upload_")
+    assert (upload.object, upload.status, upload.file) == ("upload", "pending", None)
+    assert (upload.bytes, upload.filename, upload.purpose) == (3000, "data.jsonl", "batch")
+    assert before <= upload.created_at <= int(time.time())
+    assert upload.expires_at == upload.created_at + 3600
+
+    # The parts arrive last first, and are put in order by the completion.
+    ids = {}
+    for index in (2, 0, 1):
+        raw = client.uploads.parts.with_raw_response.create(upload.id, data=pieces[index])
+        assert_schema("UploadPart", raw.http_response.json())
+        part = raw.parse()
+        assert part.id.startswith("part_") and part.object == "upload.part"
+        assert part.upload_id == upload.id
+        ids[index] = part.id
+
+    md5 = hashlib.md5(content).hexdigest()
+    done_raw = client.uploads.with_raw_response.complete(
+        upload.id, part_ids=[ids[0], ids[1], ids[2]], md5=md5
+    )
+    _check_upload(done_raw.http_response.json())
+    done = done_raw.parse()
+    assert done.status == "completed" and done.file is not None
+    assert done.file.id.startswith("file-")
+    assert (done.file.bytes, done.file.filename, done.file.purpose) == (3000, "data.jsonl", "batch")
+    assert done.file.expires_at == done.file.created_at + 30 * 24 * 3600  # batch: 30 days
+    assert client.files.retrieve(done.file.id) == done.file
+    assert client.files.content(done.file.id).content == content
+    # Its parts' bytes are gone; the file's remain.
+    assert client.files.list().data == [done.file]
+
+
+def test_parts_in_parallel(client: openai.OpenAI, server: AppServer) -> None:
+    content = os.urandom(64 * 1024 + 7)
+    size = 8 * 1024
+    pieces = [content[i : i + size] for i in range(0, len(content), size)]
+    upload = client.uploads.create(
+        bytes=len(content), filename="x.bin", mime_type="application/octet-stream", purpose="vision"
+    )
+    with ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(lambda p: client.uploads.parts.create(upload.id, data=p), pieces))
+    assert len({p.id for p in parts}) == len(pieces)
+    done = client.uploads.complete(upload.id, part_ids=[p.id for p in parts])
+    assert done.file is not None
+    assert client.files.content(done.file.id).content == content
+    assert not any(_blob_exists(server, p.id) for p in parts)
+
+
+def test_upload_file_chunked_from_path_and_bytes(client: openai.OpenAI, tmp_path: Path) -> None:
+    content = os.urandom(10_000)
+    path = tmp_path / "big.pdf"
+    path.write_bytes(content)
+    md5 = hashlib.md5(content).hexdigest()
+    done = client.uploads.upload_file_chunked(
+        file=path, mime_type="application/pdf", purpose="assistants", part_size=3000, md5=md5
+    )
+    assert done.status == "completed" and done.file is not None
+    assert done.filename == "big.pdf"
+    with pytest.raises(openai.BadRequestError):  # downloads of assistants files are refused
+        client.files.content(done.file.id)
+    assert client.files.retrieve(done.file.id).bytes == len(content)
+
+    done = client.uploads.upload_file_chunked(
+        file=content,
+        filename="mem.bin",
+        bytes=len(content),
+        mime_type="application/octet-stream",
+        purpose="vision",
+        part_size=4096,
+    )
+    assert done.file is not None
+    assert client.files.content(done.file.id).content == content
+
+
+def test_async_sdk(aclient: openai.AsyncOpenAI) -> None:
+    content = os.urandom(5000)
+
+    async def run() -> None:
+        async with aclient:
+            upload = await aclient.uploads.create(
+                bytes=len(content), filename="a.bin", mime_type="image/png", purpose="vision"
+            )
+            halves = [content[:2500], content[2500:]]
+            parts = await asyncio.gather(
+                *(aclient.uploads.parts.create(upload.id, data=h) for h in halves)
+            )
+            done = await aclient.uploads.complete(upload.id, part_ids=[p.id for p in parts])
+            assert done.file is not None
+            got = await aclient.files.content(done.file.id)
+            assert got.content == content
+
+            chunked = await aclient.uploads.upload_file_chunked(
+                file=content,
+                filename="b.bin",
+                bytes=len(content),
+                mime_type="image/png",
+                purpose="vision",
+                part_size=1024,
+            )
+            assert chunked.file is not None
+            assert (await aclient.files.content(chunked.file.id)).content == content
+
+            other = await aclient.uploads.create(
+                bytes=1, filename="c.bin", mime_type="image/png", purpose="vision"
+            )
+            cancelled = await aclient.uploads.cancel(other.id)
+            assert (cancelled.id, cancelled.status, cancelled.file) == (other.id, "cancelled", None)
+
+    asyncio.run(run())
+
+
+def test_cancel_removes_parts(client: openai.OpenAI, server: AppServer) -> None:
+    upload = client.uploads.create(
+        bytes=10, filename="a.bin", mime_type="text/plain", purpose="assistants"
+    )
+    part = client.uploads.parts.create(upload.id, data=b"12345")
+    assert _blob_exists(server, part.id)
+    raw = client.uploads.with_raw_response.cancel(upload.id)
+    _check_upload(raw.http_response.json())
+    assert raw.parse().status == "cancelled"
+    assert not _blob_exists(server, part.id)
+
+
+def test_empty_upload(http: httpx.Client) -> None:
+    upload = _create(http, bytes=0)
+    r = http.post(f"/uploads/{upload['id']}/complete", json={"part_ids": []})
+    assert r.status_code == 200, r.text
+    assert r.json()["file"]["bytes"] == 0
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "param"),
+    [
+        (
+            {"bytes": 8 * GiB + 1},
+            f"Invalid 'bytes': {8 * GiB + 1} is more than an upload may hold, {8 * GiB} bytes.",
+            "bytes",
+        ),
+        (
+            {"bytes": 200 * 1024 * 1024 + 1, "purpose": "batch", "filename": "b.jsonl"},
+            "Invalid 'bytes': 209715201 is more than a batch file may hold, 209715200 bytes.",
+            "bytes",
+        ),
+        (
+            {"bytes": -1},
+            "Invalid 'bytes': integer below minimum value. Expected a value >= 0, but got -1 "
+            "instead.",
+            "bytes",
+        ),
+        (
+            {"purpose": "fine-tune", "filename": "train.csv"},
+            "Invalid file format for Fine-Tuning API. Must be .jsonl",
+            "filename",
+        ),
+        (
+            {"purpose": "nope"},
+            "'nope' is not one of ['assistants', 'batch', 'fine-tune', 'vision', 'user_data', "
+            "'evals'] - 'purpose'",
+            "purpose",
+        ),
+        (
+            {"mime_type": "not a type"},
+            "Invalid 'mime_type': 'not a type' is not a MIME type; expected 'type/subtype', "
+            "such as 'application/jsonl' or 'application/pdf'.",
+            "mime_type",
+        ),
+        (
+            {"filename": ""},
+            "Invalid 'filename': expected a file name of 1 to 255 characters.",
+            "filename",
+        ),
+        (
+            {"bytes": "10"},
+            "Invalid type for 'bytes': expected an integer, but got a string instead.",
+            "bytes",
+        ),
+        (
+            {"bytes": True},
+            "Invalid type for 'bytes': expected an integer, but got a boolean instead.",
+            "bytes",
+        ),
+        (
+            {"filename": None},
+            "Invalid type for 'filename': expected a string, but got null instead.",
+            "filename",
+        ),
+        ({"color": "blue"}, "Unknown parameter: 'color'.", "color"),
+    ],
+)
+def test_create_errors(
+    http: httpx.Client, fields: dict[str, Any], message: str, param: str
+) -> None:
+    body = {"filename": "data.bin", "purpose": "assistants", "bytes": 10, "mime_type": "text/plain"}
+    body.update(fields)
+    assert_error(http.post("/uploads", json=body), 400, message, param=param)
+
+
+def test_create_missing_and_unparsable(http: httpx.Client) -> None:
+    assert_error(
+        http.post("/uploads", json={"filename": "a", "purpose": "vision", "bytes": 1}),
+        400,
+        "Missing required parameter: 'mime_type'.",
+        param="mime_type",
+    )
+    for body in (b"{not json", b"[1, 2]", b""):
+        r = http.post("/uploads", content=body, headers={"content-type": "application/json"})
+        assert_error(r, 400, re.compile(r"We could not parse the JSON body of your request\. .*"))
+    r = http.post(
+        "/uploads",
+        json={
+            "filename": "a",
+            "purpose": "vision",
+            "bytes": 1,
+            "mime_type": "image/png",
+            "expires_after": {"anchor": "created_at", "seconds": 3600},
+        },
+    )
+    assert_error(
+        r,
+        400,
+        "'expires_after' is not supported on uploads by this server yet: create the upload "
+        "without it (a batch file still expires after 30 days).",
+        param="expires_after",
+    )
+
+
+def test_part_errors(http: httpx.Client) -> None:
+    upload = _create(http, bytes=10)
+    uid = upload["id"]
+    r = http.post(f"/uploads/{uid}/parts", files={"other": ("x", b"1")})
+    assert_error(r, 400, "'data' is a required property", param="data")
+    r = http.post(f"/uploads/{uid}/parts", json={"data": "abc"})
+    assert r.status_code == 400
+    assert_error(
+        _part(http, "upload_doesnotexist", b"x"),
+        404,
+        "No such Upload object: upload_doesnotexist",
+        param="upload_id",
+    )
+    assert_error(
+        _part(http, "file-abc", b"x"), 404, "No such Upload object: file-abc", param="upload_id"
+    )
+
+
+def test_part_over_the_limit(deployment: Deployment) -> None:
+    server = deployment.app(env={"OPENAI_FILES_MAX_PART_BYTES": "1000"})
+    try:
+        key = server.create_key("org-small", "proj_small")
+        with server.http(key) as http:
+            uid = _create(http, bytes=5000)["id"]
+            too_large = "Part is too large. The maximum size is 1000 bytes."
+            # Announced by its length (refused before reading), and streamed without one.
+            assert_error(
+                _part(http, uid, b"x" * 70_000), 413, too_large, param="data", code="file_too_large"
+            )
+
+            def body() -> Iterator[bytes]:
+                yield b'--b\r\nContent-Disposition: form-data; name="data"; filename="d"\r\n\r\n'
+                yield b"x" * 1001
+                yield b"\r\n--b--\r\n"
+
+            r = http.post(
+                f"/uploads/{uid}/parts",
+                content=body(),
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            )
+            assert_error(r, 413, too_large, param="data", code="file_too_large")
+            part = _part_id(http, uid, b"x" * 1000)
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+            assert r.status_code == 400  # 1000 of 5000 bytes
+
+            # More than the upload's bytes and one part more: refused.
+            small = _create(http, bytes=1)["id"]
+            first = _part_id(http, small, b"x" * 1000)
+            assert_error(
+                _part(http, small, b"xy"),
+                400,
+                f"The parts of upload {small} would hold more than the 1 bytes it was created "
+                "with (and one part more): complete it with the parts it has, or create a new "
+                "upload.",
+                param="data",
+            )
+        # Nothing but the accepted parts was kept.
+        keys = server.portal.call(_all_keys, server)
+        assert sorted(keys) == sorted([part, first])
+    finally:
+        server.stop()
+
+
+async def _all_keys(server: AppServer) -> list[str]:
+    return [k async for k in server.app.state.service.blobs.list_object_keys(time.time() + 60)]
+
+
+def test_complete_errors(http: httpx.Client, server: AppServer) -> None:
+    uid = _create(http, bytes=10)["id"]
+    a = _part_id(http, uid, b"12345")
+    b = _part_id(http, uid, b"67890")
+    other_upload = _create(http, bytes=3)["id"]
+    foreign = _part_id(http, other_upload, b"abc")
+
+    def complete(**body: Any) -> httpx.Response:
+        return http.post(f"/uploads/{uid}/complete", json=body)
+
+    assert_error(
+        complete(part_ids=[a]),
+        400,
+        f"The parts given add up to 5 bytes, but upload {uid} was created with bytes=10: "
+        "complete it with parts that add up to its size.",
+        param="part_ids",
+    )
+    assert_error(
+        complete(part_ids=[a, "part_unknown"]),
+        400,
+        f"Part part_unknown is not a part of upload {uid}: send the ids that "
+        f"POST /v1/uploads/{uid}/parts returned.",
+        param="part_ids",
+    )
+    assert_error(
+        complete(part_ids=[a, foreign]),
+        400,
+        f"Part {foreign} is not a part of upload {uid}: send the ids that "
+        f"POST /v1/uploads/{uid}/parts returned.",
+        param="part_ids",
+    )
+    assert_error(
+        complete(part_ids=[a, a]),
+        400,
+        f"Part {a} is given more than once in 'part_ids': each part may be used once.",
+        param="part_ids",
+    )
+    assert_error(
+        complete(part_ids=[a, b], md5="xyz"),
+        400,
+        "Invalid 'md5': expected 32 hexadecimal digits, got 'xyz'.",
+        param="md5",
+    )
+    assert_error(
+        complete(part_ids=[a, 1]),
+        400,
+        "Invalid type for 'part_ids[1]': expected a string, but got an integer instead.",
+        param="part_ids[1]",
+    )
+    assert_error(complete(), 400, "Missing required parameter: 'part_ids'.", param="part_ids")
+    # The wrong md5: refused, the upload stays pending and its parts stay.
+    wrong = hashlib.md5(b"something else").hexdigest()
+    right = hashlib.md5(b"1234567890").hexdigest()
+    assert_error(
+        complete(part_ids=[b, a], md5=wrong),
+        400,
+        f"The md5 given ({wrong}) does not match the md5 of the uploaded parts "
+        f"({hashlib.md5(b'6789012345').hexdigest()}): the upload stays pending; send the "
+        "parts again or complete it with the right ones.",
+        param="md5",
+    )
+    r = complete(part_ids=[b, a], md5=right)
+    assert r.status_code == 400  # b then a is not what the md5 says
+    # Every refused completion left the upload pending: it still takes parts and completes.
+    r = complete(part_ids=[a, b], md5=right.upper())
+    assert r.status_code == 200, r.text
+    file_id = r.json()["file"]["id"]
+    assert http.get(f"/files/{file_id}/content").content == b"1234567890"
+
+    # Completed: no more parts, no second completion, no cancellation.
+    already = f"Upload {uid} is already completed, so you cannot {{}}: its file is ready."
+    assert_error(_part(http, uid, b"x"), 400, already.format("add a part"), param="upload_id")
+    assert_error(complete(part_ids=[a, b]), 400, already.format("complete it"), param="upload_id")
+    assert_error(
+        http.post(f"/uploads/{uid}/cancel"), 400, already.format("cancel it"), param="upload_id"
+    )
+
+
+def test_cancelled_upload_errors(http: httpx.Client) -> None:
+    uid = _create(http, bytes=2)["id"]
+    a = _part_id(http, uid, b"ab")
+    assert http.post(f"/uploads/{uid}/cancel").json()["status"] == "cancelled"
+    msg = (
+        f"Upload {uid} is already cancelled, so you cannot {{}}: create a new upload to send "
+        "this file."
+    )
+    assert_error(_part(http, uid, b"x"), 400, msg.format("add a part"), param="upload_id")
+    assert_error(
+        http.post(f"/uploads/{uid}/complete", json={"part_ids": [a]}),
+        400,
+        msg.format("complete it"),
+        param="upload_id",
+    )
+    assert_error(
+        http.post(f"/uploads/{uid}/cancel"), 400, msg.format("cancel it"), param="upload_id"
+    )
+
+
+def test_another_tenants_upload_is_a_404(
+    server: AppServer, http: httpx.Client, new_key: Callable[..., str]
+) -> None:
+    uid = _create(http, bytes=2)["id"]
+    part = _part_id(http, uid, b"ab")
+    missing = f"No such Upload object: {uid}"
+    with server.http(new_key()) as other:
+        assert_error(_part(other, uid, b"ab"), 404, missing, param="upload_id")
+        r = other.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+        assert_error(r, 404, missing, param="upload_id")
+        assert_error(other.post(f"/uploads/{uid}/cancel"), 404, missing, param="upload_id")
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+    assert r.status_code == 200, r.text
+
+
+# -- quota and expiry -----------------------------------------------------------------
+
+
+def test_quota_reserved_given_back_counted_once(server: AppServer, org: str, org_key: str) -> None:
+    with server.http(org_key) as http:
+        assert _usage(server, org) == 0
+        cancelled = _create(http, bytes=1000)["id"]
+        assert _usage(server, org) == 1000
+        http.post(f"/uploads/{cancelled}/cancel").raise_for_status()
+        assert _usage(server, org) == 0
+
+        uid = _create(http, bytes=6)["id"]
+        assert _usage(server, org) == 6
+        part = _part_id(http, uid, b"abcdef")
+        assert _usage(server, org) == 6
+        http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]}).raise_for_status()
+        assert _usage(server, org) == 6  # the file, once
+
+        # Twelve uploads of 8 GiB hold 96 GiB of the 100 GiB quota: a thirteenth does not fit.
+        for _ in range(12):
+            _create(http, bytes=8 * GiB)
+        r = http.post(
+            "/uploads",
+            json={"filename": "a", "purpose": "vision", "bytes": 8 * GiB, "mime_type": "image/png"},
+        )
+        assert_error(
+            r,
+            400,
+            re.compile(r"Organization storage limit exceeded: .*"),
+            param="bytes",
+            code="storage_limit_exceeded",
+        )
+
+
+def test_expiry_removes_parts_and_gives_quota_back(
+    server: AppServer, org: str, org_key: str
+) -> None:
+    with server.http(org_key) as http:
+        upload = _create(http, bytes=10)
+        uid = upload["id"]
+        parts = [_part_id(http, uid, b"12345"), _part_id(http, uid, b"67890")]
+        assert all(_blob_exists(server, p) for p in parts)
+        assert _usage(server, org) == 10
+
+        # Past its hour but not swept yet: refused as expired.
+        _set_upload_expiry(server, uid, int(time.time()) - 1)
+        expired = (
+            f"Upload {uid} has expired (an upload must be completed within an hour of its "
+            "creation): create a new upload."
+        )
+        assert_error(_part(http, uid, b"x"), 400, expired, param="upload_id")
+        r = http.post(f"/uploads/{uid}/complete", json={"part_ids": parts})
+        assert_error(r, 400, expired, param="upload_id")
+
+        counts = _sweep(server)
+        assert counts["expired_uploads"] >= 1
+        assert not any(_blob_exists(server, p) for p in parts)
+        assert _usage(server, org) == 0
+        assert_error(http.post(f"/uploads/{uid}/cancel"), 400, expired, param="upload_id")
+        # The kind is one of the metrics' (the sweeper counts what `sweep` returns).
+        metrics = server.app.state.metrics.registry.get_sample_value(
+            "openai_files_swept_total", {"kind": "expired_uploads"}
+        )
+        assert metrics is not None
