@@ -136,8 +136,14 @@ def _part_id(http: httpx.Client, upload_id: str, data: bytes) -> str:
 # -- the SDK --------------------------------------------------------------------------
 
 
+def _batch_lines(count: int) -> bytes:
+    line = '{"custom_id": "r%d", "method": "POST", "url": "/v1/embeddings", "body": {}}\n'
+    return "".join(line % i for i in range(count)).encode()
+
+
 def test_create_parts_out_of_order_complete_download(client: openai.OpenAI) -> None:
-    content = os.urandom(3000)
+    content = _batch_lines(100)[:3000]
+    content = content[: content.rindex(b"\n") + 1]
     pieces = [content[:1000], content[1000:2500], content[2500:]]
     before = int(time.time())
     response = client.uploads.with_raw_response.create(
@@ -147,7 +153,7 @@ def test_create_parts_out_of_order_complete_download(client: openai.OpenAI) -> N
     upload = response.parse()
     assert upload.id.startswith("upload_")
     assert (upload.object, upload.status, upload.file) == ("upload", "pending", None)
-    assert (upload.bytes, upload.filename, upload.purpose) == (3000, "data.jsonl", "batch")
+    assert (upload.bytes, upload.filename, upload.purpose) == (len(content), "data.jsonl", "batch")
     assert before <= upload.created_at <= int(time.time())
     assert upload.expires_at == upload.created_at + 3600
 
@@ -169,7 +175,7 @@ def test_create_parts_out_of_order_complete_download(client: openai.OpenAI) -> N
     done = done_raw.parse()
     assert done.status == "completed" and done.file is not None
     assert done.file.id.startswith("file-")
-    assert (done.file.bytes, done.file.filename, done.file.purpose) == (3000, "data.jsonl", "batch")
+    assert (done.file.bytes, done.file.purpose) == (len(content), "batch")
     assert done.file.expires_at == done.file.created_at + 30 * 24 * 3600  # batch: 30 days
     assert client.files.retrieve(done.file.id) == done.file
     assert client.files.content(done.file.id).content == content
@@ -517,6 +523,28 @@ def test_complete_errors(http: httpx.Client, server: AppServer) -> None:
     assert_error(
         http.post(f"/uploads/{uid}/cancel"), 400, already.format("cancel it"), param="upload_id"
     )
+
+
+def test_completion_checks_the_content_as_files_do(http: httpx.Client) -> None:
+    """A batch file made of parts is refused, as on POST /v1/files, when a line is not a
+    JSON object (OpenAI's words, the line named, across parts); the upload stays pending."""
+    good = _batch_lines(3)
+    uid = _create(http, filename="in.jsonl", purpose="batch", bytes=len(good) + 6)["id"]
+    head = _part_id(http, uid, good[:50])
+    tail = _part_id(http, uid, good[50:])
+    bad = _part_id(http, uid, b"[1, 2]")
+    fine = _part_id(http, uid, b"{}\n{}\n")
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, bad]})
+    assert_error(
+        r,
+        400,
+        "Expected file to have JSONL format, where every line is a JSON dictionary. Line 4 "
+        'is not a dictionary (HINT: line starts with: "[1, ...").',
+        param="file",
+    )
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, fine]})
+    assert r.status_code == 200, r.text
+    assert http.get(f"/files/{r.json()['file']['id']}/content").content == good + b"{}\n{}\n"
 
 
 def test_cancelled_upload_errors(http: httpx.Client) -> None:

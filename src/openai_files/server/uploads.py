@@ -44,6 +44,8 @@ from .stores import (
     UploadNotPending,
     UploadRecord,
 )
+from .stores.base import Chunk
+from .validation import Validator, validator_for
 
 log = logging.getLogger("openai_files.server")
 
@@ -241,10 +243,11 @@ class UploadsService:
 
         Errors as `add_part` for the upload; a second completion, racing or later, is a 400.
         Each id must name a part of this upload, once; the parts' sizes must add up to the
-        declared bytes; the file name and size must still fit the purpose. The parts are
-        composed into the file's key by the store; when `md5` is given, the composed bytes
-        are read once to check it, and a mismatch removes them and leaves the upload
-        pending (it may be completed again with the right parts). Then one transaction
+        declared bytes. The parts are composed into the file's key by the store; when `md5`
+        is given or the purpose's content is checked (`validation.py`, as on POST
+        /v1/files), the composed bytes are read once for both, and a mismatch or a refused
+        line removes them and leaves the upload pending (it may be completed again with
+        the right parts). Then one transaction
         inserts the file (consuming the reservation; the quota counts it once), marks the
         upload completed and drops its part rows; the parts' bytes are removed last.
         """
@@ -291,9 +294,10 @@ class UploadsService:
             key = upload.file_key
             await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
             composed = True
-            if md5 is not None:
-                digest = await self._md5(key)
-                if digest != md5.lower():
+            validator = validator_for(upload.purpose, strict=self.settings.strict_validation)
+            if md5 is not None or validator is not None:
+                digest = await self._read_check(key, validator)
+                if md5 is not None and digest != md5.lower():
                     raise InvalidRequest(
                         f"The md5 given ({md5}) does not match the md5 of the uploaded parts "
                         f"({digest}): the upload stays pending; send the parts again or "
@@ -329,11 +333,20 @@ class UploadsService:
         done = dataclasses.replace(upload, status="completed", file_id=file.id)
         return done, file
 
-    async def _md5(self, key: str) -> str:
-        """The md5 of an object, read once, hashed in a worker thread chunk by chunk."""
+    async def _read_check(self, key: str, validator: Validator | None) -> str:
+        """Read an object once: its md5, and its content checked by `validator` (which
+        raises on a refused file), both in a worker thread chunk by chunk."""
         digest = hashlib.md5(usedforsecurity=False)
+
+        def take(chunk: Chunk) -> None:
+            digest.update(chunk)
+            if validator is not None:
+                validator.feed(chunk)
+
         async for chunk in self.blobs.read(key):
-            await anyio.to_thread.run_sync(digest.update, chunk)
+            await anyio.to_thread.run_sync(take, chunk)
+        if validator is not None:
+            validator.finish()
         return digest.hexdigest()
 
     async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:
