@@ -100,7 +100,7 @@ class JsonLinesValidator(Validator):
         start = 0
         while (end := data.find(b"\n", start)) != -1:
             if self.partial:
-                self._grow(len(data[start:end]))
+                self._grow(end - start)
                 self.partial += data[start:end]
                 raw = bytes(self.partial)
                 self.partial.clear()
@@ -260,6 +260,8 @@ class FineTuneValidator(JsonLinesValidator):
         if "messages" in obj:
             kind = "chat"
             self._messages(obj["messages"], "messages")
+            if not any(m.get("role") == "assistant" for m in obj["messages"]):
+                raise self._bad("'messages' has no 'assistant' message to learn from")
         elif "input" in obj:
             kind = "preference"
             given = obj["input"]
