@@ -2,7 +2,7 @@
 
 schemathesis generates requests for every operation the description names (valid ones and
 ones that bend its types), with a fixed seed so a failure is the same on every run. The
-Uploads operations, which the server does not serve yet, must answer in the envelope too.
+Uploads operations too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from .._inprocess import AppServer
 from ._contract import SPEC_PATH
 
-#: Cases per operation: a few hundred on the Files calls, fewer on the unserved Uploads.
+#: Cases per operation: a few hundred on the Files calls, fewer on the Uploads calls.
 EXAMPLES = {"/files": 200, "/uploads": 40}
 
 _SCHEMA = schemathesis.openapi.from_path(SPEC_PATH)

@@ -547,6 +547,33 @@ def test_completion_checks_the_content_as_files_do(http: httpx.Client) -> None:
     assert http.get(f"/files/{r.json()['file']['id']}/content").content == good + b"{}\n{}\n"
 
 
+def test_racing_completions_make_one_file(client: openai.OpenAI, http: httpx.Client) -> None:
+    content = os.urandom(300_000)
+    uid = _create(http, bytes=len(content))["id"]
+    parts = [_part_id(http, uid, content[i : i + 100_000]) for i in range(0, len(content), 100_000)]
+
+    def complete(_: int) -> httpx.Response:
+        return http.post(f"/uploads/{uid}/complete", json={"part_ids": parts})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(complete, range(6)))
+    assert sorted(r.status_code for r in answers) == [200, 400, 400, 400, 400, 400]
+    for r in answers:
+        if r.status_code == 400:
+            assert_error(
+                r,
+                400,
+                re.compile(
+                    rf"Upload {uid} is already (being completed: wait for that completion "
+                    "to answer instead of trying to complete it|completed, so you cannot "
+                    r"complete it: its file is ready)\."
+                ),
+                param="upload_id",
+            )
+    [file] = client.files.list().data
+    assert client.files.content(file.id).content == content
+
+
 def test_cancelled_upload_errors(http: httpx.Client) -> None:
     uid = _create(http, bytes=2)["id"]
     a = _part_id(http, uid, b"ab")
