@@ -574,6 +574,52 @@ def test_racing_completions_make_one_file(client: openai.OpenAI, http: httpx.Cli
     assert client.files.content(file.id).content == content
 
 
+def test_a_client_gone_mid_part_leaves_no_bytes(
+    server: AppServer, http: httpx.Client, api_key: str
+) -> None:
+    uid = _create(http, bytes=10_000_000)["id"]
+    before = set(server.portal.call(_all_keys, server))
+    head = b'--b\r\nContent-Disposition: form-data; name="data"; filename="d"\r\n\r\n'
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": head + b"x" * 3_000_000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = f"/v1/uploads/{uid}/parts"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {api_key}".encode()),
+            (b"content-type", b"multipart/form-data; boundary=b"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    server.portal.call(server.app, scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert set(server.portal.call(_all_keys, server)) == before
+    blobs = server.app.state.service.blobs
+    assert server.portal.call(blobs.remove_stale_temp, time.time() + 60) == 0
+    # The upload still takes parts.
+    assert _part(http, uid, b"x" * 10).status_code == 200
+
+
 def test_cancelled_upload_errors(http: httpx.Client) -> None:
     uid = _create(http, bytes=2)["id"]
     a = _part_id(http, uid, b"ab")
