@@ -620,6 +620,53 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     assert _part(http, uid, b"x" * 10).status_code == 200
 
 
+def test_expiry_of_a_completion_cut_short_removes_what_it_joined(
+    server: AppServer, http: httpx.Client
+) -> None:
+    """A server that died while completing leaves the upload `completing` with its joined
+    bytes: the upload shows `pending`, and after its hour the sweeper removes both."""
+    uid = _create(http, bytes=4)["id"]
+    part = _part_id(http, uid, b"abcd")
+    key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
+    blobs = server.app.state.service.blobs
+    server.portal.call(blobs.compose, key, [(part, 4)])
+    _sql(server, "UPDATE uploads SET status = 'completing' WHERE id = ?", uid)
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+    assert_error(
+        r,
+        400,
+        f"Upload {uid} is already being completed: wait for that completion to answer "
+        "instead of trying to complete it.",
+        param="upload_id",
+    )
+    _set_upload_expiry(server, uid, int(time.time()) - 1)
+    assert _sweep(server)["expired_uploads"] >= 1
+    assert not _blob_exists(server, part)
+    assert not _blob_exists(server, key)
+    assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "expired"
+
+
+def test_strict_validation_at_completion(deployment: Deployment) -> None:
+    server = deployment.app(env={"OPENAI_FILES_STRICT_VALIDATION": "true"})
+    try:
+        with server.http(server.create_key("org-strict", "proj_strict")) as http:
+            uid = _create(http, bytes=8, filename="a.png", purpose="vision")["id"]
+            part = _part_id(http, uid, b"not an image"[:8])
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "file"
+            assert r.json()["error"]["message"].startswith(
+                "The file is not a PNG, JPEG, WEBP or non-animated GIF image"
+            )
+            png = (Path(__file__).parents[1] / "data" / "validation" / "image.png").read_bytes()
+            uid = _create(http, bytes=len(png), filename="a.png", purpose="vision")["id"]
+            part = _part_id(http, uid, png)
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+            assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+
+
 def test_cancelled_upload_errors(http: httpx.Client) -> None:
     uid = _create(http, bytes=2)["id"]
     a = _part_id(http, uid, b"ab")
