@@ -55,6 +55,10 @@ UPLOAD_TTL_SECONDS = 3600
 UPLOAD_ID = re.compile(r"upload_[A-Za-z0-9]{1,64}")
 PART_ID = re.compile(r"part_[A-Za-z0-9]{1,64}")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
+#: The sweeper expires an upload this long after its `expires_at` (clients see it expired
+#: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
+#: and must not have its parts removed under it.
+SWEEP_MARGIN_SECONDS = 600
 _SWEEP_BATCH = 500
 
 
@@ -323,6 +327,10 @@ class UploadsService:
                 await self.meta.finish_completion(upload.id, file, self.settings.org_quota_bytes)
             except QuotaExceeded as exc:
                 raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+            except UploadNotFound:
+                raise no_such_upload(upload_id) from None
+            except UploadNotPending as exc:  # expired by the sweeper meanwhile
+                raise not_pending(exc.record, "complete it") from None
             finished = True
         finally:
             if not finished:
@@ -376,11 +384,13 @@ class UploadsService:
 
     # -- housekeeping --
     async def sweep_expired(self, now: int) -> int:
-        """Expire the uploads (of every owner) still pending or being completed an hour
-        after their creation: their reservations go back, their parts' bytes and any
-        composed file bytes are removed. How many expired."""
+        """Expire the uploads (of every owner) still pending or being completed
+        `SWEEP_MARGIN_SECONDS` after their `expires_at`: their reservations go back, their
+        parts' bytes and any composed file bytes are removed. How many expired."""
         count = 0
-        while batch := await self.meta.pop_expired_uploads(now, _SWEEP_BATCH):
+        while batch := await self.meta.pop_expired_uploads(
+            now - SWEEP_MARGIN_SECONDS, _SWEEP_BATCH
+        ):
             for record, keys in batch:
                 await self._remove_keys([*keys, record.file_key])
             count += len(batch)
