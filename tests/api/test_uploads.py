@@ -667,6 +667,29 @@ def test_strict_validation_at_completion(deployment: Deployment) -> None:
         server.stop()
 
 
+def test_a_restart_keeps_pending_uploads(deployment: Deployment) -> None:
+    """A server that starts alone drops leftover reservations, but not those of uploads
+    still pending: their quota stays held, and they complete after the restart."""
+    from .._inprocess import AppServer
+
+    server = deployment.app()
+    restarted = None
+    try:
+        key = server.create_key("org-restart", "proj_restart")
+        with server.http(key) as http:
+            uid = _create(http, bytes=4)["id"]
+            part = _part_id(http, uid, b"abcd")
+        server.stop()
+        restarted = AppServer(server.data_dir, server.env).start()
+        assert _usage(restarted, "org-restart") == 4
+        with restarted.http(key) as http:
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+            assert r.status_code == 200, r.text
+        assert _usage(restarted, "org-restart") == 4
+    finally:
+        (restarted or server).stop()
+
+
 def test_cancelled_upload_errors(http: httpx.Client) -> None:
     uid = _create(http, bytes=2)["id"]
     a = _part_id(http, uid, b"ab")

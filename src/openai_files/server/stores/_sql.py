@@ -746,7 +746,13 @@ class SQLMetadataStore(abc.ABC):
 
     async def purge_reservations(self, now: int | None) -> None:
         if now is None:
-            await self._write(_rows("DELETE FROM reservations", (), "none"))
+            # Not those of uploads still pending or completing: an upload holds its
+            # reservation for its hour, across restarts.
+            sql = (
+                "DELETE FROM reservations WHERE id NOT IN "
+                "(SELECT id FROM uploads WHERE status IN ('pending', 'completing'))"
+            )
+            await self._write(_rows(sql, (), "none"))
         else:
             sql = "DELETE FROM reservations WHERE expires_at <= ?"
             await self._write(_rows(sql, (now,), "none"))

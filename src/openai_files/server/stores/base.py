@@ -300,8 +300,9 @@ class MetadataStore(Protocol):
 
     async def purge_reservations(self, now: int | None) -> None:
         """Drop the reservations lapsed at `now` (`expires_at <= now`), or all of them when
-        `now` is None. Idempotent. None drops the reservations of uploads in flight in other
-        processes too: only a deployment with one writer (`one_writer`) may ask it, at start.
+        `now` is None but those of uploads still pending or completing. Idempotent. None
+        drops the reservations of uploads in flight in other processes too: only a
+        deployment with one writer (`one_writer`) may ask it, at start.
         """
         ...
 
