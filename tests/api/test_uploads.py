@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import openai
 import pytest
@@ -268,6 +269,8 @@ def test_cancel_removes_parts(client: openai.OpenAI, server: AppServer) -> None:
     )
     part = client.uploads.parts.create(upload.id, data=b"12345")
     assert _blob_exists(server, part.id)
+    # Its row names its key now; the reservation that named it while it streamed is gone.
+    assert _sql(server, "SELECT COUNT(*) FROM reservations WHERE id = ?", part.id) == 0
     raw = client.uploads.with_raw_response.cancel(upload.id)
     _check_upload(raw.http_response.json())
     assert raw.parse().status == "cancelled"
@@ -585,8 +588,14 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
         {"type": "http.disconnect"},
     ]
     sent: list[dict[str, Any]] = []
+    named_while_streaming: list[Any] = []
+    held = "SELECT blob_key FROM reservations WHERE id LIKE 'part_%' AND bytes = 0"
 
     async def receive() -> dict[str, Any]:
+        if messages[0]["type"] == "http.disconnect":
+            # Mid-part: a reservation of no bytes names the part's key for the sweepers.
+            key = await anyio.to_thread.run_sync(_sql, server, held)
+            named_while_streaming.append(key)
         return messages.pop(0)
 
     async def send(message: dict[str, Any]) -> None:
@@ -613,6 +622,9 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     }
     server.portal.call(server.app, scope, receive, send)
     assert sent[0]["status"] == 499
+    [key] = named_while_streaming
+    assert key is not None and key.startswith("part_")
+    assert _sql(server, held) is None  # released
     assert set(server.portal.call(_all_keys, server)) == before
     blobs = server.app.state.service.blobs
     assert server.portal.call(blobs.remove_stale_temp, time.time() + 60) == 0

@@ -60,6 +60,8 @@ _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 #: and must not have its parts removed under it.
 SWEEP_MARGIN_SECONDS = 600
 _SWEEP_BATCH = 500
+#: The quota given for a reservation of no bytes (one that only names a key).
+_NO_LIMIT = 2**62
 
 
 def no_such_upload(upload_id: str) -> APIError:
@@ -185,17 +187,28 @@ class UploadsService:
         most its declared bytes plus one part (room for a part sent again after its answer
         was lost). The bytes go to the part's own key and are committed before the part's
         row is added (in one transaction that checks the upload is still pending); the
-        bytes of a refused part are removed, also when the client went away.
+        bytes of a refused part are removed, also when the client went away. While they
+        stream, a reservation of no bytes names the part's key, renewed like a file
+        upload's, so that no sweeper (of any replica) takes a slow part for an orphan.
         """
         upload = await self._pending(owner, upload_id, "add a part")
         limit = self.settings.max_part_bytes
         room = upload.bytes + limit - sum(p.bytes for p in await self.meta.list_parts(upload.id))
         part_id = new_id("part_")
+        ttl = self.settings.reservation_ttl_seconds
+        # It holds no bytes (the upload's reservation holds them): no quota can refuse it.
+        await self.meta.reserve(
+            part_id, owner.org_id, 0, _NO_LIMIT, int(time.time() + ttl), part_id
+        )
+        renew_at = time.monotonic() + ttl / 3
         writer = self.blobs.writer(part_id)
         size = 0
         committed = added = False
         try:
             async for chunk in data:
+                if time.monotonic() >= renew_at:
+                    await self.meta.renew(part_id, int(time.time() + ttl))
+                    renew_at = time.monotonic() + ttl / 3
                 size += len(chunk)
                 if size > limit:
                     raise FileTooLarge(limit, "Part", param="data")
@@ -225,9 +238,13 @@ class UploadsService:
             added = True
             return part
         finally:
-            if not added:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if not added:
                     await self._discard_part(part_id, writer, committed)
+                try:
+                    await self.meta.release(part_id)
+                except Exception:  # the lease lapses by itself
+                    log.exception("could not release reservation %s", part_id)
 
     async def _discard_part(self, key: str, writer: BlobWriter, committed: bool) -> None:
         try:
@@ -251,9 +268,9 @@ class UploadsService:
         is given or the purpose's content is checked (`validation.py`, as on POST
         /v1/files), the composed bytes are read once for both, and a mismatch or a refused
         line removes them and leaves the upload pending (it may be completed again with
-        the right parts). Then one transaction
-        inserts the file (consuming the reservation; the quota counts it once), marks the
-        upload completed and drops its part rows; the parts' bytes are removed last.
+        the right parts). Then one transaction inserts the file (consuming the
+        reservation; the quota counts it once), marks the upload completed and drops its
+        part rows; the parts' bytes are removed last.
         """
         if md5 is not None and not _MD5.fullmatch(md5):
             raise InvalidRequest(
