@@ -7,7 +7,7 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              timeouts, the connection cap (below HTTP, above the socket)
     _app.py                  the application factory: the lifespan opens the stores, starts
                              the sweeper; error handlers; the request context and access log
-    routes/                  one module per API resource (`routes/files.py`): parse the
+    routes/                  one module per API resource (`files.py`, `uploads.py`): parse the
                              request, call the service, render the answer. A new route (or
                              a new resource such as uploads) goes here, and is listed in
                              `_app.py`'s route table
@@ -15,9 +15,12 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
                              its file's bytes
     auth.py                  API keys: made, hashed, looked up, turned into an Owner
-    service.py               the rules: tenancy, limits, quota, expiry, the order of writes,
-                             the sweep. A new rule goes here (or beside it, like
-                             purposes.py: what each purpose allows)
+    service.py               the rules of the Files API: tenancy, limits, quota, expiry, the
+                             order of writes. A new rule goes here or beside it:
+      uploads.py             the rules of the Uploads API (parts, completion, expiry)
+      purposes.py            what each purpose allows
+      validation.py          the content check of a file, as its bytes stream in
+      sweep.py               housekeeping: what expiry, crashes and failures left behind
     metrics.py               what `/metrics` counts
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
         base.py              MetadataStore and BlobStore, each method's contract

@@ -30,12 +30,11 @@ from .stores import (
     Owner,
     QuotaExceeded,
 )
+from .sweep import Sweep, remove_bytes
 from .uploads import UploadsService
 from .validation import Validator, check_stream, validator_for
 
 log = logging.getLogger("openai_files.server")
-
-_SWEEP_BATCH = 500
 
 
 class Upload:
@@ -148,7 +147,7 @@ class FilesService:
         self.blobs = blobs
         #: The Uploads API's rules, on the same stores (its expired uploads are swept here).
         self.uploads = UploadsService(settings, meta, blobs)
-        self._next_reconcile = 0.0
+        self._sweep = Sweep(settings, meta, blobs, self.uploads)
 
     def validator(self, purpose: str) -> Validator | None:
         """A content validator for a new file of `purpose` in the server's mode (None when
@@ -265,62 +264,14 @@ class FilesService:
         if record is None:
             raise no_such_file(file_id)
         with anyio.CancelScope(shield=True):
-            await self._remove_bytes(record.blob_key)
+            await remove_bytes(self.blobs, record.blob_key)
         return record
-
-    async def _remove_bytes(self, key: str) -> None:
-        try:
-            await self.blobs.delete(key)
-        except Exception:  # the row is gone, so the sweeper will find these bytes
-            log.exception("could not remove the bytes of %s", key)
 
     # -- housekeeping --
     async def sweep(self, grace_seconds: float | None = None) -> dict[str, int]:
-        """Remove expired files, expired uploads (Uploads API) with their parts, lapsed
-        reservations, stale temp files, and the bytes that no row or reservation names once
-        older than the grace: what crashes and failures left."""
-        grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
-        now = time.time()
-        counts = {"expired": 0, "temp": 0, "orphans": 0}
-        while batch := await self.meta.pop_expired(int(now), _SWEEP_BATCH):
-            for record in batch:
-                await self._remove_bytes(record.blob_key)
-            counts["expired"] += len(batch)
-        counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
-        await self.meta.purge_reservations(int(now))
-        counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
-        # Reconciling lists every stored object, which grows with the store: do it at most
-        # once a third of the grace period (an orphan is left no longer than that anyway).
-        if grace_seconds is None and now < self._next_reconcile:
-            return self._log_sweep(counts)
-        self._next_reconcile = now + grace / 3
-        pending: list[str] = []
-        async for key in self.blobs.list_object_keys(now - grace):
-            pending.append(key)
-            if len(pending) >= _SWEEP_BATCH:
-                counts["orphans"] += await self._remove_orphans(pending)
-                pending = []
-        if pending:
-            counts["orphans"] += await self._remove_orphans(pending)
-        # Unfinished multipart uploads of a replica killed mid-upload (S3): a live upload's
-        # key is named by its reservation, renewed while its bytes arrive.
-        counts["uploads"] = await self.blobs.abort_stale_uploads(
-            now - grace, self.meta.named_blob_keys
-        )
-        return self._log_sweep(counts)
-
-    @staticmethod
-    def _log_sweep(counts: dict[str, int]) -> dict[str, int]:
-        if any(counts.values()):
-            log.info("sweep removed %s", counts)
-        return counts
-
-    async def _remove_orphans(self, keys: list[str]) -> int:
-        named = await self.meta.named_blob_keys(keys)
-        orphans = [k for k in keys if k not in named]
-        for key in orphans:
-            await self._remove_bytes(key)
-        return len(orphans)
+        """Remove what expiry, crashes and failures left (see `sweep.Sweep`); what was
+        removed, by kind."""
+        return await self._sweep.run(grace_seconds)
 
 
 __all__ = ["FilesService", "Upload", "is_file_id", "new_id"]

@@ -1,0 +1,88 @@
+"""Housekeeping: what expiry, crashes and failures leave behind, removed by the sweeper.
+
+Every step is safe with several replicas sweeping the same stores at once: rows are popped
+by one sweeper only, and bytes are removed only under keys that no row or reservation
+names, once older than the grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .settings import Settings
+from .stores import BlobStore, MetadataStore
+from .uploads import UploadsService
+
+log = logging.getLogger("openai_files.server")
+
+_SWEEP_BATCH = 500
+
+
+async def remove_bytes(blobs: BlobStore, key: str) -> None:
+    """Delete the bytes under `key` once their row is gone; a failure is logged, and the
+    sweep finds the bytes again (no row names them)."""
+    try:
+        await blobs.delete(key)
+    except Exception:
+        log.exception("could not remove the bytes of %s", key)
+
+
+class Sweep:
+    """One sweep of the stores (`run`), as the server's sweeper calls it."""
+
+    def __init__(
+        self, settings: Settings, meta: MetadataStore, blobs: BlobStore, uploads: UploadsService
+    ) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.blobs = blobs
+        self.uploads = uploads
+        self._next_reconcile = 0.0
+
+    async def run(self, grace_seconds: float | None = None) -> dict[str, int]:
+        """Remove expired files, expired uploads (Uploads API) with their parts, lapsed
+        reservations, stale temp files, and the bytes that no row or reservation names once
+        older than the grace: what crashes and failures left."""
+        grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
+        now = time.time()
+        counts = {"expired": 0, "temp": 0, "orphans": 0}
+        while batch := await self.meta.pop_expired(int(now), _SWEEP_BATCH):
+            for record in batch:
+                await remove_bytes(self.blobs, record.blob_key)
+            counts["expired"] += len(batch)
+        counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
+        await self.meta.purge_reservations(int(now))
+        counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
+        # Reconciling lists every stored object, which grows with the store: do it at most
+        # once a third of the grace period (an orphan is left no longer than that anyway).
+        if grace_seconds is None and now < self._next_reconcile:
+            return self._logged(counts)
+        self._next_reconcile = now + grace / 3
+        pending: list[str] = []
+        async for key in self.blobs.list_object_keys(now - grace):
+            pending.append(key)
+            if len(pending) >= _SWEEP_BATCH:
+                counts["orphans"] += await self._remove_orphans(pending)
+                pending = []
+        if pending:
+            counts["orphans"] += await self._remove_orphans(pending)
+        # Unfinished multipart uploads of a replica killed mid-upload (S3): a live upload's
+        # key is named by its reservation, renewed while its bytes arrive.
+        counts["uploads"] = await self.blobs.abort_stale_uploads(
+            now - grace, self.meta.named_blob_keys
+        )
+        return self._logged(counts)
+
+    @staticmethod
+    def _logged(counts: dict[str, int]) -> dict[str, int]:
+        if any(counts.values()):
+            log.info("sweep removed %s", counts)
+        return counts
+
+    async def _remove_orphans(self, keys: list[str]) -> int:
+        named = await self.meta.named_blob_keys(keys)
+        orphans = [k for k in keys if k not in named]
+        for key in orphans:
+            await remove_bytes(self.blobs, key)
+        return len(orphans)
