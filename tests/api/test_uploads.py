@@ -806,3 +806,83 @@ def test_expiry_removes_parts_and_gives_quota_back(
             "openai_files_swept_total", {"kind": "expired_uploads"}
         )
         assert metrics is not None
+
+
+# -- listing (ours) ---------------------------------------------------------------------
+
+
+def test_list_uploads(server: AppServer, http: httpx.Client, new_key: Callable[..., str]) -> None:
+    def listed(**params: Any) -> dict[str, Any]:
+        r = http.get("/uploads", params=params)
+        assert r.status_code == 200, r.text
+        page: dict[str, Any] = r.json()
+        assert list(page) == ["object", "data", "has_more"] and page["object"] == "list"
+        for item in page["data"]:
+            _check_upload(item)
+        return page
+
+    def ids(page: dict[str, Any]) -> list[str]:
+        return [u["id"] for u in page["data"]]
+
+    assert listed() == {"object": "list", "data": [], "has_more": False}
+    pending = [_create(http, bytes=3) for _ in range(3)]
+    cancelled = _create(http, bytes=3)
+    http.post(f"/uploads/{cancelled['id']}/cancel").raise_for_status()
+    completed = _create(http, bytes=3)
+    part = _part_id(http, completed["id"], b"abc")
+    done = http.post(f"/uploads/{completed['id']}/complete", json={"part_ids": [part]}).json()
+    expired = _create(http, bytes=3)
+    _set_upload_expiry(server, expired["id"], int(time.time()) - 1)
+    # One being completed shows, as everywhere, as pending.
+    completing = _create(http, bytes=3)
+    _sql(server, "UPDATE uploads SET status = 'completing' WHERE id = ?", completing["id"])
+
+    def newest_first(*uploads: dict[str, Any]) -> list[str]:
+        ordered = sorted(uploads, key=lambda u: (u["created_at"], u["id"]), reverse=True)
+        return [u["id"] for u in ordered]
+
+    default = listed()
+    assert ids(default) == newest_first(*pending, completing) and not default["has_more"]
+    assert all(u["status"] == "pending" and u["file"] is None for u in default["data"])
+    assert listed(status="pending") == default
+    assert ids(listed(status="cancelled")) == [cancelled["id"]]
+    only_done = listed(status="completed")["data"]
+    assert only_done == [done]  # with its file
+    assert only_done[0]["file"]["id"] == done["file"]["id"]
+    exp = listed(status="expired")["data"]
+    assert [(u["id"], u["status"]) for u in exp] == [(expired["id"], "expired")]
+    everything = listed(status="all")
+    assert ids(everything) == newest_first(*pending, cancelled, completed, expired, completing)
+
+    # Pages: `limit` and `has_more`.
+    first = listed(limit=2)
+    assert ids(first) == ids(default)[:2] and first["has_more"]
+    assert listed(limit=4)["has_more"] is False
+    assert listed(status="all", limit=7)["has_more"] is False
+    assert listed(status="all", limit=6)["has_more"] is True
+    assert listed(status="expired", limit=1)["has_more"] is False
+
+    # Once swept, an expired upload is still listed as expired.
+    _set_upload_expiry(server, expired["id"], int(time.time()) - 601)
+    _sweep(server)
+    assert ids(listed(status="expired")) == [expired["id"]]
+
+    # Another tenant's uploads are not listed.
+    with server.http(new_key()) as other:
+        r = other.get("/uploads", params={"status": "all"})
+        assert r.json() == {"object": "list", "data": [], "has_more": False}
+
+    for bad in ("0", "1001", "-1", "x", "1.5"):
+        assert_error(
+            http.get("/uploads", params={"limit": bad}),
+            400,
+            f"Invalid 'limit': expected an integer between 1 and 1000, got {bad!r}.",
+            param="limit",
+        )
+    assert_error(
+        http.get("/uploads", params={"status": "completing"}),
+        400,
+        "Invalid value for 'status': 'completing'. Supported values are: 'pending', "
+        "'completed', 'cancelled', 'expired', 'all'.",
+        param="status",
+    )

@@ -68,6 +68,18 @@ def upload_object(
     }
 
 
+def upload_list(
+    uploads: list[tuple[UploadRecord, FileRecord | None]], has_more: bool, *, now: int
+) -> dict[str, Any]:
+    """A page of `GET /v1/uploads` (ours): the upload objects (each with its file once
+    completed) and whether more follow."""
+    return {
+        "object": "list",
+        "data": [upload_object(r, f, now=now) for r, f in uploads],
+        "has_more": has_more,
+    }
+
+
 def part_object(record: PartRecord) -> dict[str, Any]:
     """OpenAI's UploadPart object."""
     return {

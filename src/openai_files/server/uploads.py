@@ -94,6 +94,15 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
     )
 
 
+def _shown_status(record: UploadRecord, now: int) -> str:
+    """The status clients see (as `objects.upload_object` shows it)."""
+    if record.status == "completing":
+        return "pending"
+    if record.status == "pending" and record.expires_at <= now:
+        return "expired"
+    return record.status
+
+
 class UploadsService:
     """Uploads API operations over a metadata store and a blob store."""
 
@@ -162,6 +171,46 @@ class UploadsService:
                 await self.meta.release(record.id)
             raise
         return record
+
+    # -- list (ours: OpenAI has no listing of uploads) --
+    async def list_uploads(
+        self, owner: Owner, status: str | None, limit: int
+    ) -> tuple[list[tuple[UploadRecord, FileRecord | None]], bool]:
+        """The owner's uploads, newest first, at most `limit`, each with its file when
+        completed (None once the file is deleted), and whether there are more; only those
+        whose status as clients see it (`upload_object`: "completing" shows as "pending", a
+        pending one past its `expires_at` as "expired") is `status`, when given."""
+        now = int(time.time())
+        records, more = await self._listed(owner, status, limit, now)
+        listed: list[tuple[UploadRecord, FileRecord | None]] = []
+        for record in records:
+            file = None
+            if record.status == "completed" and record.file_id is not None:
+                file = await self.meta.get_file(owner, record.file_id, now)
+            listed.append((record, file))
+        return listed, more
+
+    async def _listed(
+        self, owner: Owner, status: str | None, limit: int, now: int
+    ) -> tuple[list[UploadRecord], bool]:
+        if status is None:
+            records = await self.meta.list_uploads(owner, None, limit + 1)
+            return records[:limit], len(records) > limit
+        # An unswept upload past its expiry is stored "pending" but shown "expired".
+        stored = ["pending", "expired"] if status == "expired" else [status]
+        fetch = limit + 1
+        while True:
+            found: list[UploadRecord] = []
+            full = False
+            for name in stored:
+                rows = await self.meta.list_uploads(owner, name, fetch)
+                full = full or len(rows) == fetch
+                found.extend(rows)
+            found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            shown = [r for r in found if _shown_status(r, now) == status]
+            if len(shown) > limit or not full:
+                return shown[:limit], len(shown) > limit
+            fetch *= 2
 
     # -- parts --
     async def _pending(self, owner: Owner, upload_id: str, doing: str) -> UploadRecord:

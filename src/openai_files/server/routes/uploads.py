@@ -17,10 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import settings as S
-from .._forms import clean_content_type, clean_filename
+from .._forms import ascii_int, clean_content_type, clean_filename
 from .._multipart import PartData, PartStart, boundary_of, iter_parts
 from ..errors import FileTooLarge, InvalidRequest
-from ..objects import part_object, upload_object
+from ..objects import part_object, upload_list, upload_object
 from ..uploads import UploadsService
 from .files import _owner, _service
 
@@ -130,6 +130,41 @@ async def create_upload(request: Request) -> Response:
     return JSONResponse(upload_object(record, now=int(time.time())))
 
 
+#: `GET /v1/uploads` (ours): how many uploads a page holds by default and at most.
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+#: The statuses a listing may ask for; "all" lists every status.
+LIST_STATUSES = ("pending", "completed", "cancelled", "expired", "all")
+
+
+async def list_uploads(request: Request) -> Response:
+    """The key's project's uploads, newest first: pending ones unless `status` says
+    otherwise (ours: OpenAI has no listing of uploads)."""
+    owner = await _owner(request)
+    status = request.query_params.get("status") or "pending"
+    if status not in LIST_STATUSES:
+        raise InvalidRequest(
+            f"Invalid value for 'status': {status[:100]!r}. Supported values are: "
+            + ", ".join(f"'{s}'" for s in LIST_STATUSES)
+            + ".",
+            param="status",
+        )
+    raw_limit = request.query_params.get("limit")
+    limit = LIST_LIMIT_DEFAULT
+    if raw_limit is not None:
+        limit = ascii_int(raw_limit, 6) or 0
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidRequest(
+                f"Invalid 'limit': expected an integer between 1 and {LIST_LIMIT_MAX}, "
+                f"got {raw_limit[:100]!r}.",
+                param="limit",
+            )
+    records, has_more = await _uploads(request).list_uploads(
+        owner, None if status == "all" else status, limit
+    )
+    return JSONResponse(upload_list(records, has_more, now=int(time.time())))
+
+
 async def _data_field(request: Request, boundary: bytes, max_parts: int) -> AsyncIterator[bytes]:
     """The bytes of the form's one `data` field, as they arrive; other fields are skipped
     (bounded together by the multipart overhead), a form without `data` is a 400."""
@@ -196,6 +231,7 @@ async def cancel_upload(request: Request) -> Response:
 
 routes = [
     Route("/v1/uploads", create_upload, methods=["POST"]),
+    Route("/v1/uploads", list_uploads, methods=["GET"]),
     Route("/v1/uploads/{upload_id}/parts", add_part, methods=["POST"]),
     Route("/v1/uploads/{upload_id}/complete", complete_upload, methods=["POST"]),
     Route("/v1/uploads/{upload_id}/cancel", cancel_upload, methods=["POST"]),
