@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -441,6 +442,164 @@ class Bench:
             "met": min(ref_put.median / up.median, ref_get.median / down.median) >= 0.8,
         }
 
+    # -- row 9: the Uploads API's completion on both deployments --
+    def upload_once(
+        self, server: BenchServer, key: str, path: Path, part: int, md5: str | None
+    ) -> dict[str, float]:
+        """Create an upload, send its parts 4 at a time, complete it (with the md5 or not),
+        then delete the file; times and the server's peak RSS growth of each phase."""
+        with peak_growth(server.pid) as parts_mem:
+            parts = run_worker("upload-parts", server.base_url, key, str(path), str(part), "4")
+        ids = parts["result"]
+        with peak_growth(server.pid) as done_mem:
+            done = run_worker(
+                "upload-complete",
+                server.base_url,
+                key,
+                ids["upload_id"],
+                ",".join(ids["part_ids"]),
+                md5 or "-",
+                timeout=1800,
+            )
+        import httpx
+
+        httpx.delete(
+            f"{server.base_url}/files/{done['result']}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=600,
+        ).raise_for_status()
+        return {
+            "parts_s": parts["seconds"],
+            "complete_s": done["seconds"],
+            "parts_server_kib": parts_mem["growth_kib"],
+            "complete_server_kib": done_mem["growth_kib"],
+        }
+
+    def upload_rounds(
+        self, server: BenchServer, key: str, path: Path, part: int, md5: str, run: int
+    ) -> dict[str, Figure]:
+        """The figures of one deployment: parts and completion, without and with the md5."""
+        figs = self.upload_figs.setdefault(
+            run,
+            {
+                k: Figure(k, "KiB" if k.endswith("kib") else "s")
+                for k in (
+                    "parts_s",
+                    "complete_s",
+                    "complete_md5_s",
+                    "parts_server_kib",
+                    "complete_server_kib",
+                    "complete_md5_server_kib",
+                )
+            },
+        )
+        plain = self.upload_once(server, key, path, part, None)
+        checked = self.upload_once(server, key, path, part, md5)
+        figs["parts_s"].values += [plain["parts_s"], checked["parts_s"]]
+        figs["complete_s"].values.append(plain["complete_s"])
+        figs["complete_md5_s"].values.append(checked["complete_s"])
+        figs["parts_server_kib"].values += [plain["parts_server_kib"], checked["parts_server_kib"]]
+        figs["complete_server_kib"].values.append(plain["complete_server_kib"])
+        figs["complete_md5_server_kib"].values.append(checked["complete_server_kib"])
+        return figs
+
+    def cp_sync(self, path: Path) -> float:
+        dest = self.work / "cp-copy.bin"
+        start = time.perf_counter()
+        subprocess.run(["cp", str(path), str(dest)], check=True)
+        subprocess.run(["sync", str(dest)], check=True)
+        seconds = time.perf_counter() - start
+        dest.unlink()
+        return seconds
+
+    def uploads_api(self) -> None:
+        from openai_files.testing.services import PostgresCluster, SeaweedS3
+
+        size, part = (64 * MiB, 8 * MiB) if self.quick else (2048 * MiB, 64 * MiB)
+        count = size // part
+        self.log(f"row 9: Uploads API, {size // MiB} MiB in {count} parts, both deployments")
+        big = make_file(self.work / "upload-big.bin", size)
+        digest = hashlib.md5(usedforsecurity=False)
+        with big.open("rb") as fh:
+            while chunk := fh.read(8 * MiB):
+                digest.update(chunk)
+        md5 = digest.hexdigest()
+        self.upload_figs: dict[int, dict[str, Figure]] = {}
+        ref_cp = Figure("cp + sync", "s")
+        with self.server() as server:
+            key = server.first_key
+            assert key
+            for _ in range(self.runs):
+                ref_cp.values.append(self.cp_sync(big))
+                local = self.upload_rounds(server, key, big, part, md5, 0)
+        self.log("row 9: on PostgreSQL + S3 (SeaweedFS)")
+        ref_put, ref_copy = Figure("obstore put", "s"), Figure("S3 CopyObject", "s")
+        pg, s3 = PostgresCluster().start(), SeaweedS3().start()
+        try:
+            env = {
+                "OPENAI_FILES_DATABASE": pg.create_database(),
+                "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
+                **s3.env,
+            }
+            subprocess.run(
+                [sys.executable, "-m", "openai_files", "migrate"],
+                check=True,
+                env={**os.environ, **env},
+                capture_output=True,
+            )
+            direct = s3.url("bench", prefix="direct")
+            with self.server(env=env) as server:
+                key = server.first_key
+                assert key
+                for i in range(self.runs):
+                    ref_put.values.append(
+                        run_worker("s3-put", direct, str(big), f"up-{i}", env=env)["seconds"]
+                    )
+                    ref_copy.values.append(
+                        run_worker("s3-copy", direct, f"up-{i}", f"up-{i}-copy", env=env)["seconds"]
+                    )
+                    remote = self.upload_rounds(server, key, big, part, md5, 1)
+        finally:
+            pg.stop()
+            s3.stop()
+        big.unlink()
+        peak_mib = (
+            max(
+                max(f[k].values)
+                for f in (local, remote)
+                for k in ("complete_server_kib", "complete_md5_server_kib")
+            )
+            / 1024
+        )
+        local_ratio = local["complete_s"].median / ref_cp.median
+        s3_ratio = remote["complete_s"].median / ref_copy.median
+        self.rows["9"] = {
+            "what": f"Uploads API: {size // MiB} MiB in {count} parts of {part // MiB} MiB "
+            "(4 in parallel, official SDK), then complete",
+            "ours": {
+                name: {k: f.summary() for k, f in figs.items()}
+                for name, figs in (("local", local), ("s3", remote))
+            },
+            "reference": {
+                "cp": ref_cp.summary(),
+                "put": ref_put.summary(),
+                "copy": ref_copy.summary(),
+            },
+            "reference_name": "cp + sync of the file (local); S3 CopyObject of one object of "
+            "the same size and obstore put of the file (SeaweedFS)",
+            "ratio": max(local_ratio, s3_ratio),
+            "ratio_name": "completion without md5 / reference (time)",
+            "ratio_local": local_ratio,
+            "ratio_s3": s3_ratio,
+            "ratio_s3_put": remote["complete_s"].median / ref_put.median,
+            "ratio_local_md5": local["complete_md5_s"].median / ref_cp.median,
+            "ratio_s3_md5": remote["complete_md5_s"].median / ref_copy.median,
+            "peak_mib": peak_mib,
+            "target": "completion <= 1.5 x cp (local), <= 1.5 x CopyObject (S3); "
+            "server peak RSS growth < 64 MiB",
+            "met": local_ratio <= 1.5 and s3_ratio <= 1.5 and peak_mib < 64,
+        }
+
 
 def machine() -> dict[str, Any]:
     cpu = next(
@@ -471,14 +630,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small smoke run (CI)")
     parser.add_argument(
-        "--rows", default="1,5,6,8", help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8"
+        "--rows",
+        default="1,5,6,8,9",
+        help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8, 9",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="put this run's rows into the last full run's results and docs/benchmarks.md "
+        "(each merged row keeps its own commit, date and load)",
     )
     args = parser.parse_args()
     groups = set(args.rows.split(","))
-    full = groups >= {"1", "5", "6", "8"} and not args.quick
+    full = groups >= {"1", "5", "6", "8", "9"} and not args.quick
+    if args.merge and (args.quick or full):
+        parser.error("--merge takes a partial run: give --rows without --quick")
     # Only a full run writes docs/benchmarks.md; others keep their report beside their JSON.
     out_dir = ROOT / "bench" / "results" / ("" if full else "quick" if args.quick else "partial")
     out_dir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-", dir=ROOT / "bench") as tmp:
         bench = Bench(args.quick, Path(tmp))
         started = time.perf_counter()
@@ -490,12 +660,18 @@ def main() -> int:
             bench.request_rates()
         if "8" in groups:
             bench.scaleout_transfers()
+        if "9" in groups:
+            bench.uploads_api()
+        command = "make bench" + (" QUICK=1" if args.quick else "")
+        if not full and not args.quick:
+            command = f"python -m bench --rows {args.rows}"
         result = {
             "machine": machine(),
             "quick": args.quick,
             "runs": bench.runs,
-            "command": "make bench" + (" QUICK=1" if args.quick else ""),
+            "command": command,
             "seconds": round(time.perf_counter() - started, 1),
+            "load": {"before": load_before, "after": os.getloadavg()},
             "rows": bench.rows,
             "curve": bench.curve,
         }
@@ -506,8 +682,26 @@ def main() -> int:
             json.dumps(result, indent=2)
         )
     docs = ROOT / "docs" if full else out_dir
+    if args.merge:
+        # The rows measured now join the last full run's, each saying when it was measured.
+        base_path = ROOT / "bench" / "results" / "latest.json"
+        merged = json.loads(base_path.read_text())
+        for number, row in bench.rows.items():
+            merged["rows"][number] = {
+                **row,
+                "measured": {
+                    **{k: result[k] for k in ("command", "seconds", "load", "runs")},
+                    "commit": result["machine"]["commit"],
+                    "date": result["machine"]["date"],
+                },
+            }
+        base_path.write_text(json.dumps(merged, indent=2))
+        (
+            ROOT / "bench" / "results" / f"{stamp}-{result['machine']['commit']}-merged.json"
+        ).write_text(json.dumps(merged, indent=2))
+        result, docs = merged, ROOT / "docs"
     write_report(result, docs / "benchmarks.md", docs / "benchmarks.png")
-    bench.log(f"done in {result['seconds']} s: {docs / 'benchmarks.md'}")
+    bench.log(f"done in {round(time.perf_counter() - started, 1)} s: {docs / 'benchmarks.md'}")
     return 0
 
 

@@ -53,11 +53,48 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
             f"download {row['ratio_download']:.2f})"
         )
         return [ours_text, f"{row['reference_name']}: {ref_text}", ratio]
+    if number == "9":
+        return _row9_cells(row)
     ours_text = _fig(ours)
     if number == "4":
         ours_text += f", client peak +{row['sdk_client_peak_mib']:.0f} MiB"
     ref_text = f"{row['reference_name']}: {_fig(ref)}"
     return [ours_text, ref_text, f"{row['ratio']:.2f} ({row['ratio_name']})"]
+
+
+def _row9_cells(row: dict[str, Any]) -> list[str]:
+    ours, ref = row["ours"], row["reference"]
+
+    def side(name: str, figs: dict[str, Any]) -> str:
+        peak = max(figs[k]["max"] for k in ("complete_server_kib", "complete_md5_server_kib"))
+        return (
+            f"{name}: parts {_fig(figs['parts_s'])}; complete {_fig(figs['complete_s'])}, "
+            f"with md5 {_fig(figs['complete_md5_s'])}; server peak during completion "
+            f"+{peak / 1024:.1f} MiB"
+        )
+
+    ours_text = side("local", ours["local"]) + "<br>" + side("S3", ours["s3"])
+    ref_text = (
+        f"local: cp + sync {_fig(ref['cp'])}<br>S3: CopyObject {_fig(ref['copy'])}, "
+        f"obstore put {_fig(ref['put'])}"
+    )
+    ratio = (
+        f"local {row['ratio_local']:.2f} (md5 {row['ratio_local_md5']:.2f}); "
+        f"S3 {row['ratio_s3']:.2f} (md5 {row['ratio_s3_md5']:.2f}; of put "
+        f"{row['ratio_s3_put']:.2f})"
+    )
+    return [ours_text, ref_text, ratio]
+
+
+def _measured_apart(number: str, row: dict[str, Any]) -> str:
+    """A note for a row measured in a run of its own, merged into the full run's table."""
+    m = row["measured"]
+    before, after = (m["load"][k][0] for k in ("before", "after"))
+    return (
+        f"- Row {number} was measured on its own: commit `{m['commit']}`, {m['date']}, "
+        f"`{m['command']}` ({m['runs']} run(s), {m['seconds']:.0f} s); load average "
+        f"(1 min) {before:.2f} before, {after:.2f} after, on a machine shared with other work."
+    )
 
 
 def write_plot(result: dict[str, Any], path: Path) -> None:
@@ -116,6 +153,13 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
         "- Servers on free loopback ports with fresh data folders; clients in separate "
         "processes; RSS from `/proc/<pid>/status` (`VmHWM` after a reset through "
         "`clear_refs`).",
+    ]
+    if "load" in result:
+        lines.append(
+            f"- Load average (1 min) {result['load']['before'][0]:.2f} before the run, "
+            f"{result['load']['after'][0]:.2f} after (the machine may be shared)."
+        )
+    lines += [
         "",
         "| # | what | ours | reference | ratio | target | met |",
         "|---|---|---|---|---|---|---|",
@@ -127,6 +171,9 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
             f"| {number} | {row['what']} | {ours} | {ref} | {ratio} | {row['target']} | "
             f"{_met(row['met'])} |"
         )
+    apart = [_measured_apart(n, r) for n, r in sorted(result["rows"].items()) if "measured" in r]
+    if apart:
+        lines += ["", *apart]
     if result["curve"]:
         lines += [
             "",

@@ -6,7 +6,9 @@ python -m bench._worker sdk-upload BASE_URL KEY PATH
 python -m bench._worker latency BASE_URL KEY COUNT PATH [PATH ...]
 python -m bench._worker socket-recv SIZE
 python -m bench._worker socket-send PORT SIZE
-python -m bench._worker s3-put URL PATH KEY | s3-get URL KEY OUT
+python -m bench._worker s3-put URL PATH KEY | s3-get URL KEY OUT | s3-copy URL SRC DST
+python -m bench._worker upload-parts BASE_URL KEY PATH PART_BYTES PARALLEL
+python -m bench._worker upload-complete BASE_URL KEY UPLOAD_ID PART_IDS MD5|-
 """
 
 from __future__ import annotations
@@ -162,6 +164,72 @@ def cmd_s3_get(url: str, key: str, dest: str) -> dict[str, Any]:
     return out
 
 
+def cmd_s3_copy(url: str, src: str, dst: str) -> dict[str, Any]:
+    """A reference of row 9: S3's own copy of one object (CopyObject, server-side); then
+    both objects are removed."""
+    import obstore
+
+    store = _s3(url)
+    obstore.put(store, "warm", b"x")
+    out = measure(lambda: obstore.copy(store, src, dst))
+    obstore.delete(store, [src, dst])
+    return out
+
+
+def cmd_upload_parts(
+    base_url: str, key: str, path: str, part_bytes: str, parallel: str
+) -> dict[str, Any]:
+    """Row 9: create an upload and send PATH's parts, PARALLEL at a time, with the official
+    SDK's `uploads.create` and `uploads.parts.create`; the upload's id and part ids in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    size, step = os.path.getsize(path), int(part_bytes)
+    offsets = list(range(0, size, step))
+
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.files.list(limit=1)  # warm: connection and imports
+
+        def send(upload_id: str, offset: int) -> str:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(step)
+            return client.uploads.parts.create(upload_id, data=data).id
+
+        def run() -> dict[str, Any]:
+            upload = client.uploads.create(
+                bytes=size,
+                filename=os.path.basename(path),
+                mime_type="application/octet-stream",
+                purpose="vision",
+            )
+            with ThreadPoolExecutor(int(parallel)) as pool:
+                part_ids = list(pool.map(lambda at: send(upload.id, at), offsets))
+            return {"upload_id": upload.id, "part_ids": part_ids}
+
+        return measure(run)
+
+
+def cmd_upload_complete(
+    base_url: str, key: str, upload_id: str, part_ids: str, md5: str
+) -> dict[str, Any]:
+    """Row 9: complete an upload (the parts joined in the store; with an md5, read once)."""
+    import openai
+
+    extra = {} if md5 == "-" else {"md5": md5}
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=1800) as client:
+        client.files.list(limit=1)
+
+        def run() -> str:
+            done = client.uploads.complete(upload_id, part_ids=part_ids.split(","), **extra)
+            if done.status != "completed" or done.file is None:
+                raise RuntimeError(f"upload {upload_id} not completed: {done.status}")
+            return done.file.id
+
+        return measure(run)
+
+
 COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
     "upload": cmd_upload,
     "download": cmd_download,
@@ -171,6 +239,9 @@ COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
     "socket-send": cmd_socket_send,
     "s3-put": cmd_s3_put,
     "s3-get": cmd_s3_get,
+    "s3-copy": cmd_s3_copy,
+    "upload-parts": cmd_upload_parts,
+    "upload-complete": cmd_upload_complete,
 }
 
 
