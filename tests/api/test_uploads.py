@@ -364,23 +364,110 @@ def test_create_missing_and_unparsable(http: httpx.Client) -> None:
     for body in (b"{not json", b"[1, 2]", b""):
         r = http.post("/uploads", content=body, headers={"content-type": "application/json"})
         assert_error(r, 400, re.compile(r"We could not parse the JSON body of your request\. .*"))
-    r = http.post(
-        "/uploads",
-        json={
-            "filename": "a",
-            "purpose": "vision",
-            "bytes": 1,
-            "mime_type": "image/png",
-            "expires_after": {"anchor": "created_at", "seconds": 3600},
-        },
+
+
+@pytest.mark.parametrize(
+    ("expires_after", "message", "param"),
+    [
+        (
+            {"anchor": "created_at", "seconds": 3599},
+            "Invalid 'expires_after.seconds': expected an integer between 3600 and 2592000, "
+            "got 3599.",
+            "expires_after.seconds",
+        ),
+        (
+            {"anchor": "created_at", "seconds": 2592001},
+            "Invalid 'expires_after.seconds': expected an integer between 3600 and 2592000, "
+            "got 2592001.",
+            "expires_after.seconds",
+        ),
+        (
+            {"anchor": "last_active_at", "seconds": 3600},
+            "Invalid value for 'expires_after.anchor': 'last_active_at'. Supported values "
+            "are: 'created_at'.",
+            "expires_after.anchor",
+        ),
+        (
+            {"seconds": 3600},
+            "Missing required parameter: 'expires_after.anchor'.",
+            "expires_after.anchor",
+        ),
+        (
+            {"anchor": "created_at", "seconds": "3600"},
+            "Invalid type for 'expires_after.seconds': expected an integer, but got a string "
+            "instead.",
+            "expires_after.seconds",
+        ),
+        (
+            {"anchor": "created_at", "seconds": 3600, "days": 1},
+            "Unknown parameter: 'expires_after.days'.",
+            "expires_after.days",
+        ),
+        (
+            "1h",
+            "Invalid type for 'expires_after': expected an object, but got a string instead.",
+            "expires_after",
+        ),
+    ],
+)
+def test_create_expires_after_errors(
+    http: httpx.Client, expires_after: Any, message: str, param: str
+) -> None:
+    body = {"filename": "a", "purpose": "vision", "bytes": 1, "mime_type": "image/png"}
+    r = http.post("/uploads", json={**body, "expires_after": expires_after})
+    assert_error(r, 400, message, param=param)
+
+
+@pytest.mark.parametrize("purpose", ["batch", "assistants"])
+def test_expires_after_sets_the_files_expiry(
+    client: openai.OpenAI, aclient: openai.AsyncOpenAI, purpose: str
+) -> None:
+    content = _batch_lines(3)
+    upload = client.uploads.create(
+        bytes=len(content),
+        filename="data.jsonl",
+        mime_type="application/jsonl",
+        purpose=purpose,  # type: ignore[arg-type]
+        expires_after={"anchor": "created_at", "seconds": 7200},
     )
-    assert_error(
-        r,
-        400,
-        "'expires_after' is not supported on uploads by this server yet: create the upload "
-        "without it (a batch file still expires after 30 days).",
-        param="expires_after",
+    assert upload.expires_at == upload.created_at + 3600  # the upload's own hour
+    part = client.uploads.parts.create(upload.id, data=content)
+    done = client.uploads.complete(upload.id, part_ids=[part.id])
+    assert done.file is not None
+    assert done.file.expires_at == done.file.created_at + 7200
+    assert client.files.retrieve(done.file.id).expires_at == done.file.created_at + 7200
+
+    async def via_async() -> None:
+        up = await aclient.uploads.create(
+            bytes=len(content),
+            filename="data.jsonl",
+            mime_type="application/jsonl",
+            purpose=purpose,  # type: ignore[arg-type]
+            expires_after={"anchor": "created_at", "seconds": 2592000},
+        )
+        p = await aclient.uploads.parts.create(up.id, data=content)
+        finished = await aclient.uploads.complete(up.id, part_ids=[p.id])
+        assert finished.file is not None
+        assert finished.file.expires_at == finished.file.created_at + 2592000
+
+    async def in_client() -> None:
+        async with aclient:
+            await via_async()
+
+    asyncio.run(in_client())
+
+    # Without it, a batch file expires after 30 days and any other never.
+    plain = client.uploads.create(
+        bytes=len(content),
+        filename="data.jsonl",
+        mime_type="application/jsonl",
+        purpose=purpose,  # type: ignore[arg-type]
     )
+    part = client.uploads.parts.create(plain.id, data=content)
+    file = client.uploads.complete(plain.id, part_ids=[part.id]).file
+    assert file is not None
+    expected = file.created_at + 30 * 24 * 3600 if purpose == "batch" else None
+    assert file.expires_at == expected
 
 
 def test_part_errors(http: httpx.Client) -> None:

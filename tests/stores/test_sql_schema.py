@@ -17,8 +17,14 @@ from typing import Protocol
 import asyncpg
 import pytest
 
-from openai_files.server.stores._sql import SCHEMA_VERSION, SQLMetadataStore
-from openai_files.server.stores.base import FileRecord, Owner, SchemaMismatch
+from openai_files.server.stores._sql import SCHEMA_VERSION, UPLOAD_FIELDS, SQLMetadataStore
+from openai_files.server.stores.base import (
+    FileRecord,
+    Owner,
+    PartRecord,
+    SchemaMismatch,
+    UploadRecord,
+)
 from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
@@ -126,6 +132,7 @@ NEW_TABLES = {
     2: set(),
     3: set(),
     4: {"uploads", "upload_parts"},
+    5: set(),
 }
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
@@ -133,6 +140,7 @@ NEW_INDEXES = {
     2: {"files_org_expiry"},
     3: {"reservations_blob_key"},
     4: {"uploads_owner_status_page", "uploads_expiry", "upload_parts_order"},
+    5: set(),
 }
 
 # -- introspection --
@@ -334,7 +342,7 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
@@ -366,7 +374,7 @@ async def test_step_3_indexes_reservations_by_blob_key(
 
 
 async def test_step_4_makes_the_upload_tables(db: Database, opened: SQLMetadataStore) -> None:
-    await opened.migrate()
+    await opened.migrate(to=4)
     shape = await db.shape()
     assert shape.columns["uploads"] == {
         "id": ("text", True),
@@ -401,7 +409,70 @@ async def test_step_4_makes_the_upload_tables(db: Database, opened: SQLMetadataS
     assert shape.unique["upload_parts"] == {("id",), ("blob_key",)}
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+async def test_step_5_adds_the_file_expiry_and_completion_start(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    await opened.migrate(to=4)
+    before = (await db.shape()).columns["uploads"]
+    await opened.migrate(to=5)
+    after = (await db.shape()).columns["uploads"]
+    assert after == {
+        **before,
+        "file_expires_after": ("integer", False),
+        "completing_since": ("integer", False),
+    }
+
+
+async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
+    """An upload stored at version 4 reads back at version 5 with no file expiry and no
+    completion begun, and still takes parts and completes."""
+    earlier = db.store()
+    await earlier.open()
+    try:
+        assert await earlier.migrate(to=4) == 4
+        owner = Owner("org-1", "proj-1")
+        # The row as version 4's code wrote it: its columns only.
+        v4_columns = [
+            f for f in UPLOAD_FIELDS if f not in ("file_expires_after", "completing_since")
+        ]
+        values = {
+            "id": "upload_1", "org_id": owner.org_id, "project_id": owner.project_id,
+            "filename": "a.bin", "purpose": "vision", "bytes": 3, "mime_type": "image/png",
+            "created_at": 100, "expires_at": 3700, "status": "pending", "file_id": None,
+            "file_key": "file-1",
+        }  # fmt: skip
+        marks = ", ".join(
+            f"${n}" if isinstance(db, PostgresDatabase) else "?"
+            for n in range(1, len(v4_columns) + 1)
+        )
+        sql = f"INSERT INTO uploads ({', '.join(v4_columns)}) VALUES ({marks})"
+        args = tuple(values[c] for c in v4_columns)
+        if isinstance(db, SQLiteDatabase):
+            with sqlite3.connect(db.path) as c:
+                c.execute(sql, args)
+        else:
+            assert isinstance(db, PostgresDatabase)
+            conn = await asyncpg.connect(db.url)
+            try:
+                await conn.execute(sql, *args)
+            finally:
+                await conn.close()
+    finally:
+        await earlier.close()
+    store = db.store()
+    await store.open()
+    try:
+        assert await store.migrate() == SCHEMA_VERSION
+        record = await store.get_upload(owner, "upload_1")
+        assert record == UploadRecord(**values)
+        assert (record.file_expires_after, record.completing_since) == (None, None)
+        await store.add_part(owner, PartRecord("part_1", "upload_1", 3, 200, "part_1"), now=200)
+        assert (await store.begin_completion(owner, "upload_1", now=300)).status == "completing"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 async def test_upgrades_a_database_an_earlier_version_made(db: Database, version: int) -> None:
     if version in OLD_SQLITE:
         await db.run(version)

@@ -120,8 +120,11 @@ class UploadsService:
         purpose: str,
         nbytes: int,
         mime_type: str,
+        file_expires_after: int | None = None,
     ) -> UploadRecord:
-        """A new pending upload of `owner`'s, expiring an hour after now.
+        """A new pending upload of `owner`'s, expiring an hour after now. Its file, once
+        completed, expires `file_expires_after` seconds after its creation (checked by the
+        route) when given, else as a file sent to POST /v1/files without it.
 
         The purpose must be one a file may be uploaded with, the file name (cleaned by the
         route, as a form's) must fit it (`.jsonl` for `batch` and `fine-tune`), the declared
@@ -152,6 +155,7 @@ class UploadsService:
             status="pending",
             file_id=None,
             file_key=new_id("file-"),
+            file_expires_after=file_expires_after,
         )
         try:
             await self.meta.reserve(
@@ -375,8 +379,10 @@ class UploadsService:
                         param="md5",
                     )
             now = int(time.time())
-            # A batch file expires after 30 days, as one sent to POST /v1/files.
-            expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS if upload.purpose == "batch" else None
+            # As for POST /v1/files: the expiry asked, else 30 days for a batch file.
+            expires_in = upload.file_expires_after
+            if expires_in is None and upload.purpose == "batch":
+                expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
             file = FileRecord(
                 id=key,
                 org_id=upload.org_id,

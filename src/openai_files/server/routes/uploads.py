@@ -92,6 +92,34 @@ def _params(
     return body
 
 
+def _expires_after(value: dict[str, Any] | None) -> int | None:
+    """The completed file's `expires_after` (OpenAI's FileExpirationAfter: `anchor`
+    "created_at", `seconds` within 3600..2592000) in seconds, or None when not given."""
+    if value is None:
+        return None
+    params = _params(
+        {f"expires_after.{k}": v for k, v in value.items()},
+        {"expires_after.anchor": str, "expires_after.seconds": int},
+        {},
+    )
+    anchor = params["expires_after.anchor"]
+    if anchor != "created_at":
+        raise InvalidRequest(
+            f"Invalid value for 'expires_after.anchor': {anchor[:100]!r}. "
+            "Supported values are: 'created_at'.",
+            param="expires_after.anchor",
+        )
+    seconds: int = params["expires_after.seconds"]
+    lo, hi = S.EXPIRES_AFTER_MIN_SECONDS, S.EXPIRES_AFTER_MAX_SECONDS
+    if not lo <= seconds <= hi:
+        raise InvalidRequest(
+            f"Invalid 'expires_after.seconds': expected an integer between {lo} and {hi}, "
+            f"got {seconds}.",
+            param="expires_after.seconds",
+        )
+    return seconds
+
+
 async def create_upload(request: Request) -> Response:
     owner = await _owner(request)
     body = _params(
@@ -99,14 +127,7 @@ async def create_upload(request: Request) -> Response:
         {"filename": str, "purpose": str, "bytes": int, "mime_type": str},
         {"expires_after": dict},
     )
-    if body.get("expires_after") is not None:
-        # The completed file's expiry is not kept with the upload yet: refused rather than
-        # dropped, so that a file never outlives what its uploader asked.
-        raise InvalidRequest(
-            "'expires_after' is not supported on uploads by this server yet: create the "
-            "upload without it (a batch file still expires after 30 days).",
-            param="expires_after",
-        )
+    expires_after = _expires_after(body.get("expires_after"))
     filename: str = body["filename"]
     if not filename or len(filename) > MAX_FILENAME_LENGTH:
         raise InvalidRequest(
@@ -126,6 +147,7 @@ async def create_upload(request: Request) -> Response:
         purpose=body["purpose"],
         nbytes=body["bytes"],
         mime_type=mime_type,
+        file_expires_after=expires_after,
     )
     return JSONResponse(upload_object(record, now=int(time.time())))
 

@@ -125,6 +125,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         "CREATE UNIQUE INDEX upload_parts_order ON upload_parts (upload_id, seq)",
     ),
+    # 5: an upload keeps the `expires_after` asked for its file (seconds; NULL: the
+    # purpose's default), and when its completion began (NULL unless completing), so that
+    # a completion whose server died can be taken over.
+    (
+        "ALTER TABLE uploads ADD COLUMN file_expires_after {integer}",
+        "ALTER TABLE uploads ADD COLUMN completing_since {integer}",
+    ),
 )
 
 #: The schema version this code reads and writes.

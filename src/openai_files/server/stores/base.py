@@ -55,7 +55,10 @@ class UploadRecord:
     `status` is "pending" (taking parts), "completing" (ours: one completion is assembling
     it; clients see "pending"), "completed", "cancelled" or "expired". `file_key` is the blob
     key the completed file will have, chosen at creation (its reservation names it);
-    `file_id` is the file's id once completed, else None.
+    `file_id` is the file's id once completed, else None. `file_expires_after` is the
+    completed file's `expires_after` in seconds after its creation (None: the purpose's
+    default). `completing_since` is when the current completion began (set while
+    "completing", else None).
     """
 
     id: str
@@ -70,6 +73,8 @@ class UploadRecord:
     status: str
     file_id: str | None
     file_key: str
+    file_expires_after: int | None = None
+    completing_since: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
