@@ -15,16 +15,18 @@ from typing import Any, Generic, TypeVar, cast
 
 import httpx
 
-from . import _core
+from . import _core, _uploads
 from ._config import CHUNK_SIZE, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
-from ._core import Effect, Op, Order, Read, Save, Send
+from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
 from ._models import FileDeleted, FileList, FileObject
 from ._streams import FileData, ProgressCallback
+from ._uploads import Upload, UploadList
 
 T = TypeVar("T")
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 #: The responses an operation opened (`list` is a method name in the classes below).
 _Responses = list[httpx.Response]
+_Results = list[Any]
 
 #: Seams for tests: what a retry's wait calls (the async one is anyio's sleep).
 _sleep = time.sleep
@@ -49,6 +51,9 @@ class _Base(Generic[H]):
         headers: Mapping[str, str] | None = None,
         debug: bool = False,
         http_client: H | None = None,
+        upload_threshold: int | None = None,
+        part_size: int | None = None,
+        upload_concurrency: int | None = None,
     ) -> None:
         self._config = Config.resolve(
             api_key=api_key,
@@ -59,6 +64,9 @@ class _Base(Generic[H]):
             max_retries=max_retries,
             headers=headers,
             debug=debug,
+            upload_threshold=upload_threshold,
+            part_size=part_size,
+            upload_concurrency=upload_concurrency,
         )
         self._owns_http = http_client is None
         self._http: H = http_client if http_client is not None else self._default_http()
@@ -88,6 +96,12 @@ class Client(_Base[httpx.Client]):
         headers: Extra headers for every request.
         debug: Print each request and response (the key masked) to stderr.
         http_client: An `httpx.Client` to send with (for proxies, mounts, tests).
+        upload_threshold: Paths larger than this many bytes are uploaded in parts through
+            the Uploads API (default `OPENAI_FILES_UPLOAD_THRESHOLD`, else 512 MB).
+        part_size: Bytes per part of such an upload (default `OPENAI_FILES_PART_SIZE`,
+            else 64 MB, the most a part may hold).
+        upload_concurrency: Parts sent at once (default `OPENAI_FILES_UPLOAD_CONCURRENCY`,
+            else 4).
 
     Example:
         >>> with Client() as client:                                # doctest: +SKIP
@@ -108,18 +122,36 @@ class Client(_Base[httpx.Client]):
         mime_type: str | None = None,
         expires_after: int | None = None,
         progress: ProgressCallback | None = None,
+        use_uploads: bool | None = None,
+        resume: str | None = None,
     ) -> FileObject:
         """Upload a path, bytes or a binary file object (streamed, never read whole).
 
         `filename` defaults to the path's name, `mime_type` to a guess from it, and
         `expires_after` (seconds after creation) to the server's rule for the purpose.
+
+        A path larger than `upload_threshold` (or any path with `use_uploads=True`) goes
+        through the Uploads API in parallel parts; after a failure, the same call resumes
+        it (from the state file `<path>.openai-upload.json`), sending only the missing
+        parts; `resume=` names the upload expected there. `use_uploads=False` never does.
         """
         return self._run(
-            _core.upload(
+            _uploads.upload(
                 self._config, file, purpose=purpose, filename=filename,
                 mime_type=mime_type, expires_after=expires_after, progress=progress,
+                use_uploads=use_uploads, resume=resume,
             )
         )  # fmt: skip
+
+    def cancel_upload(self, upload_id: str) -> Upload:
+        """Cancel a pending upload of the Uploads API (its parts are removed)."""
+        return self._run(_uploads.cancel(self._config, upload_id))
+
+    def list_uploads(self, *, status: str | None = None, limit: int | None = None) -> UploadList:
+        """Uploads, newest first: the pending ones unless `status` says (`completed`,
+        `cancelled`, `expired`, `all`). `GET /uploads` is this package's server's, not
+        OpenAI's."""
+        return self._run(_uploads.list_uploads(self._config, status=status, limit=limit))
 
     def list(
         self,
@@ -215,8 +247,49 @@ class Client(_Base[httpx.Client]):
             finally:
                 sink.discard()
             return None
+        if isinstance(effect, Call):
+            return effect.function()
+        if isinstance(effect, Gather):
+            return self._gather(effect)
         _sleep(effect.seconds)
         return None
+
+    def _gather(self, effect: Gather) -> _Results:
+        """Each operation in a thread of its own, at most `limit` at once.
+
+        After an error no other operation starts, but those running are waited for and
+        their results handed to `on_done` (an upload's accepted parts are kept for its
+        resume); then the first error is raised.
+        """
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        results: _Results = [None] * len(effect.ops)
+        first: BaseException | None = None
+        with ThreadPoolExecutor(effect.limit, thread_name_prefix="openai-files") as pool:
+            futures = {pool.submit(self._run, op): i for i, op in enumerate(effect.ops)}
+            try:
+                for future in as_completed(futures):
+                    if future.cancelled():
+                        continue
+                    index = futures[future]
+                    try:
+                        results[index] = future.result()
+                        if effect.on_done is not None:
+                            effect.on_done(index, results[index])
+                    except Exception as exc:
+                        if first is None:
+                            first = exc
+                            for other in futures:
+                                other.cancel()  # those not started never start
+            except BaseException:
+                for other in futures:
+                    other.cancel()
+                raise
+        for op in effect.ops:
+            op.close()  # those never started
+        if first is not None:
+            raise first
+        return results
 
 
 class AsyncClient(_Base[httpx.AsyncClient]):
@@ -240,14 +313,27 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         mime_type: str | None = None,
         expires_after: int | None = None,
         progress: ProgressCallback | None = None,
+        use_uploads: bool | None = None,
+        resume: str | None = None,
     ) -> FileObject:
         """As `Client.upload`; the file is read in a worker thread."""
         return await self._run(
-            _core.upload(
+            _uploads.upload(
                 self._config, file, purpose=purpose, filename=filename,
                 mime_type=mime_type, expires_after=expires_after, progress=progress,
+                use_uploads=use_uploads, resume=resume,
             )
         )  # fmt: skip
+
+    async def cancel_upload(self, upload_id: str) -> Upload:
+        """As `Client.cancel_upload`."""
+        return await self._run(_uploads.cancel(self._config, upload_id))
+
+    async def list_uploads(
+        self, *, status: str | None = None, limit: int | None = None
+    ) -> UploadList:
+        """As `Client.list_uploads`."""
+        return await self._run(_uploads.list_uploads(self._config, status=status, limit=limit))
 
     async def list(
         self,
@@ -356,5 +442,50 @@ class AsyncClient(_Base[httpx.AsyncClient]):
                 with anyio.CancelScope(shield=True):
                     await run_sync(sink.discard)
             return None
+        if isinstance(effect, Call):
+            from anyio.to_thread import run_sync
+
+            return await run_sync(effect.function)
+        if isinstance(effect, Gather):
+            return await self._gather(effect)
         await _asleep(effect.seconds)
         return None
+
+    async def _gather(self, effect: Gather) -> _Results:
+        """Each operation in a task of its own, at most `limit` at once; errors as in
+        `Client._gather` (the running ones end, the others never start)."""
+        import anyio
+
+        results: _Results = [None] * len(effect.ops)
+        limiter = anyio.Semaphore(effect.limit)
+        errors: list[Exception] = []
+
+        async def one(index: int, op: Op[Any]) -> None:
+            async with limiter:
+                if errors:
+                    return
+                try:
+                    results[index] = await self._run(op)
+                    if effect.on_done is not None:
+                        effect.on_done(index, results[index])
+                except Exception as exc:
+                    errors.append(exc)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for index, op in enumerate(effect.ops):
+                    group.start_soon(one, index, op)
+        except BaseExceptionGroup as group_errors:
+            raise _first_error(group_errors) from None
+        finally:
+            for op in effect.ops:
+                op.close()  # those never started
+        if errors:
+            raise errors[0]
+        return results
+
+
+def _first_error(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group (the one that stopped the others)."""
+    first = errors.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first

@@ -33,11 +33,20 @@ MAX_RETRY_AFTER = 60.0
 CHUNK_SIZE = 64 * 1024
 #: `iter_files` asks for pages of this many files.
 PAGE_SIZE = 10_000
+#: Files from a path larger than this go through the Uploads API (POST /files takes 512 MB).
+DEFAULT_UPLOAD_THRESHOLD = 512 * 1024 * 1024
+#: The size of each part sent to the Uploads API: its maximum, 64 MB.
+DEFAULT_PART_SIZE = 64 * 1024 * 1024
+#: Parts of one upload sent at the same time.
+DEFAULT_UPLOAD_CONCURRENCY = 4
 
 ENV_API_KEY = "OPENAI_API_KEY"
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_ORGANIZATION = "OPENAI_ORG_ID"
 ENV_PROJECT = "OPENAI_PROJECT_ID"
+ENV_UPLOAD_THRESHOLD = "OPENAI_FILES_UPLOAD_THRESHOLD"
+ENV_PART_SIZE = "OPENAI_FILES_PART_SIZE"
+ENV_UPLOAD_CONCURRENCY = "OPENAI_FILES_UPLOAD_CONCURRENCY"
 
 USER_AGENT = "openai-files-python"
 
@@ -45,6 +54,23 @@ USER_AGENT = "openai-files-python"
 def _env(name: str, environ: Mapping[str, str]) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _int_setting(
+    name: str, given: int | None, env_name: str, default: int, minimum: int, env: Mapping[str, str]
+) -> int:
+    """An integer setting: the argument, else its environment variable, else the default."""
+    if given is None:
+        raw = _env(env_name, env)
+        if raw is None:
+            return default
+        try:
+            given = int(raw)
+        except ValueError:
+            raise ValueError(f"{env_name} must be an integer, got {raw!r}") from None
+    if given < minimum:
+        raise ValueError(f"{name} must be {minimum} or more, got {given}")
+    return given
 
 
 def resolve_base_url(base_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -71,6 +97,12 @@ class Config:
     max_retries: int = DEFAULT_MAX_RETRIES
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     debug: bool = False
+    #: Files from a path over this many bytes go through the Uploads API.
+    upload_threshold: int = DEFAULT_UPLOAD_THRESHOLD
+    #: Bytes per part of an upload (the last part may be smaller).
+    part_size: int = DEFAULT_PART_SIZE
+    #: Parts of one upload in flight at once.
+    upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
     #: Where `debug` output goes: stderr by default, so that stdout stays the program's.
     debug_stream: Callable[[], TextIO] = dataclasses.field(default=lambda: sys.stderr)
 
@@ -86,6 +118,9 @@ class Config:
         max_retries: int = DEFAULT_MAX_RETRIES,
         headers: Mapping[str, str] | None = None,
         debug: bool = False,
+        upload_threshold: int | None = None,
+        part_size: int | None = None,
+        upload_concurrency: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Config:
         """Fill what was not given from the environment; fail early without a key."""
@@ -117,7 +152,18 @@ class Config:
             max_retries=max_retries,
             headers=dict(headers or {}),
             debug=debug,
-        )
+            upload_threshold=_int_setting(
+                "upload_threshold", upload_threshold, ENV_UPLOAD_THRESHOLD,
+                DEFAULT_UPLOAD_THRESHOLD, 0, env,
+            ),
+            part_size=_int_setting(
+                "part_size", part_size, ENV_PART_SIZE, DEFAULT_PART_SIZE, 1, env
+            ),
+            upload_concurrency=_int_setting(
+                "upload_concurrency", upload_concurrency, ENV_UPLOAD_CONCURRENCY,
+                DEFAULT_UPLOAD_CONCURRENCY, 1, env,
+            ),
+        )  # fmt: skip
 
 
 def is_retryable_status(status: int) -> bool:

@@ -16,6 +16,12 @@ Effects a driver must perform:
 - `Read(response)` -> the body as bytes
 - `Save(response, sink)` -> None: the body written into the `DownloadSink`, then committed
 - `Sleep(seconds)` -> None
+- `Call(function)` -> what `function()` returns: blocking work (hashing a file), run in a
+  worker thread by the async driver
+- `Gather(ops, limit, on_done)` -> the results of `ops` in their order, at most `limit` of
+  them running at once (threads or tasks); `on_done(index, result)` is called in the
+  driver's own thread as each one finishes; the first error stops the others from starting
+  and is raised once the running ones have ended
 
 An exception raised while performing an effect is thrown into the generator at that point.
 """
@@ -27,7 +33,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -93,7 +99,19 @@ class Sleep:
     seconds: float
 
 
-Effect = Send | Read | Save | Sleep
+@dataclasses.dataclass(frozen=True)
+class Call:
+    function: Callable[[], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Gather:
+    ops: Sequence[Generator[Any, Any, Any]]
+    limit: int
+    on_done: Callable[[int, Any], None] | None = None
+
+
+Effect = Send | Read | Save | Sleep | Call | Gather
 #: An operation: yields effects, receives their results, returns a `T`.
 Op = Generator[Effect, Any, T]
 
@@ -110,6 +128,7 @@ class RequestSpec:
     params: dict[str, str] = dataclasses.field(default_factory=dict)
     accept: str = "application/json"
     body: MultipartStream | None = None
+    json: Any = None
 
     def can_resend(self) -> bool:
         return self.body is None or self.body.can_resend()
@@ -140,6 +159,11 @@ def build_request(config: Config, spec: RequestSpec, retries: int = 0) -> httpx.
         else:
             headers["Content-Length"] = str(length)
         stream = spec.body
+    elif spec.json is not None:
+        encoded = json.dumps(spec.json).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(encoded))
+        stream = httpx.ByteStream(encoded)
     else:
         stream = httpx.ByteStream(b"")
         if spec.method in ("POST", "PUT", "PATCH"):

@@ -92,6 +92,40 @@ class _PathSource(_Source):
             self._file = None
 
 
+class RangeSource(_Source):
+    """`length` bytes of the file at `path` from `offset`: one part of an upload in parts.
+
+    Reopened (and sought) on each attempt, read in chunks: a part is never held whole.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        super().__init__()
+        self._path = path
+        self._offset = offset
+        self.size = length
+        self._left = length
+        self.name = path.name
+        self._file: IO[bytes] | None = None
+
+    def open(self) -> None:
+        super().open()
+        self.close()
+        self._file = self._path.open("rb")
+        self._file.seek(self._offset)
+        self._left = self.size or 0
+
+    def read(self, n: int) -> bytes:
+        assert self._file is not None
+        chunk = self._file.read(min(n, self._left))
+        self._left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class _FileObjectSource(_Source):
     def __init__(self, file: IO[bytes]) -> None:
         super().__init__()
@@ -178,6 +212,7 @@ class MultipartStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         filename: str,
         content_type: str,
         progress: ProgressCallback | None = None,
+        field: str = "file",
     ) -> None:
         self.boundary = secrets.token_hex(16)
         self.source = source
@@ -190,7 +225,7 @@ class MultipartStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             head += b"\r\n\r\n" + value.encode("utf-8") + b"\r\n"
         ctype = content_type.replace("\r", "").replace("\n", "")
         head += (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(field)}"; '
             f'filename="{_quote(filename)}"\r\nContent-Type: {ctype}\r\n\r\n'
         ).encode()
         self.preamble = bytes(head)

@@ -1,4 +1,4 @@
-"""`openai-files upload | list | get | download | delete`: the client's commands.
+"""`openai-files upload | list | get | download | delete | uploads`: the client's commands.
 
 Tables for people, `--json` for scripts; a progress bar (from the optional `rich`) on
 large transfers when stderr is a terminal. Errors end as one line and an exit code:
@@ -32,6 +32,7 @@ from .._config import (
 from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
 from .._models import FileObject
 from .._streams import ProgressCallback
+from .._uploads import UploadResumeError
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table
 
 CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
@@ -77,6 +78,17 @@ def add_client_parsers(sub: Any) -> None:
     )
     p.add_argument("--name", help="the name to store (default: the file's)")
     p.add_argument("--mime-type", help="the content type (default: guessed from the name)")
+    p.add_argument(
+        "--use-uploads",
+        action="store_true",
+        help="send it in parts through the Uploads API whatever its size "
+        "(files over 512 MB always are)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="UPLOAD_ID",
+        help="resume this upload (the same command resumes a failed one on its own)",
+    )
     p.set_defaults(handler=cmd_upload)
 
     p = sub.add_parser("list", parents=[common], help="list files", **shown)
@@ -103,6 +115,10 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("file_id")
     p.set_defaults(handler=cmd_delete)
 
+    from ._uploads_cmds import add_uploads_parser
+
+    add_uploads_parser(sub, [common], shown)
+
 
 # --- errors ------------------------------------------------------------------------------
 
@@ -122,7 +138,7 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
                 raise CLIError(f"{exc.status_code}: {message}{rid}", code) from None
             except APIConnectionError as exc:
                 raise CLIError(_connection_message(exc, client.base_url), EXIT_FAILURE) from None
-    except MissingAPIKeyError as exc:
+    except (MissingAPIKeyError, UploadResumeError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
     except (FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError) as exc:
         raise CLIError(
@@ -281,6 +297,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
             mime_type=args.mime_type,
             expires_after=args.expires_after,
             progress=progress,
+            use_uploads=True if args.use_uploads else None,
+            resume=args.resume,
         )
     if args.json:
         _print_json(f.to_dict())

@@ -1,0 +1,70 @@
+"""`openai-files upload` of a large file (one bar for the whole file) and `openai-files
+uploads list | cancel`, through `main()`, against the real server."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from openai_files import Client
+from openai_files.cli import main
+
+pytestmark = pytest.mark.usefixtures("env")
+
+MIB = 1024 * 1024
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_upload_of_a_large_file_goes_in_parts_with_one_bar(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("rich")
+    monkeypatch.setenv("OPENAI_FILES_UPLOAD_THRESHOLD", str(4 * MIB))
+    monkeypatch.setenv("OPENAI_FILES_PART_SIZE", str(MIB))
+    src = tmp_path / "big.bin"
+    src.write_bytes(bytes(range(256)) * (9 * MIB // 256))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["upload", str(src), "--purpose", "vision", "--json"])
+    shown = terminal.getvalue()
+    assert code == 0, shown
+    f = json.loads(capsys.readouterr().out)
+    assert f["bytes"] == 9 * MIB
+    # One bar, for the whole file (not one per part of 1 MiB, which gets none).
+    assert shown.count("upload big.bin") >= 1 and "9.4/9.4 MB" in shown
+    assert "1.0/1.0 MB" not in shown
+    with Client() as client:
+        done = client.list_uploads(status="completed").data
+        assert [u.file.id if u.file else None for u in done] == [f["id"]]
+        assert client.content(f["id"]) == src.read_bytes()
+    assert not (tmp_path / "big.bin.openai-upload.json").exists()
+
+
+def test_uploads_list_and_cancel(capsys: pytest.CaptureFixture[str], client: openai.OpenAI) -> None:
+    code = main(["uploads", "list"])
+    assert code == 0 and capsys.readouterr().out == "no pending uploads\n"
+    upload = client.uploads.create(
+        filename="big.bin", purpose="vision", bytes=3 * MIB, mime_type="image/png"
+    )
+    code = main(["uploads", "list"])
+    out = capsys.readouterr().out
+    header, row = out.splitlines()
+    assert code == 0 and header.split()[:2] == ["ID", "BYTES"]
+    assert row.startswith(upload.id) and row.endswith("vision   big.bin")
+    code = main(["uploads", "cancel", upload.id])
+    assert code == 0 and capsys.readouterr().out == f"cancelled {upload.id} (big.bin)\n"
+    code = main(["uploads", "list", "--json", "--status", "cancelled"])
+    listed = json.loads(capsys.readouterr().out)
+    assert [(u["id"], u["status"]) for u in listed["data"]] == [(upload.id, "cancelled")]
+    code = main(["uploads", "cancel", upload.id])
+    err = capsys.readouterr().err
+    assert code == 2 and "already cancelled" in err and err.count("\n") == 1
