@@ -655,8 +655,8 @@ def test_racing_completions_make_one_file(client: openai.OpenAI, http: httpx.Cli
                 400,
                 re.compile(
                     rf"Upload {uid} is already (being completed: wait for that completion "
-                    "to answer instead of trying to complete it|completed, so you cannot "
-                    r"complete it: its file is ready)\."
+                    r"to answer instead of trying to complete it \(.*\)|completed, so you "
+                    r"cannot complete it: its file is ready)\."
                 ),
                 param="upload_id",
             )
@@ -719,6 +719,63 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     assert _part(http, uid, b"x" * 10).status_code == 200
 
 
+def _completing(uid: str) -> str:
+    return (
+        f"Upload {uid} is already being completed: wait for that completion to answer "
+        "instead of trying to complete it (a completion whose server stopped is taken over "
+        "by a new one 10 minutes after it began)."
+    )
+
+
+def test_a_completion_whose_server_died_is_taken_over(
+    server: AppServer, http: httpx.Client, org: str, org_key: str
+) -> None:
+    """A server that died while completing leaves the upload `completing`, with what it
+    joined (here, in the wrong order) under the file's key: ten minutes after that
+    completion began, a new one takes it over and makes the file right."""
+    with server.http(org_key) as http:
+        uid = _create(http, bytes=8)["id"]
+        first, second = _part_id(http, uid, b"abcd"), _part_id(http, uid, b"efgh")
+        key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
+        blobs = server.app.state.service.blobs
+        server.portal.call(blobs.compose, key, [(second, 4), (first, 4)])
+        began = int(time.time())
+
+        def dead_since(at: int) -> None:
+            _sql(
+                server,
+                "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?",
+                at,
+                uid,
+            )
+
+        dead_since(began - 590)
+        body = {"part_ids": [first, second], "md5": hashlib.md5(b"abcdefgh").hexdigest()}
+        r = http.post(f"/uploads/{uid}/complete", json=body)
+        assert_error(r, 400, _completing(uid), param="upload_id")
+        assert http.get("/uploads").json()["data"][0]["status"] == "pending"
+
+        # Taken over, but refused (a wrong md5): pending again, the joined bytes removed.
+        dead_since(began - 601)
+        r = http.post(f"/uploads/{uid}/complete", json={**body, "md5": "0" * 32})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "md5", r.text
+        assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "pending"
+        assert _sql(server, "SELECT completing_since FROM uploads WHERE id = ?", uid) is None
+        assert not _blob_exists(server, key)
+
+        # Taken over again, and finished: the file has the right bytes, counted once.
+        server.portal.call(blobs.compose, key, [(second, 4), (first, 4)])
+        dead_since(began - 3000)
+        r = http.post(f"/uploads/{uid}/complete", json=body)
+        assert r.status_code == 200, r.text
+        done = r.json()
+        assert done["status"] == "completed" and done["file"]["id"] == key
+        assert http.get(f"/files/{key}/content").content == b"abcdefgh"
+        assert not _blob_exists(server, first) and not _blob_exists(server, second)
+        assert _usage(server, org) == 8
+        assert _sql(server, "SELECT completing_since FROM uploads WHERE id = ?", uid) is None
+
+
 def test_expiry_of_a_completion_cut_short_removes_what_it_joined(
     server: AppServer, http: httpx.Client
 ) -> None:
@@ -729,15 +786,14 @@ def test_expiry_of_a_completion_cut_short_removes_what_it_joined(
     key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
     blobs = server.app.state.service.blobs
     server.portal.call(blobs.compose, key, [(part, 4)])
-    _sql(server, "UPDATE uploads SET status = 'completing' WHERE id = ?", uid)
-    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
-    assert_error(
-        r,
-        400,
-        f"Upload {uid} is already being completed: wait for that completion to answer "
-        "instead of trying to complete it.",
-        param="upload_id",
+    _sql(
+        server,
+        "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?",
+        int(time.time()),
+        uid,
     )
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+    assert_error(r, 400, _completing(uid), param="upload_id")
     _set_upload_expiry(server, uid, int(time.time()) - 601)
     assert _sweep(server)["expired_uploads"] >= 1
     assert not _blob_exists(server, part)

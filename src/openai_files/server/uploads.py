@@ -59,6 +59,11 @@ _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 #: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
 #: and must not have its parts removed under it.
 SWEEP_MARGIN_SECONDS = 600
+#: A completion still running this long after it began is taken for dead (its server
+#: stopped mid-way) and a new completion takes it over. The sweeper's margin above already
+#: assumes that no completion runs longer (joining and reading 8 GB takes minutes), so
+#: the same bound serves here: a constant, not a setting, as the two must agree.
+COMPLETION_TAKEOVER_SECONDS = SWEEP_MARGIN_SECONDS
 _SWEEP_BATCH = 500
 #: The quota given for a reservation of no bytes (one that only names a key).
 _NO_LIMIT = 2**62
@@ -75,7 +80,9 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
     if status == "completing":
         return InvalidRequest(
             f"Upload {upload_id} is already being completed: wait for that completion to "
-            f"answer instead of trying to {doing}.",
+            f"answer instead of trying to {doing} (a completion whose server stopped is "
+            f"taken over by a new one {COMPLETION_TAKEOVER_SECONDS // 60} minutes after it "
+            "began).",
             param="upload_id",
         )
     if status == "expired":
@@ -339,9 +346,13 @@ class UploadsService:
                     param="part_ids",
                 )
             seen.add(part_id)
-        await self._pending(owner, upload_id, "complete it")
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise no_such_upload(upload_id)
+        now = int(time.time())
         try:
-            upload = await self.meta.begin_completion(owner, upload_id, int(time.time()))
+            upload = await self.meta.begin_completion(
+                owner, upload_id, now, stale_before=now - COMPLETION_TAKEOVER_SECONDS
+            )
         except UploadNotFound:
             raise no_such_upload(upload_id) from None
         except UploadNotPending as exc:
@@ -366,6 +377,8 @@ class UploadsService:
                     param="part_ids",
                 )
             key = upload.file_key
+            # A completion taken over may have left its joined bytes under the key: compose
+            # replaces them whole.
             await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
             composed = True
             validator = validator_for(upload.purpose, strict=self.settings.strict_validation)
@@ -396,7 +409,9 @@ class UploadsService:
                 blob_key=key,
             )
             try:
-                await self.meta.finish_completion(upload.id, file, self.settings.org_quota_bytes)
+                await self.meta.finish_completion(
+                    upload.id, file, self.settings.org_quota_bytes, since=upload.completing_since
+                )
             except QuotaExceeded as exc:
                 raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
             except UploadNotFound:
@@ -430,10 +445,13 @@ class UploadsService:
         return digest.hexdigest()
 
     async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:
-        if composed:
-            await self._remove_keys([upload.file_key])
         try:
-            await self.meta.abort_completion(upload.id)
+            if composed:
+                # Not when another completion took this one over: the key is its own now.
+                now = await self.meta.get_upload(Owner(upload.org_id, upload.project_id), upload.id)
+                if now is not None and now.completing_since == upload.completing_since:
+                    await self._remove_keys([upload.file_key])
+            await self.meta.abort_completion(upload.id, since=upload.completing_since)
         except Exception:  # it expires, and the sweeper takes it, within the hour
             log.exception("could not put upload %s back to pending", upload.id)
 
@@ -476,4 +494,10 @@ class UploadsService:
                 log.exception("could not remove the bytes of %s", key)
 
 
-__all__ = ["UPLOAD_TTL_SECONDS", "UploadsService", "no_such_upload", "not_pending"]
+__all__ = [
+    "COMPLETION_TAKEOVER_SECONDS",
+    "UPLOAD_TTL_SECONDS",
+    "UploadsService",
+    "no_such_upload",
+    "not_pending",
+]

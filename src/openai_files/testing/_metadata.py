@@ -501,7 +501,7 @@ class MetadataStoreConformance:
         assert await meta.list_uploads(other, None, 10) == []
         # "pending" also lists the ones completing (clients see them pending).
         completing = await meta.begin_completion(owner, same_a.id, now)
-        assert completing == dataclasses.replace(same_a, status="completing")
+        assert completing == dataclasses.replace(same_a, status="completing", completing_since=now)
         await meta.cancel_upload(owner, older.id, now)
         pending = await meta.list_uploads(owner, "pending", 10)
         assert [u.id for u in pending] == [u.id for u in newest]
@@ -675,6 +675,54 @@ class MetadataStoreConformance:
         stored = await meta.get_upload(owner, upload.id)
         assert stored is not None and stored.status == "completed"
 
+    async def test_a_stale_completion_is_taken_over(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now - 1000, nbytes=10)
+        part = _part(upload, now=now - 1000, nbytes=10)
+        await meta.add_part(owner, part, now - 1000)
+        dead = await meta.begin_completion(owner, upload.id, now - 700)
+        assert dead.completing_since == now - 700
+        # Not stale yet (or no takeover asked): refused as completing.
+        for stale_before in (now - 701, None):
+            with pytest.raises(UploadNotPending) as info:
+                await meta.begin_completion(owner, upload.id, now, stale_before=stale_before)
+            assert info.value.record.status == "completing"
+        # Stale: taken over, its parts still there.
+        taken = await meta.begin_completion(owner, upload.id, now, stale_before=now - 700)
+        assert taken == dataclasses.replace(upload, status="completing", completing_since=now)
+        assert await meta.get_upload(owner, upload.id) == taken
+        assert await meta.list_parts(upload.id) == [part]
+        # The dead attempt, if it wakes up, can neither finish nor abort it.
+        file = _upload_file(upload, now=now)
+        with pytest.raises(UploadNotPending):
+            await meta.finish_completion(upload.id, file, QUOTA, since=dead.completing_since)
+        assert await meta.abort_completion(upload.id, since=dead.completing_since) is False
+        assert await meta.get_upload(owner, upload.id) == taken
+        # Another owner's is still unknown; the new attempt finishes.
+        with pytest.raises(UploadNotFound):
+            await meta.begin_completion(
+                Owner(owner.org_id, "proj_other"), upload.id, now, stale_before=now
+            )
+        await meta.finish_completion(upload.id, file, QUOTA, since=taken.completing_since)
+        done = await meta.get_upload(owner, upload.id)
+        assert done == dataclasses.replace(upload, status="completed", file_id=file.id)
+        assert await meta.usage(owner.org_id) == 10
+        # An expired stale completion is not taken over: it is the sweeper's.
+        late = await _start_upload(meta, owner, now=now - 4000)
+        await meta.begin_completion(owner, late.id, now - 3700)
+        with pytest.raises(UploadNotPending) as info:
+            await meta.begin_completion(owner, late.id, now, stale_before=now - 600)
+        assert info.value.record.status == "expired"
+
+    async def test_abort_with_the_attempts_token(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now)
+        begun = await meta.begin_completion(owner, upload.id, now)
+        assert await meta.abort_completion(upload.id, since=now - 1) is False
+        assert await meta.abort_completion(upload.id, since=begun.completing_since) is True
+        assert await meta.get_upload(owner, upload.id) == upload
+        assert await meta.abort_completion(upload.id) is False
+
     async def test_cancel_gives_the_reservation_back_and_the_part_keys(
         self, meta: MetadataStore
     ) -> None:
@@ -750,16 +798,24 @@ class MetadataStoreConformance:
         won: list[UploadRecord] = []
         lost: list[str] = []
 
-        async def attempt() -> None:
+        async def attempt(at: int) -> None:
             try:
-                won.append(await meta.begin_completion(owner, upload.id, now))
+                won.append(await meta.begin_completion(owner, upload.id, at, at - 600))
             except UploadNotPending as exc:
                 lost.append(exc.record.status)
 
         async with anyio.create_task_group() as tg:
             for _ in range(10):
-                tg.start_soon(attempt)
-        assert won == [dataclasses.replace(upload, status="completing")]
+                tg.start_soon(attempt, now)
+        assert won == [dataclasses.replace(upload, status="completing", completing_since=now)]
+        assert lost == ["completing"] * 9
+        # Racing takeovers of a stale completion: one wins too.
+        won.clear()
+        lost.clear()
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(attempt, now + 700)
+        assert won == [dataclasses.replace(upload, status="completing", completing_since=now + 700)]
         assert lost == ["completing"] * 9
 
     async def test_racing_cancels_have_one_winner(self, meta: MetadataStore) -> None:

@@ -582,24 +582,52 @@ def _set_status(upload_id: str, status: str) -> Stmt:
     return Stmt("UPDATE uploads SET status = ? WHERE id = ?", (status, upload_id), "none")
 
 
-def _begin_completion(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[UploadRecord]:
-    record = yield from _pending_upload(d, owner, upload_id, now)
-    yield _set_status(upload_id, "completing")
-    return dataclasses.replace(record, status="completing")
+def _begin_completion(
+    d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None
+) -> Plan[UploadRecord]:
+    row = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads "
+        f"WHERE id = ? AND org_id = ? AND project_id = ?{d.for_update}",
+        (upload_id, owner.org_id, owner.project_id),
+        "one",
+    )
+    if row is None:
+        raise UploadNotFound(upload_id)
+    record = upload_record(row)
+    # A completion begun at or before `stale_before` (or before step 5 recorded when) had
+    # its server die: this one takes it over.
+    stale = (
+        stale_before is not None
+        and record.status == "completing"
+        and (record.completing_since is None or record.completing_since <= stale_before)
+    )
+    if record.status in ("pending", "completing") and record.expires_at <= now:
+        raise UploadNotPending(dataclasses.replace(record, status="expired"))
+    if record.status != "pending" and not stale:
+        raise UploadNotPending(record)
+    yield Stmt(
+        "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?",
+        (now, upload_id),
+        "none",
+    )
+    return dataclasses.replace(record, status="completing", completing_since=now)
 
 
-def _finish_completion(d: Dialect, upload_id: str, file: FileRecord, quota: int) -> Plan[None]:
+def _finish_completion(
+    d: Dialect, upload_id: str, file: FileRecord, quota: int, since: int | None
+) -> Plan[None]:
     row = yield Stmt(
         f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?{d.for_update}", (upload_id,), "one"
     )
     if row is None:
         raise UploadNotFound(upload_id)
     record = upload_record(row)
-    if record.status != "completing":
+    if record.status != "completing" or (since is not None and record.completing_since != since):
         raise UploadNotPending(record)
     yield from _insert_file(d, file, upload_id, quota)
     yield Stmt(
-        "UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?",
+        "UPDATE uploads SET status = 'completed', file_id = ?, completing_since = NULL "
+        "WHERE id = ?",
         (file.id, upload_id),
         "none",
     )
@@ -646,11 +674,17 @@ def _pop_expired_uploads(
         (now, limit),
         "all",
     )
-    records = [dataclasses.replace(upload_record(r), status="expired") for r in rows]
+    records = [
+        dataclasses.replace(upload_record(r), status="expired", completing_since=None) for r in rows
+    ]
     ids = [r.id for r in records]
     for i in range(0, len(ids), d.in_batch):
         in_ids, args = d.one_of("id", ids[i : i + d.in_batch])
-        yield Stmt(f"UPDATE uploads SET status = 'expired' WHERE {in_ids}", args, "none")
+        yield Stmt(
+            f"UPDATE uploads SET status = 'expired', completing_since = NULL WHERE {in_ids}",
+            args,
+            "none",
+        )
     keys = yield from _take_parts(d, ids)
     return [(r, keys[r.id]) for r in records]
 
@@ -811,15 +845,28 @@ class SQLMetadataStore(abc.ABC):
         sql = f"SELECT {_PART_COLUMNS} FROM upload_parts WHERE upload_id = ? ORDER BY seq"
         return [part_record(r) for r in await self._read(_rows(sql, (upload_id,), "all"))]
 
-    async def begin_completion(self, owner: Owner, upload_id: str, now: int) -> UploadRecord:
-        return await self._write(_begin_completion(self.DIALECT, owner, upload_id, now))
+    async def begin_completion(
+        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+    ) -> UploadRecord:
+        return await self._write(
+            _begin_completion(self.DIALECT, owner, upload_id, now, stale_before)
+        )
 
-    async def finish_completion(self, upload_id: str, file: FileRecord, quota: int) -> None:
-        await self._write(_finish_completion(self.DIALECT, upload_id, file, quota))
+    async def finish_completion(
+        self, upload_id: str, file: FileRecord, quota: int, since: int | None = None
+    ) -> None:
+        await self._write(_finish_completion(self.DIALECT, upload_id, file, quota, since))
 
-    async def abort_completion(self, upload_id: str) -> None:
-        sql = "UPDATE uploads SET status = 'pending' WHERE id = ? AND status = 'completing'"
-        await self._write(_rows(sql, (upload_id,), "none"))
+    async def abort_completion(self, upload_id: str, since: int | None = None) -> bool:
+        sql = (
+            "UPDATE uploads SET status = 'pending', completing_since = NULL "
+            "WHERE id = ? AND status = 'completing'"
+        )
+        args: tuple[Any, ...] = (upload_id,)
+        if since is not None:
+            sql += " AND completing_since = ?"
+            args += (since,)
+        return bool(await self._write(_rows(sql, args, "count")))
 
     async def cancel_upload(
         self, owner: Owner, upload_id: str, now: int

@@ -356,27 +356,37 @@ class MetadataStore(Protocol):
         or for an unknown id."""
         ...
 
-    async def begin_completion(self, owner: Owner, upload_id: str, now: int) -> UploadRecord:
-        """Move the owner's pending, unexpired upload to "completing"; its record, with that
-        status. The same errors as `add_part`. Atomic: of calls racing on one upload, from
-        any processes, exactly one wins; the others get UploadNotPending with status
-        "completing" (or the status a racing cancel or sweep left)."""
+    async def begin_completion(
+        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+    ) -> UploadRecord:
+        """Move the owner's pending, unexpired upload to "completing", `completing_since`
+        = `now`; its record, so changed. The same errors as `add_part`. Atomic: of calls
+        racing on one upload, from any processes, exactly one wins; the others get
+        UploadNotPending with status "completing" (or the status a racing cancel or sweep
+        left). With `stale_before`, an unexpired upload "completing" since `stale_before` or
+        earlier (or since an unknown time: a row older than schema step 5) is taken over
+        the same way: its completion's server is taken for dead. `completing_since` is the
+        attempt's token for `finish_completion` and `abort_completion`."""
         ...
 
-    async def finish_completion(self, upload_id: str, file: FileRecord, quota: int) -> None:
+    async def finish_completion(
+        self, upload_id: str, file: FileRecord, quota: int, since: int | None = None
+    ) -> None:
         """Complete a "completing" upload with its file, in one transaction: the file row is
         inserted consuming the reservation `upload_id` exactly as `insert_file(file,
         upload_id, quota)` does (QuotaExceeded the same way), the upload becomes "completed"
         with `file_id = file.id`, and its part rows are deleted (the caller then deletes the
         part blobs). Raises UploadNotFound for an unknown id and UploadNotPending when the
         upload is not "completing" (e.g. the sweeper expired it meanwhile: the caller
-        deletes the file's bytes); on any error nothing changes."""
+        deletes the file's bytes), or, with `since`, when its `completing_since` is not
+        `since` (another completion took it over); on any error nothing changes."""
         ...
 
-    async def abort_completion(self, upload_id: str) -> None:
+    async def abort_completion(self, upload_id: str, since: int | None = None) -> bool:
         """Move a "completing" upload back to "pending" (its completion failed: it may be
-        completed again, with parts kept). No error, and no change, in any other status or
-        for an unknown id."""
+        completed again, with parts kept); whether it moved. No error, and no change, in
+        any other status, for an unknown id, or, with `since`, when its
+        `completing_since` is not `since` (another completion took it over)."""
         ...
 
     async def cancel_upload(
