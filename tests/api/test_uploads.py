@@ -1029,3 +1029,43 @@ def test_list_uploads(server: AppServer, http: httpx.Client, new_key: Callable[.
         "'completed', 'cancelled', 'expired', 'all'.",
         param="status",
     )
+
+
+def test_the_last_sweep_shows_in_the_metrics(deployment: Deployment) -> None:
+    """When the sweeper last ran, and what that run removed, are gauges of /metrics; the
+    log says what it removed."""
+    server = deployment.app(env={"OPENAI_FILES_SWEEP_INTERVAL_SECONDS": "0.2"})
+    try:
+        registry = server.app.state.metrics.registry
+
+        def gauge(name: str, **labels: str) -> float:
+            value = registry.get_sample_value(name, labels)
+            assert value is not None, name
+            return float(value)
+
+        # The first sweep ran at start.
+        started = gauge("openai_files_sweep_last_run_timestamp_seconds")
+        assert time.time() - 60 < started <= time.time()
+        assert gauge("openai_files_sweep_last_success_timestamp_seconds") == started
+        with server.http(server.create_key("org-sweep-gauge", "proj_sweep_gauge")) as http:
+            uid = _create(http, bytes=4)["id"]
+            part = _part_id(http, uid, b"abcd")
+        _set_upload_expiry(server, uid, int(time.time()) - 601)
+        deadline = time.monotonic() + 20
+        while gauge("openai_files_sweep_last_removed", kind="expired_uploads") < 1:
+            assert time.monotonic() < deadline, "no sweep removed the upload"
+            time.sleep(0.05)
+        last = gauge("openai_files_sweep_last_run_timestamp_seconds")
+        assert started < last <= time.time()
+        assert not _blob_exists(server, part)
+        assert re.search(r"sweep removed \{[^}]*'expired_uploads': 1", server.log_text())
+        # The next run removes nothing, and says so.
+        deadline = time.monotonic() + 20
+        while gauge("openai_files_sweep_last_removed", kind="expired_uploads") != 0:
+            assert time.monotonic() < deadline, "no later sweep"
+            time.sleep(0.05)
+        assert gauge("openai_files_sweep_last_run_timestamp_seconds") > last
+        rendered = server.app.state.metrics.render().decode()
+        assert 'openai_files_sweep_last_removed{kind="expired_uploads"} 0.0' in rendered
+    finally:
+        server.stop()

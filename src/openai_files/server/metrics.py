@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
@@ -97,6 +98,22 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.last_sweep = Gauge(
+            "openai_files_sweep_last_run_timestamp_seconds",
+            "When the last sweeper run ended, ok or failed (Unix time; 0: none yet)",
+            registry=registry,
+        )
+        self.last_ok_sweep = Gauge(
+            "openai_files_sweep_last_success_timestamp_seconds",
+            "When the last sweeper run that succeeded ended (Unix time; 0: none yet)",
+            registry=registry,
+        )
+        self.last_swept = Gauge(
+            "openai_files_sweep_last_removed",
+            "What the last sweeper run that succeeded removed, by kind (as swept_total)",
+            ["kind"],
+            registry=registry,
+        )
         self.store_errors = Counter(
             "openai_files_store_errors",
             "Storage errors, by kind: unavailable (503), disk_full (507), other (500)",
@@ -107,6 +124,7 @@ class Metrics:
             self.sweeps.labels(result=result)
         for kind in SWEPT_KINDS:
             self.swept.labels(kind=kind)
+            self.last_swept.labels(kind=kind)
         for kind in STORE_ERROR_KINDS:
             self.store_errors.labels(kind=kind)
         ProcessCollector(registry=registry)  # memory, CPU, open files (on Linux)
@@ -138,13 +156,19 @@ class Metrics:
             self.sent_bytes.labels(route=route).inc(sent)
 
     def sweep_done(self, counts: Mapping[str, int]) -> None:
+        now = time.time()
         self.sweeps.labels(result="ok").inc()
-        for kind, count in counts.items():
+        self.last_sweep.set(now)
+        self.last_ok_sweep.set(now)
+        for kind in {*SWEPT_KINDS, *counts}:
+            count = counts.get(kind, 0)
+            self.last_swept.labels(kind=kind).set(count)
             if count:
                 self.swept.labels(kind=kind).inc(count)
 
     def sweep_failed(self, kind: str) -> None:
         self.sweeps.labels(result="failed").inc()
+        self.last_sweep.set(time.time())
         self.store_error(kind)
 
     def store_error(self, kind: str) -> None:
