@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import os
 import secrets
 import threading
@@ -242,3 +243,138 @@ def test_paging_across_replicas_while_files_are_added(
     finally:
         stop.set()
         adder.join()
+
+
+def _pg(server: ServerProcess, sql: str, *args: Any) -> Any:
+    """The first value of one statement on the replicas' database ($n placeholders)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(server.env["OPENAI_FILES_DATABASE"])
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _multipart_uploads(s3: SeaweedS3, server: ServerProcess) -> list[str]:
+    """Keys of the unfinished S3 multipart uploads under a server's storage prefix."""
+    prefix = server.env["OPENAI_FILES_STORAGE"].split("?")[0].removeprefix("s3://files/") + "/"
+    listed = s3.client().list_multipart_uploads(Bucket="files", Prefix=prefix)
+    return [u["Key"].removeprefix(prefix) for u in listed.get("Uploads", [])]
+
+
+def test_a_replica_killed_mid_part_leaves_the_upload_resumable(
+    scaleout: Deployment, s3: SeaweedS3
+) -> None:
+    """SIGKILL a replica while a part streams to it: the upload takes its remaining parts
+    (and the lost one again) through the other replica and completes with the right bytes;
+    another upload left behind expires and, swept, leaves no part, no multipart upload and
+    no reservation."""
+    fast = {
+        "OPENAI_FILES_SWEEP_INTERVAL_SECONDS": "1",
+        "OPENAI_FILES_SWEEP_GRACE_SECONDS": "2",
+        "OPENAI_FILES_BODY_IDLE_TIMEOUT_SECONDS": "0",  # the part stalls until the kill
+        "OPENAI_FILES_RESERVATION_TTL_SECONDS": "6",
+    }
+    victim, survivor = scaleout.replicas(2, env=fast)
+    org = "org-kill-part"
+    try:
+        key = victim.create_key(org, "proj_kill_part")
+        mib = 1024 * 1024
+        pieces = [os.urandom(2 * mib), os.urandom(20 * mib), os.urandom(3 * mib + 1)]
+        content = b"".join(pieces)
+        with _sdk(survivor, key) as client, _sdk(victim, key) as via_victim:
+            upload = client.uploads.create(
+                bytes=len(content), filename="big.bin", mime_type="image/png", purpose="vision"
+            )
+            first = client.uploads.parts.create(upload.id, data=pieces[0])
+            abandoned = via_victim.uploads.create(
+                bytes=4 * mib, filename="left.bin", mime_type="image/png", purpose="vision"
+            )
+            left_part = via_victim.uploads.parts.create(abandoned.id, data=os.urandom(mib))
+
+            # The second part streams to the victim, which dies with 12 MiB of it taken in.
+            sent = threading.Event()
+            boundary = "partkillboundary"
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="data"; '
+                'filename="blob"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            tail = f"\r\n--{boundary}--\r\n".encode()
+
+            def body() -> Iterator[bytes]:
+                yield head
+                for i in range(20):
+                    if i == 12:
+                        sent.set()
+                        time.sleep(30)  # the server dies meanwhile
+                    yield pieces[1][i * mib : (i + 1) * mib]
+                yield tail
+
+            def send() -> None:
+                headers = {
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                }
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.post(
+                        f"{victim.base_url}/uploads/{upload.id}/parts",
+                        content=body(),
+                        headers=headers,
+                        timeout=60,
+                    )
+
+            thread = threading.Thread(target=send, daemon=True)
+            thread.start()
+            assert sent.wait(30)
+            time.sleep(1.0)  # let the server take in what was sent
+            assert _multipart_uploads(s3, victim), "the part did not reach S3 before the kill"
+            victim.kill()
+
+            # The upload is still pending and takes the rest through the survivor.
+            listed = httpx.get(
+                f"{survivor.base_url}/uploads",
+                headers={"Authorization": f"Bearer {key}"},
+                params={"status": "pending"},
+            ).json()
+            assert {u["id"] for u in listed["data"]} == {upload.id, abandoned.id}
+            third = client.uploads.parts.create(upload.id, data=pieces[2])
+            second = client.uploads.parts.create(upload.id, data=pieces[1])
+            md5 = hashlib.md5(content).hexdigest()
+            done = client.uploads.complete(
+                upload.id, part_ids=[first.id, second.id, third.id], md5=md5
+            )
+            assert done.status == "completed" and done.file is not None
+            got = client.files.content(done.file.id).content
+            assert hashlib.sha256(got).digest() == hashlib.sha256(content).digest()
+
+            # The abandoned upload expires (its hour and the sweeper's margin passed): the
+            # survivor's sweeper takes it, the part's multipart upload the victim left is
+            # aborted once its lease lapses, and nothing of either remains.
+            _pg(
+                survivor,
+                "UPDATE uploads SET expires_at = $1 WHERE id = $2",
+                int(time.time()) - 601,
+                abandoned.id,
+            )
+            client.files.delete(done.file.id)
+            deadline = time.monotonic() + 60
+            while True:
+                status = _pg(survivor, "SELECT status FROM uploads WHERE id = $1", abandoned.id)
+                leftovers = (_objects(s3, survivor), _multipart_uploads(s3, survivor))
+                if status == "expired" and leftovers == (set(), []):
+                    break
+                assert time.monotonic() < deadline, (status, leftovers)
+                time.sleep(0.5)
+            assert left_part.id not in _objects(s3, survivor)
+            held = _pg(survivor, "SELECT COUNT(*) FROM reservations WHERE org_id = $1", org)
+            used = _pg(survivor, "SELECT used_bytes FROM org_usage WHERE org_id = $1", org)
+            assert (held, used or 0) == (0, 0)
+            assert _pg(survivor, "SELECT COUNT(*) FROM upload_parts") == 0
+    finally:
+        _stop([victim, survivor])

@@ -122,6 +122,8 @@ _CONCURRENT_HEADS = 8
 #: Timeouts of compose's own requests: an UploadPartCopy of a big part takes a while.
 _COMPOSE_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 
+#: The key of an Uploads API part (its id): a part streams to S3 like a file.
+_PART_KEY = re.compile(r"part_[A-Za-z0-9]{1,64}")
 log = logging.getLogger(__name__)
 
 
@@ -793,9 +795,11 @@ class S3BlobStore:
                 initiated = datetime.datetime.fromisoformat(
                     _text(upload, "Initiated").replace("Z", "+00:00")
                 )
-                # Only our keys: another application's upload in a shared bucket (or
-                # under our prefix) is not ours to abort.
-                if is_file_id(key) and initiated < cutoff:
+                # Only our keys (a file id, or an Uploads API part id): another
+                # application's upload in a shared bucket (or under our prefix) is not
+                # ours to abort.
+                ours = is_file_id(key) or _PART_KEY.fullmatch(key) is not None
+                if ours and initiated < cutoff:
                     stale.append((key, _text(upload, "UploadId")))
             if _text(page, "IsTruncated") != "true":
                 return stale
