@@ -260,6 +260,8 @@ OUT_OF_RANGE = [
     ("--port", "65536", "it must be from 0 (any free port) to 65535"),
     ("--max-file-bytes", "0", "it must be at least 1"),
     ("--max-batch-file-bytes", "0", "it must be at least 1"),
+    ("--max-upload-bytes", "0", "it must be at least 1"),
+    ("--max-part-bytes", "-1", "it must be at least 1"),
     ("--org-quota-bytes", "-1", "it must be 0 or more"),
     ("--max-form-parts", "0", "it must be at least 1 (an upload has a file part)"),
     ("--max-header-bytes", "1023", "it must be at least 1024"),
