@@ -213,8 +213,10 @@ class MultipartStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         content_type: str,
         progress: ProgressCallback | None = None,
         field: str = "file",
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.boundary = secrets.token_hex(16)
+        self.chunk_size = chunk_size
         self.source = source
         self.progress = progress
         head = bytearray()
@@ -256,7 +258,7 @@ class MultipartStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield self.preamble
             done = 0
             self._report(done)
-            while chunk := self.source.read(CHUNK_SIZE):
+            while chunk := self.source.read(self.chunk_size):
                 done += len(chunk)
                 yield chunk
                 self._report(done)
@@ -272,7 +274,7 @@ class MultipartStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield self.preamble
             done = 0
             self._report(done)
-            while chunk := await run_sync(self.source.read, CHUNK_SIZE):
+            while chunk := await run_sync(self.source.read, self.chunk_size):
                 done += len(chunk)
                 yield chunk
                 self._report(done)
