@@ -78,6 +78,8 @@ class Sweep:
     def _logged(counts: dict[str, int]) -> dict[str, int]:
         if any(counts.values()):
             log.info("sweep removed %s", counts)
+        else:  # every run leaves a trace at debug level; /metrics has its time
+            log.debug("sweep removed nothing")
         return counts
 
     async def _remove_orphans(self, keys: list[str]) -> int:
