@@ -66,11 +66,14 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
     ours, ref = row["ours"], row["reference"]
 
     def side(name: str, figs: dict[str, Any]) -> str:
-        peak = max(figs[k]["max"] for k in ("complete_server_kib", "complete_md5_server_kib"))
+        plain, md5 = (
+            figs[k]["max"] / 1024 for k in ("complete_server_kib", "complete_md5_server_kib")
+        )
         return (
             f"{name}: parts {_fig(figs['parts_s'])}; complete {_fig(figs['complete_s'])}, "
-            f"with md5 {_fig(figs['complete_md5_s'])}; server peak during completion "
-            f"+{peak / 1024:.1f} MiB"
+            f"with md5 {_fig(figs['complete_md5_s'])}; server peak growth: completion "
+            f"+{plain:.1f} MiB, with md5 +{md5:.1f} MiB, parts "
+            f"+{figs['parts_server_kib']['max'] / 1024:.1f} MiB"
         )
 
     ours_text = side("local", ours["local"]) + "<br>" + side("S3", ours["s3"])
