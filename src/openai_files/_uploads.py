@@ -278,10 +278,13 @@ def list_uploads(
 # --- the whole file ----------------------------------------------------------------------
 
 
-def file_md5(path: Path) -> str:
+def file_md5(path: Path, stop: threading.Event | None = None) -> str | None:
+    """The file's md5 in hex; None when `stop` is set before the end (the parts failed)."""
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
+            if stop is not None and stop.is_set():
+                return None
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -313,13 +316,19 @@ def _fatal(exc: BaseException) -> bool:
     return isinstance(exc, APIStatusError) and not is_retryable_status(exc.status_code)
 
 
-def _gather_parts(ops: list[Op[str]], limit: int, on_done: Any) -> Op[list[str]]:
-    result: list[str] = yield Gather(ops, limit, on_done)
+def _gather_parts(
+    ops: list[Op[str]], limit: int, on_done: Any, stop: threading.Event
+) -> Op[list[str]]:
+    try:
+        result: list[str] = yield Gather(ops, limit, on_done)
+    except BaseException:
+        stop.set()  # the md5 is not needed any more: its reading stops
+        raise
     return result
 
 
-def _md5_op(path: Path) -> Op[str]:
-    result: str = yield Call(lambda: file_md5(path))
+def _md5_op(path: Path, stop: threading.Event) -> Op[str | None]:
+    result: str | None = yield Call(lambda: file_md5(path, stop))
     return result
 
 
@@ -383,8 +392,10 @@ def upload_in_parts(
 
     try:
         # The md5 is read alongside the parts, in a worker of its own.
+        stop = threading.Event()
         md5, _ = yield Gather(
-            [_md5_op(path), _gather_parts(ops, config.upload_concurrency, accepted)], 2
+            [_md5_op(path, stop), _gather_parts(ops, config.upload_concurrency, accepted, stop)],
+            2,
         )
         now = path.stat()
         if now.st_size != size or now.st_mtime_ns != stat.st_mtime_ns:

@@ -37,7 +37,11 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Forwards to the real server; counts the requests and parts in flight at once."""
 
     def __init__(
-        self, fail_part: int | None = None, stop_after: int | None = None, delay: float = 0.05
+        self,
+        fail_part: int | None = None,
+        stop_after: int | None = None,
+        delay: float = 0.05,
+        fail_status: int = 503,
     ) -> None:
         self.sync = httpx.HTTPTransport()
         self.aio = httpx.AsyncHTTPTransport()
@@ -48,6 +52,7 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.parts_sent = 0
         self.parts_ok = 0
         self.fail_part = fail_part  # the n-th part request gets a 503, once
+        self.fail_status = fail_status
         self.stop_after = stop_after  # parts after this many accepted ones raise Interrupted
         self.delay = delay  # a part takes at least this long, so that parts overlap
         self.upload_ids: list[str] = []
@@ -62,8 +67,8 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self.parts_sent += 1
             if self.parts_sent == self.fail_part:
                 return httpx.Response(
-                    503,
-                    json={"error": {"message": "busy", "type": "server_error"}},
+                    self.fail_status,
+                    json={"error": {"message": "refused", "type": "invalid_request_error"}},
                     request=request,
                 )
             self.in_flight += 1
@@ -207,6 +212,19 @@ def test_a_fatal_error_cancels_the_upload(make: Any, tmp_path: Path) -> None:
         files.upload(src, purpose="batch")
     assert watch.count("/cancel") == 1
     assert not (tmp_path / ("bad.jsonl" + STATE_SUFFIX)).exists()
+    with pytest.raises(BadRequestError, match="already cancelled"):
+        files.cancel_upload(watch.upload_ids[0])
+
+
+def test_a_part_refused_for_good_cancels_the_upload(make: Any, tmp_path: Path) -> None:
+    src = big_file(tmp_path / "big.bin")
+    watch = Watch(fail_part=2, fail_status=400)
+    files = make(watch, max_retries=2)
+    with pytest.raises(BadRequestError, match="refused"):
+        files.upload(src, purpose="vision")
+    assert watch.count("/cancel") == 1 and watch.count("/complete") == 0
+    assert watch.parts_sent < 10  # the parts not started never were
+    assert not (tmp_path / ("big.bin" + STATE_SUFFIX)).exists()
     with pytest.raises(BadRequestError, match="already cancelled"):
         files.cancel_upload(watch.upload_ids[0])
 
