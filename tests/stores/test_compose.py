@@ -176,6 +176,25 @@ async def test_s3_leftover_compose_upload_is_for_the_reconciler(
 
 
 @pytest.mark.anyio
+async def test_s3_compose_aborts_the_upload_of_a_dead_earlier_attempt(
+    s3_blobs: S3BlobStore, s3: SeaweedS3
+) -> None:
+    """A completion taken over from a dead server composes the same key again: the dead
+    attempt's multipart upload (named by the file, so never the reconciler's) goes too."""
+    import httpx
+
+    key = _key()
+    async with httpx.AsyncClient() as http:
+        await s3_blobs._send(http, "POST", s3_blobs.path_of(key), {"uploads": ""})
+    sources = [(_key(), os.urandom(size)) for size in (5 * MiB, 1)]
+    for name, data in sources:
+        await _write(s3_blobs, name, data)
+    await s3_blobs.compose(key, [(name, len(data)) for name, data in sources])
+    assert _open_uploads(s3, s3_blobs) == []
+    assert await _read(s3_blobs, key) == b"".join(data for _, data in sources)
+
+
+@pytest.mark.anyio
 async def test_s3_compose_without_signing_keys_streams_through_a_writer(
     s3_blobs: S3BlobStore,
 ) -> None:

@@ -582,6 +582,24 @@ class S3BlobStore:
                 if isinstance(exc, httpx.HTTPError):
                     raise _unavailable(exc) from None
                 raise
+            await self._abort_earlier_attempts(http, key, upload_id)
+
+    async def _abort_earlier_attempts(
+        self, http: httpx.AsyncClient, key: str, upload_id: str
+    ) -> None:
+        """Abort the other multipart uploads of `key`: those of a compose whose server died
+        (its completion taken over since). The reconciler cannot: a reservation, then the
+        file row, name the key. Failures are left to the bucket's lifecycle rule."""
+        path = self.path_of(key)
+        try:
+            page = ET.fromstring(
+                (await self._request(http, "GET", "", {"uploads": "", "prefix": path})).content
+            )
+            for upload in _children(page, "Upload"):
+                if _text(upload, "Key") == path and _text(upload, "UploadId") != upload_id:
+                    await self._abort_upload(http, path, _text(upload, "UploadId"))
+        except (httpx.HTTPError, ET.ParseError, ValueError, StoreUnavailable) as exc:
+            log.warning("could not list the unfinished S3 uploads of %s: %s", path, exc)
 
     async def _check_sizes(self, sources: Sequence[tuple[str, int]]) -> None:
         """FileNotFoundError for a missing source, ValueError for a size not the one given."""
