@@ -2,6 +2,7 @@
 
 python -m bench            # the full run: writes bench/results/ and docs/benchmarks.md
 python -m bench --quick    # a small smoke run (CI), results in bench/results/quick/
+python -m bench --rows 9 --merge   # one group, put into the last full run's table
 """
 
 from __future__ import annotations
