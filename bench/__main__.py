@@ -39,6 +39,22 @@ from ._report import write_report
 Row = dict[str, Any]
 
 
+def scaleout_env(pg: Any, s3: Any) -> dict[str, str]:
+    """The environment of a server on a fresh, migrated PostgreSQL database and S3 prefix."""
+    env = {
+        "OPENAI_FILES_DATABASE": pg.create_database(),
+        "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
+        **s3.env,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "openai_files", "migrate"],
+        check=True,
+        env={**os.environ, **env},
+        capture_output=True,
+    )
+    return env
+
+
 class Bench:
     def __init__(self, quick: bool, work: Path) -> None:
         self.quick = quick
@@ -389,17 +405,7 @@ class Bench:
         self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
         pg, s3 = PostgresCluster().start(), SeaweedS3().start()
         try:
-            env = {
-                "OPENAI_FILES_DATABASE": pg.create_database(),
-                "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
-                **s3.env,
-            }
-            subprocess.run(
-                [sys.executable, "-m", "openai_files", "migrate"],
-                check=True,
-                env={**os.environ, **env},
-                capture_output=True,
-            )
+            env = scaleout_env(pg, s3)
             big = make_file(self.work / "big.bin", self.big)
             up, down = Figure("upload", "s"), Figure("download", "s")
             ref_put, ref_get = Figure("obstore put", "s"), Figure("obstore get", "s")
@@ -537,17 +543,7 @@ class Bench:
         ref_put, ref_copy = Figure("obstore put", "s"), Figure("S3 CopyObject", "s")
         pg, s3 = PostgresCluster().start(), SeaweedS3().start()
         try:
-            env = {
-                "OPENAI_FILES_DATABASE": pg.create_database(),
-                "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
-                **s3.env,
-            }
-            subprocess.run(
-                [sys.executable, "-m", "openai_files", "migrate"],
-                check=True,
-                env={**os.environ, **env},
-                capture_output=True,
-            )
+            env = scaleout_env(pg, s3)
             direct = s3.url("bench", prefix="direct")
             with self.server(env=env) as server:
                 key = server.first_key
