@@ -44,6 +44,7 @@ from ._functions import (
 )
 from ._models import APIResponse, FileDeleted, FileList, FileObject
 from ._streams import FileData, ProgressCallback
+from ._uploads import Upload, UploadList, UploadResumeError
 from ._version import __version__
 
 __all__ = [
@@ -76,6 +77,9 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseNotOKError",
     "UnprocessableEntityError",
+    "Upload",
+    "UploadList",
+    "UploadResumeError",
     "__version__",
     "assert_response_http_ok",
     "files_delete",
