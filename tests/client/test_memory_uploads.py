@@ -90,12 +90,8 @@ def test_2_gib_in_parallel_parts_keeps_both_sides_memory_flat(
     src, dst, warm = tmp_path / "big.bin", tmp_path / "copy.bin", tmp_path / "warm.bin"
     expected = write_big(src, SIZE)
     warm.write_bytes(os.urandom(3 * MiB))
-    # A server of its own, whose memory only this test moves. On S3 each incoming stream
-    # buffers (--storage-concurrent-parts + 1) x --storage-part-bytes (4 x 8 MiB by
-    # default), so 4 parts at once hold 128 MiB there (139 MiB measured): the smallest
-    # settings (5 MiB, 1 part) bring that to 4 x 10 MiB.
-    small_s3 = ["--storage-part-bytes", str(5 * MiB), "--storage-concurrent-parts", "1"]
-    server = deployment.server(*(small_s3 if deployment.name == "scaleout" else []))
+    # A server of its own, with the default settings, whose memory only this test moves.
+    server = deployment.server()
     try:
         key = server.create_key("org-big-upload", "proj_big_upload")
         env = {"OPENAI_API_KEY": key, "OPENAI_BASE_URL": server.base_url, "PATH": ""}

@@ -272,9 +272,13 @@ def _connect_reason(text: str) -> str:
 
 
 class S3BlobWriter:
-    def __init__(self, blobs: S3BlobStore, key: str) -> None:
+    def __init__(
+        self, blobs: S3BlobStore, key: str, part_bytes: int, concurrent_parts: int
+    ) -> None:
         self._blobs = blobs
         self._path = blobs.path_of(key)
+        self._part_bytes = part_bytes
+        self._concurrent_parts = concurrent_parts
         self._head: list[bytes] = []
         self._head_bytes = 0
         self._queue: asyncio.Queue[bytes | BaseException | None] | None = None
@@ -297,7 +301,7 @@ class S3BlobWriter:
         if self._queue is None:
             self._head.append(chunk)
             self._head_bytes += len(chunk)
-            if self._head_bytes < self._blobs.part_bytes:
+            if self._head_bytes < self._part_bytes:
                 return
             # Larger than a part: start a multipart upload fed by a bounded queue.
             self._queue = asyncio.Queue(_QUEUE_DEPTH)
@@ -307,8 +311,8 @@ class S3BlobWriter:
                     self._path,
                     self._feed(),
                     use_multipart=True,
-                    chunk_size=self._blobs.part_bytes,
-                    max_concurrency=self._blobs.concurrent_parts,
+                    chunk_size=self._part_bytes,
+                    max_concurrency=self._concurrent_parts,
                 )
             )
             head, self._head = b"".join(self._head), []
@@ -532,7 +536,12 @@ class S3BlobStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def writer(self, key: str) -> S3BlobWriter:
-        return S3BlobWriter(self, key)
+        if _PART_KEY.fullmatch(key):
+            # A part of the Uploads API (64 MiB at most) arrives beside the other parts of
+            # its upload: S3's smallest parts, one at a time, keep each stream to ~10 MiB,
+            # so that 4 parts at once stay well under 64 MiB of memory.
+            return S3BlobWriter(self, key, S3_MIN_PART_BYTES, 1)
+        return S3BlobWriter(self, key, self.part_bytes, self.concurrent_parts)
 
     # -- compose --
     async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
