@@ -177,10 +177,17 @@ def build_request(config: Config, spec: RequestSpec, retries: int = 0) -> httpx.
     )
 
 
+def resource_path(collection: str, object_id: str, suffix: str = "") -> str:
+    """`/{collection}/{id}{suffix}`, the id checked and percent-encoded (`collection` is
+    `files` or `uploads`)."""
+    if not isinstance(object_id, str) or not object_id.strip():
+        what = {"files": "a file", "uploads": "an upload"}.get(collection, collection)
+        raise ValueError(f"{what} id is a non-empty string, got {object_id!r}")
+    return f"/{collection}/{quote(object_id.strip(), safe='')}{suffix}"
+
+
 def _file_path(file_id: str, suffix: str = "") -> str:
-    if not isinstance(file_id, str) or not file_id.strip():
-        raise ValueError(f"a file id is a non-empty string, got {file_id!r}")
-    return f"/files/{quote(file_id.strip(), safe='')}{suffix}"
+    return resource_path("files", file_id, suffix)
 
 
 def upload_spec(

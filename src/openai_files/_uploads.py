@@ -32,11 +32,10 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from . import _core
 from ._config import Config, is_retryable_status
-from ._core import Call, Gather, Op, RequestSpec
+from ._core import Call, Gather, Op, RequestSpec, resource_path
 from ._exceptions import APIError, APIStatusError, OpenAIFilesError
 from ._models import FileObject
 from ._streams import FileData, MultipartStream, ProgressCallback, RangeSource, guess_type
@@ -205,9 +204,7 @@ class UploadState:
 
 
 def _upload_path(upload_id: str, suffix: str = "") -> str:
-    if not isinstance(upload_id, str) or not upload_id.strip():
-        raise ValueError(f"an upload id is a non-empty string, got {upload_id!r}")
-    return f"/uploads/{quote(upload_id.strip(), safe='')}{suffix}"
+    return resource_path("uploads", upload_id, suffix)
 
 
 def create(
