@@ -37,8 +37,11 @@ $(SCALEOUT_STAMP): pyproject.toml | $(VENV)/bin/python
 scaleout: $(SCALEOUT_STAMP)
 	$(BIN)/openai-files dev-stack $(ARGS)
 
-## test: the whole test suite
+## test: the whole test suite (the console's tests need Debian's chromium: installed as root)
 test: $(STAMP)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "chromium is not installed: the console's browser tests will fail (apt-get install chromium)" >&2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check) and mypy --strict

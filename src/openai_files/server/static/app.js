@@ -1,0 +1,1 @@
+/* The console: plain modern JavaScript modules, no build step. */
