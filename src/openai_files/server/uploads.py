@@ -17,7 +17,9 @@ import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio
 
@@ -67,6 +69,56 @@ COMPLETION_TAKEOVER_SECONDS = SWEEP_MARGIN_SECONDS
 _SWEEP_BATCH = 500
 #: The quota given for a reservation of no bytes (one that only names a key).
 _NO_LIMIT = 2**62
+#: How many uploads' running md5s a server keeps (an md5 state is ~0.2 KB; the oldest go).
+_RUNNING_DIGESTS = 1024
+
+
+@dataclasses.dataclass
+class _Running:
+    """The md5 of an upload's parts, in the order they arrived at this server, while each
+    arrived after the one before had ended (one at a time, as the official SDK sends)."""
+
+    digest: Any = dataclasses.field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
+    part_ids: list[str] = dataclasses.field(default_factory=list)
+    busy: bool = False
+
+
+class RunningDigests:
+    """The md5 of the whole file, computed as parts arrive when they arrive one after the
+    other, so that a completion with an md5 need not read the file back. Kept per server in
+    memory: a part that arrives at another replica, or while another is still streaming,
+    leaves a sequence that no longer matches, and completion then reads the parts once."""
+
+    def __init__(self, size: int = _RUNNING_DIGESTS) -> None:
+        self.size = size
+        self._by_upload: OrderedDict[str, _Running] = OrderedDict()
+
+    def start(self, upload_id: str, parts_before: int) -> _Running | None:
+        """The running md5 a new part continues, or None when the part cannot (another is
+        streaming, or parts reached the upload elsewhere): the upload's md5 is then read
+        at completion, and the sequence is dropped."""
+        running = self._by_upload.get(upload_id)
+        if running is None and parts_before == 0:
+            running = self._by_upload[upload_id] = _Running()
+            while len(self._by_upload) > self.size:
+                self._by_upload.popitem(last=False)
+        if running is None or running.busy or len(running.part_ids) != parts_before:
+            self._by_upload.pop(upload_id, None)
+            return None
+        self._by_upload.move_to_end(upload_id)
+        running.busy = True
+        return running
+
+    def pop(self, upload_id: str) -> _Running | None:
+        return self._by_upload.pop(upload_id, None)
+
+    def md5_of(self, upload_id: str, part_ids: Sequence[str]) -> str | None:
+        """The md5 of the parts `part_ids` in this order when this server saw all of them
+        arrive in it, one after the other; None otherwise."""
+        running = self._by_upload.get(upload_id)
+        if running is None or running.busy or running.part_ids != list(part_ids):
+            return None
+        return str(running.digest.hexdigest())
 
 
 def no_such_upload(upload_id: str) -> APIError:
@@ -117,6 +169,7 @@ class UploadsService:
         self.settings = settings
         self.meta = meta
         self.blobs = blobs
+        self.digests = RunningDigests()
 
     # -- create --
     async def create(
@@ -253,7 +306,11 @@ class UploadsService:
         """
         upload = await self._pending(owner, upload_id, "add a part")
         limit = self.settings.max_part_bytes
-        room = upload.bytes + limit - sum(p.bytes for p in await self.meta.list_parts(upload.id))
+        before = await self.meta.list_parts(upload.id)
+        room = upload.bytes + limit - sum(p.bytes for p in before)
+        running = self.digests.start(upload.id, len(before))
+        # The part's bytes go into a copy, kept only when the part is added.
+        digest = running.digest.copy() if running is not None else None
         part_id = new_id("part_")
         ttl = self.settings.reservation_ttl_seconds
         # It holds no bytes (the upload's reservation holds them): no quota can refuse it.
@@ -279,6 +336,8 @@ class UploadsService:
                         "complete it with the parts it has, or create a new upload.",
                         param="data",
                     )
+                if digest is not None:
+                    digest.update(chunk)
                 await writer.write(chunk)
             await writer.commit()
             committed = True
@@ -296,8 +355,13 @@ class UploadsService:
             except UploadNotPending as exc:
                 raise not_pending(exc.record, "add a part") from None
             added = True
+            if running is not None:
+                running.digest = digest
+                running.part_ids.append(part_id)
             return part
         finally:
+            if running is not None:  # a refused part leaves the sequence as it was
+                running.busy = False
             with anyio.CancelScope(shield=True):
                 if not added:
                     await self._discard_part(part_id, writer, committed)
@@ -382,15 +446,18 @@ class UploadsService:
             await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
             composed = True
             validator = validator_for(upload.purpose, strict=self.settings.strict_validation)
-            if md5 is not None or validator is not None:
+            # The md5 computed as the parts arrived, when they arrived in order, one
+            # after the other, at this server; else the composed bytes are read once.
+            digest = self.digests.md5_of(upload.id, part_ids) if validator is None else None
+            if (md5 is not None and digest is None) or validator is not None:
                 digest = await self._read_check(key, validator)
-                if md5 is not None and digest != md5.lower():
-                    raise InvalidRequest(
-                        f"The md5 given ({md5}) does not match the md5 of the uploaded parts "
-                        f"({digest}): the upload stays pending; send the parts again or "
-                        "complete it with the right ones.",
-                        param="md5",
-                    )
+            if md5 is not None and digest != md5.lower():
+                raise InvalidRequest(
+                    f"The md5 given ({md5}) does not match the md5 of the uploaded parts "
+                    f"({digest}): the upload stays pending; send the parts again or "
+                    "complete it with the right ones.",
+                    param="md5",
+                )
             now = int(time.time())
             # As for POST /v1/files: the expiry asked, else 30 days for a batch file.
             expires_in = upload.file_expires_after
@@ -419,6 +486,7 @@ class UploadsService:
             except UploadNotPending as exc:  # expired by the sweeper meanwhile
                 raise not_pending(exc.record, "complete it") from None
             finished = True
+            self.digests.pop(upload.id)
         finally:
             if not finished:
                 with anyio.CancelScope(shield=True):
@@ -468,6 +536,7 @@ class UploadsService:
             raise no_such_upload(upload_id) from None
         except UploadNotPending as exc:
             raise not_pending(exc.record, "cancel it") from None
+        self.digests.pop(record.id)
         with anyio.CancelScope(shield=True):
             await self._remove_keys(keys)
         return record
