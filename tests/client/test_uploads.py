@@ -266,3 +266,17 @@ def test_resume_refuses_a_changed_file_or_another_upload(make: Any, tmp_path: Pa
     fresh.write_bytes(b"abc")
     with pytest.raises(UploadResumeError, match="no state file"):
         files.upload(fresh, purpose="vision", resume="upload_x")
+
+
+def test_expires_after_goes_with_the_upload(make: Any, tmp_path: Path) -> None:
+    src = big_file(tmp_path / "big.bin")
+    watch = Watch(delay=0)
+    files = make(watch)
+    f = files.upload(src, purpose="vision", expires_after=7200)
+    assert watch.count("/uploads") == 1 and watch.count("/files") == 0
+    assert f.expires_at == f.created_at + 7200
+    assert files.retrieve(f.id).expires_at == f.created_at + 7200
+    # Out of OpenAI's range: the server's message, and no upload left pending.
+    with pytest.raises(BadRequestError, match="expires_after.seconds"):
+        files.upload(src, purpose="vision", expires_after=60)
+    assert watch.count("/uploads") == 2 and watch.count("/parts") == 10
