@@ -354,7 +354,7 @@ def test_after_names_no_file_of_the_caller(http: httpx.Client) -> None:
         ("GET", "/v1/nothing"),
         ("POST", "/v1/files/file-abc"),
         ("PUT", "/v1/files"),
-        ("GET", "/"),
+        ("GET", "/index.html"),
         ("PATCH", "/v1/files/file-abc/content"),
         ("GET", "/v1/files/"),
         ("DELETE", "/v1/files/"),

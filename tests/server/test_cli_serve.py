@@ -277,6 +277,7 @@ OUT_OF_RANGE = [
     ),
     ("--storage-concurrent-parts", "0", "it must be at least 1"),
     ("--storage-check-timeout-seconds", "-5", "it must be more than 0"),
+    ("--console-upload-threshold-bytes", "0", "it must be at least 1"),
     ("--log-level", "verbose", "it must be one of debug, info, warning, error"),
 ]
 

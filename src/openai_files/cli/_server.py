@@ -68,7 +68,7 @@ def add_serve_parser(sub: Any) -> None:
         kind = field.type
         flag = s.flag_name(field.name)
         help_text = _help_text(field)
-        if kind == "bool":
+        if kind in ("bool", "bool | None"):
             p.add_argument(
                 flag,
                 dest=field.name,

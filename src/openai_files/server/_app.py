@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import settings as S
 from ._timeouts import BodyIdleTimeout
 from .auth import KeyCache
+from .console import ConsoleHeaders, StaticFiles, console_routes
 from .errors import (
     APIError,
     InsufficientStorage,
@@ -297,9 +298,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [*file_routes, *upload_routes]
     if settings.metrics != "off":
         routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
+    console = settings.console_enabled
+    if console:
+        routes.extend(console_routes())
     app = Starlette(
         routes=routes,
         middleware=[
+            # The console's security headers go on every response of its paths, errors too.
+            *([Middleware(ConsoleHeaders)] if console else []),
             Middleware(RequestContext, metrics=metrics),
             Middleware(BodyIdleTimeout, seconds=settings.body_idle_timeout_seconds),
         ],
@@ -316,4 +322,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    if console:
+        app.state.console_files = StaticFiles()
     return app

@@ -8,6 +8,7 @@ environment variable `OPENAI_FILES_<NAME>`, then the default below. README lists
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -91,6 +92,9 @@ IO_CHUNK_BYTES = 1 * MiB
 METRICS_MODES = ("loopback", "token", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 OPENAI_VERSION = "2020-10-01"
+#: Files larger than this go from the web console through the Uploads API in parallel
+#: parts: above one part's size, parts in parallel go faster and a failed one is retried alone.
+DEFAULT_CONSOLE_UPLOAD_THRESHOLD_BYTES = 64 * MiB
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
 
@@ -222,6 +226,16 @@ class Settings:
         "the environment variable to the flag, which other users can see)",
         shown="none",
     )
+    console: bool | None = _field(
+        None,
+        "serve the web console at / (its static files and /console/ routes); on by default "
+        "when --host is a loopback address, off otherwise",
+        shown="on with a loopback --host",
+    )
+    console_upload_threshold_bytes: int = _field(
+        DEFAULT_CONSOLE_UPLOAD_THRESHOLD_BYTES,
+        "files larger than this go from the web console through the Uploads API, in parallel parts",
+    )
     log_level: str = _field("info", "log level: debug, info, warning, error")
 
     def __post_init__(self) -> None:
@@ -264,6 +278,7 @@ class Settings:
             "max_connections",
             "database_pool_max_size",
             "storage_concurrent_parts",
+            "console_upload_threshold_bytes",
         ):
             if getattr(self, name) < 1:
                 raise bad(name, "it must be at least 1")
@@ -339,6 +354,22 @@ class Settings:
     def storage_url(self) -> str:
         return self.storage or f"file:///{self.data_dir.resolve()}"
 
+    @property
+    def console_enabled(self) -> bool:
+        """Whether the web console is served: `console` when given, else whether the
+        server listens on a loopback address only."""
+        return is_loopback_host(self.host) if self.console is None else self.console
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) is reachable from this machine only."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to any address
+        return False
+
 
 def env_name(field_name: str) -> str:
     """The environment variable of a setting: `max_file_bytes` -> `OPENAI_FILES_MAX_FILE_BYTES`."""
@@ -359,7 +390,7 @@ def parse_value(field_name: str, raw: str) -> Any:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     kind = types[field_name]
     try:
-        if kind == "bool":
+        if kind in ("bool", "bool | None"):
             low = raw.strip().lower()
             if low in _TRUE:
                 return True
