@@ -133,6 +133,7 @@ NEW_TABLES = {
     3: set(),
     4: {"uploads", "upload_parts"},
     5: set(),
+    6: {"server_secrets"},
 }
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
@@ -141,6 +142,7 @@ NEW_INDEXES = {
     3: {"reservations_blob_key"},
     4: {"uploads_owner_status_page", "uploads_expiry", "upload_parts_order"},
     5: set(),
+    6: set(),
 }
 
 # -- introspection --
@@ -342,7 +344,7 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
@@ -423,6 +425,19 @@ async def test_step_5_adds_the_file_expiry_and_completion_start(
     }
 
 
+async def test_step_6_makes_the_server_secrets_table(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    await opened.migrate(to=6)
+    shape = await db.shape()
+    assert shape.columns["server_secrets"] == {
+        "name": ("text", True),
+        "value": ("text", True),
+        "created_at": ("integer", True),
+    }
+    assert shape.unique["server_secrets"] == {("name",)}
+
+
 async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
     """An upload stored at version 4 reads back at version 5 with no file expiry and no
     completion begun, and still takes parts and completes."""
@@ -472,7 +487,7 @@ async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 async def test_upgrades_a_database_an_earlier_version_made(db: Database, version: int) -> None:
     if version in OLD_SQLITE:
         await db.run(version)

@@ -900,3 +900,60 @@ class MetadataStoreConformance:
         assert mine == {u.id: [parts[u.id].blob_key] for u in uploads}
         assert await meta.pop_expired_uploads(now, 10) == []
         assert not await _fills_quota(meta, owner.org_id, QUOTA)
+
+    # -- what the web console reads --
+    async def test_a_key_is_found_by_its_id(self, meta: MetadataStore) -> None:
+        record = _key_record()
+        await meta.add_api_key(record)
+        assert await meta.get_api_key(record.id) == record
+        assert await meta.get_api_key("key_" + secrets.token_hex(6)) is None
+        assert await meta.revoke_api_key(record.id, 123)
+        found = await meta.get_api_key(record.id)
+        assert found is not None and found.revoked_at == 123
+
+    async def test_committed_bytes_count_what_the_quota_counts(self, meta: MetadataStore) -> None:
+        owner, other, now = _owner(), _owner(), int(time.time())
+        assert await meta.committed_bytes(owner.org_id, now) == 0
+        await meta.insert_file(_file(owner, created_at=now, nbytes=100), None, QUOTA)
+        await meta.insert_file(
+            _file(owner, created_at=now, nbytes=7, expires_at=now + 10), None, QUOTA
+        )
+        await meta.insert_file(_file(other, created_at=now, nbytes=1000), None, QUOTA)
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, 20, QUOTA, now + 60, "k1")
+        await meta.reserve("rsv_" + secrets.token_hex(6), owner.org_id, 30, QUOTA, now - 1, "k2")
+        # Live files and unlapsed reservations; not the lapsed one, nor another org's.
+        assert await meta.committed_bytes(owner.org_id, now) == 127
+        # Once a file has expired it counts no more, swept or not.
+        assert await meta.committed_bytes(owner.org_id, now + 10) == 120
+        assert await meta.committed_bytes(other.org_id, now) == 1000
+
+    async def test_pending_uploads_are_counted_per_owner(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        same_org = Owner(owner.org_id, "proj_" + secrets.token_hex(4))
+        assert await meta.count_pending_uploads(owner, now) == 0
+        first = await _start_upload(meta, owner, now=now)
+        await _start_upload(meta, owner, now=now)
+        await _start_upload(meta, owner, now=now - 4000)  # past its hour, not yet swept
+        await _start_upload(meta, same_org, now=now)
+        cancelled = await _start_upload(meta, owner, now=now)
+        await meta.cancel_upload(owner, cancelled.id, now)
+        assert await meta.count_pending_uploads(owner, now) == 2
+        await meta.begin_completion(owner, first.id, now)  # completing: still pending to clients
+        assert await meta.count_pending_uploads(owner, now) == 2
+        assert await meta.count_pending_uploads(same_org, now) == 1
+
+    async def test_a_server_secret_is_made_once(self, meta: MetadataStore) -> None:
+        name = "test-" + secrets.token_hex(6)
+        candidates = [secrets.token_hex(16) for _ in range(8)]
+        got: list[str] = []
+
+        async def attempt(candidate: str) -> None:
+            got.append(await meta.server_secret(name, candidate, int(time.time())))
+
+        async with anyio.create_task_group() as tg:
+            for candidate in candidates:
+                tg.start_soon(attempt, candidate)
+        assert len(set(got)) == 1 and got[0] in candidates
+        assert await meta.server_secret(name, "another", int(time.time())) == got[0]
+        other = "test-" + secrets.token_hex(6)
+        assert await meta.server_secret(other, "x", int(time.time())) == "x"

@@ -132,6 +132,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE uploads ADD COLUMN file_expires_after {integer}",
         "ALTER TABLE uploads ADD COLUMN completing_since {integer}",
     ),
+    # 6: secrets the servers of a deployment share, each made once by whichever server needs
+    # it first (the web console signs its download links with one).
+    (
+        """CREATE TABLE server_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at {integer} NOT NULL
+    )""",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -689,6 +698,19 @@ def _pop_expired_uploads(
     return [(r, keys[r.id]) for r in records]
 
 
+def _server_secret(name: str, candidate: str, now: int) -> Plan[str]:
+    # A racing insert of the same name waits for the first to commit, then does nothing;
+    # the select that follows (a statement of its own) sees the committed row.
+    yield Stmt(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (name, candidate, now),
+        "none",
+    )
+    value = yield Stmt("SELECT value FROM server_secrets WHERE name = ?", (name,), "value")
+    return str(value)
+
+
 def _rows(sql: str, args: tuple[Any, ...], fetch: Fetch) -> Plan[Any]:
     """A plan of one statement."""
     return (yield Stmt(sql, args, fetch))
@@ -746,6 +768,12 @@ class SQLMetadataStore(abc.ABC):
         )
         return None if row is None else key_record(row)
 
+    async def get_api_key(self, key_id: str) -> KeyRecord | None:
+        row = await self._read(
+            _rows(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,), "one")
+        )
+        return None if row is None else key_record(row)
+
     async def list_api_keys(self) -> list[KeyRecord]:
         sql = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         return _keys(await self._read(_rows(sql, (), "all")))
@@ -784,6 +812,21 @@ class SQLMetadataStore(abc.ABC):
     async def usage(self, org_id: str) -> int:
         sql = "SELECT used_bytes FROM org_usage WHERE org_id = ?"
         return int(await self._read(_rows(sql, (org_id,), "value")) or 0)
+
+    async def committed_bytes(self, org_id: str, now: int) -> int:
+        # One statement: one snapshot of the three sums (as `_committed` counts, unlocked).
+        sql = (
+            "SELECT COALESCE((SELECT used_bytes FROM org_usage WHERE org_id = ?), 0) "
+            "- (SELECT COALESCE(SUM(bytes), 0) FROM files "
+            "WHERE org_id = ? AND expires_at IS NOT NULL AND expires_at <= ?) "
+            "+ (SELECT COALESCE(SUM(bytes), 0) FROM reservations "
+            "WHERE org_id = ? AND expires_at > ?)"
+        )
+        args = (org_id, org_id, now, org_id, now)
+        return int(await self._read(_rows(sql, args, "value")) or 0)
+
+    async def server_secret(self, name: str, candidate: str, now: int) -> str:
+        return await self._write(_server_secret(name, candidate, now))
 
     async def purge_reservations(self, now: int | None) -> None:
         if now is None:
@@ -837,6 +880,14 @@ class SQLMetadataStore(abc.ABC):
         self, owner: Owner, status: str | None, limit: int
     ) -> list[UploadRecord]:
         return await self._read(_list_uploads(owner, status, limit))
+
+    async def count_pending_uploads(self, owner: Owner, now: int) -> int:
+        sql = (
+            f"SELECT COUNT(*) FROM uploads WHERE org_id = ? AND project_id = ? AND {_OPEN} "
+            "AND expires_at > ?"
+        )
+        args = (owner.org_id, owner.project_id, now)
+        return int(await self._read(_rows(sql, args, "value")) or 0)
 
     async def add_part(self, owner: Owner, part: PartRecord, now: int) -> UploadRecord:
         return await self._write(_add_part(self.DIALECT, owner, part, now))

@@ -191,6 +191,11 @@ class MetadataStore(Protocol):
         when there is none."""
         ...
 
+    async def get_api_key(self, key_id: str) -> KeyRecord | None:
+        """The key with this id, revoked or not (the caller checks `revoked_at`); None when
+        there is none."""
+        ...
+
     async def list_api_keys(self) -> list[KeyRecord]:
         """Every key, revoked ones too, in `(created_at, id)` order."""
         ...
@@ -239,6 +244,19 @@ class MetadataStore(Protocol):
         """Bytes of the organization's file rows: live files, and expired ones until
         `pop_expired` removes them; reservations do not count. 0 for an organization
         with no file."""
+        ...
+
+    async def committed_bytes(self, org_id: str, now: int) -> int:
+        """What the quota counts for the organization at `now`: the bytes of its unexpired
+        files plus its unlapsed reservations (the sum `reserve` compares with the quota).
+        Reads only, and holds no lock: a figure to show, not to decide on."""
+        ...
+
+    # -- secrets --
+    async def server_secret(self, name: str, candidate: str, now: int) -> str:
+        """The secret the servers share under `name`: the first call stores `candidate`
+        (made at `now`), every later one returns the stored value. Calls racing from any
+        processes all return the one value stored."""
         ...
 
     # -- files --
@@ -336,6 +354,11 @@ class MetadataStore(Protocol):
         """The owner's uploads, newest first (`(created_at, id)` descending), at most
         `limit`; only those of `status` when given, where "pending" also matches
         "completing" (clients see both as pending)."""
+        ...
+
+    async def count_pending_uploads(self, owner: Owner, now: int) -> int:
+        """How many of the owner's uploads are "pending" or "completing" and unexpired at
+        `now`: those clients see as pending."""
         ...
 
     async def add_part(self, owner: Owner, part: PartRecord, now: int) -> UploadRecord:
