@@ -5,17 +5,28 @@ links) with its auth and tenant rules, on both deployments where the stores matt
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from openai_files.server.console import STATIC_DIR, StaticFiles
+from openai_files.server.auth import hash_key
+from openai_files.server.console import (
+    LINK_SECONDS,
+    SECRET_NAME,
+    STATIC_DIR,
+    StaticFiles,
+    sign_link,
+)
 from openai_files.server.settings import Settings
+from openai_files.server.stores import KeyRecord, MetadataStore
 
 from .._inprocess import AppServer
-from .._server import ServerProcess
+from .._server import Deployment, ServerProcess
 from ..api._contract import assert_error
 
 CSP = (
@@ -230,3 +241,320 @@ def test_config_defaults(root: httpx.Client) -> None:
     body = root.get("/console/api/config").json()
     assert body["upload_threshold_bytes"] == 64 * 1024 * 1024
     assert body["part_bytes"] == 64 * 1024 * 1024
+
+
+# -- usage and download links, on both deployments --
+
+INVALID = re.compile(
+    r"This download link is invalid or has expired .*Ask the console for a new one\."
+)
+
+
+@pytest.fixture(scope="module")
+def console(deployment: Deployment) -> Iterator[AppServer]:
+    """The app of the deployment under test (fresh stores), console on."""
+    server = deployment.app()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tenant(console: AppServer) -> Callable[..., str]:
+    """A key of a fresh organization and project (or of the ones given)."""
+
+    def make(org: str | None = None, project: str | None = None) -> str:
+        suffix = uuid.uuid4().hex[:10]
+        return console.create_key(org or f"org-{suffix}", project or f"proj_{suffix}")
+
+    return make
+
+
+def _meta(server: AppServer) -> MetadataStore:
+    meta: MetadataStore = server.app.state.service.meta
+    return meta
+
+
+def key_record(server: AppServer, key: str) -> KeyRecord:
+    record = server.portal.call(_meta(server).find_api_key, hash_key(key))
+    assert record is not None
+    return record
+
+
+def upload(http: httpx.Client, name: str, data: bytes, purpose: str = "vision") -> str:
+    response = http.post("/files", files={"file": (name, data)}, data={"purpose": purpose})
+    assert response.status_code == 200, response.text
+    file_id: str = response.json()["id"]
+    return file_id
+
+
+def link(http: httpx.Client, file_id: str) -> httpx.Response:
+    return http.post("/console/api/download-links", json={"file_id": file_id})
+
+
+def console_api(server: AppServer, key: str | None) -> httpx.Client:
+    """A client of the server's root, as `key` (none: no Authorization header)."""
+    return server.http(key, base_url=server.root_url)
+
+
+def test_usage_needs_a_key(console: AppServer) -> None:
+    with console_api(console, None) as c:
+        response = c.get("/console/api/usage")
+        error = assert_error(response, 401, re.compile(r"You didn't provide an API key\..*"))
+        assert error["code"] is None
+        assert_guarded(response)
+    with console_api(console, "sk-wrong") as c:
+        assert c.get("/console/api/usage").status_code == 401
+
+
+def test_usage_counts_files_and_reservations_of_the_organization(
+    console: AppServer, tenant: Callable[..., str]
+) -> None:
+    org = f"org-{uuid.uuid4().hex[:10]}"
+    key = tenant(org, "proj_a")
+    neighbour = tenant(org, "proj_b")  # same organization, another project
+    stranger = tenant()
+    with console_api(console, key) as c:
+        body = c.get("/console/api/usage").json()
+        assert body == {
+            "object": "console.usage",
+            "organization": org,
+            "project": "proj_a",
+            "bytes_used": 0,
+            "quota_bytes": console.settings.org_quota_bytes,
+            "pending_uploads": 0,
+        }
+        with console.http(key) as v1:
+            upload(v1, "a.png", b"x" * 1000)
+            made = v1.post(
+                "/uploads",
+                json={"filename": "big.png", "purpose": "vision", "bytes": 5000,
+                      "mime_type": "image/png"},
+            )  # fmt: skip
+            assert made.status_code == 200, made.text
+        response = c.get("/console/api/usage")
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["openai-organization"] == org
+        assert_guarded(response)
+        body = response.json()
+        # The file's bytes and the upload's reservation: what the quota counts.
+        assert (body["bytes_used"], body["pending_uploads"]) == (6000, 1)
+        # A mismatched organization header is refused, as on /v1.
+        refused = c.get("/console/api/usage", headers={"OpenAI-Organization": "org-other"})
+        assert_error(
+            refused,
+            401,
+            "OpenAI-Organization header should match organization for API key",
+            code="mismatched_organization",
+        )
+        with console.http(key) as v1:
+            assert v1.post(f"/uploads/{made.json()['id']}/cancel").status_code == 200
+        body = c.get("/console/api/usage").json()
+        assert (body["bytes_used"], body["pending_uploads"]) == (1000, 0)
+    with console_api(console, neighbour) as c:
+        body = c.get("/console/api/usage").json()
+        # The organization's bytes; the project's own pending uploads.
+        assert (body["organization"], body["project"]) == (org, "proj_b")
+        assert (body["bytes_used"], body["pending_uploads"]) == (1000, 0)
+    with console_api(console, stranger) as c:
+        body = c.get("/console/api/usage").json()
+        assert body["organization"] != org
+        assert (body["bytes_used"], body["pending_uploads"]) == (0, 0)
+
+
+def test_a_download_link_streams_the_file_without_the_key(
+    console: AppServer, tenant: Callable[..., str]
+) -> None:
+    key = tenant()
+    data = bytes(range(256)) * 4000
+    with console.http(key) as v1:
+        file_id = upload(v1, "photo été.png", data)
+    with console_api(console, key) as c:
+        before = int(time.time())
+        response = link(c, file_id)
+        assert response.status_code == 200, response.text
+        assert_guarded(response)
+        assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert list(body) == ["object", "url", "expires_at"]
+    assert body["object"] == "console.download_link"
+    assert before + LINK_SECONDS <= body["expires_at"] <= int(time.time()) + LINK_SECONDS
+    url = body["url"]
+    assert url.startswith("/console/download/")
+    assert key not in url and key_record(console, key).key_hash not in url
+    with console_api(console, None) as anonymous:
+        got = anonymous.get(url)
+        assert got.status_code == 200
+        assert got.content == data
+        assert got.headers["content-disposition"] == (
+            "attachment; filename=\"photo _t_.png\"; filename*=UTF-8''"
+            + quote("photo été.png", safe="")
+        )
+        assert got.headers["content-length"] == str(len(data))
+        assert got.headers["openai-organization"] == key_record(console, key).org_id
+        assert_guarded(got)
+        # A range, as the content route serves one (a browser resuming a download).
+        part = anonymous.get(url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == data[10:20]
+        # A link is not one use only: it works until it expires.
+        assert anonymous.get(url).content == data
+    # The access log names the file, not a link one could use.
+    token = url.removeprefix("/console/download/")
+    log = console.log_text()
+    assert token not in log
+    assert f"GET /console/download/{token.rpartition('.')[0]}.<signature> 200" in log
+
+
+def test_a_link_needs_a_key_and_a_file_the_key_sees(
+    console: AppServer, tenant: Callable[..., str]
+) -> None:
+    owner, stranger = tenant(), tenant()
+    with console.http(owner) as v1:
+        file_id = upload(v1, "a.png", b"abc")
+        private = upload(v1, "notes.txt", b"secret", purpose="assistants")
+    with console_api(console, None) as c:
+        assert_error(link(c, file_id), 401, re.compile(r"You didn't provide an API key\..*"))
+    with console_api(console, stranger) as c:
+        # Another tenant's file is missing, as on /v1.
+        assert_error(link(c, file_id), 404, f"No such File object: {file_id}", param="id")
+        assert_error(link(c, "file-nope"), 404, "No such File object: file-nope", param="id")
+        assert_error(link(c, "../x"), 404, "No such File object: ../x", param="id")
+    with console_api(console, owner) as c:
+        assert_error(link(c, private), 400, "Not allowed to download files of purpose: assistants")
+        assert_error(
+            c.post("/console/api/download-links", json={}),
+            400,
+            "Missing required parameter: 'file_id'.",
+            param="file_id",
+        )
+        assert_error(
+            c.post("/console/api/download-links", json={"file_id": 7}),
+            400,
+            "Invalid type for 'file_id': expected a string.",
+            param="file_id",
+        )
+        bad_json = c.post("/console/api/download-links", content=b"{", headers={
+            "content-type": "application/json"})  # fmt: skip
+        assert bad_json.status_code == 400
+
+
+def _link_url(console: AppServer, key: str, file_id: str) -> str:
+    with console_api(console, key) as c:
+        response = link(c, file_id)
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    return url
+
+
+def test_a_tampered_or_made_up_link_is_refused(
+    console: AppServer, tenant: Callable[..., str]
+) -> None:
+    key = tenant()
+    with console.http(key) as v1:
+        file_id = upload(v1, "a.png", b"abc")
+        other_id = upload(v1, "b.png", b"def")
+    token = _link_url(console, key, file_id).removeprefix("/console/download/")
+    fid, key_id, expiry, signature = token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    forged = [
+        f"{fid}.{key_id}.{expiry}.{flipped}",  # another signature
+        f"{other_id}.{key_id}.{expiry}.{signature}",  # another file
+        f"{fid}.{key_id}.{int(expiry) + 3600}.{signature}",  # a later expiry
+        f"{fid}.{key_id}.{expiry}",  # no signature
+        f"{fid}.{key_id}.{expiry}.{signature}.x",
+        "nothing",
+        "%00",
+    ]
+    with console_api(console, None) as c:
+        for bad in forged:
+            response = c.get(f"/console/download/{bad}")
+            assert_error(response, 403, INVALID, code="invalid_download_link")
+            assert_guarded(response)
+        # The key is no credential here, and no token is no route.
+        with_key = c.get(f"/console/download/{flipped}", headers={"Authorization": f"Bearer {key}"})
+        assert with_key.status_code == 403
+        assert c.get("/console/download/").status_code == 404
+
+
+def test_an_expired_link_is_refused(console: AppServer, tenant: Callable[..., str]) -> None:
+    key = tenant()
+    with console.http(key) as v1:
+        file_id = upload(v1, "a.png", b"abc")
+    url = _link_url(console, key, file_id)
+    links = console.app.state.console_links
+    with console_api(console, None) as c:
+        assert c.get(url).status_code == 200
+        # The server's clock a minute on: the link has expired.
+        links.clock = lambda: time.time() + LINK_SECONDS
+        try:
+            assert_error(c.get(url), 403, INVALID, code="invalid_download_link")
+        finally:
+            links.clock = time.time
+        # A token signed with the deployment's own secret, but with a past expiry.
+        secret = console.portal.call(_meta(console).server_secret, SECRET_NAME, "unused", 0)
+        past = sign_link(
+            secret.encode(), file_id, key_record(console, key).id, int(time.time()) - 1
+        )
+        assert_error(c.get(f"/console/download/{past}"), 403, INVALID, code="invalid_download_link")
+        fresh = sign_link(
+            secret.encode(), file_id, key_record(console, key).id, int(time.time()) + 30
+        )
+        assert c.get(f"/console/download/{fresh}").content == b"abc"
+
+
+def test_a_revoked_key_kills_its_links(console: AppServer, tenant: Callable[..., str]) -> None:
+    key, other = tenant(), tenant()
+    with console.http(key) as v1:
+        file_id = upload(v1, "a.png", b"abc")
+    url = _link_url(console, key, file_id)
+    with console.http(other) as v1:
+        other_url = _link_url(console, other, upload(v1, "b.png", b"def"))
+    assert console.portal.call(_meta(console).revoke_api_key, key_record(console, key).id, 1)
+    with console_api(console, None) as c:
+        response = c.get(url)
+        assert_error(
+            response,
+            403,
+            "The API key that made this download link was revoked. Open the console with an "
+            "active key and download the file again.",
+            code="invalid_download_link",
+        )
+        assert c.get(other_url).content == b"def"  # another key's links still work
+
+
+def test_a_deleted_file_kills_its_links(console: AppServer, tenant: Callable[..., str]) -> None:
+    key = tenant()
+    with console.http(key) as v1:
+        file_id = upload(v1, "a.png", b"abc")
+        url = _link_url(console, key, file_id)
+        assert v1.delete(f"/files/{file_id}").status_code == 200
+    with console_api(console, None) as c:
+        assert_error(c.get(url), 404, f"No such File object: {file_id}", param="id")
+
+
+def test_a_link_made_by_one_server_works_on_another(deployment: Deployment, tmp_path: Path) -> None:
+    """Replicas share the signing secret through the database (scale-out: two apps on one
+    PostgreSQL and S3 at once); the embedded server keeps it across a restart."""
+    first = deployment.app()
+    try:
+        key = first.create_key("org-replicas", "proj_replicas")
+        with first.http(key) as v1:
+            file_id = upload(v1, "a.png", b"shared bytes")
+        url = _link_url(first, key, file_id)
+        if deployment.name == "scaleout":
+            second = AppServer(tmp_path / "second", first.env).start()
+        else:
+            first.stop()
+            second = AppServer(first.data_dir, first.env).start()
+        try:
+            with console_api(second, None) as c:
+                got = c.get(url)
+                assert got.status_code == 200, got.text
+                assert got.content == b"shared bytes"
+        finally:
+            second.stop()
+    finally:
+        if deployment.name == "scaleout":
+            first.stop()

@@ -22,7 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import settings as S
 from ._timeouts import BodyIdleTimeout
 from .auth import KeyCache
-from .console import ConsoleHeaders, StaticFiles, console_routes
+from .console import (
+    ConsoleHeaders,
+    DownloadLinks,
+    StaticFiles,
+    console_routes,
+    loggable_path,
+)
 from .errors import (
     APIError,
     InsufficientStorage,
@@ -171,8 +177,8 @@ def log_safe(text: str, *, keep_spaces: bool = False) -> str:
 
 
 def _request_line(scope: Scope) -> tuple[str, str]:
-    """The method and path of a request, safe to log."""
-    return log_safe(scope["method"]), log_safe(scope["path"])
+    """The method and path of a request, safe to log (a download link's signature left out)."""
+    return log_safe(scope["method"]), log_safe(loggable_path(scope["path"]))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -324,4 +330,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     if console:
         app.state.console_files = StaticFiles()
+        app.state.console_links = DownloadLinks()
     return app

@@ -100,6 +100,18 @@ async def authenticate(
     `organization` and `project` are the optional `OpenAI-Organization` / `OpenAI-Project`
     headers: when given they must match the key, as OpenAI requires.
     """
+    record = await authenticate_key(store, authorization, organization, project, cache)
+    return Owner(record.org_id, record.project_id)
+
+
+async def authenticate_key(
+    store: MetadataStore,
+    authorization: str | None,
+    organization: str | None = None,
+    project: str | None = None,
+    cache: KeyCache | None = None,
+) -> KeyRecord:
+    """The request's active key, checked as `authenticate` checks it."""
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized(NO_API_KEY_MESSAGE)
@@ -124,4 +136,4 @@ async def authenticate(
             "OpenAI-Project header should match project for API key",
             code="mismatched_project",
         )
-    return Owner(record.org_id, record.project_id)
+    return record

@@ -15,9 +15,14 @@ with the same keys and tenant rules as `/v1` (docs/api.md, "Extensions for the c
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import hmac
 import mimetypes
+import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -25,10 +30,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import NotFound
+from .auth import authenticate_key
+from .errors import APIError, InvalidRequest, NotFound
+from .ids import is_file_id
 from .purposes import UPLOADABLE_PURPOSES
-from .routes.files import etag_matches
+from .routes.files import content_response, etag_matches
+from .routes.uploads import _json_body
+from .service import FilesService
 from .settings import Settings
+from .stores import KeyRecord, MetadataStore, Owner
 
 #: The console's files, shipped in the package.
 STATIC_DIR = Path(__file__).parent / "static"
@@ -191,6 +201,200 @@ async def config(request: Request) -> Response:
     )
 
 
+# -- the console API --
+
+
+def _service(request: Request) -> FilesService:
+    service: FilesService = request.app.state.service
+    return service
+
+
+async def _key(request: Request) -> KeyRecord:
+    """The request's key, checked as on /v1 (Bearer key, optional OpenAI-Organization and
+    OpenAI-Project headers that must match it)."""
+    record = await authenticate_key(
+        _service(request).meta,
+        request.headers.get("authorization"),
+        request.headers.get("openai-organization"),
+        request.headers.get("openai-project"),
+        request.app.state.key_cache,
+    )
+    request.scope.setdefault("state", {})["org_id"] = record.org_id
+    return record
+
+
+def _owner_of(key: KeyRecord) -> Owner:
+    return Owner(key.org_id, key.project_id)
+
+
+async def usage(request: Request) -> Response:
+    """The organization's bytes against its quota, and the project's pending uploads."""
+    key = await _key(request)
+    service, now = _service(request), int(time.time())
+    return JSONResponse(
+        {
+            "object": "console.usage",
+            "organization": key.org_id,
+            "project": key.project_id,
+            "bytes_used": await service.meta.committed_bytes(key.org_id, now),
+            "quota_bytes": service.settings.org_quota_bytes,
+            "pending_uploads": await service.meta.count_pending_uploads(_owner_of(key), now),
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+# -- download links --
+
+#: Where download links begin; the token follows.
+DOWNLOAD_PREFIX = "/console/download/"
+#: How long a download link works.
+LINK_SECONDS = 60
+#: The name of the links' signing secret in the metadata store (shared by every server).
+SECRET_NAME = "console-download-links"
+#: Signed before the token's fields, so that a signature made for anything else never fits.
+_SIGNED_PREFIX = b"openai-files console download v1\n"
+INVALID_LINK_MESSAGE = (
+    "This download link is invalid or has expired (links work for {seconds} seconds). "
+    "Ask the console for a new one."
+)
+
+
+class InvalidLink(APIError):
+    """A download link that is malformed, tampered with, expired, or whose key is gone."""
+
+    status_code = 403
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message or INVALID_LINK_MESSAGE.format(seconds=LINK_SECONDS),
+            code="invalid_download_link",
+        )
+
+
+def loggable_path(path: str) -> str:
+    """A request path as the access log writes it: a download link without its signature,
+    so that a log reader cannot use the link (the file, key id and expiry stay).
+
+    Example:
+        >>> loggable_path("/console/download/file-abc.key_01.1700000000.c2lnbmF0dXJl")
+        '/console/download/file-abc.key_01.1700000000.<signature>'
+    """
+    if path.startswith(DOWNLOAD_PREFIX) and "." in path:
+        return path.rpartition(".")[0] + ".<signature>"
+    return path
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signature(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, _SIGNED_PREFIX + payload.encode("ascii"), "sha256").digest())
+
+
+def sign_link(secret: bytes, file_id: str, key_id: str, expires_at: int) -> str:
+    """The token of a link to `file_id` for the key `key_id`, working until `expires_at`:
+    `<file id>.<key id>.<expiry>.<HMAC-SHA256 of those, base64url>`.
+
+    Example:
+        >>> sign_link(b"k" * 32, "file-abc", "key_0123", 1700000000)[:34]
+        'file-abc.key_0123.1700000000.5Gaot'
+    """
+    payload = f"{file_id}.{key_id}.{expires_at}"
+    return f"{payload}.{_signature(secret, payload)}"
+
+
+def read_link(secret: bytes, token: str) -> tuple[str, str, int]:
+    """The file id, key id and expiry of a token this secret signed; InvalidLink for any
+    other string (the signature compared in constant time)."""
+    fields = token.split(".")
+    if len(fields) != 4 or not token.isascii():
+        raise InvalidLink()
+    file_id, key_id, expiry, signature = fields
+    payload = f"{file_id}.{key_id}.{expiry}"
+    if not hmac.compare_digest(_signature(secret, payload), signature):
+        raise InvalidLink()
+    if not (is_file_id(file_id) and expiry.isdigit()):
+        raise InvalidLink()  # signed by us, so never; checked all the same
+    return file_id, key_id, int(expiry)
+
+
+class DownloadLinks:
+    """Signs and checks download links with the deployment's shared secret (read from the
+    metadata store once, made there by the first server that needs it). `clock` is the
+    time in Unix seconds (tests move it)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._secret: bytes | None = None
+
+    async def secret(self, meta: MetadataStore) -> bytes:
+        if self._secret is None:
+            stored = await meta.server_secret(SECRET_NAME, secrets.token_hex(32), int(self.clock()))
+            self._secret = stored.encode("ascii")
+        return self._secret
+
+    async def make(self, meta: MetadataStore, file_id: str, key: KeyRecord) -> tuple[str, int]:
+        """A token for `file_id` and `key`, and when it stops working."""
+        expires_at = int(self.clock()) + LINK_SECONDS
+        return sign_link(await self.secret(meta), file_id, key.id, expires_at), expires_at
+
+    async def check(self, meta: MetadataStore, token: str) -> tuple[str, KeyRecord]:
+        """The file id and the key of a valid, unexpired token whose key is still active;
+        InvalidLink otherwise."""
+        file_id, key_id, expires_at = read_link(await self.secret(meta), token)
+        if self.clock() >= expires_at:
+            raise InvalidLink()
+        key = await meta.get_api_key(key_id)
+        if key is None or key.revoked_at is not None:
+            raise InvalidLink(
+                "The API key that made this download link was revoked. Open the console "
+                "with an active key and download the file again."
+            )
+        return file_id, key
+
+
+def _links(request: Request) -> DownloadLinks:
+    links: DownloadLinks = request.app.state.console_links
+    return links
+
+
+async def create_download_link(request: Request) -> Response:
+    """A link to one file the key may download, for the browser's own download."""
+    key = await _key(request)
+    body = await _json_body(request)
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str):
+        raise InvalidRequest(
+            "Missing required parameter: 'file_id'."
+            if file_id is None
+            else "Invalid type for 'file_id': expected a string.",
+            param="file_id",
+        )
+    service = _service(request)
+    record = await service.for_download(_owner_of(key), file_id)
+    token, expires_at = await _links(request).make(service.meta, record.id, key)
+    return JSONResponse(
+        {
+            "object": "console.download_link",
+            "url": DOWNLOAD_PREFIX + token,
+            "expires_at": expires_at,
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def download(request: Request) -> Response:
+    """The file a link names, streamed as `/v1/files/{id}/content` streams it; the token
+    is the credential (no Authorization header)."""
+    service = _service(request)
+    file_id, key = await _links(request).check(service.meta, request.path_params["token"])
+    request.scope.setdefault("state", {})["org_id"] = key.org_id
+    record = await service.for_download(_owner_of(key), file_id)
+    return await content_response(request, service, record)
+
+
 def console_routes() -> list[Route]:
     """The console's routes (wired only when the console is on)."""
     return [
@@ -199,4 +403,7 @@ def console_routes() -> list[Route]:
         Route("/console/", to_index, methods=["GET"]),
         Route("/console/assets/{hash}/{name:path}", asset, methods=["GET"]),
         Route("/console/api/config", config, methods=["GET"]),
+        Route("/console/api/usage", usage, methods=["GET"]),
+        Route("/console/api/download-links", create_download_link, methods=["POST"]),
+        Route("/console/download/{token}", download, methods=["GET", "HEAD"]),
     ]

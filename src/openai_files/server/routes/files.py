@@ -146,6 +146,12 @@ async def file_content(request: Request) -> Response:
     owner = await _owner(request)
     service = _service(request)
     record = await service.for_download(owner, request.path_params["file_id"])
+    return await content_response(request, service, record)
+
+
+async def content_response(request: Request, service: FilesService, record: FileRecord) -> Response:
+    """The bytes of a file the request may download (ranges, `If-None-Match`, HEAD), as
+    `GET /v1/files/{id}/content` answers; the console's download links answer the same."""
     headers = _download_headers(record)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and etag_matches(if_none_match, headers["etag"]):
