@@ -22,6 +22,7 @@ from openai_files.server.console import (
     StaticFiles,
     sign_link,
 )
+from openai_files.server.errors import NotFound
 from openai_files.server.settings import Settings
 from openai_files.server.stores import KeyRecord, MetadataStore
 
@@ -153,6 +154,21 @@ def test_unknown_hash_name_or_traversal_is_a_404(root: httpx.Client, path: str) 
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert_guarded(response)
+
+
+def test_only_files_of_the_folder_are_assets(tmp_path: Path) -> None:
+    folder = tmp_path / "static"
+    (folder / "js").mkdir(parents=True)
+    (folder / "index.html").write_text("__ASSETS__/js/a.js")
+    (folder / "js" / "a.js").write_text("export {};\n")
+    (folder / ".hidden").write_text("no")
+    (tmp_path / "secret.txt").write_text("no")
+    files = StaticFiles(folder)
+    assert set(files.assets) == {"js/a.js"}
+    assert files.asset(files.hash, "js/a.js").body == b"export {};\n"
+    for name in ("../secret.txt", "js/../../secret.txt", "/etc/passwd", ".hidden", "index.html"):
+        with pytest.raises(NotFound):
+            files.asset(files.hash, name)
 
 
 @pytest.mark.parametrize("path", ["/console", "/console/"])
