@@ -277,6 +277,6 @@ def test_expires_after_goes_with_the_upload(make: Any, tmp_path: Path) -> None:
     assert f.expires_at == f.created_at + 7200
     assert files.retrieve(f.id).expires_at == f.created_at + 7200
     # Out of OpenAI's range: the server's message, and no upload left pending.
-    with pytest.raises(BadRequestError, match="expires_after.seconds"):
+    with pytest.raises(BadRequestError, match=r"expires_after\.seconds"):
         files.upload(src, purpose="vision", expires_after=60)
     assert watch.count("/uploads") == 2 and watch.count("/parts") == 10
