@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt clean bench scaleout soak
+.PHONY: run test lint fmt clean bench scaleout soak screenshots
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -43,6 +43,13 @@ test: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		echo "chromium is not installed: the console's browser tests will fail (apt-get install chromium)" >&2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## screenshots: photograph the web console (docs/console-desktop.png, docs/console-phone.png)
+screenshots: $(STAMP)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		{ echo "chromium is needed: apt-get install chromium" >&2; exit 1; }
+	$(BIN)/python -m tests.console.screenshots --out docs
 
 ## lint: ruff (lint + format check) and mypy --strict
 lint: $(STAMP)

@@ -134,6 +134,7 @@ function renderUsage(usage) {
   $("usage-text").title = `${usage.bytes_used.toLocaleString("en")} of ${quota.toLocaleString("en")} bytes`;
   $("usage-text").dataset.bytes = String(usage.bytes_used);
   $("pending-count").textContent = String(usage.pending_uploads);
+  $("pending-word").textContent = usage.pending_uploads === 1 ? "pending upload" : "pending uploads";
 }
 
 async function refreshUsage() {
@@ -174,8 +175,10 @@ async function refreshPending() {
     });
     list.append(
       el("li", {},
-        el("span", { className: "pending-name", textContent: upload.filename }),
-        el("span", { className: "muted", textContent: ` ${formatBytes(upload.bytes)} · ${upload.purpose} · since ${formatTime(upload.created_at)}` }),
+        el("div", { className: "pending-text" },
+          el("span", { className: "pending-name", textContent: upload.filename }),
+          el("span", { className: "muted", textContent: `${formatBytes(upload.bytes)} · ${upload.purpose} · since ${formatTime(upload.created_at)}` }),
+        ),
         cancel,
       ),
     );

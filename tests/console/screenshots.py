@@ -1,0 +1,159 @@
+"""Regenerate docs/console-desktop.png and docs/console-phone.png (`make screenshots`).
+
+Starts a server on a temporary folder, gives it a few realistic files, a pending upload and a
+finished one, and photographs the console's main screen in Debian's Chromium at desktop
+(1280x800) and phone (390x844) width.
+
+    python -m tests.console.screenshots [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect, sync_playwright
+
+from .._server import ServerProcess
+from .conftest import CHROMIUM_ARGS, chromium_path
+from .test_console import png
+
+GiB = 1024**3
+
+
+def jsonl(lines: int, make: object) -> bytes:
+    assert callable(make)
+    return b"".join(json.dumps(make(i)).encode() + b"\n" for i in range(lines))
+
+
+def seed(http: httpx.Client) -> None:
+    rng = random.Random(12)
+    topics = ["billing", "shipping", "returns", "login", "warranty", "invoice"]
+    files: list[tuple[str, str, bytes]] = [
+        (
+            "eval-questions-v3.jsonl",
+            "evals",
+            jsonl(800, lambda i: {"item": {"question": f"Q{i}", "answer": str(i % 7)}}),
+        ),
+        ("storefront-hero.png", "vision", png(320, 200)),
+        (
+            "support-chats-nov.jsonl",
+            "fine-tune",
+            jsonl(
+                9000,
+                lambda i: {
+                    "messages": [
+                        {"role": "user", "content": f"Question about {rng.choice(topics)} #{i}"},
+                        {"role": "assistant", "content": "Here is what to do next. " * 3},
+                    ]
+                },
+            ),
+        ),
+        ("product-manual-2026.pdf", "assistants", b"%PDF-1.7\n" + bytes(rng.randbytes(1_900_000))),
+        (
+            "ticket-summaries.jsonl",
+            "batch",
+            jsonl(
+                4000,
+                lambda i: {
+                    "custom_id": f"ticket-{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": "…"}],
+                    },
+                },
+            ),
+        ),
+        ("customer-export.csv", "user_data", b"id,name,plan\n" + b"1042,Ada,pro\n" * 30_000),
+        ("style-guide.md", "assistants", b"# Style guide\n\nWrite plainly.\n" * 400),
+    ]
+    for name, purpose, content in files:
+        http.post(
+            "/v1/files", data={"purpose": purpose}, files={"file": (name, content)}
+        ).raise_for_status()
+    http.post(
+        "/v1/uploads",
+        json={
+            "filename": "call-recordings-q4.jsonl",
+            "purpose": "batch",
+            "bytes": 150_000_000,
+            "mime_type": "application/jsonl",
+        },
+    ).raise_for_status()
+
+
+def shoot(page: Page, root_url: str, key: str, upload: Path, out: Path) -> None:
+    page.goto(root_url + "/")
+    page.get_by_label("API key", exact=True).fill(key)
+    page.get_by_role("button", name="Open", exact=True).click()
+    expect(page.locator("#files-body tr")).to_have_count(7)
+    page.locator("#upload-purpose").select_option("batch")
+    page.locator("#file-input").set_input_files([upload])
+    expect(page.locator(".upload-item .upload-step")).to_contain_text("Uploaded as file-")
+    expect(page.locator("#files-body tr")).to_have_count(8)
+    page.locator("#files-body tr").nth(2).locator("input[type=checkbox]").check()
+    page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
+    if page.viewport_size and page.viewport_size["width"] < 600:
+        # At phone width the panels stack: show the file list, its rows stacked too.
+        page.evaluate("document.querySelector('.files-panel').scrollIntoView()")
+    page.screenshot(path=str(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    chromium = chromium_path()
+    if not chromium:
+        print("chromium is not installed: apt-get install chromium", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="console-shots-") as tmp:
+        server = ServerProcess(
+            Path(tmp) / "data", "--org-quota-bytes", str(2 * GiB), env={"TZ": "UTC"}
+        ).start()
+        try:
+            key = server.create_key("org-acme", "proj_support")
+            with httpx.Client(
+                base_url=server.root_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as http:
+                seed(http)
+            upload = Path(tmp) / "weekly-digest.jsonl"
+            upload.write_bytes(jsonl(1200, lambda i: {"custom_id": f"d{i}", "method": "POST"}))
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                try:
+                    for name, width, height in (("desktop", 1280, 800), ("phone", 390, 844)):
+                        context = browser.new_context(
+                            viewport={"width": width, "height": height},
+                            device_scale_factor=1,
+                            timezone_id="UTC",
+                            locale="en-US",
+                        )
+                        out = args.out / f"console-{name}.png"
+                        shoot(context.new_page(), server.root_url, key, upload, out)
+                        context.close()
+                        # The next run starts from the same files.
+                        with httpx.Client(
+                            base_url=server.root_url,
+                            headers={"Authorization": f"Bearer {key}"},
+                        ) as http:
+                            for f in http.get("/v1/files").json()["data"]:
+                                if f["filename"] == upload.name:
+                                    http.delete(f"/v1/files/{f['id']}").raise_for_status()
+                        print(f"wrote {out}")
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

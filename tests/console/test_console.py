@@ -1,0 +1,408 @@
+"""The web console in a real headless Chromium, on both deployments: what a person does with
+it, checked against what the server then holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from .._server import ServerProcess
+from .conftest import UPLOAD_THRESHOLD, Tenant, sign_in
+
+
+def usage_shown(page: Page, expected: int) -> None:
+    """The usage panel shows `expected` bytes used (the exact count is in its data)."""
+    expect(page.locator("#usage-text")).to_have_attribute("data-bytes", str(expected))
+
+
+def rows(page: Page) -> list[str]:
+    """The ids of the rows shown, in order."""
+    ids: list[str] = page.locator("#files-body tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)"
+    )
+    return ids
+
+
+def png(width: int, height: int) -> bytes:
+    """A small valid PNG (RGB, one colour)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + b"\x2a\x7f\xd0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_wrong_key_is_refused_with_the_servers_message_and_a_right_one_opens_the_files(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    page.goto(console_server.root_url + "/console")  # redirects to /
+    assert page.url == console_server.root_url + "/"
+    key_input = page.get_by_label("API key", exact=True)
+    expect(key_input).to_be_focused()
+    key_input.fill("sk-not-a-key-of-this-server")
+    key_input.press("Enter")
+    expect(page.locator("#key-error")).to_contain_text("Incorrect API key provided")
+    expect(page.locator("#workspace")).to_be_hidden()
+
+    key_input.fill(tenant.key)
+    page.get_by_role("button", name="Open", exact=True).click()
+    expect(page.locator("#tenant")).to_have_text(f"{tenant.org} · {tenant.project}")
+    expect(page.locator("#files-status")).to_have_text("No files yet: upload some above.")
+    usage_shown(page, 0)
+    # The key is kept in the tab's session storage only: not in the URL, not in a cookie.
+    assert tenant.key not in page.url
+    assert page.context.cookies() == []
+    assert page.evaluate("Object.values(sessionStorage)") == [tenant.key]
+    assert page.evaluate("Object.values(localStorage)") == []
+    # A reload keeps it (same tab); forgetting it brings the key form back.
+    page.reload()
+    expect(page.locator("#tenant")).to_have_text(f"{tenant.org} · {tenant.project}")
+    page.get_by_role("button", name="Forget key").click()
+    expect(page.get_by_label("API key", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_250_files_page_to_the_last_sort_filter_and_search(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    def seed(i: int) -> None:
+        if i < 200:
+            tenant.upload(f"notes-{i:03}.txt", f"note {i}\n".encode(), purpose="assistants")
+        else:
+            tenant.upload(f"batch-{i:03}.jsonl", b'{"n": %d}\n' % i, purpose="batch")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(seed, range(250)))
+    newest_first = [str(f["id"]) for f in tenant.files(order="desc")]
+    oldest_first = [str(f["id"]) for f in tenant.files(order="asc")]
+    assert len(newest_first) == 250
+
+    sign_in(page, console_server, tenant.key)
+    page_text = page.locator("#page-text")
+    expect(page_text).to_have_text("Page 1 · files 1\u2013100")
+    assert rows(page) == newest_first[:100]
+    page.get_by_role("button", name="Next").click()
+    expect(page_text).to_have_text("Page 2 · files 101\u2013200")
+    assert rows(page) == newest_first[100:200]
+    page.get_by_role("button", name="Next").click()
+    expect(page_text).to_have_text("Page 3 · files 201\u2013250 of 250")
+    assert rows(page) == newest_first[200:]
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    page.get_by_role("button", name="Previous").click()
+    expect(page_text).to_have_text("Page 2 · files 101\u2013200")
+    assert rows(page) == newest_first[100:200]
+
+    # Sort by date the other way: back to the first page, oldest first.
+    page.get_by_role("button", name="Created").click()
+    expect(page.locator("#created-header")).to_have_attribute("aria-sort", "ascending")
+    expect(page_text).to_have_text("Page 1 · files 1\u2013100")
+    assert rows(page) == oldest_first[:100]
+
+    # Filter by purpose.
+    page.get_by_role("combobox", name="Purpose", exact=True).select_option("batch")
+    expect(page_text).to_have_text("Page 1 · files 1\u201350 of 50")
+    expect(page.locator("#files-body .tag")).to_have_text(["batch"] * 50)
+    page.get_by_role("combobox", name="Purpose", exact=True).select_option("")
+    expect(page_text).to_have_text("Page 1 · files 1\u2013100")
+
+    # Search by name: the whole list is looked through, not only the page shown.
+    search = page.get_by_label("Search by name or id")
+    search.fill("notes-1")
+    search.press("Enter")
+    status = page.locator("#files-status")
+    expect(status).to_have_text("100 files named like “notes-1”, among 250 files.")
+    names = page.locator("#files-body .filename").all_inner_texts()
+    assert sorted(names) == [f"notes-{i}.txt" for i in range(100, 200)]
+    search.fill("BATCH-249")  # names match whatever the case
+    search.press("Enter")
+    expect(page.locator("#files-body .filename")).to_have_text(["batch-249.jsonl"])
+    # By id: asked directly.
+    some_id = newest_first[137]
+    search.fill(some_id)
+    search.press("Enter")
+    expect(status).to_have_text(f"1 file with id {some_id}.")
+    assert rows(page) == [some_id]
+    search.fill("file-" + "0" * 24)
+    search.press("Enter")
+    expect(status).to_have_text("No such File object: file-" + "0" * 24)
+    assert rows(page) == []
+    page.get_by_role("button", name="Clear").click()
+    expect(page_text).to_have_text("Page 1 · files 1\u2013100")
+
+
+def test_uploads_small_files_and_an_80_mb_one_in_parallel_parts_with_progress(
+    page: Page, console_server: ServerProcess, tenant: Tenant, tmp_path: Path
+) -> None:
+    small_jsonl = tmp_path / "requests.jsonl"
+    small_jsonl.write_bytes(b'{"custom_id": "a", "method": "POST"}\n' * 50)
+    bad_jsonl = tmp_path / "broken.jsonl"
+    bad_jsonl.write_bytes(b'{"custom_id": "a"}\ncustom_id,b\n')
+    small_txt = tmp_path / "notes.txt"
+    small_txt.write_bytes("a note, with ünïcode\n".encode() * 100)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(80_000_000))
+    assert big.stat().st_size > UPLOAD_THRESHOLD
+
+    sign_in(page, console_server, tenant.key)
+    # Every value the progress bars take, and every step shown, as they change.
+    page.evaluate(
+        """() => {
+        window.seen = {progress: {}, steps: []};
+        new MutationObserver((records) => {
+          for (const r of records) {
+            const t = r.target;
+            if (t.tagName === "PROGRESS") {
+              const name = t.getAttribute("aria-label") || t.id;
+              (window.seen.progress[name] ||= []).push([Number(t.value), Number(t.max)]);
+            } else if (r.type === "childList" || r.type === "characterData") {
+              const step = (t.closest && t.closest(".upload-step")) || t.parentElement;
+              if (step && step.classList && step.classList.contains("upload-step")) {
+                window.seen.steps.push(step.textContent);
+              }
+            }
+          }
+        }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ["value"],
+                                   childList: true, characterData: true});
+      }"""
+    )
+    page.locator("#upload-purpose").select_option("batch")
+    page.locator("#file-input").set_input_files([small_jsonl, bad_jsonl])
+    item = page.locator(".upload-item")
+    expect(item.filter(has_text="requests.jsonl").locator(".upload-step")).to_contain_text(
+        "Uploaded as file-"
+    )
+    # The refused file shows the server's own message, naming the bad line.
+    expect(item.filter(has_text="broken.jsonl").locator(".upload-step")).to_have_text(
+        "Expected file to have JSONL format, where every line is a JSON dictionary. "
+        'Line 2 is not a dictionary (HINT: line starts with: "cust...").'
+    )
+
+    page.locator("#upload-purpose").select_option("evals")
+    page.locator("#file-input").set_input_files([small_txt, big])
+    big_step = item.filter(has_text="big.bin").locator(".upload-step")
+    expect(big_step).to_contain_text("Uploaded as file-", timeout=120_000)
+    expect(item.filter(has_text="notes.txt").locator(".upload-step")).to_contain_text(
+        "Uploaded as file-"
+    )
+    overall = page.locator("#overall-bar")
+    assert overall.evaluate("b => b.value === b.max")
+    expect(page.locator("#overall-text")).to_contain_text("2 of 2 files")
+
+    seen = page.evaluate("window.seen")
+    big_progress = seen["progress"]["Progress of big.bin"]
+    assert big_progress[-1] == [80_000_000, 80_000_000]
+    # Shown on the way, not only at the end: the parts arrive one after the other.
+    assert any(0 < value < 80_000_000 for value, _ in big_progress), big_progress
+    assert "Creating an upload of 2 parts" in seen["steps"]
+    assert "Sent 1 of 2 parts" in seen["steps"]
+    assert "Joining 2 parts" in seen["steps"]
+
+    # The server holds the same bytes, the large file made by the Uploads API.
+    files = {str(f["filename"]): f for f in tenant.files()}
+    assert sorted(files) == ["big.bin", "notes.txt", "requests.jsonl"]
+    assert files["requests.jsonl"]["purpose"] == "batch"
+    assert files["big.bin"]["purpose"] == "evals"
+    for path in (small_jsonl, small_txt, big):
+        got = tenant.content(str(files[path.name]["id"]))
+        assert hashlib.sha256(got).digest() == hashlib.sha256(path.read_bytes()).digest()
+    completed = tenant.http.get("/v1/uploads", params={"status": "completed"}).json()["data"]
+    assert [(u["filename"], u["file"]["id"]) for u in completed] == [
+        ("big.bin", files["big.bin"]["id"])
+    ]
+    pending = tenant.http.get("/v1/uploads", params={"status": "all"}).json()["data"]
+    assert [u["status"] for u in pending] == ["completed"]
+
+    # Usage counts what is stored; the list shows the new files.
+    total = sum(int(str(f["bytes"])) for f in files.values())
+    usage_shown(page, total)
+    assert tenant.usage() == total
+    expect(page.locator("#files-body tr")).to_have_count(3)
+
+
+def test_a_download_is_the_browsers_own_and_the_key_is_not_in_its_url(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    content = b"".join(b'{"custom_id": "r%d", "method": "POST"}\n' % i for i in range(2000))
+    tenant.upload("résumé data.jsonl", content, purpose="batch")
+    sign_in(page, console_server, tenant.key)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download résumé data.jsonl").click()
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == "résumé data.jsonl"
+    assert "/console/download/" in download.url
+    assert tenant.key not in download.url
+    assert Path(download.path()).read_bytes() == content
+
+
+def test_preview_shows_the_first_lines_of_a_jsonl_file_and_a_vision_image(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(30)]
+    tenant.upload("train.jsonl", ("\n".join(lines) + "\n").encode(), purpose="fine-tune")
+    tenant.upload("chart.png", png(40, 30), purpose="vision")
+    sign_in(page, console_server, tenant.key)
+
+    page.get_by_role("button", name="Preview train.jsonl").click()
+    dialog = page.locator("#preview-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator(".preview-lines li")).to_have_text(lines[:20])
+    expect(dialog.locator("#preview-note")).to_contain_text("The first 20 lines")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Preview train.jsonl")).to_be_focused()
+
+    page.get_by_role("button", name="Preview chart.png").click()
+    image = dialog.get_by_role("img", name="chart.png")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]") == [
+        True,
+        40,
+        30,
+    ]
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_delete_asks_for_confirmation_naming_the_files_and_works_from_the_keyboard(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    a = tenant.upload("alpha.jsonl", b'{"a": 1}\n' * 10)
+    b = tenant.upload("beta.jsonl", b'{"b": 2}\n' * 20)
+    c = tenant.upload("gamma.jsonl", b'{"c": 3}\n' * 30)
+    sign_in(page, console_server, tenant.key)
+    usage_shown(page, int(str(a["bytes"])) + int(str(b["bytes"])) + int(str(c["bytes"])))
+
+    page.get_by_label("Select alpha.jsonl").check()
+    page.get_by_label("Select gamma.jsonl").check()
+    page.get_by_role("button", name="Delete selected (2)").click()
+    dialog = page.locator("#delete-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text("Delete 2 files?")
+    names = dialog.locator("#delete-names strong")
+    expect(names).to_have_text(["alpha.jsonl", "gamma.jsonl"], ignore_case=False)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert len(tenant.files()) == 3
+
+    page.get_by_role("button", name="Delete selected (2)").click()
+    dialog.get_by_role("button", name="Delete 2 files").click()
+    expect(page.locator("#files-status")).to_have_text("Deleted 2 files.")
+    assert [f["id"] for f in tenant.files()] == [b["id"]]
+    expect(page.locator("#files-body .filename")).to_have_text(["beta.jsonl"])
+    usage_shown(page, int(str(b["bytes"])))
+
+    # The keyboard alone: a row's Delete button, the dialog's buttons.
+    page.get_by_role("button", name="Delete beta.jsonl").focus()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#delete-names strong")).to_have_text(["beta.jsonl"])
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Delete", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#files-status")).to_have_text("Deleted 1 file.")
+    assert tenant.files() == []
+    usage_shown(page, 0)
+
+
+def test_pending_uploads_show_in_usage_and_can_be_cancelled(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    created = tenant.http.post(
+        "/v1/uploads",
+        json={
+            "filename": "half-sent.jsonl",
+            "purpose": "batch",
+            "bytes": 123_456,
+            "mime_type": "application/jsonl",
+        },
+    )
+    created.raise_for_status()
+    upload_id = created.json()["id"]
+    sign_in(page, console_server, tenant.key)
+    expect(page.locator("#pending-count")).to_have_text("1")
+    expect(page.locator("#pending-list li")).to_contain_text(["half-sent.jsonl"])
+    usage_shown(page, 123_456)  # its bytes are reserved
+
+    page.get_by_role("button", name="Cancel the upload of half-sent.jsonl").click()
+    expect(page.locator("#pending-count")).to_have_text("0")
+    expect(page.locator("#pending-list li")).to_have_count(0)
+    usage_shown(page, 0)
+    status = tenant.http.get("/v1/uploads", params={"status": "all"}).json()["data"]
+    assert [(u["id"], u["status"]) for u in status] == [(upload_id, "cancelled")]
+
+
+def test_another_tenants_key_sees_none_of_it(
+    page: Page, console_server: ServerProcess, new_tenant: Callable[[], Tenant]
+) -> None:
+    owner, other = new_tenant(), new_tenant()
+    secret = owner.upload("secret-plans.jsonl", b'{"plan": "x"}\n' * 100)
+    sign_in(page, console_server, other.key)
+    expect(page.locator("#files-status")).to_have_text("No files yet: upload some above.")
+    usage_shown(page, 0)
+    search = page.get_by_label("Search by name or id")
+    search.fill("secret")
+    search.press("Enter")
+    expect(page.locator("#files-status")).to_have_text("No file named like “secret” among 0 files.")
+    search.fill(str(secret["id"]))
+    search.press("Enter")
+    expect(page.locator("#files-status")).to_have_text(f"No such File object: {secret['id']}")
+    # Nor can its key make a download link for it.
+    refused = other.http.post("/console/api/download-links", json={"file_id": secret["id"]})
+    assert refused.status_code == 404
+
+
+def test_at_phone_width_rows_stack_and_nothing_scrolls_sideways(
+    phone_page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    tenant.upload("a-rather-long-file-name-for-a-phone-screen.jsonl", b'{"a": 1}\n')
+    tenant.upload("short.jsonl", b'{"b": 1}\n')
+    page = phone_page
+    sign_in(page, console_server, tenant.key)
+    expect(page.locator("#files-body tr")).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    cell = page.locator("#files-body tr").first.locator("td[data-label='Size']")
+    assert cell.evaluate("td => getComputedStyle(td).display") == "flex"
+    assert cell.evaluate("td => getComputedStyle(td, '::before').content") == '"Size"'
+    row_box = page.locator("#files-body tr").first.bounding_box()
+    assert row_box is not None and row_box["width"] <= 390
+    download = page.get_by_role("button", name="Download short.jsonl")
+    download.scroll_into_view_if_needed()
+    box = download.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.get_by_role("button", name="Delete short.jsonl").click()
+    expect(page.locator("#delete-dialog")).to_be_visible()
+    box = page.locator("#delete-dialog").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.keyboard.press("Escape")
+
+
+def test_a_key_that_no_longer_works_brings_back_the_key_form_with_the_servers_message(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    sign_in(page, console_server, tenant.key)
+    page.evaluate(
+        "k => sessionStorage.setItem('openai-files.console.key', k)", "sk-no-longer-valid"
+    )
+    page.reload()
+    expect(page.locator("#key-error")).to_contain_text("Incorrect API key provided")
+    assert re.search(r"sk-no-", page.locator("#key-error").inner_text())
+    assert page.evaluate("sessionStorage.length") == 0
