@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from .._server import ServerProcess
 from .conftest import UPLOAD_THRESHOLD, Tenant, sign_in
@@ -234,6 +234,85 @@ def test_uploads_small_files_and_an_80_mb_one_in_parallel_parts_with_progress(
     usage_shown(page, total)
     assert tenant.usage() == total
     expect(page.locator("#files-body tr")).to_have_count(3)
+
+
+def test_a_part_that_fails_is_sent_again_a_refused_one_cancels_and_drops_upload(
+    page: Page, console_server: ServerProcess, tenant: Tenant, tmp_path: Path
+) -> None:
+    flaky = tmp_path / "flaky.bin"
+    flaky.write_bytes(os.urandom(UPLOAD_THRESHOLD + 1_000_000))
+    refused = tmp_path / "refused.bin"
+    refused.write_bytes(os.urandom(UPLOAD_THRESHOLD + 2_000_000))
+    sign_in(page, console_server, tenant.key)
+    page.locator("#upload-purpose").select_option("evals")
+
+    # The first attempt at the part breaks off: the part is sent again, alone.
+    attempts: list[str] = []
+
+    def break_the_first(route: Route) -> None:
+        attempts.append(route.request.url)
+        if len(attempts) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/v1/uploads/*/parts", break_the_first)
+    page.locator("#file-input").set_input_files([flaky])
+    item = page.locator(".upload-item")
+    expect(item.filter(has_text="flaky.bin").locator(".upload-step")).to_contain_text(
+        "Uploaded as file-", timeout=60_000
+    )
+    assert len(attempts) == 2 and attempts[0] == attempts[1]
+    (stored,) = tenant.files()
+    assert tenant.content(str(stored["id"])) == flaky.read_bytes()
+    page.unroute("**/v1/uploads/*/parts")
+
+    # A part refused for good: the server's message, and the upload cancelled at once (its
+    # reserved bytes given back).
+    def refuse(route: Route) -> None:
+        route.fulfill(
+            status=400,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "error": {
+                        "message": "This part is refused, for the test.",
+                        "type": "invalid_request_error",
+                        "param": "data",
+                        "code": None,
+                    }
+                }
+            ),
+        )
+
+    page.route("**/v1/uploads/*/parts", refuse)
+    page.locator("#file-input").set_input_files([refused])
+    expect(item.filter(has_text="refused.bin").locator(".upload-step")).to_have_text(
+        "This part is refused, for the test."
+    )
+    uploads = tenant.http.get("/v1/uploads", params={"status": "all"}).json()["data"]
+    assert sorted((u["filename"], u["status"]) for u in uploads) == [
+        ("flaky.bin", "completed"),
+        ("refused.bin", "cancelled"),
+    ]
+    usage_shown(page, flaky.stat().st_size)
+    page.unroute("**/v1/uploads/*/parts")
+
+    # Drag and drop: a file dropped on the upload area is uploaded like a chosen one.
+    drop = page.evaluate_handle(
+        """() => {
+        const data = new DataTransfer();
+        data.items.add(new File(['{"dropped": true}\\n'], "dropped.jsonl"));
+        return data;
+      }"""
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
+    expect(item.filter(has_text="dropped.jsonl").locator(".upload-step")).to_contain_text(
+        "Uploaded as file-"
+    )
+    dropped = next(f for f in tenant.files() if f["filename"] == "dropped.jsonl")
+    assert tenant.content(str(dropped["id"])) == b'{"dropped": true}\n'
+    assert dropped["purpose"] == "evals"
 
 
 def test_a_download_is_the_browsers_own_and_the_key_is_not_in_its_url(

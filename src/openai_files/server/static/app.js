@@ -47,6 +47,7 @@ const state = {
   files: [], // the rows shown
   search: null, // the query shown, or null
   selected: new Map(), // id -> file
+  seq: 0, // the latest listing or search asked for: an older answer is not shown
   uploads: [], // {file, sent, total, done}
   activeUploads: 0,
 };
@@ -119,6 +120,7 @@ async function openWithKey(key) {
   refreshPending();
   resetPages();
   await loadPage(0);
+  $("files-heading").focus();
 }
 
 /* ---------- usage and pending uploads ---------- */
@@ -196,6 +198,7 @@ function resetPages() {
 
 async function loadPage(index) {
   if (!state.api) return;
+  const seq = ++state.seq;
   setStatus("Loading…");
   let listing;
   try {
@@ -206,10 +209,12 @@ async function loadPage(index) {
       purpose: state.purpose,
     });
   } catch (err) {
+    if (seq !== state.seq) return;
     setStatus("");
     handleError(err);
     return;
   }
+  if (seq !== state.seq) return;
   state.page = index;
   state.hasMore = listing.has_more;
   if (listing.has_more && listing.last_id) state.pages[index + 1] = listing.last_id;
@@ -234,6 +239,7 @@ async function runSearch(query) {
     await loadPage(0);
     return;
   }
+  const seq = ++state.seq;
   state.search = q;
   $("search-clear").hidden = false;
   $("prev-page").disabled = true;
@@ -246,6 +252,7 @@ async function runSearch(query) {
     try {
       matches = [await state.api.getFile(q)];
     } catch (err) {
+      if (seq !== state.seq) return;
       if (err instanceof ApiError && err.status === 404) {
         renderFiles([]);
         setStatus(err.message);
@@ -255,6 +262,7 @@ async function runSearch(query) {
       handleError(err);
       return;
     }
+    if (seq !== state.seq) return;
     renderFiles(matches);
     setStatus(`1 file with id ${q}.`);
     return;
@@ -275,7 +283,7 @@ async function runSearch(query) {
           matches.push(file);
         }
       }
-      if (state.search !== q) return; // a newer search or listing took over
+      if (seq !== state.seq) return; // a newer search or listing took over
       if (matches.length >= SEARCH_CAP) {
         capped = listing.has_more || matches.length > SEARCH_CAP;
         matches = matches.slice(0, SEARCH_CAP);
@@ -285,16 +293,18 @@ async function runSearch(query) {
       after = listing.last_id;
     }
   } catch (err) {
+    if (seq !== state.seq) return;
     setStatus("");
     handleError(err);
     return;
   }
   renderFiles(matches);
-  const scope = state.purpose ? ` ${state.purpose}` : "";
+  const kind = state.purpose ? `${state.purpose} file` : "file";
+  const first = capped ? ` (the first ${SEARCH_CAP})` : "";
   setStatus(
     matches.length
-      ? `${plural(matches.length, "file")} named like “${q}”${capped ? " (the first " + SEARCH_CAP + ")" : ""}, among ${plural(seen, scope.trim() ? scope.trim() + " file" : "file")}.`
-      : `No file named like “${q}” among ${plural(seen, "file")}.`,
+      ? `${plural(matches.length, "file")} named like “${q}”${first}, among ${plural(seen, kind)}.`
+      : `No file named like “${q}” among ${plural(seen, kind)}.`,
   );
 }
 

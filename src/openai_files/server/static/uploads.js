@@ -29,7 +29,8 @@ function sleep(ms, signal) {
 /** Upload `file` with `purpose`. `onProgress(sent, total)` as bytes leave, `onStep(text)` on
     each stage. Resolves to the file object. */
 export async function uploadFile(api, config, file, purpose, { onProgress, onStep, signal }) {
-  if (file.size > config.upload_threshold_bytes) {
+  // Over the threshold, or over what one POST /v1/files may hold: the Uploads API.
+  if (file.size > config.upload_threshold_bytes || file.size > config.max_file_bytes) {
     return uploadInParts(api, config, file, purpose, { onProgress, onStep, signal });
   }
   onStep("Uploading");
