@@ -77,12 +77,15 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
         )
 
     ours_text = side("local", ours["local"]) + "<br>" + side("S3", ours["s3"])
+    fresh = ref.get("fresh_join")
     ref_text = (
-        f"local: cp + sync {_fig(ref['cp'])}<br>S3: CopyObject {_fig(ref['copy'])}, "
-        f"obstore put {_fig(ref['put'])}"
+        f"local: cp + sync {_fig(ref['cp'])}"
+        + (f"; the same join of parts just uploaded, plain Python {_fig(fresh)}" if fresh else "")
+        + f"<br>S3: CopyObject {_fig(ref['copy'])}, obstore put {_fig(ref['put'])}"
     )
     ratio = (
-        f"local {row['ratio_local']:.2f} (md5 {row['ratio_local_md5']:.2f}); "
+        (f"local {row['ratio_local_fresh']:.2f} of the join, " if fresh else "local ")
+        + f"{row['ratio_local']:.2f} of cp (md5 {row['ratio_local_md5']:.2f}); "
         f"S3 {row['ratio_s3']:.2f} (md5 {row['ratio_s3_md5']:.2f}; of put "
         f"{row['ratio_s3_put']:.2f})"
     )
