@@ -36,6 +36,15 @@ def _lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
 
 
+def test_the_banner_names_the_console_only_when_it_is_served(tmp_path: Path) -> None:
+    server = _start(tmp_path / "data", "--no-console")
+    try:
+        assert "web console" not in server.log_text()
+        assert httpx.get(server.root_url + "/").status_code == 404
+    finally:
+        server.stop()
+
+
 def test_first_start_prints_shell_lines_that_set_url_and_key(tmp_path: Path) -> None:
     server = _start(tmp_path / "data")
     try:
@@ -45,6 +54,8 @@ def test_first_start_prints_shell_lines_that_set_url_and_key(tmp_path: Path) -> 
         key_line = f"export OPENAI_API_KEY={server.first_key}"
         assert _lines(log, "export ") == [url_line, key_line], log
         assert f"openai-files: serving the Files API at {server.base_url}" in log
+        console = server.base_url.removesuffix("v1")
+        assert f"openai-files: web console at {console} (paste an API key there)" in log
         assert f"openai-files: data in {(tmp_path / 'data').resolve()}" in log
         # The two lines, evaluated by a shell, hand both to the programs it starts.
         shown = subprocess.run(

@@ -332,6 +332,8 @@ def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
         print(line, flush=True)
 
     say(f"openai-files: serving the Files API at {base_url}")
+    if settings.console_enabled:
+        say(f"openai-files: web console at http://{shown_host}:{port}/ (paste an API key there)")
     if settings.database or settings.storage:
         say(f"openai-files: database {_redact(settings.database_url)}")
         say(f"openai-files: storage {_redact(settings.storage_url)}")
