@@ -36,8 +36,11 @@ def chromium_path() -> str | None:
     return os.environ.get("OPENAI_FILES_CHROMIUM") or shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium for the module's tests. Not for the session: Playwright's sync API keeps
+    its event loop marked as running in this thread, which other tests' `asyncio.run` and
+    anyio runners refuse, so it must end before they run."""
     path = chromium_path()
     if not path:
         reason = (
