@@ -203,7 +203,9 @@ def test_uploads_small_files_and_an_80_mb_one_in_parallel_parts_with_progress(
     )
     overall = page.locator("#overall-bar")
     assert overall.evaluate("b => b.value === b.max")
-    expect(page.locator("#overall-text")).to_contain_text("2 of 2 files")
+    expect(page.locator("#overall-text")).to_have_text(
+        "2 of 2 files uploaded · 76.3 MiB of 76.3 MiB"
+    )
 
     seen = page.evaluate("window.seen")
     big_progress = seen["progress"]["Progress of big.bin"]
@@ -434,7 +436,14 @@ def test_another_tenants_key_sees_none_of_it(
 ) -> None:
     owner, other = new_tenant(), new_tenant()
     secret = owner.upload("secret-plans.jsonl", b'{"plan": "x"}\n' * 100)
-    sign_in(page, console_server, other.key)
+    # The owner sees it; then, in the same tab, another organization's key does not.
+    sign_in(page, console_server, owner.key)
+    expect(page.locator("#files-body .filename")).to_have_text(["secret-plans.jsonl"])
+    page.get_by_role("button", name="Forget key").click()
+    expect(page.locator("#files-body tr")).to_have_count(0)
+    page.get_by_label("API key", exact=True).fill(other.key)
+    page.get_by_role("button", name="Open", exact=True).click()
+    expect(page.locator("#tenant")).to_have_text(f"{other.org} · {other.project}")
     expect(page.locator("#files-status")).to_have_text("No files yet: upload some above.")
     usage_shown(page, 0)
     search = page.get_by_label("Search by name or id")

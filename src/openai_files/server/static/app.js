@@ -27,7 +27,8 @@ function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(props)) {
     if (name === "dataset") Object.assign(node.dataset, value);
-    else if (name.startsWith("aria") || name === "role" || name === "for") node.setAttribute(name === "for" ? "for" : name.replace(/^aria([A-Z])/, (_, c) => "aria-" + c.toLowerCase()), value);
+    else if (name === "role") node.setAttribute("role", value);
+    else if (name.startsWith("aria")) node.setAttribute("aria-" + name.slice(4).toLowerCase(), value);
     else node[name] = value;
   }
   for (const child of children) {
@@ -95,6 +96,15 @@ function showKeyPanel(message) {
 function signOut(message) {
   sessionStorage.removeItem(KEY_STORAGE);
   state.api = null;
+  // Nothing of the last key's project stays on the page; its uploads stop.
+  for (const entry of state.uploads) if (!entry.done) entry.controller.abort();
+  state.uploads = [];
+  state.selected.clear();
+  state.files = [];
+  state.seq++;
+  for (const id of ["files-body", "upload-list", "pending-list"]) $(id).replaceChildren();
+  $("upload-overall").hidden = true;
+  $("search-input").value = "";
   hideBanner();
   showKeyPanel(message);
 }
@@ -506,8 +516,11 @@ function renderOverall() {
   const bar = $("overall-bar");
   bar.max = Math.max(total, 1);
   bar.value = Math.min(sent, bar.max);
-  const finished = active.filter((u) => u.done).length;
-  $("overall-text").textContent = `${finished} of ${plural(active.length, "file")} · ${formatBytes(sent)} of ${formatBytes(total)}`;
+  const uploaded = active.filter((u) => u.done && !u.failed).length;
+  const failed = active.filter((u) => u.failed).length;
+  $("overall-text").textContent =
+    `${uploaded} of ${plural(active.length, "file")} uploaded${failed ? `, ${failed} failed` : ""}` +
+    ` · ${formatBytes(sent)} of ${formatBytes(total)}`;
 }
 
 let refreshTimer = null;
@@ -562,6 +575,7 @@ function queueFiles(fileList) {
         step.textContent = `Uploaded as ${result.id}`;
       } catch (err) {
         entry.total = entry.sent; // out of the overall bar's remaining work
+        entry.failed = true;
         item.classList.add("failed");
         step.textContent = err.code === "aborted" ? "Stopped." : err.message;
         step.setAttribute("role", "alert");
