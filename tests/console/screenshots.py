@@ -102,7 +102,8 @@ def shoot(page: Page, root_url: str, key: str, upload: Path, out: Path) -> None:
     page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     if page.viewport_size and page.viewport_size["width"] < 600:
         # At phone width the panels stack: show the file list, its rows stacked too.
-        page.evaluate("document.querySelector('.files-panel').scrollIntoView()")
+        page.evaluate("window.scrollTo(0, document.querySelector('.files-panel').offsetTop - 12)")
+    page.mouse.move(0, 0)  # no row shown as hovered
     page.screenshot(path=str(out))
 
 
