@@ -416,11 +416,16 @@ def test_a_download_link_streams_the_file_without_the_key(
         assert part.status_code == 206 and part.content == data[10:20]
         # A link is not one use only: it works until it expires.
         assert anonymous.get(url).content == data
+        # Under another path (a doubled slash, a proxy's prefix) it is a 404, and logged
+        # without its signature all the same.
+        assert anonymous.get("/console/" + url).status_code == 404
     # The access log names the file, not a link one could use.
     token = url.removeprefix("/console/download/")
     log = console.log_text()
     assert token not in log
+    assert token.rpartition(".")[2] not in log
     assert f"GET /console/download/{token.rpartition('.')[0]}.<signature> 200" in log
+    assert f"GET /console//console/download/{token.rpartition('.')[0]}.<signature> 404" in log
 
 
 def test_a_link_needs_a_key_and_a_file_the_key_sees(
@@ -448,8 +453,14 @@ def test_a_link_needs_a_key_and_a_file_the_key_sees(
         assert_error(
             c.post("/console/api/download-links", json={"file_id": 7}),
             400,
-            "Invalid type for 'file_id': expected a string.",
+            "Invalid type for 'file_id': expected a string, but got an integer instead.",
             param="file_id",
+        )
+        assert_error(
+            c.post("/console/api/download-links", json={"file_id": file_id, "zzz": 1}),
+            400,
+            "Unknown parameter: 'zzz'.",
+            param="zzz",
         )
         bad_json = c.post("/console/api/download-links", content=b"{", headers={
             "content-type": "application/json"})  # fmt: skip
@@ -574,3 +585,28 @@ def test_a_link_made_by_one_server_works_on_another(deployment: Deployment, tmp_
     finally:
         if deployment.name == "scaleout":
             first.stop()
+
+
+def test_a_link_secret_setting_is_needed_to_sign_and_check_links(tmp_path: Path) -> None:
+    """With --console-link-secret, the database's secret alone neither makes nor checks a
+    link: a server with another setting, or none, refuses the link."""
+    data = tmp_path / "data"
+    first = AppServer(data, {"OPENAI_FILES_CONSOLE_LINK_SECRET": "one"}).start()
+    try:
+        key = first.create_key("org-secret", "proj_secret")
+        with first.http(key) as v1:
+            file_id = upload(v1, "a.png", b"bytes")
+        url = _link_url(first, key, file_id)
+    finally:
+        first.stop()
+    for env, status in (
+        ({"OPENAI_FILES_CONSOLE_LINK_SECRET": "two"}, 403),
+        ({"OPENAI_FILES_CONSOLE_LINK_SECRET": ""}, 403),
+        ({"OPENAI_FILES_CONSOLE_LINK_SECRET": "one"}, 200),
+    ):
+        again = AppServer(data, env).start()
+        try:
+            with console_api(again, None) as c:
+                assert c.get(url).status_code == status, env
+        finally:
+            again.stop()

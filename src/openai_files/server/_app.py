@@ -255,6 +255,11 @@ def _error_kind(exc: Exception) -> str:
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. Stores are opened when the app starts (its lifespan).
 
+    The web console is served when `settings.console_enabled`: by default, when
+    `settings.host` is a loopback address. That is the host the settings name, not the one
+    an ASGI server given this app binds: running it under another server on a public
+    address, give `Settings(console=False)` (or `True`) explicitly.
+
     Example:
         >>> import uvicorn
         >>> app = create_app(Settings(data_dir=Path("./data")))  # doctest: +SKIP
@@ -330,5 +335,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     if console:
         app.state.console_files = StaticFiles()
-        app.state.console_links = DownloadLinks()
+        app.state.console_links = DownloadLinks(extra_secret=settings.console_link_secret)
     return app

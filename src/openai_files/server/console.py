@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import hmac
 import mimetypes
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -31,11 +32,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import authenticate_key
-from .errors import APIError, InvalidRequest, NotFound
+from .errors import APIError, NotFound
 from .ids import is_file_id
 from .purposes import UPLOADABLE_PURPOSES
 from .routes.files import content_response, etag_matches
-from .routes.uploads import _json_body
+from .routes.uploads import _json_body, _params
 from .service import FilesService
 from .settings import Settings
 from .stores import KeyRecord, MetadataStore, Owner
@@ -272,6 +273,11 @@ class InvalidLink(APIError):
         )
 
 
+#: A link's token anywhere in a path (`/console//download/…` too, or behind a proxy that
+#: rewrites the prefix): the fields before the signature, then the signature.
+_SIGNED_TOKEN = re.compile(r"([^/.]+\.key_[^/.]+\.\d+\.)[A-Za-z0-9_-]+")
+
+
 def loggable_path(path: str) -> str:
     """A request path as the access log writes it: a download link without its signature,
     so that a log reader cannot use the link (the file, key id and expiry stay).
@@ -280,9 +286,7 @@ def loggable_path(path: str) -> str:
         >>> loggable_path("/console/download/file-abc.key_01.1700000000.c2lnbmF0dXJl")
         '/console/download/file-abc.key_01.1700000000.<signature>'
     """
-    if path.startswith(DOWNLOAD_PREFIX) and "." in path:
-        return path.rpartition(".")[0] + ".<signature>"
-    return path
+    return _SIGNED_TOKEN.sub(r"\1<signature>", path)
 
 
 def _b64(data: bytes) -> str:
@@ -325,14 +329,21 @@ class DownloadLinks:
     metadata store once, made there by the first server that needs it). `clock` is the
     time in Unix seconds (tests move it)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, extra_secret: str = "") -> None:
         self.clock = clock
+        self.extra_secret = extra_secret
         self._secret: bytes | None = None
 
     async def secret(self, meta: MetadataStore) -> bytes:
+        """The signing key: the database's shared secret, mixed with `--console-link-secret`
+        when one is set (then reading the database alone cannot sign a link). Checking a
+        link may make the database's secret, on a deployment that has none yet."""
         if self._secret is None:
             stored = await meta.server_secret(SECRET_NAME, secrets.token_hex(32), int(self.clock()))
-            self._secret = stored.encode("ascii")
+            key = stored.encode("ascii")
+            if self.extra_secret:
+                key = hmac.new(self.extra_secret.encode(), key, "sha256").digest()
+            self._secret = key
         return self._secret
 
     async def make(self, meta: MetadataStore, file_id: str, key: KeyRecord) -> tuple[str, int]:
@@ -363,15 +374,7 @@ def _links(request: Request) -> DownloadLinks:
 async def create_download_link(request: Request) -> Response:
     """A link to one file the key may download, for the browser's own download."""
     key = await _key(request)
-    body = await _json_body(request)
-    file_id = body.get("file_id")
-    if not isinstance(file_id, str):
-        raise InvalidRequest(
-            "Missing required parameter: 'file_id'."
-            if file_id is None
-            else "Invalid type for 'file_id': expected a string.",
-            param="file_id",
-        )
+    file_id: str = _params(await _json_body(request), {"file_id": str}, {})["file_id"]
     service = _service(request)
     record = await service.for_download(_owner_of(key), file_id)
     token, expires_at = await _links(request).make(service.meta, record.id, key)

@@ -232,6 +232,13 @@ class Settings:
         "when --host is a loopback address, off otherwise",
         shown="on with a loopback --host",
     )
+    console_link_secret: str = _field(
+        "",
+        "a secret mixed into the key that signs the console's download links, so that "
+        "reading the database alone cannot make one (give every replica the same; prefer "
+        "the environment variable to the flag)",
+        shown="none",
+    )
     console_upload_threshold_bytes: int = _field(
         DEFAULT_CONSOLE_UPLOAD_THRESHOLD_BYTES,
         "files larger than this go from the web console through the Uploads API, in parallel parts",
