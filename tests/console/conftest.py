@@ -18,7 +18,7 @@ from .._server import Deployment, ServerProcess
 
 MiB = 1024 * 1024
 #: Files over this go through the Uploads API from the console in these tests.
-UPLOAD_THRESHOLD = 8 * MiB
+UPLOAD_THRESHOLD = 4 * MiB
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -242,9 +242,9 @@ def test_a_part_that_fails_is_sent_again_a_refused_one_cancels_and_drops_upload(
     page: Page, console_server: ServerProcess, tenant: Tenant, tmp_path: Path
 ) -> None:
     flaky = tmp_path / "flaky.bin"
-    flaky.write_bytes(os.urandom(UPLOAD_THRESHOLD + 1_000_000))
+    flaky.write_bytes(os.urandom(UPLOAD_THRESHOLD + 100_000))
     refused = tmp_path / "refused.bin"
-    refused.write_bytes(os.urandom(UPLOAD_THRESHOLD + 2_000_000))
+    refused.write_bytes(os.urandom(UPLOAD_THRESHOLD + 200_000))
     sign_in(page, console_server, tenant.key)
     page.locator("#upload-purpose").select_option("evals")
 
@@ -299,6 +299,28 @@ def test_a_part_that_fails_is_sent_again_a_refused_one_cancels_and_drops_upload(
     ]
     usage_shown(page, flaky.stat().st_size)
     page.unroute("**/v1/uploads/*/parts")
+
+    # Stop: the parts in flight end and the upload is cancelled.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the part gets no answer
+        held.append(route)
+
+    page.route("**/v1/uploads/*/parts", hold)
+    stopped = tmp_path / "stopped.bin"
+    stopped.write_bytes(os.urandom(UPLOAD_THRESHOLD + 300_000))
+    page.locator("#file-input").set_input_files([stopped])
+    for _ in range(400):  # until the part is on its way
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held
+    page.get_by_role("button", name="Stop uploading stopped.bin").click()
+    expect(item.filter(has_text="stopped.bin").locator(".upload-step")).to_have_text("Stopped.")
+    page.unroute("**/v1/uploads/*/parts")
+    uploads = tenant.http.get("/v1/uploads", params={"status": "all"}).json()["data"]
+    assert {u["filename"]: u["status"] for u in uploads}["stopped.bin"] == "cancelled"
+    usage_shown(page, flaky.stat().st_size)
 
     # Drag and drop: a file dropped on the upload area is uploaded like a chosen one.
     drop = page.evaluate_handle(
