@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from openai_files.server.stores import FileRecord, QuotaExceeded
+from openai_files.server.stores.local import FolderSync, LocalBlobStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
 from .._server import ServerProcess
@@ -190,3 +192,57 @@ def test_sigkill_during_group_commits(server: ServerProcess) -> None:
         assert temp_names(restarted.data_dir) == [], "temp files survived the restart"
     finally:
         restarted.stop()
+
+
+@pytest.mark.anyio
+async def test_concurrent_commits_share_folder_fsyncs(tmp_path: Path) -> None:
+    """Writers committing together: each object is whole once its commit returns, and
+    the folder fsyncs are fewer than the commits (one per folder per group)."""
+    store = LocalBlobStore(tmp_path / "data")
+    await store.open()
+    sync = store.folder_sync
+    # Keys ending alike share a shard folder: 4 folders for 200 objects.
+    keys = [f"file-{i:04d}x{'abcd'[i % 4]}" for i in range(200)]
+
+    async def put(key: str) -> None:
+        writer = store.writer(key)
+        await writer.write(key.encode() * 100)
+        await writer.commit()
+        assert store.path_of(key).read_bytes() == key.encode() * 100
+
+    async with anyio.create_task_group() as tg:
+        for key in keys:
+            tg.start_soon(put, key)
+    assert sync.syncs == 200
+    assert sync.fsyncs < 200, (sync.fsyncs, sync.syncs)
+    assert {p.name for p in (tmp_path / "data" / "blobs").glob("*/*")} == set(keys)
+
+
+def test_a_failed_folder_fsync_fails_its_writers(tmp_path: Path) -> None:
+    """A folder whose fsync fails (here: one that vanished) raises in the writers that
+    asked for it, and not in those of another folder of the same group."""
+    sync = FolderSync()
+    good = tmp_path / "good"
+    good.mkdir()
+    errors: dict[str, BaseException | None] = {}
+
+    def ask(name: str, folder: Path) -> None:
+        try:
+            sync.sync(folder)
+            errors[name] = None
+        except OSError as exc:
+            errors[name] = exc
+
+    threads = [
+        threading.Thread(
+            target=ask, args=(f"{kind}{i}", good if kind == "good" else tmp_path / "gone")
+        )
+        for i in range(8)
+        for kind in ("good", "gone")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(errors[f"good{i}"] is None for i in range(8)), errors
+    assert all(isinstance(errors[f"gone{i}"], FileNotFoundError) for i in range(8)), errors

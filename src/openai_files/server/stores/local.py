@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -66,6 +67,72 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class FolderSync:
+    """Group commit of folder fsyncs, for writers that have just renamed a file into a
+    folder and must not go on until the rename is durable (`sync`, from a worker thread).
+
+    The first caller to find no group running leads one: it takes every folder asked for so
+    far and fsyncs each once, while the callers that arrive meanwhile wait; when it is done,
+    one of them leads the next group, of all their folders. A caller returns only after an
+    fsync of its folder that began after its call, so no rename is reported durable before
+    it is; concurrent writers share one fsync per folder, and one journal commit of the
+    file system between them, instead of one each.
+    """
+
+    #: How many failed groups are remembered for their waiters.
+    _FAILURES_KEPT = 64
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: set[Path] = set()
+        self._started = 0  # groups begun
+        self._finished = 0  # groups ended
+        self._running = False
+        self._failures: dict[int, dict[Path, OSError]] = {}
+        #: Folder fsyncs done, and the syncs they answered (group commit at work).
+        self.fsyncs = 0
+        self.syncs = 0
+
+    def sync(self, folder: Path) -> None:
+        with self._cond:
+            self._pending.add(folder)
+            self.syncs += 1
+            group = self._started + 1  # the next group to begin takes this folder
+            while self._finished < group:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._run_group()
+            failure = self._failures.get(group, {}).get(folder)
+        if failure is not None:
+            raise failure
+
+    def _run_group(self) -> None:
+        """Lead one group (called holding the lock, which is let go during the fsyncs)."""
+        folders, self._pending = self._pending, set()
+        self._started += 1
+        number = self._started
+        self._running = True
+        failed: dict[Path, OSError] = {}
+        self._cond.release()
+        try:
+            for folder in folders:
+                try:
+                    _fsync_dir(folder)
+                except OSError as exc:
+                    failed[folder] = exc
+        finally:
+            self._cond.acquire()
+            self.fsyncs += len(folders)
+            if failed:
+                self._failures[number] = failed
+                while len(self._failures) > self._FAILURES_KEPT:
+                    del self._failures[min(self._failures)]
+            self._finished = number
+            self._running = False
+            self._cond.notify_all()
 
 
 class LocalBlobWriter:
@@ -109,18 +176,25 @@ class LocalBlobWriter:
             await self._flush()
 
     async def commit(self) -> None:
-        await self._flush()
+        parts, self._buffer, self._buffered = self._buffer, [], 0
 
         def finish() -> None:
+            # What is still buffered is written in the same thread hop (a small upload's
+            # whole body): one hop per commit, not two.
+            if parts:
+                self._flush_sync(parts)
             if self._fh is None:
                 self._fh = open(self._tmp, "xb")  # noqa: SIM115 - an empty object
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
-            self._final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, self._final)
-            _fsync_dir(self._final.parent)
+            try:
+                os.replace(self._tmp, self._final)
+            except FileNotFoundError:  # the shard's folder is made by its first object
+                self._final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._tmp, self._final)
+            self._store.folder_sync.sync(self._final.parent)
 
         def finish_or_release() -> None:
             with self._store.releasing_on_full():
@@ -202,6 +276,8 @@ class LocalBlobStore:
         #: Temp files of compositions in progress (spared by `remove_stale_temp` too).
         self._composing: set[Path] = set()
         self.reserve_path = self.root / RESERVE_NAME
+        #: Writers' folder fsyncs, shared by those that commit at the same time.
+        self.folder_sync = FolderSync()
 
     async def open(self) -> None:
         def setup() -> None:
