@@ -115,7 +115,9 @@ async function openWithKey(key) {
   try {
     usage = await api.usage();
   } catch (err) {
-    sessionStorage.removeItem(KEY_STORAGE);
+    // A key the server refuses is forgotten; one it could not check (the server is down)
+    // stays for the next try.
+    if (err.status === 401 || err.status === 403) sessionStorage.removeItem(KEY_STORAGE);
     showKeyPanel(err.message);
     return;
   }
