@@ -16,10 +16,10 @@ from typing import Any, Generic, TypeVar, cast
 import httpx
 
 from . import _core, _uploads
-from ._config import CHUNK_SIZE, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
+from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
 from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
 from ._models import FileDeleted, FileList, FileObject
-from ._streams import FileData, ProgressCallback
+from ._streams import FileData, ProgressCallback, areceive, receive
 from ._uploads import Upload, UploadList
 
 T = TypeVar("T")
@@ -192,9 +192,15 @@ class Client(_Base[httpx.Client]):
         path: str | os.PathLike[str],
         *,
         progress: ProgressCallback | None = None,
+        durable: bool = False,
     ) -> int:
-        """Stream a file's bytes to `path`, which appears only once complete; returns the size."""
-        return self._run(_core.download(self._config, file_id, path, progress))
+        """Stream a file's bytes to `path`, which appears only once complete; returns the size.
+
+        With `durable=True` the file is fsynced (and its folder) before this returns, so it
+        survives a power loss; by default it is left to the system's write-back, as
+        `curl -o` does: a download can be repeated, and the fsync doubles its time.
+        """
+        return self._run(_core.download(self._config, file_id, path, progress, durable))
 
     def close(self) -> None:
         if self._owns_http:
@@ -241,8 +247,7 @@ class Client(_Base[httpx.Client]):
             sink = effect.sink
             try:
                 sink.open()
-                for chunk in effect.response.iter_bytes(CHUNK_SIZE):
-                    sink.write(chunk)
+                receive(effect.response, sink)
                 sink.commit()
             finally:
                 sink.discard()
@@ -375,9 +380,10 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         path: str | os.PathLike[str],
         *,
         progress: ProgressCallback | None = None,
+        durable: bool = False,
     ) -> int:
         """As `Client.download`; the file is written in a worker thread."""
-        return await self._run(_core.download(self._config, file_id, path, progress))
+        return await self._run(_core.download(self._config, file_id, path, progress, durable))
 
     async def close(self) -> None:
         if self._owns_http:
@@ -431,8 +437,7 @@ class AsyncClient(_Base[httpx.AsyncClient]):
             sink = effect.sink
             try:
                 await run_sync(sink.open)
-                async for chunk in effect.response.aiter_bytes(CHUNK_SIZE):
-                    await run_sync(sink.write, chunk)
+                await areceive(effect.response, sink)
                 await run_sync(sink.commit)
             finally:
                 import anyio

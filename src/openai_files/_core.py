@@ -469,13 +469,15 @@ def download(
     file_id: str,
     path: str | Any,
     progress: ProgressCallback | None = None,
+    durable: bool = False,
 ) -> Op[int]:
-    """Stream a file's content into `path` (atomically); returns the number of bytes."""
+    """Stream a file's content into `path` (atomically, and fsynced with `durable`); returns
+    the number of bytes."""
     spec = content_spec(file_id)
     response, body = yield from send(config, spec, stream=True)
     if body is not None:
         raise status_error(response, body)
-    sink = DownloadSink(path, progress)
+    sink = DownloadSink(path, progress, durable)
     length = response.headers.get("content-length")
     encoded = response.headers.get("content-encoding", "identity") != "identity"
     if length is not None and length.isdigit() and not encoded:

@@ -109,6 +109,11 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("file_id")
     p.add_argument("-o", "--output", help="where to save it (default: its name, here)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="fsync the file (and its folder) before returning, so it survives a power loss",
+    )
     p.set_defaults(handler=cmd_download)
 
     p = sub.add_parser("delete", parents=[common], help="delete a file", **shown)
@@ -354,7 +359,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             target = Path(name if name not in ("", ".", "..") else args.file_id)
             _check_target(target, args.force)
         with progress_bar(f"download {target.name}", not args.no_progress) as progress:
-            size = client.download(args.file_id, target, progress=progress)
+            size = client.download(args.file_id, target, progress=progress, durable=args.durable)
     if args.json:
         _print_json({"id": args.file_id, "path": os.fspath(target), "bytes": size})
     else:
