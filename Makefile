@@ -63,6 +63,9 @@ $(BENCH_STAMP): $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } || \
 		{ echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+	@command -v curl >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; } || \
+		{ echo "curl is needed: apt-get install curl" >&2; exit 1; }
 	touch $(BENCH_STAMP)
 
 ## bench: speed and memory against references (QUICK=1: a small smoke run)

@@ -55,6 +55,13 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
         return [ours_text, f"{row['reference_name']}: {ref_text}", ratio]
     if number == "9":
         return _row9_cells(row)
+    if number == "2" and "reference_curl" in row:
+        return [
+            f"{_fig(ours)}; with durable=True {_fig(row['ours_durable'])}",
+            f"{row['reference_name']}: {_fig(ref)}; curl -o of the same URL: "
+            f"{_fig(row['reference_curl'])}",
+            f"{row['ratio']:.2f} of the socket, {row['ratio_curl']:.2f} of curl (throughput)",
+        ]
     ours_text = _fig(ours)
     if number == "4":
         ours_text += f", client peak +{row['sdk_client_peak_mib']:.0f} MiB"

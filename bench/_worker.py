@@ -1,11 +1,12 @@
 """Client-side work of the benchmarks, each in a process of its own; prints one JSON line.
 
 python -m bench._worker upload BASE_URL KEY PATH
-python -m bench._worker download BASE_URL KEY FILE_ID OUT
+python -m bench._worker download BASE_URL KEY FILE_ID OUT [durable]
 python -m bench._worker sdk-upload BASE_URL KEY PATH
 python -m bench._worker latency BASE_URL KEY COUNT PATH [PATH ...]
 python -m bench._worker socket-recv SIZE
 python -m bench._worker socket-send PORT SIZE
+python -m bench._worker socket-file SIZE OUT
 python -m bench._worker s3-put URL PATH KEY | s3-get URL KEY OUT | s3-copy URL SRC DST
 python -m bench._worker upload-parts BASE_URL KEY PATH PART_BYTES PARALLEL
 python -m bench._worker upload-complete BASE_URL KEY UPLOAD_ID PART_IDS MD5|-
@@ -53,12 +54,14 @@ def cmd_upload(base_url: str, key: str, path: str) -> dict[str, Any]:
     return out
 
 
-def cmd_download(base_url: str, key: str, file_id: str, dest: str) -> dict[str, Any]:
+def cmd_download(
+    base_url: str, key: str, file_id: str, dest: str, durable: str = ""
+) -> dict[str, Any]:
     from openai_files import Client
 
     with Client(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
         client.retrieve(file_id)
-        out = measure(lambda: client.download(file_id, dest))
+        out = measure(lambda: client.download(file_id, dest, durable=durable == "durable"))
     os.unlink(dest)
     return out
 
@@ -115,6 +118,41 @@ def cmd_socket_recv(size: str) -> dict[str, Any]:
         out = measure(receive)
         conn.close()
         sender.wait(60)
+    return out
+
+
+def cmd_socket_file(size: str, dest: str) -> dict[str, Any]:
+    """The reference of row 2: SIZE bytes over a loopback TCP socket into a file (page
+    cache, no fsync), Python to Python: `recv_into` a 1 MiB buffer, `os.write` from it."""
+    total = int(size)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "bench._worker", "socket-send", str(port), size]
+        )
+        conn, _ = listener.accept()
+        view = memoryview(bytearray(MiB))
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+        def receive() -> int:
+            got = 0
+            while got < total:
+                n = conn.recv_into(view)
+                if not n:
+                    break
+                os.write(fd, view[:n])
+                got += n
+            return got
+
+        try:
+            out = measure(receive)
+        finally:
+            os.close(fd)
+            conn.close()
+            sender.wait(60)
+    os.unlink(dest)
     return out
 
 
@@ -237,6 +275,7 @@ COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
     "latency": cmd_latency,
     "socket-recv": cmd_socket_recv,
     "socket-send": cmd_socket_send,
+    "socket-file": cmd_socket_file,
     "s3-put": cmd_s3_put,
     "s3-get": cmd_s3_get,
     "s3-copy": cmd_s3_copy,
