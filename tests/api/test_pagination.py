@@ -109,3 +109,41 @@ def test_default_limit_is_10000(server: AppServer, new_key: Callable[..., str]) 
             "Invalid 'limit': expected an integer between 1 and 10000, got '10001'.",
             param="limit",
         )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"order": "asc"},
+        {"limit": "23"},
+        {"limit": "21", "order": "asc"},
+        {"purpose": "fine-tune"},
+        {"purpose": "batch", "order": "asc", "limit": "7"},
+        {"limit": "10000"},
+    ],
+)
+def test_a_long_listing_streamed_in_batches_is_the_same_json(
+    many: tuple[str, list[dict[str, Any]]],
+    server: AppServer,
+    monkeypatch: pytest.MonkeyPatch,
+    query: dict[str, str],
+) -> None:
+    """A listing longer than a batch is written as it is read, batch by batch (memory:
+    one batch, not the page); its bytes are those of the listing rendered whole."""
+    from openai_files.server.routes import files as routes
+
+    key, files = many
+    with server.http(key) as http:
+        monkeypatch.setattr(routes, "LIST_BATCH", 100_000)  # rendered whole
+        whole = http.get("/files", params=query)
+        third = _sorted(files, query.get("order", "desc"))[len(files) // 3]
+        after = http.get("/files", params={**query, "after": third})
+        monkeypatch.setattr(routes, "LIST_BATCH", 4)
+        streamed = http.get("/files", params=query)
+        streamed_after = http.get("/files", params={**query, "after": third})
+    assert whole.status_code == streamed.status_code == 200
+    assert "content-length" in whole.headers and "content-length" not in streamed.headers
+    assert streamed.content == whole.content
+    assert streamed_after.content == after.content
+    assert_schema("ListFilesResponse", streamed.json())

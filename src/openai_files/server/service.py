@@ -229,18 +229,33 @@ class FilesService:
         return record
 
     async def list_files(
-        self, owner: Owner, *, purpose: str | None, limit: int, order: Order, after: str | None
+        self,
+        owner: Owner,
+        *,
+        purpose: str | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+        position: tuple[int, str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
         """A page of the owner's live files in creation order, and whether more follow.
 
         Only the owner's files are seen. A cursor `after` that names none of them (another
-        tenant's file, an expired or deleted one) is refused as a missing file.
+        tenant's file, an expired or deleted one) is refused as a missing file; a
+        `position` (`created_at`, id) of the owner's last row seen goes on after it
+        whether or not that row still exists.
         """
         if after is not None and not is_file_id(after):
             raise no_such_file(after, param="after")
         try:
             return await self.meta.list_files(
-                owner, purpose=purpose, limit=limit, order=order, after=after, now=int(time.time())
+                owner,
+                purpose=purpose,
+                limit=limit,
+                order=order,
+                after=after,
+                now=int(time.time()),
+                position=position,
             )
         except CursorNotFound:
             raise no_such_file(str(after), param="after") from None

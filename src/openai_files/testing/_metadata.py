@@ -190,6 +190,33 @@ class MetadataStoreConformance:
                 after = rows[-1].id
             assert seen == expected
 
+    async def test_paging_from_a_position_whose_row_was_deleted(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        records = [_file(owner, created_at=now - i) for i in range(5)]
+        for r in records:
+            await meta.insert_file(r, None, QUOTA)
+        # Newest first: records[0] is the newest. The listing stopped after records[1],
+        # which is deleted before it goes on from there.
+        assert await meta.delete_file(owner, records[1].id, now) is not None
+        with pytest.raises(CursorNotFound):
+            await meta.list_files(
+                owner, purpose=None, limit=10, order="desc", after=records[1].id, now=now
+            )
+        at = (records[1].created_at, records[1].id)
+        rows, more = await meta.list_files(
+            owner, purpose=None, limit=2, order="desc", after=None, now=now, position=at
+        )
+        assert (rows, more) == (records[2:4], True)
+        rows, more = await meta.list_files(
+            owner, purpose=None, limit=10, order="asc", after=None, now=now, position=at
+        )
+        assert (rows, more) == ([records[0]], False)
+        # Another owner's position lists only this owner's files.
+        rows, _ = await meta.list_files(
+            _owner(), purpose=None, limit=10, order="desc", after=None, now=now, position=at
+        )
+        assert rows == []
+
     async def test_purpose_filter_and_cursor(self, meta: MetadataStore) -> None:
         owner, now = _owner(), int(time.time())
         batch = _file(owner, created_at=now, purpose="batch")

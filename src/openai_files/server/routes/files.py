@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from urllib.parse import quote
@@ -54,13 +55,56 @@ async def create_file(request: Request) -> Response:
     return JSONResponse(file_object(record))
 
 
+#: A listing of more files than this is sent in batches of this many as they are read, so
+#: that a page of 10,000 (the default `limit`) holds one batch in memory, not the page.
+LIST_BATCH = 1000
+
+
 async def list_files(request: Request) -> Response:
     owner = await _owner(request)
     query = parse_list_query(dict(request.query_params))
-    records, has_more = await _service(request).list_files(
-        owner, purpose=query.purpose, limit=query.limit, order=query.order, after=query.after
+    service = _service(request)
+    # The first batch is read before the answer starts: a bad cursor is still a 404.
+    records, more = await service.list_files(
+        owner,
+        purpose=query.purpose,
+        limit=min(query.limit, LIST_BATCH),
+        order=query.order,
+        after=query.after,
     )
-    return JSONResponse(file_list(records, has_more))
+    if query.limit <= LIST_BATCH or not more:
+        return JSONResponse(file_list(records, more))
+
+    async def body() -> AsyncIterator[bytes]:
+        # The same JSON as `file_list` renders, written batch by batch.
+        batch, has_more, sent = records, bool(more), 0
+        last = batch[-1]
+        yield b'{"object":"list","data":['
+        while batch:
+            yield (b"," if sent else b"") + _json([file_object(r) for r in batch])[1:-1]
+            sent += len(batch)
+            last = batch[-1]
+            if not has_more or sent >= query.limit:
+                break
+            batch, has_more = await service.list_files(
+                owner,
+                purpose=query.purpose,
+                limit=min(query.limit - sent, LIST_BATCH),
+                order=query.order,
+                after=None,
+                position=(last.created_at, last.id),
+            )
+        ends = {"first_id": records[0].id, "last_id": last.id, "has_more": has_more}
+        yield b"]," + _json(ends)[1:]
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+def _json(value: object) -> bytes:
+    """JSON as Starlette's JSONResponse writes it."""
+    return json.dumps(
+        value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
 
 
 async def retrieve_file(request: Request) -> Response:

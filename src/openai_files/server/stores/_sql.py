@@ -428,14 +428,23 @@ def _get_file(owner: Owner, file_id: str, now: int) -> Plan[FileRecord | None]:
 
 
 def _list_files(
-    owner: Owner, purpose: str | None, limit: int, order: Order, after: str | None, now: int
+    owner: Owner,
+    purpose: str | None,
+    limit: int,
+    order: Order,
+    after: str | None,
+    now: int,
+    position: tuple[int, str] | None,
 ) -> Plan[tuple[list[FileRecord], bool]]:
     where = ["org_id = ?", "project_id = ?", _LIVE]
     args: list[Any] = [owner.org_id, owner.project_id, now]
     if purpose is not None:
         where.append("purpose = ?")
         args.append(purpose)
-    if after is not None:
+    if position is not None:
+        where.append(f"(created_at, id) {'>' if order == 'asc' else '<'} (?, ?)")
+        args.extend(position)
+    elif after is not None:
         # The cursor row may have expired since the last page: find it anyway.
         cursor = yield Stmt(
             "SELECT created_at, id FROM files WHERE id = ? AND org_id = ? AND project_id = ?",
@@ -857,8 +866,9 @@ class SQLMetadataStore(abc.ABC):
         order: Order,
         after: str | None,
         now: int,
+        position: tuple[int, str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
-        return await self._read(_list_files(owner, purpose, limit, order, after, now))
+        return await self._read(_list_files(owner, purpose, limit, order, after, now, position))
 
     async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         return await self._write(_delete_file(self.DIALECT, owner, file_id, now))

@@ -287,10 +287,13 @@ class MetadataStore(Protocol):
         order: Order,
         after: str | None,
         now: int,
+        position: tuple[int, str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
         """One page of the owner's live files (of `purpose`, when given), at most `limit`,
         in `(created_at, id)` order strictly after the row `after`, and `has_more`: whether
-        more rows follow.
+        more rows follow. `position`, when given instead of `after`, is the `(created_at,
+        id)` to go on after, whether or not that row still exists (a listing streamed in
+        batches goes on from its last row even when it was deleted meanwhile).
 
         `after` may name a file that has expired since the last page (paging goes on from
         it). Raises CursorNotFound when `after` names no row of the owner (deleted, or
