@@ -14,7 +14,7 @@ import time
 
 from .._config import mask_key
 from .errors import CREATE_KEY_HINT, NO_API_KEY_MESSAGE, Unauthorized
-from .stores import KeyRecord, MetadataStore, Owner
+from .stores import KeyRecord, MetadataStore
 
 KEY_PREFIX = "sk-"
 KEY_ID_PREFIX = "key_"
@@ -88,22 +88,6 @@ class KeyCache:
         self._entries[record.key_hash] = (time.monotonic() + self.ttl, record)
 
 
-async def authenticate(
-    store: MetadataStore,
-    authorization: str | None,
-    organization: str | None = None,
-    project: str | None = None,
-    cache: KeyCache | None = None,
-) -> Owner:
-    """The owner of the request's key; Unauthorized in OpenAI's words otherwise.
-
-    `organization` and `project` are the optional `OpenAI-Organization` / `OpenAI-Project`
-    headers: when given they must match the key, as OpenAI requires.
-    """
-    record = await authenticate_key(store, authorization, organization, project, cache)
-    return Owner(record.org_id, record.project_id)
-
-
 async def authenticate_key(
     store: MetadataStore,
     authorization: str | None,
@@ -111,7 +95,11 @@ async def authenticate_key(
     project: str | None = None,
     cache: KeyCache | None = None,
 ) -> KeyRecord:
-    """The request's active key, checked as `authenticate` checks it."""
+    """The request's active key; Unauthorized in OpenAI's words otherwise.
+
+    `organization` and `project` are the optional `OpenAI-Organization` / `OpenAI-Project`
+    headers: when given they must match the key, as OpenAI requires.
+    """
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized(NO_API_KEY_MESSAGE)

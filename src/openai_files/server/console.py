@@ -31,13 +31,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import authenticate_key
 from .errors import APIError, NotFound
 from .ids import is_file_id
 from .purposes import UPLOADABLE_PURPOSES
-from .routes.files import content_response, etag_matches
+from .routes.files import _service, content_response, etag_matches, request_key
 from .routes.uploads import _json_body, _params
-from .service import FilesService
 from .settings import Settings
 from .stores import KeyRecord, MetadataStore, Owner
 
@@ -205,23 +203,8 @@ async def config(request: Request) -> Response:
 # -- the console API --
 
 
-def _service(request: Request) -> FilesService:
-    service: FilesService = request.app.state.service
-    return service
-
-
-async def _key(request: Request) -> KeyRecord:
-    """The request's key, checked as on /v1 (Bearer key, optional OpenAI-Organization and
-    OpenAI-Project headers that must match it)."""
-    record = await authenticate_key(
-        _service(request).meta,
-        request.headers.get("authorization"),
-        request.headers.get("openai-organization"),
-        request.headers.get("openai-project"),
-        request.app.state.key_cache,
-    )
-    request.scope.setdefault("state", {})["org_id"] = record.org_id
-    return record
+#: The request's key, checked as on /v1.
+_key = request_key
 
 
 def _owner_of(key: KeyRecord) -> Owner:

@@ -13,11 +13,11 @@ from starlette.routing import Route
 
 from .._forms import clean_content_type, read_upload_form
 from .._multipart import boundary_of, iter_parts
-from ..auth import authenticate
+from ..auth import authenticate_key
 from ..errors import RangeNotSatisfiable, no_such_file
 from ..objects import deleted_object, file_list, file_object, parse_list_query
 from ..service import FilesService
-from ..stores import FileRecord, Owner
+from ..stores import FileRecord, KeyRecord, Owner
 from ..stores.base import Chunk
 
 
@@ -26,8 +26,10 @@ def _service(request: Request) -> FilesService:
     return service
 
 
-async def _owner(request: Request) -> Owner:
-    owner = await authenticate(
+async def request_key(request: Request) -> KeyRecord:
+    """The request's active key (Bearer key, optional OpenAI-Organization and
+    OpenAI-Project headers that must match it); Unauthorized in OpenAI's words otherwise."""
+    key = await authenticate_key(
         _service(request).meta,
         request.headers.get("authorization"),
         request.headers.get("openai-organization"),
@@ -35,8 +37,13 @@ async def _owner(request: Request) -> Owner:
         request.app.state.key_cache,
     )
     # Read by the request-context middleware for the `openai-organization` header.
-    request.scope.setdefault("state", {})["org_id"] = owner.org_id
-    return owner
+    request.scope.setdefault("state", {})["org_id"] = key.org_id
+    return key
+
+
+async def _owner(request: Request) -> Owner:
+    key = await request_key(request)
+    return Owner(key.org_id, key.project_id)
 
 
 async def create_file(request: Request) -> Response:
