@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,6 @@ from ._harness import (
     MiB,
     make_file,
     peak_growth,
-    percentile,
     run_worker,
 )
 from ._report import write_report
@@ -245,97 +243,11 @@ class Bench:
             "met": None,
         }
 
-    # -- row 5: listing latency against the number of files --
-    def populate(self, data_dir: Path, org: str, project: str, count: int) -> list[str]:
-        """Insert `count` file rows directly (the bytes play no part in listing latency)."""
-        now = int(time.time())
-        rows = []
-        for i in range(count):
-            file_id = f"file-bench{i:016d}"
-            created = now - count // 200 + i // 200  # 200 files share each second
-            rows.append(
-                (
-                    file_id,
-                    org,
-                    project,
-                    10,
-                    created,
-                    None,
-                    f"{i}.jsonl",
-                    "batch" if i % 3 else "vision",
-                    "application/octet-stream",
-                    file_id,
-                )
-            )
-        with sqlite3.connect(data_dir / "files.sqlite3") as db:
-            db.executemany(
-                "INSERT INTO files (id, org_id, project_id, bytes, created_at, expires_at, "
-                "filename, purpose, mime_type, blob_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-            db.execute(
-                "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, ?) ON CONFLICT (org_id) "
-                "DO UPDATE SET used_bytes = used_bytes + excluded.used_bytes",
-                (org, 10 * count),
-            )
-        return [r[0] for r in rows]
-
+    # -- row 5: listing latency against the number of files, both deployments --
     def listing_latency(self) -> None:
-        self.log("row 5: listing latency against the number of files")
-        counts = [1000, 5000] if self.quick else [1000, 10_000, 100_000]
-        rounds, samples = (2, 25) if self.quick else (6, 60)
-        servers: dict[int, tuple[BenchServer, str, dict[str, str]]] = {}
-        try:
-            for count in counts:
-                data = self.work / f"lat-{count}" / "data"
-                done = subprocess.run(
-                    [sys.executable, "-m", "openai_files", "keys", "create", "--org",
-                     "org-bench", "--project", "proj_bench", "--json", "--init", "--data-dir",
-                     str(data)],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                key = json.loads(done.stdout)["key"]
-                ids = self.populate(data, "org-bench", "proj_bench", count)
-                # ids ascend with created_at; the default order is newest first.
-                paths = {
-                    "list first page": "/files?limit=100",
-                    "list deep page": f"/files?limit=100&after={ids[count // 2]}",
-                    "list last page": f"/files?limit=100&after={ids[100]}",
-                    "retrieve": f"/files/{ids[count // 3]}",
-                }
-                servers[count] = (BenchServer(data, "--log-level", "warning").start(), key, paths)
-            # Rounds alternate between the sizes, so that the machine's noise falls on all.
-            samples_ms: dict[int, dict[str, list[float]]] = {c: {} for c in counts}
-            for _ in range(rounds):
-                for count, (proc, key, paths) in servers.items():
-                    result = run_worker(
-                        "latency", proc.base_url, key, str(samples), *paths.values()
-                    )["ms"]
-                    for name, path in paths.items():
-                        samples_ms[count].setdefault(name, []).extend(result[path])
-        finally:
-            for proc, _, _ in servers.values():
-                proc.stop()
-        table: dict[str, dict[str, float]] = {}
-        for count in counts:
-            table[str(count)] = {n: percentile(v, 50) for n, v in samples_ms[count].items()}
-            table[str(count)].update(
-                {f"{n} p95": percentile(v, 95) for n, v in samples_ms[count].items()}
-            )
-        small, large = table[str(counts[0])], table[str(counts[-1])]
-        names = ["list first page", "list deep page", "list last page", "retrieve"]
-        worst_ratio = max(large[n] / small[n] for n in names)
-        worst_p50 = max(large[n] for n in names)
-        self.rows["5"] = {
-            "what": "p50 latency (ms) of GET /v1/files?limit=100 and GET /v1/files/{id}",
-            "ours": table,
-            "reference_name": f"the same request at {counts[0]} files",
-            "ratio": worst_ratio,
-            "ratio_name": f"p50 at {counts[-1]} / p50 at {counts[0]} (worst request)",
-            "worst_p50_ms": worst_p50,
-            "target": "<= 1.5, and p50 <= 5 ms",
-            "met": worst_ratio <= 1.5 and worst_p50 <= 5,
-        }
+        from .scale import listing_latency
+
+        listing_latency(self)
 
     # -- rows 6 and 7: concurrency with wrk --
     def wrk(self, url: str, key: str, seconds: int, script: Path | None = None) -> dict[str, float]:

@@ -33,18 +33,9 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
         )
         return [ours_text, "(absolute)", "—"]
     if number == "5":
-        table = ours
-        counts = list(table)
-        parts = []
-        for name in ("list first page", "list deep page", "list last page", "retrieve"):
-            values = ", ".join(f"{table[c][name]:.2f}" for c in counts)
-            parts.append(f"{name}: {values}")
-        ours_text = f"p50 ms at {' / '.join(counts)} files — " + "; ".join(parts)
-        return [
-            ours_text,
-            row["reference_name"],
-            f"{row['ratio']:.2f} (worst p50 {row['worst_p50_ms']:.2f} ms)",
-        ]
+        from .scale import row5_cells
+
+        return row5_cells(row)
     if number == "8":
         ours_text = f"upload {_fig(ours['upload'])}; download {_fig(ours['download'])}"
         ref_text = f"put {_fig(ref['put'])}; get {_fig(ref['get'])}"
