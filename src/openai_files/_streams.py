@@ -445,17 +445,25 @@ def receive(response: httpx.Response, sink: DownloadSink) -> None:
     buffer = memoryview(bytearray(RECEIVE_BUFFER))
     left = sink.expected - sink.received
     sock.settimeout(timeout)
-    while left > 0:
-        try:
-            n = sock.recv_into(buffer, min(left, RECEIVE_BUFFER))
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out", request=response.request) from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc), request=response.request) from exc
-        if not n:
-            break  # the server closed early: the sink's commit reports the shortfall
-        sink.write(buffer[:n])
-        left -= n
+    ended = False
+    while left > 0 and not ended:
+        # Reads fill the buffer before it is written: one write a megabyte, however little
+        # each read brings (over TLS, one record of 16 KiB at most).
+        want, filled = min(left, RECEIVE_BUFFER), 0
+        while filled < want:
+            try:
+                n = sock.recv_into(buffer[filled:], want - filled)
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(str(exc) or "timed out", request=response.request) from exc
+            except OSError as exc:
+                raise httpx.ReadError(str(exc), request=response.request) from exc
+            if not n:
+                ended = True  # closed early: the sink's commit reports the shortfall
+                break
+            filled += n
+        if filled:
+            sink.write(buffer[:filled])
+            left -= filled
 
 
 async def areceive(response: httpx.Response, sink: DownloadSink) -> None:
