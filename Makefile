@@ -68,9 +68,22 @@ $(BENCH_STAMP): $(STAMP)
 		{ echo "curl is needed: apt-get install curl" >&2; exit 1; }
 	touch $(BENCH_STAMP)
 
-## bench: speed and memory against references (QUICK=1: a small smoke run)
-bench: $(BENCH_STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+# The peer of PEERS=1: llama-stack's Files API, in a venv of its own (it needs Python 3.12:
+# python3.12 on PATH, pyenv's, or PEER_PYTHON=/path/to/python3.12), its dependencies pinned.
+PEER_VENV   := $(VENV)/peer-llama-stack
+PEER_STAMP  := $(PEER_VENV)/.installed
+PEER_PYTHON ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+	"$$p" -c '' 2>/dev/null && { command -v "$$p" || echo "$$p"; } && break; done)
+$(PEER_STAMP): bench/peers/llama-stack-constraints.txt
+	@test -n "$(PEER_PYTHON)" || { echo "PEERS=1 needs Python 3.12 for llama-stack: install it, or give PEER_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(PEER_PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -c bench/peers/llama-stack-constraints.txt 'llama-stack==0.7.3'
+	touch $(PEER_STAMP)
+
+## bench: speed and memory against references (QUICK=1: a small smoke run; PEERS=1: llama-stack beside rows 1-4)
+bench: $(BENCH_STAMP) $(if $(PEERS),$(PEER_STAMP))
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(PEERS),--peers) $(BENCH_ARGS)
 
 ## soak: minutes of mixed load on both deployments, every byte verified (not in CI)
 soak: $(STAMP)

@@ -639,8 +639,15 @@ def main() -> int:
         help="put this run's rows into the last full run's results and docs/benchmarks.md "
         "(each merged row keeps its own commit, date and load)",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="rows 1-4 against llama-stack's Files API too, a peer column (make bench PEERS=1)",
+    )
     args = parser.parse_args()
     groups = set(args.rows.split(","))
+    if args.peers and "1" not in groups:
+        parser.error("--peers measures rows 1-4: give --rows with 1")
     full = groups >= {"1", "5", "6", "8", "9"} and not args.quick
     if args.merge and (args.quick or full):
         parser.error("--merge takes a partial run: give --rows without --quick")
@@ -653,6 +660,10 @@ def main() -> int:
         started = time.perf_counter()
         if "1" in groups:
             bench.embedded_transfers()
+        if args.peers:
+            from .peers import peer_transfers
+
+            peer_transfers(bench)
         if "5" in groups:
             bench.listing_latency()
         if "6" in groups:
@@ -664,6 +675,8 @@ def main() -> int:
         command = "make bench" + (" QUICK=1" if args.quick else "")
         if not full and not args.quick:
             command = f"python -m bench --rows {args.rows}"
+        if args.peers:
+            command += " --peers" if command.startswith("python") else " PEERS=1"
         result = {
             "machine": machine(),
             "quick": args.quick,
@@ -676,6 +689,10 @@ def main() -> int:
         }
     stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     (out_dir / "latest.json").write_text(json.dumps(result, indent=2))
+    if args.peers and not args.quick:
+        from .peers import save
+
+        bench.log(f"peer run kept in {save(result, stamp)}")
     if full:
         (out_dir / f"{stamp}-{result['machine']['commit']}.json").write_text(
             json.dumps(result, indent=2)

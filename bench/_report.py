@@ -163,17 +163,20 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
             f"- Load average (1 min) {result['load']['before'][0]:.2f} before the run, "
             f"{result['load']['after'][0]:.2f} after (the machine may be shared)."
         )
+    from .peers import peer_cell, peer_column
+
+    peer = peer_column(result["rows"])  # a column only when the run measured a peer
     lines += [
         "",
-        "| # | what | ours | reference | ratio | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "| # | what | ours | reference | ratio | target | met |" + (f" {peer} |" if peer else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if peer else ""),
     ]
     for number in sorted(result["rows"], key=int):
         row = result["rows"][number]
         ours, ref, ratio = _row_cells(number, row)
         lines.append(
             f"| {number} | {row['what']} | {ours} | {ref} | {ratio} | {row['target']} | "
-            f"{_met(row['met'])} |"
+            f"{_met(row['met'])} |" + (f" {peer_cell(number, row)} |" if peer else "")
         )
     apart = [_measured_apart(n, r) for n, r in sorted(result["rows"].items()) if "measured" in r]
     if apart:

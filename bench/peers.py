@@ -1,0 +1,281 @@
+"""`make bench PEERS=1`: rows 1 to 4 against a peer, llama-stack's Files API, side by side.
+
+The peer runs from a venv of its own (`make bench PEERS=1` makes it: llama-stack 0.7.3 on
+Python 3.12, its dependencies pinned in bench/peers/llama-stack-constraints.txt), serving its
+Files API alone (local files and SQLite, no model; bench/peers/llama-stack.yaml) on
+127.0.0.1, with its 100 MiB upload limit raised by bench/peers/llama_stack_serve.py. The
+client is the official openai SDK, the one its users would use; each run also measures, beside
+the peer, the references of rows 1 and 2 again, and `curl -o` of the peer's content URL.
+
+python -m bench.peers sdk-upload BASE_URL PATH        # worker: one upload, one JSON line
+python -m bench.peers sdk-download BASE_URL FILE_ID OUT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._harness import ROOT, Figure, MiB, make_file, peak_growth, run_worker
+
+if TYPE_CHECKING:
+    from .__main__ import Bench
+
+NAME = "llama-stack 0.7.3"
+HERE = Path(__file__).with_name("peers")
+VENV = ROOT / ".venv" / "peer-llama-stack"
+# Above any file the bench sends (512 MiB): the limit is raised, not removed.
+MAX_UPLOAD = 4096 * MiB
+
+
+class PeerServer:
+    """llama-stack's server on a free loopback port, its data in a fresh folder."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 180.0) -> PeerServer:
+        python = VENV / "bin" / "python"
+        if not python.exists():
+            raise RuntimeError(
+                f"the peer is not installed ({python} is missing): run make bench PEERS=1"
+            )
+        import httpx
+
+        self.data.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = (self.data / "server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [str(python), str(HERE / "llama_stack_serve.py"), str(HERE / "llama-stack.yaml"),
+             str(port), str(MAX_UPLOAD)],
+            cwd=self.data,
+            env={**os.environ, "PEER_DATA": str(self.data)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = (self.data / "server.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{NAME} exited at start ({self.proc.returncode}):\n{tail}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{NAME} did not answer /v1/health within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def _peer_worker(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.peers", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"peer worker {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peer_transfers(bench: Bench) -> None:
+    """Rows 1 to 4 against the peer: each row of `bench.rows` gets a "peer" entry."""
+    bench.log(f"rows 1-4 on the peer, {NAME} (official openai SDK)")
+    big = make_file(bench.work / "big.bin", bench.big)
+    figs = {
+        k: Figure(k, "KiB" if k.endswith("kib") else "s")
+        for k in (
+            "upload_s",
+            "download_s",
+            "curl_s",
+            "dd_s",
+            "socket_s",
+            "upload_server_kib",
+            "upload_client_kib",
+            "download_server_kib",
+            "download_client_kib",
+        )
+    }
+    server = PeerServer(bench.work / f"peer-{time.monotonic_ns()}").start()
+    try:
+        for _ in range(bench.runs):
+            # The references again, beside the peer, so its ratios share its moment's load.
+            figs["dd_s"].values.append(bench.dd(big))
+            figs["socket_s"].values.append(
+                run_worker("socket-file", str(bench.big), str(bench.work / "sock.bin"))["seconds"]
+            )
+            with peak_growth(server.pid) as up_mem:
+                up = _peer_worker("sdk-upload", server.base_url, str(big))
+            with peak_growth(server.pid) as down_mem:
+                down = _peer_worker(
+                    "sdk-download", server.base_url, up["result"], str(bench.work / "peer.bin")
+                )
+            figs["curl_s"].values.append(bench.curl(server, "none", up["result"]))  # type: ignore[arg-type]
+            figs["upload_s"].values.append(up["seconds"])
+            figs["download_s"].values.append(down["seconds"])
+            figs["upload_server_kib"].values.append(up_mem["growth_kib"])
+            figs["download_server_kib"].values.append(down_mem["growth_kib"])
+            figs["upload_client_kib"].values.append(up["rss_growth_kib"])
+            figs["download_client_kib"].values.append(down["rss_growth_kib"])
+            _peer_worker("delete", server.base_url, up["result"])
+    finally:
+        server.stop()
+    med = {k: f.median for k, f in figs.items()}
+    summary = {k: f.summary() for k, f in figs.items()}
+    rows = bench.rows
+    rows["1"]["peer"] = {
+        "name": NAME,
+        "ours": summary["upload_s"],
+        "reference": summary["dd_s"],
+        "ratio": med["upload_s"] / med["dd_s"],
+        "vs_ours": med["upload_s"] / rows["1"]["ours"]["median"],
+    }
+    rows["2"]["peer"] = {
+        "name": NAME,
+        "ours": summary["download_s"],
+        "curl": summary["curl_s"],
+        "reference": summary["socket_s"],
+        "ratio": med["socket_s"] / med["download_s"],
+        "ratio_curl": med["socket_s"] / med["curl_s"],
+        "vs_ours": med["download_s"] / rows["2"]["ours"]["median"],
+        "curl_vs_ours": med["curl_s"] / rows["2"]["reference_curl"]["median"],
+    }
+    rows["3"]["peer"] = {
+        "name": NAME,
+        "ours": {k: summary[k] for k in summary if k.endswith("kib")},
+        "peaks_mib": {k: max(figs[k].values) / 1024 for k in summary if k.endswith("kib")},
+    }
+    rows["4"]["peer"] = {
+        "name": NAME,
+        "ours": summary["upload_s"],
+        "ratio": med["upload_s"] / rows["4"]["ours"]["median"],
+        "sdk_client_peak_mib": max(figs["upload_client_kib"].values) / 1024,
+    }
+
+
+def peer_column(rows: dict[str, Any]) -> str | None:
+    """The table's peer column header, when the run measured a peer."""
+    names = {r["peer"]["name"] for r in rows.values() if "peer" in r}
+    return f"peer: {', '.join(sorted(names))}" if names else None
+
+
+def peer_cell(number: str, row: dict[str, Any]) -> str:
+    """Row `number`'s peer cell: its figure, and how it compares."""
+    from ._report import _fig
+
+    peer = row.get("peer")
+    if peer is None:
+        return "—"
+    if number == "1":
+        return (
+            f"SDK upload {_fig(peer['ours'])}: {peer['ratio']:.2f} of dd conv=fsync beside it "
+            f"({_fig(peer['reference'])}), {peer['vs_ours']:.2f} times our time"
+        )
+    if number == "2":
+        return (
+            f"SDK download {_fig(peer['ours'])}, curl -o {_fig(peer['curl'])}: "
+            f"{peer['ratio']:.2f} of the socket beside it ({_fig(peer['reference'])}, "
+            "throughput); "
+            f"{peer['vs_ours']:.2f} times our client's time, curl {peer['curl_vs_ours']:.2f} times "
+            "curl's time on ours"
+        )
+    if number == "3":
+        p = peer["peaks_mib"]
+        return (
+            f"server: upload {p['upload_server_kib']:.1f}, download "
+            f"{p['download_server_kib']:.1f}; SDK client: upload {p['upload_client_kib']:.1f}, "
+            f"download {p['download_client_kib']:.1f}"
+        )
+    if number == "4":
+        return (
+            f"{_fig(peer['ours'])}, client peak +{peer['sdk_client_peak_mib']:.0f} MiB: "
+            f"{peer['ratio']:.2f} times the SDK's time on ours"
+        )
+    return "—"
+
+
+def save(result: dict[str, Any], stamp: str) -> Path:
+    """Keep a run with a peer beside the full runs (bench/results/STAMP-COMMIT-peers.json)."""
+    path = ROOT / "bench" / "results" / f"{stamp}-{result['machine']['commit']}-peers.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+# -- workers, each in a process of its own (our venv, the official SDK) --
+def cmd_sdk_upload(base_url: str, path: str) -> dict[str, Any]:
+    import openai
+
+    from ._worker import measure
+
+    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+        client.files.list(limit=1)  # warm: connection and imports
+        return measure(lambda: client.files.create(file=Path(path), purpose="assistants").id)
+
+
+def cmd_sdk_download(base_url: str, file_id: str, dest: str) -> dict[str, Any]:
+    """The SDK's streamed download into a file (page cache, no fsync, as curl -o)."""
+    import openai
+
+    from ._worker import measure
+
+    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+        client.files.retrieve(file_id)
+
+        def download() -> int:
+            with client.files.with_streaming_response.content(file_id) as response:
+                response.stream_to_file(dest)
+            return os.path.getsize(dest)
+
+        out = measure(download)
+    os.unlink(dest)
+    return out
+
+
+def cmd_delete(base_url: str, file_id: str) -> dict[str, Any]:
+    import openai
+
+    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+        return {"deleted": client.files.delete(file_id).deleted}
+
+
+COMMANDS = {"sdk-upload": cmd_sdk_upload, "sdk-download": cmd_sdk_download, "delete": cmd_delete}
+
+
+def main() -> None:
+    name, *args = sys.argv[1:]
+    print(json.dumps(COMMANDS[name](*args)))
+
+
+if __name__ == "__main__":
+    main()
