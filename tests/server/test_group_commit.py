@@ -6,6 +6,7 @@ keeps every upload it acknowledged and every file anyone saw listed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -246,3 +247,37 @@ def test_a_failed_folder_fsync_fails_its_writers(tmp_path: Path) -> None:
         t.join()
     assert all(errors[f"good{i}"] is None for i in range(8)), errors
     assert all(isinstance(errors[f"gone{i}"], FileNotFoundError) for i in range(8)), errors
+
+
+@pytest.mark.anyio
+async def test_a_full_database_fails_exactly_the_writes_it_did_not_keep(tmp_path: Path) -> None:
+    """Writes that fill the database in one group: each caller is told the truth, and
+    the database, opened again, holds exactly the rows whose writes were answered."""
+    path = tmp_path / "files.sqlite3"
+    store = SQLiteMetadataStore(path)
+    await store.open()
+    await store.migrate()
+    assert store._writer is not None  # room for a few rows only (SQLITE_FULL past it)
+    pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
+    store._writer.execute(f"PRAGMA max_page_count = {pages + 6}")
+
+    def fat(i: int) -> FileRecord:
+        return dataclasses.replace(record(f"file-{i:03d}", 1), filename=f"{i:03d}" + "x" * 3000)
+
+    results = await asyncio.gather(
+        *(store.insert_file(fat(i), None, QUOTA) for i in range(60)), return_exceptions=True
+    )
+    await store.close()
+    kept = {f"file-{i:03d}" for i, r in enumerate(results) if r is None}
+    refused = [r for r in results if r is not None]
+    assert kept, "no write fitted"
+    assert refused, "every write fitted: the database was not full"
+    assert all("full" in str(r) for r in refused), refused
+
+    again = SQLiteMetadataStore(path)
+    await again.open()
+    try:
+        found = await again.named_blob_keys([f"file-{i:03d}" for i in range(60)])
+        assert found == kept
+    finally:
+        await again.close()
