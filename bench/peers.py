@@ -5,10 +5,12 @@ Python 3.12, its dependencies pinned in bench/peers/llama-stack-constraints.txt)
 Files API alone (local files and SQLite, no model; bench/peers/llama-stack.yaml) on
 127.0.0.1, with its 100 MiB upload limit raised by bench/peers/llama_stack_serve.py. The
 client is the official openai SDK, the one its users would use; each run also measures, beside
-the peer, the references of rows 1 and 2 again, and `curl -o` of the peer's content URL.
+the peer, the references of rows 1 and 2 again and the same SDK against our server, and
+`curl -o` from both.
 
-python -m bench.peers sdk-upload BASE_URL PATH        # worker: one upload, one JSON line
-python -m bench.peers sdk-download BASE_URL FILE_ID OUT
+python -m bench.peers sdk-upload BASE_URL KEY PATH PURPOSE   # worker: one JSON line
+python -m bench.peers sdk-download BASE_URL KEY FILE_ID OUT
+python -m bench.peers delete BASE_URL KEY FILE_ID
 """
 
 from __future__ import annotations
@@ -110,77 +112,106 @@ def _peer_worker(*args: str) -> Any:
 
 
 def peer_transfers(bench: Bench) -> None:
-    """Rows 1 to 4 against the peer: each row of `bench.rows` gets a "peer" entry."""
-    bench.log(f"rows 1-4 on the peer, {NAME} (official openai SDK)")
+    """Rows 1 to 4 against the peer: each row of `bench.rows` gets a "peer" entry.
+
+    Each run measures, one after the other: the references of rows 1 and 2 again, the SDK's
+    upload and download on our server, the same on the peer, and `curl -o` from both; so
+    that the two servers, with the same client, meet the same moment's load."""
+    bench.log(f"rows 1-4 on the peer, {NAME}, and on ours, both through the official SDK")
     big = make_file(bench.work / "big.bin", bench.big)
-    figs = {
-        k: Figure(k, "KiB" if k.endswith("kib") else "s")
+    sides = ("peer", "ours")
+    names = ["dd_s", "socket_s"] + [
+        f"{side}_{k}"
+        for side in sides
         for k in (
             "upload_s",
             "download_s",
             "curl_s",
-            "dd_s",
-            "socket_s",
             "upload_server_kib",
             "upload_client_kib",
             "download_server_kib",
             "download_client_kib",
         )
-    }
-    server = PeerServer(bench.work / f"peer-{time.monotonic_ns()}").start()
+    ]
+    figs = {k: Figure(k, "KiB" if k.endswith("kib") else "s") for k in names}
+    peer = PeerServer(bench.work / f"peer-{time.monotonic_ns()}").start()
     try:
-        for _ in range(bench.runs):
-            # The references again, beside the peer, so its ratios share its moment's load.
-            figs["dd_s"].values.append(bench.dd(big))
-            figs["socket_s"].values.append(
-                run_worker("socket-file", str(bench.big), str(bench.work / "sock.bin"))["seconds"]
-            )
-            with peak_growth(server.pid) as up_mem:
-                up = _peer_worker("sdk-upload", server.base_url, str(big))
-            with peak_growth(server.pid) as down_mem:
-                down = _peer_worker(
-                    "sdk-download", server.base_url, up["result"], str(bench.work / "peer.bin")
+        with bench.server() as ours:
+            # llama-stack takes the purposes assistants and batch only; ours serves no
+            # download of assistants files (as OpenAI), and vision is what rows 1-4 send it.
+            servers = {
+                "peer": (peer, "none", "assistants"),
+                "ours": (ours, ours.first_key or "", "vision"),
+            }
+            for _ in range(bench.runs):
+                figs["dd_s"].values.append(bench.dd(big))
+                figs["socket_s"].values.append(
+                    run_worker("socket-file", str(bench.big), str(bench.work / "sock.bin"))[
+                        "seconds"
+                    ]
                 )
-            figs["curl_s"].values.append(bench.curl(server, "none", up["result"]))  # type: ignore[arg-type]
-            figs["upload_s"].values.append(up["seconds"])
-            figs["download_s"].values.append(down["seconds"])
-            figs["upload_server_kib"].values.append(up_mem["growth_kib"])
-            figs["download_server_kib"].values.append(down_mem["growth_kib"])
-            figs["upload_client_kib"].values.append(up["rss_growth_kib"])
-            figs["download_client_kib"].values.append(down["rss_growth_kib"])
-            _peer_worker("delete", server.base_url, up["result"])
+                for side, (server, key, purpose) in servers.items():
+                    with peak_growth(server.pid) as up_mem:
+                        up = _peer_worker("sdk-upload", server.base_url, key, str(big), purpose)
+                    with peak_growth(server.pid) as down_mem:
+                        down = _peer_worker(
+                            "sdk-download",
+                            server.base_url,
+                            key,
+                            up["result"],
+                            str(bench.work / "sdk.bin"),
+                        )
+                    curl = bench.curl(server, key, up["result"])  # type: ignore[arg-type]
+                    _peer_worker("delete", server.base_url, key, up["result"])
+                    for k, v in (
+                        ("upload_s", up["seconds"]),
+                        ("download_s", down["seconds"]),
+                        ("curl_s", curl),
+                        ("upload_server_kib", up_mem["growth_kib"]),
+                        ("download_server_kib", down_mem["growth_kib"]),
+                        ("upload_client_kib", up["rss_growth_kib"]),
+                        ("download_client_kib", down["rss_growth_kib"]),
+                    ):
+                        figs[f"{side}_{k}"].values.append(v)
     finally:
-        server.stop()
+        peer.stop()
     med = {k: f.median for k, f in figs.items()}
     summary = {k: f.summary() for k, f in figs.items()}
     rows = bench.rows
     rows["1"]["peer"] = {
         "name": NAME,
-        "ours": summary["upload_s"],
+        "ours": summary["peer_upload_s"],
         "reference": summary["dd_s"],
-        "ratio": med["upload_s"] / med["dd_s"],
-        "vs_ours": med["upload_s"] / rows["1"]["ours"]["median"],
+        "sdk_on_ours": summary["ours_upload_s"],
+        "ratio": med["peer_upload_s"] / med["dd_s"],
+        "vs_sdk_on_ours": med["peer_upload_s"] / med["ours_upload_s"],
+        "vs_ours": med["peer_upload_s"] / rows["1"]["ours"]["median"],
     }
     rows["2"]["peer"] = {
         "name": NAME,
-        "ours": summary["download_s"],
-        "curl": summary["curl_s"],
+        "ours": summary["peer_download_s"],
+        "curl": summary["peer_curl_s"],
         "reference": summary["socket_s"],
-        "ratio": med["socket_s"] / med["download_s"],
-        "ratio_curl": med["socket_s"] / med["curl_s"],
-        "vs_ours": med["download_s"] / rows["2"]["ours"]["median"],
-        "curl_vs_ours": med["curl_s"] / rows["2"]["reference_curl"]["median"],
+        "sdk_on_ours": summary["ours_download_s"],
+        "curl_on_ours": summary["ours_curl_s"],
+        "ratio": med["socket_s"] / med["peer_download_s"],
+        "ratio_curl": med["socket_s"] / med["peer_curl_s"],
+        "vs_sdk_on_ours": med["peer_download_s"] / med["ours_download_s"],
+        "curl_vs_ours": med["peer_curl_s"] / med["ours_curl_s"],
+        "vs_ours": med["peer_download_s"] / rows["2"]["ours"]["median"],
     }
+    peaks = {k: max(f.values) / 1024 for k, f in figs.items() if k.endswith("kib")}
     rows["3"]["peer"] = {
         "name": NAME,
         "ours": {k: summary[k] for k in summary if k.endswith("kib")},
-        "peaks_mib": {k: max(figs[k].values) / 1024 for k in summary if k.endswith("kib")},
+        "peaks_mib": peaks,
     }
     rows["4"]["peer"] = {
         "name": NAME,
-        "ours": summary["upload_s"],
-        "ratio": med["upload_s"] / rows["4"]["ours"]["median"],
-        "sdk_client_peak_mib": max(figs["upload_client_kib"].values) / 1024,
+        "ours": summary["peer_upload_s"],
+        "sdk_on_ours": summary["ours_upload_s"],
+        "ratio": med["peer_upload_s"] / med["ours_upload_s"],
+        "sdk_client_peak_mib": peaks["peer_upload_client_kib"],
     }
 
 
@@ -191,7 +222,8 @@ def peer_column(rows: dict[str, Any]) -> str | None:
 
 
 def peer_cell(number: str, row: dict[str, Any]) -> str:
-    """Row `number`'s peer cell: its figure, and how it compares."""
+    """Row `number`'s peer cell: its figure, and how it compares with ours, both through the
+    official SDK in the same runs."""
     from ._report import _fig
 
     peer = row.get("peer")
@@ -199,28 +231,32 @@ def peer_cell(number: str, row: dict[str, Any]) -> str:
         return "—"
     if number == "1":
         return (
-            f"SDK upload {_fig(peer['ours'])}: {peer['ratio']:.2f} of dd conv=fsync beside it "
-            f"({_fig(peer['reference'])}), {peer['vs_ours']:.2f} times our time"
+            f"SDK upload {_fig(peer['ours'])}, ours through the SDK beside it "
+            f"{_fig(peer['sdk_on_ours'])}: {peer['vs_sdk_on_ours']:.2f} times our time; "
+            f"{peer['ratio']:.2f} of dd conv=fsync beside it ({_fig(peer['reference'])}, time)"
         )
     if number == "2":
         return (
-            f"SDK download {_fig(peer['ours'])}, curl -o {_fig(peer['curl'])}: "
-            f"{peer['ratio']:.2f} of the socket beside it ({_fig(peer['reference'])}, "
-            "throughput); "
-            f"{peer['vs_ours']:.2f} times our client's time, curl {peer['curl_vs_ours']:.2f} times "
-            "curl's time on ours"
+            f"SDK download {_fig(peer['ours'])}, ours {_fig(peer['sdk_on_ours'])}: "
+            f"{peer['vs_sdk_on_ours']:.2f} times our time; curl -o {_fig(peer['curl'])}, "
+            f"from ours {_fig(peer['curl_on_ours'])}: {peer['curl_vs_ours']:.2f} times; "
+            f"SDK {peer['ratio']:.2f} of the socket beside it ({_fig(peer['reference'])}, "
+            "throughput)"
         )
     if number == "3":
         p = peer["peaks_mib"]
         return (
-            f"server: upload {p['upload_server_kib']:.1f}, download "
-            f"{p['download_server_kib']:.1f}; SDK client: upload {p['upload_client_kib']:.1f}, "
-            f"download {p['download_client_kib']:.1f}"
+            f"server: upload {p['peer_upload_server_kib']:.1f}, download "
+            f"{p['peer_download_server_kib']:.1f} (ours, same SDK runs: "
+            f"{p['ours_upload_server_kib']:.1f}, {p['ours_download_server_kib']:.1f}); "
+            f"SDK client: upload {p['peer_upload_client_kib']:.1f}, download "
+            f"{p['peer_download_client_kib']:.1f}"
         )
     if number == "4":
         return (
             f"{_fig(peer['ours'])}, client peak +{peer['sdk_client_peak_mib']:.0f} MiB: "
-            f"{peer['ratio']:.2f} times the SDK's time on ours"
+            f"{peer['ratio']:.2f} times the SDK's time on ours beside it "
+            f"({_fig(peer['sdk_on_ours'])})"
         )
     return "—"
 
@@ -233,23 +269,23 @@ def save(result: dict[str, Any], stamp: str) -> Path:
 
 
 # -- workers, each in a process of its own (our venv, the official SDK) --
-def cmd_sdk_upload(base_url: str, path: str) -> dict[str, Any]:
+def cmd_sdk_upload(base_url: str, key: str, path: str, purpose: str) -> dict[str, Any]:
     import openai
 
     from ._worker import measure
 
-    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=900) as client:
         client.files.list(limit=1)  # warm: connection and imports
-        return measure(lambda: client.files.create(file=Path(path), purpose="assistants").id)
+        return measure(lambda: client.files.create(file=Path(path), purpose=purpose).id)
 
 
-def cmd_sdk_download(base_url: str, file_id: str, dest: str) -> dict[str, Any]:
+def cmd_sdk_download(base_url: str, key: str, file_id: str, dest: str) -> dict[str, Any]:
     """The SDK's streamed download into a file (page cache, no fsync, as curl -o)."""
     import openai
 
     from ._worker import measure
 
-    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=900) as client:
         client.files.retrieve(file_id)
 
         def download() -> int:
@@ -262,10 +298,10 @@ def cmd_sdk_download(base_url: str, file_id: str, dest: str) -> dict[str, Any]:
     return out
 
 
-def cmd_delete(base_url: str, file_id: str) -> dict[str, Any]:
+def cmd_delete(base_url: str, key: str, file_id: str) -> dict[str, Any]:
     import openai
 
-    with openai.OpenAI(api_key="none", base_url=base_url, max_retries=0, timeout=900) as client:
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=900) as client:
         return {"deleted": client.files.delete(file_id).deleted}
 
 
