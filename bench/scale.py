@@ -230,8 +230,9 @@ def listing_latency(bench: Bench) -> None:
     worst_ratio = max(ratios.values())
     largest = str(counts[-1])
     worst_p50 = {d: max(tables[d][largest][n] for n in REQUESTS) for d in DEPLOYMENTS}
-    # The floor of a request: the constant route (the server stack, no store), and on
-    # PostgreSQL one round trip to it as well (another process to wake on a busy machine).
+    # The floor of a request, beside the figures: the constant route (the server stack, no
+    # store), and on PostgreSQL one round trip to it as well (one more process to wake: on a
+    # busy machine, each costs a wait for a core).
     floor = {
         d: statistics.median(tables[d][str(c)]["constant route"] for c in counts)
         for d in DEPLOYMENTS
@@ -254,13 +255,8 @@ def listing_latency(bench: Bench) -> None:
         "worst_p50_ms": max(worst_p50.values()),
         "worst_p50_by_deployment_ms": worst_p50,
         "no_limit_growth_mib": growth_mib,
-        "target": "<= 1.5 on each; p50 <= 5 ms on the embedded default, and on PostgreSQL "
-        "<= 5 ms above its floor (the constant route + one SELECT 1 to PostgreSQL); no limit: "
-        "server peak growth <= 8 MiB",
-        "met": worst_ratio <= 1.5
-        and worst_p50["local"] <= 5
-        and worst_p50["postgres"] - floor["postgres"] <= 5
-        and growth_mib <= 8,
+        "target": "<= 1.5, and p50 <= 5 ms, on each; no limit: server peak growth <= 8 MiB",
+        "met": worst_ratio <= 1.5 and max(worst_p50.values()) <= 5 and growth_mib <= 8,
     }
 
 
