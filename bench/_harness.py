@@ -74,10 +74,16 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def run_worker(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
-    """Run `python -m bench._worker ARGS` (a separate client process); its JSON answer."""
+def run_worker(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    module: str = "bench._worker",
+) -> Any:
+    """Run `python -m MODULE ARGS` (a separate client process, bench._worker by default);
+    its JSON answer: the last line it prints."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench._worker", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -86,7 +92,7 @@ def run_worker(*args: str, env: dict[str, str] | None = None, timeout: float = 6
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"worker {args[0]} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

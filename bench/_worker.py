@@ -4,7 +4,6 @@ python -m bench._worker upload BASE_URL KEY PATH
 python -m bench._worker download BASE_URL KEY FILE_ID OUT [durable]
 python -m bench._worker sdk-upload BASE_URL KEY PATH
 python -m bench._worker latency BASE_URL KEY COUNT PATH [PATH ...]
-python -m bench._worker socket-recv SIZE
 python -m bench._worker socket-send PORT SIZE
 python -m bench._worker socket-file SIZE OUT
 python -m bench._worker s3-put URL PATH KEY | s3-get URL KEY OUT | s3-copy URL SRC DST
@@ -90,35 +89,6 @@ def cmd_latency(base_url: str, key: str, count: str, *paths: str) -> dict[str, A
                 samples.append((time.perf_counter() - start) * 1000)
             results[path] = samples
     return {"ms": results}
-
-
-def cmd_socket_recv(size: str) -> dict[str, Any]:
-    """The reference of row 2: SIZE bytes over a raw loopback TCP socket, Python to Python."""
-    total = int(size)
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = listener.getsockname()[1]
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "bench._worker", "socket-send", str(port), size]
-        )
-        conn, _ = listener.accept()
-        buf = bytearray(MiB)
-        view = memoryview(buf)
-
-        def receive() -> int:
-            got = 0
-            while got < total:
-                n = conn.recv_into(view)
-                if not n:
-                    break
-                got += n
-            return got
-
-        out = measure(receive)
-        conn.close()
-        sender.wait(60)
-    return out
 
 
 def cmd_socket_file(size: str, dest: str) -> dict[str, Any]:
@@ -273,7 +243,6 @@ COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
     "download": cmd_download,
     "sdk-upload": cmd_sdk_upload,
     "latency": cmd_latency,
-    "socket-recv": cmd_socket_recv,
     "socket-send": cmd_socket_send,
     "socket-file": cmd_socket_file,
     "s3-put": cmd_s3_put,

@@ -98,17 +98,7 @@ class PeerServer:
 
 
 def _peer_worker(*args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.peers", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"peer worker {args[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(*args, module="bench.peers", timeout=900)
 
 
 def peer_transfers(bench: Bench) -> None:

@@ -304,21 +304,10 @@ def row5_cells(row: dict[str, Any]) -> list[str]:
 
 
 def run_scale(*args: str) -> Any:
-    """`python -m bench.scale ARGS` in a client process of its own (as `run_worker` runs
-    bench._worker's); its JSON answer."""
-    from ._harness import ROOT
+    """`python -m bench.scale ARGS` in a client process of its own; its JSON answer."""
+    from ._harness import run_worker
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.scale {args[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(*args, module="bench.scale")
 
 
 def cmd_ping(dsn: str, samples: str) -> dict[str, Any]:
