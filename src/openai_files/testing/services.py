@@ -184,15 +184,17 @@ class SeaweedS3:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> SeaweedS3:
-        # Each server gets a free port whose +10000 (its gRPC port) is free too; a restart
-        # keeps the ports it had.
+        # Each server gets a free port whose +10000 (its gRPC port) is free too, and that is
+        # neither another's port nor another's gRPC port (weed refuses to start then); a
+        # restart keeps the ports it had.
         ports = self.ports
         for name in ("s3", "master", "volume", "filer", "admin"):
             if name in ports:
                 continue
             while True:
                 port = free_port()
-                if port + 10000 < 65536 and port not in ports.values():
+                taken = {*ports.values(), *(p + 10000 for p in ports.values())}
+                if port + 10000 < 65536 and not {port, port + 10000} & taken:
                     with contextlib.suppress(OSError), socket.socket() as s:
                         s.bind((LOOPBACK, port + 10000))
                         ports[name] = port
