@@ -367,6 +367,11 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         from ..server._http import protocol_class, raise_fd_limit
     except ImportError as exc:
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
+    if settings.http_server == "granian":
+        try:
+            import granian  # noqa: F401  (checked before the port is taken)
+        except ImportError as exc:
+            raise missing_extra(exc, "pip install 'openai-files[granian]'") from None
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -385,6 +390,10 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
 
     raise_fd_limit(settings)
     app = create_app(settings)
+    if settings.http_server == "granian":
+        from ..server import _granian
+
+        return 0 if _granian.run(wrap_app(app) if wrap_app else app, settings, sock) else 1
     config = uvicorn.Config(
         wrap_app(app) if wrap_app else app,
         loop="auto",

@@ -76,7 +76,7 @@ class RequestContext:
         status = 0  # of the response the app started (0: none yet)
         sent_status = 0  # of the status line that went out
         complete = False  # whether the last body message went out
-        sent = received = 0
+        sent = received = announced = 0
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -85,7 +85,7 @@ class RequestContext:
             return message
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, sent_status, complete, sent
+            nonlocal status, sent_status, complete, sent, announced
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
@@ -96,12 +96,19 @@ class RequestContext:
                 org_id = state.get("org_id")
                 if org_id:
                     headers["openai-organization"] = org_id
+                length = headers.get("content-length", "")
+                announced = int(length) if length.isdigit() else 0
             await send(message)
             if message["type"] == "http.response.start":
                 sent_status = message["status"]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
+            elif message["type"] == "http.response.pathsend":
+                # The HTTP server sends the whole file (routes/files.py), as long as the
+                # Content-Length the response announced.
+                sent += announced
+                complete = True
 
         if self.metrics:
             self.metrics.request_started(scope)

@@ -91,6 +91,9 @@ IO_CHUNK_BYTES = 1 * MiB
 #: Who may read /metrics (`--metrics`).
 METRICS_MODES = ("loopback", "token", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The HTTP server that runs the app (`--http-server`): uvicorn with the connection bounds
+#: of server/_http.py, or granian (the `granian` extra), which sends files zero-copy.
+HTTP_SERVERS = ("uvicorn", "granian")
 OPENAI_VERSION = "2020-10-01"
 #: Files larger than this go from the web console through the Uploads API in parallel
 #: parts: above one part's size, parts in parallel go faster and a failed one is retried alone.
@@ -244,6 +247,12 @@ class Settings:
         "files larger than this go from the web console through the Uploads API, in parallel parts",
     )
     log_level: str = _field("info", "log level: debug, info, warning, error")
+    http_server: str = _field(
+        "uvicorn",
+        "the HTTP server: uvicorn (every connection bound of this page), or granian "
+        "(pip install 'openai-files[granian]'; sends whole files with the ASGI pathsend "
+        "extension; bounds differ, see docs/deploy.md)",
+    )
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -312,6 +321,8 @@ class Settings:
             raise bad("log_level", "it must be one of " + ", ".join(LOG_LEVELS))
         if self.max_header_bytes < 1024:
             raise bad("max_header_bytes", "it must be at least 1024")
+        if self.http_server not in HTTP_SERVERS:
+            raise bad("http_server", "it must be one of " + ", ".join(HTTP_SERVERS))
         if self.metrics not in METRICS_MODES:
             raise bad("metrics", "it must be one of " + ", ".join(METRICS_MODES))
         if self.metrics == "token" and not self.metrics_token:

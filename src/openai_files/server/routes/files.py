@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from email.utils import formatdate
+from pathlib import Path
 from urllib.parse import quote
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .._forms import clean_content_type, read_upload_form
 from .._multipart import boundary_of, iter_parts
@@ -222,6 +226,15 @@ async def content_response(request: Request, service: FilesService, record: File
     headers["content-length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
+    local_path = getattr(service.blobs, "local_path", None)
+    if status == 200 and local_path and PATHSEND in request.scope.get("extensions", {}):
+        path = local_path(record.blob_key)
+        try:
+            # As the read below: a file deleted since its row was read is a 404.
+            await anyio.to_thread.run_sync(os.stat, path)
+        except FileNotFoundError:
+            raise no_such_file(record.id) from None
+        return PathSendResponse(path, headers)
     body = service.blobs.read(record.blob_key, start, end)
     # Open the object before the status line goes out, so that storage errors still get
     # a proper answer (a 503) instead of a cut connection.
@@ -238,6 +251,30 @@ async def content_response(request: Request, service: FilesService, record: File
             yield chunk
 
     return StreamingResponse(stream(), status_code=status, headers=headers)
+
+
+#: The ASGI extension with which the HTTP server sends a file by its path (granian offers
+#: it, uvicorn does not): the bytes then never pass through Python.
+PATHSEND = "http.response.pathsend"
+
+
+class PathSendResponse(Response):
+    """A whole file of the local folder, handed to the HTTP server by path.
+
+    Used only where the server offers `http.response.pathsend`, for a whole-file GET (a
+    Range is streamed as elsewhere). Unlike Starlette's FileResponse, it keeps the headers
+    `content_response` made (ETag, Content-Disposition, no Range logic of its own).
+    """
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200, headers=headers)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": PATHSEND, "path": str(self.path)})
 
 
 async def healthz(request: Request) -> Response:

@@ -493,6 +493,10 @@ class BlobStore(Protocol):
     built-in FileNotFoundError; a key the store cannot hold (a `/`, `..`, empty) raises
     ValueError; an unreachable store raises StoreUnavailable. Several processes may use one
     store at once unless it is held by one (`lock_exclusive`, `shared`).
+
+    A store whose objects are plain files may also offer `local_path(key) -> Path` (the
+    local folder does): an HTTP server that can send a file by path (ASGI pathsend) then
+    sends a whole object without it passing through Python.
     """
 
     @property
