@@ -66,6 +66,8 @@ class Bench:
         )
         self.rows: dict[str, Row] = {}
         self.curve: list[dict[str, Any]] = []
+        #: The HTTP servers side by side (bench/stack.py), when measured.
+        self.stack: dict[str, Any] | None = None
 
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -292,26 +294,7 @@ class Bench:
                 )
                 ours.values.append(self.wrk(f"{server.base_url}/files/{made}", key, seconds)["rps"])
             self.log("row 7: 4 KiB uploads per second")
-            script = self.work / "upload.lua"
-            boundary = "benchboundary"
-            body = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
-                f'vision\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                f'filename="small.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                + "x" * 4096
-                + f"\r\n--{boundary}--\r\n"
-            )
-            lua = (
-                body.replace("\\", "\\\\")
-                .replace('"', '\\"')
-                .replace("\r", "\\r")
-                .replace("\n", "\\n")
-            )
-            script.write_text(
-                'wrk.method = "POST"\n'
-                f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"\n'
-                f'wrk.body = "{lua}"\n'
-            )
+            script = self.upload_script()
             for _ in range(self.runs):
                 result = self.wrk(server.base_url + "/files", key, seconds, script)
                 uploads.values.append(result["rps"])
@@ -336,6 +319,27 @@ class Bench:
             "target": "report",
             "met": None,
         }
+
+    def upload_script(self) -> Path:
+        """A wrk script that uploads 4 KiB files (purpose vision: no format check)."""
+        script = self.work / "upload.lua"
+        boundary = "benchboundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+            f'vision\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="small.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + "x" * 4096
+            + f"\r\n--{boundary}--\r\n"
+        )
+        lua = (
+            body.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+        )
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"\n'
+            f'wrk.body = "{lua}"\n'
+        )
+        return script
 
     def fsync_rate(self, count: int) -> float:
         folder = self.work / "fsync"
@@ -630,8 +634,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (CI)")
     parser.add_argument(
         "--rows",
-        default="1,5,6,8,9",
-        help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8, 9",
+        default="1,5,6,8,9,stack",
+        help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8, 9, and stack (uvicorn and "
+        "granian on rows 1, 2, 5, 6, 7)",
     )
     parser.add_argument(
         "--merge",
@@ -648,7 +653,7 @@ def main() -> int:
     groups = set(args.rows.split(","))
     if args.peers and "1" not in groups:
         parser.error("--peers measures rows 1-4: give --rows with 1")
-    full = groups >= {"1", "5", "6", "8", "9"} and not args.quick
+    full = groups >= {"1", "5", "6", "8", "9", "stack"} and not args.quick
     if args.merge and (args.quick or full):
         parser.error("--merge takes a partial run: give --rows without --quick")
     # Only a full run writes docs/benchmarks.md; others keep their report beside their JSON.
@@ -672,6 +677,10 @@ def main() -> int:
             bench.scaleout_transfers()
         if "9" in groups:
             bench.uploads_api()
+        if "stack" in groups:
+            from .stack import server_stacks
+
+            server_stacks(bench)
         command = "make bench" + (" QUICK=1" if args.quick else "")
         if not full and not args.quick:
             command = f"python -m bench --rows {args.rows}"
@@ -686,6 +695,7 @@ def main() -> int:
             "load": {"before": load_before, "after": os.getloadavg()},
             "rows": bench.rows,
             "curve": bench.curve,
+            **({"stack": bench.stack} if bench.stack else {}),
         }
     stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     (out_dir / "latest.json").write_text(json.dumps(result, indent=2))
@@ -705,6 +715,15 @@ def main() -> int:
         for number, row in bench.rows.items():
             merged["rows"][number] = {
                 **row,
+                "measured": {
+                    **{k: result[k] for k in ("command", "seconds", "load", "runs")},
+                    "commit": result["machine"]["commit"],
+                    "date": result["machine"]["date"],
+                },
+            }
+        if bench.stack:
+            merged["stack"] = {
+                **bench.stack,
                 "measured": {
                     **{k: result[k] for k in ("command", "seconds", "load", "runs")},
                     "commit": result["machine"]["commit"],

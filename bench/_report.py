@@ -13,7 +13,7 @@ NOTES = Path(__file__).with_name("NOTES.md")
 
 def _fig(summary: dict[str, Any]) -> str:
     unit = summary["unit"]
-    fmt = "{:.3f}" if unit == "s" else "{:.0f}"
+    fmt = {"s": "{:.3f}", "ms": "{:.2f}"}.get(unit, "{:.0f}")
     med, lo, hi = (fmt.format(summary[k]) for k in ("median", "min", "max"))
     return f"{med} {unit} ({lo}-{hi})"
 
@@ -141,6 +141,33 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _stack_lines(stack: dict[str, Any]) -> list[str]:
+    """The HTTP servers side by side (bench/stack.py)."""
+    measured = stack.get("measured")
+    when = (
+        f" (measured apart: `{measured['command']}`, commit `{measured['commit']}`, "
+        f"{measured['date']})"
+        if measured
+        else ""
+    )
+    lines = [
+        "## The HTTP server: uvicorn and granian in the same run",
+        "",
+        f"The embedded default under each (`--http-server`), side by side, a "
+        f"{stack['file_mib']:.0f} MiB file, rounds alternating{when}. Speed: granian's "
+        "against uvicorn's (above 1, granian is faster).",
+        "",
+        "| measured | uvicorn (default) | granian | granian's speed |",
+        "|---|---|---|---|",
+    ]
+    for m in stack["metrics"].values():
+        lines.append(
+            f"| {m['what']} | {_fig(m['uvicorn'])} | {_fig(m['granian'])} | "
+            f"{m['granian_speed']:.2f} |"
+        )
+    return lines
+
+
 def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     m = result["machine"]
     lines = [
@@ -181,6 +208,8 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     apart = [_measured_apart(n, r) for n, r in sorted(result["rows"].items()) if "measured" in r]
     if apart:
         lines += ["", *apart]
+    if result.get("stack"):
+        lines += ["", *_stack_lines(result["stack"])]
     if result["curve"]:
         lines += [
             "",
