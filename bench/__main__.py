@@ -377,9 +377,9 @@ class Bench:
                     up.values.append(row["upload_s"])
                     down.values.append(row["download_s"])
                     ref_put.values.append(
-                        run_worker("s3-put", direct, str(big), f"direct/ref-{i}", env=worker_env)[
-                            "seconds"
-                        ]
+                        run_worker(
+                            "s3-put", direct, str(big), f"direct/ref-{i}", env=worker_env, retries=1
+                        )["seconds"]
                     )
                     ref_get.values.append(
                         run_worker(
@@ -388,6 +388,7 @@ class Bench:
                             f"direct/ref-{i}",
                             str(self.work / "s3.bin"),
                             env=worker_env,
+                            retries=1,
                         )["seconds"]
                     )
         finally:
@@ -551,10 +552,14 @@ class Bench:
                 assert key
                 for i in range(self.runs):
                     ref_put.values.append(
-                        run_worker("s3-put", direct, str(big), f"up-{i}", env=env)["seconds"]
+                        run_worker("s3-put", direct, str(big), f"up-{i}", env=env, retries=1)[
+                            "seconds"
+                        ]
                     )
                     ref_copy.values.append(
-                        run_worker("s3-copy", direct, f"up-{i}", f"up-{i}-copy", env=env)["seconds"]
+                        run_worker(
+                            "s3-copy", direct, f"up-{i}", f"up-{i}-copy", env=env, retries=1
+                        )["seconds"]
                     )
                     remote = self.upload_rounds(server, key, big, part, md5, 1)
         finally:

@@ -79,21 +79,26 @@ def run_worker(
     env: dict[str, str] | None = None,
     timeout: float = 600,
     module: str = "bench._worker",
+    retries: int = 0,
 ) -> Any:
     """Run `python -m MODULE ARGS` (a separate client process, bench._worker by default);
-    its JSON answer: the last line it prints."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    its JSON answer: the last line it prints. A failed run is run again up to `retries`
+    times (for references that another program can fail, such as the S3 server's 500)."""
+    for attempt in range(retries + 1):
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        if attempt < retries:
+            print(f"[bench] {module} {args[0]} failed, once more:\n{done.stderr[-600:]}")
+    raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
 
 
 def make_file(path: Path, size: int) -> Path:
