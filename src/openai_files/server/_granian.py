@@ -5,8 +5,9 @@ whole file on the local folder is sent by the server without passing through Pyt
 (`routes/files.py`). It is a choice, not the default: uvicorn with server/_http.py bounds
 every connection the way docs/deploy.md lists, and granian bounds them its own way:
 
-- `--max-header-bytes` becomes granian's HTTP/1 buffer size (at least 8 KiB): a longer head
-  is refused by granian, not answered 414/431 in OpenAI's envelope;
+- `--max-header-bytes` becomes granian's HTTP/1 buffer size, but never under granian's
+  default (408 KiB, which also sizes its reads of a body): a longer head is refused by
+  granian, not answered 414/431 in OpenAI's envelope;
 - `--header-timeout-seconds` becomes its header read timeout (at most 60 s);
 - `--max-connections` becomes its backpressure: requests beyond it wait rather than being
   answered 503;
@@ -30,8 +31,8 @@ from .settings import Settings
 
 log = logging.getLogger("openai_files.server")
 
-#: granian's bounds on its HTTP/1 settings.
-MIN_BUFFER_BYTES = 8192
+#: granian's default HTTP/1 buffer, and its bound on the header read timeout.
+DEFAULT_BUFFER_BYTES = 8192 + 4096 * 100
 MAX_HEADER_TIMEOUT_MS = 60_000
 
 
@@ -60,7 +61,9 @@ def run(app: Any, settings: Settings, sock: socket.socket) -> bool:
             header_read_timeout=max(
                 1, min(MAX_HEADER_TIMEOUT_MS, int(settings.header_timeout_seconds * 1000))
             ),
-            max_buffer_size=max(MIN_BUFFER_BYTES, settings.max_header_bytes),
+            # It also sizes the reads of a body: granian's default at least (smaller made
+            # a 512 MiB upload 1.7 times slower).
+            max_buffer_size=max(DEFAULT_BUFFER_BYTES, settings.max_header_bytes),
         ),
         log_enabled=settings.log_level.lower() == "debug",
     )
