@@ -31,26 +31,11 @@ from ._harness import (
     make_file,
     peak_growth,
     run_worker,
+    scaleout_env,
 )
 from ._report import write_report
 
 Row = dict[str, Any]
-
-
-def scaleout_env(pg: Any, s3: Any) -> dict[str, str]:
-    """The environment of a server on a fresh, migrated PostgreSQL database and S3 prefix."""
-    env = {
-        "OPENAI_FILES_DATABASE": pg.create_database(),
-        "OPENAI_FILES_STORAGE": s3.url("bench", prefix="files"),
-        **s3.env,
-    }
-    subprocess.run(
-        [sys.executable, "-m", "openai_files", "migrate"],
-        check=True,
-        env={**os.environ, **env},
-        capture_output=True,
-    )
-    return env
 
 
 class Bench:

@@ -101,6 +101,23 @@ def run_worker(
     raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
 
 
+def scaleout_env(pg: Any, s3: Any, prefix: str = "files") -> dict[str, str]:
+    """The environment of a server on a fresh, migrated PostgreSQL database and an S3
+    prefix of its own."""
+    env = {
+        "OPENAI_FILES_DATABASE": pg.create_database(),
+        "OPENAI_FILES_STORAGE": s3.url("bench", prefix=prefix),
+        **s3.env,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "openai_files", "migrate"],
+        check=True,
+        env={**os.environ, **env},
+        capture_output=True,
+    )
+    return env
+
+
 def make_file(path: Path, size: int) -> Path:
     """A file of `size` random-ish bytes (cheap to make, not compressible by accident)."""
     if path.exists() and path.stat().st_size == size:

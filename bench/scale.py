@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._harness import BenchServer, peak_growth, percentile, run_worker
+from ._harness import BenchServer, peak_growth, percentile, run_worker, scaleout_env
 
 if TYPE_CHECKING:
     from .__main__ import Bench
@@ -123,22 +123,6 @@ def make_key(data: Path, env: dict[str, str]) -> str:
     return key
 
 
-def postgres_env(pg: Any, s3: Any, prefix: str) -> dict[str, str]:
-    """A fresh, migrated PostgreSQL database and an S3 prefix of its own."""
-    env = {
-        "OPENAI_FILES_DATABASE": pg.create_database(),
-        "OPENAI_FILES_STORAGE": s3.url("bench", prefix=prefix),
-        **s3.env,
-    }
-    subprocess.run(
-        [sys.executable, "-m", "openai_files", "migrate"],
-        check=True,
-        env={**os.environ, **env},
-        capture_output=True,
-    )
-    return env
-
-
 def listing_latency(bench: Bench) -> None:
     from openai_files.testing.services import PostgresCluster, SeaweedS3
 
@@ -158,7 +142,7 @@ def listing_latency(bench: Bench) -> None:
         for deployment in DEPLOYMENTS:
             for count in counts:
                 data = bench.work / f"lat-{deployment}-{count}" / "data"
-                env = {} if deployment == "local" else postgres_env(pg, s3, f"scale-{count}")
+                env = {} if deployment == "local" else scaleout_env(pg, s3, f"scale-{count}")
                 key = make_key(data, env)
                 start = time.perf_counter()
                 if deployment == "local":
