@@ -170,12 +170,19 @@ def _stack_lines(stack: dict[str, Any]) -> list[str]:
 
 def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     m = result["machine"]
+    # Rows that ran more (or fewer) times than the run's default say so.
+    other: dict[int, list[str]] = {}
+    for number, row in sorted(result["rows"].items(), key=lambda item: int(item[0])):
+        if row.get("runs", result["runs"]) != result["runs"]:
+            other.setdefault(row["runs"], []).append(number)
+    exceptions = "; ".join(f"rows {', '.join(n)}: {runs}" for runs, n in other.items())
     lines = [
         "# Benchmarks",
         "",
         "Every figure is a ratio against a reference measured in the same run, on the same",
         "machine (the machines are small and noisy). Each figure is the median of "
-        f"{result['runs']} run(s), with min-max in brackets.",
+        f"{result['runs']} run(s)" + (f" ({exceptions})" if exceptions else "") + ", with "
+        "min-max in brackets.",
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, "
         f"{m['disk_gib']} GiB disk; Python {m['python']}",
