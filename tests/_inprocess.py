@@ -160,6 +160,38 @@ class _Chunks(httpx.AsyncByteStream):
             yield chunk
 
 
+def asgi_scope(
+    method: str,
+    path: str,
+    api_key: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The scope of an HTTP request to the app with `api_key`, for a test that calls the
+    app itself (to control `receive`, or to see each message it sends)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {api_key}".encode()),
+            *(headers or []),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    if extensions is not None:
+        scope["extensions"] = extensions
+    return scope
+
+
 async def _send(app: Any, request: httpx.Request, chunks: list[bytes]) -> httpx.Response:
     """`request` through the app, on the app's loop; the answer whole, its bytes as sent."""
     transport = httpx.ASGITransport(app, client=("127.0.0.1", 50000))

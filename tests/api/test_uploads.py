@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from .._inprocess import AppServer
+from .._inprocess import AppServer, asgi_scope
 from .._server import Deployment
 from ._contract import assert_error, assert_schema
 
@@ -688,25 +688,12 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    path = f"/v1/uploads/{uid}/parts"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"authorization", f"Bearer {api_key}".encode()),
-            (b"content-type", b"multipart/form-data; boundary=b"),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_scope(
+        "POST",
+        f"/v1/uploads/{uid}/parts",
+        api_key,
+        [(b"content-type", b"multipart/form-data; boundary=b")],
+    )
     server.portal.call(server.app, scope, receive, send)
     assert sent[0]["status"] == 499
     [key] = named_while_streaming

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from .._inprocess import AppServer
-from .._server import ServerProcess
+from .._inprocess import AppServer, asgi_scope
+from .._server import ServerProcess, openai_files_cli
 from ._util import PURPOSE, auth, upload
 
 MiB = 1024 * 1024
@@ -116,22 +114,8 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
 
 
 def test_an_unknown_http_server_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openai_files",
-            "serve",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            "0",
-            "--http-server",
-            "nginx",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = openai_files_cli(
+        "serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--http-server", "nginx"
     )
     assert done.returncode != 0
     assert "--http-server" in done.stderr and "uvicorn, granian" in done.stderr
@@ -148,25 +132,7 @@ async def _call(
     extensions: dict[str, Any],
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> list[dict[str, Any]]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"authorization", f"Bearer {key}".encode()),
-            *(headers or []),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "extensions": extensions,
-    }
+    scope = asgi_scope("GET", path, key, headers, extensions)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
