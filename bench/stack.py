@@ -7,6 +7,7 @@ other, in alternating order, so that the machine's noise falls on both.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -48,7 +49,9 @@ def curl_seconds(url: str, key: str, dest: str, byte_range: str | None = None) -
         cmd += ["-r", byte_range]
     start = time.perf_counter()
     subprocess.run([*cmd, url], check=True)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    os.unlink(dest)
+    return seconds
 
 
 def server_stacks(bench: Bench) -> None:
@@ -71,16 +74,20 @@ def server_stacks(bench: Bench) -> None:
             for stack in STACKS if run % 2 == 0 else reversed(STACKS):
                 proc, key = servers[stack]
                 fig = figures[stack]
+                bench.warm_memory(bench.big)  # as rows 1 and 2 (Bench.warm_memory)
                 up = run_worker("upload", proc.base_url, key, str(big))
                 fig["upload_s"].values.append(up["seconds"])
                 made = up["result"]
                 url = f"{proc.base_url}/files/{made}/content"
                 dest = str(bench.work / "stack-dl.bin")
+                bench.warm_memory(bench.big)
                 with peak_growth(proc.pid) as mem:
                     down = run_worker("download", proc.base_url, key, made, dest)
                 fig["download_s"].values.append(down["seconds"])
                 fig["download_server_kib"].values.append(mem["growth_kib"])
+                bench.warm_memory(bench.big)
                 fig["curl_s"].values.append(curl_seconds(url, key, dest))
+                bench.warm_memory(bench.big)
                 half = bench.big // 2
                 fig["range_s"].values.append(
                     curl_seconds(url, key, dest, f"{half // 2}-{half // 2 + half - 1}")
