@@ -53,6 +53,13 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
             f"{_fig(row['reference_curl'])}",
             f"{row['ratio']:.2f} of the socket, {row['ratio_curl']:.2f} of curl (throughput)",
         ]
+    if number == "1" and "reference_floor" in row:
+        return [
+            _fig(ours),
+            f"{row['reference_name']}: {_fig(ref)}; {row['floor_name']}: "
+            f"{_fig(row['reference_floor'])}",
+            f"{row['ratio']:.2f} of dd, {row['ratio_floor']:.2f} of the socket (time)",
+        ]
     ours_text = _fig(ours)
     if number == "4":
         ours_text += f", client peak +{row['sdk_client_peak_mib']:.0f} MiB"

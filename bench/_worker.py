@@ -91,16 +91,19 @@ def cmd_latency(base_url: str, key: str, count: str, *paths: str) -> dict[str, A
     return {"ms": results}
 
 
-def cmd_socket_file(size: str, dest: str) -> dict[str, Any]:
+def cmd_socket_file(size: str, dest: str, source: str = "", durable: str = "") -> dict[str, Any]:
     """The reference of row 2: SIZE bytes over a loopback TCP socket into a file (page
-    cache, no fsync), Python to Python: `recv_into` a 1 MiB buffer, `os.write` from it."""
+    cache, no fsync), Python to Python: `recv_into` a 1 MiB buffer, `os.write` from it.
+
+    With SOURCE and `durable`, row 1's floor: the sender reads the file SOURCE, and the
+    file is fsynced before the clock stops (an upload's copies without HTTP)."""
     total = int(size)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
         sender = subprocess.Popen(
-            [sys.executable, "-m", "bench._worker", "socket-send", str(port), size]
+            [sys.executable, "-m", "bench._worker", "socket-send", str(port), size, source]
         )
         conn, _ = listener.accept()
         view = memoryview(bytearray(MiB))
@@ -114,6 +117,8 @@ def cmd_socket_file(size: str, dest: str) -> dict[str, Any]:
                     break
                 os.write(fd, view[:n])
                 got += n
+            if durable:
+                os.fsync(fd)
             return got
 
         try:
@@ -126,10 +131,21 @@ def cmd_socket_file(size: str, dest: str) -> dict[str, Any]:
     return out
 
 
-def cmd_socket_send(port: str, size: str) -> dict[str, Any]:
+def cmd_socket_send(port: str, size: str, source: str = "") -> dict[str, Any]:
+    """Send SIZE bytes to PORT: from memory, or read from the file SOURCE a MiB at a time."""
     block = memoryview(os.urandom(MiB))
     left = int(size)
     with socket.create_connection(("127.0.0.1", int(port))) as conn:
+        if source:
+            with open(source, "rb", buffering=0) as fh:
+                buffer = memoryview(bytearray(MiB))
+                while left:
+                    n = fh.readinto(buffer)
+                    if not n:
+                        break
+                    conn.sendall(buffer[:n])
+                    left -= n
+            return {}
         while left:
             n = min(left, MiB)
             conn.sendall(block[:n])
