@@ -51,10 +51,6 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 1024 * 1024
 #: File descriptors kept beside the connections (the database, temp files, logs).
 SPARE_FDS = 256
-#: Request body bytes buffered per connection before reading pauses (uvicorn pauses at
-#: 64 KiB): an upload then reaches the app in fewer, larger pieces, each costing one trip
-#: through the middleware and the multipart parser (512 MiB: about 15 % less time).
-BODY_HIGH_WATER_BYTES = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,16 +262,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.scope is self.scope:
             self.watch(self.cycle)
-
-    def on_body(self, body: bytes) -> None:
-        # uvicorn's, with BODY_HIGH_WATER_BYTES for its 64 KiB.
-        cycle = self.cycle
-        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
-            return
-        cycle.body += body
-        if len(cycle.body) > BODY_HIGH_WATER_BYTES:
-            self.flow.pause_reading()
-        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
