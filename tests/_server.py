@@ -69,6 +69,9 @@ class ServerProcess:
             if match:
                 self.base_url = match.group(1)
                 if self.healthy():  # the app has started (its lifespan ran)
+                    # Read again: the banner is whole once the app answers, but `text` may
+                    # have been read while its first lines only were written.
+                    text = self.log_path.read_text(errors="replace")
                     key = _KEY_LINE.search(text)
                     self.first_key = key.group(1) if key else None
                     return self
