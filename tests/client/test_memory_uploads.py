@@ -112,7 +112,10 @@ def test_2_gib_in_parallel_parts_keeps_both_sides_memory_flat(
         server.stop()
     assert done.returncode == 0, done.stderr
     client_growth, up, down = done.stdout.split()
-    print(f"2 GiB on {deployment.name}: upload {up} s, download {down} s, all {elapsed:.1f} s")
+    print(
+        f"2 GiB on {deployment.name}: upload {up} s, download {down} s, all {elapsed:.1f} s; "
+        f"server peak grew {server_growth / MiB:.1f} MiB"
+    )
     assert dst.stat().st_size == SIZE
     assert sha256_of(dst) == expected
     assert int(client_growth) < MAX_GROWTH, f"client peak grew {int(client_growth) / MiB:.1f} MiB"

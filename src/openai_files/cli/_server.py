@@ -365,6 +365,7 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
 
         from ..server import create_app
         from ..server._http import protocol_class, raise_fd_limit
+        from ..server._malloc import keep_freed_heap
     except ImportError as exc:
         raise missing_extra(exc, SERVER_EXTRA_HINT) from None
     if settings.http_server == "granian":
@@ -389,6 +390,7 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
     _print_banner(settings, sock, first)
 
     raise_fd_limit(settings)
+    keep_freed_heap()  # streamed bodies reuse freed memory, not fresh pages (server/_malloc.py)
     app = create_app(settings)
     if settings.http_server == "granian":
         from ..server import _granian
