@@ -48,17 +48,27 @@ def test_freed_buffers_are_reused_not_faulted_in_again() -> None:
     plain = run_child("plain")
     tuned = run_child("tuned")
     assert tuned["tuned"] is True
-    # 200 rounds of 4 MiB: about 200,000 faults when each round maps its memory anew;
-    # a few thousand when the first round's memory is kept.
+    # 200 rounds of 4 MiB: with 4 KiB pages, about 200,000 faults when each round maps its
+    # memory anew and about 1,000 when the first round's memory is kept. Larger pages
+    # (64 KiB, or transparent huge pages on the heap) make fewer faults, but still at
+    # least one a round against a handful in all.
     assert isinstance(plain["faults"], int) and isinstance(tuned["faults"], int)
-    assert plain["faults"] > 50_000, plain
+    assert plain["faults"] >= 200, plain
     assert tuned["faults"] * 10 < plain["faults"], (plain, tuned)
 
 
 @pytest.mark.parametrize(
-    "setting",
-    ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"],
+    ("setting", "value"),
+    [
+        ("MALLOC_TRIM_THRESHOLD_", "131072"),
+        ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072"),
+        ("GLIBC_TUNABLES", "glibc.pthread.rseq=0:glibc.malloc.arena_max=2"),
+    ],
 )
-def test_the_allocator_settings_of_the_environment_win(setting: str) -> None:
-    value = "glibc.malloc.trim_threshold=131072" if setting == "GLIBC_TUNABLES" else "131072"
+def test_the_allocator_settings_of_the_environment_win(setting: str, value: str) -> None:
     assert run_child("tuned", **{setting: value})["tuned"] is False
+
+
+def test_other_glibc_tunables_leave_the_thresholds_to_us() -> None:
+    assert run_child("tuned", GLIBC_TUNABLES="glibc.pthread.rseq=0")["tuned"] is True

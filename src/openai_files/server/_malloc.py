@@ -10,15 +10,15 @@ munmap, and the upload took 1.7 times as long as with the thresholds below (2.32
 against 1.34 s, medians of 7 rounds alternating between two servers).
 
 `openai-files serve` sets them once at start, in its own process only (an app mounted in
-another server leaves that server's allocator alone): allocations up to 4 MiB come from
-the heap, and up to 16 MiB of free heap top is kept. Memory in use is bounded as before;
-only what was freed stays mapped, up to that much per malloc arena (about one per busy
-thread). Larger values measured no faster and cost memory: with 32 MiB and 64 MiB, the
-server's peak on a 2 GiB upload in parallel parts to S3 grew 79 MiB instead of 43 (the
-S3 client's threads, each with its arena, then kept their 8 MiB part buffers, most
-likely). Environment settings of the
-allocator (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES) win: nothing is
-set then.
+another server leaves that server's allocator alone): allocations up to 4 MiB come from the
+heap, and up to 16 MiB of free heap top is kept. Memory in use is bounded as before; only
+what was freed stays mapped, up to that much per malloc arena (about one per busy thread).
+Larger values measured no faster and cost memory: with 32 MiB and 64 MiB, the server's peak
+on a 2 GiB upload in parallel parts to S3 grew 79 MiB instead of 43 (the S3 client's
+threads, each with its arena, then kept their 8 MiB part buffers, most likely). Environment
+settings of the allocator (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, a
+`glibc.malloc.` tunable in GLIBC_TUNABLES) win: nothing is set then. With
+MALLOC_ARENA_MAX=2 (docs/deploy.md), at most two arenas keep freed memory.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 16 * 1024 * 1024
-_USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+_USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
 
 def keep_freed_heap() -> bool:
@@ -43,6 +43,8 @@ def keep_freed_heap() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if any(name in os.environ for name in _USER_SETTINGS):
+        return False
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
