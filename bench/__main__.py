@@ -467,7 +467,9 @@ class Bench:
         try:
             return self.upload_attempt(server, key, path, part, md5)
         except RuntimeError as exc:
+            # The failed upload is left to expire; the run's data folder goes at its end.
             self.log(f"row 9: a round failed, once more from a new upload:\n{str(exc)[-600:]}")
+            self.upload_retries += 1
             return self.upload_attempt(server, key, path, part, md5)
 
     def upload_attempt(
@@ -594,6 +596,7 @@ class Bench:
                 digest.update(chunk)
         md5 = digest.hexdigest()
         self.upload_figs: dict[int, dict[str, Figure]] = {}
+        self.upload_retries = 0
         ref_cp = Figure("cp + sync", "s")
         with self.server() as server:
             key = server.first_key
@@ -661,6 +664,7 @@ class Bench:
             "ratio_local_fresh": local["complete_s"].median / fresh.median,
             "ratio_s3_md5": remote["complete_md5_s"].median / ref_copy.median,
             "peak_mib": peak_mib,
+            "rounds_retried": self.upload_retries,
             "target": "completion <= 1.5 x the same join of parts just uploaded (local), "
             "<= 1.5 x CopyObject (S3); server peak RSS growth < 64 MiB",
             "met": local["complete_s"].median / fresh.median <= 1.5
@@ -725,9 +729,14 @@ def main() -> int:
     out_dir = ROOT / "bench" / "results" / ("" if full else "quick" if args.quick else "partial")
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
+
     # A run stopped by SIGTERM unwinds as on an error: its servers are stopped and its
     # temporary folder (gigabytes of test files) removed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut the cleanup
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-", dir=ROOT / "bench") as tmp:
         bench = Bench(args.quick, Path(tmp))
         started = time.perf_counter()

@@ -94,6 +94,8 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
         f"S3 {row['ratio_s3']:.2f} (md5 {row['ratio_s3_md5']:.2f}; of put "
         f"{row['ratio_s3_put']:.2f})"
     )
+    if row.get("rounds_retried"):
+        ours_text += f"<br>rounds that failed and were run again: {row['rounds_retried']}"
     return [ours_text, ref_text, ratio]
 
 
