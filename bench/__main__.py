@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from ._harness import (
     peak_growth,
     run_worker,
     scaleout_env,
+    unwind_on_sigterm,
 )
 from ._report import write_report
 
@@ -408,8 +408,11 @@ class Bench:
         from openai_files.testing.services import PostgresCluster, SeaweedS3
 
         self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
-        pg, s3 = PostgresCluster().start(), SeaweedS3().start()
+        # Started inside the try: a run stopped while they start still stops them.
+        pg, s3 = PostgresCluster(), SeaweedS3()
         try:
+            pg.start()
+            s3.start()
             env = scaleout_env(pg, s3)
             big = make_file(self.work / "big.bin", self.big)
             up, down = Figure("upload", "s"), Figure("download", "s")
@@ -606,8 +609,11 @@ class Bench:
                 local = self.upload_rounds(server, key, big, part, md5, 0)
         self.log("row 9: on PostgreSQL + S3 (SeaweedFS)")
         ref_put, ref_copy = Figure("obstore put", "s"), Figure("S3 CopyObject", "s")
-        pg, s3 = PostgresCluster().start(), SeaweedS3().start()
+        # Started inside the try: a run stopped while they start still stops them.
+        pg, s3 = PostgresCluster(), SeaweedS3()
         try:
+            pg.start()
+            s3.start()
             env = scaleout_env(pg, s3)
             direct = s3.url("bench", prefix="direct")
             with self.server(env=env) as server:
@@ -730,13 +736,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
 
-    # A run stopped by SIGTERM unwinds as on an error: its servers are stopped and its
-    # temporary folder (gigabytes of test files) removed.
-    def stop(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut the cleanup
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()  # its temporary folder holds gigabytes of test files
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-", dir=ROOT / "bench") as tmp:
         bench = Bench(args.quick, Path(tmp))
         started = time.perf_counter()

@@ -137,8 +137,11 @@ def listing_latency(bench: Bench) -> None:
     }
     no_limit: dict[str, dict[str, Any]] = {}
     pg_ping: list[float] = []
-    pg, s3 = PostgresCluster().start(), SeaweedS3().start()
+    # Started inside the try: a run stopped while they start still stops them.
+    pg, s3 = PostgresCluster(), SeaweedS3()
     try:
+        pg.start()
+        s3.start()
         for deployment in DEPLOYMENTS:
             for count in counts:
                 data = bench.work / f"lat-{deployment}-{count}" / "data"

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from tests._server import Deployment, ServerProcess  # the repo's own test harness
 
-from ._harness import ROOT, percentile, status_kib
+from ._harness import ROOT, percentile, status_kib, unwind_on_sigterm
 
 #: Operation weights of the mix (uploads are balanced by deletes, so the store stays small).
 MIX = {"upload": 3, "list": 2, "retrieve": 3, "download": 3, "delete": 2}
@@ -226,10 +226,13 @@ def _deployment(name: str, root: Path, services: list[Any]) -> Deployment:
         return Deployment("embedded", root)
     from openai_files.testing.services import PostgresCluster, SeaweedS3
 
-    postgres = PostgresCluster().start()
+    # Listed before they start: the caller stops them even if a start is cut short.
+    postgres = PostgresCluster()
     services.append(postgres)
-    s3 = SeaweedS3().start()
+    s3 = SeaweedS3()
     services.append(s3)
+    postgres.start()
+    s3.start()
     return Deployment("scaleout", root, postgres=postgres, s3=s3)
 
 
@@ -243,6 +246,7 @@ def main() -> None:
         "--deployments", default="embedded,scaleout", help="comma-separated: embedded,scaleout"
     )
     args = parser.parse_args()
+    unwind_on_sigterm()
     results: dict[str, Any] = {"args": vars(args), "host_cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="openai-files-soak-") as tmp:
         for name in args.deployments.split(","):
