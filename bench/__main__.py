@@ -32,6 +32,7 @@ from ._harness import (
     peak_growth,
     run_worker,
     scaleout_env,
+    scaleout_services,
     unwind_on_sigterm,
 )
 from ._report import write_report
@@ -405,14 +406,8 @@ class Bench:
 
     # -- row 8: the same transfers on PostgreSQL + S3 --
     def scaleout_transfers(self) -> None:
-        from openai_files.testing.services import PostgresCluster, SeaweedS3
-
         self.log("row 8: transfers on PostgreSQL + S3 (SeaweedFS)")
-        # Started inside the try: a run stopped while they start still stops them.
-        pg, s3 = PostgresCluster(), SeaweedS3()
-        try:
-            pg.start()
-            s3.start()
+        with scaleout_services() as (pg, s3):
             env = scaleout_env(pg, s3)
             big = make_file(self.work / "big.bin", self.big)
             up, down = Figure("upload", "s"), Figure("download", "s")
@@ -442,9 +437,6 @@ class Bench:
                             retries=1,
                         )["seconds"]
                     )
-        finally:
-            pg.stop()
-            s3.stop()
         self.rows["8"] = {
             "runs": self.runs if self.quick else 5,
             "what": f"rows 1 and 2 ({self.big // MiB} MiB) on PostgreSQL + S3",
@@ -584,8 +576,6 @@ class Bench:
         return seconds
 
     def uploads_api(self) -> None:
-        from openai_files.testing.services import PostgresCluster, SeaweedS3
-
         # The quick run ends with a part of 1 byte: on S3, completion then merges the parts
         # under S3's 5 MiB minimum (stores/s3.py) as well as copying the others.
         size, part = (64 * MiB + 1, 8 * MiB) if self.quick else (2048 * MiB, 64 * MiB)
@@ -609,11 +599,7 @@ class Bench:
                 local = self.upload_rounds(server, key, big, part, md5, 0)
         self.log("row 9: on PostgreSQL + S3 (SeaweedFS)")
         ref_put, ref_copy = Figure("obstore put", "s"), Figure("S3 CopyObject", "s")
-        # Started inside the try: a run stopped while they start still stops them.
-        pg, s3 = PostgresCluster(), SeaweedS3()
-        try:
-            pg.start()
-            s3.start()
+        with scaleout_services() as (pg, s3):
             env = scaleout_env(pg, s3)
             direct = s3.url("bench", prefix="direct")
             with self.server(env=env) as server:
@@ -631,9 +617,6 @@ class Bench:
                         )["seconds"]
                     )
                     remote = self.upload_rounds(server, key, big, part, md5, 1)
-        finally:
-            pg.stop()
-            s3.stop()
         big.unlink()
         peak_mib = (
             max(
@@ -735,7 +718,6 @@ def main() -> int:
     out_dir = ROOT / "bench" / "results" / ("" if full else "quick" if args.quick else "partial")
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-
     unwind_on_sigterm()  # its temporary folder holds gigabytes of test files
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-", dir=ROOT / "bench") as tmp:
         bench = Bench(args.quick, Path(tmp))

@@ -113,6 +113,22 @@ def run_worker(
     raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
 
 
+@contextmanager
+def scaleout_services() -> Iterator[tuple[Any, Any]]:
+    """A throwaway PostgreSQL cluster and SeaweedFS S3 server, stopped on the way out, even
+    when the run is stopped while they start."""
+    from openai_files.testing.services import PostgresCluster, SeaweedS3
+
+    pg, s3 = PostgresCluster(), SeaweedS3()
+    try:
+        pg.start()
+        s3.start()
+        yield pg, s3
+    finally:
+        pg.stop()
+        s3.stop()
+
+
 def scaleout_env(pg: Any, s3: Any, prefix: str = "files") -> dict[str, str]:
     """The environment of a server on a fresh, migrated PostgreSQL database and an S3
     prefix of its own."""

@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._harness import BenchServer, peak_growth, percentile, run_worker, scaleout_env
+from ._harness import (
+    BenchServer,
+    peak_growth,
+    percentile,
+    run_worker,
+    scaleout_env,
+    scaleout_services,
+)
 
 if TYPE_CHECKING:
     from .__main__ import Bench
@@ -124,8 +131,6 @@ def make_key(data: Path, env: dict[str, str]) -> str:
 
 
 def listing_latency(bench: Bench) -> None:
-    from openai_files.testing.services import PostgresCluster, SeaweedS3
-
     counts = [1000, 5000] if bench.quick else [1000, 10_000, 100_000, 1_000_000]
     rounds, samples = (2, 25) if bench.quick else (6, 60)
     no_limit_samples = 5 if bench.quick else 15
@@ -137,73 +142,72 @@ def listing_latency(bench: Bench) -> None:
     }
     no_limit: dict[str, dict[str, Any]] = {}
     pg_ping: list[float] = []
-    # Started inside the try: a run stopped while they start still stops them.
-    pg, s3 = PostgresCluster(), SeaweedS3()
-    try:
-        pg.start()
-        s3.start()
-        for deployment in DEPLOYMENTS:
-            for count in counts:
-                data = bench.work / f"lat-{deployment}-{count}" / "data"
-                env = {} if deployment == "local" else scaleout_env(pg, s3, f"scale-{count}")
-                key = make_key(data, env)
-                start = time.perf_counter()
-                if deployment == "local":
-                    populate_sqlite(data / "files.sqlite3", ORG, PROJECT, count)
-                else:
-                    populate_postgres(env["OPENAI_FILES_DATABASE"], ORG, PROJECT, count)
-                populate_s[deployment][str(count)] = time.perf_counter() - start
-                bench.log(
-                    f"row 5: {count} rows into {deployment} in "
-                    f"{populate_s[deployment][str(count)]:.1f} s"
-                )
-                # ids ascend with created_at; the default order is newest first.
-                paths = {
-                    "list first page": "/files?limit=100",
-                    "list deep page": f"/files?limit=100&after={file_id(count // 2)}",
-                    "list last page": f"/files?limit=100&after={file_id(100)}",
-                    "retrieve": f"/files/{file_id(count // 3)}",
+    with scaleout_services() as (pg, s3):
+        try:
+            for deployment in DEPLOYMENTS:
+                for count in counts:
+                    data = bench.work / f"lat-{deployment}-{count}" / "data"
+                    env = {} if deployment == "local" else scaleout_env(pg, s3, f"scale-{count}")
+                    key = make_key(data, env)
+                    start = time.perf_counter()
+                    if deployment == "local":
+                        populate_sqlite(data / "files.sqlite3", ORG, PROJECT, count)
+                    else:
+                        populate_postgres(env["OPENAI_FILES_DATABASE"], ORG, PROJECT, count)
+                    populate_s[deployment][str(count)] = time.perf_counter() - start
+                    bench.log(
+                        f"row 5: {count} rows into {deployment} in "
+                        f"{populate_s[deployment][str(count)]:.1f} s"
+                    )
+                    # ids ascend with created_at; the default order is newest first.
+                    paths = {
+                        "list first page": "/files?limit=100",
+                        "list deep page": f"/files?limit=100&after={file_id(count // 2)}",
+                        "list last page": f"/files?limit=100&after={file_id(100)}",
+                        "retrieve": f"/files/{file_id(count // 3)}",
+                    }
+                    proc = BenchServer(data, "--log-level", "warning", env=env).start()
+                    # The floor of any request: a constant JSON route on the same server stack.
+                    paths["constant route"] = proc.root_url + "/bench/constant"
+                    servers[deployment, count] = (proc, key, paths)
+            # Rounds alternate between the servers, so that the machine's noise falls on all.
+            # PostgreSQL's own floor: one round trip (SELECT 1) from a client process.
+            ping_dsn = servers["postgres", counts[0]][0].env["OPENAI_FILES_DATABASE"]
+            for _ in range(rounds):
+                pg_ping.extend(run_scale("ping", ping_dsn, str(samples))["ms"])
+                for (deployment, count), (proc, key, paths) in servers.items():
+                    result = run_worker(
+                        "latency", proc.base_url, key, str(samples), *paths.values()
+                    )
+                    for name, path in paths.items():
+                        samples_ms[deployment][count].setdefault(name, []).extend(
+                            result["ms"][path]
+                        )
+            # No `limit`: up to 10,000 objects in one answer, on the largest listing; the peak
+            # covers the first such request the server answers. The reference: the same objects
+            # in pages of 100, one after another on the same connection.
+            for deployment in DEPLOYMENTS:
+                proc, key, _ = servers[deployment, counts[-1]]
+                objects = min(NO_LIMIT, counts[-1])
+                with peak_growth(proc.pid) as mem:
+                    ms = run_worker("latency", proc.base_url, key, str(no_limit_samples), "/files")[
+                        "ms"
+                    ]["/files"]
+                pages = run_scale(
+                    "pages", proc.base_url, key, str(objects), "100", str(no_limit_samples)
+                )["ms"]
+                no_limit[deployment] = {
+                    "objects": objects,
+                    "of_files": counts[-1],
+                    "p50_ms": percentile(ms, 50),
+                    "p95_ms": percentile(ms, 95),
+                    "pages_p50_ms": percentile(pages, 50),
+                    "server_growth_kib": mem["growth_kib"],
+                    "server_base_kib": mem["base_kib"],
                 }
-                proc = BenchServer(data, "--log-level", "warning", env=env).start()
-                # The floor of any request: a constant JSON route on the same server stack.
-                paths["constant route"] = proc.root_url + "/bench/constant"
-                servers[deployment, count] = (proc, key, paths)
-        # Rounds alternate between the servers, so that the machine's noise falls on all.
-        # PostgreSQL's own floor: one round trip (SELECT 1) from a client process.
-        ping_dsn = servers["postgres", counts[0]][0].env["OPENAI_FILES_DATABASE"]
-        for _ in range(rounds):
-            pg_ping.extend(run_scale("ping", ping_dsn, str(samples))["ms"])
-            for (deployment, count), (proc, key, paths) in servers.items():
-                result = run_worker("latency", proc.base_url, key, str(samples), *paths.values())
-                for name, path in paths.items():
-                    samples_ms[deployment][count].setdefault(name, []).extend(result["ms"][path])
-        # No `limit`: up to 10,000 objects in one answer, on the largest listing; the peak
-        # covers the first such request the server answers. The reference: the same objects
-        # in pages of 100, one after another on the same connection.
-        for deployment in DEPLOYMENTS:
-            proc, key, _ = servers[deployment, counts[-1]]
-            objects = min(NO_LIMIT, counts[-1])
-            with peak_growth(proc.pid) as mem:
-                ms = run_worker("latency", proc.base_url, key, str(no_limit_samples), "/files")[
-                    "ms"
-                ]["/files"]
-            pages = run_scale(
-                "pages", proc.base_url, key, str(objects), "100", str(no_limit_samples)
-            )["ms"]
-            no_limit[deployment] = {
-                "objects": objects,
-                "of_files": counts[-1],
-                "p50_ms": percentile(ms, 50),
-                "p95_ms": percentile(ms, 95),
-                "pages_p50_ms": percentile(pages, 50),
-                "server_growth_kib": mem["growth_kib"],
-                "server_base_kib": mem["base_kib"],
-            }
-    finally:
-        for proc, _, _ in servers.values():
-            proc.stop()
-        pg.stop()
-        s3.stop()
+        finally:
+            for proc, _, _ in servers.values():
+                proc.stop()
     tables: dict[str, dict[str, dict[str, float]]] = {}
     ratios: dict[str, float] = {}
     for deployment in DEPLOYMENTS:
