@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +44,10 @@ def small(deployment: Deployment) -> Iterator[AppServer]:
         app.stop()
 
 
-def _upload(http: httpx.Client, name: str, content: bytes, **data: str) -> httpx.Response:
-    return http.post("/files", files={"file": (name, content)}, data=data)
+def _upload(
+    http: httpx.Client, name: str, content: bytes, auth: tuple[str, str] | None = None, **data: str
+) -> httpx.Response:
+    return http.post("/files", files={"file": (name, content)}, data=data, auth=auth)
 
 
 def test_unknown_file_is_404_on_every_route(http: httpx.Client) -> None:
@@ -85,10 +89,95 @@ def test_no_api_key(server: AppServer) -> None:
                 ),
             )
         assert_error(
-            c.get("/files", headers={"Authorization": "Basic abc"}),
+            c.get("/files", headers={"Authorization": "Token abc"}),
             401,
             re.compile(r"You didn't provide an API key\..+"),
         )
+
+
+BASIC_HINT = re.escape(
+    "With Basic auth, send the API key as the password and a blank user name "
+    '(i.e. curl -u ":YOUR_KEY").'
+)
+
+
+def _basic(credentials: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+
+
+def test_basic_auth_takes_the_key_as_password(server: AppServer, api_key: str) -> None:
+    # As the 401 says (and OpenAI does): the key as the password, with a blank user name.
+    with server.http() as c:
+        file_id = _upload(c, "a.txt", b"x", purpose="evals", auth=("", api_key)).json()["id"]
+        assert c.get("/files", auth=("", api_key)).json()["data"][0]["id"] == file_id
+        # A browser's prompt may be given any user name: the password is the key.
+        assert c.get(f"/files/{file_id}", auth=("me", api_key)).status_code == 200
+        assert_error(
+            c.get("/files", auth=("", "sk-abc1" + "x" * 40 + "wxyz")),
+            401,
+            re.compile(r"Incorrect API key provided: sk-abc1\*\*\*\*wxyz\. .+"),
+            code="invalid_api_key",
+        )
+
+
+@pytest.mark.parametrize(
+    ("authorization", "expected"),
+    [
+        pytest.param(
+            "Basic !!not-base64!!",
+            r"Invalid Authorization header: the Basic credentials are not base64 of UTF-8 "
+            r"'user:password'\. " + BASIC_HINT,
+            id="not-base64",
+        ),
+        pytest.param(
+            "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+            r"Invalid Authorization header: the Basic credentials are not base64 .+",
+            id="not-utf8",
+        ),
+        pytest.param(
+            _basic(b"no-colon")["Authorization"],
+            r"Invalid Authorization header: the Basic credentials hold no ':'\. " + BASIC_HINT,
+            id="no-colon",
+        ),
+        pytest.param(
+            _basic(b"sk-in-the-user-name:")["Authorization"],
+            r"You didn't provide an API key: the Basic auth password is blank\. " + BASIC_HINT,
+            id="key-as-user-name",
+        ),
+        pytest.param(
+            _basic(b":")["Authorization"], r"You didn't provide an API key\. .+", id="blank"
+        ),
+    ],
+)
+def test_basic_auth_refused_clearly(server: AppServer, authorization: str, expected: str) -> None:
+    with server.http() as c:
+        error = assert_error(
+            c.get("/files", headers={"Authorization": authorization}), 401, re.compile(expected)
+        )
+    assert "sk-in-the-user-name" not in error["message"]
+
+
+def test_curl_basic_auth(deployment: Deployment) -> None:
+    # `curl -u ":$KEY"`, as the 401 offers it, against a real server.
+    server = deployment.server()
+    try:
+        api_key = server.create_key("org-basic", "proj_basic")
+        done = subprocess.run(
+            ["curl", "-sS", "-u", f":{api_key}", f"{server.base_url}/files"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
 
 
 def test_wrong_key_is_masked(server: AppServer) -> None:

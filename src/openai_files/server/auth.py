@@ -7,6 +7,8 @@ attacker nothing about any stored key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import secrets
@@ -52,13 +54,49 @@ async def create_key(store: MetadataStore, org_id: str, project_id: str) -> NewK
     return key
 
 
-def bearer_token(authorization: str | None) -> str | None:
+#: How the key goes in HTTP Basic auth, said by every 401 about a malformed Basic header.
+BASIC_HINT = (
+    "With Basic auth, send the API key as the password and a blank user name "
+    '(i.e. curl -u ":YOUR_KEY").'
+)
+
+
+def presented_key(authorization: str | None) -> str | None:
+    """The API key in an Authorization header: the token of `Bearer KEY`, or the password
+    of `Basic base64(user:KEY)` (OpenAI takes the key as the password, with a blank user
+    name, for clients such as browsers that prompt for one; the user name is not checked).
+
+    None when the header carries no key; Unauthorized, with a message saying what is wrong,
+    when a Basic header cannot be read.
+    """
     if not authorization:
         return None
     scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() == "bearer":
+        return token or None
+    if scheme.lower() != "basic" or not token:
         return None
-    return token.strip()
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized(
+            "Invalid Authorization header: the Basic credentials are not base64 of "
+            f"UTF-8 'user:password'. {BASIC_HINT}"
+        ) from None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        raise Unauthorized(
+            f"Invalid Authorization header: the Basic credentials hold no ':'. {BASIC_HINT}"
+        )
+    if not password:
+        if user:
+            # Most likely the key in the user name (curl -u "KEY:"); never echo it.
+            raise Unauthorized(
+                f"You didn't provide an API key: the Basic auth password is blank. {BASIC_HINT}"
+            )
+        return None
+    return password
 
 
 class KeyCache:
@@ -95,12 +133,13 @@ async def authenticate_key(
     project: str | None = None,
     cache: KeyCache | None = None,
 ) -> KeyRecord:
-    """The request's active key; Unauthorized in OpenAI's words otherwise.
+    """The request's active key (Bearer, or the password of Basic auth); Unauthorized in
+    OpenAI's words otherwise.
 
     `organization` and `project` are the optional `OpenAI-Organization` / `OpenAI-Project`
     headers: when given they must match the key, as OpenAI requires.
     """
-    token = bearer_token(authorization)
+    token = presented_key(authorization)
     if token is None:
         raise Unauthorized(NO_API_KEY_MESSAGE)
     digest = hash_key(token)

@@ -31,7 +31,7 @@ def _service(request: Request) -> FilesService:
 
 
 async def request_key(request: Request) -> KeyRecord:
-    """The request's active key (Bearer key, optional OpenAI-Organization and
+    """The request's active key (Bearer key or Basic password, optional OpenAI-Organization and
     OpenAI-Project headers that must match it); Unauthorized in OpenAI's words otherwise."""
     key = await authenticate_key(
         _service(request).meta,
