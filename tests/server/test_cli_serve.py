@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -340,3 +341,45 @@ def test_serve_refuses_a_part_size_that_cuts_the_largest_file_into_too_many_part
         "least 10737419 (--max-file-bytes / 10000), so that the largest file fits in the "
         "10000 parts S3 allows an upload; raise it or lower --max-file-bytes"
     ]
+
+
+class _Bound:
+    """A socket's `getsockname()`, for the banner of a server bound to every address
+    (tests listen on the loopback only)."""
+
+    def __init__(self, *name: object) -> None:
+        self.name = name
+
+    def getsockname(self) -> tuple[object, ...]:
+        return self.name
+
+
+@pytest.mark.parametrize(
+    ("host", "sockname", "url"),
+    [
+        pytest.param("0.0.0.0", ("0.0.0.0", 8123), "http://127.0.0.1:8123/v1", id="ipv4"),
+        pytest.param("::", ("::", 8123, 0, 0), "http://[::1]:8123/v1", id="ipv6"),
+    ],
+)
+def test_the_banner_of_all_addresses_gives_urls_a_client_can_use(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+    sockname: tuple[object, ...],
+    url: str,
+) -> None:
+    from openai_files.cli._server import _print_banner
+    from openai_files.server.settings import Settings
+
+    settings = Settings.from_env({}, data_dir=tmp_path, host=host, console=True)
+    _print_banner(settings, _Bound(*sockname), 1)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert _lines(out, "export ") == [f"export OPENAI_BASE_URL={shlex.quote(url)}"]
+    assert f"openai-files: serving the Files API at {url}" in out
+    assert f"openai-files: web console at {url.removesuffix('v1')} " in out
+    assert f"OpenAI(base_url='{url}', api_key=...)" in out
+    assert (
+        f"openai-files: listening on all addresses ({host}, port 8123): other machines reach "
+        f"it at http://{socket.gethostname()}:8123/v1"
+    ) in out
+    assert "0.0.0.0:" not in out and "[::]" not in out

@@ -319,12 +319,19 @@ def _lock_data_folder(settings: Any) -> None:
         raise CLIError(str(exc), exit_code=1) from None
 
 
+#: The addresses that bind every interface, and the loopback a client here connects to.
+_LOOPBACK_OF_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
 def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
     """Where the server listens and keeps its data, and the key of a first start, with
     `export OPENAI_BASE_URL=...` / `export OPENAI_API_KEY=...` lines for a shell."""
     from ..server.stores import _redact
 
-    host, port = sock.getsockname()[:2]
+    bound, port = sock.getsockname()[:2]
+    # A client cannot connect to "every address": the URLs name the loopback of the same
+    # family (a shell on this machine pastes them), and a line names the machine for others.
+    host = _LOOPBACK_OF_ANY.get(bound, bound)
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}/v1"
 
@@ -332,6 +339,11 @@ def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
         print(line, flush=True)
 
     say(f"openai-files: serving the Files API at {base_url}")
+    if bound in _LOOPBACK_OF_ANY:
+        say(
+            f"openai-files: listening on all addresses ({settings.host or bound}, port {port}): "
+            f"other machines reach it at http://{socket.gethostname()}:{port}/v1"
+        )
     if settings.console_enabled:
         say(f"openai-files: web console at http://{shown_host}:{port}/ (paste an API key there)")
     if settings.database or settings.storage:
