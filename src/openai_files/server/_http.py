@@ -15,16 +15,21 @@ body, and once a response is sent reads and discards the rest of a body it refus
   already on its way for at most a second (so that the client can read the answer before
   the close resets the connection), then closes, instead of reading a large body to its end;
 - errors of HTTP framing (a bad Content-Length, chunked plus Content-Length, a bad chunk
-  size) are answered in OpenAI's error envelope rather than uvicorn's plain text.
+  size) are answered in OpenAI's error envelope rather than uvicorn's plain text;
+- response header names go out in their canonical spelling (`Content-Type`, `ETag`,
+  `X-Request-Id`), as nginx and OpenAI's edge write them on HTTP/1.1, where uvicorn
+  lower-cases them: names are case-insensitive, but some clients look them up as spelled
+  (Java's `HttpURLConnection.getHeaderFields()` is a case-sensitive map).
 
 The body idle timeout lives at the ASGI layer (`_timeouts.py`). Every error answered here
-closes the connection; it carries `x-request-id` and `openai-version` as the app's do.
+closes the connection; it carries `X-Request-Id` and `Openai-Version` as the app's do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import resource
@@ -51,6 +56,37 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 1024 * 1024
 #: File descriptors kept beside the connections (the database, temp files, logs).
 SPARE_FDS = 256
+
+
+#: Header names whose canonical spelling is not plain Title-Case (RFC 9110, 3230, 1864).
+SPELLINGS = {
+    b"etag": b"ETag",
+    b"www-authenticate": b"WWW-Authenticate",
+    b"content-md5": b"Content-MD5",
+    b"x-xss-protection": b"X-XSS-Protection",
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def canonical_name(name: bytes) -> bytes:
+    """A header name as HTTP/1.1 servers spell it: `content-type` -> `Content-Type`,
+    `etag` -> `ETag`, `openai-version` -> `Openai-Version`."""
+    lower = name.lower()
+    spelled = SPELLINGS.get(lower)
+    if spelled is not None:
+        return spelled
+    return b"-".join(word[:1].upper() + word[1:] for word in lower.split(b"-"))
+
+
+def canonical_head(head: bytes) -> bytes:
+    """A response head (status line, header lines, blank line) with every header name in
+    its canonical spelling; values are left as they are."""
+    lines = head.split(b"\r\n")
+    for i in range(1, len(lines)):
+        name, colon, rest = lines[i].partition(b":")
+        if colon:
+            lines[i] = canonical_name(name) + colon + rest
+    return b"\r\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +125,7 @@ def error_response(
         (b"x-request-id", ("req_" + secrets.token_hex(16)).encode()),
         (b"openai-version", S.OPENAI_VERSION.encode()),
     ):
-        lines += [name, b": ", value, b"\r\n"]
+        lines += [canonical_name(name), b": ", value, b"\r\n"]
     lines += [b"\r\n", body]
     return b"".join(lines)
 
@@ -98,16 +134,30 @@ class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop reading a head over the limit."""
 
 
-class _LingeringTransport:
-    """The transport as one request-response cycle sees it: its `close()` is a lingering
+class _CycleTransport:
+    """The transport as one request-response cycle sees it. uvicorn writes a response's
+    status line and headers in one `write()`, names lower-cased: the write that follows
+    `head_next` is given canonical names. With `linger_on_close`, `close()` is a lingering
     close (see `LimitedHttpToolsProtocol.linger`)."""
 
     def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
+        self.head_next = False
+        self.linger_on_close = False
+
+    def write(self, data: bytes) -> None:
+        # `receive()` may write an interim `100 Continue` meanwhile: it has no headers.
+        if self.head_next and not data.startswith(b"HTTP/1.1 100 "):
+            self.head_next = False
+            data = canonical_head(data)
+        self._transport.write(data)
 
     def close(self) -> None:
-        self._protocol.linger()
+        if self.linger_on_close:
+            self._protocol.linger()
+        else:
+            self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -326,20 +376,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- early answers --
     def watch(self, cycle: RequestResponseCycle) -> None:
-        """Make a response that starts before the request body was read whole close the
-        connection (lingering) rather than read the rest of the body."""
+        """Give the response head canonical header names, and make a response that starts
+        before the request body was read whole close the connection (lingering) rather
+        than read the rest of the body."""
         send = cycle.send
+        transport = _CycleTransport(self)
+        cycle.transport = transport  # type: ignore[assignment]
 
         async def send_then_close(message: Any) -> None:
-            if (
-                message["type"] == "http.response.start"
-                and cycle.more_body
-                and not cycle.disconnected
-                and not self.transport.is_closing()
-            ):
+            if message["type"] != "http.response.start" or cycle.response_started:
+                await send(message)
+                return
+            if cycle.more_body and not cycle.disconnected and not self.transport.is_closing():
                 cycle.keep_alive = False
-                cycle.transport = _LingeringTransport(self)  # type: ignore[assignment]
-            await send(message)
+                transport.linger_on_close = True
+            transport.head_next = True
+            try:
+                await send(message)
+            finally:
+                transport.head_next = False
 
         cycle.send = send_then_close  # type: ignore[method-assign]
 
