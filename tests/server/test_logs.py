@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .._server import ServerProcess
-from ._util import upload
+from .._server import Deployment, ServerProcess
+from ._util import auth, upload
 
 MiB = 1024 * 1024
 
@@ -154,3 +154,41 @@ def test_the_access_line_says_when_a_response_was_cut_short(server: ServerProces
     (line,) = _access_lines(server, done.headers["x-request-id"])
     assert line.endswith(done.headers["x-request-id"]), line
     assert " 200 in=0 out=100 " in line
+
+
+def test_one_line_per_request_and_none_of_the_stores_own_calls(deployment: Deployment) -> None:
+    """An upload through the Uploads API (composed in S3 by the server's own HTTP calls,
+    on the scale-out deployment) logs its access lines and nothing else at INFO."""
+    server = deployment.server()
+    try:
+        key = server.create_key("org-logs", "proj_logs")
+        parts = [os.urandom(3 * MiB), os.urandom(3 * MiB)]  # 6 MiB: more than one S3 part
+        before = len(server.log_text().splitlines())
+        with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=60) as http:
+            created = http.post(
+                "/uploads",
+                json={
+                    "purpose": "evals",
+                    "filename": "big.bin",
+                    "bytes": sum(map(len, parts)),
+                    "mime_type": "application/octet-stream",
+                },
+            )
+            assert created.status_code == 200, created.text
+            upload_id = created.json()["id"]
+            part_ids = []
+            for part in parts:
+                added = http.post(f"/uploads/{upload_id}/parts", files={"data": part})
+                assert added.status_code == 200, added.text
+                part_ids.append(added.json()["id"])
+            done = http.post(f"/uploads/{upload_id}/complete", json={"part_ids": part_ids})
+            assert done.status_code == 200, done.text
+            file_id = done.json()["file"]["id"]
+            got = http.get(f"/files/{file_id}/content")
+            assert got.content == b"".join(parts)
+        assert len(_access_lines(server, got.headers["x-request-id"])) == 1
+        lines = server.log_text().splitlines()[before:]
+    finally:
+        server.stop()
+    assert len([line for line in lines if " openai_files.access: " in line]) == 5, lines
+    assert not [line for line in lines if " openai_files.access: " not in line], lines

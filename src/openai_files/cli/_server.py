@@ -391,6 +391,10 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs each request it sends at INFO: the S3 store's own calls would stand beside
+    # the one line per request that the server promises. They show at debug.
+    debug = settings.log_level.lower() == "debug"
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     sock = _listen(settings)
     try:
         check_storage(settings)  # the blob store takes our credentials (the database: below)
