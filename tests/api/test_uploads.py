@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -19,6 +20,8 @@ import anyio
 import httpx
 import openai
 import pytest
+
+from openai_files.server.stores import Owner, PartRecord
 
 from .._inprocess import AppServer, asgi_scope
 from .._server import Deployment
@@ -704,6 +707,97 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     assert server.portal.call(blobs.remove_stale_temp, time.time() + 60) == 0
     # The upload still takes parts.
     assert _part(http, uid, b"x" * 10).status_code == 200
+
+
+class _Work:
+    """The database work of the statements the app runs, while counting: on SQLite the
+    virtual machine's instructions (every row visited costs some), on PostgreSQL the rows
+    each plan node touched (as EXPLAIN ANALYZE reports, run in a savepoint rolled back).
+    Both are counts, not times: they do not change with the machine's load."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from openai_files.server.stores import postgres, sqlite
+
+        self.count = 0
+        self.on = False
+        run_sqlite, run_postgres = sqlite._execute, postgres._execute
+
+        def tick() -> int:
+            self.count += 1
+            return 0
+
+        def counted_sqlite(conn: sqlite3.Connection, stmt: Any) -> Any:
+            if not self.on:
+                return run_sqlite(conn, stmt)
+            conn.set_progress_handler(tick, 1)
+            try:
+                return run_sqlite(conn, stmt)
+            finally:
+                conn.set_progress_handler(None, 1)
+
+        async def counted_postgres(conn: Any, stmt: Any) -> Any:
+            if self.on:
+                sql = postgres._sql.POSTGRES.render(stmt.sql)
+                savepoint = conn.transaction()
+                await savepoint.start()
+                try:
+                    plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *stmt.args)
+                finally:
+                    await savepoint.rollback()
+                self.count += _rows_touched(json.loads(plan)[0]["Plan"])
+            return await run_postgres(conn, stmt)
+
+        monkeypatch.setattr(sqlite, "_execute", counted_sqlite)
+        monkeypatch.setattr(postgres, "_execute", counted_postgres)
+
+    def of(self, call: Callable[[], Any]) -> int:
+        self.count, self.on = 0, True
+        try:
+            call()
+        finally:
+            self.on = False
+        return self.count
+
+
+def _rows_touched(node: dict[str, Any]) -> int:
+    rows = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+    rows += node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+    return int(rows) + sum(_rows_touched(child) for child in node.get("Plans", []))
+
+
+def test_adding_a_part_costs_the_same_at_the_5000th(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database's work for one part does not grow with the parts the upload has: the
+    5,011th part costs what the 11th did (the service once read every part to add them up,
+    which made an upload of 10,000 parts quadratic)."""
+    work = _Work(monkeypatch)
+    server = deployment.app(env={"OPENAI_FILES_SWEEP_INTERVAL_SECONDS": "3600"})
+    try:
+        owner = Owner("org-many-parts", "proj_many_parts")
+        with server.http(server.create_key(owner.org_id, owner.project_id)) as http:
+            uid = _create(http, bytes=6000)["id"]
+            for _ in range(10):
+                _part_id(http, uid, b"x")
+            few = work.of(lambda: _part_id(http, uid, b"x"))
+            meta = server.app.state.service.meta
+
+            async def add_parts(n: int) -> None:  # rows only: no part's bytes are read here
+                now = int(time.time())
+                for start in range(0, n, 500):
+                    await asyncio.gather(
+                        *(
+                            meta.add_part(owner, PartRecord(p, uid, 1, now, p), now)
+                            for p in (f"part_many{i}" for i in range(start, start + 500))
+                        )
+                    )
+
+            server.portal.call(add_parts, 5000)
+            many = work.of(lambda: _part_id(http, uid, b"x"))
+        assert few > 0
+        assert many <= few * 1.2 + 10, (few, many)
+    finally:
+        server.stop()
 
 
 def _completing(uid: str) -> str:

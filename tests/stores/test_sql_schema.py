@@ -134,6 +134,7 @@ NEW_TABLES = {
     4: {"uploads", "upload_parts"},
     5: set(),
     6: {"server_secrets"},
+    7: set(),
 }
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
@@ -143,6 +144,7 @@ NEW_INDEXES = {
     4: {"uploads_owner_status_page", "uploads_expiry", "upload_parts_order"},
     5: set(),
     6: set(),
+    7: set(),
 }
 
 # -- introspection --
@@ -344,7 +346,7 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
@@ -436,6 +438,48 @@ async def test_step_6_makes_the_server_secrets_table(
         "created_at": ("integer", True),
     }
     assert shape.unique["server_secrets"] == {("name",)}
+
+
+async def test_step_7_counts_the_parts_of_each_upload(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    """Step 7 adds each upload's part count and bytes, counted from the parts it has."""
+    await opened.migrate(to=6)
+    before = (await db.shape()).columns["uploads"]
+    owner = Owner("org-1", "proj-1")
+    for n in (1, 2):
+        await opened.insert_upload(
+            UploadRecord(
+                f"upload_{n}", owner.org_id, owner.project_id, "a.bin", "vision", 9,
+                "image/png", 100, 3700, "pending", None, f"file-{n}",
+            )
+        )  # fmt: skip
+    # The part rows as version 6's code wrote them (it numbered them, and counted nothing).
+    sql = "INSERT INTO upload_parts (id, upload_id, seq, bytes, created_at, blob_key) VALUES "
+    sql += ", ".join(f"('part_{i}', 'upload_1', {i + 1}, {i + 2}, 200, 'part_{i}')" for i in (0, 1))
+    if isinstance(db, SQLiteDatabase):
+        with sqlite3.connect(db.path) as c:
+            c.execute(sql)
+    else:
+        assert isinstance(db, PostgresDatabase)
+        conn = await asyncpg.connect(db.url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    await opened.migrate(to=7)
+    after = (await db.shape()).columns["uploads"]
+    assert after == {
+        **before,
+        "part_count": ("integer", True),
+        "part_bytes": ("integer", True),
+    }
+    assert await opened.parts_total("upload_1") == (2, 5)
+    assert await opened.parts_total("upload_2") == (0, 0)
+    # The next part is numbered after those counted.
+    await opened.add_part(owner, PartRecord("part_9", "upload_1", 4, 300, "part_9"), now=300)
+    assert [p.id for p in await opened.list_parts("upload_1")] == ["part_0", "part_1", "part_9"]
+    assert await opened.parts_total("upload_1") == (3, 9)
 
 
 async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:

@@ -562,6 +562,9 @@ class MetadataStoreConformance:
         else:
             pytest.fail("a second part with the same id was stored")
         assert await meta.list_parts(upload.id) == parts
+        # Counted as added, refused ones not: 6 parts of 1 to 6 bytes.
+        assert await meta.parts_total(upload.id) == (6, 21)
+        assert await meta.parts_total("upload_" + secrets.token_hex(12)) == (0, 0)
 
     async def test_a_part_of_an_unknown_or_foreign_upload_is_refused(
         self, meta: MetadataStore

@@ -141,6 +141,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         created_at {integer} NOT NULL
     )""",
     ),
+    # 7: an upload counts its parts and their bytes on its own row, so that adding a part
+    # reads one row, not every part before it (a part added to 10,000 read all 10,000).
+    (
+        "ALTER TABLE uploads ADD COLUMN part_count {integer} NOT NULL DEFAULT 0",
+        "ALTER TABLE uploads ADD COLUMN part_bytes {integer} NOT NULL DEFAULT 0",
+        "UPDATE uploads SET "
+        "part_count = (SELECT COUNT(*) FROM upload_parts p WHERE p.upload_id = uploads.id), "
+        "part_bytes = (SELECT COALESCE(SUM(p.bytes), 0) FROM upload_parts p "
+        "WHERE p.upload_id = uploads.id) "
+        "WHERE id IN (SELECT upload_id FROM upload_parts)",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -582,15 +593,17 @@ def _pending_upload(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[
 
 def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[UploadRecord]:
     record = yield from _pending_upload(d, owner, part.upload_id, now)
-    # The upload's row is locked: no other part of it takes the same number.
-    seq = yield Stmt(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM upload_parts WHERE upload_id = ?",
-        (part.upload_id,),
-        "value",
-    )
+    # The upload's row is locked: no other part of it takes the same number. The count
+    # kept on that row numbers the part (parts are only ever removed all together).
+    seq = yield Stmt("SELECT part_count + 1 FROM uploads WHERE id = ?", (part.upload_id,), "value")
     yield Stmt(
         f"INSERT INTO upload_parts ({_PART_COLUMNS}, seq) VALUES ({_marks(len(PART_FIELDS) + 1)})",
         (*(getattr(part, name) for name in PART_FIELDS), int(seq)),
+        "none",
+    )
+    yield Stmt(
+        "UPDATE uploads SET part_count = ?, part_bytes = part_bytes + ? WHERE id = ?",
+        (int(seq), part.bytes, part.upload_id),
         "none",
     )
     return record
@@ -901,6 +914,11 @@ class SQLMetadataStore(abc.ABC):
 
     async def add_part(self, owner: Owner, part: PartRecord, now: int) -> UploadRecord:
         return await self._write(_add_part(self.DIALECT, owner, part, now))
+
+    async def parts_total(self, upload_id: str) -> tuple[int, int]:
+        sql = "SELECT part_count, part_bytes FROM uploads WHERE id = ?"
+        row = await self._read(_rows(sql, (upload_id,), "one"))
+        return (0, 0) if row is None else (int(row["part_count"]), int(row["part_bytes"]))
 
     async def list_parts(self, upload_id: str) -> list[PartRecord]:
         sql = f"SELECT {_PART_COLUMNS} FROM upload_parts WHERE upload_id = ? ORDER BY seq"

@@ -376,6 +376,12 @@ class MetadataStore(Protocol):
         duplicate part id or blob key raises (the driver's integrity error)."""
         ...
 
+    async def parts_total(self, upload_id: str) -> tuple[int, int]:
+        """How many parts an upload has and their bytes (any owner: the caller has checked
+        it), as `list_parts` would add them up, read without reading the parts: adding a
+        part costs the same at its 10,000th as at its first. (0, 0) for an unknown id."""
+        ...
+
     async def list_parts(self, upload_id: str) -> list[PartRecord]:
         """The part rows of an upload (any owner: the caller has checked it), in the order
         `add_part` recorded them; empty once the upload is completed, cancelled or expired,
