@@ -22,11 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from ._client_cmds import add_client_parsers
-    from ._server import add_keys_parser, add_migrate_parser, add_serve_parser
+    from ._server import add_env_parser, add_keys_parser, add_migrate_parser, add_serve_parser
 
     add_client_parsers(sub)
     add_serve_parser(sub)
     add_keys_parser(sub)
+    add_env_parser(sub)
     add_migrate_parser(sub)
     from ._devstack import add_devstack_parser
 

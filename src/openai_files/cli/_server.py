@@ -27,10 +27,12 @@ def _settings_module() -> Any:
     return settings
 
 
-def add_store_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every command that touches the stores takes."""
+def add_store_flags(
+    parser: argparse.ArgumentParser, names: tuple[str, ...] = ("data_dir", "database", "storage")
+) -> None:
+    """The flags every command that touches the stores takes (or the settings `names`)."""
     s = _settings_module()
-    for name in ("data_dir", "database", "storage"):
+    for name in names:
         field = next(f for f in s.setting_fields() if f.name == name)
         parser.add_argument(
             s.flag_name(name),
@@ -226,6 +228,70 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     else:
         print(f"created {key.record.id} for {args.org} / {args.project}; the key is shown once:")
         print(key.secret)
+    return 0
+
+
+def add_env_parser(sub: Any) -> None:
+    s = _settings_module()
+    p = sub.add_parser(
+        "env",
+        help="print the two `export` lines (with a new key) that point the client at a "
+        "local server",
+        description=(
+            "Create a new API key on the server's database (as `openai-files keys create`\n"
+            "does) and print two lines for a shell, `export OPENAI_BASE_URL=...` and\n"
+            "`export OPENAI_API_KEY=...`. In another shell on the server's machine,\n"
+            "\n"
+            '  eval "$(openai-files env)"\n'
+            "\n"
+            "points the client commands (and the official SDK) at the server that\n"
+            "`make run` or `openai-files serve` started. Give it the same --data-dir (or\n"
+            "--database), --host and --port as `serve` (or their variables). Keys are\n"
+            "stored hashed, so each run makes a new one: `openai-files keys list` shows\n"
+            "them, `openai-files keys revoke KEY_ID` ends one."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--org", default=s.DEFAULT_ORG_ID, help="organization id of the key")
+    p.add_argument("--project", default=s.DEFAULT_PROJECT_ID, help="project id of the key")
+    p.add_argument(
+        "--base-url",
+        help="the API root as clients reach it (default: http://HOST:PORT/v1 from --host "
+        "and --port)",
+    )
+    add_store_flags(p, ("data_dir", "database", "host", "port"))
+    p.set_defaults(handler=cmd_env)
+
+
+def local_base_url(host: str, port: int) -> str:
+    """The API root of a server listening on `host`:`port`, as a client on this machine
+    reaches it (a wildcard address through loopback)."""
+    if port == 0:
+        raise CLIError(
+            "--port 0 gives the server a new port at each start: pass --base-url (the URL "
+            "`serve` printed)",
+            exit_code=2,
+        )
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from ..server.auth import create_key
+
+    settings = settings_from_args(args)
+    base_url = args.base_url or local_base_url(settings.host, settings.port)
+    key = asyncio.run(
+        _with_meta(settings, lambda m: create_key(m, args.org, args.project), must_exist=True)
+    )
+    print(
+        f"openai-files: created API key {key.record.id} for {args.org} / {args.project} "
+        f"(`openai-files keys revoke {key.record.id}` ends it)",
+        file=sys.stderr,
+    )
+    print(f"export OPENAI_BASE_URL={shlex.quote(base_url.rstrip('/'))}")
+    print(f"export OPENAI_API_KEY={shlex.quote(key.secret)}")
     return 0
 
 
