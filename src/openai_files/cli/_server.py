@@ -224,7 +224,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps({**dataclasses.asdict(key.record), "key": key.secret}))
+        record = {k: v for k, v in dataclasses.asdict(key.record).items() if k != "key_hash"}
+        print(json.dumps({**record, "key": key.secret}))
     else:
         print(f"created {key.record.id} for {args.org} / {args.project}; the key is shown once:")
         print(key.secret)
