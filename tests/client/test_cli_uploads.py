@@ -68,3 +68,27 @@ def test_uploads_list_and_cancel(capsys: pytest.CaptureFixture[str], client: ope
     code = main(["uploads", "cancel", upload.id])
     err = capsys.readouterr().err
     assert code == 2 and "already cancelled" in err and err.count("\n") == 1
+
+
+def test_uploads_list_of_all_statuses_has_a_status_column(
+    capsys: pytest.CaptureFixture[str], client: openai.OpenAI
+) -> None:
+    made = [
+        client.uploads.create(
+            filename=f"{name}.bin", purpose="vision", bytes=MIB, mime_type="image/png"
+        )
+        for name in ("kept", "dropped")
+    ]
+    client.uploads.cancel(made[1].id)
+    code = main(["uploads", "list", "--status", "all"])
+    out = capsys.readouterr().out
+    header, *rows = out.splitlines()
+    assert code == 0 and header.split() == [
+        "ID", "STATUS", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME",
+    ]  # fmt: skip
+    shown = {row.split()[0]: (row.split()[1], row.split()[-1]) for row in rows}
+    assert shown == {made[0].id: ("pending", "kept.bin"), made[1].id: ("cancelled", "dropped.bin")}
+    # One status: no column for it.
+    code = main(["uploads", "list", "--status", "cancelled"])
+    header, row = capsys.readouterr().out.splitlines()
+    assert "STATUS" not in header and row.startswith(made[1].id)

@@ -43,16 +43,23 @@ def cmd_uploads_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(page.to_dict())
     elif page.data:
-        rows: list[tuple[str, ...]] = [("ID", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME")]
-        rows += [_row(u, _when) for u in page.data]
+        # Of one status, the rows need no column saying it; of all, they do.
+        mixed = args.status == "all"
+        header = ("ID", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME")
+        rows: list[tuple[str, ...]] = [("ID", "STATUS", *header[1:]) if mixed else header]
+        rows += [_row(u, _when, mixed) for u in page.data]
         print_table(rows)
     else:
         print(f"no {args.status or 'pending'} uploads")
     return EXIT_OK
 
 
-def _row(u: Upload, when: Any) -> tuple[str, ...]:
-    return (u.id, str(u.bytes), when(u.created_at), when(u.expires_at), u.purpose, u.filename)
+def _row(u: Upload, when: Any, with_status: bool) -> tuple[str, ...]:
+    status = (u.status,) if with_status else ()
+    return (
+        u.id, *status, str(u.bytes), when(u.created_at), when(u.expires_at), u.purpose,
+        u.filename,
+    )  # fmt: skip
 
 
 def cmd_uploads_cancel(args: argparse.Namespace) -> int:
