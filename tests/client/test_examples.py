@@ -30,10 +30,11 @@ def run_example(server: ServerProcess, api_key: str, tmp_path: Path) -> Runner:
         "OPENAI_BASE_URL": server.base_url,
     }
 
-    def run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(name: str, *args: str, **more_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(EXAMPLES / name), *args],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+            capture_output=True, text=True, env={**env, **more_env}, cwd=tmp_path, timeout=60,
+            check=False,
         )  # fmt: skip
 
     return run
@@ -47,7 +48,7 @@ def test_the_seeds_examples_in_order(run_example: Runner, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     data = ast.literal_eval(done.stdout)
     assert (data["filename"], data["bytes"], data["purpose"]) == (
-        "example.pdf",
+        "fonts-example.pdf",  # the file's own name
         35213,
         "assistants",
     )
@@ -74,6 +75,31 @@ def test_the_seeds_examples_in_order(run_example: Runner, tmp_path: Path) -> Non
 
     done = run_example("files_retrieve_content.py", file_id)
     assert done.returncode == 1 and "HTTP Status: 404\nMimetype:    application/json" in done.stderr
+
+
+def test_upload_without_an_argument_makes_a_small_pdf_offline(
+    run_example: Runner, tmp_path: Path
+) -> None:
+    # Any request to the internet would go to a proxy that is not there, and fail.
+    done = run_example("files_upload.py", HTTPS_PROXY="http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    data = ast.literal_eval(done.stdout)
+    assert (data["filename"], data["purpose"]) == ("example.pdf", "assistants")
+    assert 400 < data["bytes"] < 1000
+    assert list(tmp_path.iterdir()) == []  # written in a temporary folder, and gone
+
+
+def test_upload_keeps_the_files_name(
+    run_example: Runner, server: ServerProcess, api_key: str, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    done = run_example("files_upload.py", "notes.txt")
+    assert done.returncode == 0, done.stderr
+    data = ast.literal_eval(done.stdout)
+    assert (data["filename"], data["bytes"]) == ("notes.txt", 5)
+    done = run_example("files_upload.py", "a", "b")
+    assert done.returncode == 1 and done.stderr.startswith("usage: python ")
+    assert "Traceback" not in done.stderr
 
 
 def test_retrieve_content_saves_the_file(
