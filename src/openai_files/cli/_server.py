@@ -273,7 +273,7 @@ def local_base_url(host: str, port: int) -> str:
             "`serve` printed)",
             exit_code=2,
         )
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    host = _LOOPBACK_OF_ANY.get(host or "0.0.0.0", host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/v1"
 
