@@ -16,6 +16,9 @@ body, and once a response is sent reads and discards the rest of a body it refus
   the close resets the connection), then closes, instead of reading a large body to its end;
 - errors of HTTP framing (a bad Content-Length, chunked plus Content-Length, a bad chunk
   size) are answered in OpenAI's error envelope rather than uvicorn's plain text;
+- a client that pipelines requests without reading the answers queues at most
+  MAX_PIPELINED of them: past that the connection is not read until answers go out
+  (uvicorn parses all it receives, and took 650 MB for one such connection);
 - response header names go out in their canonical spelling (`Content-Type`, `ETag`,
   `X-Request-Id`), as nginx and OpenAI's edge write them on HTTP/1.1, where uvicorn
   lower-cases them: names are case-insensitive, but some clients look them up as spelled
@@ -38,6 +41,7 @@ from typing import Any, ClassVar
 
 import httptools
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -56,6 +60,13 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 1024 * 1024
 #: File descriptors kept beside the connections (the database, temp files, logs).
 SPARE_FDS = 256
+#: Requests one connection may have received and not yet answered, the one being answered
+#: included: past it, the server reads no more of that connection until an answer goes out
+#: (nginx and h11-based servers read one request at a time).
+MAX_PIPELINED = 8
+#: Request heads are parsed this much at a time, so that one read of small pipelined
+#: requests cannot queue more than a few dozen past the bound.
+PIPELINED_SLICE = 1024
 
 
 #: Header names whose canonical spelling is not plain Title-Case (RFC 9110, 3230, 1864).
@@ -210,6 +221,20 @@ class _BodyChunks:
         return b"".join(self.chunks)
 
 
+class _PipelineFlowControl(FlowControl):
+    """uvicorn's flow control, except that reading stays paused while the connection holds
+    its quota of unanswered requests: uvicorn resumes reading whenever a response ends or
+    the app asks for the body, which let pipelined requests pile up without bound."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpToolsProtocol) -> None:
+        super().__init__(transport)
+        self._protocol = protocol
+
+    def resume_reading(self) -> None:
+        if not self._protocol.pipeline_full():
+            super().resume_reading()
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on the head, timeouts and a connection cap."""
 
@@ -232,10 +257,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.linger_timer: asyncio.TimerHandle | None = None
         self.lingering = False
         self.discarded = 0
+        #: Bytes received past the pipelined requests' bound, parsed once answers go out.
+        self.held = bytearray()
 
     # -- connection --
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _PipelineFlowControl(transport, self)
         if len(self.connections) > self.limits.max_connections:
             log.warning(
                 "refused a connection: %d open, at most %d (--max-connections)",
@@ -260,6 +288,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 timer.cancel()
         self.header_timer = self.linger_timer = None
         super().connection_lost(exc)
+        # What was queued goes with the connection.
+        self.pipeline.clear()
+        self.held = bytearray()
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -270,6 +301,33 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
+        if self.held:  # behind bytes not parsed yet
+            self.held += data
+            self.flow.pause_reading()
+            return
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`, heads a slice at a time (one read may hold thousands of small
+        requests); what lies past the bound on pipelined requests is held."""
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view) and not self.transport.is_closing():
+            if self.pipeline_full():
+                self.held = bytearray(view[offset:])
+                self.flow.pause_reading()
+                # The wait is the server's now: the head's clock restarts when it is parsed.
+                if self.header_timer is not None:
+                    self.header_timer.cancel()
+                    self.header_timer = None
+                return
+            end = offset + PIPELINED_SLICE if self.reading_head else len(view)
+            if not self.feed_piece(view[offset:end]):
+                return
+            offset = end
+
+    def feed_piece(self, data: bytes | memoryview) -> bool:
+        """Parse `data`; False when the connection was refused or upgraded."""
         if self.reading_head:
             self.arm_header_timer()
             self.head_bytes += len(data)
@@ -280,7 +338,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
-            return
+            return False
         except httptools.HttpParserError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, _HeadTooLarge):
@@ -288,9 +346,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 why = str(cause or exc).rstrip(".") or type(exc).__name__
                 self.send_400_response(f"Invalid HTTP request: {why}.")
-            return
+            return False
         if self.reading_head and self.head_bytes > self.limits.max_header_bytes:
             self.refuse_head()
+            return False
+        return True
+
+    # -- pipelined requests --
+    def pipeline_full(self) -> bool:
+        """Whether this connection holds its quota of unanswered requests (or a queued
+        request's body is buffered to uvicorn's high-water mark), so that reading waits."""
+        if self.lingering or self.transport.is_closing():
+            return False
+        if self.held or len(self.pipeline) + 1 >= MAX_PIPELINED:
+            return True
+        return bool(self.pipeline) and len(self.cycle.body) > HIGH_WATER_LIMIT
+
+    def feed_held(self) -> None:
+        """Parse the held bytes once an answer went out, then read again if room is left."""
+        if not self.held or self.transport.is_closing() or self.lingering:
+            return
+        data, self.held = bytes(self.held), bytearray()
+        self._unset_keepalive_if_required()
+        self.feed(data)
+        self.flow.resume_reading()
 
     # -- the head --
     def arm_header_timer(self) -> None:
@@ -423,6 +502,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.server_state.total_requests += 1
             return
         super().on_response_complete()
+        if self.held and not self.transport.is_closing():
+            # Not from inside the app's `send`: a held request may be refused at once.
+            self.loop.call_soon(self.feed_held)
 
     def refuse(self, response: bytes) -> None:
         """Answer `response` outside any app, and close the connection (lingering)."""
