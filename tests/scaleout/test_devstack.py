@@ -15,8 +15,10 @@ from pathlib import Path
 
 import openai
 import psutil
+import pytest
 
 from .._server import openai_files_cli
+from .._services import free_port
 
 
 class DevStackProcess:
@@ -175,10 +177,73 @@ def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None
     assert list(temp.iterdir()) == []
 
 
+@pytest.mark.parametrize("flag", ["--postgres-port", "--s3-port"])
+def test_a_taken_service_port_is_one_line_before_anything_starts(tmp_path: Path, flag: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    try:
+        done = openai_files_cli(
+            "dev-stack", flag, str(port), env={**os.environ, "TMPDIR": str(temp)}
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"openai-files: error: port {port} on 127.0.0.1 is taken: give another with {flag} "
+        "(0: a free port)"
+    )
+    assert list(temp.iterdir()) == []
+
+
+def test_postgresql_and_s3_listen_on_the_ports_given(tmp_path: Path) -> None:
+    postgres_port, s3_port = free_port(), free_port()
+    stack = DevStackProcess(
+        tmp_path,
+        *("--port", "0", "--replicas", "1"),
+        *("--postgres-port", str(postgres_port), "--s3-port", str(s3_port)),
+    )
+    try:
+        stack.wait_for(r"^Press Ctrl-C")
+        out = stack.stdout
+        assert f"  database:  postgresql://postgres@127.0.0.1:{postgres_port}/files" in out
+        assert f"endpoint=http://127.0.0.1:{s3_port}&" in out, out
+        assert f"PostgreSQL on 127.0.0.1:{postgres_port} " in stack.stderr
+        assert f"S3 on http://127.0.0.1:{s3_port}, bucket files " in stack.stderr
+        url = re.search(r"^  replica 1: (\S+)$", out, re.M)[1]  # type: ignore[index]
+        key = re.search(r"^export OPENAI_API_KEY=(\S+)$", out, re.M)[1]  # type: ignore[index]
+        with openai.OpenAI(base_url=url, api_key=key, max_retries=0) as client:
+            made = client.files.create(file=("a.jsonl", b"{}\n"), purpose="batch")
+            assert client.files.content(made.id).content == b"{}\n"
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        assert stack.proc.wait(60) == 0, stack.stderr
+    finally:
+        stack.end()
+    assert _refused(postgres_port) and _refused(s3_port)
+
+
 def test_bad_options_are_usage_errors() -> None:
-    for args in (["--replicas", "0"], ["--port", "70000"]):
+    for args in (
+        ["--replicas", "0"],
+        ["--port", "70000"],
+        ["--postgres-port", "70000"],
+        ["--s3-port", "-1"],
+    ):
         done = openai_files_cli("dev-stack", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_one_port_for_two_services_is_a_usage_error() -> None:
+    port = free_port()
+    done = openai_files_cli("dev-stack", "--postgres-port", str(port), "--port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"openai-files: error: port {port} is asked for by both --postgres-port and --port: "
+        "give each service a port of its own"
+    )
 
 
 def test_a_replica_that_dies_stops_the_rest(tmp_path: Path) -> None:

@@ -65,6 +65,18 @@ def add_devstack_parser(sub: Any) -> None:
         help=f"port of the first replica, the next ones follow (default {DEFAULT_BASE_PORT}; "
         "0: free ports)",
     )
+    p.add_argument(
+        "--postgres-port",
+        type=_port,
+        default=0,
+        help="port of PostgreSQL (default 0: a free port)",
+    )
+    p.add_argument(
+        "--s3-port",
+        type=_port,
+        default=0,
+        help="port of the S3 endpoint (default 0: a free port)",
+    )
     p.set_defaults(handler=cmd_devstack)
 
 
@@ -186,9 +198,13 @@ class _Replica:
 class DevStack:
     """Everything `dev-stack` starts, and how to stop it all."""
 
-    def __init__(self, replicas: int, base_port: int) -> None:
+    def __init__(
+        self, replicas: int, base_port: int, postgres_port: int = 0, s3_port: int = 0
+    ) -> None:
         self.count = replicas
         self.base_port = base_port
+        self.postgres_port = postgres_port
+        self.s3_port = s3_port
         self.root = Path(tempfile.mkdtemp(prefix="openai-files-dev-stack-"))
         self.postgres: PostgresCluster | None = None
         self.s3: SeaweedS3 | None = None
@@ -206,7 +222,7 @@ class DevStack:
         _say(f"temporary folder {self.root}")
         _check_stop()
         _say("starting PostgreSQL ...")
-        self.postgres = postgres = PostgresCluster(self.root / "postgres")
+        self.postgres = postgres = PostgresCluster(self.root / "postgres", self.postgres_port)
         _service(postgres.start, "PostgreSQL did not start")
         database = _service(
             lambda: postgres.create_database(DATABASE), "cannot create the database"
@@ -214,7 +230,7 @@ class DevStack:
         _say(f"PostgreSQL on 127.0.0.1:{postgres.port} (pid {postgres.pid})")
         _check_stop()
         _say("starting SeaweedFS (S3) ...")
-        self.s3 = s3 = SeaweedS3(self.root / "s3", buckets=[BUCKET])
+        self.s3 = s3 = SeaweedS3(self.root / "s3", buckets=[BUCKET], port=self.s3_port)
         _service(s3.start, "SeaweedFS did not start")
         assert s3.proc is not None
         _say(f"S3 on {s3.endpoint}, bucket {BUCKET} (pid {s3.proc.pid})")
@@ -331,7 +347,9 @@ def _service(start: Any, what: str) -> Any:
         raise CLIError(first if first.startswith(what) else f"{what}: {first}") from None
 
 
-def _check_prerequisites(replicas: int, base_port: int) -> None:
+def _check_prerequisites(
+    replicas: int, base_port: int, postgres_port: int = 0, s3_port: int = 0
+) -> None:
     """Fail before starting anything: a missing extra or binary, or a port that is taken."""
     for module in ("uvicorn", "asyncpg", "obstore"):
         if importlib.util.find_spec(module) is None:
@@ -343,20 +361,37 @@ def _check_prerequisites(replicas: int, base_port: int) -> None:
         weed_bin()
     except RuntimeError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
-    if base_port == 0:
-        return
-    if base_port + replicas - 1 > 65535:
+    if base_port and base_port + replicas - 1 > 65535:
         raise CLIError(f"--port {base_port} leaves no room for {replicas} replicas", EXIT_USAGE)
-    for port in range(base_port, base_port + replicas):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                raise CLIError(
-                    f"port {port} on 127.0.0.1 is taken: give another first port with "
-                    "--port (0: free ports)"
-                ) from None
+    # Each port asked for, with the flag that asked for it (the replicas' come from --port).
+    wanted: dict[int, str] = {}
+    for port, flag, hint in (
+        (postgres_port, "--postgres-port", "another with --postgres-port (0: a free port)"),
+        (s3_port, "--s3-port", "another with --s3-port (0: a free port)"),
+        *(
+            (port, "--port", "another first port with --port (0: free ports)")
+            for port in (range(base_port, base_port + replicas) if base_port else ())
+        ),
+    ):
+        if not port:
+            continue
+        if port in wanted:
+            raise CLIError(
+                f"port {port} is asked for by both {wanted[port]} and {flag}: give "
+                "each service a port of its own",
+                EXIT_USAGE,
+            )
+        wanted[port] = flag
+        _check_free(port, hint)
+
+
+def _check_free(port: int, hint: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise CLIError(f"port {port} on 127.0.0.1 is taken: give {hint}") from None
 
 
 def cmd_devstack(args: argparse.Namespace) -> int:
@@ -368,8 +403,8 @@ def cmd_devstack(args: argparse.Namespace) -> int:
     stack: DevStack | None = None
     code = 0
     try:
-        _check_prerequisites(args.replicas, args.port)
-        stack = DevStack(args.replicas, args.port)
+        _check_prerequisites(args.replicas, args.port, args.postgres_port, args.s3_port)
+        stack = DevStack(args.replicas, args.port, args.postgres_port, args.s3_port)
         stack.start()
         stack.print_summary()
         _started.set()

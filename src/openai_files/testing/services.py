@@ -65,16 +65,17 @@ class PostgresCluster:
     """A PostgreSQL server of our own, for the length of a test session.
 
     `root` is the folder it keeps everything in (created; a new temporary one if not given),
-    removed by `stop()`. As root, the `postgres` user must be able to reach it.
+    removed by `stop()`. As root, the `postgres` user must be able to reach it. It listens
+    on `port` (0: a free one).
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, port: int = 0) -> None:
         if root is None:
             self.root = Path(tempfile.mkdtemp(prefix="openai-files-pg-"))
         else:
             self.root = Path(root)
             self.root.mkdir(mode=0o700)
-        self.port = free_port()
+        self.port = port or free_port()
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self._as_postgres = os.geteuid() == 0
@@ -164,13 +165,16 @@ class SeaweedS3:
     """SeaweedFS's S3 gateway (`weed mini`) with credentials of our own.
 
     `root` is the folder of its data and log (created; a new temporary one if not given),
-    removed by `stop()`; `buckets` are made at start.
+    removed by `stop()`; `buckets` are made at start. The S3 endpoint listens on `port`
+    (0: a free one); its other servers on free ports.
     """
 
     #: Buckets made at start (S3 deployments expect their bucket to exist).
     BUCKETS = ("files", "conformance", "abort-check", "bench")
 
-    def __init__(self, root: Path | None = None, buckets: Sequence[str] = BUCKETS) -> None:
+    def __init__(
+        self, root: Path | None = None, buckets: Sequence[str] = BUCKETS, port: int = 0
+    ) -> None:
         if root is None:
             self.root = Path(tempfile.mkdtemp(prefix="openai-files-s3-"))
         else:
@@ -179,7 +183,7 @@ class SeaweedS3:
         self.buckets = tuple(buckets)
         self.access_key = "test" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(16)
-        self.port = 0
+        self.port = port
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -188,7 +192,12 @@ class SeaweedS3:
         # neither another's port nor another's gRPC port (weed refuses to start then); a
         # restart keeps the ports it had.
         ports = self.ports
-        for name in ("s3", "master", "volume", "filer", "admin"):
+        names = ["s3", "master", "volume", "filer", "admin"]
+        if self.port and "s3" not in ports:
+            # A port given: its gRPC port is chosen free too, not taken as port + 10000.
+            ports["s3"] = self.port
+            names.append("s3-grpc")
+        for name in names:
             if name in ports:
                 continue
             while True:
@@ -223,6 +232,7 @@ class SeaweedS3:
                 f"-volume.port={ports['volume']}",
                 f"-filer.port={ports['filer']}",
                 f"-admin.port={ports['admin']}",
+                *([f"-s3.port.grpc={ports['s3-grpc']}"] if "s3-grpc" in ports else []),
                 f"-bucket={','.join(self.buckets)}",
             ],
             stdout=log,
