@@ -197,14 +197,20 @@ class Deployment:
             env.update(self.s3.env)
         return env
 
-    def server(self, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        """A started server with fresh stores (and `settings` as environment variables)."""
+    def server(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        process: type[ServerProcess] = ServerProcess,
+    ) -> ServerProcess:
+        """A started server with fresh stores (and `settings` as environment variables),
+        run as `process` runs it."""
         full_env = {**self.env(), **(env or {})}
         data_dir = self.root / f"{self.name}-{uuid.uuid4().hex[:8]}" / "data"
         if self.name == "scaleout":
             done = openai_files_cli("migrate", env={**os.environ, **full_env})
             assert done.returncode == 0, done.stderr
-        return ServerProcess(data_dir, *args, env=full_env).start()
+        return process(data_dir, *args, env=full_env).start()
 
     def app(self, env: dict[str, str] | None = None) -> AppServer:
         """A started app in this process with fresh stores (and `env`'s settings); stop it

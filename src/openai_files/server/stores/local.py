@@ -223,6 +223,30 @@ class LocalBlobWriter:
             self._store._writing.discard(self)
 
 
+def _check_size(stat: Callable[[], os.stat_result], name: str, size: int) -> None:
+    """ValueError unless `stat` finds `size` bytes; FileNotFoundError(name) when missing."""
+    try:
+        actual = stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(name) from None
+    if actual != size:
+        raise ValueError(f"source {name} has {actual} bytes, not {size}")
+
+
+def _copy_source(path: Path, name: str, size: int, dst: int, at: int) -> None:
+    """Copy the source `name` (at `path`, of `size` bytes) to `dst` at offset `at`, its
+    file open only meanwhile."""
+    try:
+        src = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise FileNotFoundError(name) from None
+    try:
+        _check_size(lambda: os.fstat(src), name, size)
+        _copy_range(src, dst, size, at, name)
+    finally:
+        os.close(src)
+
+
 def _copy_range(src: int, dst: int, size: int, at: int, name: str) -> None:
     """Copy `size` bytes of `src` (from its start) to `dst` at offset `at`: in the kernel
     when it can, else in chunks. ValueError when `src` ends early (it changed)."""
@@ -416,23 +440,19 @@ class LocalBlobStore:
         tmp = self.tmp_dir / f"{key}.{secrets.token_hex(8)}.part"
 
         def run() -> None:
-            fds: list[int] = []
+            # Every source is checked before anything is written, by name: an upload may
+            # have more parts than the process may open files, so each is opened only
+            # while it is copied (and checked again then).
+            for path, name, size in paths:
+                _check_size(path.stat, name, size)
             out = -1
             try:
-                for path, name, size in paths:
-                    try:
-                        fds.append(os.open(path, os.O_RDONLY))
-                    except FileNotFoundError:
-                        raise FileNotFoundError(name) from None
-                    actual = os.fstat(fds[-1]).st_size
-                    if actual != size:
-                        raise ValueError(f"source {name} has {actual} bytes, not {size}")
                 with self.releasing_on_full():
                     self.check_room(sum(size for _, _, size in paths))
                     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                     at = 0
-                    for fd, (_, name, size) in zip(fds, paths, strict=True):
-                        _copy_range(fd, out, size, at, name)
+                    for path, name, size in paths:
+                        _copy_source(path, name, size, out, at)
                         at += size
                     os.fsync(out)
                     os.close(out)
@@ -445,9 +465,6 @@ class LocalBlobStore:
                     os.close(out)
                 tmp.unlink(missing_ok=True)
                 raise
-            finally:
-                for fd in fds:
-                    os.close(fd)
 
         self._composing.add(tmp)
         try:
