@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import pytest
 
 from openai_files.server.stores import Owner, PartRecord
 
-from .._inprocess import AppServer, asgi_scope
+from .._inprocess import ROOT_URL, AppServer, asgi_scope
 from .._server import Deployment
 from ._contract import assert_error, assert_schema
 
@@ -73,6 +74,16 @@ def _sql(server: AppServer, sql: str, *args: Any) -> Any:
 def _set_upload_expiry(server: AppServer, upload_id: str, at: int) -> None:
     """Set an upload's expiry in the database, as if its hour had passed."""
     _sql(server, "UPDATE uploads SET expires_at = ? WHERE id = ?", at, upload_id)
+
+
+def _age_upload(server: AppServer, upload: dict[str, Any], expires_at: int) -> None:
+    """Move an upload's expiry to `expires_at`, and its reservation's by as much, as if
+    the clock had moved on."""
+    by = upload["expires_at"] - expires_at
+    _sql(
+        server, "UPDATE reservations SET expires_at = expires_at - ? WHERE id = ?", by, upload["id"]
+    )
+    _set_upload_expiry(server, upload["id"], expires_at)
 
 
 def _sweep(server: AppServer) -> dict[str, int]:
@@ -518,22 +529,22 @@ def test_part_over_the_limit(deployment: Deployment) -> None:
             r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
             assert r.status_code == 400  # 1000 of 5000 bytes
 
-            # More than the upload's bytes and one part more: refused.
-            small = _create(http, bytes=1)["id"]
-            first = _part_id(http, small, b"x" * 1000)
-            assert_error(
-                _part(http, small, b"xy"),
-                400,
-                f"The parts of upload {small} would hold more than the 1 bytes it was created "
-                "with (and one part more): complete it with the parts it has, or create a new "
-                "upload.",
-                param="data",
-            )
+            # More than the upload's bytes: refused.
+            small = _create(http, bytes=3)["id"]
+            first = _part_id(http, small, b"xy")
+            assert_error(_part(http, small, b"xy"), 400, _full(small, 3), param="data")
         # Nothing but the accepted parts was kept.
         keys = server.portal.call(_all_keys, server)
         assert sorted(keys) == sorted([part, first])
     finally:
         server.stop()
+
+
+def _full(upload_id: str, nbytes: int) -> str:
+    return (
+        f"The parts of upload {upload_id} would hold more than the {nbytes} bytes it was "
+        "created with: complete it with the parts it has, or create a new upload."
+    )
 
 
 async def _all_keys(server: AppServer) -> list[str]:
@@ -620,14 +631,16 @@ def test_complete_errors(http: httpx.Client, server: AppServer) -> None:
 
 def test_completion_checks_the_content_as_files_do(http: httpx.Client) -> None:
     """A batch file made of parts is refused, as on POST /v1/files, when a line is not a
-    JSON object (OpenAI's words, the line named, across parts); the upload stays pending."""
+    JSON object (OpenAI's words, the line named, across parts); the upload stays pending,
+    and the same parts in the right order complete it."""
     good = _batch_lines(3)
-    uid = _create(http, filename="in.jsonl", purpose="batch", bytes=len(good) + 6)["id"]
+    key, value = b'{"a": ', b"[1, 2]}\n"
+    size = len(good) + len(key) + len(value)
+    uid = _create(http, filename="in.jsonl", purpose="batch", bytes=size)["id"]
     head = _part_id(http, uid, good[:50])
     tail = _part_id(http, uid, good[50:])
-    bad = _part_id(http, uid, b"[1, 2]")
-    fine = _part_id(http, uid, b"{}\n{}\n")
-    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, bad]})
+    first, second = _part_id(http, uid, key), _part_id(http, uid, value)
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, second, first]})
     assert_error(
         r,
         400,
@@ -635,9 +648,9 @@ def test_completion_checks_the_content_as_files_do(http: httpx.Client) -> None:
         'is not a dictionary (HINT: line starts with: "[1, ...").',
         param="file",
     )
-    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, fine]})
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [head, tail, first, second]})
     assert r.status_code == 200, r.text
-    assert http.get(f"/files/{r.json()['file']['id']}/content").content == good + b"{}\n{}\n"
+    assert http.get(f"/files/{r.json()['file']['id']}/content").content == good + key + value
 
 
 def test_racing_completions_make_one_file(client: openai.OpenAI, http: httpx.Client) -> None:
@@ -1005,8 +1018,9 @@ def test_expiry_removes_parts_and_gives_quota_back(
         assert all(_blob_exists(server, p) for p in parts)
         assert _usage(server, org) == 10
 
-        # Past its hour but not swept yet: refused as expired.
-        _set_upload_expiry(server, uid, int(time.time()) - 1)
+        # Past its hour but not swept yet: refused as expired. (Its reservation is moved as
+        # the clock would have moved it.)
+        _age_upload(server, upload, int(time.time()) - 1)
         expired = (
             f"Upload {uid} has expired (an upload must be completed within an hour of its "
             "creation): create a new upload."
@@ -1016,20 +1030,104 @@ def test_expiry_removes_parts_and_gives_quota_back(
         assert_error(r, 400, expired, param="upload_id")
 
         # The sweeper leaves it a margin (a completion begun in its last minutes may still
-        # be joining its parts), then takes it.
+        # be joining its parts), then takes it; until then its parts count against the quota.
         _sweep(server)
         assert all(_blob_exists(server, p) for p in parts)
-        _set_upload_expiry(server, uid, int(time.time()) - 601)
+        assert _bytes_used(http) == 10
+        _age_upload(server, upload, int(time.time()) - 601)
         counts = _sweep(server)
         assert counts["expired_uploads"] >= 1
         assert not any(_blob_exists(server, p) for p in parts)
         assert _usage(server, org) == 0
+        assert _bytes_used(http) == 0
         assert_error(http.post(f"/uploads/{uid}/cancel"), 400, expired, param="upload_id")
         # The kind is one of the metrics' (the sweeper counts what `sweep` returns).
         metrics = server.app.state.metrics.registry.get_sample_value(
             "openai_files_swept_total", {"kind": "expired_uploads"}
         )
         assert metrics is not None
+
+
+def _bytes_used(http: httpx.Client) -> int:
+    """What the organization's quota counts, as the console's usage route reports it."""
+    r = http.get(f"{ROOT_URL}/console/api/usage")
+    assert r.status_code == 200, r.text
+    used: int = r.json()["bytes_used"]
+    return used
+
+
+def test_parts_stay_within_the_uploads_bytes_and_the_quota(deployment: Deployment) -> None:
+    """Uploads created with `bytes: 0` take no part, and so leave the whole quota to a file
+    (a part used to be taken past the declared bytes, uncounted)."""
+    quota = 100_000
+    server = deployment.app(
+        env={"OPENAI_FILES_ORG_QUOTA_BYTES": str(quota), "OPENAI_FILES_MAX_PART_BYTES": "64000"}
+    )
+    try:
+        key = server.create_key("org-parts", "proj_parts")
+        with server.http(key) as http:
+            for _ in range(5):
+                uid = _create(http, bytes=0)["id"]
+                assert_error(_part(http, uid, b"x" * 64_000), 400, _full(uid, 0), param="data")
+            assert _bytes_used(http) == 0
+            r = http.post("/files", data={"purpose": "vision"}, files={"file": b"x" * quota})
+            assert r.status_code == 200, r.text
+            assert _bytes_used(http) == quota
+            keys = server.portal.call(_all_keys, server)
+            assert keys == [r.json()["id"]]  # no part's bytes beside the file
+    finally:
+        server.stop()
+
+
+def test_racing_parts_never_pass_the_uploads_bytes(deployment: Deployment) -> None:
+    """Ten parts sent at once to an upload that has room for three: three are taken, the
+    others refused, whichever check (as the part begins, or as it is added) sees them."""
+    quota, declared, size, n = 100_000, 30_000, 10_000, 10
+    server = deployment.app(env={"OPENAI_FILES_ORG_QUOTA_BYTES": str(quota)})
+    try:
+        key = server.create_key("org-race-parts", "proj_race_parts")
+        with server.http(key) as http:
+            uid = _create(http, bytes=declared)["id"]
+            start = threading.Barrier(n)
+
+            def send(i: int) -> httpx.Response:
+                with server.http(key) as own:
+                    start.wait()
+                    return _part(own, uid, bytes([i]) * size)
+
+            with ThreadPoolExecutor(n) as pool:
+                answers = list(pool.map(send, range(n)))
+            accepted = [r.json()["id"] for r in answers if r.status_code == 200]
+            assert len(accepted) == declared // size
+            for r in answers:
+                if r.status_code != 200:
+                    assert_error(r, 400, _full(uid, declared), param="data")
+            # Only the accepted parts' bytes are kept, and the quota counts them.
+            assert sorted(server.portal.call(_all_keys, server)) == sorted(accepted)
+            assert _bytes_used(http) == declared
+            # A file of the room the upload holds is refused beside it; one that fits is not.
+            r = http.post(
+                "/files",
+                data={"purpose": "vision"},
+                files={"file": b"x" * (quota - declared + 1)},
+            )
+            assert_error(
+                r,
+                400,
+                re.compile(r"Organization storage limit exceeded: .*"),
+                param="file",
+                code="storage_limit_exceeded",
+            )
+            r = http.post(
+                "/files", data={"purpose": "vision"}, files={"file": b"x" * (quota - declared)}
+            )
+            assert r.status_code == 200, r.text
+            # The upload completes with the parts it took.
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": accepted})
+            assert r.status_code == 200, r.text
+            assert _bytes_used(http) == quota
+    finally:
+        server.stop()
 
 
 # -- listing (ours) ---------------------------------------------------------------------

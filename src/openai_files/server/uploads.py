@@ -42,6 +42,7 @@ from .stores import (
     Owner,
     PartRecord,
     QuotaExceeded,
+    UploadFull,
     UploadNotFound,
     UploadNotPending,
     UploadRecord,
@@ -153,6 +154,15 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
     )
 
 
+def upload_full(record: UploadRecord) -> APIError:
+    """The 400 for a part that would take an upload's parts past its declared bytes."""
+    return InvalidRequest(
+        f"The parts of upload {record.id} would hold more than the {record.bytes} bytes it "
+        "was created with: complete it with the parts it has, or create a new upload.",
+        param="data",
+    )
+
+
 def _shown_status(record: UploadRecord, now: int) -> str:
     """The status clients see (as `objects.upload_object` shows it)."""
     if record.status == "completing":
@@ -190,7 +200,8 @@ class UploadsService:
         route, as a form's) must fit it (`.jsonl` for `batch` and `fine-tune`), the declared
         bytes must be within `max_upload_bytes` and the purpose's own limit. The declared
         bytes are then reserved against the organization's quota (refused when they do not
-        fit), under the upload's id, until it expires.
+        fit), under the upload's id, until the sweeper expires it: its parts, which never
+        hold more than its bytes, count until their bytes are removed.
         """
         check_purpose(purpose)
         check_format(purpose, filename, param="filename")
@@ -223,7 +234,7 @@ class UploadsService:
                 owner.org_id,
                 nbytes,
                 self.settings.org_quota_bytes,
-                record.expires_at,
+                record.expires_at + SWEEP_MARGIN_SECONDS,
                 record.file_key,
             )
         except QuotaExceeded as exc:
@@ -297,17 +308,19 @@ class UploadsService:
         Another tenant's or an unknown upload is a 404; one completed, cancelled, being
         completed or expired is a 400 that says so. A part is at most `max_part_bytes`
         (a 413 at the first byte too many), and the parts of an upload together hold at
-        most its declared bytes plus one part (room for a part sent again after its answer
-        was lost). The bytes go to the part's own key and are committed before the part's
-        row is added (in one transaction that checks the upload is still pending); the
-        bytes of a refused part are removed, also when the client went away. While they
+        most its declared bytes, which its reservation holds against the quota (a 400 at
+        the first byte past the room its parts left when the part began, and in the
+        transaction that adds the part, against the parts added meanwhile). The bytes go
+        to the part's own key and are committed before the part's row is added (in one
+        transaction that checks the upload is still pending and has room); the bytes of a
+        refused part are removed, also when the client went away. While they
         stream, a reservation of no bytes names the part's key, renewed like a file
         upload's, so that no sweeper (of any replica) takes a slow part for an orphan.
         """
         upload = await self._pending(owner, upload_id, "add a part")
         limit = self.settings.max_part_bytes
         count, held = await self.meta.parts_total(upload.id)
-        room = upload.bytes + limit - held
+        room = upload.bytes - held
         running = self.digests.start(upload.id, count)
         # The part's bytes go into a copy, kept only when the part is added.
         digest = running.digest.copy() if running is not None else None
@@ -330,12 +343,7 @@ class UploadsService:
                 if size > limit:
                     raise FileTooLarge(limit, "Part", param="data")
                 if size > room:
-                    raise InvalidRequest(
-                        f"The parts of upload {upload.id} would hold more than the "
-                        f"{upload.bytes} bytes it was created with (and one part more): "
-                        "complete it with the parts it has, or create a new upload.",
-                        param="data",
-                    )
+                    raise upload_full(upload)
                 if digest is not None:
                     digest.update(chunk)
                 await writer.write(chunk)
@@ -354,6 +362,8 @@ class UploadsService:
                 raise no_such_upload(upload_id) from None
             except UploadNotPending as exc:
                 raise not_pending(exc.record, "add a part") from None
+            except UploadFull as exc:  # parts racing this one took the room
+                raise upload_full(exc.record) from None
             added = True
             if running is not None:
                 running.digest = digest

@@ -19,6 +19,7 @@ from ..server.stores import (
     Owner,
     PartRecord,
     QuotaExceeded,
+    UploadFull,
     UploadNotFound,
     UploadNotPending,
     UploadRecord,
@@ -566,6 +567,46 @@ class MetadataStoreConformance:
         assert await meta.parts_total(upload.id) == (6, 21)
         assert await meta.parts_total("upload_" + secrets.token_hex(12)) == (0, 0)
 
+    async def test_parts_never_hold_more_than_the_uploads_bytes(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now, nbytes=100)
+        first = _part(upload, now=now, nbytes=60)
+        await meta.add_part(owner, first, now)
+        over = _part(upload, now=now, nbytes=41)
+        with pytest.raises(UploadFull) as info:
+            await meta.add_part(owner, over, now)
+        assert (info.value.record, info.value.held, info.value.requested) == (upload, 60, 41)
+        last = _part(upload, now=now, nbytes=40)
+        await meta.add_part(owner, last, now)
+        with pytest.raises(UploadFull):
+            await meta.add_part(owner, _part(upload, now=now, nbytes=1), now)
+        await meta.add_part(owner, _part(upload, now=now, nbytes=0), now)  # an empty one fits
+        assert [p.bytes for p in await meta.list_parts(upload.id)] == [60, 40, 0]
+        assert await meta.named_blob_keys([over.blob_key]) == set()
+        empty = await _start_upload(meta, owner, now=now, nbytes=0)
+        with pytest.raises(UploadFull):
+            await meta.add_part(owner, _part(empty, now=now, nbytes=1), now)
+
+    async def test_racing_parts_never_pass_the_uploads_bytes(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now, nbytes=30)
+        accepted: list[str] = []
+        full: list[str] = []
+
+        async def add(part: PartRecord) -> None:
+            try:
+                await meta.add_part(owner, part, now)
+                accepted.append(part.id)
+            except UploadFull:
+                full.append(part.id)
+
+        parts = [_part(upload, now=now, nbytes=10) for _ in range(10)]
+        async with anyio.create_task_group() as tg:
+            for part in parts:
+                tg.start_soon(add, part)
+        assert len(accepted) == 3 and len(full) == 7
+        assert sorted(p.id for p in await meta.list_parts(upload.id)) == sorted(accepted)
+
     async def test_a_part_of_an_unknown_or_foreign_upload_is_refused(
         self, meta: MetadataStore
     ) -> None:
@@ -872,7 +913,7 @@ class MetadataStoreConformance:
         """Of a completion and a cancel racing parts, exactly one wins, and every part is
         either recorded before that move (and belongs to it) or refused."""
         owner, now = _owner(), int(time.time())
-        upload = await _start_upload(meta, owner, now=now)
+        upload = await _start_upload(meta, owner, now=now, nbytes=200)
         accepted: list[str] = []
         refused: list[str] = []
         moves: list[tuple[str, list[str]]] = []
@@ -911,7 +952,7 @@ class MetadataStoreConformance:
 
     async def test_racing_sweepers_never_share_an_upload(self, meta: MetadataStore) -> None:
         owner, now = _owner(), int(time.time())
-        uploads = [await _start_upload(meta, owner, now=now - 4000, nbytes=5) for _ in range(30)]
+        uploads = [await _start_upload(meta, owner, now=now - 4000, nbytes=10) for _ in range(30)]
         parts = {u.id: _part(u, now=now - 3999) for u in uploads}
         for part in parts.values():
             await meta.add_part(owner, part, now - 3999)

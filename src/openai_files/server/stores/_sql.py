@@ -36,6 +36,7 @@ from .base import (
     PartRecord,
     QuotaExceeded,
     SchemaMismatch,
+    UploadFull,
     UploadNotFound,
     UploadNotPending,
     UploadRecord,
@@ -593,17 +594,26 @@ def _pending_upload(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[
 
 def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[UploadRecord]:
     record = yield from _pending_upload(d, owner, part.upload_id, now)
-    # The upload's row is locked: no other part of it takes the same number. The count
-    # kept on that row numbers the part (parts are only ever removed all together).
-    seq = yield Stmt("SELECT part_count + 1 FROM uploads WHERE id = ?", (part.upload_id,), "value")
+    # The upload's row is locked: no other part of it takes the same number, or the same
+    # room. The count kept on that row numbers the part (parts are only ever removed all
+    # together), and the bytes kept there bound it: the parts never hold more than the
+    # upload's bytes, which its reservation holds.
+    row = yield Stmt(
+        "SELECT part_count + 1 AS seq, part_bytes AS held FROM uploads WHERE id = ?",
+        (part.upload_id,),
+        "one",
+    )
+    seq, held = int(row["seq"]), int(row["held"])
+    if held + part.bytes > record.bytes:
+        raise UploadFull(record, held, part.bytes)
     yield Stmt(
         f"INSERT INTO upload_parts ({_PART_COLUMNS}, seq) VALUES ({_marks(len(PART_FIELDS) + 1)})",
-        (*(getattr(part, name) for name in PART_FIELDS), int(seq)),
+        (*(getattr(part, name) for name in PART_FIELDS), seq),
         "none",
     )
     yield Stmt(
         "UPDATE uploads SET part_count = ?, part_bytes = part_bytes + ? WHERE id = ?",
-        (int(seq), part.bytes, part.upload_id),
+        (seq, part.bytes, part.upload_id),
         "none",
     )
     return record

@@ -117,6 +117,17 @@ class UploadNotPending(Exception):
         self.record = record
 
 
+class UploadFull(Exception):
+    """A part would take the parts of its upload past the upload's declared `bytes`:
+    `held` bytes are in its parts already, the part has `requested` more."""
+
+    def __init__(self, record: UploadRecord, held: int, requested: int) -> None:
+        super().__init__(f"upload {record.id}: {held} + {requested} > {record.bytes}")
+        self.record = record
+        self.held = held
+        self.requested = requested
+
+
 class StoreUnavailable(Exception):
     """The database or object store cannot be reached now; the request may be retried."""
 
@@ -371,7 +382,11 @@ class MetadataStore(Protocol):
 
         Raises UploadNotFound (unknown, or another owner's) or UploadNotPending (its record:
         "completing", "completed", "cancelled", "expired", also "expired" for a pending one
-        past its `expires_at`), and stores nothing. A part racing `begin_completion`,
+        past its `expires_at`), and stores nothing. Raises UploadFull, storing nothing,
+        when the upload's parts and this one would hold more than its `bytes`: the check
+        holds the upload's row, so parts racing from any processes never together pass
+        it (the upload's reservation of its `bytes` thus always covers its parts). A part
+        racing `begin_completion`,
         `cancel_upload` or the sweeper is either recorded before the move or refused. A
         duplicate part id or blob key raises (the driver's integrity error)."""
         ...
