@@ -16,7 +16,9 @@ The part ids the server accepted are kept in a state file beside the source
 (`<name>.openai-upload.json`), rewritten atomically after each part and removed on success,
 so that the same call after a failure (a dropped network, an interrupted program) sends only
 the parts still missing. A fatal answer (a 4xx that no retry can fix) cancels the upload and
-removes the state file; any other failure leaves both, for the resume.
+removes the state file; any other failure leaves both, for the resume. A state file of an
+upload that is past its `expires_at`, or that the server says is cancelled, expired or
+unknown, is removed and the file sent afresh in a new upload.
 
 Progress is reported as bytes of the whole file (parts already accepted count as done).
 """
@@ -25,10 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -134,12 +138,15 @@ class UploadState:
     mtime_ns: int
     part_size: int
     parts: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: When the server stops taking parts (its `expires_at`; None in older state files).
+    expires_at: int | None = None
 
     @classmethod
     def load(cls, file: Path) -> UploadState | None:
         where = state_path(file)
         try:
             raw = json.loads(where.read_text("utf-8"))
+            expires_at = raw.get("expires_at")
             return cls(
                 file=file,
                 upload_id=str(raw["upload_id"]),
@@ -148,6 +155,7 @@ class UploadState:
                 mtime_ns=int(raw["mtime_ns"]),
                 part_size=int(raw["part_size"]),
                 parts={int(k): str(v) for k, v in raw["parts"].items()},
+                expires_at=None if expires_at is None else int(expires_at),
             )
         except FileNotFoundError:
             return None
@@ -187,6 +195,7 @@ class UploadState:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "part_size": self.part_size,
+            "expires_at": self.expires_at,
             "parts": {str(k): v for k, v in sorted(self.parts.items())},
         }
         with tmp.open("w", encoding="utf-8") as fh:
@@ -195,9 +204,24 @@ class UploadState:
             os.fsync(fh.fileno())
         os.replace(tmp, where)
 
+    def lapsed(self, now: float) -> bool:
+        """Whether the upload is past its `expires_at`: the server takes no more parts."""
+        return self.expires_at is not None and now >= self.expires_at
+
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             state_path(self.file).unlink()
+
+
+def gone(exc: BaseException) -> bool:
+    """An answer saying the upload can take no more parts and cannot be completed: it was
+    cancelled, it expired, or the server has no such upload (swept after its hour)."""
+    if not isinstance(exc, APIStatusError):
+        return False
+    if exc.status_code == 404:
+        return True
+    message = exc.message.lower()
+    return exc.status_code == 400 and ("cancelled" in message or "expired" in message)
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -340,35 +364,86 @@ def upload_in_parts(
     progress: ProgressCallback | None = None,
     resume: str | None = None,
 ) -> Op[FileObject]:
-    """Send `path` through the Uploads API (resuming from its state file if there is one)."""
+    """Send `path` through the Uploads API (resuming from its state file if there is one).
+
+    A state file naming an upload that has expired, or that the server says is cancelled,
+    expired or unknown, is removed and the file is sent afresh in a new upload.
+    """
     if not path.is_file():
         if path.exists():
             raise IsADirectoryError(21, "not a regular file", str(path))
         raise FileNotFoundError(2, "No such file or directory", str(path))
     stat = path.stat()
-    size = stat.st_size
     state = UploadState.load(path)
-    if state is not None:
+    if state is not None and state.lapsed(time.time()):
+        state.remove()  # nothing left to resume: the server took no part after expires_at
+        state = None
+    elif state is not None:
         state.check(stat, config.base_url, resume)
     elif resume is not None:
         raise UploadResumeError(
             f"cannot resume upload {resume}: there is no state file {state_path(path)} "
             "(the part ids are kept there); upload the file anew"
         )
+    name = filename or path.name
+    begin = functools.partial(
+        _begin, config, path, stat, name, purpose, guess_type(name, mime_type), expires_after
+    )
+    if state is None:
+        state = yield from begin()
     else:
-        name = filename or path.name
-        upload = yield from create(
-            config,
-            filename=name,
-            purpose=purpose,
-            nbytes=size,
-            mime_type=guess_type(name, mime_type),
-            expires_after=expires_after,
-        )
-        state = UploadState(
-            path, upload.id, config.base_url, size, stat.st_mtime_ns, config.part_size
-        )
-        state.save()
+        try:
+            return (yield from _send(config, path, stat, state, progress))
+        except APIStatusError as exc:
+            if not gone(exc):
+                raise
+        # Cancelled (`openai-files uploads cancel`), expired or swept: its state is removed
+        # (by `_send`, as for any answer no retry can change); a new upload sends it all.
+        state.remove()
+        state = yield from begin()
+    return (yield from _send(config, path, stat, state, progress))
+
+
+def _begin(
+    config: Config,
+    path: Path,
+    stat: os.stat_result,
+    name: str,
+    purpose: str,
+    mime_type: str,
+    expires_after: int | None,
+) -> Op[UploadState]:
+    """A new upload of `path`, and its state file."""
+    upload = yield from create(
+        config,
+        filename=name,
+        purpose=purpose,
+        nbytes=stat.st_size,
+        mime_type=mime_type,
+        expires_after=expires_after,
+    )
+    state = UploadState(
+        path,
+        upload.id,
+        config.base_url,
+        stat.st_size,
+        stat.st_mtime_ns,
+        config.part_size,
+        expires_at=upload.expires_at or None,
+    )
+    state.save()
+    return state
+
+
+def _send(
+    config: Config,
+    path: Path,
+    stat: os.stat_result,
+    state: UploadState,
+    progress: ProgressCallback | None,
+) -> Op[FileObject]:
+    """The parts `state` lacks, then the completion; the state file goes on success."""
+    size = stat.st_size
     part_size = state.part_size
     count = max(1, -(-size // part_size))
     missing = [i for i in range(count) if i not in state.parts]
@@ -383,7 +458,6 @@ def upload_in_parts(
     ]  # fmt: skip
 
     def accepted(index: int, part_id: str) -> None:
-        assert state is not None
         state.parts[missing[index]] = part_id
         state.save()
 

@@ -7,11 +7,14 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from openai_files import Client
+from openai_files._uploads import STATE_SUFFIX
 from openai_files.cli import main
 
 pytestmark = pytest.mark.usefixtures("env")
@@ -92,3 +95,71 @@ def test_uploads_list_of_all_statuses_has_a_status_column(
     code = main(["uploads", "list", "--status", "cancelled"])
     header, row = capsys.readouterr().out.splitlines()
     assert "STATUS" not in header and row.startswith(made[1].id)
+
+
+def _interrupted_upload(src: Path, api_key: str, base_url: str) -> str:
+    """An upload of `src` stopped after two parts, as by a crash; its id."""
+    from .test_uploads import Interrupted, Watch, big_file
+
+    big_file(src)
+    watch = Watch(stop_after=2)
+    options: dict[str, Any] = {"upload_threshold": MIB, "part_size": 256 * 1024}
+    with (
+        httpx.Client(transport=watch) as http,
+        Client(api_key, base_url=base_url, http_client=http, max_retries=0, **options) as c,
+        pytest.raises(Interrupted),
+    ):
+        c.upload(src, purpose="vision")
+    assert (src.parent / (src.name + STATE_SUFFIX)).exists()
+    return watch.upload_ids[0]
+
+
+@pytest.mark.parametrize("by", ["id", "file", "state file"])
+def test_uploads_cancel_removes_the_state_file(
+    by: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "big.bin"
+    upload_id = _interrupted_upload(src, env["OPENAI_API_KEY"], env["OPENAI_BASE_URL"])
+    given = {"id": upload_id, "file": "big.bin", "state file": "big.bin" + STATE_SUFFIX}[by]
+    code = main(["uploads", "cancel", given])
+    out = capsys.readouterr().out
+    assert code == 0 and out == (
+        f"cancelled {upload_id} (big.bin)\nremoved big.bin{STATE_SUFFIX}\n"
+    )
+    assert not (tmp_path / ("big.bin" + STATE_SUFFIX)).exists()
+    with Client() as client:
+        assert client.list_uploads(status="cancelled").data[0].id == upload_id
+    # A file without a state file: nothing to cancel, said so.
+    code = main(["uploads", "cancel", "big.bin"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no upload of big.bin to cancel" in err
+
+
+def test_upload_after_a_cancel_that_left_the_state_file_starts_afresh(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+) -> None:
+    monkeypatch.setenv("OPENAI_FILES_UPLOAD_THRESHOLD", str(MIB))
+    monkeypatch.setenv("OPENAI_FILES_PART_SIZE", str(256 * 1024))
+    src = tmp_path / "big.bin"
+    upload_id = _interrupted_upload(src, env["OPENAI_API_KEY"], env["OPENAI_BASE_URL"])
+    # Cancelled from elsewhere (another folder, the console): the state file stays.
+    with Client() as client:
+        client.cancel_upload(upload_id)
+    assert (tmp_path / ("big.bin" + STATE_SUFFIX)).exists()
+    code = main(["upload", str(src), "--purpose", "vision", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    f = json.loads(captured.out)
+    assert not (tmp_path / ("big.bin" + STATE_SUFFIX)).exists()
+    with Client() as client:
+        assert client.content(f["id"]) == src.read_bytes()
+        completed = client.list_uploads(status="completed").data
+        assert [u.id for u in completed] != [upload_id] and len(completed) == 1

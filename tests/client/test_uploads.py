@@ -280,3 +280,40 @@ def test_expires_after_goes_with_the_upload(make: Any, tmp_path: Path) -> None:
     with pytest.raises(BadRequestError, match=r"expires_after\.seconds"):
         files.upload(src, purpose="vision", expires_after=60)
     assert watch.count("/uploads") == 2 and watch.count("/parts") == 10
+
+
+def test_a_state_file_of_a_cancelled_upload_starts_afresh(make: Any, tmp_path: Path) -> None:
+    src = big_file(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    first = Watch(stop_after=3)
+    with pytest.raises(Interrupted):
+        make(first).upload(src, purpose="vision")
+    old = first.upload_ids[0]
+    files = make(Watch())
+    files.cancel_upload(old)  # as `openai-files uploads cancel` does, leaving the state file
+    assert json.loads(state.read_text())["upload_id"] == old
+
+    again = Watch()
+    f = make(again).upload(src, purpose="vision")
+    assert len(again.upload_ids) == 1 and again.upload_ids[0] != old
+    assert again.parts_ok == 10  # every part, to the new upload
+    assert not state.exists()
+    assert files.content(f.id) == src.read_bytes()
+
+
+def test_a_state_file_of_an_expired_upload_starts_afresh(make: Any, tmp_path: Path) -> None:
+    src = big_file(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    first = Watch(stop_after=3)
+    with pytest.raises(Interrupted):
+        make(first).upload(src, purpose="vision")
+    saved = json.loads(state.read_text())
+    assert saved["expires_at"] > time.time() + 3000  # the upload's hour, from the server
+    # An hour later, say: no part is sent to the upload the server takes none for.
+    state.write_text(json.dumps({**saved, "expires_at": int(time.time()) - 1}))
+    again = Watch()
+    f = make(again).upload(src, purpose="vision")
+    assert len(again.upload_ids) == 1 and again.upload_ids[0] != saved["upload_id"]
+    assert not any(saved["upload_id"] in p for p in again.paths)
+    assert again.parts_ok == 10 and not state.exists()
+    assert make(Watch()).content(f.id) == src.read_bytes()

@@ -8,10 +8,19 @@ removed and their reserved bytes given back).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from .._uploads import Upload
-from ._common import EXIT_OK, print_table
+from .._exceptions import APIStatusError
+from .._uploads import (
+    STATE_SUFFIX,
+    Upload,
+    UploadResumeError,
+    UploadState,
+    gone,
+    state_path,
+)
+from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table
 
 
 def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: Any) -> None:
@@ -30,8 +39,19 @@ def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: 
     )
     c.add_argument("--limit", type=int, metavar="N", help="at most N uploads")
     c.set_defaults(handler=cmd_uploads_list)
-    c = cmds.add_parser("cancel", parents=parents, help="cancel a pending upload", **shown)
-    c.add_argument("upload_id")
+    c = cmds.add_parser(
+        "cancel",
+        parents=parents,
+        help="cancel a pending upload, and remove its state file",
+        description=(
+            "Cancel a pending upload (its parts are removed, its reserved bytes given back) "
+            f"and remove the state file `<file>{STATE_SUFFIX}` that names it. Give the "
+            "upload's id (the state file is looked for in this folder, under the upload's "
+            "file name) or the file being uploaded (its state file says which upload)."
+        ),
+        **shown,
+    )
+    c.add_argument("upload", metavar="UPLOAD_ID|FILE", help="an upload id, or the file sent")
     c.set_defaults(handler=cmd_uploads_cancel)
 
 
@@ -65,10 +85,58 @@ def _row(u: Upload, when: Any, with_status: bool) -> tuple[str, ...]:
 def cmd_uploads_cancel(args: argparse.Namespace) -> int:
     from ._client_cmds import _client, _print_json
 
+    upload_id, state = _target(args.upload)
     with _client(args) as client:
-        upload = client.cancel_upload(args.upload_id)
+        try:
+            upload = client.cancel_upload(upload_id)
+        except APIStatusError as exc:
+            if state is not None and gone(exc):
+                state.remove()  # of no use any more: the next upload of the file starts afresh
+            raise
+        if state is None:
+            # The upload's own name, in this folder: where `openai-files upload NAME` put it.
+            state = _named_state(Path(upload.filename), upload.id)
+        if state is not None:
+            state.remove()
     if args.json:
         _print_json(upload.to_dict())
     else:
         print(f"cancelled {upload.id} ({upload.filename})")
+        if state is not None:
+            print(f"removed {state_path(state.file)}")
     return EXIT_OK
+
+
+def _target(given: str) -> tuple[str, UploadState | None]:
+    """The upload id to cancel, and the state file that names it, if `given` is a file."""
+    path = Path(given)
+    if not path.is_file():
+        return given, None
+    source = (
+        path.with_name(path.name.removesuffix(STATE_SUFFIX))
+        if given.endswith(STATE_SUFFIX)
+        else path
+    )
+    state = _load(source)
+    if state is None:
+        raise CLIError(
+            f"no upload of {source} to cancel: there is no state file {state_path(source)} "
+            "(`openai-files uploads list` shows the pending uploads, with their ids)",
+            EXIT_USAGE,
+        )
+    return state.upload_id, state
+
+
+def _named_state(source: Path, upload_id: str) -> UploadState | None:
+    """The state file of `source` if it names `upload_id` (and is readable)."""
+    if source.name in ("", ".", "..") or source.name != str(source):
+        return None  # only a plain name, in this folder
+    state = _load(source)
+    return state if state is not None and state.upload_id == upload_id else None
+
+
+def _load(source: Path) -> UploadState | None:
+    try:
+        return UploadState.load(source)
+    except UploadResumeError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
