@@ -253,7 +253,8 @@ def main() -> None:
             services: list[Any] = []
             try:
                 deployment = _deployment(name, Path(tmp), services)
-                server = deployment.server()
+                # Every client uploads with the one key: as many may stream at once.
+                server = deployment.server("--max-uploads-per-key", str(args.clients))
                 try:
                     key = server.create_key("org-soak", "proj_soak")
                     print(f"[soak] {name}: {args.clients} clients for {args.minutes} min")

@@ -106,7 +106,8 @@ async def test_a_write_after_close_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data").start()
+    # The 32 uploaders share one key.
+    proc = ServerProcess(tmp_path / "data", "--max-uploads-per-key", "32").start()
     try:
         yield proc
     finally:

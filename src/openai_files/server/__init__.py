@@ -5,6 +5,7 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
 
     _http.py, _timeouts.py   the connection: bounds on the request line, headers and body,
                              timeouts, the connection cap (below HTTP, above the socket)
+    _upload_slots.py         the uploads one API key may stream at once
     _app.py                  the application factory: the lifespan opens the stores, starts
                              the sweeper; error handlers; the request context and access log
     routes/                  one module per API resource (`files.py`, `uploads.py`): parse the

@@ -20,7 +20,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import settings as S
-from ._timeouts import BodyIdleTimeout
+from ._timeouts import BodyTimeouts
+from ._upload_slots import UploadSlots
 from .auth import KeyCache
 from .console import (
     ConsoleHeaders,
@@ -325,7 +326,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # The console's security headers go on every response of its paths, errors too.
             *([Middleware(ConsoleHeaders)] if console else []),
             Middleware(RequestContext, metrics=metrics),
-            Middleware(BodyIdleTimeout, seconds=settings.body_idle_timeout_seconds),
+            Middleware(
+                BodyTimeouts,
+                idle=settings.body_idle_timeout_seconds,
+                min_rate=settings.min_body_bytes_per_second,
+                window=settings.body_rate_window_seconds,
+            ),
         ],
         exception_handlers={
             APIError: _api_error,
@@ -340,6 +346,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    app.state.upload_slots = UploadSlots(settings.max_uploads_per_key)
     if console:
         app.state.console_files = StaticFiles()
         app.state.console_links = DownloadLinks(extra_secret=settings.console_link_secret)

@@ -7,6 +7,7 @@ APIError                       (status on the class, message/param/code on the i
 ├── NotFound                   404
 ├── FileTooLarge               413 code file_too_large
 ├── RangeNotSatisfiable        416 (with content-range)
+├── TooManyUploads             429 code rate_limit_exceeded (with retry-after)
 ├── ServiceUnavailable         503 (with retry-after)
 ├── InsufficientStorage        507 code insufficient_storage (with retry-after)
 └── InternalError              500, a generic sentence, never a trace or a path
@@ -112,6 +113,22 @@ class RangeNotSatisfiable(APIError):
     def __init__(self, size: int) -> None:
         super().__init__(
             "Requested range not satisfiable.", headers={"content-range": f"bytes */{size}"}
+        )
+
+
+class TooManyUploads(APIError):
+    """The key streams as many uploads as `--max-uploads-per-key` allows already."""
+
+    status_code = 429
+    error_type = "requests"  # as OpenAI's rate limits
+
+    def __init__(self, limit: int, retry_after: int = 1) -> None:
+        super().__init__(
+            f"Too many uploads at once for this API key: at most {limit} may stream at the "
+            "same time on this server (its --max-uploads-per-key setting). Retry once one "
+            "of them has finished.",
+            code="rate_limit_exceeded",
+            headers={"retry-after": str(retry_after)},
         )
 
 

@@ -62,6 +62,15 @@ DEFAULT_HEADER_TIMEOUT_SECONDS = 30.0
 #: An upload whose body sends no byte for this long ends (a 408), its quota and temp file
 #: freed; shorter than the sweep grace, so a stalled upload ends before its bytes age.
 DEFAULT_BODY_IDLE_TIMEOUT_SECONDS = 60.0
+#: A request body must arrive at this rate at least, averaged over each window of the
+#: time the server waits for it (as Apache's mod_reqtimeout MinRate): one byte every few
+#: seconds never trips the idle timeout, yet holds a connection for hours.
+DEFAULT_MIN_BODY_BYTES_PER_SECOND = 1024
+DEFAULT_BODY_RATE_WINDOW_SECONDS = 60.0
+#: Uploads (POST /v1/files, POST /v1/uploads/{id}/parts) one API key may stream at once
+#: on one server process; the next is a 429. The client sends 4 parts at a time, the
+#: console 8 at most.
+DEFAULT_MAX_UPLOADS_PER_KEY = 16
 #: An idle keep-alive connection is closed after this long.
 DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 15.0
 #: Open connections one server process accepts; the next is answered 503 and closed.
@@ -179,6 +188,21 @@ class Settings:
         "an upload that sends no byte for this long ends with a 408, its quota and temp "
         "file freed (shorter than --sweep-grace-seconds; 0: never)",
     )
+    min_body_bytes_per_second: int = _field(
+        DEFAULT_MIN_BODY_BYTES_PER_SECOND,
+        "a request body slower than this, averaged over --body-rate-window-seconds of "
+        "waiting for it, ends with a 408, its quota and temp file freed (0: no minimum)",
+    )
+    body_rate_window_seconds: float = _field(
+        DEFAULT_BODY_RATE_WINDOW_SECONDS,
+        "the window over which --min-body-bytes-per-second is averaged (the time the server "
+        "waits for the body; not the time it spends storing it)",
+    )
+    max_uploads_per_key: int = _field(
+        DEFAULT_MAX_UPLOADS_PER_KEY,
+        "uploads (POST /v1/files, POST /v1/uploads/{id}/parts) one API key may stream at "
+        "once on one server process; the next is a 429 (0: no limit)",
+    )
     keep_alive_timeout_seconds: float = _field(
         DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, "an idle keep-alive connection is closed after it"
     )
@@ -271,6 +295,7 @@ class Settings:
             "sweep_grace_seconds",
             "reservation_ttl_seconds",
             "header_timeout_seconds",
+            "body_rate_window_seconds",
             "keep_alive_timeout_seconds",
             "database_connect_timeout_seconds",
             "storage_check_timeout_seconds",
@@ -283,6 +308,10 @@ class Settings:
             raise bad("key_cache_seconds", "it must be 0 (look up every request) or more")
         if self.file_cache_rows < 0:
             raise bad("file_cache_rows", "it must be 0 (no cache) or more")
+        if self.min_body_bytes_per_second < 0:
+            raise bad("min_body_bytes_per_second", "it must be 0 (no minimum) or more")
+        if self.max_uploads_per_key < 0:
+            raise bad("max_uploads_per_key", "it must be 0 (no limit) or more")
         for name in ("org_quota_bytes", "database_pool_min_size"):
             if getattr(self, name) < 0:
                 raise bad(name, "it must be 0 or more")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._forms import clean_content_type, read_upload_form
 from .._multipart import boundary_of, iter_parts
+from .._upload_slots import UploadSlots
 from ..auth import authenticate_key
 from ..errors import RangeNotSatisfiable, no_such_file
 from ..objects import deleted_object, file_list, file_object, parse_list_query
@@ -40,14 +42,24 @@ async def request_key(request: Request) -> KeyRecord:
         request.headers.get("openai-project"),
         request.app.state.key_cache,
     )
-    # Read by the request-context middleware for the `openai-organization` header.
-    request.scope.setdefault("state", {})["org_id"] = key.org_id
+    # Read by the request-context middleware for the `openai-organization` header, and by
+    # `upload_slot`.
+    state = request.scope.setdefault("state", {})
+    state["org_id"] = key.org_id
+    state["key_id"] = key.id
     return key
 
 
 async def _owner(request: Request) -> Owner:
     key = await request_key(request)
     return Owner(key.org_id, key.project_id)
+
+
+def upload_slot(request: Request) -> AbstractContextManager[None]:
+    """One of the authenticated key's concurrent uploads, held while the body streams (a
+    429 when the key has none free: `--max-uploads-per-key`)."""
+    slots: UploadSlots = request.app.state.upload_slots
+    return slots.hold(request.scope["state"]["key_id"])
 
 
 async def create_file(request: Request) -> Response:
@@ -59,10 +71,11 @@ async def create_file(request: Request) -> Response:
         length = int(raw_length) if raw_length is not None else None
     except ValueError:
         length = None
-    async with service.upload(owner, length) as upload:
-        parts = iter_parts(boundary, request.stream(), service.settings.max_form_parts)
-        form = await read_upload_form(parts, upload)
-        record = await upload.finish(form.expires_in)
+    with upload_slot(request):
+        async with service.upload(owner, length) as upload:
+            parts = iter_parts(boundary, request.stream(), service.settings.max_form_parts)
+            form = await read_upload_form(parts, upload)
+            record = await upload.finish(form.expires_in)
     return JSONResponse(file_object(record))
 
 

@@ -22,7 +22,7 @@ from .._multipart import PartData, PartStart, boundary_of, iter_parts
 from ..errors import FileTooLarge, InvalidRequest
 from ..objects import part_object, upload_list, upload_object
 from ..uploads import UploadsService
-from .files import _owner, _service
+from .files import _owner, _service, upload_slot
 
 #: The longest file name an upload may declare (as most file systems allow).
 MAX_FILENAME_LENGTH = 255
@@ -222,8 +222,9 @@ async def add_part(request: Request) -> Response:
     raw_length = request.headers.get("content-length")
     if raw_length and raw_length.isdigit() and int(raw_length) > limit + S.MULTIPART_OVERHEAD_BYTES:
         raise FileTooLarge(limit, "Part", param="data")
-    data = _data_field(request, boundary, uploads.settings.max_form_parts)
-    part = await uploads.add_part(owner, request.path_params["upload_id"], data)
+    with upload_slot(request):
+        data = _data_field(request, boundary, uploads.settings.max_form_parts)
+        part = await uploads.add_part(owner, request.path_params["upload_id"], data)
     return JSONResponse(part_object(part))
 
 
