@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+MiB = 1024 * 1024
 BOUNDARY = "openai-files-test-boundary-7d3f0a"
 PURPOSE = "evals"  # no format rule and downloads are allowed
 
@@ -92,3 +93,23 @@ STORAGE_LIMIT = re.compile(r"Organization storage limit exceeded: .+ bytes allow
 
 def no_such_file(file_id: str) -> str:
     return f"No such File object: {file_id}"
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in bytes."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            number, unit = value.split()
+            assert unit == "kB"
+            values[name] = int(number) * 1024
+    return values
+
+
+def reset_peak(pid: int) -> int:
+    """Reset the peak RSS to the current RSS (clear_refs 5, Linux >= 4.0); returns it."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    now = memory(pid)
+    assert now["VmHWM"] <= now["VmRSS"] + MiB, f"the peak was not reset: {now}"
+    return now["VmRSS"]

@@ -6,39 +6,18 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from .._server import Deployment, ServerProcess
-from ._util import auth, multipart_headers, multipart_parts, streamed_body
+from ._util import auth, memory, multipart_headers, multipart_parts, reset_peak, streamed_body
 
 pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 BIG = 256 * MiB
 MAX_GROWTH = 64 * MiB
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in bytes."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            number, unit = value.split()
-            assert unit == "kB"
-            values[name] = int(number) * 1024
-    return values
-
-
-def reset_peak(pid: int) -> int:
-    """Reset the peak RSS to the current RSS (clear_refs 5, Linux >= 4.0); returns it."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    now = memory(pid)
-    assert now["VmHWM"] <= now["VmRSS"] + MiB, f"the peak was not reset: {now}"
-    return now["VmRSS"]
 
 
 def random_chunks(size: int, digest: hashlib._Hash) -> Iterator[bytes]:

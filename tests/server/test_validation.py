@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from openai_files.server import validation
 from openai_files.server.errors import InvalidRequest
 from openai_files.server.validation import (
     BATCH_MAX_BYTES,
     BATCH_MAX_REQUESTS,
+    MAX_LINE_VALUES,
     NOT_A_DICTIONARY,
     Validator,
     validator_for,
@@ -105,6 +107,73 @@ def test_a_line_longer_than_the_limit_is_refused_without_being_held() -> None:
     v.feed(b"{" + b" " * 900)
     with pytest.raises(InvalidRequest, match="Line 2 is longer than 1000 bytes"):
         v.feed(b" " * 200)
+
+
+@pytest.mark.parametrize("purpose", ["batch", "fine-tune"])
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b'{"a": NaN}', id="nan"),
+        pytest.param(b'{"a": Infinity}', id="infinity"),
+        pytest.param(b'{"a": [1, -Infinity]}', id="minus-infinity"),
+        pytest.param(b'{"messages": [], "x": {"y": NaN}}', id="nested"),
+    ],
+)
+def test_nan_and_infinity_are_not_json(purpose: str, strict: bool, line: bytes) -> None:
+    message = outcome(validator_for(purpose, strict=strict), [line + b"\n"])
+    assert message == NOT_A_DICTIONARY.format(line=1, hint=f'"{line[:4].decode()}..."')
+
+
+def values_line(count: int) -> bytes:
+    """A line of `count` JSON values and keys: an object, its key, and an array."""
+    return b'{"a": [' + b",".join([b"0"] * (count - 3)) + b"]}\n"
+
+
+def test_a_line_of_more_than_a_million_values_is_refused_unparsed() -> None:
+    assert outcome(validator_for("batch", strict=False), [values_line(MAX_LINE_VALUES)]) == (
+        "accepted"
+    )
+    message = outcome(validator_for("batch", strict=False), [values_line(MAX_LINE_VALUES + 1)])
+    assert message == (
+        "Line 1 holds more than 1000000 JSON values (keys count too), the most this server "
+        "reads in one line; split the example or request."
+    )
+    # Marks inside strings are not values; nor are escaped quotes the ends of strings.
+    commas = b'{"a": "' + b'\\",' * MAX_LINE_VALUES + b'", "b": [[], {}]}\n'
+    assert outcome(validator_for("batch", strict=False), [commas]) == "accepted"
+    # A line that is not an object is refused as such, however many values it holds.
+    array = b"[" + b"{}," * MAX_LINE_VALUES + b"{}]\n"
+    assert "Line 1 is not a dictionary" in outcome(validator_for("batch", strict=False), [array])
+
+
+def reference_count(text: bytes) -> int:
+    """Values and keys of a JSON text, by a plain walk byte by byte."""
+    count, inside, escaped = 1, False, False
+    for byte in text:
+        if escaped:
+            escaped = False
+        elif inside:
+            escaped, inside = byte == ord("\\"), byte != ord('"')
+        elif byte == ord('"'):
+            inside = True
+        else:
+            count += byte in b"[{,:"
+    return count
+
+
+def test_values_are_counted_across_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strings, escapes and marks cut by the windows that the count goes by (7 bytes here)
+    are counted as a byte-by-byte walk counts them, for every limit around the count."""
+    monkeypatch.setattr(validation, "_WINDOW", 7)
+    pieces = ['x\\"y', "", ",:[{", "\\", "\\\\", 1, {}, [], {"k": ",\\"}, ["a", "b"]]
+    for i in range(400):
+        value = {"a": [pieces[(i * j) % len(pieces)] for j in range(i % 9)], "n": i}
+        text = json.dumps(value).encode()
+        count = reference_count(text)
+        for limit in (0, 1, count - 1, count, count + 1):
+            expected = count > limit and len(text) > limit
+            assert validation._more_values_than(text, limit) is expected, (text, limit)
 
 
 def test_nothing_to_check_for_other_purposes() -> None:

@@ -80,8 +80,8 @@ class Upload:
         long upload renews its reservation, so that it keeps its quota and its key."""
         self.size += len(data)
         check_size(self.service.settings, self.purpose, self.size)
-        if self.validator is not None:
-            self.validator.feed(data)
+        if self.validator is not None:  # a long line takes CPU time: not on the event loop
+            await anyio.to_thread.run_sync(self.validator.feed, data)
         assert self.writer is not None
         await self.writer.write(data)
         if time.monotonic() >= self.renew_at:
@@ -107,7 +107,7 @@ class Upload:
         if expires_in is None and purpose == "batch":
             expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
         if self.validator is not None:
-            self.validator.finish()
+            await anyio.to_thread.run_sync(self.validator.finish)
         assert self.writer is not None
         await self.writer.commit()
         self.committed = True
@@ -115,7 +115,7 @@ class Upload:
         if late is not None and self.size:  # the purpose came after the file: read back once
             await check_stream(late, self.service.blobs.read(self.file_id, 0, self.size))
         elif late is not None:
-            late.finish()
+            await anyio.to_thread.run_sync(late.finish)
         now = int(time.time())
         record = FileRecord(
             id=self.file_id,

@@ -519,7 +519,7 @@ class UploadsService:
         async for chunk in self.blobs.read(key):
             await anyio.to_thread.run_sync(take, chunk)
         if validator is not None:
-            validator.finish()
+            await anyio.to_thread.run_sync(validator.finish)
         return digest.hexdigest()
 
     async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:

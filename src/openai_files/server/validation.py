@@ -11,16 +11,23 @@ every line that is not blank is a JSON object (a dictionary), in OpenAI's words.
 also refuses what the job would refuse later (the batch request shape, fine-tuning example
 shapes, image types); its messages are ours. docs/api.md ("Content validation") lists both.
 
-Memory is bounded: one line at a time (at most `MAX_LINE_BYTES`), and for a batch file a
-16-byte digest per `custom_id`, of at most `BATCH_MAX_REQUESTS` lines.
+Memory is bounded: one line at a time (at most `MAX_LINE_BYTES`, and at most
+`MAX_LINE_VALUES` JSON values, counted before the line is parsed), and for a batch file a
+16-byte digest per `custom_id`, of at most `BATCH_MAX_REQUESTS` lines. A validator does
+CPU work for as long as a line takes: the server feeds it from a worker thread, and no
+single step of it (a count, a parse) holds the interpreter for long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Generator
 from typing import Any
+
+import anyio
 
 from .errors import InvalidRequest
 
@@ -28,6 +35,10 @@ MiB = 1024 * 1024
 #: The longest JSON line accepted (ours: OpenAI states none). A line is held whole to be
 #: parsed, so this bounds the memory of a validation.
 MAX_LINE_BYTES = 64 * MiB
+#: The most JSON values (keys count too) a line may hold (ours: OpenAI states none). A parsed
+#: value can take 25 times its text (`{}` is 2 bytes, and 64 as a Python dict), and the
+#: parse holds the interpreter throughout: this bounds both, to about 100 MB and 0.1 s.
+MAX_LINE_VALUES = 1_000_000
 #: OpenAI's Batch API: at most 50,000 requests and 200 MB per input file.
 BATCH_MAX_REQUESTS = 50_000
 BATCH_MAX_BYTES = 200 * MiB
@@ -50,7 +61,17 @@ NOT_A_DICTIONARY = (
     "Expected file to have JSONL format, where every line is a JSON dictionary. "
     "Line {line} is not a dictionary (HINT: line starts with: {hint})."
 )
-_JSON_WHITESPACE = b" \t\r\n"
+_BLANK = re.compile(rb"[ \t\r\n]*")
+#: Each value or key of a JSON text but the first comes right after one of these.
+_STRUCTURAL = (b"[", b"{", b",", b":")
+#: The rest of a JSON string after its opening quote, up to (not including) its closing one.
+_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+#: A token outside strings: a whole string (b"" in `findall`), one of _STRUCTURAL, or a
+#: string cut by the end of the text searched.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|([\[{,:]|"[^"\\]*(?:\\.[^"\\]*)*\\?\Z)', re.DOTALL)
+#: Counting, tokenizing and string-skipping go this many bytes at a time, so that no one call
+#: holds the interpreter for long (20 ms at most: another thread, the event loop, runs between).
+_WINDOW = 16 * 1024
 
 
 def refuse(message: str) -> InvalidRequest:
@@ -70,6 +91,61 @@ def _hint(raw: bytes) -> str:
             return f'"{raw[:4]!r}..."'
     shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in head)
     return f'"{shown}..."'
+
+
+def _string_end(raw: bytes | bytearray, at: int) -> int:
+    """Where the JSON string whose text starts at `at` (after its opening quote) ends (after
+    its closing quote), a window at a time; -1 when it does not."""
+    size = len(raw)
+    while True:
+        stop = min(size, at + _WINDOW)
+        rest = _STRING_REST.match(raw, at, stop)
+        assert rest is not None  # it matches the empty string
+        end = rest.end()
+        if end < stop and raw[end] == ord('"'):
+            return end + 1
+        if end == at:  # a backslash that ends the line
+            return -1
+        at = end  # the window's end, or a backslash whose escaped byte is past it
+
+
+def _more_values_than(raw: bytes | bytearray, limit: int) -> bool:
+    """Whether the JSON text `raw` holds more than `limit` values and keys, without parsing
+    it: one more than the `[`, `{`, `,` and `:` outside its strings. They are counted
+    everywhere first, the quick answer for almost every line; only a line over the limit by
+    that count is walked token by token (a string at once), and that walk stops at the
+    limit. Text that is not JSON may be miscounted: the parse that follows refuses it."""
+    size = len(raw)
+    if size <= limit:  # a value or a key takes a byte at least
+        return False
+    count = 1
+    for at in range(0, size, _WINDOW):
+        stop = min(size, at + _WINDOW)
+        count += sum(raw.count(mark, at, stop) for mark in _STRUCTURAL)
+        if count > limit:
+            break
+    else:
+        return False
+    count, at = 1, 0
+    while at < size:
+        stop = min(size, at + _WINDOW)
+        # b"" for each whole string, the mark for each of _STRUCTURAL, and last, perhaps, a
+        # string that goes on past the window
+        tokens = _TOKENS.findall(raw, at, stop)
+        at = stop
+        if tokens and tokens[-1][:1] == b'"':
+            at = _string_end(raw, stop - len(tokens.pop()) + 1)
+            if at < 0:
+                return False
+        count += len(tokens) - tokens.count(b"")
+        if count > limit:
+            return True
+    return False
+
+
+def _not_json(name: str) -> Any:
+    """`NaN`, `Infinity` and `-Infinity` are JavaScript, not JSON: refused."""
+    raise ValueError(f"{name} is not JSON")
 
 
 class Validator:
@@ -99,16 +175,18 @@ class JsonLinesValidator(Validator):
         self.on_bytes(self.offset)
         start = 0
         while (end := data.find(b"\n", start)) != -1:
-            if self.partial:
+            if self.partial:  # checked where it is: a long line is not copied
                 self._grow(end - start)
                 self.partial += data[start:end]
-                raw = bytes(self.partial)
-                self.partial.clear()
+                raw: bytes | bytearray = self.partial
             else:
                 raw = data[start:end]
                 self._check_length(len(raw))
             self.line += 1
-            self._line(raw)
+            try:
+                self._line(raw)
+            finally:
+                self.partial.clear()
             start = end + 1
         if start < len(data):
             self._grow(len(data) - start)
@@ -116,10 +194,11 @@ class JsonLinesValidator(Validator):
 
     def finish(self) -> None:
         if self.partial:
-            raw = bytes(self.partial)
-            self.partial.clear()
             self.line += 1
-            self._line(raw)
+            try:
+                self._line(self.partial)
+            finally:
+                self.partial.clear()
         self.at_end()
 
     def _grow(self, more: int) -> None:
@@ -132,15 +211,24 @@ class JsonLinesValidator(Validator):
                 "line this server reads; split the example or request."
             )
 
-    def _line(self, raw: bytes) -> None:
-        if not raw.strip(_JSON_WHITESPACE):
+    def _line(self, raw: bytes | bytearray) -> None:
+        blank = _BLANK.match(raw)
+        assert blank is not None  # it matches the empty string
+        first = blank.end()
+        if first == len(raw):
             return
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            value = None
+        value = None
+        if raw[first] == ord("{"):  # else not an object, whatever follows
+            if _more_values_than(raw, MAX_LINE_VALUES):
+                raise refuse(
+                    f"Line {self.line} holds more than {MAX_LINE_VALUES} JSON values (keys "
+                    "count too), the most this server reads in one line; split the example "
+                    "or request."
+                )
+            with contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
+                value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
         if not isinstance(value, dict):
-            raise refuse(NOT_A_DICTIONARY.format(line=self.line, hint=_hint(raw)))
+            raise refuse(NOT_A_DICTIONARY.format(line=self.line, hint=_hint(bytes(raw[:16]))))
         self.check(value)
 
     # Strict checks: hooks of the subclasses.
@@ -411,10 +499,11 @@ def validator_for(
 
 
 async def check_stream(validator: Validator, chunks: AsyncIterator[bytes | memoryview]) -> None:
-    """Feed `validator` a whole file from `chunks`, then finish it (raises on refusal)."""
+    """Feed `validator` a whole file from `chunks`, then finish it (raises on refusal), in a
+    worker thread: a long line takes CPU time."""
     async for chunk in chunks:
-        validator.feed(chunk)
-    validator.finish()
+        await anyio.to_thread.run_sync(validator.feed, chunk)
+    await anyio.to_thread.run_sync(validator.finish)
 
 
 __all__ = [
