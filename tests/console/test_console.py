@@ -13,10 +13,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from playwright.sync_api import Page, Route, expect
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
 
 from .._server import ServerProcess
-from .conftest import UPLOAD_THRESHOLD, Tenant, sign_in
+from .conftest import UPLOAD_THRESHOLD, Tenant, open_page, sign_in
 
 
 def usage_shown(page: Page, expected: int) -> None:
@@ -516,3 +517,90 @@ def test_a_key_that_no_longer_works_brings_back_the_key_form_with_the_servers_me
     expect(page.locator("#key-error")).to_contain_text("Incorrect API key provided")
     assert re.search(r"sk-no-", page.locator("#key-error").inner_text())
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_no_download_or_preview_is_offered_for_a_file_the_server_will_not_serve(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    served = tenant.upload("requests.jsonl", b'{"a": 1}\n', purpose="batch")
+    refused = [
+        tenant.upload("manual.txt", b"for an assistant\n", purpose="assistants"),
+        tenant.upload("profile.txt", b"a user's data\n", purpose="user_data"),
+    ]
+    sign_in(page, console_server, tenant.key)
+    expect(page.locator("#files-body tr")).to_have_count(3)
+    for file in refused:
+        # The server refuses their content (OpenAI does too): the console offers none.
+        answer = tenant.http.get(f"/v1/files/{file['id']}/content")
+        assert answer.status_code == 400, answer.text
+        row = page.locator(f"#files-body tr[data-id='{file['id']}']")
+        expect(row.get_by_role("button", name="Download")).to_have_count(0)
+        expect(row.get_by_role("button", name="Preview")).to_have_count(0)
+        expect(row.locator(".no-download")).to_have_text("Not downloadable")
+        expect(row.get_by_role("button", name=f"Delete {file['filename']}")).to_be_visible()
+    row = page.locator(f"#files-body tr[data-id='{served['id']}']")
+    expect(row.get_by_role("button", name="Download requests.jsonl")).to_be_visible()
+    expect(row.get_by_role("button", name="Preview requests.jsonl")).to_be_visible()
+    expect(row.locator(".no-download")).to_have_count(0)
+
+
+def in_viewport(page: Page, selector: str) -> None:
+    """The element is shown whole within the viewport."""
+    box = page.locator(selector).bounding_box()
+    viewport = page.viewport_size
+    assert box is not None and viewport is not None
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (box, viewport)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (box, viewport)
+
+
+def test_an_error_shows_in_view_when_the_page_is_scrolled_down(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    files = [tenant.upload(f"r-{i:02}.jsonl", b'{"a": 1}\n') for i in range(40)]
+    oldest = files[0]
+    sign_in(page, console_server, tenant.key)
+    expect(page.locator("#files-body tr")).to_have_count(40)
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    # Deleted elsewhere since the list was shown: its download is refused (404).
+    tenant.http.delete(f"/v1/files/{oldest['id']}").raise_for_status()
+    page.get_by_role("button", name=f"Download {oldest['filename']}").click()
+    expect(page.locator("#banner-text")).to_have_text(f"No such File object: {oldest['id']}")
+    assert page.evaluate("window.scrollY") > 600  # still down the page, where it happened
+    in_viewport(page, "#banner")
+    page.get_by_role("button", name="Dismiss the message").click()
+    expect(page.locator("#banner")).to_be_hidden()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_the_upload_lists_last_line_is_shown_whole(
+    browser: Browser,
+    console_server: ServerProcess,
+    tenant: Tenant,
+    tmp_path: Path,
+    width: int,
+    height: int,
+) -> None:
+    good = tmp_path / "requests.jsonl"
+    good.write_bytes(b'{"a": 1}\n')
+    bad = tmp_path / "broken.jsonl"
+    bad.write_bytes(b'{"a": 1}\n"custom"\n')
+    page, problems = open_page(browser, width, height)
+    try:
+        sign_in(page, console_server, tenant.key)
+        page.locator("#upload-purpose").select_option("batch")
+        page.locator("#file-input").set_input_files([good, bad])
+        items = page.locator("#upload-list .upload-item")
+        expect(items.locator(".upload-step")).to_have_count(2)
+        expect(items.filter(has_text="broken.jsonl")).to_have_class(re.compile(r"\bfailed\b"))
+        expect(items.filter(has_text="requests.jsonl")).to_have_class(re.compile(r"\bok\b"))
+        # The last item's message, its last line included, lies inside the list's box.
+        page.locator("#upload-list").scroll_into_view_if_needed()
+        listed = page.locator("#upload-list").bounding_box()
+        last = items.last.locator(".upload-step").bounding_box()
+        assert listed is not None and last is not None
+        assert listed["y"] <= last["y"], (listed, last)
+        assert last["y"] + last["height"] <= listed["y"] + listed["height"] + 0.5, (listed, last)
+        in_viewport(page, "#upload-list")
+    finally:
+        page.context.close()
+    assert problems.messages == []

@@ -250,6 +250,7 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "max_file_bytes": 1000000,
         "max_upload_bytes": 3000000,
         "purposes": ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
+        "no_download_purposes": ["assistants", "user_data"],
     }
 
 
@@ -257,6 +258,16 @@ def test_config_defaults(root: httpx.Client) -> None:
     body = root.get("/console/api/config").json()
     assert body["upload_threshold_bytes"] == 64 * 1024 * 1024
     assert body["part_bytes"] == 64 * 1024 * 1024
+
+
+def test_config_says_no_purpose_is_refused_when_the_server_serves_all(tmp_path: Path) -> None:
+    env = {"OPENAI_FILES_ALLOW_DOWNLOAD_ALL_PURPOSES": "true"}
+    server = AppServer(tmp_path / "data", env).start()
+    try:
+        with server.http(base_url=server.root_url) as c:
+            assert c.get("/console/api/config").json()["no_download_purposes"] == []
+    finally:
+        server.stop()
 
 
 # -- usage and download links, on both deployments --

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import APIError, NotFound
 from .ids import is_file_id
-from .purposes import UPLOADABLE_PURPOSES
+from .purposes import UPLOADABLE_PURPOSES, refused_download_purposes
 from .routes.files import _service, content_response, etag_matches, request_key
 from .routes.uploads import _json_body, _params
 from .settings import Settings
@@ -195,6 +195,7 @@ async def config(request: Request) -> Response:
             "max_file_bytes": settings.max_file_bytes,
             "max_upload_bytes": settings.max_upload_bytes,
             "purposes": list(UPLOADABLE_PURPOSES),
+            "no_download_purposes": list(refused_download_purposes(settings)),
         },
         headers={"cache-control": "no-store"},
     )

@@ -53,8 +53,14 @@ def check_upload_size(settings: Settings, purpose: str, size: int) -> None:
         )
 
 
+def refused_download_purposes(settings: Settings) -> tuple[str, ...]:
+    """The purposes whose files' content is not served: `assistants` and `user_data`, as
+    OpenAI does, or none when the server allows every purpose. The console reads it too,
+    to offer no download that would be refused."""
+    return () if settings.allow_download_all_purposes else NO_DOWNLOAD_PURPOSES
+
+
 def check_download(settings: Settings, purpose: str) -> None:
-    """Files of the purposes `assistants` and `user_data` are not downloaded, unless the
-    server allows every purpose."""
-    if purpose in NO_DOWNLOAD_PURPOSES and not settings.allow_download_all_purposes:
+    """A file's content may be downloaded unless its purpose is refused (above)."""
+    if purpose in refused_download_purposes(settings):
         raise InvalidRequest(f"Not allowed to download files of purpose: {purpose}")

@@ -325,6 +325,12 @@ function reload() {
   return loadPage(state.page);
 }
 
+/** Whether the server serves the file's content: it refuses some purposes (`assistants`,
+    `user_data`), and says which in the console's config. */
+function downloadable(file) {
+  return !state.config.no_download_purposes.includes(file.purpose);
+}
+
 function previewKind(file) {
   if (file.purpose === "vision" || IMAGE_NAME.test(file.filename)) return "image";
   if (TEXT_NAME.test(file.filename) || ["batch", "fine-tune", "batch_output", "evals"].includes(file.purpose)) return "text";
@@ -343,16 +349,22 @@ function renderFiles(files) {
       renderSelection();
     });
     const actions = el("div", { className: "actions" });
-    if (previewKind(file)) {
-      const preview = el("button", { type: "button", className: "button small", textContent: "Preview", ariaLabel: `Preview ${file.filename}` });
-      preview.addEventListener("click", () => openPreview(file, preview));
-      actions.append(preview);
+    if (!downloadable(file)) {
+      // The server would refuse its content: no Preview or Download to fail.
+      actions.append(el("span", { className: "no-download muted", textContent: "Not downloadable", title: `The server does not serve the content of ${file.purpose} files (as OpenAI).` }));
+    } else {
+      if (previewKind(file)) {
+        const preview = el("button", { type: "button", className: "button small", textContent: "Preview", ariaLabel: `Preview ${file.filename}` });
+        preview.addEventListener("click", () => openPreview(file, preview));
+        actions.append(preview);
+      }
+      const download = el("button", { type: "button", className: "button small", textContent: "Download", ariaLabel: `Download ${file.filename}` });
+      download.addEventListener("click", () => startDownload(file, download));
+      actions.append(download);
     }
-    const download = el("button", { type: "button", className: "button small", textContent: "Download", ariaLabel: `Download ${file.filename}` });
-    download.addEventListener("click", () => startDownload(file, download));
     const remove = el("button", { type: "button", className: "button small danger-text", textContent: "Delete", ariaLabel: `Delete ${file.filename}` });
     remove.addEventListener("click", () => confirmDelete([file]));
-    actions.append(download, remove);
+    actions.append(remove);
     const row = el("tr", { dataset: { id: file.id } },
       el("td", { className: "col-check" }, check),
       el("td", { className: "name", dataset: { label: "Name" } }, el("span", { className: "filename", textContent: file.filename, title: file.filename })),
