@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from openai_files.server.stores import Owner, PartRecord
+from openai_files.server.stores import Owner, PartRecord, StoreUnavailable
 
 from .._inprocess import ROOT_URL, AppServer, asgi_scope
 from .._server import Deployment
@@ -893,6 +893,82 @@ def test_expiry_of_a_completion_cut_short_removes_what_it_joined(
     assert not _blob_exists(server, part)
     assert not _blob_exists(server, key)
     assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "expired"
+
+
+def test_cancel_takes_over_a_completion_whose_server_died(
+    server: AppServer, org: str, org_key: str
+) -> None:
+    """Cancel, like complete, takes over a completion begun ten minutes ago or more (its
+    server died): the reservation goes back, and the parts and what it joined are removed."""
+    with server.http(org_key) as http:
+        uid = _create(http, bytes=4)["id"]
+        part = _part_id(http, uid, b"abcd")
+        key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
+        server.portal.call(server.app.state.service.blobs.compose, key, [(part, 4)])
+        began = int(time.time())
+        sql = "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?"
+        _sql(server, sql, began - 590, uid)
+        r = http.post(f"/uploads/{uid}/cancel")
+        message = _completing(uid).replace("complete it", "cancel it")
+        assert_error(r, 400, message, param="upload_id")
+        assert _usage(server, org) == 4
+        _sql(server, sql, began - 601, uid)
+        r = http.post(f"/uploads/{uid}/cancel")
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "cancelled"
+        assert _sql(server, "SELECT completing_since FROM uploads WHERE id = ?", uid) is None
+        assert not _blob_exists(server, part) and not _blob_exists(server, key)
+        assert _usage(server, org) == 0
+
+
+def test_the_sweeper_reopens_a_completion_whose_server_died(
+    server: AppServer, http: httpx.Client
+) -> None:
+    """A completion begun ten minutes ago or more is put back to pending by the sweeper (a
+    server that stopped mid-way may never come back); a younger one is left running."""
+    dead, running = _create(http, bytes=4)["id"], _create(http, bytes=4)["id"]
+    parts = {uid: _part_id(http, uid, b"abcd") for uid in (dead, running)}
+    now = int(time.time())
+    sql = "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?"
+    _sql(server, sql, now - 601, dead)
+    _sql(server, sql, now - 10, running)
+    _sweep(server)
+    assert _sql(server, "SELECT status FROM uploads WHERE id = ?", dead) == "pending"
+    assert _sql(server, "SELECT completing_since FROM uploads WHERE id = ?", dead) is None
+    assert _sql(server, "SELECT status FROM uploads WHERE id = ?", running) == "completing"
+    r = http.post(f"/uploads/{dead}/complete", json={"part_ids": [parts[dead]]})
+    assert r.status_code == 200, r.text
+    assert http.get(f"/files/{r.json()['file']['id']}/content").content == b"abcd"
+    _sql(server, "UPDATE uploads SET status = 'pending' WHERE id = ?", running)
+
+
+def test_an_undo_that_failed_is_tried_again_by_the_sweeper(
+    server: AppServer, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused completion whose undo fails (the database unreachable for a moment) does
+    not leave its upload "completing" for ten minutes: the next sweep puts it back."""
+    uploads = server.app.state.service.uploads
+    real_abort = uploads.meta.abort_completion
+    failed: list[str] = []
+
+    async def unreachable_once(upload_id: str, since: int | None = None) -> bool:
+        if not failed:
+            failed.append(upload_id)
+            raise StoreUnavailable("PostgreSQL is unreachable: connection refused")
+        return bool(await real_abort(upload_id, since=since))
+
+    monkeypatch.setattr(uploads.meta, "abort_completion", unreachable_once)
+    uid = _create(http, bytes=4)["id"]
+    part = _part_id(http, uid, b"abcd")
+    r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part], "md5": "0" * 32})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "md5", r.text
+    assert failed == [uid]
+    assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "completing"
+    _sweep(server)
+    assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "pending"
+    r = http.post(f"/uploads/{uid}/cancel")
+    assert r.status_code == 200, r.text
+    assert not _blob_exists(server, part)
 
 
 def test_strict_validation_at_completion(deployment: Deployment) -> None:

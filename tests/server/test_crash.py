@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -271,6 +272,69 @@ def test_sigkill_mid_delete(crash_server: ServerProcess) -> None:
         # The usage counter went down with every row that went: the free space is exact.
         used = sum(f["bytes"] for f in listed)
         assert_quota_free(restarted, key, used)
+    finally:
+        restarted.stop()
+
+
+def test_sigkill_mid_completion(crash_server: ServerProcess) -> None:
+    """A server killed while it completes an upload leaves it "completing": the server that
+    starts next on the folder (the only writer) knows no completion runs, so the upload is
+    pending again at once; completing it makes the file, counted once."""
+    server = crash_server
+    key = server.create_key("org-crash-complete", "proj_crash")
+    parts = [content_for(f"part-{i}", 3 * MiB) for i in range(8)]
+    whole = b"".join(parts)
+    with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=60) as http:
+        body = {"filename": "big.bin", "purpose": "vision", "bytes": len(whole)}
+        r = http.post("/uploads", json={**body, "mime_type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+        uid = r.json()["id"]
+
+        def send(data: bytes) -> str:
+            with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=60) as h:
+                r = h.post(f"/uploads/{uid}/parts", files={"data": ("blob", data)})
+            assert r.status_code == 200, r.text
+            part_id: str = r.json()["id"]
+            return part_id
+
+        # Sent at once, so that completion reads the joined bytes back for their md5.
+        with ThreadPoolExecutor(4) as pool:
+            part_ids = list(pool.map(send, parts))
+    complete = {"part_ids": part_ids, "md5": hashlib.md5(whole).hexdigest()}
+    database = server.data_dir / "files.sqlite3"
+
+    def status() -> str:
+        with sqlite3.connect(database, timeout=30) as db:
+            return str(db.execute("SELECT status FROM uploads WHERE id = ?", (uid,)).fetchone()[0])
+
+    def completion() -> None:
+        with (
+            httpx.Client(base_url=server.base_url, headers=auth(key), timeout=60) as http,
+            pytest.raises(httpx.TransportError),
+        ):
+            http.post(f"/uploads/{uid}/complete", json=complete)
+
+    with ThreadPoolExecutor(1) as pool:
+        cut = pool.submit(completion)
+        deadline = time.monotonic() + 30
+        while status() != "completing" and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(0.02)  # into the joining of the parts
+        server.kill()
+        cut.result()
+    assert status() == "completing", "the kill did not come mid-completion"
+
+    restarted = restart(server)
+    try:
+        assert status() == "pending"
+        with httpx.Client(base_url=restarted.base_url, headers=auth(key), timeout=60) as http:
+            assert http.get("/uploads?status=pending").json()["data"][0]["id"] == uid
+            r = http.post(f"/uploads/{uid}/complete", json=complete)
+            assert r.status_code == 200, r.text
+            file_id = r.json()["file"]["id"]
+            assert download(http, key, file_id).content == whole
+        assert blob_names(restarted.data_dir) == {file_id}
+        assert_quota_free(restarted, key, used=len(whole))
     finally:
         restarted.stop()
 

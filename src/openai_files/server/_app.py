@@ -299,6 +299,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # Nobody else writes to the database: every reservation is a leftover. (A
                 # shared one holds the reservations of other servers' uploads in flight.)
                 await meta.purge_reservations(None)
+                # Nor does any completion run yet: one left "completing" had its server die
+                # (it would refuse complete and cancel for ten minutes).
+                await service.uploads.reopen_completions(int(time.time()), alone=True)
             if not blobs.shared:
                 # Nobody else writes to the folder: every temp file and unnamed object in
                 # it is a leftover.

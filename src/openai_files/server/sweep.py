@@ -52,6 +52,7 @@ class Sweep:
                 await remove_bytes(self.blobs, record.blob_key)
             counts["expired"] += len(batch)
         counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
+        await self.uploads.reopen_completions(int(now))
         await self.meta.purge_reservations(int(now))
         counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
         # Reconciling lists every stored object, which grows with the store: do it at most

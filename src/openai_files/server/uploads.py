@@ -180,6 +180,9 @@ class UploadsService:
         self.meta = meta
         self.blobs = blobs
         self.digests = RunningDigests()
+        #: Completions whose undo failed (the database was unreachable), by upload id, with
+        #: whether they had joined bytes: the sweeper tries again (`reopen_completions`).
+        self._undo_later: dict[str, tuple[UploadRecord, bool]] = {}
 
     # -- create --
     async def create(
@@ -524,14 +527,23 @@ class UploadsService:
 
     async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:
         try:
-            if composed:
-                # Not when another completion took this one over: the key is its own now.
-                now = await self.meta.get_upload(Owner(upload.org_id, upload.project_id), upload.id)
-                if now is not None and now.completing_since == upload.completing_since:
-                    await self._remove_keys([upload.file_key])
-            await self.meta.abort_completion(upload.id, since=upload.completing_since)
-        except Exception:  # it expires, and the sweeper takes it, within the hour
-            log.exception("could not put upload %s back to pending", upload.id)
+            await self._undo(upload, composed)
+        except Exception:
+            # The next sweep tries again (and a later one, once the completion's lease has
+            # lapsed, from the database alone, should this server stop meanwhile).
+            log.exception(
+                "could not put upload %s back to pending: the sweeper will try again",
+                upload.id,
+            )
+            self._undo_later[upload.id] = (upload, composed)
+
+    async def _undo(self, upload: UploadRecord, composed: bool) -> None:
+        if composed:
+            # Not when another completion took this one over: the key is its own now.
+            now = await self.meta.get_upload(Owner(upload.org_id, upload.project_id), upload.id)
+            if now is not None and now.completing_since == upload.completing_since:
+                await self._remove_keys([upload.file_key])
+        await self.meta.abort_completion(upload.id, since=upload.completing_since)
 
     # -- cancel --
     async def cancel(self, owner: Owner, upload_id: str) -> UploadRecord:
@@ -540,15 +552,20 @@ class UploadsService:
         a 400."""
         if not UPLOAD_ID.fullmatch(upload_id):
             raise no_such_upload(upload_id)
+        now = int(time.time())
         try:
-            record, keys = await self.meta.cancel_upload(owner, upload_id, int(time.time()))
+            record, keys = await self.meta.cancel_upload(
+                owner, upload_id, now, stale_before=now - COMPLETION_TAKEOVER_SECONDS
+            )
         except UploadNotFound:
             raise no_such_upload(upload_id) from None
         except UploadNotPending as exc:
             raise not_pending(exc.record, "cancel it") from None
         self.digests.pop(record.id)
         with anyio.CancelScope(shield=True):
-            await self._remove_keys(keys)
+            # The file's key too: a completion given up may have joined the parts there
+            # (none can finish now that the upload is cancelled).
+            await self._remove_keys([*keys, record.file_key])
         return record
 
     # -- housekeeping --
@@ -562,6 +579,37 @@ class UploadsService:
         ):
             for record, keys in batch:
                 await self._remove_keys([*keys, record.file_key])
+            count += len(batch)
+        return count
+
+    async def reopen_completions(self, now: int, *, alone: bool = False) -> int:
+        """Put back to pending the uploads whose completion will not end by itself, so that
+        they may be completed or cancelled at once: those whose undo failed here (the
+        database was unreachable), and those whose completion began
+        `COMPLETION_TAKEOVER_SECONDS` ago or more (its server stopped). When this server
+        is `alone` (it alone writes to the stores, and completes nothing yet: at its
+        start), every upload being completed is put back, and what its completion joined
+        is removed. How many were put back."""
+        for upload_id, (upload, composed) in list(self._undo_later.items()):
+            try:
+                await self._undo(upload, composed)
+            except Exception as exc:  # still unreachable: the next sweep tries again
+                log.warning("could not put upload %s back to pending: %s", upload_id, exc)
+                continue
+            del self._undo_later[upload_id]
+        stale_before = None if alone else now - COMPLETION_TAKEOVER_SECONDS
+        count = 0
+        while batch := await self.meta.reopen_completions(stale_before, _SWEEP_BATCH):
+            for record in batch:
+                log.warning(
+                    "upload %s was being completed since %s by a server that stopped: "
+                    "pending again",
+                    record.id,
+                    record.completing_since,
+                )
+            if alone:
+                # Nothing completes meanwhile: the joined bytes are no completion's.
+                await self._remove_keys([r.file_key for r in batch])
             count += len(batch)
         return count
 

@@ -794,6 +794,41 @@ class MetadataStoreConformance:
         assert await meta.get_upload(owner, upload.id) == upload
         assert await meta.abort_completion(upload.id) is False
 
+    async def test_a_stale_completion_is_cancelled_or_reopened(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        uploads = [await _start_upload(meta, owner, now=now - 1000) for _ in range(3)]
+        stale, young, cancelled = uploads
+        parts = {u.id: _part(u, now=now - 1000) for u in uploads}
+        for u in uploads:
+            await meta.add_part(owner, parts[u.id], now - 1000)
+            since = now - 10 if u is young else now - 700
+            await meta.begin_completion(owner, u.id, since)
+        # Cancel takes over a stale completion, as begin_completion does; not a young one.
+        with pytest.raises(UploadNotPending) as info:
+            await meta.cancel_upload(owner, young.id, now, stale_before=now - 600)
+        assert info.value.record.status == "completing"
+        with pytest.raises(UploadNotPending):
+            await meta.cancel_upload(owner, cancelled.id, now)
+        record, keys = await meta.cancel_upload(owner, cancelled.id, now, stale_before=now - 600)
+        assert record == dataclasses.replace(cancelled, status="cancelled")
+        assert keys == [parts[cancelled.id].blob_key]
+        # Reopened: the stale one only, then every one (nobody completes anything).
+        ours = {u.id for u in uploads}
+        reopened = await meta.reopen_completions(now - 600, 100)
+        assert [(r.id, r.completing_since) for r in reopened if r.id in ours] == [
+            (stale.id, now - 700)
+        ]
+        assert await meta.get_upload(owner, stale.id) == stale
+        assert await meta.list_parts(stale.id) == [parts[stale.id]]
+        assert await meta.get_upload(owner, young.id) == dataclasses.replace(
+            young, status="completing", completing_since=now - 10
+        )
+        assert [r.id for r in await meta.reopen_completions(None, 100) if r.id in ours] == [
+            young.id
+        ]
+        assert await meta.get_upload(owner, young.id) == young
+        assert await meta.reopen_completions(None, 100) == []
+
     async def test_cancel_gives_the_reservation_back_and_the_part_keys(
         self, meta: MetadataStore
     ) -> None:

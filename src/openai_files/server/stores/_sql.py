@@ -573,9 +573,22 @@ def _list_uploads(owner: Owner, status: str | None, limit: int) -> Plan[list[Upl
     return [upload_record(r) for r in rows]
 
 
-def _pending_upload(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[UploadRecord]:
-    """The owner's upload, pending and unexpired at `now`, its row locked until the
-    transaction ends; else UploadNotFound or UploadNotPending."""
+def _stale(record: UploadRecord, stale_before: int | None) -> bool:
+    """Whether `record` is being completed by a completion begun at or before
+    `stale_before` (or before step 5 recorded when): one whose server died."""
+    return (
+        stale_before is not None
+        and record.status == "completing"
+        and (record.completing_since is None or record.completing_since <= stale_before)
+    )
+
+
+def _pending_upload(
+    d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+) -> Plan[UploadRecord]:
+    """The owner's upload, pending (or being completed by a completion begun at or before
+    `stale_before`) and unexpired at `now`, its row locked until the transaction ends; else
+    UploadNotFound or UploadNotPending."""
     row = yield Stmt(
         f"SELECT {_UPLOAD_COLUMNS} FROM uploads "
         f"WHERE id = ? AND org_id = ? AND project_id = ?{d.for_update}",
@@ -585,9 +598,10 @@ def _pending_upload(d: Dialect, owner: Owner, upload_id: str, now: int) -> Plan[
     if row is None:
         raise UploadNotFound(upload_id)
     record = upload_record(row)
-    if record.status == "pending" and record.expires_at <= now:
+    taken = record.status == "pending" or _stale(record, stale_before)
+    if taken and record.expires_at <= now:
         raise UploadNotPending(dataclasses.replace(record, status="expired"))
-    if record.status != "pending":
+    if not taken:
         raise UploadNotPending(record)
     return record
 
@@ -619,10 +633,6 @@ def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[Uplo
     return record
 
 
-def _set_status(upload_id: str, status: str) -> Stmt:
-    return Stmt("UPDATE uploads SET status = ? WHERE id = ?", (status, upload_id), "none")
-
-
 def _begin_completion(
     d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None
 ) -> Plan[UploadRecord]:
@@ -635,16 +645,11 @@ def _begin_completion(
     if row is None:
         raise UploadNotFound(upload_id)
     record = upload_record(row)
-    # A completion begun at or before `stale_before` (or before step 5 recorded when) had
-    # its server die: this one takes it over.
-    stale = (
-        stale_before is not None
-        and record.status == "completing"
-        and (record.completing_since is None or record.completing_since <= stale_before)
-    )
     if record.status in ("pending", "completing") and record.expires_at <= now:
         raise UploadNotPending(dataclasses.replace(record, status="expired"))
-    if record.status != "pending" and not stale:
+    # A completion begun at or before `stale_before` had its server die: this one takes
+    # it over.
+    if record.status != "pending" and not _stale(record, stale_before):
         raise UploadNotPending(record)
     yield Stmt(
         "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?",
@@ -697,12 +702,43 @@ def _take_parts(d: Dialect, upload_ids: Sequence[str]) -> Plan[dict[str, list[st
 
 
 def _cancel_upload(
-    d: Dialect, owner: Owner, upload_id: str, now: int
+    d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None
 ) -> Plan[tuple[UploadRecord, list[str]]]:
-    record = yield from _pending_upload(d, owner, upload_id, now)
-    yield _set_status(upload_id, "cancelled")
+    record = yield from _pending_upload(d, owner, upload_id, now, stale_before)
+    yield Stmt(
+        "UPDATE uploads SET status = 'cancelled', completing_since = NULL WHERE id = ?",
+        (upload_id,),
+        "none",
+    )
     keys = yield from _take_parts(d, [upload_id])
-    return dataclasses.replace(record, status="cancelled"), keys[upload_id]
+    return dataclasses.replace(record, status="cancelled", completing_since=None), keys[upload_id]
+
+
+def _reopen_completions(
+    d: Dialect, stale_before: int | None, limit: int
+) -> Plan[list[UploadRecord]]:
+    where = "status = 'completing'"
+    args: tuple[Any, ...] = ()
+    if stale_before is not None:
+        where += " AND (completing_since IS NULL OR completing_since <= ?)"
+        args = (stale_before,)
+    # A completion finishing now holds its row: it is skipped, and finishes.
+    rows = yield Stmt(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE {where} ORDER BY id LIMIT ?{d.skip_locked}",
+        (*args, limit),
+        "all",
+    )
+    records = [upload_record(r) for r in rows]
+    ids = [r.id for r in records]
+    for i in range(0, len(ids), d.in_batch):
+        in_ids, id_args = d.one_of("id", ids[i : i + d.in_batch])
+        yield Stmt(
+            "UPDATE uploads SET status = 'pending', completing_since = NULL "
+            f"WHERE {in_ids} AND status = 'completing'",
+            id_args,
+            "none",
+        )
+    return records
 
 
 def _pop_expired_uploads(
@@ -958,9 +994,12 @@ class SQLMetadataStore(abc.ABC):
         return bool(await self._write(_rows(sql, args, "count")))
 
     async def cancel_upload(
-        self, owner: Owner, upload_id: str, now: int
+        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
     ) -> tuple[UploadRecord, list[str]]:
-        return await self._write(_cancel_upload(self.DIALECT, owner, upload_id, now))
+        return await self._write(_cancel_upload(self.DIALECT, owner, upload_id, now, stale_before))
+
+    async def reopen_completions(self, stale_before: int | None, limit: int) -> list[UploadRecord]:
+        return await self._write(_reopen_completions(self.DIALECT, stale_before, limit))
 
     async def pop_expired_uploads(
         self, now: int, limit: int

@@ -437,12 +437,23 @@ class MetadataStore(Protocol):
         ...
 
     async def cancel_upload(
-        self, owner: Owner, upload_id: str, now: int
+        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
     ) -> tuple[UploadRecord, list[str]]:
         """Cancel the owner's pending, unexpired upload, in one transaction: status
         "cancelled", its reservation released, its part rows deleted; its record (with that
         status) and its parts' blob keys in arrival order (the caller deletes those bytes).
-        The same errors as `add_part`; atomic as `begin_completion`."""
+        The same errors as `add_part`; atomic as `begin_completion`. With `stale_before`, an
+        upload "completing" since then or earlier is cancelled too, as `begin_completion`
+        takes it over (its completion's server is taken for dead)."""
+        ...
+
+    async def reopen_completions(self, stale_before: int | None, limit: int) -> list[UploadRecord]:
+        """Move up to `limit` uploads (any owner) "completing" since `stale_before` or
+        earlier (or since an unknown time), or every "completing" one when `stale_before` is
+        None (the caller knows that no completion runs), back to "pending", in one
+        transaction; their records as they were (status "completing", with the
+        `completing_since` of the completion given up). A completion that is finishing
+        meanwhile (its row locked) is skipped, so is an upload another caller reopens."""
         ...
 
     async def pop_expired_uploads(
