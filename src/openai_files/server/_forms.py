@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from . import _json
 from . import settings as S
 from ._multipart import Event, PartData, PartStart
 from .errors import InvalidRequest
@@ -101,7 +102,7 @@ def expires_after_fields(fields: dict[str, str]) -> tuple[str | None, str | None
             param="expires_after",
         )
     try:
-        value = json.loads(raw)
+        value = _json.loads(raw)
     except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict) or not ({"anchor", "seconds"} & value.keys()):

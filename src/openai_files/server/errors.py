@@ -37,6 +37,11 @@ INTERNAL_MESSAGE = (
 )
 
 
+def _text(value: str) -> str:
+    """`value` with any lone surrogate written as its escape (`\\ud800`)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class APIError(Exception):
     """An error with an HTTP status, rendered as `{"error": {...}}`."""
 
@@ -58,11 +63,14 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
+        # A message or param that echoes a lone surrogate could not be written as UTF-8:
+        # such characters go as their escapes (requests that hold one are refused where
+        # they arrive; this is the last guard).
         return {
             "error": {
-                "message": self.message,
+                "message": _text(self.message),
                 "type": self.error_type,
-                "param": self.param,
+                "param": None if self.param is None else _text(self.param),
                 "code": self.code,
             }
         }

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import anyio
 
+from . import _json
 from .errors import InvalidRequest
 
 MiB = 1024 * 1024
@@ -143,11 +143,6 @@ def _more_values_than(raw: bytes | bytearray, limit: int) -> bool:
     return False
 
 
-def _not_json(name: str) -> Any:
-    """`NaN`, `Infinity` and `-Infinity` are JavaScript, not JSON: refused."""
-    raise ValueError(f"{name} is not JSON")
-
-
 class Validator:
     """Checks one file's bytes, fed in order. `feed` and `finish` raise InvalidRequest."""
 
@@ -226,7 +221,7 @@ class JsonLinesValidator(Validator):
                     "or request."
                 )
             with contextlib.suppress(UnicodeDecodeError, ValueError, RecursionError):
-                value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+                value = _json.loads(raw.decode("utf-8"))
         if not isinstance(value, dict):
             raise refuse(NOT_A_DICTIONARY.format(line=self.line, hint=_hint(bytes(raw[:16]))))
         self.check(value)

@@ -7,7 +7,6 @@ form whose `data` field streams to storage, `/cancel` nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import _json
 from .. import settings as S
 from .._forms import ascii_int, clean_content_type, clean_filename
 from .._multipart import PartData, PartStart, boundary_of, iter_parts
@@ -51,7 +51,8 @@ def _uploads(request: Request) -> UploadsService:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, read up to `MAX_JSON_BYTES`."""
+    """The request's JSON object, read up to `MAX_JSON_BYTES`: JSON only (no `NaN`), and
+    text only (no lone surrogate), refused here for every route that reads one."""
     raw = bytearray()
     async for chunk in request.stream():
         raw.extend(chunk)
@@ -60,11 +61,14 @@ async def _json_body(request: Request) -> dict[str, Any]:
                 f"The JSON body is too large: at most {MAX_JSON_BYTES} bytes are accepted."
             )
     try:
-        body = json.loads(bytes(raw))
+        body = _json.loads(bytes(raw))
     except (ValueError, RecursionError):
         raise InvalidRequest(JSON_PARSE_ERROR) from None
     if not isinstance(body, dict):
         raise InvalidRequest(JSON_PARSE_ERROR)
+    if refused := _json.lone_surrogate(body):
+        message, param = refused
+        raise InvalidRequest(message, param=param)
     return body
 
 
