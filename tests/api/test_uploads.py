@@ -1053,7 +1053,9 @@ def test_another_tenants_upload_is_a_404(
 # -- quota and expiry -----------------------------------------------------------------
 
 
-def test_quota_reserved_given_back_counted_once(server: AppServer, org: str, org_key: str) -> None:
+def test_quota_reserved_given_back_counted_once(
+    server: AppServer, org: str, org_key: str, new_key: Callable[..., str]
+) -> None:
     with server.http(org_key) as http:
         assert _usage(server, org) == 0
         cancelled = _create(http, bytes=1000)["id"]
@@ -1068,9 +1070,13 @@ def test_quota_reserved_given_back_counted_once(server: AppServer, org: str, org
         http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]}).raise_for_status()
         assert _usage(server, org) == 6  # the file, once
 
-        # Twelve uploads of 8 GiB hold 96 GiB of the 100 GiB quota: a thirteenth does not fit.
-        for _ in range(12):
-            _create(http, bytes=8 * GiB)
+    # Twelve uploads of 8 GiB, of two projects (each may reserve half the quota), hold 96 GiB
+    # of the 100 GiB quota: a thirteenth, of a third project, does not fit.
+    for _ in range(2):
+        with server.http(new_key(org, f"proj_{uuid.uuid4().hex[:10]}")) as http:
+            for _ in range(6):
+                _create(http, bytes=8 * GiB)
+    with server.http(new_key(org, f"proj_{uuid.uuid4().hex[:10]}")) as http:
         r = http.post(
             "/uploads",
             json={"filename": "a", "purpose": "vision", "bytes": 8 * GiB, "mime_type": "image/png"},
@@ -1202,6 +1208,149 @@ def test_racing_parts_never_pass_the_uploads_bytes(deployment: Deployment) -> No
             r = http.post(f"/uploads/{uid}/complete", json={"part_ids": accepted})
             assert r.status_code == 200, r.text
             assert _bytes_used(http) == quota
+    finally:
+        server.stop()
+
+
+def _pending_bytes_exceeded(project: str, held: int, more: int, limit: int) -> str:
+    return (
+        f"The pending uploads of project {project} reserve {held} bytes; {more} more would "
+        f"pass the {limit} bytes a project's pending uploads may reserve together: "
+        f"{_WAIT_FOR_PENDING}."
+    )
+
+
+_WAIT_FOR_PENDING = (
+    "complete or cancel one of them (GET /v1/uploads lists them), or wait for them to "
+    "expire (an hour after their creation)"
+)
+
+
+def test_one_project_cannot_hold_its_organizations_quota(deployment: Deployment) -> None:
+    """A project's pending uploads reserve at most half the organization's quota by default:
+    another project of the organization still has room."""
+    quota = 100_000
+    server = deployment.app(env={"OPENAI_FILES_ORG_QUOTA_BYTES": str(quota)})
+    try:
+        greedy = server.create_key("org-shared", "proj_greedy")
+        other = server.create_key("org-shared", "proj_other")
+        with server.http(greedy) as http:
+            r = http.post(
+                "/uploads",
+                json={"filename": "a", "purpose": "vision", "bytes": quota, "mime_type": "a/b"},
+            )
+            limit = quota // 2
+            message = _pending_bytes_exceeded("proj_greedy", 0, quota, limit)
+            assert_error(r, 400, message, param="bytes", code="pending_upload_bytes_exceeded")
+            _create(http, bytes=limit)
+            r = http.post(
+                "/uploads",
+                json={"filename": "a", "purpose": "vision", "bytes": 1, "mime_type": "a/b"},
+            )
+            message = _pending_bytes_exceeded("proj_greedy", limit, 1, limit)
+            assert_error(r, 400, message, param="bytes", code="pending_upload_bytes_exceeded")
+        with server.http(other) as http:
+            uid = _create(http, bytes=1)["id"]
+            part = _part_id(http, uid, b"x")
+            r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+            assert r.status_code == 200, r.text
+            r = http.post("/files", data={"purpose": "vision"}, files={"file": b"y" * 1000})
+            assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+
+
+def test_a_projects_pending_uploads_are_bounded(deployment: Deployment) -> None:
+    """Uploads created at once by one project: no more than the limit are accepted, the
+    others refused in the envelope; a finished one makes room, another project has its own."""
+    n, limit = 12, 4
+    server = deployment.app(env={"OPENAI_FILES_MAX_PENDING_UPLOADS": str(limit)})
+    try:
+        key = server.create_key("org-many", "proj_many")
+        start = threading.Barrier(n)
+
+        def create(_: int) -> httpx.Response:
+            with server.http(key) as http:
+                start.wait()
+                return http.post(
+                    "/uploads",
+                    json={"filename": "a", "purpose": "vision", "bytes": 1, "mime_type": "a/b"},
+                )
+
+        with ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(create, range(n)))
+        created = [r.json()["id"] for r in answers if r.status_code == 200]
+        assert len(created) == limit
+        message = (
+            f"Project proj_many has {limit} pending uploads, the most it may have at once: "
+            f"{_WAIT_FOR_PENDING}."
+        )
+        for r in answers:
+            if r.status_code != 200:
+                assert_error(r, 400, message, code="too_many_pending_uploads")
+        with server.http(key) as http:
+            assert len(http.get("/uploads").json()["data"]) == limit
+            assert_error(_raw_create(http), 400, message, code="too_many_pending_uploads")
+            http.post(f"/uploads/{created[0]}/cancel").raise_for_status()
+            _create(http, bytes=1)
+        with server.http(server.create_key("org-many", "proj_few")) as http:
+            _create(http, bytes=1)
+    finally:
+        server.stop()
+
+
+def _raw_create(http: httpx.Client) -> httpx.Response:
+    body = {"filename": "a", "purpose": "vision", "bytes": 1, "mime_type": "a/b"}
+    return http.post("/uploads", json=body)
+
+
+def test_finished_uploads_are_kept_for_the_retention_then_forgotten(
+    deployment: Deployment,
+) -> None:
+    retention = 7200
+    server = deployment.app(env={"OPENAI_FILES_UPLOAD_RETENTION_SECONDS": str(retention)})
+    try:
+        key = server.create_key("org-kept", "proj_kept")
+        with server.http(key) as http:
+            done = _create(http, bytes=1)
+            part = _part_id(http, done["id"], b"z")
+            r = http.post(f"/uploads/{done['id']}/complete", json={"part_ids": [part]})
+            file_id = r.json()["file"]["id"]
+            cancelled = _create(http, bytes=1)
+            http.post(f"/uploads/{cancelled['id']}/cancel").raise_for_status()
+            pending = _create(http, bytes=1)
+            # Within the retention (its hour ended a little less than `retention` ago), a
+            # finished upload is listed and answered with its status, as before.
+            now = int(time.time())
+            for upload in (done, cancelled):
+                _age_upload(server, upload, now - retention + 60)
+            assert _sweep(server)["finished_uploads"] == 0
+            listed = http.get("/uploads", params={"status": "all"}).json()["data"]
+            assert {u["id"] for u in listed} == {done["id"], cancelled["id"], pending["id"]}
+            assert_error(
+                http.post(f"/uploads/{done['id']}/cancel"),
+                400,
+                f"Upload {done['id']} is already completed, so you cannot cancel it: its file "
+                "is ready.",
+                param="upload_id",
+            )
+            # Past it, the sweeper deletes their rows: unknown ids; the file stays.
+            for upload in (done, cancelled):
+                _age_upload(server, upload, now - retention - 1)
+            assert _sweep(server)["finished_uploads"] == 2
+            listed = http.get("/uploads", params={"status": "all"}).json()["data"]
+            assert [u["id"] for u in listed] == [pending["id"]]
+            for upload in (done, cancelled):
+                uid = upload["id"]
+                not_found = f"No such Upload object: {uid}"
+                r = http.post(f"/uploads/{uid}/cancel")
+                assert_error(r, 404, not_found, param="upload_id")
+            assert http.get(f"/files/{file_id}/content").content == b"z"
+            # The kind is one of the metrics' (the sweeper counts what `sweep` returns).
+            metrics = server.app.state.metrics.registry.get_sample_value(
+                "openai_files_swept_total", {"kind": "finished_uploads"}
+            )
+            assert metrics is not None
     finally:
         server.stop()
 

@@ -32,8 +32,9 @@ from .settings import Settings
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: What the sweeper removes (FilesService.sweep's counts; `uploads`: unfinished S3
 #: multipart uploads, always 0 on a local folder; `expired_uploads`: Uploads API uploads
-#: not completed within their hour).
-SWEPT_KINDS = ("expired", "temp", "orphans", "uploads", "expired_uploads")
+#: not completed within their hour; `finished_uploads`: rows of uploads finished longer
+#: than --upload-retention-seconds ago).
+SWEPT_KINDS = ("expired", "temp", "orphans", "uploads", "expired_uploads", "finished_uploads")
 #: Kinds of storage errors: the store unreachable (a 503), the disk full (a 507), or any
 #: other unexpected error (a 500; the log has the details).
 STORE_ERROR_KINDS = ("unavailable", "disk_full", "other")

@@ -31,6 +31,12 @@ DEFAULT_ORG_QUOTA_BYTES = 100 * GiB
 #: An upload of the Uploads API holds at most 8 GB, in parts of at most 64 MB, as OpenAI's.
 DEFAULT_MAX_UPLOAD_BYTES = 8 * GiB
 DEFAULT_MAX_PART_BYTES = 64 * MiB
+#: Pending uploads one project may have at once: one project cannot fill the database with
+#: uploads it never completes, nor hold its organization's quota with them.
+DEFAULT_MAX_PENDING_UPLOADS = 100
+#: Finished uploads (completed, cancelled, expired) are kept this long after their hour
+#: ends, then the sweeper deletes their rows.
+DEFAULT_UPLOAD_RETENTION_SECONDS = 24 * 3600.0
 #: Batch input files are at most 200 MB.
 DEFAULT_MAX_BATCH_FILE_BYTES = 200 * MiB
 #: Batch files expire 30 days after creation unless the upload says otherwise.
@@ -145,6 +151,23 @@ class Settings:
     )
     org_quota_bytes: int = _field(
         DEFAULT_ORG_QUOTA_BYTES, "total bytes of files one organization may store"
+    )
+    max_pending_uploads: int = _field(
+        DEFAULT_MAX_PENDING_UPLOADS,
+        "pending uploads (Uploads API) one project may have at once; another is refused "
+        "until one is completed, cancelled or expires",
+    )
+    max_pending_upload_bytes: int | None = _field(
+        None,
+        "bytes one project's pending uploads may reserve together (their declared bytes), "
+        "so that one project cannot hold its whole organization's quota",
+        shown="half of --org-quota-bytes",
+    )
+    upload_retention_seconds: float = _field(
+        DEFAULT_UPLOAD_RETENTION_SECONDS,
+        "how long a completed, cancelled or expired upload stays known (listed, and "
+        "answered with its status) after its hour ends; then the sweeper deletes its row "
+        "and it is a 404 (its file stays)",
     )
     allow_download_all_purposes: bool = _field(
         False, "allow downloading assistants and user_data files (OpenAI refuses)"
@@ -294,6 +317,7 @@ class Settings:
         for name in (
             "sweep_grace_seconds",
             "reservation_ttl_seconds",
+            "upload_retention_seconds",
             "header_timeout_seconds",
             "body_rate_window_seconds",
             "keep_alive_timeout_seconds",
@@ -315,11 +339,14 @@ class Settings:
         for name in ("org_quota_bytes", "database_pool_min_size"):
             if getattr(self, name) < 0:
                 raise bad(name, "it must be 0 or more")
+        if self.max_pending_upload_bytes is not None and self.max_pending_upload_bytes < 0:
+            raise bad("max_pending_upload_bytes", "it must be 0 or more")
         for name in (
             "max_file_bytes",
             "max_batch_file_bytes",
             "max_upload_bytes",
             "max_part_bytes",
+            "max_pending_uploads",
             "max_connections",
             "database_pool_max_size",
             "storage_concurrent_parts",
@@ -394,6 +421,14 @@ class Settings:
         return cls(**values)
 
     @property
+    def pending_upload_bytes(self) -> int:
+        """The bytes one project's pending uploads may reserve together:
+        `max_pending_upload_bytes`, else half the organization's quota."""
+        if self.max_pending_upload_bytes is not None:
+            return self.max_pending_upload_bytes
+        return self.org_quota_bytes // 2
+
+    @property
     def database_url(self) -> str:
         return self.database or f"sqlite:///{(self.data_dir / 'files.sqlite3').resolve()}"
 
@@ -444,7 +479,7 @@ def parse_value(field_name: str, raw: str) -> Any:
             if low in _FALSE:
                 return False
             raise ValueError(raw)
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw.replace("_", ""))
         if kind == "float":
             return float(raw)

@@ -41,9 +41,10 @@ class Sweep:
         self._next_reconcile = 0.0
 
     async def run(self, grace_seconds: float | None = None) -> dict[str, int]:
-        """Remove expired files, expired uploads (Uploads API) with their parts, lapsed
-        reservations, stale temp files, and the bytes that no row or reservation names once
-        older than the grace: what crashes and failures left."""
+        """Remove expired files, expired uploads (Uploads API) with their parts, the rows of
+        uploads finished longer than their retention ago, lapsed reservations, stale temp
+        files, and the bytes that no row or reservation names once older than the grace:
+        what crashes and failures left."""
         grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
@@ -53,6 +54,7 @@ class Sweep:
             counts["expired"] += len(batch)
         counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
         await self.uploads.reopen_completions(int(now))
+        counts["finished_uploads"] = await self._purge_finished_uploads(int(now))
         await self.meta.purge_reservations(int(now))
         counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
         # Reconciling lists every stored object, which grows with the store: do it at most
@@ -74,6 +76,16 @@ class Sweep:
             now - grace, self.meta.named_blob_keys
         )
         return self._logged(counts)
+
+    async def _purge_finished_uploads(self, now: int) -> int:
+        """Delete the rows of uploads completed, cancelled or expired whose hour ended
+        more than the retention ago: until then they are listed and answered with their
+        status; after, they are unknown ids (their files stay)."""
+        before = now - int(self.settings.upload_retention_seconds)
+        count = 0
+        while deleted := await self.meta.purge_uploads(before, _SWEEP_BATCH):
+            count += deleted
+        return count
 
     @staticmethod
     def _logged(counts: dict[str, int]) -> dict[str, int]:

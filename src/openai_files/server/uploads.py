@@ -41,6 +41,7 @@ from .stores import (
     MetadataStore,
     Owner,
     PartRecord,
+    PendingUploadsExceeded,
     QuotaExceeded,
     UploadFull,
     UploadNotFound,
@@ -154,6 +155,27 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
     )
 
 
+def too_many_pending(owner: Owner, exc: PendingUploadsExceeded) -> APIError:
+    """The 400 for a new upload past a limit on its project's pending uploads."""
+    then = (
+        "complete or cancel one of them (GET /v1/uploads lists them), or wait for them to "
+        "expire (an hour after their creation)"
+    )
+    if exc.what == "uploads":
+        return InvalidRequest(
+            f"Project {owner.project_id} has {exc.held} pending uploads, the most it may "
+            f"have at once: {then}.",
+            code="too_many_pending_uploads",
+        )
+    return InvalidRequest(
+        f"The pending uploads of project {owner.project_id} reserve {exc.held} bytes; "
+        f"{exc.requested} more would pass the {exc.limit} bytes a project's pending uploads "
+        f"may reserve together: {then}.",
+        param="bytes",
+        code="pending_upload_bytes_exceeded",
+    )
+
+
 def upload_full(record: UploadRecord) -> APIError:
     """The 400 for a part that would take an upload's parts past its declared bytes."""
     return InvalidRequest(
@@ -204,7 +226,10 @@ class UploadsService:
         bytes must be within `max_upload_bytes` and the purpose's own limit. The declared
         bytes are then reserved against the organization's quota (refused when they do not
         fit), under the upload's id, until the sweeper expires it: its parts, which never
-        hold more than its bytes, count until their bytes are removed.
+        hold more than its bytes, count until their bytes are removed. A project has at
+        most `max_pending_uploads` pending uploads, reserving together at most
+        `pending_upload_bytes` (so that one project cannot hold its organization's quota
+        for an hour): beyond either, a 400 says which.
         """
         check_purpose(purpose)
         check_format(purpose, filename, param="filename")
@@ -232,22 +257,17 @@ class UploadsService:
             file_expires_after=file_expires_after,
         )
         try:
-            await self.meta.reserve(
-                record.id,
-                owner.org_id,
-                nbytes,
-                self.settings.org_quota_bytes,
-                record.expires_at + SWEEP_MARGIN_SECONDS,
-                record.file_key,
+            await self.meta.open_upload(
+                record,
+                quota=self.settings.org_quota_bytes,
+                reserved_until=record.expires_at + SWEEP_MARGIN_SECONDS,
+                max_pending=self.settings.max_pending_uploads,
+                max_pending_bytes=self.settings.pending_upload_bytes,
             )
         except QuotaExceeded as exc:
             raise StorageLimitExceeded(exc.used, exc.requested, exc.quota, param="bytes") from None
-        try:
-            await self.meta.insert_upload(record)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.meta.release(record.id)
-            raise
+        except PendingUploadsExceeded as exc:
+            raise too_many_pending(owner, exc) from None
         return record
 
     # -- list (ours: OpenAI has no listing of uploads) --

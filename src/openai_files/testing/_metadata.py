@@ -18,6 +18,7 @@ from ..server.stores import (
     MetadataStore,
     Owner,
     PartRecord,
+    PendingUploadsExceeded,
     QuotaExceeded,
     UploadFull,
     UploadNotFound,
@@ -1006,6 +1007,117 @@ class MetadataStoreConformance:
         assert mine == {u.id: [parts[u.id].blob_key] for u in uploads}
         assert await meta.pop_expired_uploads(now, 10) == []
         assert not await _fills_quota(meta, owner.org_id, QUOTA)
+
+    # -- a project's pending uploads, and finished ones --
+    async def test_open_upload_keeps_to_the_projects_limits(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        sibling = Owner(owner.org_id, "proj_" + secrets.token_hex(4))
+
+        async def open_(who: Owner, nbytes: int, **kw: Any) -> UploadRecord:
+            record = _upload(who, now=now, nbytes=nbytes, **kw)
+            await meta.open_upload(
+                record,
+                quota=QUOTA,
+                reserved_until=record.expires_at + 600,
+                max_pending=3,
+                max_pending_bytes=1000,
+            )
+            return record
+
+        first = await open_(owner, 600)
+        assert await meta.get_upload(owner, first.id) == first
+        assert await meta.named_blob_keys([first.file_key]) == {first.file_key}
+        assert await meta.committed_bytes(owner.org_id, now) == 600
+        with pytest.raises(PendingUploadsExceeded) as info:
+            await open_(owner, 401)
+        got = info.value
+        assert (got.what, got.held, got.requested, got.limit) == ("bytes", 600, 401, 1000)
+        second = await open_(owner, 400)
+        with pytest.raises(PendingUploadsExceeded):
+            await open_(owner, 1)
+        await open_(owner, 0)
+        with pytest.raises(PendingUploadsExceeded) as info:
+            await open_(owner, 0)
+        got = info.value
+        assert (got.what, got.held, got.requested, got.limit) == ("uploads", 3, 1, 3)
+        # Another project of the organization has limits of its own; the quota is shared.
+        await open_(sibling, 1000)
+        rid = "rsv_" + secrets.token_hex(6)
+        await meta.reserve(rid, owner.org_id, QUOTA - 2000, QUOTA, now + 60, "k-" + rid)
+        with pytest.raises(QuotaExceeded):
+            await open_(Owner(owner.org_id, "proj_" + secrets.token_hex(4)), 1)
+        await meta.release(rid)
+        # A cancelled upload holds nothing more; a completing one still does.
+        await meta.cancel_upload(owner, first.id, now)
+        await meta.begin_completion(owner, second.id, now)
+        third = await open_(owner, 600)
+        with pytest.raises(PendingUploadsExceeded) as info:
+            await open_(owner, 1)
+        assert info.value.what == "uploads"
+        # An upload past its hour is no longer pending, but holds its bytes until swept.
+        await meta.cancel_upload(owner, third.id, now)
+        await open_(owner, 600, created_at=now - 3600, expires_at=now)
+        with pytest.raises(PendingUploadsExceeded) as info:
+            await open_(owner, 1)
+        assert info.value.what == "bytes"
+        refused = _upload(owner, now=now, nbytes=1)
+        assert await meta.get_upload(owner, refused.id) is None
+        assert await meta.named_blob_keys([refused.file_key]) == set()
+
+    async def test_racing_uploads_never_pass_the_projects_limit(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        opened: list[str] = []
+        refused: list[str] = []
+
+        async def open_() -> None:
+            record = _upload(owner, now=now, nbytes=1)
+            try:
+                await meta.open_upload(
+                    record,
+                    quota=QUOTA,
+                    reserved_until=record.expires_at,
+                    max_pending=3,
+                    max_pending_bytes=QUOTA,
+                )
+                opened.append(record.id)
+            except PendingUploadsExceeded:
+                refused.append(record.id)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(open_)
+        assert len(opened) == 3 and len(refused) == 7
+        assert await meta.count_pending_uploads(owner, now) == 3
+
+    async def test_finished_uploads_are_purged(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        old = now - 10_000  # their hour ended at `old + 3600`
+        completed = await _start_upload(meta, owner, now=old, nbytes=10)
+        part = _part(completed, now=old, nbytes=10)
+        await meta.add_part(owner, part, old)
+        await meta.begin_completion(owner, completed.id, old)
+        await meta.finish_completion(completed.id, _upload_file(completed, now=old), QUOTA)
+        cancelled = await _start_upload(meta, owner, now=old)
+        await meta.cancel_upload(owner, cancelled.id, old)
+        expired = await _start_upload(meta, owner, now=old)
+        assert [r.id for r, _ in await meta.pop_expired_uploads(now, 10) if r.id == expired.id]
+        pending = await _start_upload(meta, owner, now=now)
+        stuck = await _start_upload(meta, owner, now=old)  # past its hour, not yet swept
+        recent = await _start_upload(meta, owner, now=now)
+        await meta.cancel_upload(owner, recent.id, now)
+        # Not before their hour has ended `expired_before` ago.
+        assert await meta.purge_uploads(old + 3599, 100) == 0
+        purged = 0
+        while deleted := await meta.purge_uploads(old + 3600, 2):
+            assert deleted <= 2
+            purged += deleted
+        assert purged >= 3  # other tests' finished uploads may go too
+        for gone in (completed, cancelled, expired):
+            assert await meta.get_upload(owner, gone.id) is None
+        for kept in (pending, stuck, recent):
+            assert await meta.get_upload(owner, kept.id) is not None
+        # The completed upload's file stays.
+        assert await meta.get_file(owner, completed.file_key, now) is not None
 
     # -- what the web console reads --
     async def test_a_key_is_found_by_its_id(self, meta: MetadataStore) -> None:

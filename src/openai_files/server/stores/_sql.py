@@ -34,6 +34,7 @@ from .base import (
     Order,
     Owner,
     PartRecord,
+    PendingUploadsExceeded,
     QuotaExceeded,
     SchemaMismatch,
     UploadFull,
@@ -547,6 +548,53 @@ def _insert_upload(record: UploadRecord) -> Plan[None]:
     )
 
 
+def _open_upload(
+    d: Dialect,
+    record: UploadRecord,
+    quota: int,
+    reserved_until: int,
+    max_pending: int,
+    max_pending_bytes: int,
+) -> Plan[None]:
+    now = record.created_at
+    # The organization's usage row is locked first: creations of any of its projects are
+    # serialized, and each counts the uploads those before it committed.
+    committed = yield from _committed(d, record.org_id, now)
+    row = yield Stmt(
+        "SELECT COALESCE(SUM(CASE WHEN u.expires_at > ? THEN 1 ELSE 0 END), 0) AS pending, "
+        "COALESCE(SUM(r.bytes), 0) AS reserved FROM uploads u "
+        "LEFT JOIN reservations r ON r.id = u.id AND r.expires_at > ? "
+        f"WHERE u.org_id = ? AND u.project_id = ? AND u.{_OPEN}",
+        (now, now, record.org_id, record.project_id),
+        "one",
+    )
+    pending, reserved = int(row["pending"]), int(row["reserved"])
+    if pending + 1 > max_pending:
+        raise PendingUploadsExceeded("uploads", pending, 1, max_pending)
+    if reserved + record.bytes > max_pending_bytes:
+        raise PendingUploadsExceeded("bytes", reserved, record.bytes, max_pending_bytes)
+    if committed + record.bytes > quota:
+        raise QuotaExceeded(committed, record.bytes, quota)
+    yield Stmt(
+        "INSERT INTO reservations (id, org_id, bytes, expires_at, blob_key) VALUES (?, ?, ?, ?, ?)",
+        (record.id, record.org_id, record.bytes, reserved_until, record.file_key),
+        "none",
+    )
+    yield from _insert_upload(record)
+
+
+def _purge_uploads(d: Dialect, expired_before: int, limit: int) -> Plan[int]:
+    # Replicas purging at once skip each other's rows.
+    deleted = yield Stmt(
+        "DELETE FROM uploads WHERE id IN (SELECT id FROM uploads "
+        "WHERE status IN ('completed', 'cancelled', 'expired') AND expires_at <= ? "
+        f"LIMIT ?{d.skip_locked})",
+        (expired_before, limit),
+        "count",
+    )
+    return int(deleted)
+
+
 def _get_upload(owner: Owner, upload_id: str) -> Plan[UploadRecord | None]:
     row = yield Stmt(
         f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND org_id = ? AND project_id = ?",
@@ -942,6 +990,21 @@ class SQLMetadataStore(abc.ABC):
     async def insert_upload(self, record: UploadRecord) -> None:
         await self._write(_insert_upload(record))
 
+    async def open_upload(
+        self,
+        record: UploadRecord,
+        *,
+        quota: int,
+        reserved_until: int,
+        max_pending: int,
+        max_pending_bytes: int,
+    ) -> None:
+        await self._write(
+            _open_upload(
+                self.DIALECT, record, quota, reserved_until, max_pending, max_pending_bytes
+            )
+        )
+
     async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
         return await self._read(_get_upload(owner, upload_id))
 
@@ -1005,3 +1068,6 @@ class SQLMetadataStore(abc.ABC):
         self, now: int, limit: int
     ) -> list[tuple[UploadRecord, list[str]]]:
         return await self._write(_pop_expired_uploads(self.DIALECT, now, limit))
+
+    async def purge_uploads(self, expired_before: int, limit: int) -> int:
+        return await self._write(_purge_uploads(self.DIALECT, expired_before, limit))

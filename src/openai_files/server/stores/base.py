@@ -128,6 +128,19 @@ class UploadFull(Exception):
         self.requested = requested
 
 
+class PendingUploadsExceeded(Exception):
+    """A new upload would pass a limit on its project's pending uploads: their number
+    (`what` "uploads": `held` pending, `requested` 1 more) or their reserved bytes (`what`
+    "bytes": `held` reserved, `requested` more); `limit` is the limit passed."""
+
+    def __init__(self, what: Literal["uploads", "bytes"], held: int, requested: int, limit: int):
+        super().__init__(f"{what}: {held} + {requested} > {limit}")
+        self.what = what
+        self.held = held
+        self.requested = requested
+        self.limit = limit
+
+
 class StoreUnavailable(Exception):
     """The database or object store cannot be reached now; the request may be retried."""
 
@@ -356,6 +369,29 @@ class MetadataStore(Protocol):
         integrity error) and stores nothing."""
         ...
 
+    async def open_upload(
+        self,
+        record: UploadRecord,
+        *,
+        quota: int,
+        reserved_until: int,
+        max_pending: int,
+        max_pending_bytes: int,
+    ) -> None:
+        """Reserve a new upload's bytes and store it, in one transaction: the reservation
+        `record.id` of `record.bytes`, naming `record.file_key`, lapsing at
+        `reserved_until`, as `reserve` makes it (QuotaExceeded the same way), then the
+        upload as `insert_upload` stores it.
+
+        Before either, the limits of its project (`record`'s organization and project):
+        PendingUploadsExceeded ("uploads") when it has `max_pending` uploads or more that
+        clients see pending at `record.created_at` (as `count_pending_uploads` counts
+        them), PendingUploadsExceeded ("bytes") when the unlapsed reservations of its
+        uploads still pending or completing, plus `record.bytes`, would pass
+        `max_pending_bytes`. On any error nothing is stored. Calls racing from any
+        processes, for any projects of one organization, never together pass a limit."""
+        ...
+
     async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
         """The owner's upload, in any status; None when the id is unknown or another
         owner's (not told apart). The status is the stored one: a "pending" upload past its
@@ -465,6 +501,13 @@ class MetadataStore(Protocol):
         deletes those bytes). Racing callers (replicas sweeping at once) never get the same
         upload; a caller that gets fewer than `limit` may still leave uploads another
         caller holds."""
+        ...
+
+    async def purge_uploads(self, expired_before: int, limit: int) -> int:
+        """Delete up to `limit` rows of uploads (any owner) that are "completed",
+        "cancelled" or "expired" and whose `expires_at` is at or before `expired_before`;
+        how many. They hold no parts or reservation (their files are rows of their own and
+        stay): once deleted, they are unknown ids. Safe with racing callers."""
         ...
 
 
