@@ -8,6 +8,9 @@ blocking calls in `Client` and with `await` in `AsyncClient`.
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
@@ -27,6 +30,13 @@ H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 #: The responses an operation opened (`list` is a method name in the classes below).
 _Responses = list[httpx.Response]
 _Results = list[Any]
+
+#: Connections are reset when closed (SO_LINGER 0) rather than drained: a part of an upload
+#: interrupted mid-way (Ctrl-C, the program exiting) must not reach the server whole from
+#: the kernel's send buffer after the client has stopped recording part ids (it would fill
+#: the upload's bytes with a part nobody knows of). A close after a whole answer loses
+#: nothing.
+_ABORT_ON_CLOSE = [(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))]
 
 #: Seams for tests: what a retry's wait calls (the async one is anyio's sleep).
 _sleep = time.sleep
@@ -111,7 +121,7 @@ class Client(_Base[httpx.Client]):
     """
 
     def _default_http(self) -> httpx.Client:
-        return httpx.Client()
+        return httpx.Client(transport=httpx.HTTPTransport(socket_options=_ABORT_ON_CLOSE))
 
     def upload(
         self,
@@ -217,7 +227,10 @@ class Client(_Base[httpx.Client]):
     ) -> None:
         self.close()
 
-    def _run(self, op: Op[T]) -> T:
+    def _run(self, op: Op[T], stop: threading.Event | None = None) -> T:
+        """Perform `op`'s effects. `stop` is shared by the threads of a `Gather`: once it
+        is set (the caller was interrupted), each of them ends at its next effect or its
+        next chunk of a request body."""
         opened: _Responses = []
         result: Any = None
         error: Exception | None = None
@@ -225,11 +238,13 @@ class Client(_Base[httpx.Client]):
             while True:
                 try:
                     effect = op.send(result) if error is None else op.throw(error)
-                except StopIteration as stop:
-                    return cast(T, stop.value)
+                except StopIteration as done:
+                    return cast(T, done.value)
+                if stop is not None and stop.is_set():
+                    raise _Stopped
                 result, error = None, None
                 try:
-                    result = self._perform(effect, opened)
+                    result = self._perform(effect, opened, stop)
                 except Exception as exc:
                     error = exc
         finally:
@@ -237,9 +252,12 @@ class Client(_Base[httpx.Client]):
             for response in opened:
                 response.close()
 
-    def _perform(self, effect: Effect, opened: _Responses) -> Any:
+    def _perform(self, effect: Effect, opened: _Responses, stop: threading.Event | None) -> Any:
         if isinstance(effect, Send):
-            opened.append(self._http.send(effect.request, stream=True))
+            request = effect.request
+            if stop is not None and isinstance(request.stream, httpx.SyncByteStream):
+                request.stream = _Stoppable(request.stream, stop)
+            opened.append(self._http.send(request, stream=True))
             return opened[-1]
         if isinstance(effect, Read):
             return effect.response.read()
@@ -255,46 +273,114 @@ class Client(_Base[httpx.Client]):
         if isinstance(effect, Call):
             return effect.function()
         if isinstance(effect, Gather):
-            return self._gather(effect)
+            return self._gather(effect, stop)
         _sleep(effect.seconds)
         return None
 
-    def _gather(self, effect: Gather) -> _Results:
+    def _gather(self, effect: Gather, stop: threading.Event | None) -> _Results:
         """Each operation in a thread of its own, at most `limit` at once.
 
         After an error no other operation starts, but those running are waited for and
         their results handed to `on_done` (an upload's accepted parts are kept for its
         resume); then the first error is raised.
-        """
-        from concurrent.futures import ThreadPoolExecutor, as_completed
 
+        Interrupted (Ctrl-C: a KeyboardInterrupt in this thread), it waits for nothing: it
+        sets `stop`, so that every thread below ends at its next step (an upload's part in
+        flight is abandoned mid-body), and raises at once. The threads are daemons, so a
+        program that exits on the interrupt does not wait for them either.
+        """
+        import queue
+
+        stop = threading.Event() if stop is None else stop
         results: _Results = [None] * len(effect.ops)
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(effect.ops)):
+            todo.put(index)
+        finished: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+        halt = threading.Event()  # an operation failed: no other starts
+
+        def work() -> None:
+            while not (halt.is_set() or stop.is_set()):
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    finished.put((index, self._run(effect.ops[index], stop), None))
+                except BaseException as exc:  # handed to the gathering thread
+                    finished.put((index, None, exc))
+            finished.put((-1, None, None))  # this worker is done
+
+        workers = [
+            threading.Thread(target=work, name="openai-files", daemon=True)
+            for _ in range(min(effect.limit, len(effect.ops)))
+        ]
         first: BaseException | None = None
-        with ThreadPoolExecutor(effect.limit, thread_name_prefix="openai-files") as pool:
-            futures = {pool.submit(self._run, op): i for i, op in enumerate(effect.ops)}
-            try:
-                for future in as_completed(futures):
-                    if future.cancelled():
-                        continue
-                    index = futures[future]
-                    try:
-                        results[index] = future.result()
-                        if effect.on_done is not None:
-                            effect.on_done(index, results[index])
-                    except Exception as exc:
-                        if first is None:
-                            first = exc
-                            for other in futures:
-                                other.cancel()  # those not started never start
-            except BaseException:
-                for other in futures:
-                    other.cancel()
-                raise
+        try:
+            for worker in workers:
+                worker.start()
+            running = len(workers)
+            while running:
+                index, result, exc = self._next(finished, stop)
+                if index < 0:
+                    running -= 1
+                elif exc is not None:
+                    if first is None:
+                        first = exc
+                        halt.set()
+                elif effect.on_done is not None:
+                    results[index] = result
+                    effect.on_done(index, result)
+                else:
+                    results[index] = result
+        except BaseException:
+            stop.set()
+            raise
         for op in effect.ops:
             op.close()  # those never started
         if first is not None:
             raise first
         return results
+
+    @staticmethod
+    def _next(finished: Any, stop: threading.Event) -> tuple[int, Any, BaseException | None]:
+        """The next result; `_Stopped` as soon as `stop` is set (by an outer `_gather`, in
+        another thread: the interrupt reaches the main thread only)."""
+        import queue
+
+        while True:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                item: tuple[int, Any, BaseException | None] = finished.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            return item
+
+
+#: How often a gathering thread other than the main one looks whether it was stopped.
+_POLL = 0.05
+
+
+class _Stopped(BaseException):
+    """An operation's thread ends: the call that started it was interrupted."""
+
+
+class _Stoppable(httpx.SyncByteStream):
+    """A request body that ends (the request with it) once `stop` is set."""
+
+    def __init__(self, inner: httpx.SyncByteStream, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            if self._stop.is_set():
+                raise _Stopped
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class AsyncClient(_Base[httpx.AsyncClient]):

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from .._config import (
 from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
 from .._models import FileObject
 from .._streams import ProgressCallback
-from .._uploads import UploadResumeError
+from .._uploads import UploadResumeError, UploadState, state_path
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table
 
 CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
@@ -291,25 +292,60 @@ def _check_target(target: Path, force: bool) -> None:
 def cmd_upload(args: argparse.Namespace) -> int:
     path = Path(args.path)
     _check_path(path)
-    with (
-        _client(args) as client,
-        progress_bar(f"upload {path.name}", not args.no_progress) as progress,
-    ):
-        f = client.upload(
-            path,
-            purpose=args.purpose,
-            filename=args.name,
-            mime_type=args.mime_type,
-            expires_after=args.expires_after,
-            progress=progress,
-            use_uploads=True if args.use_uploads else None,
-            resume=args.resume,
-        )
+    try:
+        with (
+            _client(args) as client,
+            progress_bar(f"upload {path.name}", not args.no_progress) as progress,
+        ):
+            f = client.upload(
+                path,
+                purpose=args.purpose,
+                filename=args.name,
+                mime_type=args.mime_type,
+                expires_after=args.expires_after,
+                progress=progress,
+                use_uploads=True if args.use_uploads else None,
+                resume=args.resume,
+            )
+    except KeyboardInterrupt:
+        _say_how_to_resume(args, path)
+        raise
     if args.json:
         _print_json(f.to_dict())
     else:
         print(f"uploaded {f.id}: {f.filename}, {_size(f.bytes)}, purpose {f.purpose}")
     return EXIT_OK
+
+
+def _say_how_to_resume(args: argparse.Namespace, path: Path) -> None:
+    """After Ctrl-C in an upload in parts: what was kept, and the command that resumes."""
+    try:
+        state = UploadState.load(path)
+    except UploadResumeError:
+        state = None
+    if state is None:
+        print("openai-files: interrupted", file=sys.stderr)
+        return
+    count = max(1, -(-state.size // state.part_size))
+    again = ["openai-files", "upload", os.fspath(path), "--purpose", args.purpose]
+    for flag, value in (
+        ("--base-url", args.base_url),
+        ("--name", args.name),
+        ("--mime-type", args.mime_type),
+        ("--expires-after", args.expires_after),
+    ):
+        if value is not None:
+            again += [flag, str(value)]
+    cancel = ["openai-files", "uploads", "cancel", os.fspath(path)]
+    if args.base_url is not None:
+        cancel += ["--base-url", args.base_url]
+    print(
+        f"openai-files: interrupted: upload {state.upload_id} is kept, {len(state.parts)} of "
+        f"{count} parts sent (state in {state_path(path)})\n"
+        f"openai-files: resume it (within its hour) with: {shlex.join(again)}\n"
+        f"openai-files: or cancel it with: {shlex.join(cancel)}",
+        file=sys.stderr,
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
