@@ -11,6 +11,7 @@ import pytest
 
 from openai_files.cli import _client_cmds as cmds
 from openai_files.cli import main
+from openai_files.cli._common import shown
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -160,3 +161,36 @@ def test_no_progress_bar_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "rich.progress", None)
     with cmds.progress_bar("x", stream=Terminal()) as progress:
         assert progress is None
+
+
+#: The bidirectional controls (embeddings, overrides, isolates, marks) and other characters
+#: that would not show.
+HIDDEN = [*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))]
+HIDDEN += ["\u200e", "\u200f", "\u061c", "\u200b", "\ufeff", "\u2028", "\x1b", "\U000e0041"]
+
+
+def test_names_show_their_invisible_characters_escaped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`evil\\u202etxt.exe` would read `evilexe.txt` in a terminal: the tables and `get`
+    show such characters as escapes, while the name stays as sent (`--json`, the API)."""
+    src = tmp_path / "x.txt"
+    src.write_bytes(b"x")
+    name = "evil\u202etxt.exe"
+    code, out, _ = run(capsys, "upload", str(src), "--purpose", "vision", "--name", name)
+    assert code == 0 and "evil\\u202etxt.exe, 1 B" in out and "\u202e" not in out
+    file_id = out.split()[1].rstrip(":")
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and out.splitlines()[1].endswith("vision   evil\\u202etxt.exe")
+    code, out, _ = run(capsys, "get", file_id)
+    assert code == 0 and "filename:       evil\\u202etxt.exe\n" in out
+    code, out, _ = run(capsys, "get", file_id, "--json")
+    assert json.loads(out)["filename"] == name
+    # Every bidirectional control and invisible character is escaped; what shows is kept,
+    # the joiners of scripts and emoji too.
+    for ch in HIDDEN:
+        escape = f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+        assert shown(f"a{ch}b") == f"a{escape}b", hex(ord(ch))
+    kept = "caf\u00e9 \u05e9\u05dc\u05d5\u05dd \U0001f468\u200d\U0001f469 "
+    kept += "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert shown(kept) == kept

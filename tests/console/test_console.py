@@ -604,3 +604,29 @@ def test_the_upload_lists_last_line_is_shown_whole(
     finally:
         page.context.close()
     assert problems.messages == []
+
+
+def test_a_name_with_a_bidi_override_shows_it_escaped(
+    page: Page, console_server: ServerProcess, tenant: Tenant
+) -> None:
+    """`evil\\u202etxt.exe` would read `evilexe.txt`: the list, the delete dialog and the
+    preview show such characters (bidi controls, other invisible ones) as escapes, and the
+    name stays as sent."""
+    name = "evil\u202etxt.exe"
+    hidden = "\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b"
+    escaped = "\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c\\u200b"
+    evil = tenant.upload(name, b'{"a": 1}\n', purpose="evals")
+    tenant.upload(f"hidden{hidden}.jsonl", b'{"b": 2}\n', purpose="evals")
+    sign_in(page, console_server, tenant.key)
+    names = page.locator("#files-body .filename")
+    expect(names).to_have_count(2)
+    expect(names.filter(has_text="evil")).to_have_text("evil\\u202etxt.exe")
+    expect(names.filter(has_text="evil")).to_have_attribute("title", "evil\\u202etxt.exe")
+    expect(names.filter(has_text="hidden")).to_have_text(f"hidden{escaped}.jsonl")
+    page.get_by_role("button", name="Delete evil\\u202etxt.exe").click()
+    dialog = page.locator("#delete-dialog")
+    expect(dialog.locator("#delete-names strong")).to_have_text(["evil\\u202etxt.exe"])
+    dialog.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Preview evil\\u202etxt.exe").click()
+    expect(page.locator("#preview-title")).to_have_text("evil\\u202etxt.exe")
+    assert [f["filename"] for f in tenant.files() if f["id"] == evil["id"]] == [name]

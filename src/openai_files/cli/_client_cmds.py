@@ -34,7 +34,7 @@ from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
 from .._models import FileObject
 from .._streams import ProgressCallback
 from .._uploads import UploadResumeError, UploadState, state_path
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
 
 CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
 #: Transfers smaller than this get no progress bar (they are over before it would help).
@@ -263,7 +263,7 @@ def _print_file(f: FileObject) -> None:
     for key, value in f.to_dict().items():
         if key in ("created_at", "expires_at") and value is not None:
             value = f"{value} ({_when(value)} UTC)"
-        print(f"{key + ':':<16}{'' if value is None else value}")
+        print(f"{key + ':':<16}{'' if value is None else shown(str(value))}")
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(f.to_dict())
     else:
-        print(f"uploaded {f.id}: {f.filename}, {_size(f.bytes)}, purpose {f.purpose}")
+        print(f"uploaded {f.id}: {shown(f.filename)}, {_size(f.bytes)}, purpose {f.purpose}")
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
    the server's public /v1 API, plus the console's own routes (config, usage, download links). */
 
 import { Api, ApiError } from "./api.js";
-import { formatBytes, formatTime, formatTimeFull, plural } from "./format.js";
+import { formatBytes, formatTime, formatTimeFull, plural, shownName } from "./format.js";
 import { uploadFile } from "./uploads.js";
 
 const KEY_STORAGE = "openai-files.console.key";
@@ -176,7 +176,7 @@ async function refreshPending() {
       type: "button",
       className: "button subtle small",
       textContent: "Cancel",
-      ariaLabel: `Cancel the upload of ${upload.filename}`,
+      ariaLabel: `Cancel the upload of ${shownName(upload.filename)}`,
     });
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;
@@ -190,7 +190,7 @@ async function refreshPending() {
     list.append(
       el("li", {},
         el("div", { className: "pending-text" },
-          el("span", { className: "pending-name", textContent: upload.filename }),
+          el("span", { className: "pending-name", textContent: shownName(upload.filename) }),
           el("span", { className: "muted", textContent: `${formatBytes(upload.bytes)} · ${upload.purpose} · since ${formatTime(upload.created_at)}` }),
         ),
         cancel,
@@ -342,7 +342,7 @@ function renderFiles(files) {
   const body = $("files-body");
   body.replaceChildren();
   for (const file of files) {
-    const check = el("input", { type: "checkbox", checked: state.selected.has(file.id), ariaLabel: `Select ${file.filename}` });
+    const check = el("input", { type: "checkbox", checked: state.selected.has(file.id), ariaLabel: `Select ${shownName(file.filename)}` });
     check.addEventListener("change", () => {
       if (check.checked) state.selected.set(file.id, file);
       else state.selected.delete(file.id);
@@ -354,20 +354,20 @@ function renderFiles(files) {
       actions.append(el("span", { className: "no-download muted", textContent: "Not downloadable", title: `The server does not serve the content of ${file.purpose} files (as OpenAI).` }));
     } else {
       if (previewKind(file)) {
-        const preview = el("button", { type: "button", className: "button small", textContent: "Preview", ariaLabel: `Preview ${file.filename}` });
+        const preview = el("button", { type: "button", className: "button small", textContent: "Preview", ariaLabel: `Preview ${shownName(file.filename)}` });
         preview.addEventListener("click", () => openPreview(file, preview));
         actions.append(preview);
       }
-      const download = el("button", { type: "button", className: "button small", textContent: "Download", ariaLabel: `Download ${file.filename}` });
+      const download = el("button", { type: "button", className: "button small", textContent: "Download", ariaLabel: `Download ${shownName(file.filename)}` });
       download.addEventListener("click", () => startDownload(file, download));
       actions.append(download);
     }
-    const remove = el("button", { type: "button", className: "button small danger-text", textContent: "Delete", ariaLabel: `Delete ${file.filename}` });
+    const remove = el("button", { type: "button", className: "button small danger-text", textContent: "Delete", ariaLabel: `Delete ${shownName(file.filename)}` });
     remove.addEventListener("click", () => confirmDelete([file]));
     actions.append(remove);
     const row = el("tr", { dataset: { id: file.id } },
       el("td", { className: "col-check" }, check),
-      el("td", { className: "name", dataset: { label: "Name" } }, el("span", { className: "filename", textContent: file.filename, title: file.filename })),
+      el("td", { className: "name", dataset: { label: "Name" } }, el("span", { className: "filename", textContent: shownName(file.filename), title: shownName(file.filename) })),
       el("td", { className: "id", dataset: { label: "ID" } }, el("code", { textContent: file.id })),
       el("td", { dataset: { label: "Purpose" } }, el("span", { className: "tag", textContent: file.purpose })),
       el("td", { className: "num", dataset: { label: "Size" }, textContent: formatBytes(file.bytes), title: `${file.bytes.toLocaleString("en")} bytes` }),
@@ -399,7 +399,7 @@ function confirmDelete(files) {
   $("delete-intro").textContent = files.length === 1 ? "This file will be deleted for good:" : "These files will be deleted for good:";
   const names = $("delete-names");
   names.replaceChildren(
-    ...files.map((f) => el("li", {}, el("strong", { textContent: f.filename }), el("span", { className: "muted", textContent: ` ${f.id} · ${formatBytes(f.bytes)}` }))),
+    ...files.map((f) => el("li", {}, el("strong", { textContent: shownName(f.filename) }), el("span", { className: "muted", textContent: ` ${f.id} · ${formatBytes(f.bytes)}` }))),
   );
   $("delete-confirm").textContent = files.length === 1 ? "Delete" : `Delete ${files.length} files`;
   dialog.returnValue = "";
@@ -426,7 +426,7 @@ async function deleteFiles(files) {
         state.selected.delete(file.id);
       } catch (err) {
         if (err instanceof ApiError && err.status === 401) throw err;
-        failures.push(`${file.filename}: ${err.message}`);
+        failures.push(`${shownName(file.filename)}: ${err.message}`);
       }
     }
   };
@@ -456,7 +456,7 @@ async function startDownload(file, button) {
     anchor.href = link.url;
     anchor.download = file.filename;
     anchor.click();
-    setStatus(`Downloading ${file.filename}…`);
+    setStatus(`Downloading ${shownName(file.filename)}…`);
   } catch (err) {
     handleError(err);
   } finally {
@@ -469,7 +469,7 @@ let previewUrl = null;
 async function openPreview(file, button) {
   const dialog = $("preview-dialog");
   const content = $("preview-content");
-  $("preview-title").textContent = file.filename;
+  $("preview-title").textContent = shownName(file.filename);
   $("preview-note").textContent = "Loading…";
   content.replaceChildren();
   dialog.onclose = () => {
@@ -491,7 +491,7 @@ async function openPreview(file, button) {
       }
       const blob = await (await state.api.content(file.id)).blob();
       previewUrl = URL.createObjectURL(blob);
-      content.append(el("img", { src: previewUrl, alt: file.filename, className: "preview-image" }));
+      content.append(el("img", { src: previewUrl, alt: shownName(file.filename), className: "preview-image" }));
       $("preview-note").textContent = `${formatBytes(file.bytes)} · ${file.id}`;
       return;
     }
@@ -561,7 +561,7 @@ function queueFiles(fileList) {
     stop.addEventListener("click", () => entry.controller.abort());
     const item = el("li", { className: "upload-item", dataset: { name: file.name } },
       el("div", { className: "upload-line" },
-        el("span", { className: "upload-name", textContent: file.name }),
+        el("span", { className: "upload-name", textContent: shownName(file.name) }),
         el("span", { className: "muted", textContent: `${formatBytes(file.size)} · ${purpose}` }),
         stop,
       ),

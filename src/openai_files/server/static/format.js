@@ -35,3 +35,18 @@ export function formatTimeFull(seconds) {
 export function plural(n, one, many = one + "s") {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/* Characters that do not show, or change how what follows shows: controls, format
+ * characters (the bidirectional overrides and isolates among them, which make
+ * "evil\u202etxt.exe" read "evilexe.txt"), line and paragraph separators, and lone
+ * surrogates. The joiners U+200C and U+200D stay: scripts and emoji need them. */
+const HIDDEN = /(?![\u200c\u200d])[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
+
+/** A name as shown to people: each such character written as its escape ("\u202e"), as
+ * the CLI shows it. The name itself (stored, downloaded as) is left as it was sent. */
+export function shownName(name) {
+  return String(name).replace(HIDDEN, (ch) => {
+    const code = ch.codePointAt(0);
+    return code > 0xffff ? `\\U${code.toString(16).padStart(8, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
