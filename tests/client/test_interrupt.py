@@ -225,3 +225,47 @@ def test_client_upload_raises_keyboard_interrupt_at_once(
         assert _accepted(server.log_text()[len(before) :], upload_id) == PARTS - kept
         assert client.content(f.id) == src.read_bytes()
     assert not state.exists()
+
+
+ASYNC_UPLOAD = """
+import asyncio, sys
+from openai_files import AsyncClient
+
+async def main() -> None:
+    async with AsyncClient(upload_threshold={part}, part_size={part}) as client:
+        await client.upload(sys.argv[1], purpose="vision")
+
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_async_client_upload_stops_at_once_too(
+    server: ServerProcess, api_key: str, proxy: SlowProxy, tmp_path: Path
+) -> None:
+    _source(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    env = {**os.environ, "OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": proxy.url}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ASYNC_UPLOAD.format(part=PART), "big.bin"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for_parts(state, 4)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
+    saved = json.loads(state.read_text())
+    kept = len(saved["parts"])
+    assert 4 <= kept < PARTS
+    time.sleep(2)
+    assert _accepted(server.log_text(), saved["upload_id"]) == kept
