@@ -224,6 +224,14 @@ def gone(exc: BaseException) -> bool:
     return exc.status_code == 400 and ("cancelled" in message or "expired" in message)
 
 
+def _part_refused(exc: APIStatusError) -> bool:
+    """A part of a resumed upload refused for good: most likely the upload is full, holding
+    a part the server accepted but whose answer never came back (the connection dropped,
+    the program was interrupted as it arrived), whose id no state file has. Sent afresh,
+    a part refused for its own sake is refused again, and that error is raised."""
+    return exc.status_code == 400 and exc.param == "data"
+
+
 # --- requests ----------------------------------------------------------------------------
 
 
@@ -395,10 +403,11 @@ def upload_in_parts(
         try:
             return (yield from _send(config, path, stat, state, progress))
         except APIStatusError as exc:
-            if not gone(exc):
+            if not (gone(exc) or _part_refused(exc)):
                 raise
-        # Cancelled (`openai-files uploads cancel`), expired or swept: its state is removed
-        # (by `_send`, as for any answer no retry can change); a new upload sends it all.
+        # Cancelled (`openai-files uploads cancel`), expired or swept, or it takes no more
+        # parts: it was cancelled and its state removed (by `_send`, as for any answer no
+        # retry can change); a new upload sends the whole file.
         state.remove()
         state = yield from begin()
     return (yield from _send(config, path, stat, state, progress))

@@ -42,6 +42,7 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         stop_after: int | None = None,
         delay: float = 0.05,
         fail_status: int = 503,
+        lose_answer: int | None = None,
     ) -> None:
         self.sync = httpx.HTTPTransport()
         self.aio = httpx.AsyncHTTPTransport()
@@ -56,6 +57,15 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.stop_after = stop_after  # parts after this many accepted ones raise Interrupted
         self.delay = delay  # a part takes at least this long, so that parts overlap
         self.upload_ids: list[str] = []
+        self.lose_answer = lose_answer  # the n-th part arrives, its answer is lost: Interrupted
+
+    def _lost(self, request: httpx.Request, response: httpx.Response) -> None:
+        with self.lock:
+            if not request.url.path.endswith("/parts") or response.status_code != 200:
+                return
+            if self.lose_answer is not None and self.parts_ok + 1 >= self.lose_answer:
+                self.parts_ok += 1
+                raise Interrupted("the answer was lost")
 
     def _enter(self, request: httpx.Request) -> httpx.Response | None:
         with self.lock:
@@ -95,6 +105,9 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if request.url.path.endswith("/parts"):
                 time.sleep(self.delay)
             response = self.sync.handle_request(request)
+            if self.lose_answer is not None:
+                response.read()
+                self._lost(request, response)
             if request.url.path.endswith("/uploads"):
                 response.read()
                 self._seen(request, response)
@@ -111,6 +124,9 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if request.url.path.endswith("/parts"):
                 await asyncio.sleep(self.delay)
             response = await self.aio.handle_async_request(request)
+            if self.lose_answer is not None:
+                await response.aread()
+                self._lost(request, response)
             if request.url.path.endswith("/uploads"):
                 await response.aread()
                 self._seen(request, response)
@@ -316,4 +332,24 @@ def test_a_state_file_of_an_expired_upload_starts_afresh(make: Any, tmp_path: Pa
     assert len(again.upload_ids) == 1 and again.upload_ids[0] != saved["upload_id"]
     assert not any(saved["upload_id"] in p for p in again.paths)
     assert again.parts_ok == 10 and not state.exists()
+    assert make(Watch()).content(f.id) == src.read_bytes()
+
+
+def test_a_resume_of_an_upload_filled_by_a_part_whose_answer_was_lost_starts_afresh(
+    make: Any, tmp_path: Path
+) -> None:
+    src = big_file(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    # The 4th part arrives whole, and its answer is lost (its id with it).
+    first = Watch(lose_answer=4, delay=0)
+    with pytest.raises(Interrupted):
+        make(first, upload_concurrency=1).upload(src, purpose="vision")
+    old = first.upload_ids[0]
+    assert len(json.loads(state.read_text())["parts"]) == 3
+    # The resume sends the parts it lacks: the last one no longer fits, and is refused.
+    again = Watch()
+    f = make(again).upload(src, purpose="vision")
+    assert again.count(f"{old}/cancel") == 1
+    assert len(again.upload_ids) == 1 and again.upload_ids[0] != old
+    assert not state.exists()
     assert make(Watch()).content(f.id) == src.read_bytes()
