@@ -44,10 +44,11 @@ def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: 
         parents=parents,
         help="cancel a pending upload, and remove its state file",
         description=(
-            "Cancel a pending upload (its parts are removed, its reserved bytes given back) "
-            f"and remove the state file `<file>{STATE_SUFFIX}` that names it. Give the "
-            "upload's id (the state file is looked for in this folder, under the upload's "
-            "file name) or the file being uploaded (its state file says which upload)."
+            "Cancel a pending upload (its parts are removed, its reserved bytes given\n"
+            f"back) and remove the state file `<file>{STATE_SUFFIX}` that names it.\n"
+            "Give the upload's id (the state file is looked for in this folder, under\n"
+            "the upload's file name) or the file being uploaded (its state file says\n"
+            "which upload)."
         ),
         **shown,
     )
