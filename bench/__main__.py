@@ -25,6 +25,7 @@ from typing import Any
 
 from ._harness import (
     ROOT,
+    WRK_CONNECTIONS,
     BenchServer,
     Figure,
     MiB,
@@ -38,8 +39,6 @@ from ._harness import (
 from ._report import write_report
 
 Row = dict[str, Any]
-#: Connections wrk keeps open in rows 6 and 7.
-WRK_CONNECTIONS = 32
 
 
 class Bench:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Connections wrk keeps open in rows 6 and 7 (and in the server-stack section): the
+#: servers that take wrk's uploads allow this many at once for its one key.
+WRK_CONNECTIONS = 32
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._harness import BenchServer, Figure, MiB, make_file, peak_growth, run_worker
+from ._harness import (
+    WRK_CONNECTIONS,
+    BenchServer,
+    Figure,
+    MiB,
+    make_file,
+    peak_growth,
+    run_worker,
+)
 from .scale import ORG, PROJECT, file_id, make_key, populate_sqlite
 
 if TYPE_CHECKING:
@@ -66,7 +74,11 @@ def server_stacks(bench: Bench) -> None:
             data = bench.work / f"stack-{stack}" / "data"
             key = make_key(data, {})
             populate_sqlite(data / "files.sqlite3", ORG, PROJECT, LISTED)
-            proc = BenchServer(data, "--log-level", "warning", "--http-server", stack).start()
+            proc = BenchServer(
+                data,
+                *("--log-level", "warning", "--http-server", stack),
+                *("--max-uploads-per-key", str(WRK_CONNECTIONS)),  # wrk's uploads, one key
+            ).start()
             servers[stack] = (proc, key)
         script = bench.upload_script()
         middle = f"/files?limit=100&after={file_id(LISTED // 2)}"
