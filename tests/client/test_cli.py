@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from openai_files.cli import _client_cmds as cmds
@@ -170,7 +171,10 @@ HIDDEN += ["\u200e", "\u200f", "\u061c", "\u200b", "\ufeff", "\u2028", "\x1b", "
 
 
 def test_names_show_their_invisible_characters_escaped(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client: openai.OpenAI,
 ) -> None:
     """`evil\\u202etxt.exe` would read `evilexe.txt` in a terminal: the tables and `get`
     show such characters as escapes, while the name stays as sent (`--json`, the API)."""
@@ -186,6 +190,15 @@ def test_names_show_their_invisible_characters_escaped(
     assert code == 0 and "filename:       evil\\u202etxt.exe\n" in out
     code, out, _ = run(capsys, "get", file_id, "--json")
     assert json.loads(out)["filename"] == name
+    # `download` saves under the server's name, and says so escaped.
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "download", file_id)
+    assert code == 0 and out == f"saved {file_id} to evil\\u202etxt.exe (1 B)\n"
+    assert (tmp_path / name).read_bytes() == b"x"
+    # `uploads cancel` names the upload it cancelled, escaped too.
+    upload = client.uploads.create(filename=name, purpose="vision", bytes=1, mime_type="image/png")
+    code, out, _ = run(capsys, "uploads", "cancel", upload.id)
+    assert code == 0 and out == f"cancelled {upload.id} (evil\\u202etxt.exe)\n"
     # Every bidirectional control and invisible character is escaped; what shows is kept,
     # the joiners of scripts and emoji too.
     for ch in HIDDEN:

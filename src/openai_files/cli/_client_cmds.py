@@ -399,7 +399,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"id": args.file_id, "path": os.fspath(target), "bytes": size})
     else:
-        print(f"saved {args.file_id} to {target} ({_size(size)})")
+        print(f"saved {args.file_id} to {shown(os.fspath(target))} ({_size(size)})")
     return EXIT_OK
 
 

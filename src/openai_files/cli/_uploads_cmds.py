@@ -20,7 +20,7 @@ from .._uploads import (
     gone,
     state_path,
 )
-from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table
+from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
 
 
 def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: Any) -> None:
@@ -102,7 +102,7 @@ def cmd_uploads_cancel(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(upload.to_dict())
     else:
-        print(f"cancelled {upload.id} ({upload.filename})")
+        print(f"cancelled {upload.id} ({shown(upload.filename)})")
         if state is not None:
             print(f"removed {state_path(state.file)}")
     return EXIT_OK
