@@ -38,6 +38,12 @@ _Results = list[Any]
 #: nothing.
 _ABORT_ON_CLOSE = [(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))]
 
+
+def _transport(proxy: str | None) -> httpx.HTTPTransport:
+    """A transport whose connections are reset when closed, through `proxy` if given."""
+    return httpx.HTTPTransport(proxy=proxy, socket_options=_ABORT_ON_CLOSE)
+
+
 #: Seams for tests: what a retry's wait calls (the async one is anyio's sleep).
 _sleep = time.sleep
 
@@ -121,7 +127,15 @@ class Client(_Base[httpx.Client]):
     """
 
     def _default_http(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(socket_options=_ABORT_ON_CLOSE))
+        # httpx ignores HTTP(S)_PROXY and NO_PROXY once a transport is given: their routes
+        # are mounted here, as httpx would, with the same socket options.
+        from httpx._utils import get_environment_proxies
+
+        mounts: dict[str, httpx.BaseTransport | None] = {
+            pattern: None if url is None else _transport(url)
+            for pattern, url in get_environment_proxies().items()
+        }
+        return httpx.Client(transport=_transport(None), mounts=mounts)
 
     def upload(
         self,
