@@ -241,10 +241,12 @@ class Client(_Base[httpx.Client]):
     ) -> None:
         self.close()
 
-    def _run(self, op: Op[T], stop: threading.Event | None = None) -> T:
-        """Perform `op`'s effects. `stop` is shared by the threads of a `Gather`: once it
-        is set (the caller was interrupted), each of them ends at its next effect or its
-        next chunk of a request body."""
+    def _run(self, op: Op[T], flight: _Flight | None = None) -> T:
+        """Perform `op`'s effects. `flight.stop` is shared by the threads of a `Gather`:
+        once it is set (the caller was interrupted), each of them ends at its next effect
+        or its next chunk of a request body, except to read the answer to a request whose
+        body went whole (the server takes it: its answer is waited for a while)."""
+        stop = flight.stop if flight is not None else None
         opened: _Responses = []
         result: Any = None
         error: Exception | None = None
@@ -255,10 +257,12 @@ class Client(_Base[httpx.Client]):
                 except StopIteration as done:
                     return cast(T, done.value)
                 if stop is not None and stop.is_set():
-                    raise _Stopped
+                    assert flight is not None
+                    if not (flight.landing and isinstance(effect, Read)):
+                        raise _Stopped
                 result, error = None, None
                 try:
-                    result = self._perform(effect, opened, stop)
+                    result = self._perform(effect, opened, flight)
                 except Exception as exc:
                     error = exc
         finally:
@@ -266,11 +270,15 @@ class Client(_Base[httpx.Client]):
             for response in opened:
                 response.close()
 
-    def _perform(self, effect: Effect, opened: _Responses, stop: threading.Event | None) -> Any:
+    def _perform(self, effect: Effect, opened: _Responses, flight: _Flight | None) -> Any:
         if isinstance(effect, Send):
             request = effect.request
-            if stop is not None and isinstance(request.stream, httpx.SyncByteStream):
-                request.stream = _Stoppable(request.stream, stop)
+            if flight is not None and isinstance(request.stream, httpx.SyncByteStream):
+                flight.landed()  # a request before this one (a retry's) is over
+                length = request.headers.get("content-length")
+                request.stream = _Stoppable(
+                    request.stream, flight, int(length) if length is not None else None
+                )
             opened.append(self._http.send(request, stream=True))
             return opened[-1]
         if isinstance(effect, Read):
@@ -287,30 +295,32 @@ class Client(_Base[httpx.Client]):
         if isinstance(effect, Call):
             return effect.function()
         if isinstance(effect, Gather):
-            return self._gather(effect, stop)
+            return self._gather(effect, flight.stop if flight is not None else None)
         _sleep(effect.seconds)
         return None
 
-    def _gather(self, effect: Gather, stop: threading.Event | None) -> _Results:
+    def _gather(self, effect: Gather, stop: _Interrupt | None) -> _Results:
         """Each operation in a thread of its own, at most `limit` at once.
 
         After an error no other operation starts, but those running are waited for and
         their results handed to `on_done` (an upload's accepted parts are kept for its
         resume); then the first error is raised.
 
-        Interrupted (Ctrl-C: a KeyboardInterrupt in this thread), it waits for nothing: it
-        sets `stop`, so that every thread below ends at its next step (an upload's part in
-        flight is abandoned mid-body), and raises at once. The threads are daemons, so a
-        program that exits on the interrupt does not wait for them either.
+        Interrupted (Ctrl-C: a KeyboardInterrupt in this thread), it sets `stop`, so that
+        every thread below ends at its next step (an upload's part in flight is abandoned
+        mid-body), and raises once the requests whose bodies went whole are answered and
+        their results handed to `on_done` (the server takes such a part: its id must be
+        kept), or after `_GRACE` seconds at most; at once when there are none. The threads
+        are daemons, so a program that exits on the interrupt does not wait for them.
         """
         import queue
 
-        stop = threading.Event() if stop is None else stop
+        stop = _Interrupt() if stop is None else stop
         results: _Results = [None] * len(effect.ops)
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(effect.ops)):
             todo.put(index)
-        finished: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         halt = threading.Event()  # an operation failed: no other starts
 
         def work() -> None:
@@ -319,11 +329,12 @@ class Client(_Base[httpx.Client]):
                     index = todo.get_nowait()
                 except queue.Empty:
                     break
+                flight = _Flight(stop)
                 try:
-                    finished.put((index, self._run(effect.ops[index], stop), None))
+                    finished.put((index, self._run(effect.ops[index], flight), None, flight))
                 except BaseException as exc:  # handed to the gathering thread
-                    finished.put((index, None, exc))
-            finished.put((-1, None, None))  # this worker is done
+                    finished.put((index, None, exc, flight))
+            finished.put((-1, None, None, None))  # this worker is done
 
         workers = [
             threading.Thread(target=work, name="openai-files", daemon=True)
@@ -335,20 +346,24 @@ class Client(_Base[httpx.Client]):
                 worker.start()
             running = len(workers)
             while running:
-                index, result, exc = self._next(finished, stop)
-                if index < 0:
-                    running -= 1
-                elif exc is not None:
-                    if first is None:
-                        first = exc
-                        halt.set()
-                elif effect.on_done is not None:
-                    results[index] = result
-                    effect.on_done(index, result)
-                else:
-                    results[index] = result
+                index, result, exc, flight = self._next(finished, stop)
+                try:
+                    if index < 0:
+                        running -= 1
+                    elif exc is not None:
+                        if first is None:
+                            first = exc
+                            halt.set()
+                    else:
+                        results[index] = result
+                        if effect.on_done is not None:
+                            effect.on_done(index, result)
+                finally:
+                    if flight is not None:
+                        flight.landed()
         except BaseException:
-            stop.set()
+            stop.halt()
+            _land(finished, stop, effect.on_done)
             raise
         for op in effect.ops:
             op.close()  # those never started
@@ -357,7 +372,7 @@ class Client(_Base[httpx.Client]):
         return results
 
     @staticmethod
-    def _next(finished: Any, stop: threading.Event) -> tuple[int, Any, BaseException | None]:
+    def _next(finished: Any, stop: threading.Event) -> _Finished:
         """The next result; `_Stopped` as soon as `stop` is set (by an outer `_gather`, in
         another thread: the interrupt reaches the main thread only)."""
         import queue
@@ -366,7 +381,7 @@ class Client(_Base[httpx.Client]):
             if stop.is_set():
                 raise _Stopped
             try:
-                item: tuple[int, Any, BaseException | None] = finished.get(timeout=_POLL)
+                item: _Finished = finished.get(timeout=_POLL)
             except queue.Empty:
                 continue
             return item
@@ -374,6 +389,84 @@ class Client(_Base[httpx.Client]):
 
 #: How often a gathering thread other than the main one looks whether it was stopped.
 _POLL = 0.05
+#: The most an interrupted call waits for the answers to requests whose bodies went whole.
+_GRACE = 1.5
+
+
+class _Interrupt(threading.Event):
+    """Set when a call is interrupted; counts the requests whose bodies went whole and
+    whose results are not yet handed on (`landing`), which the interrupt waits for until
+    `until` (a `time.monotonic()`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.landing = 0
+        self.until = 0.0
+
+    def halt(self) -> None:
+        with self._lock:
+            if not self.is_set():
+                self.until = time.monotonic() + _GRACE
+                self.set()
+
+    def land(self) -> bool:
+        """Count one more landing request, unless the call was interrupted already."""
+        with self._lock:
+            if self.is_set():
+                return False
+            self.landing += 1
+            return True
+
+    def landed(self) -> None:
+        with self._lock:
+            self.landing -= 1
+
+
+class _Flight:
+    """One operation of a `Gather`: whether its request's body went whole (`landing`)."""
+
+    def __init__(self, stop: _Interrupt) -> None:
+        self.stop = stop
+        self.landing = False
+
+    def land(self) -> bool:
+        self.landing = self.stop.land()
+        return self.landing
+
+    def landed(self) -> None:
+        if self.landing:
+            self.landing = False
+            self.stop.landed()
+
+
+#: An operation's index (-1: its worker is done), result, error and flight.
+_Finished = tuple[int, Any, "BaseException | None", "_Flight | None"]
+
+
+def _land(finished: Any, stop: _Interrupt, on_done: Any) -> None:
+    """After an interrupt: hand the results that come to `on_done` until no request is
+    landing any more, or `stop.until`."""
+    import queue
+
+    while True:
+        try:
+            item: _Finished = finished.get_nowait()
+        except queue.Empty:
+            left = stop.until - time.monotonic()
+            if stop.landing <= 0 or left <= 0:
+                return
+            try:
+                item = finished.get(timeout=min(_POLL, left))
+            except queue.Empty:
+                continue
+        index, result, exc, flight = item
+        try:
+            if index >= 0 and exc is None and on_done is not None:
+                on_done(index, result)
+        finally:
+            if flight is not None:
+                flight.landed()
 
 
 class _Stopped(BaseException):
@@ -381,17 +474,25 @@ class _Stopped(BaseException):
 
 
 class _Stoppable(httpx.SyncByteStream):
-    """A request body that ends (the request with it) once `stop` is set."""
+    """A request body that ends (the request with it) once `flight.stop` is set, before
+    its last chunk only: from there it is landing (see `_Interrupt`). `length` is the
+    body's (None: unknown, the body lands once its chunks are all written)."""
 
-    def __init__(self, inner: httpx.SyncByteStream, stop: threading.Event) -> None:
+    def __init__(self, inner: httpx.SyncByteStream, flight: _Flight, length: int | None) -> None:
         self._inner = inner
-        self._stop = stop
+        self._flight = flight
+        self._length = length
 
     def __iter__(self) -> Iterator[bytes]:
+        flight, sent = self._flight, 0
         for chunk in self._inner:
-            if self._stop.is_set():
+            sent += len(chunk)
+            last = self._length is not None and sent >= self._length
+            if flight.stop.is_set() or (last and not flight.landing and not flight.land()):
                 raise _Stopped
             yield chunk
+        if not flight.landing and not flight.land():
+            raise _Stopped
 
     def close(self) -> None:
         self._inner.close()

@@ -50,6 +50,7 @@ class SlowProxy:
     def __init__(self, port: int, rate: int | None) -> None:
         self.port = port
         self.rate = rate
+        self.delay = 0.0  # seconds each piece of the server's answers is held
         self.sockets: list[socket.socket] = []
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # inherited
@@ -79,6 +80,8 @@ class SlowProxy:
                         # link still held is lost, as is the connection to the server.
                         dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, ABORT)
                         break
+                elif not slow and self.delay:
+                    time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             with contextlib.suppress(OSError):
@@ -184,6 +187,64 @@ def test_ctrl_c_stops_the_upload_at_once_and_the_same_command_resumes_it(
     assert not state.exists()
     with Client(api_key, base_url=server.base_url) as client:
         assert client.content(f["id"]) == src.read_bytes()
+
+
+def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
+    server: ServerProcess, api_key: str, proxy: SlowProxy, tmp_path: Path
+) -> None:
+    """A part whose body went whole is taken by the server: Ctrl-C waits (a little) for its
+    answer and keeps its id, so that the resume sends only the others and cancels nothing."""
+    src = _source(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": api_key,
+        "OPENAI_BASE_URL": proxy.url,
+        "OPENAI_FILES_UPLOAD_THRESHOLD": str(PART),
+        "OPENAI_FILES_PART_SIZE": str(PART),
+    }
+    proxy.rate, proxy.delay = None, 0.5  # bodies at full speed, answers late
+    command = [sys.executable, "-m", "openai_files", "upload", "big.bin", "--purpose", "vision"]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        upload_id = ""
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                upload_id = upload_id or json.loads(state.read_text())["upload_id"]
+            if upload_id and _accepted(server.log_text(), upload_id):
+                break  # a part taken, its answer on its way
+            time.sleep(0.01)
+        assert upload_id and proc.poll() is None
+        assert json.loads(state.read_text())["parts"] == {}
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
+    kept = len(json.loads(state.read_text())["parts"])
+    time.sleep(1)
+    assert 1 <= _accepted(server.log_text(), upload_id) == kept  # every part taken is kept
+
+    before = server.log_text()
+    proxy.delay = 0
+    done = subprocess.run(
+        [*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = server.log_text()[len(before) :]
+    assert _accepted(log, upload_id) == PARTS - kept  # only the missing parts
+    assert f"/v1/uploads/{upload_id}/cancel" not in log
+    assert f"POST /v1/uploads/{upload_id}/complete 200" in log
+    with Client(api_key, base_url=server.base_url) as client:
+        assert client.content(json.loads(done.stdout)["id"]) == src.read_bytes()
 
 
 def test_client_upload_raises_keyboard_interrupt_at_once(
