@@ -43,6 +43,7 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         delay: float = 0.05,
         fail_status: int = 503,
         lose_answer: int | None = None,
+        drop_answer: int | None = None,
     ) -> None:
         self.sync = httpx.HTTPTransport()
         self.aio = httpx.AsyncHTTPTransport()
@@ -58,6 +59,15 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.delay = delay  # a part takes at least this long, so that parts overlap
         self.upload_ids: list[str] = []
         self.lose_answer = lose_answer  # the n-th part arrives, its answer is lost: Interrupted
+        self.drop_answer = drop_answer  # the n-th part arrives, its answer is lost once: a
+        # network error, which the client retries
+
+    def _dropped(self, request: httpx.Request, response: httpx.Response) -> None:
+        with self.lock:
+            part = request.url.path.endswith("/parts") and response.status_code == 200
+            if part and self.parts_ok + 1 == self.drop_answer:
+                self.drop_answer = None
+                raise httpx.ReadError("the connection was lost", request=request)
 
     def _lost(self, request: httpx.Request, response: httpx.Response) -> None:
         with self.lock:
@@ -105,9 +115,10 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if request.url.path.endswith("/parts"):
                 time.sleep(self.delay)
             response = self.sync.handle_request(request)
-            if self.lose_answer is not None:
+            if self.lose_answer is not None or self.drop_answer is not None:
                 response.read()
                 self._lost(request, response)
+                self._dropped(request, response)
             if request.url.path.endswith("/uploads"):
                 response.read()
                 self._seen(request, response)
@@ -124,9 +135,10 @@ class Watch(httpx.BaseTransport, httpx.AsyncBaseTransport):
             if request.url.path.endswith("/parts"):
                 await asyncio.sleep(self.delay)
             response = await self.aio.handle_async_request(request)
-            if self.lose_answer is not None:
+            if self.lose_answer is not None or self.drop_answer is not None:
                 await response.aread()
                 self._lost(request, response)
+                self._dropped(request, response)
             if request.url.path.endswith("/uploads"):
                 await response.aread()
                 self._seen(request, response)
@@ -352,4 +364,27 @@ def test_a_resume_of_an_upload_filled_by_a_part_whose_answer_was_lost_starts_afr
     assert again.count(f"{old}/cancel") == 1
     assert len(again.upload_ids) == 1 and again.upload_ids[0] != old
     assert not state.exists()
+    assert make(Watch()).content(f.id) == src.read_bytes()
+
+
+def test_a_part_sent_again_after_its_answer_was_lost_overfills_the_upload_which_is_cancelled(
+    make: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server took the 2nd part, its answer was lost, the part was sent again and taken
+    again (there was room): a later part no longer fits and is refused; a fresh call cancels
+    the upload and raises that refusal, and the same call again starts a new upload."""
+    monkeypatch.setattr("openai_files._client._sleep", lambda seconds: None)
+    src = big_file(tmp_path / "big.bin")
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    first = Watch(drop_answer=2, delay=0)
+    with pytest.raises(BadRequestError, match="would hold more than"):
+        make(first, upload_concurrency=1, max_retries=2).upload(src, purpose="vision")
+    old = first.upload_ids[0]
+    # Parts 1, 2, 2 again and 3 to 8 leave room for 123 bytes: the 9th does not fit.
+    assert first.parts_ok >= 9 and first.count("/parts") >= 10
+    assert first.count(f"{old}/cancel") == 1 and first.count(f"{old}/complete") == 0
+    assert not state.exists()
+    again = Watch()
+    f = make(again).upload(src, purpose="vision")
+    assert again.upload_ids != [old] and again.parts_ok == 10
     assert make(Watch()).content(f.id) == src.read_bytes()
