@@ -23,6 +23,7 @@ from openai_files.server.stores.base import (
     Owner,
     PartRecord,
     SchemaMismatch,
+    UploadFull,
     UploadRecord,
 )
 from openai_files.server.stores.postgres import PostgresMetadataStore
@@ -480,6 +481,55 @@ async def test_step_7_counts_the_parts_of_each_upload(
     await opened.add_part(owner, PartRecord("part_9", "upload_1", 4, 300, "part_9"), now=300)
     assert [p.id for p in await opened.list_parts("upload_1")] == ["part_0", "part_1", "part_9"]
     assert await opened.parts_total("upload_1") == (3, 9)
+
+
+async def test_parts_added_by_version_6_code_after_step_7(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    """During a rolling upgrade, servers of version 6 keep serving once `migrate` has run
+    step 7 (a server checks the schema at start only): they number a part after the last
+    one and count nothing on the upload's row. Parts added then by version 7 take the next
+    numbers, and the upload's bytes still bound them all."""
+    await opened.migrate()
+    owner = Owner("org-1", "proj-1")
+    await opened.insert_upload(
+        UploadRecord(
+            "upload_1", owner.org_id, owner.project_id, "a.bin", "vision", 9,
+            "image/png", 100, 3700, "pending", None, "file-1",
+        )
+    )  # fmt: skip
+    await opened.add_part(owner, PartRecord("part_a", "upload_1", 2, 200, "part_a"), now=200)
+
+    async def add_as_version_6(part_id: str, size: int) -> None:
+        sql = (
+            "INSERT INTO upload_parts (id, upload_id, seq, bytes, created_at, blob_key) "
+            f"SELECT '{part_id}', 'upload_1', COALESCE(MAX(seq), 0) + 1, {size}, 200, "
+            f"'{part_id}' FROM upload_parts WHERE upload_id = 'upload_1'"
+        )
+        if isinstance(db, SQLiteDatabase):
+            with sqlite3.connect(db.path) as c:
+                c.execute(sql)
+        else:
+            assert isinstance(db, PostgresDatabase)
+            conn = await asyncpg.connect(db.url)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+    await add_as_version_6("part_b", 3)
+    assert await opened.parts_total("upload_1") == (2, 5)
+    await opened.add_part(owner, PartRecord("part_c", "upload_1", 1, 200, "part_c"), now=200)
+    assert await opened.parts_total("upload_1") == (3, 6)
+    await add_as_version_6("part_d", 2)
+    # 8 bytes held of 9: a part of 2 would pass the upload's bytes.
+    with pytest.raises(UploadFull):
+        await opened.add_part(owner, PartRecord("part_e", "upload_1", 2, 200, "part_e"), now=200)
+    await opened.add_part(owner, PartRecord("part_f", "upload_1", 1, 200, "part_f"), now=200)
+    parts = await opened.list_parts("upload_1")
+    assert [p.id for p in parts] == ["part_a", "part_b", "part_c", "part_d", "part_f"]
+    assert sum(p.bytes for p in parts) == 9
+    assert await opened.parts_total("upload_1") == (5, 9)
 
 
 async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:

@@ -654,18 +654,46 @@ def _pending_upload(
     return record
 
 
+def _part_totals(upload_id: str) -> Plan[tuple[int, int]]:
+    """The number of the upload's last part and the bytes of its parts. Both are kept on the
+    upload's row (schema step 7); the last number is also read through the parts' index, one
+    row, and when the two disagree the row's counts are not to be trusted: a server of
+    version 6, still running during a rolling upgrade, added parts without counting them.
+    Then the parts are added up, once (the next part added counts them again)."""
+    row = yield Stmt(
+        # The parts' index is searched by the id given, not by the upload's column: on
+        # PostgreSQL that column's collation ("C") is not the index's.
+        "SELECT part_count, part_bytes, COALESCE((SELECT seq FROM upload_parts "
+        "WHERE upload_id = ? ORDER BY seq DESC LIMIT 1), 0) AS last "
+        "FROM uploads WHERE id = ?",
+        (upload_id, upload_id),
+        "one",
+    )
+    if row is None:
+        return 0, 0
+    last, held = int(row["last"]), int(row["part_bytes"])
+    if last != int(row["part_count"]):
+        held = int(
+            (
+                yield Stmt(
+                    "SELECT COALESCE(SUM(bytes), 0) FROM upload_parts WHERE upload_id = ?",
+                    (upload_id,),
+                    "value",
+                )
+            )
+            or 0
+        )
+    return last, held
+
+
 def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[UploadRecord]:
     record = yield from _pending_upload(d, owner, part.upload_id, now)
     # The upload's row is locked: no other part of it takes the same number, or the same
-    # room. The count kept on that row numbers the part (parts are only ever removed all
-    # together), and the bytes kept there bound it: the parts never hold more than the
-    # upload's bytes, which its reservation holds.
-    row = yield Stmt(
-        "SELECT part_count + 1 AS seq, part_bytes AS held FROM uploads WHERE id = ?",
-        (part.upload_id,),
-        "one",
-    )
-    seq, held = int(row["seq"]), int(row["held"])
+    # room. The part is numbered after the last one (parts are only ever removed all
+    # together), and the bytes of those before it bound it: the parts never hold more than
+    # the upload's bytes, which its reservation holds.
+    last, held = yield from _part_totals(part.upload_id)
+    seq = last + 1
     if held + part.bytes > record.bytes:
         raise UploadFull(record, held, part.bytes)
     yield Stmt(
@@ -674,8 +702,8 @@ def _add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[Uplo
         "none",
     )
     yield Stmt(
-        "UPDATE uploads SET part_count = ?, part_bytes = part_bytes + ? WHERE id = ?",
-        (seq, part.bytes, part.upload_id),
+        "UPDATE uploads SET part_count = ?, part_bytes = ? WHERE id = ?",
+        (seq, held + part.bytes, part.upload_id),
         "none",
     )
     return record
@@ -1025,9 +1053,7 @@ class SQLMetadataStore(abc.ABC):
         return await self._write(_add_part(self.DIALECT, owner, part, now))
 
     async def parts_total(self, upload_id: str) -> tuple[int, int]:
-        sql = "SELECT part_count, part_bytes FROM uploads WHERE id = ?"
-        row = await self._read(_rows(sql, (upload_id,), "one"))
-        return (0, 0) if row is None else (int(row["part_count"]), int(row["part_bytes"]))
+        return await self._read(_part_totals(upload_id))
 
     async def list_parts(self, upload_id: str) -> list[PartRecord]:
         sql = f"SELECT {_PART_COLUMNS} FROM upload_parts WHERE upload_id = ? ORDER BY seq"
