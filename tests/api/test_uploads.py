@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 
+from openai_files.server import uploads as uploads_module
 from openai_files.server.stores import Owner, PartRecord, StoreUnavailable
 
 from .._inprocess import ROOT_URL, AppServer, asgi_scope
@@ -817,7 +818,7 @@ def _completing(uid: str) -> str:
     return (
         f"Upload {uid} is already being completed: wait for that completion to answer "
         "instead of trying to complete it (a completion whose server stopped is taken over "
-        "by a new one 10 minutes after it began)."
+        "by a new one 10 minutes after it was last heard from)."
     )
 
 
@@ -940,6 +941,82 @@ def test_the_sweeper_reopens_a_completion_whose_server_died(
     assert r.status_code == 200, r.text
     assert http.get(f"/files/{r.json()['file']['id']}/content").content == b"abcd"
     _sql(server, "UPDATE uploads SET status = 'pending' WHERE id = ?", running)
+
+
+def _short_lease(server: AppServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Completions taken for dead after 2 s without renewal, renewed every 0.25 s; the
+    store's compose, as it was."""
+    monkeypatch.setattr(uploads_module, "COMPLETION_TAKEOVER_SECONDS", 2)
+    monkeypatch.setattr(uploads_module, "COMPLETION_RENEW_SECONDS", 0.25)
+    return server.app.state.service.uploads.blobs.compose
+
+
+def test_a_running_completion_renews_its_lease(
+    server: AppServer, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion that runs longer than the takeover bound (a slow join) renews its lease
+    while it runs: the sweeper does not put it back to pending, no other completion takes it
+    over, and it finishes."""
+    blobs = server.app.state.service.uploads.blobs
+    compose = _short_lease(server, monkeypatch)
+
+    async def slow(key: str, parts: Any) -> None:
+        await anyio.sleep(4)
+        await compose(key, parts)
+
+    monkeypatch.setattr(blobs, "compose", slow)
+    uid = _create(http, bytes=4)["id"]
+    part = _part_id(http, uid, b"abcd")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(http.post, f"/uploads/{uid}/complete", json={"part_ids": [part]})
+        time.sleep(3)  # the completion began more than the bound ago
+        _sweep(server)
+        assert _sql(server, "SELECT status FROM uploads WHERE id = ?", uid) == "completing"
+        r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [part]})
+        assert r.status_code == 400 and "already being completed" in r.text, r.text
+        r = running.result(timeout=60)
+    assert r.status_code == 200, r.text
+    assert http.get(f"/files/{r.json()['file']['id']}/content").content == b"abcd"
+
+
+def test_a_completion_taken_over_is_stopped(
+    server: AppServer, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion whose renewals did not land for the takeover bound (set back here in the
+    database) is taken over by another, which checks the parts' md5 and completes: the
+    first, still running, is stopped at its next renewal, and never joins its parts over
+    the checked file."""
+    blobs = server.app.state.service.uploads.blobs
+    compose = _short_lease(server, monkeypatch)
+    began: list[str] = []
+
+    async def slow_first(key: str, parts: Any) -> None:
+        began.append(key)
+        if len(began) == 1:
+            await anyio.sleep(4)
+        await compose(key, parts)
+
+    monkeypatch.setattr(blobs, "compose", slow_first)
+    uid = _create(http, bytes=8)["id"]
+    first, second = _part_id(http, uid, b"abcd"), _part_id(http, uid, b"efgh")
+    with ThreadPoolExecutor(1) as pool:
+        # In the wrong order, with no md5 to catch it.
+        slow = pool.submit(
+            http.post, f"/uploads/{uid}/complete", json={"part_ids": [second, first]}
+        )
+        deadline = time.monotonic() + 30
+        while not began and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert began
+        sql = "UPDATE uploads SET completing_since = ? WHERE id = ?"
+        _sql(server, sql, int(time.time()) - 601, uid)
+        body = {"part_ids": [first, second], "md5": hashlib.md5(b"abcdefgh").hexdigest()}
+        r = http.post(f"/uploads/{uid}/complete", json=body)
+        assert r.status_code == 200, r.text
+        key = r.json()["file"]["id"]
+        late = slow.result(timeout=60)
+    assert late.status_code == 400 and "already completed" in late.text, late.text
+    assert http.get(f"/files/{key}/content").content == b"abcdefgh"
 
 
 def test_an_undo_that_failed_is_tried_again_by_the_sweeper(

@@ -63,16 +63,36 @@ _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 #: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
 #: and must not have its parts removed under it.
 SWEEP_MARGIN_SECONDS = 600
-#: A completion still running this long after it began is taken for dead (its server
-#: stopped mid-way) and a new completion takes it over. The sweeper's margin above already
-#: assumes that no completion runs longer (joining and reading 8 GB takes minutes), so
-#: the same bound serves here: a constant, not a setting, as the two must agree.
+#: A completion whose lease (`completing_since`) was last renewed this long ago is taken
+#: for dead (its server stopped mid-way) and a new completion, a cancellation or the
+#: sweeper takes it over. The sweeper's margin above already assumes that no completion
+#: runs longer (joining and reading 8 GB takes minutes), so the same bound serves here: a
+#: constant, not a setting, as the two must agree.
 COMPLETION_TAKEOVER_SECONDS = SWEEP_MARGIN_SECONDS
+#: How often a running completion renews its lease: a completion that takes longer than
+#: the takeover bound, but runs, is not taken over.
+COMPLETION_RENEW_SECONDS = 60
 _SWEEP_BATCH = 500
 #: The quota given for a reservation of no bytes (one that only names a key).
 _NO_LIMIT = 2**62
 #: How many uploads' running md5s a server keeps (an md5 state is ~0.2 KB; the oldest go).
 _RUNNING_DIGESTS = 1024
+
+
+@dataclasses.dataclass
+class _Lease:
+    """A running completion's hold on its upload: `since` is the `completing_since` it
+    last wrote (the token that fences its finish and its undo). The lock orders renewals
+    with the finish; once `settled` (finishing or undoing), no renewal changes `since`."""
+
+    since: int | None
+    lock: anyio.Lock = dataclasses.field(default_factory=anyio.Lock)
+    settled: bool = False
+
+    async def settle(self) -> int | None:
+        async with self.lock:
+            self.settled = True
+            return self.since
 
 
 @dataclasses.dataclass
@@ -136,7 +156,7 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
             f"Upload {upload_id} is already being completed: wait for that completion to "
             f"answer instead of trying to {doing} (a completion whose server stopped is "
             f"taken over by a new one {COMPLETION_TAKEOVER_SECONDS // 60} minutes after it "
-            "began).",
+            "was last heard from).",
             param="upload_id",
         )
     if status == "expired":
@@ -454,6 +474,58 @@ class UploadsService:
             raise no_such_upload(upload_id) from None
         except UploadNotPending as exc:
             raise not_pending(exc.record, "complete it") from None
+        # The completion renews its lease while it runs, beside it; should another take it
+        # over meanwhile (its renewals did not land for the takeover bound), it is stopped
+        # at once, and whatever it had not yet done it does not do.
+        lease = _Lease(upload.completing_since)
+        outcome: list[tuple[UploadRecord, FileRecord]] = []
+        failure: list[Exception] = []
+
+        async def run() -> None:
+            try:
+                outcome.append(await self._complete(upload, part_ids, md5, lease))
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep_lease, upload.id, lease, group.cancel_scope)
+            group.start_soon(run)
+        if outcome:
+            return outcome[0]
+        if failure:
+            raise failure[0]
+        # Taken over: what the upload is now.
+        record = await self.meta.get_upload(owner, upload.id)
+        if record is None:
+            raise no_such_upload(upload_id)
+        raise not_pending(record, "complete it")
+
+    async def _keep_lease(self, upload_id: str, lease: _Lease, scope: anyio.CancelScope) -> None:
+        """Renew the completion's lease until it settles; on finding it taken over, stop the
+        completion (`scope`: the task group both run in)."""
+        while True:
+            await anyio.sleep(COMPLETION_RENEW_SECONDS)
+            async with lease.lock:
+                if lease.settled or lease.since is None:
+                    return
+                now = int(time.time())
+                try:
+                    held = await self.meta.renew_completion(upload_id, lease.since, now)
+                except Exception as exc:  # tried again at the next turn
+                    log.warning("could not renew the completion of upload %s: %s", upload_id, exc)
+                    continue
+                if held:
+                    lease.since = now
+                    continue
+            log.warning("the completion of upload %s was taken over: stopped", upload_id)
+            scope.cancel()
+            return
+
+    async def _complete(
+        self, upload: UploadRecord, part_ids: Sequence[str], md5: str | None, lease: _Lease
+    ) -> tuple[UploadRecord, FileRecord]:
         finished = composed = False
         try:
             parts = {p.id: p for p in await self.meta.list_parts(upload.id)}
@@ -508,14 +580,15 @@ class UploadsService:
                 mime_type=upload.mime_type,
                 blob_key=key,
             )
+            since = await lease.settle()
             try:
                 await self.meta.finish_completion(
-                    upload.id, file, self.settings.org_quota_bytes, since=upload.completing_since
+                    upload.id, file, self.settings.org_quota_bytes, since=since
                 )
             except QuotaExceeded as exc:
                 raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
             except UploadNotFound:
-                raise no_such_upload(upload_id) from None
+                raise no_such_upload(upload.id) from None
             except UploadNotPending as exc:  # expired by the sweeper meanwhile
                 raise not_pending(exc.record, "complete it") from None
             finished = True
@@ -523,7 +596,10 @@ class UploadsService:
         finally:
             if not finished:
                 with anyio.CancelScope(shield=True):
-                    await self._undo_completion(upload, composed)
+                    since = await lease.settle()
+                    await self._undo_completion(
+                        dataclasses.replace(upload, completing_since=since), composed
+                    )
         with anyio.CancelScope(shield=True):
             await self._remove_keys([p.blob_key for p in ordered])
         done = dataclasses.replace(upload, status="completed", file_id=file.id)

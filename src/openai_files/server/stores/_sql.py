@@ -1071,6 +1071,13 @@ class SQLMetadataStore(abc.ABC):
     ) -> None:
         await self._write(_finish_completion(self.DIALECT, upload_id, file, quota, since))
 
+    async def renew_completion(self, upload_id: str, since: int, now: int) -> bool:
+        sql = (
+            "UPDATE uploads SET completing_since = ? "
+            "WHERE id = ? AND status = 'completing' AND completing_since = ?"
+        )
+        return bool(await self._write(_rows(sql, (now, upload_id, since), "count")))
+
     async def abort_completion(self, upload_id: str, since: int | None = None) -> bool:
         sql = (
             "UPDATE uploads SET status = 'pending', completing_since = NULL "

@@ -465,6 +465,12 @@ class MetadataStore(Protocol):
         `since` (another completion took it over); on any error nothing changes."""
         ...
 
+    async def renew_completion(self, upload_id: str, since: int, now: int) -> bool:
+        """Renew a running completion's lease: `completing_since` = `now` if the upload is
+        "completing" since `since` (no other completion took it over); whether it was.
+        `now` is the attempt's token from then on."""
+        ...
+
     async def abort_completion(self, upload_id: str, since: int | None = None) -> bool:
         """Move a "completing" upload back to "pending" (its completion failed: it may be
         completed again, with parts kept); whether it moved. No error, and no change, in
