@@ -1293,7 +1293,17 @@ def _pending_bytes_exceeded(project: str, held: int, more: int, limit: int) -> s
     return (
         f"The pending uploads of project {project} reserve {held} bytes; {more} more would "
         f"pass the {limit} bytes a project's pending uploads may reserve together: "
-        f"{_WAIT_FOR_PENDING}."
+        f"{_WAIT_FOR_PENDING}; an expired upload gives its bytes back when the sweeper "
+        "removes it, about ten minutes after it expires."
+    )
+
+
+def _pending_bytes_too_large(size: int, limit: int) -> str:
+    return (
+        f"An upload of {size} bytes is more than the {limit} bytes a project's pending "
+        "uploads may reserve together (the server's --max-pending-upload-bytes, by default "
+        "half its --org-quota-bytes): create a smaller upload, or ask the server's operator "
+        "to raise that limit."
     )
 
 
@@ -1317,7 +1327,8 @@ def test_one_project_cannot_hold_its_organizations_quota(deployment: Deployment)
                 json={"filename": "a", "purpose": "vision", "bytes": quota, "mime_type": "a/b"},
             )
             limit = quota // 2
-            message = _pending_bytes_exceeded("proj_greedy", 0, quota, limit)
+            # Larger than the limit: no wait would make room for it.
+            message = _pending_bytes_too_large(quota, limit)
             assert_error(r, 400, message, param="bytes", code="pending_upload_bytes_exceeded")
             _create(http, bytes=limit)
             r = http.post(

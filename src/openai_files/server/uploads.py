@@ -187,10 +187,20 @@ def too_many_pending(owner: Owner, exc: PendingUploadsExceeded) -> APIError:
             f"have at once: {then}.",
             code="too_many_pending_uploads",
         )
+    if exc.requested > exc.limit:  # no wait makes room for it
+        return InvalidRequest(
+            f"An upload of {exc.requested} bytes is more than the {exc.limit} bytes a "
+            "project's pending uploads may reserve together (the server's "
+            "--max-pending-upload-bytes, by default half its --org-quota-bytes): create a "
+            "smaller upload, or ask the server's operator to raise that limit.",
+            param="bytes",
+            code="pending_upload_bytes_exceeded",
+        )
     return InvalidRequest(
         f"The pending uploads of project {owner.project_id} reserve {exc.held} bytes; "
         f"{exc.requested} more would pass the {exc.limit} bytes a project's pending uploads "
-        f"may reserve together: {then}.",
+        f"may reserve together: {then}; an expired upload gives its bytes back when the "
+        "sweeper removes it, about ten minutes after it expires.",
         param="bytes",
         code="pending_upload_bytes_exceeded",
     )
