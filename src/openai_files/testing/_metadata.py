@@ -786,6 +786,24 @@ class MetadataStoreConformance:
             await meta.begin_completion(owner, late.id, now, stale_before=now - 600)
         assert info.value.record.status == "expired"
 
+    async def test_a_renewed_completion_is_not_taken_over(self, meta: MetadataStore) -> None:
+        owner, now = _owner(), int(time.time())
+        upload = await _start_upload(meta, owner, now=now - 1000, nbytes=10)
+        begun = await meta.begin_completion(owner, upload.id, now - 700)
+        assert await meta.renew_completion(upload.id, now - 701, now - 60) is False
+        assert await meta.renew_completion(upload.id, now - 700, now - 60) is True
+        # Renewed a minute ago: not stale, and the old token is no longer the attempt's.
+        with pytest.raises(UploadNotPending):
+            await meta.begin_completion(owner, upload.id, now, stale_before=now - 600)
+        assert await meta.abort_completion(upload.id, since=begun.completing_since) is False
+        assert upload.id not in {r.id for r in await meta.reopen_completions(now - 600, 100)}
+        # Taken over once stale: the renewal of the attempt taken over fails.
+        taken = await meta.begin_completion(owner, upload.id, now + 600, stale_before=now)
+        assert await meta.renew_completion(upload.id, now - 60, now + 601) is False
+        assert await meta.get_upload(owner, upload.id) == taken
+        await meta.abort_completion(upload.id, since=taken.completing_since)
+        assert await meta.renew_completion(upload.id, now + 600, now + 601) is False
+
     async def test_abort_with_the_attempts_token(self, meta: MetadataStore) -> None:
         owner, now = _owner(), int(time.time())
         upload = await _start_upload(meta, owner, now=now)
