@@ -67,6 +67,7 @@ MAX_PIPELINED = 8
 #: Request heads are parsed this much at a time, so that one read of small pipelined
 #: requests cannot queue more than a few dozen past the bound.
 PIPELINED_SLICE = 1024
+NEWLINE = ord("\n")
 
 
 #: Header names whose canonical spelling is not plain Title-Case (RFC 9110, 3230, 1864).
@@ -259,6 +260,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.discarded = 0
         #: Bytes received past the pipelined requests' bound, parsed once answers go out.
         self.held = bytearray()
+        #: What is left of the body being read, when it has a Content-Length; whether it
+        #: is chunked; the last byte parsed (see `piece_end`).
+        self.body_left: int | None = None
+        self.chunked = False
+        self.last_byte = 0
 
     # -- connection --
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -308,23 +314,44 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.feed(data)
 
     def feed(self, data: bytes) -> None:
-        """Parse `data`, heads a slice at a time (one read may hold thousands of small
+        """Parse `data` a piece at a time, so that the parser never reaches the end of more
+        than a slice's worth of requests at once (one read may hold thousands of small
         requests); what lies past the bound on pipelined requests is held."""
-        view = memoryview(data)
         offset = 0
-        while offset < len(view) and not self.transport.is_closing():
+        while offset < len(data) and not self.transport.is_closing():
+            if self.lingering:  # what is left is discarded
+                self.discarded += len(data) - offset
+                return
             if self.pipeline_full():
-                self.held = bytearray(view[offset:])
+                self.held = bytearray(memoryview(data)[offset:])
                 self.flow.pause_reading()
                 # The wait is the server's now: the head's clock restarts when it is parsed.
                 if self.header_timer is not None:
                     self.header_timer.cancel()
                     self.header_timer = None
                 return
-            end = offset + PIPELINED_SLICE if self.reading_head else len(view)
-            if not self.feed_piece(view[offset:end]):
+            end = min(self.piece_end(data, offset), len(data))
+            if not self.feed_piece(memoryview(data)[offset:end]):
                 return
+            self.last_byte = data[end - 1]
             offset = end
+
+    def piece_end(self, data: bytes, offset: int) -> int:
+        """Where the next piece of `data` from `offset` ends: a body is given whole up to
+        where its request may end (an upload goes to the app in large chunks), heads and
+        what may end a request a slice at a time."""
+        if self.reading_head:
+            return offset + PIPELINED_SLICE
+        if self.body_left is not None:  # a Content-Length: the request ends right there
+            return offset + max(self.body_left, 1)
+        if self.chunked:
+            # A chunked body ends with its last chunk, a line that starts with `0`: none
+            # can end before the next `\n0` (a chunk's data may hold one as well).
+            if self.last_byte == NEWLINE and data[offset : offset + 1] == b"0":
+                return offset + PIPELINED_SLICE
+            found = data.find(b"\n0", offset)
+            return len(data) if found < 0 else found + 1
+        return offset + PIPELINED_SLICE
 
     def feed_piece(self, data: bytes | memoryview) -> bool:
         """Parse `data`; False when the connection was refused or upgraded."""
@@ -432,6 +459,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
+        self.body_left, self.chunked = None, False
+        for name, value in self.headers:
+            if name == b"content-length":  # the parser refuses a bad one, or two
+                self.body_left = int(value)
+            elif name == b"transfer-encoding":
+                self.chunked = True
+        if self.chunked:  # the parser refuses chunked with a Content-Length
+            self.body_left = None
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
@@ -440,6 +475,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.watch(self.cycle)
 
     def on_body(self, body: bytes) -> None:
+        if self.body_left is not None:
+            self.body_left -= len(body)
         cycle = self.cycle
         if cycle is not None and type(cycle.body) is bytearray:  # a new one at each receive
             chunks = _BodyChunks()
@@ -452,6 +489,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self.reading_head = True
         self.head_bytes = 0
+        self.body_left, self.chunked = None, False
 
     # -- early answers --
     def watch(self, cycle: RequestResponseCycle) -> None:
