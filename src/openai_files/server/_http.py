@@ -18,7 +18,10 @@ body, and once a response is sent reads and discards the rest of a body it refus
   size) are answered in OpenAI's error envelope rather than uvicorn's plain text;
 - a client that pipelines requests without reading the answers queues at most
   MAX_PIPELINED of them: past that the connection is not read until answers go out
-  (uvicorn parses all it receives, and took 650 MB for one such connection);
+  (uvicorn parses all it receives, and took 650 MB for one such connection). Heads are
+  parsed a slice at a time, a body up to where its request may end (its Content-Length,
+  or the next line that may be a chunked body's last chunk), so that a body cannot carry
+  thousands of requests behind it into the parser at once;
 - response header names go out in their canonical spelling (`Content-Type`, `ETag`,
   `X-Request-Id`), as nginx and OpenAI's edge write them on HTTP/1.1, where uvicorn
   lower-cases them: names are case-insensitive, but some clients look them up as spelled
@@ -35,6 +38,7 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 import resource
 import secrets
 from typing import Any, ClassVar
@@ -68,6 +72,9 @@ MAX_PIPELINED = 8
 #: requests cannot queue more than a few dozen past the bound.
 PIPELINED_SLICE = 1024
 NEWLINE = ord("\n")
+#: What may start a chunked body's last chunk: zeros, then the end of the size (or of the
+#: data at hand).
+LAST_CHUNK = re.compile(rb"0+(?:[\r\n;\t ]|\Z)")
 
 
 #: Header names whose canonical spelling is not plain Title-Case (RFC 9110, 3230, 1864).
@@ -345,11 +352,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.body_left is not None:  # a Content-Length: the request ends right there
             return offset + max(self.body_left, 1)
         if self.chunked:
-            # A chunked body ends with its last chunk, a line that starts with `0`: none
-            # can end before the next `\n0` (a chunk's data may hold one as well).
-            if self.last_byte == NEWLINE and data[offset : offset + 1] == b"0":
+            # A chunked body ends with its last chunk, a line of zeros (then `\r\n` or an
+            # extension): none can end before the next such line start, though a chunk's
+            # data may hold one as well.
+            if self.last_byte == NEWLINE and LAST_CHUNK.match(data, offset):
                 return offset + PIPELINED_SLICE
             found = data.find(b"\n0", offset)
+            while found >= 0 and not LAST_CHUNK.match(data, found + 1):
+                found = data.find(b"\n0", found + 2)
             return len(data) if found < 0 else found + 1
         return offset + PIPELINED_SLICE
 
