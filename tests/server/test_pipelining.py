@@ -68,14 +68,19 @@ def _flood(sock: socket.socket, sent: list[int], batch: bytes = HEALTHZ * 1000) 
         raise AssertionError(f"the server closed a flooding connection: {exc!r}") from exc
 
 
-def _post(body: bytes, *, chunked: bool) -> bytes:
-    """A POST with `body`, sent with a Content-Length or in chunks of 1,000 bytes."""
+def _post(key: str, body: bytes, *, chunked: bool) -> bytes:
+    """A POST with `body` (read whole, then refused: it is not JSON), sent with a
+    Content-Length or in chunks of 1,000 bytes."""
+    head = (
+        f"POST /v1/uploads HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\n"
+    ).encode()
     if not chunked:
-        head = f"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
-        return head.encode() + body
+        return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
     chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)]
     return (
-        b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head
+        + b"Transfer-Encoding: chunked\r\n\r\n"
         + b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
         + b"0\r\n\r\n"
     )
@@ -140,8 +145,9 @@ def test_pipelined_bodies_do_not_lift_the_bound(server: ServerProcess, chunked: 
     server read at once must not let the requests behind it be queued all together (one
     3,000-byte POST before 7,000 GETs grew the server 10 MiB a connection). Bodies sent
     with a Content-Length and in chunks, one that holds `\r\n0` too."""
+    assert server.first_key
     body = b"x" * 1500 + b"\r\n0\r\n\r\n" + b"y" * 1490
-    post = _post(body, chunked=chunked)
+    post = _post(server.first_key, body, chunked=chunked)
     batch = (post + HEALTHZ * 1749) * 4  # 7,000 requests, 265 KB
     growth, after, sent, times = _unread_pipelining_growth(server, batch)
     assert growth < MAX_GROWTH, (
