@@ -146,6 +146,18 @@ def test_progress_bar_shows_rate_and_time_left_on_a_terminal() -> None:
     assert "upload big.bin" in shown and "8.4/8.4 MB" in shown and "/s" in shown
 
 
+def test_the_progress_bar_shows_a_name_as_it_is_escaped() -> None:
+    """A name from the server (or a file) is text: rich's markup in it neither styles the
+    bar nor, unbalanced, ends the command, and a bidi override shows as its escape."""
+    stream = Terminal()
+    total = cmds.PROGRESS_MIN_BYTES
+    with cmds.progress_bar("download evil\u202e[/b][red]x.bin", stream=stream) as progress:
+        assert progress is not None
+        progress(total, total)
+    shown = stream.getvalue()
+    assert "download evil\\u202e[/b][red]x.bin" in shown and "\u202e" not in shown
+
+
 def test_no_progress_bar_off_a_terminal_or_for_small_files() -> None:
     with cmds.progress_bar("x", stream=io.StringIO()) as progress:
         assert progress is None

@@ -204,7 +204,7 @@ def progress_bar(
         yield None  # the bar is a nicety: without the extra, work without it
         return
     bar = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a name's brackets are not markup
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -219,7 +219,7 @@ def progress_bar(
                 task.append(None)
                 return
             bar.start()
-            task.append(bar.add_task(label, total=total))
+            task.append(bar.add_task(shown(label), total=total))
         if task[0] is not None:
             bar.update(task[0], completed=done)
 
