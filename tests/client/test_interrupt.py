@@ -131,6 +131,28 @@ def _wait_for_parts(state: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"fewer than {count} parts accepted in {timeout}s")
 
 
+@contextlib.contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill `proc` on the way out if it is still running, whatever went wrong."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Send Ctrl-C to `proc`: its output, once it has exited with 130 within 2 s."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
+    return out, err
+
+
 def test_ctrl_c_stops_the_upload_at_once_and_the_same_command_resumes_it(
     server: ServerProcess, api_key: str, proxy: SlowProxy, tmp_path: Path
 ) -> None:
@@ -147,20 +169,11 @@ def test_ctrl_c_stops_the_upload_at_once_and_the_same_command_resumes_it(
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    try:
+    with _reaped(proc):
         _wait_for_parts(state, 4)
         assert proc.poll() is None  # 4 parts to go, 4 s each
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
-    assert out == "" and "Traceback" not in err
+        out, err = _interrupt(proc)
+    assert out == ""
     saved = json.loads(state.read_text())  # kept, for the resume
     upload_id, kept = saved["upload_id"], len(saved["parts"])
     assert 4 <= kept < PARTS
@@ -211,7 +224,7 @@ def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    try:
+    with _reaped(proc):
         deadline = time.monotonic() + 30
         upload_id = ""
         while time.monotonic() < deadline:
@@ -222,16 +235,7 @@ def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
             time.sleep(0.01)
         assert upload_id and proc.poll() is None
         assert json.loads(state.read_text())["parts"] == {}
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
+        _interrupt(proc)
     kept = len(json.loads(state.read_text())["parts"])
     time.sleep(1)
     assert _accepted(server.log_text(), upload_id) == kept == 1  # the part taken is kept
@@ -316,18 +320,9 @@ def test_async_client_upload_stops_at_once_too(
         [sys.executable, "-c", ASYNC_UPLOAD.format(part=PART), "big.bin"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
+    with _reaped(proc):
         _wait_for_parts(state, 4)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and "Traceback" not in err, err
-    assert took < 2.0, f"exited {took:.1f}s after Ctrl-C"
+        _interrupt(proc)
     saved = json.loads(state.read_text())
     kept = len(saved["parts"])
     assert 4 <= kept < PARTS
