@@ -212,6 +212,14 @@ def test_serve_help_writes_defaults_as_readme_does() -> None:
     for f in setting_fields():
         default = dict(shown)[env_name(f.name)]
         assert default == readme[flag_name(f.name)], f.name
+    # A value is named by what it counts, not by the flag's last word.
+    for flag, value in [
+        ("--max-file-bytes", "BYTES"),
+        ("--min-body-bytes-per-second", "BYTES"),
+        ("--max-uploads-per-key", "UPLOADS"),
+        ("--max-connections", "CONNECTIONS"),
+    ]:
+        assert f"  {flag} {value}\n" in done.stdout, flag
 
     keys_help = openai_files_cli("keys", "list", "--help", env={**os.environ, "COLUMNS": "1000"})
     assert "[env OPENAI_FILES_DATA_DIR; default ./data]" in keys_help.stdout

@@ -38,7 +38,7 @@ def add_store_flags(
             s.flag_name(name),
             dest=name,
             default=None,
-            metavar=name.split("_")[-1].upper(),
+            metavar=s.metavar(field),
             help=_help_text(field),
         )
 
@@ -83,7 +83,7 @@ def add_serve_parser(sub: Any) -> None:
                 flag,
                 dest=field.name,
                 default=None,
-                metavar=field.name.split("_")[-1].upper(),
+                metavar=s.metavar(field),
                 help=help_text,
             )
     p.set_defaults(handler=cmd_serve)

@@ -117,10 +117,18 @@ DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
 
 
-def _field(default: Any, help: str, *, shown: str | None = None) -> Any:
+def _field(default: Any, help: str, *, shown: str | None = None, metavar: str | None = None) -> Any:
     """A setting; `shown` is its default as `--help` and README write it, when the value
-    itself does not say it well (an empty string that means "derived from --data-dir")."""
-    return dataclasses.field(default=default, metadata={"help": help, "shown": shown})
+    itself does not say it well (an empty string that means "derived from --data-dir");
+    `metavar` names its value in `--help` when the name's last word does not."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "shown": shown, "metavar": metavar}
+    )
+
+
+def metavar(field: dataclasses.Field[Any]) -> str:
+    """How `--help` names a setting's value: BYTES for --max-file-bytes."""
+    return str(field.metadata.get("metavar") or field.name.split("_")[-1].upper())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +223,7 @@ class Settings:
         DEFAULT_MIN_BODY_BYTES_PER_SECOND,
         "a request body slower than this, averaged over --body-rate-window-seconds of "
         "waiting for it, ends with a 408, its quota and temp file freed (0: no minimum)",
+        metavar="BYTES",
     )
     body_rate_window_seconds: float = _field(
         DEFAULT_BODY_RATE_WINDOW_SECONDS,
@@ -225,6 +234,7 @@ class Settings:
         DEFAULT_MAX_UPLOADS_PER_KEY,
         "uploads (POST /v1/files, POST /v1/uploads/{id}/parts) one API key may stream at "
         "once on one server process; the next is a 429 (0: no limit)",
+        metavar="UPLOADS",
     )
     keep_alive_timeout_seconds: float = _field(
         DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, "an idle keep-alive connection is closed after it"
