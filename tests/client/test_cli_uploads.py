@@ -55,6 +55,8 @@ def test_upload_of_a_large_file_goes_in_parts_with_one_bar(
 def test_uploads_list_and_cancel(capsys: pytest.CaptureFixture[str], client: openai.OpenAI) -> None:
     code = main(["uploads", "list"])
     assert code == 0 and capsys.readouterr().out == "no pending uploads\n"
+    code = main(["uploads", "list", "--status", "all"])
+    assert code == 0 and capsys.readouterr().out == "no uploads\n"
     upload = client.uploads.create(
         filename="big.bin", purpose="vision", bytes=3 * MIB, mime_type="image/png"
     )

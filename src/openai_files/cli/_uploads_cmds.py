@@ -71,7 +71,8 @@ def cmd_uploads_list(args: argparse.Namespace) -> int:
         rows += [_row(u, _when, mixed) for u in page.data]
         print_table(rows)
     else:
-        print(f"no {args.status or 'pending'} uploads")
+        status = args.status or "pending"
+        print("no uploads" if status == "all" else f"no {status} uploads")
     return EXIT_OK
 
 
