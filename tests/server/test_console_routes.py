@@ -15,13 +15,8 @@ import httpx
 import pytest
 
 from openai_files.server.auth import hash_key
-from openai_files.server.console import (
-    LINK_SECONDS,
-    SECRET_NAME,
-    STATIC_DIR,
-    StaticFiles,
-    sign_link,
-)
+from openai_files.server.console.assets import STATIC_DIR, StaticFiles
+from openai_files.server.console.links import LINK_SECONDS, SECRET_NAME, sign_link
 from openai_files.server.errors import NotFound
 from openai_files.server.settings import Settings
 from openai_files.server.stores import KeyRecord, MetadataStore
@@ -144,7 +139,7 @@ def test_the_hash_covers_every_file(tmp_path: Path) -> None:
         "/console/assets/{hash}/index.html",  # the page is served at / only
         "/console/assets/{hash}/../settings.py",
         "/console/assets/{hash}/%2e%2e/settings.py",
-        "/console/assets/{hash}/..%2fconsole.py",
+        "/console/assets/{hash}/..%2fconsole%2froutes.py",
         "/console/nothing",
     ],
 )

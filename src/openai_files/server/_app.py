@@ -23,13 +23,10 @@ from . import settings as S
 from ._timeouts import BodyTimeouts
 from ._upload_slots import UploadSlots
 from .auth import KeyCache
-from .console import (
-    ConsoleHeaders,
-    DownloadLinks,
-    StaticFiles,
-    console_routes,
-    loggable_path,
-)
+from .console.assets import StaticFiles
+from .console.headers import ConsoleHeaders
+from .console.links import DownloadLinks, loggable_path
+from .console.routes import console_routes
 from .errors import (
     APIError,
     InsufficientStorage,
