@@ -131,15 +131,15 @@ def test_a_long_listing_streamed_in_batches_is_the_same_json(
 ) -> None:
     """A listing longer than a batch is written as it is read, batch by batch (memory:
     one batch, not the page); its bytes are those of the listing rendered whole."""
-    from openai_files.server.routes import files as routes
+    from openai_files.server import settings
 
     key, files = many
     with server.http(key) as http:
-        monkeypatch.setattr(routes, "LIST_BATCH", 100_000)  # rendered whole
+        monkeypatch.setattr(settings, "LIST_BATCH", 100_000)  # rendered whole
         whole = http.get("/files", params=query)
         third = _sorted(files, query.get("order", "desc"))[len(files) // 3]
         after = http.get("/files", params={**query, "after": third})
-        monkeypatch.setattr(routes, "LIST_BATCH", 4)
+        monkeypatch.setattr(settings, "LIST_BATCH", 4)
         streamed = http.get("/files", params=query)
         streamed_after = http.get("/files", params={**query, "after": third})
     assert whole.status_code == streamed.status_code == 200

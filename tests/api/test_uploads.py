@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from openai_files.server import uploads as uploads_module
+from openai_files.server import settings as settings_module
 from openai_files.server.stores import Owner, PartRecord, StoreUnavailable
 
 from .._inprocess import ROOT_URL, AppServer, asgi_scope
@@ -946,8 +946,8 @@ def test_the_sweeper_reopens_a_completion_whose_server_died(
 def _short_lease(server: AppServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Completions taken for dead after 2 s without renewal, renewed every 0.25 s; the
     store's compose, as it was."""
-    monkeypatch.setattr(uploads_module, "COMPLETION_TAKEOVER_SECONDS", 2)
-    monkeypatch.setattr(uploads_module, "COMPLETION_RENEW_SECONDS", 0.25)
+    monkeypatch.setattr(settings_module, "COMPLETION_TAKEOVER_SECONDS", 2)
+    monkeypatch.setattr(settings_module, "COMPLETION_RENEW_SECONDS", 0.25)
     return server.app.state.service.uploads.blobs.compose
 
 

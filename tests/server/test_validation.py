@@ -11,14 +11,9 @@ import pytest
 
 from openai_files.server import validation
 from openai_files.server.errors import InvalidRequest
-from openai_files.server.validation import (
-    BATCH_MAX_BYTES,
-    BATCH_MAX_REQUESTS,
-    MAX_LINE_VALUES,
-    NOT_A_DICTIONARY,
-    Validator,
-    validator_for,
-)
+from openai_files.server.purposes import validator_for
+from openai_files.server.settings import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MAX_LINE_VALUES
+from openai_files.server.validation import NOT_A_DICTIONARY, Validator
 
 MiB = 1024 * 1024
 

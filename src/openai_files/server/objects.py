@@ -7,16 +7,13 @@ The service returns records; the routes turn them into these objects, as OpenAI 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from . import settings as S
 from ._forms import ascii_int
 from .errors import InvalidRequest
+from .purposes import check_listed_purpose
 from .stores import FileRecord, Order, PartRecord, UploadRecord
-
-#: A purpose to filter a listing on: letters, digits, `-`, `_` (every purpose OpenAI has).
-_PURPOSE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
@@ -108,12 +105,8 @@ class ListQuery:
 def parse_list_query(query: dict[str, str]) -> ListQuery:
     """`purpose`, `limit`, `order`, `after` of a listing, each checked in that order."""
     purpose = query.get("purpose") or None
-    if purpose is not None and not _PURPOSE.fullmatch(purpose):
-        raise InvalidRequest(
-            f"Invalid value for 'purpose': {purpose!r}. A purpose is letters, digits, "
-            "'-' and '_' (e.g. 'assistants').",
-            param="purpose",
-        )
+    if purpose is not None:
+        check_listed_purpose(purpose)
     raw_limit = query.get("limit")
     limit = S.LIST_LIMIT_DEFAULT
     if raw_limit is not None:

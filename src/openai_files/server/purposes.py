@@ -1,16 +1,31 @@
-"""What each purpose allows: to be uploaded, under which file name and size, to be downloaded.
+"""What each purpose allows: to be uploaded, under which file name and size, how its
+content is checked (`validator`), when its file expires unless asked otherwise, whether it
+may be downloaded, and the shape of a purpose a listing filters on.
 
-Shared by every way a file arrives, so that a new purpose is added here once.
+Shared by every way a file arrives (POST /v1/files, the Uploads API, the console), so that a
+new purpose is added here once.
 """
 
 from __future__ import annotations
 
+import re
+
+from . import settings as S
 from .errors import FileTooLarge, InvalidRequest
 from .settings import Settings
+from .validation import (
+    BatchValidator,
+    FineTuneValidator,
+    ImageValidator,
+    JsonLinesValidator,
+    Validator,
+)
 
 UPLOADABLE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 NO_DOWNLOAD_PURPOSES = ("assistants", "user_data")
 JSONL_PURPOSES = {"fine-tune": "Fine-Tuning API", "batch": "Batch API"}
+#: A purpose to filter a listing on: letters, digits, `-`, `_` (every purpose OpenAI has).
+_LISTED_PURPOSE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_purpose(purpose: str | None) -> str:
@@ -64,3 +79,36 @@ def check_download(settings: Settings, purpose: str) -> None:
     """A file's content may be downloaded unless its purpose is refused (above)."""
     if purpose in refused_download_purposes(settings):
         raise InvalidRequest(f"Not allowed to download files of purpose: {purpose}")
+
+
+def default_expires_in(purpose: str, asked: int | None) -> int | None:
+    """Seconds from its creation until a new file of `purpose` expires: those `asked`,
+    else 30 days for a batch file, else never (None)."""
+    if asked is None and purpose == "batch":
+        return S.BATCH_DEFAULT_EXPIRES_SECONDS
+    return asked
+
+
+def validator_for(
+    purpose: str, *, strict: bool, max_line_bytes: int = S.MAX_LINE_BYTES
+) -> Validator | None:
+    """A validator of a file of `purpose`, in default or strict mode; None when that
+    purpose and mode check nothing."""
+    if purpose == "batch":
+        return BatchValidator(max_line_bytes) if strict else JsonLinesValidator(max_line_bytes)
+    if purpose == "fine-tune":
+        return FineTuneValidator(max_line_bytes) if strict else JsonLinesValidator(max_line_bytes)
+    if purpose == "vision" and strict:
+        return ImageValidator()
+    return None
+
+
+def check_listed_purpose(purpose: str) -> None:
+    """A purpose a listing filters on: letters, digits, '-' and '_' (any purpose, even
+    one no longer uploadable, finds its files)."""
+    if not _LISTED_PURPOSE.fullmatch(purpose):
+        raise InvalidRequest(
+            f"Invalid value for 'purpose': {purpose!r}. A purpose is letters, digits, "
+            "'-' and '_' (e.g. 'assistants').",
+            param="purpose",
+        )

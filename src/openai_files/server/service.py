@@ -17,8 +17,15 @@ import anyio
 
 from . import settings as S
 from .errors import FileTooLarge, InvalidRequest, StorageLimitExceeded, no_such_file
-from .ids import is_file_id, new_id
-from .purposes import check_download, check_format, check_purpose, check_size
+from .ids import is_file_id, new_file_id, new_reservation_id
+from .purposes import (
+    check_download,
+    check_format,
+    check_purpose,
+    check_size,
+    default_expires_in,
+    validator_for,
+)
 from .settings import Settings
 from .stores import (
     BlobStore,
@@ -32,7 +39,7 @@ from .stores import (
 )
 from .sweep import Sweep, remove_bytes
 from .uploads import UploadsService
-from .validation import Validator, check_stream, validator_for
+from .validation import Validator, check_stream
 
 log = logging.getLogger("openai_files.server")
 
@@ -104,8 +111,7 @@ class Upload:
         the quota checked in the same transaction. A batch file expires after 30 days unless
         asked otherwise."""
         purpose = self.check_complete()
-        if expires_in is None and purpose == "batch":
-            expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
+        expires_in = default_expires_in(purpose, expires_in)
         if self.validator is not None:
             await anyio.to_thread.run_sync(self.validator.finish)
         assert self.writer is not None
@@ -168,7 +174,7 @@ class FilesService:
             content_length > self.settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
         ):
             raise FileTooLarge(self.settings.max_file_bytes)
-        file_id = new_id("file-")
+        file_id = new_file_id()
         # The reservation names the key before any byte is written: the sweeper of any
         # replica leaves the key alone until the row replaces the reservation.
         reservation = await self._reserve(owner, content_length or 0, file_id)
@@ -193,7 +199,7 @@ class FilesService:
         quota = self.settings.org_quota_bytes
         upper = min(content_length, self.settings.max_file_bytes)
         lower = max(0, upper - S.MULTIPART_OVERHEAD_BYTES)
-        reservation = new_id("rsv_")
+        reservation = new_reservation_id()
         expires_at = int(time.time() + self.settings.reservation_ttl_seconds)
         for nbytes in (upper, lower):
             try:
@@ -289,4 +295,4 @@ class FilesService:
         return await self._sweep.run(grace_seconds)
 
 
-__all__ = ["FilesService", "Upload", "is_file_id", "new_id"]
+__all__ = ["FilesService", "Upload"]

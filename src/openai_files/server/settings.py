@@ -39,6 +39,19 @@ DEFAULT_MAX_PENDING_UPLOADS = 100
 DEFAULT_UPLOAD_RETENTION_SECONDS = 24 * 3600.0
 #: Batch input files are at most 200 MB.
 DEFAULT_MAX_BATCH_FILE_BYTES = 200 * MiB
+# Content validation (`validation.py`):
+#: The longest JSON line accepted (ours: OpenAI states none). A line is held whole to be
+#: parsed, so this bounds the memory of a validation.
+MAX_LINE_BYTES = 64 * MiB
+#: The most JSON values (keys count too) a line may hold (ours: OpenAI states none). A parsed
+#: value can take 25 times its text (`{}` is 2 bytes, and 64 as a Python dict), and the
+#: parse holds the interpreter throughout: this bounds both, to about 100 MB and 0.1 s.
+MAX_LINE_VALUES = 1_000_000
+#: OpenAI's Batch API: at most 50,000 requests and 200 MB per input file.
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200 * MiB
+#: Fine-tuning needs at least this many examples (OpenAI's minimum).
+FINE_TUNE_MIN_EXAMPLES = 10
 #: Batch files expire 30 days after creation unless the upload says otherwise.
 BATCH_DEFAULT_EXPIRES_SECONDS = 30 * 24 * 3600
 EXPIRES_AFTER_MIN_SECONDS = 3600
@@ -46,6 +59,36 @@ EXPIRES_AFTER_MAX_SECONDS = 30 * 24 * 3600
 LIST_LIMIT_MIN = 1
 LIST_LIMIT_MAX = 10_000
 LIST_LIMIT_DEFAULT = 10_000
+#: A listing of more files than this is sent in batches of this many as they are read, so
+#: that a page of 10,000 (the default `limit`) holds one batch in memory, not the page.
+LIST_BATCH = 1000
+#: `GET /v1/uploads` (ours): how many uploads a page holds by default and at most.
+UPLOAD_LIST_LIMIT_DEFAULT = 100
+UPLOAD_LIST_LIMIT_MAX = 1000
+#: The longest file name an upload may declare (as most file systems allow).
+MAX_FILENAME_LENGTH = 255
+#: Largest JSON body: a completion of 8 GB in parts of 64 MB names 128 ids, of a 1-byte
+#: part each 10,000 (about 300 KB).
+MAX_JSON_BYTES = 1024 * 1024
+#: An upload may be completed within an hour of its creation, as OpenAI's.
+UPLOAD_TTL_SECONDS = 3600
+#: The sweeper expires an upload this long after its `expires_at` (clients see it expired
+#: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
+#: and must not have its parts removed under it.
+UPLOAD_SWEEP_MARGIN_SECONDS = 600
+#: A completion whose lease (`completing_since`) was last renewed this long ago is taken
+#: for dead (its server stopped mid-way) and a new completion, a cancellation or the
+#: sweeper takes it over. The sweeper's margin above already assumes that no completion
+#: runs longer (joining and reading 8 GB takes minutes), so the same bound serves here: a
+#: constant, not a setting, as the two must agree.
+COMPLETION_TAKEOVER_SECONDS = UPLOAD_SWEEP_MARGIN_SECONDS
+#: How often a running completion renews its lease: a completion that takes longer than
+#: the takeover bound, but runs, is not taken over.
+COMPLETION_RENEW_SECONDS = 60
+#: The sweeper takes rows and keys this many at a time.
+SWEEP_BATCH = 500
+#: How many uploads' running md5s a server keeps (an md5 state is ~0.2 KB; the oldest go).
+RUNNING_DIGESTS = 1024
 DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 #: Bytes that no row names are removed only once older than this (a live upload
 #: writes its bytes before its row).

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import time
 
+from . import settings as S
 from .settings import Settings
 from .stores import BlobStore, MetadataStore
 from .uploads import UploadsService
 
 log = logging.getLogger("openai_files.server")
-
-_SWEEP_BATCH = 500
 
 
 async def remove_bytes(blobs: BlobStore, key: str) -> None:
@@ -48,7 +47,7 @@ class Sweep:
         grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
-        while batch := await self.meta.pop_expired(int(now), _SWEEP_BATCH):
+        while batch := await self.meta.pop_expired(int(now), S.SWEEP_BATCH):
             for record in batch:
                 await remove_bytes(self.blobs, record.blob_key)
             counts["expired"] += len(batch)
@@ -65,7 +64,7 @@ class Sweep:
         pending: list[str] = []
         async for key in self.blobs.list_object_keys(now - grace):
             pending.append(key)
-            if len(pending) >= _SWEEP_BATCH:
+            if len(pending) >= S.SWEEP_BATCH:
                 counts["orphans"] += await self._remove_orphans(pending)
                 pending = []
         if pending:
@@ -83,7 +82,7 @@ class Sweep:
         status; after, they are unknown ids (their files stay)."""
         before = now - int(self.settings.upload_retention_seconds)
         count = 0
-        while deleted := await self.meta.purge_uploads(before, _SWEEP_BATCH):
+        while deleted := await self.meta.purge_uploads(before, S.SWEEP_BATCH):
             count += deleted
         return count
 

@@ -31,8 +31,14 @@ from .errors import (
     NotFound,
     StorageLimitExceeded,
 )
-from .ids import new_id
-from .purposes import check_format, check_purpose, check_upload_size
+from .ids import is_upload_id, new_file_id, new_part_id, new_upload_id
+from .purposes import (
+    check_format,
+    check_purpose,
+    check_upload_size,
+    default_expires_in,
+    validator_for,
+)
 from .settings import Settings
 from .stores import (
     BlobStore,
@@ -49,34 +55,13 @@ from .stores import (
     UploadRecord,
 )
 from .stores.base import Chunk
-from .validation import Validator, validator_for
+from .validation import Validator
 
 log = logging.getLogger("openai_files.server")
 
-#: An upload may be completed within an hour of its creation, as OpenAI's.
-UPLOAD_TTL_SECONDS = 3600
-#: An upload id or part id as the server makes them; anything else names nothing.
-UPLOAD_ID = re.compile(r"upload_[A-Za-z0-9]{1,64}")
-PART_ID = re.compile(r"part_[A-Za-z0-9]{1,64}")
-_MD5 = re.compile(r"[0-9a-fA-F]{32}")
-#: The sweeper expires an upload this long after its `expires_at` (clients see it expired
-#: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
-#: and must not have its parts removed under it.
-SWEEP_MARGIN_SECONDS = 600
-#: A completion whose lease (`completing_since`) was last renewed this long ago is taken
-#: for dead (its server stopped mid-way) and a new completion, a cancellation or the
-#: sweeper takes it over. The sweeper's margin above already assumes that no completion
-#: runs longer (joining and reading 8 GB takes minutes), so the same bound serves here: a
-#: constant, not a setting, as the two must agree.
-COMPLETION_TAKEOVER_SECONDS = SWEEP_MARGIN_SECONDS
-#: How often a running completion renews its lease: a completion that takes longer than
-#: the takeover bound, but runs, is not taken over.
-COMPLETION_RENEW_SECONDS = 60
-_SWEEP_BATCH = 500
 #: The quota given for a reservation of no bytes (one that only names a key).
 _NO_LIMIT = 2**62
-#: How many uploads' running md5s a server keeps (an md5 state is ~0.2 KB; the oldest go).
-_RUNNING_DIGESTS = 1024
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
 
 
 @dataclasses.dataclass
@@ -111,7 +96,7 @@ class RunningDigests:
     memory: a part that arrives at another replica, or while another is still streaming,
     leaves a sequence that no longer matches, and completion then reads the parts once."""
 
-    def __init__(self, size: int = _RUNNING_DIGESTS) -> None:
+    def __init__(self, size: int = S.RUNNING_DIGESTS) -> None:
         self.size = size
         self._by_upload: OrderedDict[str, _Running] = OrderedDict()
 
@@ -155,7 +140,7 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
         return InvalidRequest(
             f"Upload {upload_id} is already being completed: wait for that completion to "
             f"answer instead of trying to {doing} (a completion whose server stopped is "
-            f"taken over by a new one {COMPLETION_TAKEOVER_SECONDS // 60} minutes after it "
+            f"taken over by a new one {S.COMPLETION_TAKEOVER_SECONDS // 60} minutes after it "
             "was last heard from).",
             param="upload_id",
         )
@@ -272,7 +257,7 @@ class UploadsService:
         check_upload_size(self.settings, purpose, nbytes)
         now = int(time.time())
         record = UploadRecord(
-            id=new_id("upload_"),
+            id=new_upload_id(),
             org_id=owner.org_id,
             project_id=owner.project_id,
             filename=filename,
@@ -280,17 +265,17 @@ class UploadsService:
             bytes=nbytes,
             mime_type=mime_type,
             created_at=now,
-            expires_at=now + UPLOAD_TTL_SECONDS,
+            expires_at=now + S.UPLOAD_TTL_SECONDS,
             status="pending",
             file_id=None,
-            file_key=new_id("file-"),
+            file_key=new_file_id(),
             file_expires_after=file_expires_after,
         )
         try:
             await self.meta.open_upload(
                 record,
                 quota=self.settings.org_quota_bytes,
-                reserved_until=record.expires_at + SWEEP_MARGIN_SECONDS,
+                reserved_until=record.expires_at + S.UPLOAD_SWEEP_MARGIN_SECONDS,
                 max_pending=self.settings.max_pending_uploads,
                 max_pending_bytes=self.settings.pending_upload_bytes,
             )
@@ -342,7 +327,7 @@ class UploadsService:
 
     # -- parts --
     async def _pending(self, owner: Owner, upload_id: str, doing: str) -> UploadRecord:
-        if not UPLOAD_ID.fullmatch(upload_id):
+        if not is_upload_id(upload_id):
             raise no_such_upload(upload_id)
         record = await self.meta.get_upload(owner, upload_id)
         if record is None:
@@ -377,7 +362,7 @@ class UploadsService:
         running = self.digests.start(upload.id, count)
         # The part's bytes go into a copy, kept only when the part is added.
         digest = running.digest.copy() if running is not None else None
-        part_id = new_id("part_")
+        part_id = new_part_id()
         ttl = self.settings.reservation_ttl_seconds
         # It holds no bytes (the upload's reservation holds them): no quota can refuse it.
         await self.meta.reserve(
@@ -473,12 +458,12 @@ class UploadsService:
                     param="part_ids",
                 )
             seen.add(part_id)
-        if not UPLOAD_ID.fullmatch(upload_id):
+        if not is_upload_id(upload_id):
             raise no_such_upload(upload_id)
         now = int(time.time())
         try:
             upload = await self.meta.begin_completion(
-                owner, upload_id, now, stale_before=now - COMPLETION_TAKEOVER_SECONDS
+                owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
             )
         except UploadNotFound:
             raise no_such_upload(upload_id) from None
@@ -516,7 +501,7 @@ class UploadsService:
         """Renew the completion's lease until it settles; on finding it taken over, stop the
         completion (`scope`: the task group both run in)."""
         while True:
-            await anyio.sleep(COMPLETION_RENEW_SECONDS)
+            await anyio.sleep(S.COMPLETION_RENEW_SECONDS)
             async with lease.lock:
                 if lease.settled or lease.since is None:
                     return
@@ -574,10 +559,7 @@ class UploadsService:
                     param="md5",
                 )
             now = int(time.time())
-            # As for POST /v1/files: the expiry asked, else 30 days for a batch file.
-            expires_in = upload.file_expires_after
-            if expires_in is None and upload.purpose == "batch":
-                expires_in = S.BATCH_DEFAULT_EXPIRES_SECONDS
+            expires_in = default_expires_in(upload.purpose, upload.file_expires_after)
             file = FileRecord(
                 id=key,
                 org_id=upload.org_id,
@@ -656,12 +638,12 @@ class UploadsService:
         """Cancel the owner's pending upload: its reservation is given back and its parts'
         bytes removed. Errors as `add_part`; cancelling a completed (or cancelled) upload is
         a 400."""
-        if not UPLOAD_ID.fullmatch(upload_id):
+        if not is_upload_id(upload_id):
             raise no_such_upload(upload_id)
         now = int(time.time())
         try:
             record, keys = await self.meta.cancel_upload(
-                owner, upload_id, now, stale_before=now - COMPLETION_TAKEOVER_SECONDS
+                owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
             )
         except UploadNotFound:
             raise no_such_upload(upload_id) from None
@@ -677,11 +659,11 @@ class UploadsService:
     # -- housekeeping --
     async def sweep_expired(self, now: int) -> int:
         """Expire the uploads (of every owner) still pending or being completed
-        `SWEEP_MARGIN_SECONDS` after their `expires_at`: their reservations go back, their
+        `UPLOAD_SWEEP_MARGIN_SECONDS` after their `expires_at`: their reservations go back, their
         parts' bytes and any composed file bytes are removed. How many expired."""
         count = 0
         while batch := await self.meta.pop_expired_uploads(
-            now - SWEEP_MARGIN_SECONDS, _SWEEP_BATCH
+            now - S.UPLOAD_SWEEP_MARGIN_SECONDS, S.SWEEP_BATCH
         ):
             for record, keys in batch:
                 await self._remove_keys([*keys, record.file_key])
@@ -703,9 +685,9 @@ class UploadsService:
                 log.warning("could not put upload %s back to pending: %s", upload_id, exc)
                 continue
             del self._undo_later[upload_id]
-        stale_before = None if alone else now - COMPLETION_TAKEOVER_SECONDS
+        stale_before = None if alone else now - S.COMPLETION_TAKEOVER_SECONDS
         count = 0
-        while batch := await self.meta.reopen_completions(stale_before, _SWEEP_BATCH):
+        while batch := await self.meta.reopen_completions(stale_before, S.SWEEP_BATCH):
             for record in batch:
                 log.warning(
                     "upload %s was being completed since %s by a server that stopped: "
@@ -728,8 +710,6 @@ class UploadsService:
 
 
 __all__ = [
-    "COMPLETION_TAKEOVER_SECONDS",
-    "UPLOAD_TTL_SECONDS",
     "UploadsService",
     "no_such_upload",
     "not_pending",

@@ -1,7 +1,7 @@
 """Content validation: a file's bytes checked as they stream in, never held whole.
 
-`validator_for(purpose, strict=...)` makes a `Validator` for one file (None when the purpose
-and mode check nothing); it is fed the bytes in order (`feed`), then told the file ended
+`purposes.validator_for(purpose, strict=...)` makes a `Validator` for one file (None when
+the purpose and mode check nothing); it is fed the bytes in order (`feed`), then told the file ended
 (`finish`). Either raises `InvalidRequest` (param `file`) naming the first bad line (1-based)
 or byte offset, and why. `check_stream` runs one over an async stream of chunks (a stored
 file read back, the parts of an upload).
@@ -30,18 +30,14 @@ import anyio
 
 from . import _json
 from .errors import InvalidRequest
+from .settings import (
+    BATCH_MAX_BYTES,
+    BATCH_MAX_REQUESTS,
+    FINE_TUNE_MIN_EXAMPLES,
+    MAX_LINE_BYTES,
+    MAX_LINE_VALUES,
+)
 
-MiB = 1024 * 1024
-#: The longest JSON line accepted (ours: OpenAI states none). A line is held whole to be
-#: parsed, so this bounds the memory of a validation.
-MAX_LINE_BYTES = 64 * MiB
-#: The most JSON values (keys count too) a line may hold (ours: OpenAI states none). A parsed
-#: value can take 25 times its text (`{}` is 2 bytes, and 64 as a Python dict), and the
-#: parse holds the interpreter throughout: this bounds both, to about 100 MB and 0.1 s.
-MAX_LINE_VALUES = 1_000_000
-#: OpenAI's Batch API: at most 50,000 requests and 200 MB per input file.
-BATCH_MAX_REQUESTS = 50_000
-BATCH_MAX_BYTES = 200 * MiB
 #: The endpoints OpenAI's Batch API accepts (the `endpoint` of `POST /v1/batches`).
 BATCH_ENDPOINTS = (
     "/v1/responses",
@@ -53,8 +49,6 @@ BATCH_ENDPOINTS = (
     "/v1/images/edits",
     "/v1/videos",
 )
-#: Fine-tuning needs at least this many examples (OpenAI's minimum).
-FINE_TUNE_MIN_EXAMPLES = 10
 FINE_TUNE_ROLES = ("system", "developer", "user", "assistant", "tool")
 #: OpenAI's answer to a line that is not a JSON object (its own words, then a hint).
 NOT_A_DICTIONARY = (
@@ -479,20 +473,6 @@ class ImageValidator(Validator):
             raise self._refuse(self.offset + len(self.buf), "the GIF has no image")
 
 
-def validator_for(
-    purpose: str, *, strict: bool, max_line_bytes: int = MAX_LINE_BYTES
-) -> Validator | None:
-    """A validator of a file of `purpose`, in default or strict mode; None when that
-    purpose and mode check nothing."""
-    if purpose == "batch":
-        return BatchValidator(max_line_bytes) if strict else JsonLinesValidator(max_line_bytes)
-    if purpose == "fine-tune":
-        return FineTuneValidator(max_line_bytes) if strict else JsonLinesValidator(max_line_bytes)
-    if purpose == "vision" and strict:
-        return ImageValidator()
-    return None
-
-
 async def check_stream(validator: Validator, chunks: AsyncIterator[bytes | memoryview]) -> None:
     """Feed `validator` a whole file from `chunks`, then finish it (raises on refusal), in a
     worker thread: a long line takes CPU time."""
@@ -506,5 +486,4 @@ __all__ = [
     "NOT_A_DICTIONARY",
     "Validator",
     "check_stream",
-    "validator_for",
 ]

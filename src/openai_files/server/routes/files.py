@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .. import settings as S
 from .._forms import clean_content_type, read_upload_form
 from .._multipart import boundary_of, iter_parts
 from .._upload_slots import UploadSlots
@@ -79,11 +80,6 @@ async def create_file(request: Request) -> Response:
     return JSONResponse(file_object(record))
 
 
-#: A listing of more files than this is sent in batches of this many as they are read, so
-#: that a page of 10,000 (the default `limit`) holds one batch in memory, not the page.
-LIST_BATCH = 1000
-
-
 async def list_files(request: Request) -> Response:
     owner = await _owner(request)
     query = parse_list_query(dict(request.query_params))
@@ -92,11 +88,11 @@ async def list_files(request: Request) -> Response:
     records, more = await service.list_files(
         owner,
         purpose=query.purpose,
-        limit=min(query.limit, LIST_BATCH),
+        limit=min(query.limit, S.LIST_BATCH),
         order=query.order,
         after=query.after,
     )
-    if query.limit <= LIST_BATCH or not more:
+    if query.limit <= S.LIST_BATCH or not more:
         return JSONResponse(file_list(records, more))
 
     async def body() -> AsyncIterator[bytes]:
@@ -113,7 +109,7 @@ async def list_files(request: Request) -> Response:
             batch, has_more = await service.list_files(
                 owner,
                 purpose=query.purpose,
-                limit=min(query.limit - sent, LIST_BATCH),
+                limit=min(query.limit - sent, S.LIST_BATCH),
                 order=query.order,
                 after=None,
                 position=(last.created_at, last.id),

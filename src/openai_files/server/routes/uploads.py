@@ -24,11 +24,6 @@ from ..objects import part_object, upload_list, upload_object
 from ..uploads import UploadsService
 from .files import _owner, _service, upload_slot
 
-#: The longest file name an upload may declare (as most file systems allow).
-MAX_FILENAME_LENGTH = 255
-#: Largest JSON body: a completion of 8 GB in parts of 64 MB names 128 ids, of a 1-byte
-#: part each 10,000 (about 300 KB).
-MAX_JSON_BYTES = 1024 * 1024
 JSON_PARSE_ERROR = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
     "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
@@ -56,9 +51,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = bytearray()
     async for chunk in request.stream():
         raw.extend(chunk)
-        if len(raw) > MAX_JSON_BYTES:
+        if len(raw) > S.MAX_JSON_BYTES:
             raise InvalidRequest(
-                f"The JSON body is too large: at most {MAX_JSON_BYTES} bytes are accepted."
+                f"The JSON body is too large: at most {S.MAX_JSON_BYTES} bytes are accepted."
             )
     try:
         body = _json.loads(bytes(raw))
@@ -133,9 +128,9 @@ async def create_upload(request: Request) -> Response:
     )
     expires_after = _expires_after(body.get("expires_after"))
     filename: str = body["filename"]
-    if not filename or len(filename) > MAX_FILENAME_LENGTH:
+    if not filename or len(filename) > S.MAX_FILENAME_LENGTH:
         raise InvalidRequest(
-            f"Invalid 'filename': expected a file name of 1 to {MAX_FILENAME_LENGTH} characters.",
+            f"Invalid 'filename': expected a file name of 1 to {S.MAX_FILENAME_LENGTH} characters.",
             param="filename",
         )
     mime_type = body["mime_type"].strip(" \t")
@@ -156,9 +151,6 @@ async def create_upload(request: Request) -> Response:
     return JSONResponse(upload_object(record, now=int(time.time())))
 
 
-#: `GET /v1/uploads` (ours): how many uploads a page holds by default and at most.
-LIST_LIMIT_DEFAULT = 100
-LIST_LIMIT_MAX = 1000
 #: The statuses a listing may ask for; "all" lists every status.
 LIST_STATUSES = ("pending", "completed", "cancelled", "expired", "all")
 
@@ -176,12 +168,12 @@ async def list_uploads(request: Request) -> Response:
             param="status",
         )
     raw_limit = request.query_params.get("limit")
-    limit = LIST_LIMIT_DEFAULT
+    limit = S.UPLOAD_LIST_LIMIT_DEFAULT
     if raw_limit is not None:
         limit = ascii_int(raw_limit, 6) or 0
-        if not 1 <= limit <= LIST_LIMIT_MAX:
+        if not 1 <= limit <= S.UPLOAD_LIST_LIMIT_MAX:
             raise InvalidRequest(
-                f"Invalid 'limit': expected an integer between 1 and {LIST_LIMIT_MAX}, "
+                f"Invalid 'limit': expected an integer between 1 and {S.UPLOAD_LIST_LIMIT_MAX}, "
                 f"got {raw_limit[:100]!r}.",
                 param="limit",
             )
