@@ -32,6 +32,7 @@ from ._exceptions import (
     RequestTooLargeError,
     ResponseNotOKError,
     UnprocessableEntityError,
+    UploadResumeError,
 )
 from ._functions import (
     Options,
@@ -42,9 +43,8 @@ from ._functions import (
     files_retrieve_content,
     files_upload,
 )
-from ._models import APIResponse, FileDeleted, FileList, FileObject
-from ._streams import FileData, ProgressCallback
-from ._uploads import Upload, UploadList, UploadResumeError
+from ._models import APIResponse, FileDeleted, FileList, FileObject, Upload, UploadList
+from ._types import FileData, ProgressCallback
 from ._version import __version__
 
 __all__ = [

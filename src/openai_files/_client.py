@@ -21,9 +21,9 @@ import httpx
 from . import _core, _uploads
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
 from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
-from ._models import FileDeleted, FileList, FileObject
-from ._streams import FileData, ProgressCallback, areceive, receive
-from ._uploads import Upload, UploadList
+from ._models import FileDeleted, FileList, FileObject, Upload, UploadList
+from ._sink import areceive, receive
+from ._types import FileData, ProgressCallback
 
 T = TypeVar("T")
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)

@@ -58,16 +58,9 @@ from ._exceptions import (
     status_error_class,
 )
 from ._models import APIResponse, FileDeleted, FileList, FileObject
-from ._streams import (
-    DownloadSink,
-    FileData,
-    MultipartStream,
-    ProgressCallback,
-    ShortDownloadError,
-    guess_name,
-    guess_type,
-    make_source,
-)
+from ._sink import DownloadSink, ShortDownloadError
+from ._sources import MultipartStream, guess_name, guess_type, make_source
+from ._types import FileData, ProgressCallback
 from ._version import __version__
 
 T = TypeVar("T")

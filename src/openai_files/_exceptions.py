@@ -3,6 +3,7 @@
     OpenAIFilesError
     ├── MissingAPIKeyError             no key given and none in OPENAI_API_KEY (no request sent)
     ├── ResponseNotOKError             assert_response_http_ok: carries the seed's response
+    ├── UploadResumeError              an upload in parts cannot be resumed (no request sent)
     └── APIError                       message, request, body, code, param, type
         ├── APIStatusError             status_code, response, request_id
         │   ├── BadRequestError            400
@@ -45,6 +46,10 @@ class ResponseNotOKError(OpenAIFilesError):
     def __init__(self, message: str, response: APIResponse) -> None:
         super().__init__(message)
         self.response = response
+
+
+class UploadResumeError(OpenAIFilesError):
+    """An upload cannot be resumed (no state, another upload's state, a changed file)."""
 
 
 class APIError(OpenAIFilesError):

@@ -21,7 +21,7 @@ from . import _core
 from ._client import Client
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._models import APIResponse
-from ._streams import FileData
+from ._types import FileData
 
 
 class Options(TypedDict, total=False):

@@ -1,10 +1,26 @@
-"""What the client returns: the seed's response, and typed file objects for `Client`."""
+"""What the client returns: the seed's response, and typed file and upload objects for
+`Client`."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+
+def _stored(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a file and an upload share, read from their JSON object."""
+    return {
+        "id": str(data["id"]),
+        "bytes": int(data.get("bytes") or 0),
+        "created_at": int(data.get("created_at") or 0),
+        "filename": str(data.get("filename") or ""),
+        "purpose": str(data.get("purpose") or ""),
+    }
+
+
+def _as_dict(obj: object, keys: Sequence[str]) -> dict[str, Any]:
+    return {key: getattr(obj, key) for key in keys}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +73,17 @@ class FileObject:
     status: str = "processed"
     status_details: str | None = None
 
+    #: The JSON object's keys, in the order the API sends them.
+    _KEYS: ClassVar = (
+        "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status",
+        "status_details",
+    )  # fmt: skip
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FileObject:
         """Build from the JSON object; unknown keys are ignored, missing ones defaulted."""
         return cls(
-            id=str(data["id"]),
-            bytes=int(data.get("bytes") or 0),
-            created_at=int(data.get("created_at") or 0),
-            filename=str(data.get("filename") or ""),
-            purpose=str(data.get("purpose") or ""),
+            **_stored(data),
             object=str(data.get("object") or "file"),
             expires_at=data.get("expires_at"),
             status=str(data.get("status") or "processed"),
@@ -74,17 +92,7 @@ class FileObject:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, keys in the order the API sends them."""
-        return {
-            "id": self.id,
-            "object": self.object,
-            "bytes": self.bytes,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": self.status,
-            "status_details": self.status_details,
-        }
+        return _as_dict(self, self._KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,3 +144,59 @@ class FileDeleted:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "object": self.object, "deleted": self.deleted}
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """An upload of the Uploads API, as `POST /uploads` and its calls return it."""
+
+    id: str
+    bytes: int
+    created_at: int
+    expires_at: int
+    filename: str
+    purpose: str
+    status: str
+    file: FileObject | None = None
+    object: str = "upload"
+
+    _KEYS: ClassVar = (
+        "id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status",
+    )  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Upload:
+        file = data.get("file")
+        return cls(
+            **_stored(data),
+            expires_at=int(data.get("expires_at") or 0),
+            status=str(data.get("status") or ""),
+            file=FileObject.from_dict(file) if isinstance(file, Mapping) else None,
+            object=str(data.get("object") or "upload"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **_as_dict(self, self._KEYS),
+            "file": None if self.file is None else self.file.to_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadList:
+    """A page of pending uploads (`GET /uploads`, an extension of this package's server)."""
+
+    data: list[Upload]
+    has_more: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UploadList:
+        items = data.get("data") or []
+        return cls([Upload.from_dict(item) for item in items], bool(data.get("has_more")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [u.to_dict() for u in self.data],
+            "has_more": self.has_more,
+        }

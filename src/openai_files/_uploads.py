@@ -33,16 +33,16 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import _core
 from ._config import Config, is_retryable_status
 from ._core import Call, Gather, Op, RequestSpec, resource_path
-from ._exceptions import APIError, APIStatusError, OpenAIFilesError
-from ._models import FileObject
-from ._streams import FileData, MultipartStream, ProgressCallback, RangeSource, guess_type
+from ._exceptions import APIError, APIStatusError, OpenAIFilesError, UploadResumeError
+from ._models import FileObject, Upload, UploadList
+from ._sources import MultipartStream, RangeSource, guess_type
+from ._types import FileData, ProgressCallback
 
 #: The state file of `path`: beside it, named after it.
 STATE_SUFFIX = ".openai-upload.json"
@@ -50,73 +50,6 @@ STATE_VERSION = 1
 #: Bytes read at a time for the md5, and for a part (larger than a `POST /files` body's
 #: 64 KiB chunks, for fewer rounds through httpx per part; 4 parts in flight hold 4 MiB).
 HASH_CHUNK = PART_CHUNK = 1024 * 1024
-
-
-class UploadResumeError(OpenAIFilesError):
-    """An upload cannot be resumed (no state, another upload's state, a changed file)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Upload:
-    """An upload of the Uploads API, as `POST /uploads` and its calls return it."""
-
-    id: str
-    bytes: int
-    created_at: int
-    expires_at: int
-    filename: str
-    purpose: str
-    status: str
-    file: FileObject | None = None
-    object: str = "upload"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Upload:
-        file = data.get("file")
-        return cls(
-            id=str(data["id"]),
-            bytes=int(data.get("bytes") or 0),
-            created_at=int(data.get("created_at") or 0),
-            expires_at=int(data.get("expires_at") or 0),
-            filename=str(data.get("filename") or ""),
-            purpose=str(data.get("purpose") or ""),
-            status=str(data.get("status") or ""),
-            file=FileObject.from_dict(file) if isinstance(file, Mapping) else None,
-            object=str(data.get("object") or "upload"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": self.object,
-            "bytes": self.bytes,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": self.status,
-            "file": None if self.file is None else self.file.to_dict(),
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class UploadList:
-    """A page of pending uploads (`GET /uploads`, an extension of this package's server)."""
-
-    data: list[Upload]
-    has_more: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UploadList:
-        items = data.get("data") or []
-        return cls([Upload.from_dict(item) for item in items], bool(data.get("has_more")))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [u.to_dict() for u in self.data],
-            "has_more": self.has_more,
-        }
 
 
 # --- the state file ----------------------------------------------------------------------

@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from openai_files import APITimeoutError, Client, IncompleteDownloadError, _streams
+from openai_files import APITimeoutError, Client, IncompleteDownloadError, _sink
 
 from ._helpers import KEY
 
 MiB = 1024 * 1024
 #: Above the size from which the direct read path is used.
-BIG = _streams.DIRECT_MIN_BYTES + 3 * MiB + 12345
+BIG = _sink.DIRECT_MIN_BYTES + 3 * MiB + 12345
 
 
 def _pattern(size: int) -> bytes:
@@ -38,13 +38,13 @@ def _pattern(size: int) -> bytes:
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the writes into downloads' files (the real writes, recorded)."""
     sizes: list[int] = []
-    write = _streams.DownloadSink.write
+    write = _sink.DownloadSink.write
 
-    def recorded(self: _streams.DownloadSink, chunk: Any) -> None:
+    def recorded(self: _sink.DownloadSink, chunk: Any) -> None:
         sizes.append(len(chunk))
         write(self, chunk)
 
-    monkeypatch.setattr(_streams.DownloadSink, "write", recorded)
+    monkeypatch.setattr(_sink.DownloadSink, "write", recorded)
     return sizes
 
 
@@ -73,7 +73,7 @@ def test_a_large_download_is_read_from_the_socket_and_the_connection_serves_on(
     assert dest.read_bytes() == data
     assert seen[0] == (0, BIG) and seen[-1] == (BIG, BIG)
     # Writes of a megabyte or more, where httpx hands out at most 64 KiB at a time.
-    assert max(writes) >= _streams.RECEIVE_BUFFER
+    assert max(writes) >= _sink.RECEIVE_BUFFER
     assert sum(writes) == BIG
     # The connection the body was read from is closed, and the next request gets another.
     assert files.retrieve(f.id).bytes == BIG
@@ -169,7 +169,7 @@ def test_a_large_body_cut_short_leaves_nothing(
         pytest.raises(IncompleteDownloadError, match=f"received {BIG - MiB - 7} of {BIG} bytes"),
     ):
         client.download("file-abc", tmp_path / "out.bin")
-    assert max(writes) == _streams.RECEIVE_BUFFER  # the direct path met the end
+    assert max(writes) == _sink.RECEIVE_BUFFER  # the direct path met the end
     assert list(tmp_path.iterdir()) == []
 
 
@@ -183,7 +183,7 @@ def test_a_large_body_that_stalls_times_out_and_leaves_nothing(
     ):
         client.download("file-abc", tmp_path / "out.bin")
     # httpx's first chunk, then two full megabytes; the third, partly read, is not written.
-    assert writes[1:] == [_streams.RECEIVE_BUFFER] * 2
+    assert writes[1:] == [_sink.RECEIVE_BUFFER] * 2
     assert list(tmp_path.iterdir()) == []
 
 
@@ -227,5 +227,5 @@ def test_a_large_body_over_tls_is_read_from_the_tls_socket(
         assert client.download("file-abc", out) == BIG
     assert out.read_bytes() == data
     # Reads of one TLS record each, gathered into writes of a megabyte.
-    assert max(writes) == _streams.RECEIVE_BUFFER and sum(writes) == BIG
+    assert max(writes) == _sink.RECEIVE_BUFFER and sum(writes) == BIG
     assert list(out.parent.iterdir()) == [out]

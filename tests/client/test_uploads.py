@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from openai_files import AsyncClient, BadRequestError, Client
-from openai_files._uploads import STATE_SUFFIX, UploadResumeError
+from openai_files import AsyncClient, BadRequestError, Client, UploadResumeError
+from openai_files._uploads import STATE_SUFFIX
 
 from .._server import ServerProcess
 from ._helpers import both_drivers

@@ -23,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from ._client_cmds import add_client_parsers
     from ._server import add_env_parser, add_keys_parser, add_migrate_parser, add_serve_parser
+    from ._uploads_cmds import add_uploads_parser
 
     add_client_parsers(sub)
+    add_uploads_parser(sub)
     add_serve_parser(sub)
     add_keys_parser(sub)
     add_env_parser(sub)

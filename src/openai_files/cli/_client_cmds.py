@@ -1,40 +1,26 @@
-"""`openai-files upload | list | get | download | delete | uploads`: the client's commands.
+"""`openai-files upload | list | get | download | delete`: the client's commands.
 
 Tables for people, `--json` for scripts; a progress bar (from the optional `rich`) on
-large transfers when stderr is a terminal. Errors end as one line and an exit code:
-2 for what the user can fix (no key, a missing local file, a 4xx), 1 for the server or
-the network (5xx, 408, 409, 429, unreachable).
+large transfers when stderr is a terminal. How errors end is `_session`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
-import httpx
-
-from .._client import Client
-from .._config import (
-    DEFAULT_BASE_URL,
-    ENV_API_KEY,
-    ENV_BASE_URL,
-    LOCAL_BASE_URL,
-    is_retryable_status,
-)
-from .._exceptions import APIConnectionError, APIStatusError, MissingAPIKeyError
+from .._exceptions import UploadResumeError
 from .._models import FileObject
-from .._streams import ProgressCallback
-from .._uploads import UploadResumeError, UploadState, state_path
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
+from .._types import ProgressCallback
+from .._uploads import UploadState, state_path
+from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
+from ._session import answer, client_for, common_parser, help_layout, print_json, size, when
 
 CLI_EXTRA_HINT = "pip install 'openai-files[cli]'"
 #: Transfers smaller than this get no progress bar (they are over before it would help).
@@ -44,30 +30,10 @@ PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 # --- parsers -----------------------------------------------------------------------------
 
 
-def base_url_note() -> str:
-    """Which server the commands talk to, for their `--help`: people's first mistake is
-    to talk to OpenAI's service when they meant their own server."""
-    configured = os.environ.get(ENV_BASE_URL, "").strip()
-    if configured:
-        return f"base URL: {configured.rstrip('/')} (from {ENV_BASE_URL}; --base-url overrides it)"
-    return (
-        f"base URL: {DEFAULT_BASE_URL} (the default: OpenAI's own service)\n"
-        f"  for a local server (`openai-files serve`), set {ENV_BASE_URL}={LOCAL_BASE_URL}\n"
-        "  or pass --base-url"
-    )
-
-
 def add_client_parsers(sub: Any) -> None:
     """Register the five client commands on the `openai-files` subparsers."""
-    # Keeps the note's lines (and a long URL whole).
-    shown = {"epilog": base_url_note(), "formatter_class": argparse.RawDescriptionHelpFormatter}
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--base-url",
-        help=f"API root [env {ENV_BASE_URL}; default {DEFAULT_BASE_URL}]",
-    )
-    common.add_argument("--api-key", help=f"API key [env {ENV_API_KEY}]")
-    common.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    shown = help_layout()
+    common = common_parser()
     progress = argparse.ArgumentParser(add_help=False)
     progress.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
@@ -120,57 +86,6 @@ def add_client_parsers(sub: Any) -> None:
     p = sub.add_parser("delete", parents=[common], help="delete a file", **shown)
     p.add_argument("file_id")
     p.set_defaults(handler=cmd_delete)
-
-    from ._uploads_cmds import add_uploads_parser
-
-    add_uploads_parser(sub, [common], shown)
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _client(args: argparse.Namespace) -> Iterator[Client]:
-    """A client for the command, with every error turned into one line and an exit code."""
-    try:
-        with Client(args.api_key, base_url=args.base_url) as client:
-            try:
-                yield client
-            except APIStatusError as exc:
-                code = EXIT_FAILURE if is_retryable_status(exc.status_code) else EXIT_USAGE
-                message = exc.message.removeprefix(f"Error code: {exc.status_code} - ")
-                message += _missing_v1_hint(exc, client.base_url)
-                rid = f" [request {exc.request_id}]" if exc.request_id else ""
-                raise CLIError(f"{exc.status_code}: {message}{rid}", code) from None
-            except APIConnectionError as exc:
-                raise CLIError(_connection_message(exc, client.base_url), EXIT_FAILURE) from None
-    except (MissingAPIKeyError, UploadResumeError) as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from None
-    except (FileNotFoundError, IsADirectoryError, PermissionError, FileExistsError) as exc:
-        raise CLIError(
-            f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE
-        ) from None
-
-
-def _missing_v1_hint(exc: APIStatusError, base_url: str) -> str:
-    """A 404 for a path the server does not have, on a base URL without `/v1`: the
-    usual slip (a "no such file" 404 names its `param` and gets no hint)."""
-    if exc.status_code != 404 or exc.param is not None:
-        return ""
-    if urlsplit(base_url).path.rstrip("/").endswith("/v1"):
-        return ""
-    return f" (did you mean {base_url}/v1?)"
-
-
-def _connection_message(exc: APIConnectionError, base_url: str) -> str:
-    """One line naming the server that could not be reached and how to pick another."""
-    detail = exc.message.removeprefix("Connection error: ").rstrip(".")
-    fix = f"set {ENV_BASE_URL} or --base-url"
-    if isinstance(exc.__cause__, httpx.ConnectError):
-        return f"cannot connect to {base_url}: {detail} (is the server running? {fix})"
-    if isinstance(exc.__cause__, httpx.UnsupportedProtocol):
-        return f"bad base URL {base_url}: {detail} ({fix}, e.g. to {LOCAL_BASE_URL})"
-    return f"{exc.message} ({base_url})"
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -233,27 +148,10 @@ def progress_bar(
 # --- output ------------------------------------------------------------------------------
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _when(ts: int | None) -> str:
-    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _print_table(files: list[FileObject]) -> None:
     rows = [("ID", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME")]
     rows += [
-        (f.id, str(f.bytes), _when(f.created_at), _when(f.expires_at), f.purpose, f.filename)
+        (f.id, str(f.bytes), when(f.created_at), when(f.expires_at), f.purpose, f.filename)
         for f in files
     ]
     print_table(rows)
@@ -262,7 +160,7 @@ def _print_table(files: list[FileObject]) -> None:
 def _print_file(f: FileObject) -> None:
     for key, value in f.to_dict().items():
         if key in ("created_at", "expires_at") and value is not None:
-            value = f"{value} ({_when(value)} UTC)"
+            value = f"{value} ({when(value)} UTC)"
         print(f"{key + ':':<16}{'' if value is None else shown(str(value))}")
 
 
@@ -294,7 +192,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     _check_path(path)
     try:
         with (
-            _client(args) as client,
+            client_for(args) as client,
             progress_bar(f"upload {path.name}", not args.no_progress) as progress,
         ):
             f = client.upload(
@@ -310,11 +208,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say_how_to_resume(args, path)
         raise
-    if args.json:
-        _print_json(f.to_dict())
-    else:
-        print(f"uploaded {f.id}: {shown(f.filename)}, {_size(f.bytes)}, purpose {f.purpose}")
-    return EXIT_OK
+    return answer(
+        args,
+        f.to_dict(),
+        lambda: print(
+            f"uploaded {f.id}: {shown(f.filename)}, {size(f.bytes)}, purpose {f.purpose}"
+        ),
+    )
 
 
 def _say_how_to_resume(args: argparse.Namespace, path: Path) -> None:
@@ -349,7 +249,7 @@ def _say_how_to_resume(args: argparse.Namespace, path: Path) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         if args.all:
             files = list(client.iter_files(args.purpose, order=args.order))
             data: dict[str, Any] = {
@@ -363,7 +263,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             page = client.list(args.purpose, limit=args.limit, order=args.order, after=args.after)
             files, data = page.data, page.to_dict()
     if args.json:
-        _print_json(data)
+        print_json(data)
     elif files:
         _print_table(files)
         if data["has_more"]:
@@ -374,19 +274,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         f = client.retrieve(args.file_id)
-    if args.json:
-        _print_json(f.to_dict())
-    else:
-        _print_file(f)
-    return EXIT_OK
+    return answer(args, f.to_dict(), lambda: _print_file(f))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     if args.output:
         _check_target(Path(args.output), args.force)  # before the server sends anything
-    with _client(args) as client:
+    with client_for(args) as client:
         if args.output:
             target = Path(args.output)
         else:
@@ -395,22 +291,20 @@ def cmd_download(args: argparse.Namespace) -> int:
             target = Path(name if name not in ("", ".", "..") else args.file_id)
             _check_target(target, args.force)
         with progress_bar(f"download {target.name}", not args.no_progress) as progress:
-            size = client.download(args.file_id, target, progress=progress, durable=args.durable)
-    if args.json:
-        _print_json({"id": args.file_id, "path": os.fspath(target), "bytes": size})
-    else:
-        print(f"saved {args.file_id} to {shown(os.fspath(target))} ({_size(size)})")
-    return EXIT_OK
+            received = client.download(
+                args.file_id, target, progress=progress, durable=args.durable
+            )
+    return answer(
+        args,
+        {"id": args.file_id, "path": os.fspath(target), "bytes": received},
+        lambda: print(f"saved {args.file_id} to {shown(os.fspath(target))} ({size(received)})"),
+    )
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         deleted = client.delete(args.file_id)
-    if args.json:
-        _print_json(deleted.to_dict())
-    else:
-        print(f"deleted {deleted.id}")
-    return EXIT_OK
+    return answer(args, deleted.to_dict(), lambda: print(f"deleted {deleted.id}"))
 
 
 #: For tests and docs: every command this module adds.

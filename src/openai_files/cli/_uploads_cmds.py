@@ -11,26 +11,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import APIStatusError
-from .._uploads import (
-    STATE_SUFFIX,
-    Upload,
-    UploadResumeError,
-    UploadState,
-    gone,
-    state_path,
-)
-from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
+from .._exceptions import APIStatusError, UploadResumeError
+from .._models import Upload
+from .._uploads import STATE_SUFFIX, UploadState, gone, state_path
+from ._common import EXIT_USAGE, CLIError, print_table, shown
+from ._session import answer, client_for, common_parser, help_layout, when
 
 
-def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: Any) -> None:
+def add_uploads_parser(sub: Any) -> None:
+    """Register `uploads list | cancel` on the `openai-files` subparsers."""
+    parents, layout = [common_parser()], help_layout()
     p = sub.add_parser("uploads", help="list or cancel pending uploads (of large files)")
     cmds = p.add_subparsers(dest="uploads_command", required=True, metavar="COMMAND")
     c = cmds.add_parser(
         "list",
         parents=parents,
         help="the pending uploads (a listing of this package's server; OpenAI has none)",
-        **shown,
+        **layout,
     )
     c.add_argument(
         "--status",
@@ -50,33 +47,32 @@ def add_uploads_parser(sub: Any, parents: list[argparse.ArgumentParser], shown: 
             "the upload's file name) or the file being uploaded (its state file says\n"
             "which upload)."
         ),
-        **shown,
+        **layout,
     )
     c.add_argument("upload", metavar="UPLOAD_ID|FILE", help="an upload id, or the file sent")
     c.set_defaults(handler=cmd_uploads_cancel)
 
 
 def cmd_uploads_list(args: argparse.Namespace) -> int:
-    from ._client_cmds import _client, _print_json, _when
-
-    with _client(args) as client:
+    with client_for(args) as client:
         page = client.list_uploads(status=args.status, limit=args.limit)
-    if args.json:
-        _print_json(page.to_dict())
-    elif page.data:
+    return answer(args, page.to_dict(), lambda: _print_uploads(page.data, args.status))
+
+
+def _print_uploads(uploads: list[Upload], status: str | None) -> None:
+    if uploads:
         # Of one status, the rows need no column saying it; of all, they do.
-        mixed = args.status == "all"
+        mixed = status == "all"
         header = ("ID", "BYTES", "CREATED", "EXPIRES", "PURPOSE", "FILENAME")
         rows: list[tuple[str, ...]] = [("ID", "STATUS", *header[1:]) if mixed else header]
-        rows += [_row(u, _when, mixed) for u in page.data]
+        rows += [_row(u, mixed) for u in uploads]
         print_table(rows)
     else:
-        status = args.status or "pending"
+        status = status or "pending"
         print("no uploads" if status == "all" else f"no {status} uploads")
-    return EXIT_OK
 
 
-def _row(u: Upload, when: Any, with_status: bool) -> tuple[str, ...]:
+def _row(u: Upload, with_status: bool) -> tuple[str, ...]:
     status = (u.status,) if with_status else ()
     return (
         u.id, *status, str(u.bytes), when(u.created_at), when(u.expires_at), u.purpose,
@@ -85,10 +81,8 @@ def _row(u: Upload, when: Any, with_status: bool) -> tuple[str, ...]:
 
 
 def cmd_uploads_cancel(args: argparse.Namespace) -> int:
-    from ._client_cmds import _client, _print_json
-
     upload_id, state = _target(args.upload)
-    with _client(args) as client:
+    with client_for(args) as client:
         try:
             upload = client.cancel_upload(upload_id)
         except APIStatusError as exc:
@@ -100,13 +94,13 @@ def cmd_uploads_cancel(args: argparse.Namespace) -> int:
             state = _named_state(Path(upload.filename), upload.id)
         if state is not None:
             state.remove()
-    if args.json:
-        _print_json(upload.to_dict())
-    else:
+
+    def for_people() -> None:
         print(f"cancelled {upload.id} ({shown(upload.filename)})")
         if state is not None:
             print(f"removed {state_path(state.file)}")
-    return EXIT_OK
+
+    return answer(args, upload.to_dict(), for_people)
 
 
 def _target(given: str) -> tuple[str, UploadState | None]:

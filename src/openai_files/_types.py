@@ -1,0 +1,13 @@
+"""The types a caller hands to uploads and downloads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import IO
+
+#: `progress(done, total)`: bytes sent or received so far, and the total when known.
+ProgressCallback = Callable[[int, "int | None"], None]
+
+#: What an upload accepts: bytes, a path, a binary file object or an iterable of bytes.
+FileData = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | Iterable[bytes]
