@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openai_files.server.routes.uploads import JSON_PARSE_ERROR
+from openai_files.server.routes._common import JSON_PARSE_ERROR
 
 from .._inprocess import AppServer
 from ._contract import assert_error

@@ -13,6 +13,7 @@ from . import settings as S
 from ._forms import ascii_int
 from .errors import InvalidRequest
 from .purposes import check_listed_purpose
+from .records import shown_status
 from .stores import FileRecord, Order, PartRecord, UploadRecord
 
 
@@ -46,12 +47,9 @@ def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
 def upload_object(
     record: UploadRecord, file: FileRecord | None = None, *, now: int
 ) -> dict[str, Any]:
-    """OpenAI's Upload object, every key always present. An upload being completed (ours,
-    "completing") shows as "pending", and a pending one past its `expires_at` as "expired"
-    (the sweeper has not reached it yet); `file` is the file object once completed."""
-    status = "pending" if record.status == "completing" else record.status
-    if status == "pending" and record.expires_at <= now:
-        status = "expired"
+    """OpenAI's Upload object, every key always present, with the status clients see
+    (`records.shown_status`); `file` is the file object once completed."""
+    status = shown_status(record, now)
     return {
         "id": record.id,
         "object": "upload",

@@ -9,23 +9,23 @@ delete removes the row first, then the bytes. What a crash leaves between is for
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 
 import anyio
 
 from . import settings as S
-from .errors import FileTooLarge, InvalidRequest, StorageLimitExceeded, no_such_file
+from .errors import InvalidRequest, StorageLimitExceeded, no_such_file
 from .ids import is_file_id, new_file_id, new_reservation_id
 from .purposes import (
     check_download,
     check_format,
     check_purpose,
     check_size,
-    default_expires_in,
     validator_for,
 )
+from .records import file_record
+from .reservations import Reservation, discard, remove_bytes
 from .settings import Settings
 from .stores import (
     BlobStore,
@@ -37,23 +37,20 @@ from .stores import (
     Owner,
     QuotaExceeded,
 )
-from .sweep import Sweep, remove_bytes
+from .sweep import Sweep
 from .uploads import UploadsService
-from .validation import Validator, check_stream
-
-log = logging.getLogger("openai_files.server")
+from .validation import Validator, check_stream, feed, finish
 
 
 class Upload:
     """One upload being received (`FilesService.upload`): its bytes go to a fresh key, and
     each rule refuses it as soon as what arrived breaks it, not once the body has ended."""
 
-    def __init__(self, service: FilesService, owner: Owner, file_id: str, reservation: str):
+    def __init__(self, service: FilesService, owner: Owner, file_id: str, held: Reservation):
         self.service = service
         self.owner = owner
         self.file_id = file_id
-        self.reservation = reservation
-        self.renew_at = time.monotonic() + service.settings.reservation_ttl_seconds / 3
+        self.reservation = held
         self.purpose: str | None = None  # the first one given
         self.filename = self.mime_type = ""
         self.writer: BlobWriter | None = None
@@ -87,14 +84,10 @@ class Upload:
         long upload renews its reservation, so that it keeps its quota and its key."""
         self.size += len(data)
         check_size(self.service.settings, self.purpose, self.size)
-        if self.validator is not None:  # a long line takes CPU time: not on the event loop
-            await anyio.to_thread.run_sync(self.validator.feed, data)
+        await feed(self.validator, data)
         assert self.writer is not None
         await self.writer.write(data)
-        if time.monotonic() >= self.renew_at:
-            ttl = self.service.settings.reservation_ttl_seconds
-            await self.service.meta.renew(self.reservation, int(time.time() + ttl))
-            self.renew_at = time.monotonic() + ttl / 3
+        await self.reservation.renew()
 
     def check_complete(self) -> str:
         """The upload's purpose, once the form has ended, when it has an uploadable purpose
@@ -108,12 +101,9 @@ class Upload:
 
     async def finish(self, expires_in: int | None) -> FileRecord:
         """Commit the bytes durably, then insert the row that makes the file visible, with
-        the quota checked in the same transaction. A batch file expires after 30 days unless
-        asked otherwise."""
+        the quota checked in the same transaction."""
         purpose = self.check_complete()
-        expires_in = default_expires_in(purpose, expires_in)
-        if self.validator is not None:
-            await anyio.to_thread.run_sync(self.validator.finish)
+        await finish(self.validator)
         assert self.writer is not None
         await self.writer.commit()
         self.committed = True
@@ -121,27 +111,32 @@ class Upload:
         if late is not None and self.size:  # the purpose came after the file: read back once
             await check_stream(late, self.service.blobs.read(self.file_id, 0, self.size))
         elif late is not None:
-            await anyio.to_thread.run_sync(late.finish)
-        now = int(time.time())
-        record = FileRecord(
-            id=self.file_id,
+            await finish(late)
+        record = file_record(
+            key=self.file_id,
             org_id=self.owner.org_id,
             project_id=self.owner.project_id,
-            bytes=self.size,
-            created_at=now,
-            expires_at=None if expires_in is None else now + expires_in,
+            size=self.size,
             filename=self.filename,
             purpose=purpose,
             mime_type=self.mime_type,
-            blob_key=self.file_id,
+            expires_in=expires_in,
         )
         settings = self.service.settings
         try:
-            await self.service.meta.insert_file(record, self.reservation, settings.org_quota_bytes)
+            await self.service.meta.insert_file(
+                record, self.reservation.id, settings.org_quota_bytes
+            )
         except QuotaExceeded as exc:
             raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
         self.inserted = True
         return record
+
+    async def undo(self) -> None:
+        """Give back what an upload not finished holds: its bytes and its reservation."""
+        if self.writer is not None:
+            await discard(self.service.blobs, self.file_id, self.writer, self.committed)
+        await self.reservation.release()
 
 
 class FilesService:
@@ -165,29 +160,25 @@ class FilesService:
     async def upload(self, owner: Owner, content_length: int | None) -> AsyncIterator[Upload]:
         """An upload of `owner`'s, to be fed its form and finished (`Upload.finish`).
 
-        A body announced longer than the largest file and its form is refused before a
-        byte is read, and so is one the organization's quota cannot hold. Unless the upload
-        is finished, whatever it wrote and held is given back, also when the client went
-        away.
+        A body the organization's quota cannot hold is refused before a byte is read (one
+        longer than the largest file and its form, by the route: `announced_length`).
+        Unless the upload is finished, whatever it wrote and held is given back, also when
+        the client went away.
         """
-        if content_length is not None and (
-            content_length > self.settings.max_file_bytes + S.MULTIPART_OVERHEAD_BYTES
-        ):
-            raise FileTooLarge(self.settings.max_file_bytes)
         file_id = new_file_id()
         # The reservation names the key before any byte is written: the sweeper of any
         # replica leaves the key alone until the row replaces the reservation.
-        reservation = await self._reserve(owner, content_length or 0, file_id)
-        upload = Upload(self, owner, file_id, reservation)
+        held = await self._reserve(owner, content_length or 0, file_id)
+        upload = Upload(self, owner, file_id, held)
         try:
             yield upload
         finally:
             if not upload.inserted:
                 # Shielded: a client that went away must not leave bytes or a reservation.
                 with anyio.CancelScope(shield=True):
-                    await self._undo_upload(upload)
+                    await upload.undo()
 
-    async def _reserve(self, owner: Owner, content_length: int, key: str) -> str:
+    async def _reserve(self, owner: Owner, content_length: int, key: str) -> Reservation:
         """Hold quota for an upload before its body is read; refuse one that cannot fit.
 
         The body's length bounds the file's size from above, and from below once the
@@ -199,29 +190,22 @@ class FilesService:
         quota = self.settings.org_quota_bytes
         upper = min(content_length, self.settings.max_file_bytes)
         lower = max(0, upper - S.MULTIPART_OVERHEAD_BYTES)
-        reservation = new_reservation_id()
-        expires_at = int(time.time() + self.settings.reservation_ttl_seconds)
+        reservation_id = new_reservation_id()
         for nbytes in (upper, lower):
             try:
-                await self.meta.reserve(reservation, owner.org_id, nbytes, quota, expires_at, key)
-                return reservation
+                return await Reservation.hold(
+                    self.meta,
+                    self.settings,
+                    org_id=owner.org_id,
+                    nbytes=nbytes,
+                    key=key,
+                    quota=quota,
+                    reservation_id=reservation_id,
+                )
             except QuotaExceeded as exc:
                 if nbytes == lower:
                     raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
         raise AssertionError("unreachable")
-
-    async def _undo_upload(self, upload: Upload) -> None:
-        try:
-            if upload.committed:
-                await self.blobs.delete(upload.file_id)
-            elif upload.writer is not None:
-                await upload.writer.abort()
-        except Exception:  # the sweeper removes what is left
-            log.exception("could not discard the bytes of failed upload %s", upload.file_id)
-        try:
-            await self.meta.release(upload.reservation)
-        except Exception:  # the lease lapses by itself
-            log.exception("could not release reservation %s", upload.reservation)
 
     # -- read --
     async def get(self, owner: Owner, file_id: str) -> FileRecord:
@@ -265,6 +249,36 @@ class FilesService:
             )
         except CursorNotFound:
             raise no_such_file(str(after), param="after") from None
+
+    async def list_batches(
+        self,
+        owner: Owner,
+        *,
+        purpose: str | None,
+        limit: int,
+        order: Order,
+        after: str | None,
+    ) -> AsyncIterator[tuple[list[FileRecord], bool]]:
+        """A listing of at most `limit` of the owner's live files, as `list_files`, read
+        `LIST_BATCH` at a time: each batch and whether more files follow it. Each batch
+        goes on after the last row of the one before, whether or not that row still
+        exists; memory holds one batch, not the listing."""
+        sent = 0
+        position: tuple[int, str] | None = None
+        while True:
+            batch, more = await self.list_files(
+                owner,
+                purpose=purpose,
+                limit=min(limit - sent, S.LIST_BATCH),
+                order=order,
+                after=after if position is None else None,
+                position=position,
+            )
+            yield batch, more
+            sent += len(batch)
+            if not batch or not more or sent >= limit:
+                return
+            position = (batch[-1].created_at, batch[-1].id)
 
     async def for_download(self, owner: Owner, file_id: str) -> FileRecord:
         """The owner's file, as `get`, when its content may be downloaded: files of the

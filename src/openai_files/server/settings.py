@@ -146,6 +146,9 @@ DEFAULT_S3_CHECK_TIMEOUT_SECONDS = 5.0
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
 IO_CHUNK_BYTES = 1 * MiB
+#: A validator is fed at most this many bytes per call in a worker thread: a body's chunk
+#: or a stored object's, split when larger, so that no one call holds a thread for long.
+VALIDATION_PIECE_BYTES = IO_CHUNK_BYTES
 #: Who may read /metrics (`--metrics`).
 METRICS_MODES = ("loopback", "token", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")

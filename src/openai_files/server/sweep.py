@@ -11,20 +11,12 @@ import logging
 import time
 
 from . import settings as S
+from .reservations import remove_bytes
 from .settings import Settings
 from .stores import BlobStore, MetadataStore
 from .uploads import UploadsService
 
 log = logging.getLogger("openai_files.server")
-
-
-async def remove_bytes(blobs: BlobStore, key: str) -> None:
-    """Delete the bytes under `key` once their row is gone; a failure is logged, and the
-    sweep finds the bytes again (no row names them)."""
-    try:
-        await blobs.delete(key)
-    except Exception:
-        log.exception("could not remove the bytes of %s", key)
 
 
 class Sweep:
@@ -48,8 +40,7 @@ class Sweep:
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
         while batch := await self.meta.pop_expired(int(now), S.SWEEP_BATCH):
-            for record in batch:
-                await remove_bytes(self.blobs, record.blob_key)
+            await remove_bytes(self.blobs, *(record.blob_key for record in batch))
             counts["expired"] += len(batch)
         counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
         await self.uploads.reopen_completions(int(now))
@@ -97,6 +88,5 @@ class Sweep:
     async def _remove_orphans(self, keys: list[str]) -> int:
         named = await self.meta.named_blob_keys(keys)
         orphans = [k for k in keys if k not in named]
-        for key in orphans:
-            await remove_bytes(self.blobs, key)
+        await remove_bytes(self.blobs, *orphans)
         return len(orphans)

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 
 from . import _json
+from . import settings as S
 from .errors import InvalidRequest
 from .settings import (
     BATCH_MAX_BYTES,
@@ -55,6 +56,10 @@ NOT_A_DICTIONARY = (
     "Expected file to have JSONL format, where every line is a JSON dictionary. "
     "Line {line} is not a dictionary (HINT: line starts with: {hint})."
 )
+#: The bytes a validator is fed: a request's chunk, a stored object's, or a piece of one.
+Chunk = bytes | memoryview
+#: A running hash (`hashlib.md5()`) fed the same bytes as a validator.
+Digest = Any
 _BLANK = re.compile(rb"[ \t\r\n]*")
 #: Each value or key of a JSON text but the first comes right after one of these.
 _STRUCTURAL = (b"[", b"{", b",", b":")
@@ -473,12 +478,41 @@ class ImageValidator(Validator):
             raise self._refuse(self.offset + len(self.buf), "the GIF has no image")
 
 
-async def check_stream(validator: Validator, chunks: AsyncIterator[bytes | memoryview]) -> None:
-    """Feed `validator` a whole file from `chunks`, then finish it (raises on refusal), in a
-    worker thread: a long line takes CPU time."""
+async def feed(validator: Validator | None, data: Chunk, digest: Digest | None = None) -> None:
+    """Feed `validator` (and `digest`, when given) the next bytes of a file, off the event
+    loop: in a worker thread, at most `VALIDATION_PIECE_BYTES` at a time. The one policy
+    of both upload paths, as the bytes arrive and when stored bytes are read back."""
+    view = memoryview(data)
+    for start in range(0, len(view), S.VALIDATION_PIECE_BYTES):
+        piece = view[start : start + S.VALIDATION_PIECE_BYTES]
+        if digest is not None and validator is not None:
+            await anyio.to_thread.run_sync(_take, validator, digest, piece)
+        elif validator is not None:
+            await anyio.to_thread.run_sync(validator.feed, piece)
+        elif digest is not None:
+            await anyio.to_thread.run_sync(digest.update, piece)
+
+
+def _take(validator: Validator, digest: Digest, piece: memoryview) -> None:
+    digest.update(piece)
+    validator.feed(piece)
+
+
+async def finish(validator: Validator | None) -> None:
+    """Tell `validator` the file has ended (raises on refusal), in a worker thread: the
+    last line is parsed now."""
+    if validator is not None:
+        await anyio.to_thread.run_sync(validator.finish)
+
+
+async def check_stream(
+    validator: Validator | None, chunks: AsyncIterator[Chunk], digest: Digest | None = None
+) -> None:
+    """Feed `validator` (and `digest`) a whole file from `chunks`, then finish it (raises on
+    refusal), as `feed` does: off the event loop, in bounded pieces."""
     async for chunk in chunks:
-        await anyio.to_thread.run_sync(validator.feed, chunk)
-    await anyio.to_thread.run_sync(validator.finish)
+        await feed(validator, chunk, digest)
+    await finish(validator)
 
 
 __all__ = [
@@ -486,4 +520,6 @@ __all__ = [
     "NOT_A_DICTIONARY",
     "Validator",
     "check_stream",
+    "feed",
+    "finish",
 ]

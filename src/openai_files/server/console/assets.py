@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import NotFound
-from ..routes.files import etag_matches
+from ..responses import etag_matches
 
 #: The console's files, shipped in the package.
 STATIC_DIR = Path(__file__).parent.parent / "static"

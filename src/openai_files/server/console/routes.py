@@ -12,8 +12,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..purposes import UPLOADABLE_PURPOSES, refused_download_purposes
-from ..routes.files import _service, content_response, request_key
-from ..routes.uploads import _json_body, _params
+from ..responses import content_response
+from ..routes._common import json_body as _json_body
+from ..routes._common import params as _params
+from ..routes._common import request_key
+from ..routes._common import service_of as _service
 from ..settings import Settings
 from ..stores import KeyRecord, Owner
 from .assets import IMMUTABLE, REVALIDATE, StaticFiles, serve

@@ -3,75 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager
-from email.utils import formatdate
-from pathlib import Path
-from urllib.parse import quote
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from .. import settings as S
-from .._forms import clean_content_type, read_upload_form
+from .._forms import read_upload_form
 from .._multipart import boundary_of, iter_parts
-from .._upload_slots import UploadSlots
-from ..auth import authenticate_key
-from ..errors import RangeNotSatisfiable, no_such_file
 from ..objects import deleted_object, file_list, file_object, parse_list_query
-from ..service import FilesService
-from ..stores import FileRecord, KeyRecord, Owner
-from ..stores.base import Chunk
-
-
-def _service(request: Request) -> FilesService:
-    service: FilesService = request.app.state.service
-    return service
-
-
-async def request_key(request: Request) -> KeyRecord:
-    """The request's active key (Bearer key or Basic password, optional OpenAI-Organization and
-    OpenAI-Project headers that must match it); Unauthorized in OpenAI's words otherwise."""
-    key = await authenticate_key(
-        _service(request).meta,
-        request.headers.get("authorization"),
-        request.headers.get("openai-organization"),
-        request.headers.get("openai-project"),
-        request.app.state.key_cache,
-    )
-    # Read by the request-context middleware for the `openai-organization` header, and by
-    # `upload_slot`.
-    state = request.scope.setdefault("state", {})
-    state["org_id"] = key.org_id
-    state["key_id"] = key.id
-    return key
-
-
-async def _owner(request: Request) -> Owner:
-    key = await request_key(request)
-    return Owner(key.org_id, key.project_id)
-
-
-def upload_slot(request: Request) -> AbstractContextManager[None]:
-    """One of the authenticated key's concurrent uploads, held while the body streams (a
-    429 when the key has none free: `--max-uploads-per-key`)."""
-    slots: UploadSlots = request.app.state.upload_slots
-    return slots.hold(request.scope["state"]["key_id"])
+from ..responses import content_response
+from ._common import announced_length, owner_of, service_of, upload_slot
 
 
 async def create_file(request: Request) -> Response:
-    owner = await _owner(request)
-    service = _service(request)
+    owner = await owner_of(request)
+    service = service_of(request)
     boundary = boundary_of(request.headers.get("content-type"))
-    raw_length = request.headers.get("content-length")
-    try:
-        length = int(raw_length) if raw_length is not None else None
-    except ValueError:
-        length = None
+    length = announced_length(request, service.settings.max_file_bytes)
     with upload_slot(request):
         async with service.upload(owner, length) as upload:
             parts = iter_parts(boundary, request.stream(), service.settings.max_form_parts)
@@ -81,39 +31,25 @@ async def create_file(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
-    owner = await _owner(request)
+    owner = await owner_of(request)
     query = parse_list_query(dict(request.query_params))
-    service = _service(request)
-    # The first batch is read before the answer starts: a bad cursor is still a 404.
-    records, more = await service.list_files(
-        owner,
-        purpose=query.purpose,
-        limit=min(query.limit, S.LIST_BATCH),
-        order=query.order,
-        after=query.after,
+    batches = service_of(request).list_batches(
+        owner, purpose=query.purpose, limit=query.limit, order=query.order, after=query.after
     )
+    # The first batch is read before the answer starts: a bad cursor is still a 404.
+    records, more = await anext(batches)
     if query.limit <= S.LIST_BATCH or not more:
         return JSONResponse(file_list(records, more))
 
     async def body() -> AsyncIterator[bytes]:
-        # The same JSON as `file_list` renders, written batch by batch.
-        batch, has_more, sent = records, bool(more), 0
-        last = batch[-1]
-        yield b'{"object":"list","data":['
-        while batch:
-            yield (b"," if sent else b"") + _json([file_object(r) for r in batch])[1:-1]
-            sent += len(batch)
-            last = batch[-1]
-            if not has_more or sent >= query.limit:
-                break
-            batch, has_more = await service.list_files(
-                owner,
-                purpose=query.purpose,
-                limit=min(query.limit - sent, S.LIST_BATCH),
-                order=query.order,
-                after=None,
-                position=(last.created_at, last.id),
-            )
+        # The same JSON as `file_list` renders, written batch by batch as they are read.
+        yield b'{"object":"list","data":[' + _json([file_object(r) for r in records])[1:-1]
+        last, has_more = records[-1], bool(more)
+        async for batch, more_after in batches:
+            if batch:
+                yield b"," + _json([file_object(r) for r in batch])[1:-1]
+                last = batch[-1]
+            has_more = more_after
         ends = {"first_id": records[0].id, "last_id": last.id, "has_more": has_more}
         yield b"]," + _json(ends)[1:]
 
@@ -128,162 +64,22 @@ def _json(value: object) -> bytes:
 
 
 async def retrieve_file(request: Request) -> Response:
-    owner = await _owner(request)
-    record = await _service(request).get(owner, request.path_params["file_id"])
+    owner = await owner_of(request)
+    record = await service_of(request).get(owner, request.path_params["file_id"])
     return JSONResponse(file_object(record))
 
 
 async def delete_file(request: Request) -> Response:
-    owner = await _owner(request)
-    record = await _service(request).delete(owner, request.path_params["file_id"])
+    owner = await owner_of(request)
+    record = await service_of(request).delete(owner, request.path_params["file_id"])
     return JSONResponse(deleted_object(record.id))
 
 
-def _is_position(text: str) -> bool:
-    """Empty, or a byte position in ASCII digits (20 at most: no file is that large)."""
-    return text == "" or (text.isascii() and text.isdigit() and len(text) <= 20)
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """`[start, end)` of a single `bytes=` range; None to send the whole file.
-
-    Several ranges, or a header we do not understand, get the whole file (as RFC 9110
-    allows); a well-formed range that lies wholly past the end is a 416.
-    """
-    if not header:
-        return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, sep, last = (part.strip() for part in spec.strip().partition("-"))
-    if not sep or not all(_is_position(p) for p in (first, last)):
-        return None  # not ASCII digits (a sign, `_`, another script): not a range we know
-    if first == "":
-        if last == "":
-            return None
-        # A suffix of an empty file, or of length 0, selects no byte: 416 (RFC 9110 14.1.2).
-        suffix = int(last)
-        if suffix <= 0 or size == 0:
-            raise RangeNotSatisfiable(size)
-        return max(0, size - suffix), size
-    start = int(first)
-    end = int(last) + 1 if last else max(size, start + 1)
-    if end <= start:
-        return None  # malformed (last before first): ignored, as RFC 9110 says
-    if start >= size:
-        raise RangeNotSatisfiable(size)
-    return start, min(end, size)
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment`, with a plain ASCII `filename` for clients that know no other (curl -OJ)
-    and the exact name as `filename*` (RFC 6266)."""
-    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def etag_matches(header: str, etag: str) -> bool:
-    """Whether `If-None-Match` names `etag`: `*`, or a list of tags compared weakly
-    (`W/"x"` matches `"x"`), as RFC 9110 13.1.2 says."""
-    opaque = etag.removeprefix("W/")
-    for tag in header.split(","):
-        tag = tag.strip()
-        if tag == "*" or tag.removeprefix("W/") == opaque:
-            return True
-    return False
-
-
-def _download_headers(record: FileRecord) -> dict[str, str]:
-    return {
-        # Checked again here: a row written before the check was added may hold any type.
-        "content-type": clean_content_type(record.mime_type),
-        "content-disposition": content_disposition(record.filename),
-        "x-content-type-options": "nosniff",
-        "etag": f'"{record.id}"',  # the bytes of a file id never change
-        "last-modified": formatdate(record.created_at, usegmt=True),
-        "accept-ranges": "bytes",
-        "cache-control": "private, max-age=0",
-    }
-
-
 async def file_content(request: Request) -> Response:
-    owner = await _owner(request)
-    service = _service(request)
+    owner = await owner_of(request)
+    service = service_of(request)
     record = await service.for_download(owner, request.path_params["file_id"])
     return await content_response(request, service, record)
-
-
-async def content_response(request: Request, service: FilesService, record: FileRecord) -> Response:
-    """The bytes of a file the request may download (ranges, `If-None-Match`, HEAD), as
-    `GET /v1/files/{id}/content` answers; the console's download links answer the same."""
-    headers = _download_headers(record)
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and etag_matches(if_none_match, headers["etag"]):
-        return Response(status_code=304, headers={k: headers[k] for k in ("etag", "last-modified")})
-    range_header = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    if if_range and if_range not in (headers["etag"], headers["last-modified"]):
-        range_header = None
-    size = record.bytes
-    span = parse_range(range_header, size)
-    status = 200
-    start, end = 0, size
-    if span is not None:
-        start, end = span
-        status = 206
-        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["content-length"] = str(end - start)
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers)
-    local_path = getattr(service.blobs, "local_path", None)
-    if status == 200 and local_path and PATHSEND in request.scope.get("extensions", {}):
-        path = local_path(record.blob_key)
-        try:
-            # As the read below: a file deleted since its row was read is a 404.
-            await anyio.to_thread.run_sync(os.stat, path)
-        except FileNotFoundError:
-            raise no_such_file(record.id) from None
-        return PathSendResponse(path, headers)
-    body = service.blobs.read(record.blob_key, start, end)
-    # Open the object before the status line goes out, so that storage errors still get
-    # a proper answer (a 503) instead of a cut connection.
-    try:
-        first = await anext(body, b"")
-    except FileNotFoundError:
-        # The row was read, then a delete or an expiry took the bytes: the file is gone.
-        raise no_such_file(record.id) from None
-
-    async def stream() -> AsyncIterator[Chunk]:
-        if first:
-            yield first
-        async for chunk in body:
-            yield chunk
-
-    return StreamingResponse(stream(), status_code=status, headers=headers)
-
-
-#: The ASGI extension with which the HTTP server sends a file by its path (granian offers
-#: it, uvicorn does not): the bytes then never pass through Python.
-PATHSEND = "http.response.pathsend"
-
-
-class PathSendResponse(Response):
-    """A whole file of the local folder, handed to the HTTP server by path.
-
-    Used only where the server offers `http.response.pathsend`, for a whole-file GET (a
-    Range is streamed as elsewhere). Unlike Starlette's FileResponse, it keeps the headers
-    `content_response` made (ETag, Content-Disposition, no Range logic of its own).
-    """
-
-    def __init__(self, path: Path, headers: dict[str, str]) -> None:
-        super().__init__(status_code=200, headers=headers)
-        self.path = path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        await send({"type": PATHSEND, "path": str(self.path)})
 
 
 async def healthz(request: Request) -> Response:

@@ -15,80 +15,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import _json
 from .. import settings as S
 from .._forms import ascii_int, clean_content_type, clean_filename
 from .._multipart import PartData, PartStart, boundary_of, iter_parts
-from ..errors import FileTooLarge, InvalidRequest
+from ..errors import InvalidRequest
 from ..objects import part_object, upload_list, upload_object
 from ..uploads import UploadsService
-from .files import _owner, _service, upload_slot
-
-JSON_PARSE_ERROR = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-    "sent was not valid JSON.)"
+from ._common import (
+    JSON_TYPE_NAMES,
+    announced_length,
+    json_body,
+    owner_of,
+    params,
+    service_of,
+    upload_slot,
 )
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "an array", dict: "an object"}
-_JSON_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    list: "an array",
-    dict: "an object",
-    type(None): "null",
-}
 
 
 def _uploads(request: Request) -> UploadsService:
-    return _service(request).uploads
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, read up to `MAX_JSON_BYTES`: JSON only (no `NaN`), and
-    text only (no lone surrogate), refused here for every route that reads one."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw.extend(chunk)
-        if len(raw) > S.MAX_JSON_BYTES:
-            raise InvalidRequest(
-                f"The JSON body is too large: at most {S.MAX_JSON_BYTES} bytes are accepted."
-            )
-    try:
-        body = _json.loads(bytes(raw))
-    except (ValueError, RecursionError):
-        raise InvalidRequest(JSON_PARSE_ERROR) from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(JSON_PARSE_ERROR)
-    if refused := _json.lone_surrogate(body):
-        message, param = refused
-        raise InvalidRequest(message, param=param)
-    return body
-
-
-def _params(
-    body: dict[str, Any], required: dict[str, type], optional: dict[str, type]
-) -> dict[str, Any]:
-    """The body's parameters, each of its JSON type; a missing one, an unknown one or one of
-    another type is a 400 in OpenAI's words."""
-    for name in body:
-        if name not in required and name not in optional:
-            raise InvalidRequest(f"Unknown parameter: '{name}'.", param=name)
-    for name in required:
-        if name not in body:
-            raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
-    for name, value in body.items():
-        kind = required.get(name) or optional[name]
-        if value is None and name in optional:
-            continue
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            got = _JSON_TYPE_NAMES.get(type(value), "another type")
-            raise InvalidRequest(
-                f"Invalid type for '{name}': expected {_TYPE_NAMES[kind]}, but got {got} instead.",
-                param=name,
-            )
-    return body
+    return service_of(request).uploads
 
 
 def _expires_after(value: dict[str, Any] | None) -> int | None:
@@ -96,19 +41,19 @@ def _expires_after(value: dict[str, Any] | None) -> int | None:
     "created_at", `seconds` within 3600..2592000) in seconds, or None when not given."""
     if value is None:
         return None
-    params = _params(
+    given = params(
         {f"expires_after.{k}": v for k, v in value.items()},
         {"expires_after.anchor": str, "expires_after.seconds": int},
         {},
     )
-    anchor = params["expires_after.anchor"]
+    anchor = given["expires_after.anchor"]
     if anchor != "created_at":
         raise InvalidRequest(
             f"Invalid value for 'expires_after.anchor': {anchor[:100]!r}. "
             "Supported values are: 'created_at'.",
             param="expires_after.anchor",
         )
-    seconds: int = params["expires_after.seconds"]
+    seconds: int = given["expires_after.seconds"]
     lo, hi = S.EXPIRES_AFTER_MIN_SECONDS, S.EXPIRES_AFTER_MAX_SECONDS
     if not lo <= seconds <= hi:
         raise InvalidRequest(
@@ -120,9 +65,9 @@ def _expires_after(value: dict[str, Any] | None) -> int | None:
 
 
 async def create_upload(request: Request) -> Response:
-    owner = await _owner(request)
-    body = _params(
-        await _json_body(request),
+    owner = await owner_of(request)
+    body = params(
+        await json_body(request),
         {"filename": str, "purpose": str, "bytes": int, "mime_type": str},
         {"expires_after": dict},
     )
@@ -158,7 +103,7 @@ LIST_STATUSES = ("pending", "completed", "cancelled", "expired", "all")
 async def list_uploads(request: Request) -> Response:
     """The key's project's uploads, newest first: pending ones unless `status` says
     otherwise (ours: OpenAI has no listing of uploads)."""
-    owner = await _owner(request)
+    owner = await owner_of(request)
     status = request.query_params.get("status") or "pending"
     if status not in LIST_STATUSES:
         raise InvalidRequest(
@@ -211,13 +156,11 @@ async def _data_field(request: Request, boundary: bytes, max_parts: int) -> Asyn
 
 
 async def add_part(request: Request) -> Response:
-    owner = await _owner(request)
+    owner = await owner_of(request)
     uploads = _uploads(request)
     boundary = boundary_of(request.headers.get("content-type"))
     limit = uploads.settings.max_part_bytes
-    raw_length = request.headers.get("content-length")
-    if raw_length and raw_length.isdigit() and int(raw_length) > limit + S.MULTIPART_OVERHEAD_BYTES:
-        raise FileTooLarge(limit, "Part", param="data")
+    announced_length(request, limit, "Part", param="data")
     with upload_slot(request):
         data = _data_field(request, boundary, uploads.settings.max_form_parts)
         part = await uploads.add_part(owner, request.path_params["upload_id"], data)
@@ -225,12 +168,12 @@ async def add_part(request: Request) -> Response:
 
 
 async def complete_upload(request: Request) -> Response:
-    owner = await _owner(request)
-    body = _params(await _json_body(request), {"part_ids": list}, {"md5": str})
+    owner = await owner_of(request)
+    body = params(await json_body(request), {"part_ids": list}, {"md5": str})
     part_ids = body["part_ids"]
     for index, item in enumerate(part_ids):
         if not isinstance(item, str):
-            got = _JSON_TYPE_NAMES.get(type(item), "another type")
+            got = JSON_TYPE_NAMES.get(type(item), "another type")
             raise InvalidRequest(
                 f"Invalid type for 'part_ids[{index}]': expected a string, but got {got} instead.",
                 param=f"part_ids[{index}]",
@@ -243,7 +186,7 @@ async def complete_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    owner = await _owner(request)
+    owner = await owner_of(request)
     record = await _uploads(request).cancel(owner, request.path_params["upload_id"])
     return JSONResponse(upload_object(record, now=int(time.time())))
 

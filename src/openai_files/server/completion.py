@@ -1,0 +1,296 @@
+"""Completing an upload (Uploads API): its parts joined into the file, checked, and turned
+into the file's row, while a lease fences the completion against another that takes it over.
+
+A completion marks its upload "completing" (`completing_since`, the lease) and renews the
+lease while it runs. Should its server stop, another completion, a cancellation or the
+sweeper takes the upload over once the lease is `COMPLETION_TAKEOVER_SECONDS` old; a
+completion that finds itself taken over stops, and does nothing more. A completion that
+fails puts the upload back to pending and removes what it joined; when even that fails (the
+database is unreachable), the sweeper tries again (`reopen`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+
+import anyio
+
+from . import settings as S
+from .digests import RunningDigests
+from .errors import InvalidRequest, StorageLimitExceeded
+from .ids import is_upload_id
+from .purposes import validator_for
+from .records import file_record
+from .reservations import remove_bytes
+from .settings import Settings
+from .stores import (
+    BlobStore,
+    FileRecord,
+    MetadataStore,
+    Owner,
+    QuotaExceeded,
+    UploadNotFound,
+    UploadNotPending,
+    UploadRecord,
+)
+from .upload_errors import no_such_upload, not_pending
+from .validation import check_stream
+
+log = logging.getLogger("openai_files.server")
+
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+@dataclasses.dataclass
+class Lease:
+    """A running completion's hold on its upload: `since` is the `completing_since` it
+    last wrote (the token that fences its finish and its undo). The lock orders renewals
+    with the finish; once `settled` (finishing or undoing), no renewal changes `since`."""
+
+    since: int | None
+    lock: anyio.Lock = dataclasses.field(default_factory=anyio.Lock)
+    settled: bool = False
+
+    async def settle(self) -> int | None:
+        async with self.lock:
+            self.settled = True
+            return self.since
+
+
+class Completions:
+    """The completions of uploads on a metadata store and a blob store (`complete`), and
+    the putting back of those that will not end by themselves (`reopen`)."""
+
+    def __init__(
+        self, settings: Settings, meta: MetadataStore, blobs: BlobStore, digests: RunningDigests
+    ) -> None:
+        self.settings = settings
+        self.meta = meta
+        self.blobs = blobs
+        self.digests = digests
+        #: Completions whose undo failed (the database was unreachable), by upload id, with
+        #: whether they had joined bytes: the sweeper tries again (`reopen`).
+        self._undo_later: dict[str, tuple[UploadRecord, bool]] = {}
+
+    async def complete(
+        self, owner: Owner, upload_id: str, part_ids: Sequence[str], md5: str | None
+    ) -> tuple[UploadRecord, FileRecord]:
+        """Complete the owner's pending upload from `part_ids`, in file order; its record
+        (completed) and the new file's.
+
+        Errors as `add_part` for the upload; a second completion, racing or later, is a 400.
+        Each id must name a part of this upload, once; the parts' sizes must add up to the
+        declared bytes. The parts are composed into the file's key by the store; when `md5`
+        is given or the purpose's content is checked (`validation.py`, as on POST
+        /v1/files), the composed bytes are read once for both, and a mismatch or a refused
+        line removes them and leaves the upload pending (it may be completed again with
+        the right parts). Then one transaction inserts the file (consuming the
+        reservation; the quota counts it once), marks the upload completed and drops its
+        part rows; the parts' bytes are removed last.
+        """
+        if md5 is not None and not _MD5.fullmatch(md5):
+            raise InvalidRequest(
+                f"Invalid 'md5': expected 32 hexadecimal digits, got {md5[:100]!r}.",
+                param="md5",
+            )
+        seen: set[str] = set()
+        for part_id in part_ids:
+            if part_id in seen:
+                raise InvalidRequest(
+                    f"Part {part_id} is given more than once in 'part_ids': each part may be "
+                    "used once.",
+                    param="part_ids",
+                )
+            seen.add(part_id)
+        if not is_upload_id(upload_id):
+            raise no_such_upload(upload_id)
+        now = int(time.time())
+        try:
+            upload = await self.meta.begin_completion(
+                owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
+            )
+        except UploadNotFound:
+            raise no_such_upload(upload_id) from None
+        except UploadNotPending as exc:
+            raise not_pending(exc.record, "complete it") from None
+        # The completion renews its lease while it runs, beside it; should another take it
+        # over meanwhile (its renewals did not land for the takeover bound), it is stopped
+        # at once, and whatever it had not yet done it does not do.
+        lease = Lease(upload.completing_since)
+        outcome: list[tuple[UploadRecord, FileRecord]] = []
+        failure: list[Exception] = []
+
+        async def run() -> None:
+            try:
+                outcome.append(await self._complete(upload, part_ids, md5, lease))
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep_lease, upload.id, lease, group.cancel_scope)
+            group.start_soon(run)
+        if outcome:
+            return outcome[0]
+        if failure:
+            raise failure[0]
+        # Taken over: what the upload is now.
+        record = await self.meta.get_upload(owner, upload.id)
+        if record is None:
+            raise no_such_upload(upload_id)
+        raise not_pending(record, "complete it")
+
+    async def _keep_lease(self, upload_id: str, lease: Lease, scope: anyio.CancelScope) -> None:
+        """Renew the completion's lease until it settles; on finding it taken over, stop the
+        completion (`scope`: the task group both run in)."""
+        while True:
+            await anyio.sleep(S.COMPLETION_RENEW_SECONDS)
+            async with lease.lock:
+                if lease.settled or lease.since is None:
+                    return
+                now = int(time.time())
+                try:
+                    held = await self.meta.renew_completion(upload_id, lease.since, now)
+                except Exception as exc:  # tried again at the next turn
+                    log.warning("could not renew the completion of upload %s: %s", upload_id, exc)
+                    continue
+                if held:
+                    lease.since = now
+                    continue
+            log.warning("the completion of upload %s was taken over: stopped", upload_id)
+            scope.cancel()
+            return
+
+    async def _complete(
+        self, upload: UploadRecord, part_ids: Sequence[str], md5: str | None, lease: Lease
+    ) -> tuple[UploadRecord, FileRecord]:
+        finished = composed = False
+        try:
+            parts = {p.id: p for p in await self.meta.list_parts(upload.id)}
+            for part_id in part_ids:
+                if part_id not in parts:
+                    raise InvalidRequest(
+                        f"Part {part_id} is not a part of upload {upload.id}: send the ids "
+                        f"that POST /v1/uploads/{upload.id}/parts returned.",
+                        param="part_ids",
+                    )
+            ordered = [parts[i] for i in part_ids]
+            total = sum(p.bytes for p in ordered)
+            if total != upload.bytes:
+                raise InvalidRequest(
+                    f"The parts given add up to {total} bytes, but upload {upload.id} was "
+                    f"created with bytes={upload.bytes}: complete it with parts that add up "
+                    "to its size.",
+                    param="part_ids",
+                )
+            key = upload.file_key
+            # A completion taken over may have left its joined bytes under the key: compose
+            # replaces them whole.
+            await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
+            composed = True
+            validator = validator_for(upload.purpose, strict=self.settings.strict_validation)
+            # The md5 computed as the parts arrived, when they arrived in order, one
+            # after the other, at this server; else the composed bytes are read once.
+            digest = self.digests.md5_of(upload.id, part_ids) if validator is None else None
+            if (md5 is not None and digest is None) or validator is not None:
+                read = hashlib.md5(usedforsecurity=False)
+                await check_stream(validator, self.blobs.read(key), read)
+                digest = read.hexdigest()
+            if md5 is not None and digest != md5.lower():
+                raise InvalidRequest(
+                    f"The md5 given ({md5}) does not match the md5 of the uploaded parts "
+                    f"({digest}): the upload stays pending; send the parts again or "
+                    "complete it with the right ones.",
+                    param="md5",
+                )
+            file = file_record(
+                key=key,
+                org_id=upload.org_id,
+                project_id=upload.project_id,
+                size=upload.bytes,
+                filename=upload.filename,
+                purpose=upload.purpose,
+                mime_type=upload.mime_type,
+                expires_in=upload.file_expires_after,
+            )
+            since = await lease.settle()
+            try:
+                await self.meta.finish_completion(
+                    upload.id, file, self.settings.org_quota_bytes, since=since
+                )
+            except QuotaExceeded as exc:
+                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
+            except UploadNotFound:
+                raise no_such_upload(upload.id) from None
+            except UploadNotPending as exc:  # expired by the sweeper meanwhile
+                raise not_pending(exc.record, "complete it") from None
+            finished = True
+            self.digests.pop(upload.id)
+        finally:
+            if not finished:
+                with anyio.CancelScope(shield=True):
+                    since = await lease.settle()
+                    await self._undo_completion(
+                        dataclasses.replace(upload, completing_since=since), composed
+                    )
+        with anyio.CancelScope(shield=True):
+            await remove_bytes(self.blobs, *(p.blob_key for p in ordered))
+        done = dataclasses.replace(upload, status="completed", file_id=file.id)
+        return done, file
+
+    async def _undo_completion(self, upload: UploadRecord, composed: bool) -> None:
+        try:
+            await self._undo(upload, composed)
+        except Exception:
+            # The next sweep tries again (and a later one, once the completion's lease has
+            # lapsed, from the database alone, should this server stop meanwhile).
+            log.exception(
+                "could not put upload %s back to pending: the sweeper will try again",
+                upload.id,
+            )
+            self._undo_later[upload.id] = (upload, composed)
+
+    async def _undo(self, upload: UploadRecord, composed: bool) -> None:
+        if composed:
+            # Not when another completion took this one over: the key is its own now.
+            now = await self.meta.get_upload(Owner(upload.org_id, upload.project_id), upload.id)
+            if now is not None and now.completing_since == upload.completing_since:
+                await remove_bytes(self.blobs, upload.file_key)
+        await self.meta.abort_completion(upload.id, since=upload.completing_since)
+
+    async def reopen(self, now: int, *, alone: bool = False) -> int:
+        """Put back to pending the uploads whose completion will not end by itself, so that
+        they may be completed or cancelled at once: those whose undo failed here (the
+        database was unreachable), and those whose completion began
+        `COMPLETION_TAKEOVER_SECONDS` ago or more (its server stopped). When this server
+        is `alone` (it alone writes to the stores, and completes nothing yet: at its
+        start), every upload being completed is put back, and what its completion joined
+        is removed. How many were put back."""
+        for upload_id, (upload, composed) in list(self._undo_later.items()):
+            try:
+                await self._undo(upload, composed)
+            except Exception as exc:  # still unreachable: the next sweep tries again
+                log.warning("could not put upload %s back to pending: %s", upload_id, exc)
+                continue
+            del self._undo_later[upload_id]
+        stale_before = None if alone else now - S.COMPLETION_TAKEOVER_SECONDS
+        count = 0
+        while batch := await self.meta.reopen_completions(stale_before, S.SWEEP_BATCH):
+            for record in batch:
+                log.warning(
+                    "upload %s was being completed since %s by a server that stopped: "
+                    "pending again",
+                    record.id,
+                    record.completing_since,
+                )
+            if alone:
+                # Nothing completes meanwhile: the joined bytes are no completion's.
+                await remove_bytes(self.blobs, *(r.file_key for r in batch))
+            count += len(batch)
+        return count
