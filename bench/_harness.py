@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Connections wrk keeps open in rows 6 and 7 (and in the server-stack section): the
@@ -22,6 +22,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests._server import ServerProcess  # noqa: E402  (the repo's own test harness)
+
+from ._results import Summary  # noqa: E402
+
+if TYPE_CHECKING:
+    from openai_files.testing.services import PostgresCluster, SeaweedS3
 
 MiB = 1024 * 1024
 
@@ -62,7 +67,7 @@ class Figure:
     def median(self) -> float:
         return statistics.median(self.values)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         return {
             "unit": self.unit,
             "min": min(self.values),
@@ -95,7 +100,7 @@ def run_worker(
     timeout: float = 600,
     module: str = "bench._worker",
     retries: int = 0,
-) -> Any:
+) -> dict[str, Any]:
     """Run `python -m MODULE ARGS` (a separate client process, bench._worker by default);
     its JSON answer: the last line it prints. A failed run is run again up to `retries`
     times (for references that another program can fail, such as the S3 server's 500)."""
@@ -110,14 +115,17 @@ def run_worker(
             check=False,
         )
         if done.returncode == 0:
-            return json.loads(done.stdout.strip().splitlines()[-1])
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+            if not isinstance(answer, dict):
+                raise RuntimeError(f"{module} {args[0]} answered no JSON object: {answer!r}")
+            return answer
         if attempt < retries:
             print(f"[bench] {module} {args[0]} failed, once more:\n{done.stderr[-600:]}")
     raise RuntimeError(f"{module} {args[0]} failed:\n{done.stderr[-3000:]}")
 
 
 @contextmanager
-def scaleout_services() -> Iterator[tuple[Any, Any]]:
+def scaleout_services() -> Iterator[tuple[PostgresCluster, SeaweedS3]]:
     """A throwaway PostgreSQL cluster and SeaweedFS S3 server, stopped on the way out, even
     when the run is stopped while they start."""
     from openai_files.testing.services import PostgresCluster, SeaweedS3
@@ -132,7 +140,7 @@ def scaleout_services() -> Iterator[tuple[Any, Any]]:
         s3.stop()
 
 
-def scaleout_env(pg: Any, s3: Any, prefix: str = "files") -> dict[str, str]:
+def scaleout_env(pg: PostgresCluster, s3: SeaweedS3, prefix: str = "files") -> dict[str, str]:
     """The environment of a server on a fresh, migrated PostgreSQL database and an S3
     prefix of its own."""
     env = {

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ._format import fig, met
+from .peers import peer_cell, peer_column
+from .scale import row5_cells
 
 MiB = 1024 * 1024
 
 NOTES = Path(__file__).with_name("NOTES.md")
 
 
-def _fig(summary: dict[str, Any]) -> str:
-    unit = summary["unit"]
-    fmt = {"s": "{:.3f}", "ms": "{:.2f}"}.get(unit, "{:.0f}")
-    med, lo, hi = (fmt.format(summary[k]) for k in ("median", "min", "max"))
-    return f"{med} {unit} ({lo}-{hi})"
-
-
-def _met(value: bool | None) -> str:
-    return {True: "yes", False: "**no**", None: "—"}[value]
-
-
 def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
-    ours, ref = row.get("ours"), row.get("reference")
     if number == "3":
         peaks = row["peaks_mib"]
         ours_text = (
@@ -33,12 +26,11 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
         )
         return [ours_text, "(absolute)", "—"]
     if number == "5":
-        from .scale import row5_cells
-
         return row5_cells(row)
+    ours, ref = row["ours"], row["reference"]
     if number == "8":
-        ours_text = f"upload {_fig(ours['upload'])}; download {_fig(ours['download'])}"
-        ref_text = f"put {_fig(ref['put'])}; get {_fig(ref['get'])}"
+        ours_text = f"upload {fig(ours['upload'])}; download {fig(ours['download'])}"
+        ref_text = f"put {fig(ref['put'])}; get {fig(ref['get'])}"
         ratio = (
             f"{row['ratio']:.2f} (upload {row['ratio_upload']:.2f}, "
             f"download {row['ratio_download']:.2f})"
@@ -48,22 +40,22 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
         return _row9_cells(row)
     if number == "2" and "reference_curl" in row:
         return [
-            f"{_fig(ours)}; with durable=True {_fig(row['ours_durable'])}",
-            f"{row['reference_name']}: {_fig(ref)}; curl -o of the same URL: "
-            f"{_fig(row['reference_curl'])}",
+            f"{fig(ours)}; with durable=True {fig(row['ours_durable'])}",
+            f"{row['reference_name']}: {fig(ref)}; curl -o of the same URL: "
+            f"{fig(row['reference_curl'])}",
             f"{row['ratio']:.2f} of the socket, {row['ratio_curl']:.2f} of curl (throughput)",
         ]
     if number == "1" and "reference_floor" in row:
         return [
-            _fig(ours),
-            f"{row['reference_name']}: {_fig(ref)}; {row['floor_name']}: "
-            f"{_fig(row['reference_floor'])}",
+            fig(ours),
+            f"{row['reference_name']}: {fig(ref)}; {row['floor_name']}: "
+            f"{fig(row['reference_floor'])}",
             f"{row['ratio']:.2f} of dd, {row['ratio_floor']:.2f} of the socket (time)",
         ]
-    ours_text = _fig(ours)
+    ours_text = fig(ours)
     if number == "4":
         ours_text += f", client peak +{row['sdk_client_peak_mib']:.0f} MiB"
-    ref_text = f"{row['reference_name']}: {_fig(ref)}"
+    ref_text = f"{row['reference_name']}: {fig(ref)}"
     return [ours_text, ref_text, f"{row['ratio']:.2f} ({row['ratio_name']})"]
 
 
@@ -75,8 +67,8 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
             figs[k]["max"] / 1024 for k in ("complete_server_kib", "complete_md5_server_kib")
         )
         return (
-            f"{name}: parts {_fig(figs['parts_s'])}; complete {_fig(figs['complete_s'])}, "
-            f"with md5 {_fig(figs['complete_md5_s'])}; server peak growth: completion "
+            f"{name}: parts {fig(figs['parts_s'])}; complete {fig(figs['complete_s'])}, "
+            f"with md5 {fig(figs['complete_md5_s'])}; server peak growth: completion "
             f"+{plain:.1f} MiB, with md5 +{md5:.1f} MiB, parts "
             f"+{figs['parts_server_kib']['max'] / 1024:.1f} MiB"
         )
@@ -84,9 +76,9 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
     ours_text = side("local", ours["local"]) + "<br>" + side("S3", ours["s3"])
     fresh = ref.get("fresh_join")
     ref_text = (
-        f"local: cp + sync {_fig(ref['cp'])}"
-        + (f"; the same join of parts just uploaded, plain Python {_fig(fresh)}" if fresh else "")
-        + f"<br>S3: CopyObject {_fig(ref['copy'])}, obstore put {_fig(ref['put'])}"
+        f"local: cp + sync {fig(ref['cp'])}"
+        + (f"; the same join of parts just uploaded, plain Python {fig(fresh)}" if fresh else "")
+        + f"<br>S3: CopyObject {fig(ref['copy'])}, obstore put {fig(ref['put'])}"
     )
     ratio = (
         (f"local {row['ratio_local_fresh']:.2f} of the join, " if fresh else "local ")
@@ -110,7 +102,7 @@ def _measured_apart(number: str, row: dict[str, Any]) -> str:
     )
 
 
-def write_plot(result: dict[str, Any], path: Path) -> None:
+def write_plot(result: Mapping[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,13 +163,13 @@ def _stack_lines(stack: dict[str, Any]) -> list[str]:
     ]
     for m in stack["metrics"].values():
         lines.append(
-            f"| {m['what']} | {_fig(m['uvicorn'])} | {_fig(m['granian'])} | "
+            f"| {m['what']} | {fig(m['uvicorn'])} | {fig(m['granian'])} | "
             f"{m['granian_speed']:.2f} |"
         )
     return lines
 
 
-def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
+def write_report(result: Mapping[str, Any], md_path: Path, png_path: Path) -> None:
     m = result["machine"]
     # Rows that ran more (or fewer) times than the run's default say so.
     other: dict[int, list[str]] = {}
@@ -206,8 +198,6 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
             f"- Load average (1 min) {result['load']['before'][0]:.2f} before the run, "
             f"{result['load']['after'][0]:.2f} after (the machine may be shared)."
         )
-    from .peers import peer_cell, peer_column
-
     peer = peer_column(result["rows"])  # a column only when the run measured a peer
     lines += [
         "",
@@ -219,7 +209,7 @@ def write_report(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
         ours, ref, ratio = _row_cells(number, row)
         lines.append(
             f"| {number} | {row['what']} | {ours} | {ref} | {ratio} | {row['target']} | "
-            f"{_met(row['met'])} |" + (f" {peer_cell(number, row)} |" if peer else "")
+            f"{met(row['met'])} |" + (f" {peer_cell(number, row)} |" if peer else "")
         )
     apart = [_measured_apart(n, r) for n, r in sorted(result["rows"].items()) if "measured" in r]
     if apart:

@@ -241,12 +241,13 @@ def cmd_upload_complete(
     """Row 9: complete an upload (the parts joined in the store; with an md5, read once)."""
     import openai
 
-    extra = {} if md5 == "-" else {"md5": md5}
     with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=1800) as client:
         client.files.list(limit=1)
 
         def run() -> str:
-            done = client.uploads.complete(upload_id, part_ids=part_ids.split(","), **extra)
+            done = client.uploads.complete(
+                upload_id, part_ids=part_ids.split(","), md5=openai.omit if md5 == "-" else md5
+            )
             if done.status != "completed" or done.file is None:
                 raise RuntimeError(f"upload {upload_id} not completed: {done.status}")
             return done.file.id

@@ -21,13 +21,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._harness import ROOT, Figure, MiB, make_file, peak_growth, run_worker
+from ._format import fig
+from ._harness import ROOT, BenchServer, Figure, MiB, make_file, peak_growth, run_worker
+from ._results import PeerDownload, PeerMemory, PeerSdk, PeerUpload, Result, Row1, Row2
+from ._run import Bench
 
 if TYPE_CHECKING:
-    from .__main__ import Bench
+    from openai.types import FilePurpose
 
 NAME = "llama-stack 0.7.3"
 HERE = Path(__file__).with_name("peers")
@@ -97,12 +102,22 @@ class PeerServer:
             self.proc.wait(30)
 
 
-def _peer_worker(*args: str) -> Any:
+def _peer_worker(*args: str) -> dict[str, Any]:
     return run_worker(*args, module="bench.peers", timeout=900)
 
 
-def peer_transfers(bench: Bench) -> None:
-    """Rows 1 to 4 against the peer: each row of `bench.rows` gets a "peer" entry.
+@dataclass
+class Peers:
+    """The peer's entries of rows 1 to 4 (each row's "peer")."""
+
+    row1: PeerUpload
+    row2: PeerDownload
+    row3: PeerMemory
+    row4: PeerSdk
+
+
+def peer_transfers(bench: Bench, row1: Row1, row2: Row2) -> Peers:
+    """Rows 1 to 4 against the peer, beside ours (`row1`, `row2`): each row's "peer" entry.
 
     Each run measures, one after the other: the references of rows 1 and 2 again, the SDK's
     upload and download on our server, the same on the peer, and `curl -o` from both; so
@@ -129,7 +144,7 @@ def peer_transfers(bench: Bench) -> None:
         with bench.server() as ours:
             # llama-stack takes the purposes assistants and batch only; ours serves no
             # download of assistants files (as OpenAI), and vision is what rows 1-4 send it.
-            servers = {
+            servers: dict[str, tuple[PeerServer | BenchServer, str, str]] = {
                 "peer": (peer, "none", "assistants"),
                 "ours": (ours, ours.first_key or "", "vision"),
             }
@@ -151,7 +166,7 @@ def peer_transfers(bench: Bench) -> None:
                             up["result"],
                             str(bench.work / "sdk.bin"),
                         )
-                    curl = bench.curl(server, key, up["result"])  # type: ignore[arg-type]
+                    curl = bench.curl(server.base_url, key, up["result"])
                     _peer_worker("delete", server.base_url, key, up["result"])
                     for k, v in (
                         ("upload_s", up["seconds"]),
@@ -167,42 +182,43 @@ def peer_transfers(bench: Bench) -> None:
         peer.stop()
     med = {k: f.median for k, f in figs.items()}
     summary = {k: f.summary() for k, f in figs.items()}
-    rows = bench.rows
-    rows["1"]["peer"] = {
-        "name": NAME,
-        "ours": summary["peer_upload_s"],
-        "reference": summary["dd_s"],
-        "sdk_on_ours": summary["ours_upload_s"],
-        "ratio": med["peer_upload_s"] / med["dd_s"],
-        "vs_sdk_on_ours": med["peer_upload_s"] / med["ours_upload_s"],
-        "vs_ours": med["peer_upload_s"] / rows["1"]["ours"]["median"],
-    }
-    rows["2"]["peer"] = {
-        "name": NAME,
-        "ours": summary["peer_download_s"],
-        "curl": summary["peer_curl_s"],
-        "reference": summary["socket_s"],
-        "sdk_on_ours": summary["ours_download_s"],
-        "curl_on_ours": summary["ours_curl_s"],
-        "ratio": med["socket_s"] / med["peer_download_s"],
-        "ratio_curl": med["socket_s"] / med["peer_curl_s"],
-        "vs_sdk_on_ours": med["peer_download_s"] / med["ours_download_s"],
-        "curl_vs_ours": med["peer_curl_s"] / med["ours_curl_s"],
-        "vs_ours": med["peer_download_s"] / rows["2"]["ours"]["median"],
-    }
     peaks = {k: max(f.values) / 1024 for k, f in figs.items() if k.endswith("kib")}
-    rows["3"]["peer"] = {
-        "name": NAME,
-        "ours": {k: summary[k] for k in summary if k.endswith("kib")},
-        "peaks_mib": peaks,
-    }
-    rows["4"]["peer"] = {
-        "name": NAME,
-        "ours": summary["peer_upload_s"],
-        "sdk_on_ours": summary["ours_upload_s"],
-        "ratio": med["peer_upload_s"] / med["ours_upload_s"],
-        "sdk_client_peak_mib": peaks["peer_upload_client_kib"],
-    }
+    return Peers(
+        row1={
+            "name": NAME,
+            "ours": summary["peer_upload_s"],
+            "reference": summary["dd_s"],
+            "sdk_on_ours": summary["ours_upload_s"],
+            "ratio": med["peer_upload_s"] / med["dd_s"],
+            "vs_sdk_on_ours": med["peer_upload_s"] / med["ours_upload_s"],
+            "vs_ours": med["peer_upload_s"] / row1["ours"]["median"],
+        },
+        row2={
+            "name": NAME,
+            "ours": summary["peer_download_s"],
+            "curl": summary["peer_curl_s"],
+            "reference": summary["socket_s"],
+            "sdk_on_ours": summary["ours_download_s"],
+            "curl_on_ours": summary["ours_curl_s"],
+            "ratio": med["socket_s"] / med["peer_download_s"],
+            "ratio_curl": med["socket_s"] / med["peer_curl_s"],
+            "vs_sdk_on_ours": med["peer_download_s"] / med["ours_download_s"],
+            "curl_vs_ours": med["peer_curl_s"] / med["ours_curl_s"],
+            "vs_ours": med["peer_download_s"] / row2["ours"]["median"],
+        },
+        row3={
+            "name": NAME,
+            "ours": {k: summary[k] for k in summary if k.endswith("kib")},
+            "peaks_mib": peaks,
+        },
+        row4={
+            "name": NAME,
+            "ours": summary["peer_upload_s"],
+            "sdk_on_ours": summary["ours_upload_s"],
+            "ratio": med["peer_upload_s"] / med["ours_upload_s"],
+            "sdk_client_peak_mib": peaks["peer_upload_client_kib"],
+        },
+    )
 
 
 def peer_column(rows: dict[str, Any]) -> str | None:
@@ -214,23 +230,21 @@ def peer_column(rows: dict[str, Any]) -> str | None:
 def peer_cell(number: str, row: dict[str, Any]) -> str:
     """Row `number`'s peer cell: its figure, and how it compares with ours, both through the
     official SDK in the same runs."""
-    from ._report import _fig
-
     peer = row.get("peer")
     if peer is None:
         return "—"
     if number == "1":
         return (
-            f"SDK upload {_fig(peer['ours'])}, ours through the SDK beside it "
-            f"{_fig(peer['sdk_on_ours'])}: {peer['vs_sdk_on_ours']:.2f} times our time; "
-            f"{peer['ratio']:.2f} of dd conv=fsync beside it ({_fig(peer['reference'])}, time)"
+            f"SDK upload {fig(peer['ours'])}, ours through the SDK beside it "
+            f"{fig(peer['sdk_on_ours'])}: {peer['vs_sdk_on_ours']:.2f} times our time; "
+            f"{peer['ratio']:.2f} of dd conv=fsync beside it ({fig(peer['reference'])}, time)"
         )
     if number == "2":
         return (
-            f"SDK download {_fig(peer['ours'])}, ours {_fig(peer['sdk_on_ours'])}: "
-            f"{peer['vs_sdk_on_ours']:.2f} times our time; curl -o {_fig(peer['curl'])}, "
-            f"from ours {_fig(peer['curl_on_ours'])}: {peer['curl_vs_ours']:.2f} times; "
-            f"SDK {peer['ratio']:.2f} of the socket beside it ({_fig(peer['reference'])}, "
+            f"SDK download {fig(peer['ours'])}, ours {fig(peer['sdk_on_ours'])}: "
+            f"{peer['vs_sdk_on_ours']:.2f} times our time; curl -o {fig(peer['curl'])}, "
+            f"from ours {fig(peer['curl_on_ours'])}: {peer['curl_vs_ours']:.2f} times; "
+            f"SDK {peer['ratio']:.2f} of the socket beside it ({fig(peer['reference'])}, "
             "throughput)"
         )
     if number == "3":
@@ -244,14 +258,14 @@ def peer_cell(number: str, row: dict[str, Any]) -> str:
         )
     if number == "4":
         return (
-            f"{_fig(peer['ours'])}, client peak +{peer['sdk_client_peak_mib']:.0f} MiB: "
+            f"{fig(peer['ours'])}, client peak +{peer['sdk_client_peak_mib']:.0f} MiB: "
             f"{peer['ratio']:.2f} times the SDK's time on ours beside it "
-            f"({_fig(peer['sdk_on_ours'])})"
+            f"({fig(peer['sdk_on_ours'])})"
         )
     return "—"
 
 
-def save(result: dict[str, Any], stamp: str) -> Path:
+def save(result: Result, stamp: str) -> Path:
     """Keep a run with a peer beside the full runs (bench/results/STAMP-COMMIT-peers.json)."""
     path = ROOT / "bench" / "results" / f"{stamp}-{result['machine']['commit']}-peers.json"
     path.write_text(json.dumps(result, indent=2))
@@ -259,6 +273,10 @@ def save(result: dict[str, Any], stamp: str) -> Path:
 
 
 # -- workers, each in a process of its own (our venv, the official SDK) --
+#: The purposes the SDK's uploads are sent with (the peer's, ours), as the SDK types them.
+SDK_PURPOSES: dict[str, FilePurpose] = {"assistants": "assistants", "vision": "vision"}
+
+
 def cmd_sdk_upload(base_url: str, key: str, path: str, purpose: str) -> dict[str, Any]:
     import openai
 
@@ -266,7 +284,9 @@ def cmd_sdk_upload(base_url: str, key: str, path: str, purpose: str) -> dict[str
 
     with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=900) as client:
         client.files.list(limit=1)  # warm: connection and imports
-        return measure(lambda: client.files.create(file=Path(path), purpose=purpose).id)
+        return measure(
+            lambda: client.files.create(file=Path(path), purpose=SDK_PURPOSES[purpose]).id
+        )
 
 
 def cmd_sdk_download(base_url: str, key: str, file_id: str, dest: str) -> dict[str, Any]:
@@ -295,7 +315,11 @@ def cmd_delete(base_url: str, key: str, file_id: str) -> dict[str, Any]:
         return {"deleted": client.files.delete(file_id).deleted}
 
 
-COMMANDS = {"sdk-upload": cmd_sdk_upload, "sdk-download": cmd_sdk_download, "delete": cmd_delete}
+COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
+    "sdk-upload": cmd_sdk_upload,
+    "sdk-download": cmd_sdk_download,
+    "delete": cmd_delete,
+}
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._harness import (
     BenchServer,
@@ -32,9 +32,8 @@ from ._harness import (
     scaleout_env,
     scaleout_services,
 )
-
-if TYPE_CHECKING:
-    from .__main__ import Bench
+from ._results import NoLimit, Row5
+from ._run import Bench
 
 ORG, PROJECT = "org-bench", "proj_bench"
 COLUMNS = (
@@ -130,7 +129,8 @@ def make_key(data: Path, env: dict[str, str]) -> str:
     return key
 
 
-def listing_latency(bench: Bench) -> None:
+def listing_latency(bench: Bench) -> Row5:
+    """Row 5."""
     counts = [1000, 5000] if bench.quick else [1000, 10_000, 100_000, 1_000_000]
     rounds, samples = (2, 25) if bench.quick else (6, 60)
     no_limit_samples = 5 if bench.quick else 15
@@ -140,7 +140,7 @@ def listing_latency(bench: Bench) -> None:
     samples_ms: dict[str, dict[int, dict[str, list[float]]]] = {
         d: {c: {} for c in counts} for d in DEPLOYMENTS
     }
-    no_limit: dict[str, dict[str, Any]] = {}
+    no_limit: dict[str, NoLimit] = {}
     pg_ping: list[float] = []
     with scaleout_services() as (pg, s3):
         try:
@@ -230,7 +230,7 @@ def listing_latency(bench: Bench) -> None:
     }
     floor["postgres"] += percentile(pg_ping, 50)
     growth_mib = max(v["server_growth_kib"] for v in no_limit.values()) / 1024
-    bench.rows["5"] = {
+    return {
         "what": "p50 latency (ms) of GET /v1/files?limit=100 and GET /v1/files/{id}, both "
         f"deployments; GET /v1/files with no limit ({min(NO_LIMIT, counts[-1])} objects)",
         "ours": tables,
@@ -294,10 +294,8 @@ def row5_cells(row: dict[str, Any]) -> list[str]:
     return ["<br>".join(cells), row["reference_name"], ratio]
 
 
-def run_scale(*args: str) -> Any:
+def run_scale(*args: str) -> dict[str, Any]:
     """`python -m bench.scale ARGS` in a client process of its own; its JSON answer."""
-    from ._harness import run_worker
-
     return run_worker(*args, module="bench.scale")
 
 
@@ -354,7 +352,7 @@ def cmd_pages(base_url: str, key: str, objects: str, limit: str, samples: str) -
 
 
 if __name__ == "__main__":
-    commands = {"pages": cmd_pages, "ping": cmd_ping}
+    commands: dict[str, Callable[..., dict[str, Any]]] = {"pages": cmd_pages, "ping": cmd_ping}
     command, *arguments = sys.argv[1:]
     if command not in commands:
         sys.exit(f"unknown command {command!r}: python -m bench.scale pages|ping ...")

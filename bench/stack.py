@@ -12,7 +12,6 @@ import shutil
 import statistics
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,10 +24,10 @@ from ._harness import (
     peak_growth,
     run_worker,
 )
+from ._results import Stack, StackMetric
+from ._run import Bench
+from .rates import upload_script, wrk
 from .scale import ORG, PROJECT, file_id, make_key, populate_sqlite
-
-if TYPE_CHECKING:
-    from .__main__ import Bench
 
 STACKS = ("uvicorn", "granian")
 #: Files in each server's listing for row 5's figure (a page of 100 from the middle).
@@ -62,7 +61,7 @@ def curl_seconds(url: str, key: str, dest: str, byte_range: str | None = None) -
     return seconds
 
 
-def server_stacks(bench: Bench) -> None:
+def server_stacks(bench: Bench) -> Stack:
     bench.log("the HTTP server: uvicorn and granian on rows 1, 2, 5, 6, 7")
     big = make_file(bench.work / "big.bin", bench.big)
     seconds = 2 if bench.quick else 8
@@ -80,10 +79,10 @@ def server_stacks(bench: Bench) -> None:
                 *("--max-uploads-per-key", str(WRK_CONNECTIONS)),  # wrk's uploads, one key
             ).start()
             servers[stack] = (proc, key)
-        script = bench.upload_script()
+        script = upload_script(bench.work)
         middle = f"/files?limit=100&after={file_id(LISTED // 2)}"
-        for run in range(bench.runs):
-            for stack in STACKS if run % 2 == 0 else reversed(STACKS):
+        for i in range(bench.runs):
+            for stack in STACKS if i % 2 == 0 else reversed(STACKS):
                 proc, key = servers[stack]
                 fig = figures[stack]
                 bench.warm_memory(bench.big)  # as rows 1 and 2 (Bench.warm_memory)
@@ -107,13 +106,13 @@ def server_stacks(bench: Bench) -> None:
                 lat = run_worker("latency", proc.base_url, key, str(samples), middle)
                 fig["list_ms"].values.append(statistics.median(lat["ms"][middle]))
                 fig["retrieve_rps"].values.append(
-                    bench.wrk(f"{proc.base_url}/files/{made}", key, seconds)["rps"]
+                    wrk(f"{proc.base_url}/files/{made}", key, seconds).rps
                 )
                 fig["constant_rps"].values.append(
-                    bench.wrk(proc.root_url + "/bench/constant", key, seconds)["rps"]
+                    wrk(proc.root_url + "/bench/constant", key, seconds).rps
                 )
                 fig["upload_rps"].values.append(
-                    bench.wrk(proc.base_url + "/files", key, seconds, script)["rps"]
+                    wrk(proc.base_url + "/files", key, seconds, script).rps
                 )
                 httpx.delete(
                     f"{proc.base_url}/files/{made}", headers={"Authorization": f"Bearer {key}"}
@@ -127,7 +126,7 @@ def server_stacks(bench: Bench) -> None:
             proc.stop()
         for stack in STACKS:
             shutil.rmtree(bench.work / f"stack-{stack}", ignore_errors=True)
-    table: dict[str, Any] = {}
+    table: dict[str, StackMetric] = {}
     for metric, (what, unit, more_is_better) in METRICS.items():
         uv, gr = figures["uvicorn"][metric], figures["granian"][metric]
         ratio = gr.median / uv.median if uv.median else float("nan")
@@ -139,4 +138,4 @@ def server_stacks(bench: Bench) -> None:
             # granian against uvicorn, as a speed: above 1, granian is faster.
             "granian_speed": ratio if more_is_better else (1 / ratio if ratio else ratio),
         }
-    bench.stack = {"file_mib": bench.big / MiB, "listed": LISTED, "metrics": table}
+    return {"file_mib": bench.big / MiB, "listed": LISTED, "metrics": table}

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
@@ -43,7 +43,7 @@ class ServerProcess:
             self.data_dir.parent / f"{self.data_dir.name}-server-{uuid.uuid4().hex[:6]}.log"
         )
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(

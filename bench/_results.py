@@ -1,0 +1,257 @@
+"""The shape of a run's results (bench/results/*.json): one TypedDict per row.
+
+The rows are measured by their modules (rows 1-4 and 8: bench/transfers.py, row 5:
+bench/scale.py, rows 6-7: bench/rates.py, row 9: bench/uploads.py, the server stacks:
+bench/stack.py, the peer: bench/peers.py) and written as JSON by the runner
+(bench/__main__.py). The report (bench/_report.py) reads them back as plain JSON: it also
+reads results of older runs, whose rows had other keys.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+
+class Summary(TypedDict):
+    """A measured quantity over several runs (`Figure.summary()`)."""
+
+    unit: str
+    min: float
+    median: float
+    max: float
+    runs: list[float]
+
+
+# -- the peer, beside rows 1 to 4 (bench/peers.py) --
+class PeerUpload(TypedDict):
+    name: str
+    ours: Summary
+    reference: Summary
+    sdk_on_ours: Summary
+    ratio: float
+    vs_sdk_on_ours: float
+    vs_ours: float
+
+
+class PeerDownload(TypedDict):
+    name: str
+    ours: Summary
+    curl: Summary
+    reference: Summary
+    sdk_on_ours: Summary
+    curl_on_ours: Summary
+    ratio: float
+    ratio_curl: float
+    vs_sdk_on_ours: float
+    curl_vs_ours: float
+    vs_ours: float
+
+
+class PeerMemory(TypedDict):
+    name: str
+    ours: dict[str, Summary]
+    peaks_mib: dict[str, float]
+
+
+class PeerSdk(TypedDict):
+    name: str
+    ours: Summary
+    sdk_on_ours: Summary
+    ratio: float
+    sdk_client_peak_mib: float
+
+
+# -- rows 1 to 4 and the curve: transfers on the embedded server (bench/transfers.py) --
+class Row1(TypedDict):
+    runs: int
+    what: str
+    ours: Summary
+    reference: Summary
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    reference_floor: Summary
+    floor_name: str
+    ratio_floor: float
+    target: str
+    met: bool
+    peer: NotRequired[PeerUpload]
+
+
+class Row2(TypedDict):
+    runs: int
+    what: str
+    ours: Summary
+    ours_durable: Summary
+    reference: Summary
+    reference_name: str
+    reference_curl: Summary
+    ratio: float
+    ratio_name: str
+    ratio_curl: float
+    target: str
+    met: bool
+    peer: NotRequired[PeerDownload]
+
+
+class Row3(TypedDict):
+    runs: int
+    what: str
+    ours: dict[str, Summary]
+    peaks_mib: dict[str, float]
+    target: str
+    met: bool
+    peer: NotRequired[PeerMemory]
+
+
+class Row4(TypedDict):
+    runs: int
+    what: str
+    ours: Summary
+    reference: Summary
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    sdk_client_peak_mib: float
+    target: str
+    met: None
+    peer: NotRequired[PeerSdk]
+
+
+class CurvePoint(TypedDict):
+    """One file size of the curve: each run's figures, as a transfer's row has them."""
+
+    bytes: int
+    upload_s: list[float]
+    upload_server_kib: list[int]
+    upload_client_kib: list[int]
+    download_s: list[float]
+    download_server_kib: list[int]
+    download_client_kib: list[int]
+
+
+# -- row 5: listing latency (bench/scale.py) --
+class NoLimit(TypedDict):
+    """`GET /v1/files` with no `limit` on one deployment."""
+
+    objects: int
+    of_files: int
+    p50_ms: float
+    p95_ms: float
+    pages_p50_ms: float
+    server_growth_kib: int
+    server_base_kib: int
+
+
+class Row5(TypedDict):
+    what: str
+    #: deployment -> number of files -> request -> p50 (and "<request> p95") in ms.
+    ours: dict[str, dict[str, dict[str, float]]]
+    no_limit: dict[str, NoLimit]
+    populate_s: dict[str, dict[str, float]]
+    postgres_ping_ms: float
+    floor_ms: dict[str, float]
+    reference_name: str
+    ratio: float
+    ratios: dict[str, float]
+    ratio_name: str
+    worst_p50_ms: float
+    worst_p50_by_deployment_ms: dict[str, float]
+    no_limit_growth_mib: float
+    target: str
+    met: bool
+
+
+# -- rows 6 and 7: requests and uploads per second (bench/rates.py) --
+class RateRow(TypedDict):
+    what: str
+    ours: Summary
+    reference: Summary
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    target: str
+    met: bool
+
+
+# -- row 8: rows 1 and 2 on PostgreSQL + S3 (bench/transfers.py) --
+class Row8(TypedDict):
+    runs: int
+    what: str
+    ours: dict[Literal["upload", "download"], Summary]
+    reference: dict[Literal["put", "get"], Summary]
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    ratio_upload: float
+    ratio_download: float
+    target: str
+    met: bool
+
+
+# -- row 9: the Uploads API's completion (bench/uploads.py) --
+class Row9(TypedDict):
+    what: str
+    #: deployment ("local", "s3") -> figure -> its summary.
+    ours: dict[str, dict[str, Summary]]
+    reference: dict[str, Summary]
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    ratio_local: float
+    ratio_s3: float
+    ratio_s3_put: float
+    ratio_local_md5: float
+    ratio_local_fresh: float
+    ratio_s3_md5: float
+    peak_mib: float
+    rounds_retried: int
+    target: str
+    met: bool
+
+
+Row = Row1 | Row2 | Row3 | Row4 | Row5 | RateRow | Row8 | Row9
+
+
+# -- the HTTP servers side by side (bench/stack.py) --
+class StackMetric(TypedDict):
+    what: str
+    unit: str
+    uvicorn: Summary
+    granian: Summary
+    #: granian against uvicorn, as a speed: above 1, granian is faster.
+    granian_speed: float
+
+
+class Stack(TypedDict):
+    file_mib: float
+    listed: int
+    metrics: dict[str, StackMetric]
+
+
+# -- the whole run (bench/__main__.py) --
+class Machine(TypedDict):
+    cores: int | None
+    cpu: str
+    memory_gib: float
+    disk_gib: int
+    python: str
+    commit: str
+    date: str
+
+
+class Load(TypedDict):
+    before: tuple[float, float, float]
+    after: tuple[float, float, float]
+
+
+class Result(TypedDict):
+    machine: Machine
+    quick: bool
+    runs: int
+    command: str
+    seconds: float
+    load: Load
+    rows: dict[str, Row]
+    curve: list[CurvePoint]
+    stack: NotRequired[Stack]
