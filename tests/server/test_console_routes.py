@@ -230,6 +230,7 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "OPENAI_FILES_MAX_FILE_BYTES": "1000000",
         "OPENAI_FILES_MAX_PART_BYTES": "2000000",
         "OPENAI_FILES_MAX_UPLOAD_BYTES": "3000000",
+        "OPENAI_FILES_MAX_UPLOADS_PER_KEY": "3",
     }
     server = AppServer(tmp_path / "data", env).start()
     try:
@@ -246,6 +247,18 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "max_upload_bytes": 3000000,
         "purposes": ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
         "no_download_purposes": ["assistants", "user_data"],
+        "file_id_pattern": "file-[A-Za-z0-9]{1,64}",
+        "list_limit_max": 10000,
+        "page_files": 100,
+        "search_matches_max": 1000,
+        "preview_bytes": 65536,
+        "preview_lines": 20,
+        "preview_image_max_bytes": 20 * 1024 * 1024,
+        # Parts first, files within what is left of the 3 uploads a key may stream at once.
+        "parallel_files": 1,
+        "parallel_parts": 3,
+        "part_attempts": 4,
+        "parallel_deletes": 4,
     }
 
 
@@ -253,6 +266,7 @@ def test_config_defaults(root: httpx.Client) -> None:
     body = root.get("/console/api/config").json()
     assert body["upload_threshold_bytes"] == 64 * 1024 * 1024
     assert body["part_bytes"] == 64 * 1024 * 1024
+    assert (body["parallel_files"], body["parallel_parts"]) == (2, 4)
 
 
 def test_config_says_no_purpose_is_refused_when_the_server_serves_all(tmp_path: Path) -> None:

@@ -159,6 +159,21 @@ OPENAI_VERSION = "2020-10-01"
 #: Files larger than this go from the web console through the Uploads API in parallel
 #: parts: above one part's size, parts in parallel go faster and a failed one is retried alone.
 DEFAULT_CONSOLE_UPLOAD_THRESHOLD_BYTES = 64 * MiB
+#: The web console's own bounds (it reads them from /console/api/config, with the limits
+#: above): files on one page of its table; matches a search by name shows at most; the
+#: head of a text file its preview reads, and the lines it shows of it; the largest image
+#: it previews (held whole in the tab); files it uploads at once, and parts of one upload
+#: it sends at once (together at most --max-uploads-per-key); tries of one part; deletes
+#: it sends at once.
+CONSOLE_PAGE_FILES = 100
+CONSOLE_SEARCH_MATCHES_MAX = 1000
+CONSOLE_PREVIEW_BYTES = 64 * 1024
+CONSOLE_PREVIEW_LINES = 20
+CONSOLE_PREVIEW_IMAGE_MAX_BYTES = 20 * MiB
+CONSOLE_PARALLEL_FILES = 2
+CONSOLE_PARALLEL_PARTS = 4
+CONSOLE_PART_ATTEMPTS = 4
+CONSOLE_PARALLEL_DELETES = 4
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
 

@@ -11,15 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..purposes import UPLOADABLE_PURPOSES, refused_download_purposes
 from ..responses import content_response
-from ..routes._common import json_body as _json_body
-from ..routes._common import params as _params
-from ..routes._common import request_key
-from ..routes._common import service_of as _service
+from ..routes._common import json_body, params, request_key, service_of
 from ..settings import Settings
 from ..stores import KeyRecord, Owner
 from .assets import IMMUTABLE, REVALIDATE, StaticFiles, serve
+from .config import console_config
 from .links import DOWNLOAD_PREFIX, DownloadLinks
 
 #: The console API's answers are about this moment: never cached.
@@ -47,17 +44,7 @@ async def to_index(request: Request) -> Response:
 async def config(request: Request) -> Response:
     """What the console needs to know before a key is entered; no auth."""
     settings: Settings = request.app.state.settings
-    return JSONResponse(
-        {
-            "upload_threshold_bytes": settings.console_upload_threshold_bytes,
-            "part_bytes": settings.max_part_bytes,
-            "max_file_bytes": settings.max_file_bytes,
-            "max_upload_bytes": settings.max_upload_bytes,
-            "purposes": list(UPLOADABLE_PURPOSES),
-            "no_download_purposes": list(refused_download_purposes(settings)),
-        },
-        headers=_NO_STORE,
-    )
+    return JSONResponse(console_config(settings), headers=_NO_STORE)
 
 
 # -- the console API --
@@ -70,7 +57,7 @@ def _owner_of(key: KeyRecord) -> Owner:
 async def usage(request: Request) -> Response:
     """The organization's bytes against its quota, and the project's pending uploads."""
     key = await request_key(request)
-    service, now = _service(request), int(time.time())
+    service, now = service_of(request), int(time.time())
     return JSONResponse(
         {
             "object": "console.usage",
@@ -92,8 +79,8 @@ def _links(request: Request) -> DownloadLinks:
 async def create_download_link(request: Request) -> Response:
     """A link to one file the key may download, for the browser's own download."""
     key = await request_key(request)
-    file_id: str = _params(await _json_body(request), {"file_id": str}, {})["file_id"]
-    service = _service(request)
+    file_id: str = params(await json_body(request), {"file_id": str}, {})["file_id"]
+    service = service_of(request)
     record = await service.for_download(_owner_of(key), file_id)
     token, expires_at = await _links(request).make(service.meta, record.id, key)
     return JSONResponse(
@@ -109,7 +96,7 @@ async def create_download_link(request: Request) -> Response:
 async def download(request: Request) -> Response:
     """The file a link names, streamed as `/v1/files/{id}/content` streams it; the token
     is the credential (no Authorization header)."""
-    service = _service(request)
+    service = service_of(request)
     file_id, key = await _links(request).check(service.meta, request.path_params["token"])
     request.scope.setdefault("state", {})["org_id"] = key.org_id
     record = await service.for_download(_owner_of(key), file_id)

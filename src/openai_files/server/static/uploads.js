@@ -1,11 +1,10 @@
 /* Sending one file: POST /v1/files for a small one, the Uploads API in parallel parts for a
    large one (over the server's console threshold). Parts are `Blob.slice`s, so the tab never
-   holds the file: the browser reads each slice from disk as it sends it. */
+   holds the file: the browser reads each slice from disk as it sends it. The part size, the
+   parts sent at once and the tries of each are the config's (config.js). */
 
 import { ApiError } from "./api.js";
 
-export const PARALLEL_PARTS = 4;
-export const PART_ATTEMPTS = 4;
 const BACKOFF_MS = [500, 1500, 4000];
 
 const MIME = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/;
@@ -46,7 +45,7 @@ export async function uploadFile(api, config, file, purpose, { onProgress, onSte
 }
 
 async function uploadInParts(api, config, file, purpose, { onProgress, onStep, signal }) {
-  const partBytes = Math.max(1, Math.min(config.part_bytes || 67108864, 67108864));
+  const partBytes = config.part_bytes;
   const count = Math.max(1, Math.ceil(file.size / partBytes));
   onStep(`Creating an upload of ${count} ${count === 1 ? "part" : "parts"}`);
   const upload = await api.createUpload({
@@ -84,7 +83,7 @@ async function uploadInParts(api, config, file, purpose, { onProgress, onStep, s
       } catch (err) {
         sent[index] = 0;
         report();
-        if (local.signal.aborted || !err.retryable || attempt >= PART_ATTEMPTS) throw err;
+        if (local.signal.aborted || !err.retryable || attempt >= config.part_attempts) throw err;
         onStep(`Part ${index + 1} failed (${err.message}); retrying`);
         await sleep(BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)], local.signal);
       }
@@ -102,7 +101,7 @@ async function uploadInParts(api, config, file, purpose, { onProgress, onStep, s
 
   try {
     const workers = [];
-    for (let i = 0; i < Math.min(PARALLEL_PARTS, count); i++) workers.push(worker());
+    for (let i = 0; i < Math.min(config.parallel_parts, count); i++) workers.push(worker());
     // The first failure stops the others (they abort their part at once).
     await Promise.all(workers.map((w) => w.catch((err) => { local.abort(); throw err; })));
     onStep(`Joining ${count} ${count === 1 ? "part" : "parts"}`);
