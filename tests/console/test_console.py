@@ -13,11 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from .._server import ServerProcess
-from .conftest import UPLOAD_THRESHOLD, Tenant, open_page, sign_in
+from .._server import Deployment, ServerProcess
+from .conftest import UPLOAD_THRESHOLD, MiB, Tenant, open_page, sign_in
 
 
 def usage_shown(page: Page, expected: int) -> None:
@@ -630,3 +631,85 @@ def test_a_name_with_a_bidi_override_shows_it_escaped(
     page.get_by_role("button", name="Preview evil\\u202etxt.exe").click()
     expect(page.locator("#preview-title")).to_have_text("evil\\u202etxt.exe")
     assert [f["filename"] for f in tenant.files() if f["id"] == evil["id"]] == [name]
+
+
+def test_the_console_takes_part_size_and_uploads_at_once_from_the_servers_config(
+    page: Page, deployment: Deployment, tmp_path: Path
+) -> None:
+    """The console reads its limits from `GET /console/api/config`: on a server whose parts
+    may be 80 MiB, a 70 MB file is one part (not two of 64 MiB); on one that lets a key
+    stream one upload at a time, the console sends one file at a time."""
+    server = deployment.server(
+        "--console-upload-threshold-bytes",
+        str(UPLOAD_THRESHOLD),
+        "--max-part-bytes",
+        str(80 * MiB),
+        "--max-uploads-per-key",
+        "1",
+    )
+    try:
+        key = server.create_key("org-limits", "proj_limits")
+        sign_in(page, server, key)
+        page.locator("#upload-purpose").select_option("evals")
+        item = page.locator(".upload-item")
+
+        # The upload is created for one part (the answer refused, so no 70 MB go).
+        created: list[Route] = []
+        page.route("**/v1/uploads", lambda route: created.append(route))
+        large = tmp_path / "large.bin"
+        with large.open("wb") as out:
+            out.truncate(70_000_000)
+        page.locator("#file-input").set_input_files([large])
+        large_step = item.filter(has_text="large.bin").locator(".upload-step")
+        expect(large_step).to_have_text("Creating an upload of 1 part")
+        for _ in range(400):  # until the request is held
+            if created:
+                break
+            page.wait_for_timeout(50)
+        (create,) = created
+        assert json.loads(create.request.post_data or "")["bytes"] == 70_000_000
+        create.fulfill(
+            status=400,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "error": {
+                        "message": "Not this time, for the test.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            ),
+        )
+        expect(large_step).to_have_text("Not this time, for the test.")
+        page.unroute("**/v1/uploads")
+
+        # Two files of one part each: the second starts once the first is done.
+        held: list[Route] = []
+        page.route("**/v1/uploads/*/parts", lambda route: held.append(route))
+        contents = {name: os.urandom(UPLOAD_THRESHOLD + 1000) for name in ("one.bin", "two.bin")}
+        for name, content in contents.items():
+            (tmp_path / name).write_bytes(content)
+        page.locator("#file-input").set_input_files([tmp_path / name for name in contents])
+        for expected in (1, 2):
+            for _ in range(400):
+                if len(held) == expected:
+                    break
+                page.wait_for_timeout(50)
+            page.wait_for_timeout(1000)  # time for another part to start, if it were to
+            assert len(held) == expected
+            held[-1].continue_()
+        for name in contents:
+            step = item.filter(has_text=name).locator(".upload-step")
+            expect(step).to_contain_text("Uploaded as file-", timeout=60_000)
+        with httpx.Client(
+            base_url=server.root_url, headers={"Authorization": f"Bearer {key}"}
+        ) as http:
+            files = http.get("/v1/files").json()["data"]
+            assert sorted(f["filename"] for f in files) == sorted(contents)
+            for file in files:
+                got = http.get(f"/v1/files/{file['id']}/content").content
+                assert got == contents[file["filename"]]
+    finally:
+        server.stop()
