@@ -18,6 +18,7 @@ from openai_files.server.auth import hash_key
 from openai_files.server.console.assets import STATIC_DIR, StaticFiles
 from openai_files.server.console.links import LINK_SECONDS, SECRET_NAME, sign_link
 from openai_files.server.errors import NotFound
+from openai_files.server.ids import FILE_ID
 from openai_files.server.settings import Settings
 from openai_files.server.stores import KeyRecord, MetadataStore
 
@@ -247,7 +248,7 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "max_upload_bytes": 3000000,
         "purposes": ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
         "no_download_purposes": ["assistants", "user_data"],
-        "file_id_pattern": "file-[A-Za-z0-9]{1,64}",
+        "file_id_pattern": FILE_ID.pattern,
         "list_limit_max": 10000,
         "page_files": 100,
         "search_matches_max": 1000,
