@@ -13,8 +13,8 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              a new resource such as uploads) goes here, and is listed in
                              `_app.py`'s route table
     console/                 the web console (its page is plain JS in static/): the page's
-                             assets, their security headers, signed download links, and
-                             the console API; it reads limits from /console/api/config
+                             assets, their security headers, signed download links, the
+                             console API, and its config: every limit the page keeps to
     objects.py               the API's JSON objects and the query of a listing
     _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
                              its file's bytes
