@@ -20,7 +20,7 @@ from openai_files.server.errors import (
     NotFound,
     StorageLimitExceeded,
 )
-from openai_files.server.service import FilesService
+from openai_files.server.service import FilesService, ListQuery
 from openai_files.server.settings import Settings
 from openai_files.server.stores import (
     FileRecord,
@@ -106,12 +106,12 @@ async def test_another_tenants_file_is_reported_exactly_like_a_missing_one(
                 == NotFound(f"No such File object: {file_id}", param="id").body()
             )
         with pytest.raises(InvalidRequest) as refused:
-            await service.list_files(BOB, purpose=None, limit=10, order="desc", after=file_id)
+            await service.list_files(BOB, ListQuery(None, 10, "desc", file_id))
         assert (refused.value.param, refused.value.message) == (
             "after",
             f"No such File object: {file_id}",
         )
-    assert await service.list_files(BOB, purpose=None, limit=10, order="desc", after=None) == (
+    assert await service.list_files(BOB, ListQuery(None, 10, "desc", None)) == (
         [],
         False,
     )
@@ -129,9 +129,7 @@ async def test_assistants_files_are_not_downloaded_but_are_read_and_listed(
     ):
         await service.for_download(ALICE, record.id)
     assert await service.get(ALICE, record.id) == record
-    files, has_more = await service.list_files(
-        ALICE, purpose="assistants", limit=10, order="asc", after=None
-    )
+    files, has_more = await service.list_files(ALICE, ListQuery("assistants", 10, "asc", None))
     assert (files, has_more) == ([record], False)
 
 
@@ -157,7 +155,7 @@ async def test_the_quota_refuses_what_the_organization_cannot_hold(service: File
     assert refused.value.code == "storage_limit_exceeded"
     with pytest.raises(StorageLimitExceeded):
         await _upload(service, ALICE, parts("d"), length=140_000)  # refused before reading
-    listed, _ = await service.list_files(ALICE, purpose=None, limit=10, order="asc", after=None)
+    listed, _ = await service.list_files(ALICE, ListQuery(None, 10, "asc", None))
     assert sorted(listed, key=lambda r: r.id) == sorted(kept, key=lambda r: r.id)
     assert sorted(await _stored_keys(service)) == sorted(r.blob_key for r in kept)
     assert await _upload(service, BOB, parts("e"))  # another organization has its own quota

@@ -140,6 +140,16 @@ class UploadSink(Protocol):
         """The form has ended: its purpose when the upload is whole, else an error."""
 
 
+def check_other_fields(size: int, main: str) -> None:
+    """The fields of a form other than its `main` one (the file, a part's data) hold at
+    most `MULTIPART_OVERHEAD_BYTES` together, however many they are."""
+    if size > S.MULTIPART_OVERHEAD_BYTES:
+        raise InvalidRequest(
+            f"The form fields other than {main!r} are too large together "
+            f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class UploadForm:
     """The fields of a whole upload form, checked."""
@@ -168,11 +178,7 @@ async def read_upload_form(parts: AsyncIterator[Event], upload: UploadSink) -> U
                     raise InvalidRequest(
                         f"The form field {field_name!r} is too long.", param=field_name
                     )
-                if field_bytes > S.MULTIPART_OVERHEAD_BYTES:
-                    raise InvalidRequest(
-                        "The form fields other than 'file' are too large together "
-                        f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
-                    )
+                check_other_fields(field_bytes, "file")
         elif isinstance(event, PartStart):
             if event.name == "file":
                 if file_seen:

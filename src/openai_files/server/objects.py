@@ -6,7 +6,6 @@ The service returns records; the routes turn them into these objects, as OpenAI 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from . import settings as S
@@ -14,7 +13,8 @@ from ._forms import ascii_int
 from .errors import InvalidRequest
 from .purposes import check_listed_purpose
 from .records import shown_status
-from .stores import FileRecord, Order, PartRecord, UploadRecord
+from .service import ListQuery
+from .stores import FileRecord, PartRecord, UploadRecord
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
@@ -88,16 +88,6 @@ def part_object(record: PartRecord) -> dict[str, Any]:
 def deleted_object(file_id: str) -> dict[str, Any]:
     """The answer to a delete."""
     return {"id": file_id, "object": "file", "deleted": True}
-
-
-@dataclasses.dataclass(frozen=True)
-class ListQuery:
-    """The parameters of a listing, checked."""
-
-    purpose: str | None
-    limit: int
-    order: Order
-    after: str | None
 
 
 def parse_list_query(query: dict[str, str]) -> ListQuery:

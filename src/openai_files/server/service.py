@@ -9,6 +9,7 @@ delete removes the row first, then the bytes. What a crash leaves between is for
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -139,6 +140,16 @@ class Upload:
         await self.reservation.release()
 
 
+@dataclasses.dataclass(frozen=True)
+class ListQuery:
+    """The parameters of a listing of files, checked (`objects.parse_list_query`)."""
+
+    purpose: str | None
+    limit: int
+    order: Order
+    after: str | None
+
+
 class FilesService:
     """Files API operations over a metadata store and a blob store."""
 
@@ -189,7 +200,7 @@ class FilesService:
         """
         quota = self.settings.org_quota_bytes
         upper = min(content_length, self.settings.max_file_bytes)
-        lower = max(0, upper - S.MULTIPART_OVERHEAD_BYTES)
+        lower = S.smallest_file_bytes(upper)
         reservation_id = new_reservation_id()
         for nbytes in (upper, lower):
             try:
@@ -219,30 +230,24 @@ class FilesService:
         return record
 
     async def list_files(
-        self,
-        owner: Owner,
-        *,
-        purpose: str | None,
-        limit: int,
-        order: Order,
-        after: str | None,
-        position: tuple[int, str] | None = None,
+        self, owner: Owner, query: ListQuery, position: tuple[int, str] | None = None
     ) -> tuple[list[FileRecord], bool]:
         """A page of the owner's live files in creation order, and whether more follow.
 
         Only the owner's files are seen. A cursor `after` that names none of them (another
         tenant's file, an expired or deleted one) is refused as a missing file; a
         `position` (`created_at`, id) of the owner's last row seen goes on after it
-        whether or not that row still exists.
+        whether or not that row still exists (`after` is then not read).
         """
+        after = None if position is not None else query.after
         if after is not None and not is_file_id(after):
             raise no_such_file(after, param="after")
         try:
             return await self.meta.list_files(
                 owner,
-                purpose=purpose,
-                limit=limit,
-                order=order,
+                purpose=query.purpose,
+                limit=query.limit,
+                order=query.order,
                 after=after,
                 now=int(time.time()),
                 position=position,
@@ -251,32 +256,20 @@ class FilesService:
             raise no_such_file(str(after), param="after") from None
 
     async def list_batches(
-        self,
-        owner: Owner,
-        *,
-        purpose: str | None,
-        limit: int,
-        order: Order,
-        after: str | None,
+        self, owner: Owner, query: ListQuery
     ) -> AsyncIterator[tuple[list[FileRecord], bool]]:
-        """A listing of at most `limit` of the owner's live files, as `list_files`, read
-        `LIST_BATCH` at a time: each batch and whether more files follow it. Each batch
-        goes on after the last row of the one before, whether or not that row still
-        exists; memory holds one batch, not the listing."""
+        """The listing `query` asks for, as `list_files`, read `LIST_BATCH` files at a time:
+        each batch and whether more files follow it. Each batch goes on after the last row
+        of the one before, whether or not that row still exists; memory holds one batch,
+        not the listing."""
         sent = 0
         position: tuple[int, str] | None = None
         while True:
-            batch, more = await self.list_files(
-                owner,
-                purpose=purpose,
-                limit=min(limit - sent, S.LIST_BATCH),
-                order=order,
-                after=after if position is None else None,
-                position=position,
-            )
+            batch_query = dataclasses.replace(query, limit=min(query.limit - sent, S.LIST_BATCH))
+            batch, more = await self.list_files(owner, batch_query, position)
             yield batch, more
             sent += len(batch)
-            if not batch or not more or sent >= limit:
+            if not batch or not more or sent >= query.limit:
                 return
             position = (batch[-1].created_at, batch[-1].id)
 
@@ -309,4 +302,4 @@ class FilesService:
         return await self._sweep.run(grace_seconds)
 
 
-__all__ = ["FilesService", "Upload"]
+__all__ = ["FilesService", "ListQuery", "Upload"]

@@ -538,6 +538,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def largest_form_bytes(file_bytes: int) -> int:
+    """The longest multipart body that can carry a file of at most `file_bytes`: the file,
+    and its framing and other fields (`MULTIPART_OVERHEAD_BYTES`)."""
+    return file_bytes + MULTIPART_OVERHEAD_BYTES
+
+
+def smallest_file_bytes(form_bytes: int) -> int:
+    """The fewest bytes the file of a multipart body of `form_bytes` can hold."""
+    return max(0, form_bytes - MULTIPART_OVERHEAD_BYTES)
+
+
 def parse_value(field_name: str, raw: str) -> Any:
     """Parse the text of a setting into its type; a clear ValueError when it does not fit."""
     types = {f.name: f.type for f in dataclasses.fields(Settings)}

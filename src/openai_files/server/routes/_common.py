@@ -79,7 +79,7 @@ def announced_length(
     if raw is None or not (raw.isascii() and raw.isdigit()):
         return None
     length = int(raw)
-    if length > limit + S.MULTIPART_OVERHEAD_BYTES:
+    if length > S.largest_form_bytes(limit):
         raise FileTooLarge(limit, what, param=param)
     return length
 

@@ -33,9 +33,7 @@ async def create_file(request: Request) -> Response:
 async def list_files(request: Request) -> Response:
     owner = await owner_of(request)
     query = parse_list_query(dict(request.query_params))
-    batches = service_of(request).list_batches(
-        owner, purpose=query.purpose, limit=query.limit, order=query.order, after=query.after
-    )
+    batches = service_of(request).list_batches(owner, query)
     # The first batch is read before the answer starts: a bad cursor is still a 404.
     records, more = await anext(batches)
     if query.limit <= S.LIST_BATCH or not more:

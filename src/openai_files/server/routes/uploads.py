@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import settings as S
-from .._forms import ascii_int, clean_content_type, clean_filename
+from .._forms import ascii_int, check_other_fields, clean_content_type, clean_filename
 from .._multipart import PartData, PartStart, boundary_of, iter_parts
 from ..errors import InvalidRequest
 from ..objects import part_object, upload_list, upload_object
@@ -144,11 +144,7 @@ async def _data_field(request: Request, boundary: bytes, max_parts: int) -> Asyn
                 yield event.data
             else:
                 other += len(event.data)
-                if other > S.MULTIPART_OVERHEAD_BYTES:
-                    raise InvalidRequest(
-                        "The form fields other than 'data' are too large together "
-                        f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
-                    )
+                check_other_fields(other, "data")
         else:
             in_data = False
     if not seen:
