@@ -142,3 +142,54 @@ def test_sdk_sees_openai_error(server: AppServer) -> None:
             "code": None,
         }
         assert client.files.list().data == []
+
+
+def test_both_upload_paths_validate_off_the_loop_in_bounded_pieces(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v1/files (purpose first: as the bytes arrive; purpose after: the stored bytes
+    read back) and an upload's completion feed the validator by one policy: in a worker
+    thread, never on the event loop, at most `VALIDATION_PIECE_BYTES` at a time."""
+    import asyncio
+
+    from openai_files.server import settings
+    from openai_files.server.validation import JsonLinesValidator
+
+    piece = 4096
+    monkeypatch.setattr(settings, "VALIDATION_PIECE_BYTES", piece)
+    fed: list[tuple[int, bool]] = []
+    feed = JsonLinesValidator.feed
+
+    def spy(self: JsonLinesValidator, chunk: bytes | memoryview) -> None:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        fed.append((len(chunk), on_loop))
+        feed(self, chunk)
+
+    monkeypatch.setattr(JsonLinesValidator, "feed", spy)
+    content = b"".join(b'{"custom_id": "r%05d", "body": {}}\n' % i for i in range(1000))
+    assert len(content) > 8 * piece
+    key = server.create_key("org-valpieces", "proj_valpieces")
+    with server.openai(key) as client, server.http(key) as http:
+        client.files.create(file=("first.jsonl", content), purpose="batch")
+        streamed = list(fed)
+        body, headers = _file_then_purpose("after.jsonl", content, "batch")
+        assert http.post("/files", content=body, headers=headers).status_code == 200
+        read_back = fed[len(streamed) :]
+        upload = client.uploads.create(
+            filename="parts.jsonl", purpose="batch", bytes=len(content), mime_type="text/jsonl"
+        )
+        half = len(content) // 2
+        parts = [
+            client.uploads.parts.create(upload.id, data=d) for d in (content[:half], content[half:])
+        ]
+        done = client.uploads.complete(upload.id, part_ids=[p.id for p in parts])
+        assert done.status == "completed"
+        completed = fed[len(streamed) + len(read_back) :]
+    for path in (streamed, read_back, completed):
+        assert sum(n for n, _ in path) == len(content)
+        assert max(n for n, _ in path) <= piece
+        assert not any(on_loop for _, on_loop in path)

@@ -11,19 +11,30 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     routes/                  one module per API resource (`files.py`, `uploads.py`): parse the
                              request, call the service, render the answer. A new route (or
                              a new resource such as uploads) goes here, and is listed in
-                             `_app.py`'s route table
+                             `_app.py`'s route table. What routes share (the request's
+                             owner and service, an upload's slot, a body's announced
+                             length, a JSON body) is public in `_common.py`
     console/                 the web console (its page is plain JS in static/): the page's
                              assets, their security headers, signed download links, the
                              console API, and its config: every limit the page keeps to
     objects.py               the API's JSON objects and the query of a listing
+    responses.py             a file's bytes as an answer: Range, ETag, HEAD, pathsend
     _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
                              its file's bytes
     auth.py                  API keys: made, hashed, looked up, turned into an Owner
     service.py               the rules of the Files API: tenancy, limits, quota, expiry, the
                              order of writes. A new rule goes here or beside it:
-      uploads.py             the rules of the Uploads API (parts, completion, expiry)
-      purposes.py            what each purpose allows
-      validation.py          the content check of a file, as its bytes stream in
+      uploads.py             the rules of the Uploads API (create, parts, cancel, expiry)
+      completion.py          an upload's completion, fenced by its lease
+      digests.py             the md5 of an upload's parts, computed as they arrive
+      upload_errors.py       the Uploads API's errors
+      reservations.py        what an upload holds while its bytes arrive (its reservation:
+                             reserve, renew, release) and gives back (`remove_bytes`)
+      records.py             a finished body's file record; an upload's shown status
+      purposes.py            every purpose rule: who may upload and download, the size,
+                             the name, the default expiry, the validator
+      validation.py          the content check of a file, as its bytes stream in, and the
+                             one policy that feeds it (off the event loop, in pieces)
       sweep.py               housekeeping: what expiry, crashes and failures left behind
     metrics.py               what `/metrics` counts
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
@@ -37,8 +48,10 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              implements a protocol of base.py, passes the conformance suite
                              of `openai_files.testing`, and is registered here
     errors.py                every error the API answers, in OpenAI's envelope
-    settings.py              every setting: its default, flag, environment variable, check
-    ids.py                   the ids the server makes and the form a file id must have
+    settings.py              every setting: its default, flag, environment variable, check;
+                             and every fixed limit, as a named constant
+    ids.py                   every id the server makes (file, upload, part, reservation)
+                             and the shape each must have
 
 Example:
     >>> from openai_files.server import Settings, create_app
