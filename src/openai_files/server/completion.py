@@ -22,9 +22,9 @@ import anyio
 
 from . import settings as S
 from .digests import RunningDigests
-from .errors import InvalidRequest, StorageLimitExceeded
+from .errors import InvalidRequest
 from .ids import is_upload_id
-from .purposes import validator_for
+from .purposes import validator
 from .records import file_record
 from .reservations import remove_bytes
 from .settings import Settings
@@ -33,12 +33,9 @@ from .stores import (
     FileRecord,
     MetadataStore,
     Owner,
-    QuotaExceeded,
-    UploadNotFound,
-    UploadNotPending,
     UploadRecord,
 )
-from .upload_errors import no_such_upload, not_pending
+from .upload_errors import answered, no_such_upload, not_pending
 from .validation import check_stream
 
 log = logging.getLogger("openai_files.server")
@@ -110,14 +107,10 @@ class Completions:
         if not is_upload_id(upload_id):
             raise no_such_upload(upload_id)
         now = int(time.time())
-        try:
+        with answered(upload_id, "complete it"):
             upload = await self.meta.begin_completion(
                 owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
             )
-        except UploadNotFound:
-            raise no_such_upload(upload_id) from None
-        except UploadNotPending as exc:
-            raise not_pending(exc.record, "complete it") from None
         # The completion renews its lease while it runs, beside it; should another take it
         # over meanwhile (its renewals did not land for the takeover bound), it is stopped
         # at once, and whatever it had not yet done it does not do.
@@ -194,13 +187,13 @@ class Completions:
             # replaces them whole.
             await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
             composed = True
-            validator = validator_for(upload.purpose, strict=self.settings.strict_validation)
+            checker = validator(self.settings, upload.purpose)
             # The md5 computed as the parts arrived, when they arrived in order, one
             # after the other, at this server; else the composed bytes are read once.
-            digest = self.digests.md5_of(upload.id, part_ids) if validator is None else None
-            if (md5 is not None and digest is None) or validator is not None:
+            digest = self.digests.md5_of(upload.id, part_ids) if checker is None else None
+            if (md5 is not None and digest is None) or checker is not None:
                 read = hashlib.md5(usedforsecurity=False)
-                await check_stream(validator, self.blobs.read(key), read)
+                await check_stream(checker, self.blobs.read(key), read)
                 digest = read.hexdigest()
             if md5 is not None and digest != md5.lower():
                 raise InvalidRequest(
@@ -220,16 +213,11 @@ class Completions:
                 expires_in=upload.file_expires_after,
             )
             since = await lease.settle()
-            try:
+            # An upload expired by the sweeper meanwhile is no longer pending.
+            with answered(upload.id, "complete it"):
                 await self.meta.finish_completion(
                     upload.id, file, self.settings.org_quota_bytes, since=since
                 )
-            except QuotaExceeded as exc:
-                raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
-            except UploadNotFound:
-                raise no_such_upload(upload.id) from None
-            except UploadNotPending as exc:  # expired by the sweeper meanwhile
-                raise not_pending(exc.record, "complete it") from None
             finished = True
             self.digests.pop(upload.id)
         finally:

@@ -17,19 +17,22 @@ from .service import ListQuery
 from .stores import FileRecord, PartRecord, UploadRecord
 
 
-def file_object(record: FileRecord) -> dict[str, Any]:
-    """The OpenAI file object, every key always present."""
+def _described(record: FileRecord | UploadRecord, kind: str) -> dict[str, Any]:
+    """The keys a file object and an upload object share, in OpenAI's order."""
     return {
         "id": record.id,
-        "object": "file",
+        "object": kind,
         "bytes": record.bytes,
         "created_at": record.created_at,
         "expires_at": record.expires_at,
         "filename": record.filename,
         "purpose": record.purpose,
-        "status": "processed",
-        "status_details": None,
     }
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    """The OpenAI file object, every key always present."""
+    return {**_described(record, "file"), "status": "processed", "status_details": None}
 
 
 def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
@@ -50,17 +53,8 @@ def upload_object(
     """OpenAI's Upload object, every key always present, with the status clients see
     (`records.shown_status`); `file` is the file object once completed."""
     status = shown_status(record, now)
-    return {
-        "id": record.id,
-        "object": "upload",
-        "bytes": record.bytes,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "filename": record.filename,
-        "purpose": record.purpose,
-        "status": status,
-        "file": file_object(file) if file is not None and status == "completed" else None,
-    }
+    shown = file_object(file) if file is not None and status == "completed" else None
+    return {**_described(record, "upload"), "status": status, "file": shown}
 
 
 def upload_list(

@@ -103,6 +103,12 @@ def validator_for(
     return None
 
 
+def validator(settings: Settings, purpose: str) -> Validator | None:
+    """The validator of a new file of `purpose` in the server's mode (`strict_validation`),
+    on every way a file arrives; None when nothing is checked."""
+    return validator_for(purpose, strict=settings.strict_validation)
+
+
 def check_listed_purpose(purpose: str) -> None:
     """A purpose a listing filters on: letters, digits, '-' and '_' (any purpose, even
     one no longer uploadable, finds its files)."""

@@ -23,7 +23,7 @@ from .purposes import (
     check_format,
     check_purpose,
     check_size,
-    validator_for,
+    validator,
 )
 from .records import file_record
 from .reservations import Reservation, discard, remove_bytes
@@ -77,7 +77,7 @@ class Upload:
         self.filename, self.mime_type = filename, mime_type
         if self.purpose is not None:
             self.streamed = True
-            self.validator = self.service.validator(self.purpose)
+            self.validator = validator(self.service.settings, self.purpose)
         self.writer = self.service.blobs.writer(self.file_id)
 
     async def write(self, data: bytes) -> None:
@@ -108,7 +108,7 @@ class Upload:
         assert self.writer is not None
         await self.writer.commit()
         self.committed = True
-        late = None if self.streamed else self.service.validator(purpose)
+        late = None if self.streamed else validator(self.service.settings, purpose)
         if late is not None and self.size:  # the purpose came after the file: read back once
             await check_stream(late, self.service.blobs.read(self.file_id, 0, self.size))
         elif late is not None:
@@ -159,12 +159,7 @@ class FilesService:
         self.blobs = blobs
         #: The Uploads API's rules, on the same stores (its expired uploads are swept here).
         self.uploads = UploadsService(settings, meta, blobs)
-        self._sweep = Sweep(settings, meta, blobs, self.uploads)
-
-    def validator(self, purpose: str) -> Validator | None:
-        """A content validator for a new file of `purpose` in the server's mode (None when
-        nothing is checked): fed its bytes as they arrive, finished before the row."""
-        return validator_for(purpose, strict=self.settings.strict_validation)
+        self._sweep = Sweep(self.uploads)
 
     # -- upload --
     @contextlib.asynccontextmanager

@@ -12,8 +12,6 @@ import time
 
 from . import settings as S
 from .reservations import remove_bytes
-from .settings import Settings
-from .stores import BlobStore, MetadataStore
 from .uploads import UploadsService
 
 log = logging.getLogger("openai_files.server")
@@ -22,13 +20,10 @@ log = logging.getLogger("openai_files.server")
 class Sweep:
     """One sweep of the stores (`run`), as the server's sweeper calls it."""
 
-    def __init__(
-        self, settings: Settings, meta: MetadataStore, blobs: BlobStore, uploads: UploadsService
-    ) -> None:
-        self.settings = settings
-        self.meta = meta
-        self.blobs = blobs
+    def __init__(self, uploads: UploadsService) -> None:
+        #: The uploads' rules, on the stores swept (their expired uploads are swept too).
         self.uploads = uploads
+        self.settings, self.meta, self.blobs = uploads.settings, uploads.meta, uploads.blobs
         self._next_reconcile = 0.0
 
     async def run(self, grace_seconds: float | None = None) -> dict[str, int]:

@@ -3,9 +3,13 @@ upload that is not there, one no longer pending, one past a project's limits, on
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from . import settings as S
-from .errors import APIError, InvalidRequest, NotFound
-from .stores import Owner, PendingUploadsExceeded, UploadRecord
+from . import stores
+from .errors import APIError, InvalidRequest, NotFound, StorageLimitExceeded
+from .stores import Owner, UploadRecord
 
 
 def no_such_upload(upload_id: str) -> APIError:
@@ -40,7 +44,7 @@ def not_pending(record: UploadRecord, doing: str) -> APIError:
     )
 
 
-def too_many_pending(owner: Owner, exc: PendingUploadsExceeded) -> APIError:
+def too_many_pending(owner: Owner, exc: stores.PendingUploadsExceeded) -> APIError:
     """The 400 for a new upload past a limit on its project's pending uploads."""
     then = (
         "complete or cancel one of them (GET /v1/uploads lists them), or wait for them to "
@@ -78,3 +82,20 @@ def upload_full(record: UploadRecord) -> APIError:
         "was created with: complete it with the parts it has, or create a new upload.",
         param="data",
     )
+
+
+@contextlib.contextmanager
+def answered(upload_id: str, doing: str) -> Iterator[None]:
+    """Turn what a store refuses about upload `upload_id`, while `doing` something to it,
+    into the API's answer: missing (or another tenant's), no longer pending, full, or past
+    the organization's quota."""
+    try:
+        yield
+    except stores.UploadNotFound:
+        raise no_such_upload(upload_id) from None
+    except stores.UploadNotPending as exc:
+        raise not_pending(exc.record, doing) from None
+    except stores.UploadFull as exc:  # parts racing this one took the room
+        raise upload_full(exc.record) from None
+    except stores.QuotaExceeded as exc:
+        raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None

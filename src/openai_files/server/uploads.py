@@ -36,12 +36,9 @@ from .stores import (
     PartRecord,
     PendingUploadsExceeded,
     QuotaExceeded,
-    UploadFull,
-    UploadNotFound,
-    UploadNotPending,
     UploadRecord,
 )
-from .upload_errors import no_such_upload, not_pending, too_many_pending, upload_full
+from .upload_errors import answered, no_such_upload, not_pending, too_many_pending, upload_full
 
 
 class UploadsService:
@@ -228,14 +225,8 @@ class UploadsService:
                 created_at=int(time.time()),
                 blob_key=part_id,
             )
-            try:
+            with answered(upload_id, "add a part"):
                 await self.meta.add_part(owner, part, int(time.time()))
-            except UploadNotFound:
-                raise no_such_upload(upload_id) from None
-            except UploadNotPending as exc:
-                raise not_pending(exc.record, "add a part") from None
-            except UploadFull as exc:  # parts racing this one took the room
-                raise upload_full(exc.record) from None
             added = True
             if running is not None:
                 running.digest = digest
@@ -269,14 +260,10 @@ class UploadsService:
         if not is_upload_id(upload_id):
             raise no_such_upload(upload_id)
         now = int(time.time())
-        try:
+        with answered(upload_id, "cancel it"):
             record, keys = await self.meta.cancel_upload(
                 owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
             )
-        except UploadNotFound:
-            raise no_such_upload(upload_id) from None
-        except UploadNotPending as exc:
-            raise not_pending(exc.record, "cancel it") from None
         self.digests.pop(record.id)
         with anyio.CancelScope(shield=True):
             # The file's key too: a completion given up may have joined the parts there
