@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from openai_files.server import validation
+from openai_files.server import settings, validation
 from openai_files.server.errors import InvalidRequest
 from openai_files.server.purposes import validator_for
 from openai_files.server.settings import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MAX_LINE_VALUES
@@ -160,7 +160,7 @@ def reference_count(text: bytes) -> int:
 def test_values_are_counted_across_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Strings, escapes and marks cut by the windows that the count goes by (7 bytes here)
     are counted as a byte-by-byte walk counts them, for every limit around the count."""
-    monkeypatch.setattr(validation, "_WINDOW", 7)
+    monkeypatch.setattr(settings, "VALIDATION_WINDOW_BYTES", 7)
     pieces = ['x\\"y', "", ",:[{", "\\", "\\\\", 1, {}, [], {"k": ",\\"}, ["a", "b"]]
     for i in range(400):
         value = {"a": [pieces[(i * j) % len(pieces)] for j in range(i % 9)], "n": i}

@@ -52,6 +52,10 @@ BATCH_MAX_REQUESTS = 50_000
 BATCH_MAX_BYTES = 200 * MiB
 #: Fine-tuning needs at least this many examples (OpenAI's minimum).
 FINE_TUNE_MIN_EXAMPLES = 10
+#: A line's values are counted, tokenized and its strings skipped this many bytes at a
+#: time, so that no one call holds the interpreter for long (20 ms at most: another
+#: thread, the event loop, runs between).
+VALIDATION_WINDOW_BYTES = 16 * 1024
 #: Batch files expire 30 days after creation unless the upload says otherwise.
 BATCH_DEFAULT_EXPIRES_SECONDS = 30 * 24 * 3600
 EXPIRES_AFTER_MIN_SECONDS = 3600

@@ -68,9 +68,6 @@ _STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
 #: A token outside strings: a whole string (b"" in `findall`), one of _STRUCTURAL, or a
 #: string cut by the end of the text searched.
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|([\[{,:]|"[^"\\]*(?:\\.[^"\\]*)*\\?\Z)', re.DOTALL)
-#: Counting, tokenizing and string-skipping go this many bytes at a time, so that no one call
-#: holds the interpreter for long (20 ms at most: another thread, the event loop, runs between).
-_WINDOW = 16 * 1024
 
 
 def refuse(message: str) -> InvalidRequest:
@@ -97,7 +94,7 @@ def _string_end(raw: bytes | bytearray, at: int) -> int:
     its closing quote), a window at a time; -1 when it does not."""
     size = len(raw)
     while True:
-        stop = min(size, at + _WINDOW)
+        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
         rest = _STRING_REST.match(raw, at, stop)
         assert rest is not None  # it matches the empty string
         end = rest.end()
@@ -118,8 +115,8 @@ def _more_values_than(raw: bytes | bytearray, limit: int) -> bool:
     if size <= limit:  # a value or a key takes a byte at least
         return False
     count = 1
-    for at in range(0, size, _WINDOW):
-        stop = min(size, at + _WINDOW)
+    for at in range(0, size, S.VALIDATION_WINDOW_BYTES):
+        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
         count += sum(raw.count(mark, at, stop) for mark in _STRUCTURAL)
         if count > limit:
             break
@@ -127,7 +124,7 @@ def _more_values_than(raw: bytes | bytearray, limit: int) -> bool:
         return False
     count, at = 1, 0
     while at < size:
-        stop = min(size, at + _WINDOW)
+        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
         # b"" for each whole string, the mark for each of _STRUCTURAL, and last, perhaps, a
         # string that goes on past the window
         tokens = _TOKENS.findall(raw, at, stop)
