@@ -103,7 +103,7 @@ class RequestContext:
                 sent += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
             elif message["type"] == "http.response.pathsend":
-                # The HTTP server sends the whole file (routes/files.py), as long as the
+                # The HTTP server sends the whole file (responses.py), as long as the
                 # Content-Length the response announced.
                 sent += announced
                 complete = True
