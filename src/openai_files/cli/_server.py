@@ -479,11 +479,13 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         from ..server import _granian
 
         return 0 if _granian.run(wrap_app(app) if wrap_app else app, settings, sock) else 1
+    http = protocol_class(settings)
     config = uvicorn.Config(
         wrap_app(app) if wrap_app else app,
         loop="auto",
         # httptools, with bounds on heads, timeouts and a connection cap (server/_http.py).
-        http=protocol_class(settings),
+        http=http,
+        ws="none",  # the API has no WebSocket route: an upgrade is a plain request
         # uvicorn types it an int, but only hands it to call_later: fractions work.
         timeout_keep_alive=cast(int, settings.keep_alive_timeout_seconds),
         lifespan="on",
@@ -493,6 +495,6 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    app.state.metrics.count_connections(lambda: len(server.server_state.connections))
+    app.state.metrics.count_connections(lambda: len(http.open))
     server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -29,39 +29,44 @@ body, and once a response is sent reads and discards the rest of a body it refus
 
 The body idle timeout lives at the ASGI layer (`_timeouts.py`). Every error answered here
 closes the connection; it carries `X-Request-Id` and `Openai-Version` as the app's do.
+
+The seam on uvicorn. These rules live in the parser callbacks of uvicorn's protocol class
+(each calls uvicorn's own), in an ASGI wrapper of the app, and in the transport uvicorn is
+given (`_http_wire.ConnectionTransport`): no method of uvicorn is copied, no attribute of it
+whose name starts with `_` is used, and uvicorn's state (its cycle, pipeline, connection
+set, flow control) is neither read nor replaced. What is used, besides the callbacks:
+`self.app` (wrapped for each connection before any request starts), `self.loop`, and
+`server_state.default_headers` (the `Date` and `Server` of the answers written here). One
+method is replaced rather than extended: `send_400_response`, uvicorn's answer to a request
+the parser refused, so that the answer is in OpenAI's envelope with the parser's reason
+(the exception uvicorn is handling when it calls it). tests/server/test_uvicorn_seam.py
+checks each of these on the uvicorn installed, and `make test` runs the connection tests on
+the newest uvicorn as well (UVICORN_NEWEST in the Makefile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
-import functools
-import json
 import logging
 import re
 import resource
-import secrets
-from typing import Any, ClassVar
+import sys
+from typing import Any, ClassVar, cast
 
 import httptools
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from . import settings as S
+from ._http_wire import ConnectionTransport, error_response
 from .settings import Settings
 
 log = logging.getLogger("openai_files.server")
 
-#: After an early answer, what the client already sent is discarded for at most this long
-#: and this many bytes before the connection is closed.
-LINGER_SECONDS = 1.0
-LINGER_BYTES = 1024 * 1024
 #: File descriptors kept beside the connections (the database, temp files, logs).
 SPARE_FDS = 256
 #: Requests one connection may have received and not yet answered, the one being answered
@@ -75,37 +80,9 @@ NEWLINE = ord("\n")
 #: What may start a chunked body's last chunk: zeros, then the end of the size (or of the
 #: data at hand).
 LAST_CHUNK = re.compile(rb"0+(?:[\r\n;\t ]|\Z)")
-
-
-#: Header names whose canonical spelling is not plain Title-Case (RFC 9110, 3230, 1864).
-SPELLINGS = {
-    b"etag": b"ETag",
-    b"www-authenticate": b"WWW-Authenticate",
-    b"content-md5": b"Content-MD5",
-    b"x-xss-protection": b"X-XSS-Protection",
-}
-
-
-@functools.lru_cache(maxsize=1024)
-def canonical_name(name: bytes) -> bytes:
-    """A header name as HTTP/1.1 servers spell it: `content-type` -> `Content-Type`,
-    `etag` -> `ETag`, `openai-version` -> `Openai-Version`."""
-    lower = name.lower()
-    spelled = SPELLINGS.get(lower)
-    if spelled is not None:
-        return spelled
-    return b"-".join(word[:1].upper() + word[1:] for word in lower.split(b"-"))
-
-
-def canonical_head(head: bytes) -> bytes:
-    """A response head (status line, header lines, blank line) with every header name in
-    its canonical spelling; values are left as they are."""
-    lines = head.split(b"\r\n")
-    for i in range(1, len(lines)):
-        name, colon, rest = lines[i].partition(b":")
-        if colon:
-            lines[i] = canonical_name(name) + colon + rest
-    return b"\r\n".join(lines)
+#: The body buffered past which reading pauses until the app asks for more (uvicorn's
+#: high-water mark).
+HIGH_WATER = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,65 +100,6 @@ class ConnectionLimits:
         )
 
 
-def error_response(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    error_type: str = "invalid_request_error",
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> bytes:
-    """A whole HTTP/1.1 response with OpenAI's error envelope, closing the connection."""
-    body = json.dumps(
-        {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    ).encode()
-    lines = [STATUS_LINE[status]]
-    for name, value in (
-        *headers,
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        (b"x-request-id", ("req_" + secrets.token_hex(16)).encode()),
-        (b"openai-version", S.OPENAI_VERSION.encode()),
-    ):
-        lines += [canonical_name(name), b": ", value, b"\r\n"]
-    lines += [b"\r\n", body]
-    return b"".join(lines)
-
-
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback to stop reading a head over the limit."""
-
-
-class _CycleTransport:
-    """The transport as one request-response cycle sees it. uvicorn writes a response's
-    status line and headers in one `write()`, names lower-cased: the write that follows
-    `head_next` is given canonical names. With `linger_on_close`, `close()` is a lingering
-    close (see `LimitedHttpToolsProtocol.linger`)."""
-
-    def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
-        self._protocol = protocol
-        self._transport = protocol.transport
-        self.head_next = False
-        self.linger_on_close = False
-
-    def write(self, data: bytes) -> None:
-        # `receive()` may write an interim `100 Continue` meanwhile: it has no headers.
-        if self.head_next and not data.startswith(b"HTTP/1.1 100 "):
-            self.head_next = False
-            data = canonical_head(data)
-        self._transport.write(data)
-
-    def close(self) -> None:
-        if self.linger_on_close:
-            self._protocol.linger()
-        else:
-            self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 #: Body chunks under this size are gathered into one bytearray (see `_BodyChunks`).
 SMALL_BODY_CHUNK = 16 * 1024
 
@@ -189,15 +107,14 @@ SMALL_BODY_CHUNK = 16 * 1024
 class _BodyChunks:
     """A request body's buffer that keeps the parser's chunks as they came.
 
-    uvicorn appends each chunk to a bytearray (`cycle.body += chunk`) and hands the app
-    `bytes(cycle.body)`: two copies of every body byte. This buffer takes its place: the
-    same `+=`, `len()` and `bytes()`, and a single chunk (the usual case: the app reads as
-    fast as the socket) is handed over as is. On 512 MiB uploads, 7 rounds alternating
-    between two servers: the server's CPU 1.01 s against 1.14 s, the upload 1.37 s
-    against 1.51 s.
+    uvicorn appends each chunk to a bytearray and hands the app a copy of it: two copies of
+    every body byte. The body goes to this buffer instead (uvicorn's stays empty), and a
+    single chunk (the usual case: the app reads as fast as the socket) is handed over as
+    is. On 512 MiB uploads, 7 rounds alternating between two servers: the server's CPU
+    1.01 s against 1.14 s, the upload 1.37 s against 1.51 s.
 
     Chunks under SMALL_BODY_CHUNK are gathered into one bytearray, as uvicorn would:
-    uvicorn pauses the socket on the bytes buffered, not on their count, and a chunked
+    reading pauses on the bytes buffered (HIGH_WATER), not on their count, and a chunked
     body of 2-byte chunks would otherwise hold an object per chunk.
     """
 
@@ -228,25 +145,96 @@ class _BodyChunks:
             return self.chunks[0]  # as is, no copy
         return b"".join(self.chunks)
 
+    def take(self) -> bytes:
+        """The bytes buffered, which leave the buffer."""
+        data = bytes(self)
+        self.chunks = []
+        self.size = 0
+        self._tail = None
+        return data
 
-class _PipelineFlowControl(FlowControl):
-    """uvicorn's flow control, except that reading stays paused while the connection holds
-    its quota of unanswered requests: uvicorn resumes reading whenever a response ends or
-    the app asks for the body, which let pipelined requests pile up without bound."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpToolsProtocol) -> None:
-        super().__init__(transport)
-        self._protocol = protocol
+class _Request:
+    """A request of the connection from its head to its answer: its body as it comes, and
+    where the two stand."""
 
-    def resume_reading(self) -> None:
-        if not self._protocol.pipeline_full():
-            super().resume_reading()
+    __slots__ = ("answering", "body", "full", "whole")
+
+    def __init__(self) -> None:
+        self.body = _BodyChunks()
+        #: The body buffered is past HIGH_WATER: reading waits until the app asks for more.
+        self.full = False
+        #: The whole body was parsed; the answer has started.
+        self.whole = False
+        self.answering = False
+
+
+class _ConnectionApp:
+    """The app as one connection runs it: each request's body is handed over from its
+    `_Request`, and an answer that starts before the request body was read whole closes
+    the connection (lingering), rather than read the rest of the body."""
+
+    __slots__ = ("app", "protocol")
+
+    def __init__(self, app: ASGIApp, protocol: LimitedHttpToolsProtocol) -> None:
+        self.app = app
+        self.protocol = protocol
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        protocol = self.protocol
+        if scope["type"] != "http" or not protocol.unanswered:
+            await self.app(scope, receive, send)
+            return
+        # uvicorn starts a request's app once the one before it is answered: the oldest
+        # request not answered is this one.
+        request = protocol.unanswered[0]
+        wire = protocol.wire
+
+        async def receive_body() -> Message:
+            if request.full:  # the app asks for more: reading resumes
+                request.full = False
+                wire.update_reading()
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            return {
+                "type": "http.request",
+                "body": request.body.take(),
+                "more_body": message.get("more_body", False),
+            }
+
+        async def send_answer(message: Message) -> None:
+            if message["type"] != "http.response.start" or request.answering:
+                await send(message)
+                return
+            request.answering = True
+            if not request.whole and not wire.is_closing():
+                wire.linger_on_close = True
+                message = _closing(message)
+            wire.head_next = True
+            try:
+                await send(message)
+            finally:
+                wire.head_next = False
+
+        await self.app(scope, receive_body, send_answer)
+
+
+def _closing(start: Message) -> Message:
+    """A response start that closes the connection (uvicorn then closes it once sent)."""
+    headers = list(start.get("headers", ()))
+    for name, value in headers:
+        if name.lower() == b"connection" and b"close" in value.lower():
+            return start
+    return {**start, "headers": [*headers, (b"connection", b"close")]}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on the head, timeouts and a connection cap."""
 
     limits: ClassVar[ConnectionLimits]
+    #: The connections open (made by `protocol_class`, one set per server).
+    open: ClassVar[set[LimitedHttpToolsProtocol]]
 
     def __init__(
         self,
@@ -256,89 +244,98 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.url = b""
-        #: Reading a request head (and how much of it has come, and of its headers).
+        self.app = cast(Any, _ConnectionApp(self.app, self))
+        self.wire: ConnectionTransport = cast(ConnectionTransport, None)
+        #: Reading a request head (and how much of it has come, of its URL, of its
+        #: headers); the head is over the limit (the parser's callbacks then do nothing).
         self.reading_head = True
         self.head_bytes = 0
+        self.url_bytes = 0
         self.header_bytes = 0
+        self.head_too_large = False
         self.header_timer: asyncio.TimerHandle | None = None
-        self.linger_timer: asyncio.TimerHandle | None = None
-        self.lingering = False
-        self.discarded = 0
+        #: The requests received and not answered yet, oldest first; the one whose body
+        #: is being parsed.
+        self.unanswered: collections.deque[_Request] = collections.deque()
+        self.parsing: _Request | None = None
         #: Bytes received past the pipelined requests' bound, parsed once answers go out.
         self.held = bytearray()
-        #: What is left of the body being read, when it has a Content-Length; whether it
-        #: is chunked; the last byte parsed (see `piece_end`).
+        #: The body's Content-Length as sent; what is left of it; whether the body is
+        #: chunked; the last byte parsed (see `piece_end`).
+        self.content_length = b""
         self.body_left: int | None = None
         self.chunked = False
         self.last_byte = 0
 
     # -- connection --
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.flow = _PipelineFlowControl(transport, self)
-        if len(self.connections) > self.limits.max_connections:
+        self.wire = ConnectionTransport(transport, self.loop, self.reading_held)
+        super().connection_made(self.wire)
+        self.open.add(self)
+        if len(self.open) > self.limits.max_connections:
             log.warning(
                 "refused a connection: %d open, at most %d (--max-connections)",
-                len(self.connections) - 1,
+                len(self.open) - 1,
                 self.limits.max_connections,
             )
             self.refuse(
-                self.error_response(
-                    503,
-                    "The server has too many open connections. Please retry shortly.",
-                    error_type="server_error",
-                    code="too_many_connections",
-                    headers=((b"retry-after", b"1"),),
-                ),
+                503,
+                "The server has too many open connections. Please retry shortly.",
+                error_type="server_error",
+                code="too_many_connections",
+                headers=((b"retry-after", b"1"),),
             )
             return
         self.arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.linger_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.linger_timer = None
+        self.open.discard(self)
+        self.cancel_header_timer()
+        self.wire.lost()
         super().connection_lost(exc)
         # What was queued goes with the connection.
-        self.pipeline.clear()
+        self.unanswered.clear()
         self.held = bytearray()
 
     def data_received(self, data: bytes) -> None:
-        if self.lingering:
-            self.discarded += len(data)
-            if self.discarded > LINGER_BYTES:
-                self.transport.close()
+        if self.wire.lingering:
+            self.wire.discard(len(data))
             return
-        if self.transport.is_closing():
+        if self.wire.is_closing():
             return
-        self._unset_keepalive_if_required()
         if self.held:  # behind bytes not parsed yet
             self.held += data
-            self.flow.pause_reading()
+            self.wire.update_reading()
             return
         self.feed(data)
 
     def feed(self, data: bytes) -> None:
-        """Parse `data` a piece at a time, so that the parser never reaches the end of more
-        than a slice's worth of requests at once (one read may hold thousands of small
-        requests); what lies past the bound on pipelined requests is held."""
+        """Hand uvicorn `data` a piece at a time, so that the parser never reaches the end
+        of more than a slice's worth of requests at once (one read may hold thousands of
+        small requests); what lies past the bound on pipelined requests is held."""
         offset = 0
-        while offset < len(data) and not self.transport.is_closing():
-            if self.lingering:  # what is left is discarded
-                self.discarded += len(data) - offset
+        while offset < len(data):
+            if self.wire.is_closing():
+                if self.wire.lingering:  # what is left is discarded
+                    self.wire.discard(len(data) - offset)
                 return
             if self.pipeline_full():
                 self.held = bytearray(memoryview(data)[offset:])
-                self.flow.pause_reading()
+                self.wire.update_reading()
                 # The wait is the server's now: the head's clock restarts when it is parsed.
-                if self.header_timer is not None:
-                    self.header_timer.cancel()
-                    self.header_timer = None
+                self.cancel_header_timer()
                 return
             end = min(self.piece_end(data, offset), len(data))
-            if not self.feed_piece(memoryview(data)[offset:end]):
+            if self.reading_head:
+                self.arm_header_timer()
+                self.head_bytes += end - offset
+            # uvicorn's own data_received parses the piece (a memoryview: no copy).
+            whole = offset == 0 and end == len(data)
+            super().data_received(data if whole else cast(bytes, memoryview(data)[offset:end]))
+            if self.head_too_large or (
+                self.reading_head and self.head_bytes > self.limits.max_header_bytes
+            ):
+                self.refuse_head()
                 return
             self.last_byte = data[end - 1]
             offset = end
@@ -363,50 +360,43 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return len(data) if found < 0 else found + 1
         return offset + PIPELINED_SLICE
 
-    def feed_piece(self, data: bytes | memoryview) -> bool:
-        """Parse `data`; False when the connection was refused or upgraded."""
-        if self.reading_head:
-            self.arm_header_timer()
-            self.head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:  # as uvicorn does
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return False
-        except httptools.HttpParserError as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, _HeadTooLarge):
-                self.refuse_head()
-            else:
-                why = str(cause or exc).rstrip(".") or type(exc).__name__
-                self.send_400_response(f"Invalid HTTP request: {why}.")
-            return False
-        if self.reading_head and self.head_bytes > self.limits.max_header_bytes:
-            self.refuse_head()
-            return False
-        return True
-
     # -- pipelined requests --
     def pipeline_full(self) -> bool:
         """Whether this connection holds its quota of unanswered requests (or a queued
-        request's body is buffered to uvicorn's high-water mark), so that reading waits."""
-        if self.lingering or self.transport.is_closing():
+        request's body is buffered past HIGH_WATER), so that parsing waits."""
+        if self.wire.is_closing():
             return False
-        if self.held or len(self.pipeline) + 1 >= MAX_PIPELINED:
+        unanswered = self.unanswered
+        if self.held or len(unanswered) >= MAX_PIPELINED:
             return True
-        return bool(self.pipeline) and len(self.cycle.body) > HIGH_WATER_LIMIT
+        return len(unanswered) > 1 and len(unanswered[-1].body) > HIGH_WATER
+
+    def reading_held(self) -> bool:
+        """Whether the socket must not be read: parsing waits, or the body being read is
+        buffered past HIGH_WATER until the app asks for more."""
+        if self.pipeline_full():
+            return True
+        return bool(self.unanswered) and self.unanswered[-1].full
 
     def feed_held(self) -> None:
         """Parse the held bytes once an answer went out, then read again if room is left."""
-        if not self.held or self.transport.is_closing() or self.lingering:
+        if not self.held or self.wire.is_closing():
             return
         data, self.held = bytes(self.held), bytearray()
-        self._unset_keepalive_if_required()
         self.feed(data)
-        self.flow.resume_reading()
+        self.wire.update_reading()
+
+    def on_response_complete(self) -> None:
+        if self.unanswered:
+            self.unanswered.popleft()
+        super().on_response_complete()
+        if self.wire.is_closing():
+            return
+        if self.held:
+            # Not from inside the app's `send`: a held request may be refused at once.
+            self.loop.call_soon(self.feed_held)
+        else:  # what the answered request held (its body's buffer) holds no more
+            self.wire.update_reading()
 
     # -- the head --
     def arm_header_timer(self) -> None:
@@ -415,12 +405,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.limits.header_timeout, self.header_timeout
             )
 
+    def cancel_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
     def header_timeout(self) -> None:
         self.header_timer = None
-        if self.transport.is_closing() or not self.reading_head:
+        if self.wire.is_closing() or not self.reading_head:
             return
         if self.head_bytes == 0:
-            self.transport.close()  # nothing was asked: nothing to answer
+            self.wire.transport.close()  # nothing was asked: nothing to answer
             return
         log.info(
             "closed a connection whose request head took over %.0fs (--header-timeout-seconds)",
@@ -428,176 +423,139 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
         seconds = S.shown_float(self.limits.header_timeout)
         self.refuse(
-            self.error_response(
-                408,
-                f"The request line and headers took over {seconds} seconds to arrive. "
-                "Send the request again.",
-                code="request_timeout",
-            )
+            408,
+            f"The request line and headers took over {seconds} seconds to arrive. "
+            "Send the request again.",
+            code="request_timeout",
         )
 
     def refuse_head(self) -> None:
         limit = self.limits.max_header_bytes
-        if len(self.url) > limit or (self.header_bytes == 0 and self.head_bytes > limit):
+        if self.url_bytes > limit or (self.header_bytes == 0 and self.head_bytes > limit):
             log.info("refused a URL over %d bytes (--max-header-bytes)", limit)
-            response = self.error_response(
+            self.refuse(
                 414, f"The request URL is too long: at most {limit} bytes.", code="uri_too_long"
             )
         else:
             log.info("refused request headers over %d bytes (--max-header-bytes)", limit)
-            response = self.error_response(
+            self.refuse(
                 431,
                 f"The request line and headers are too large: at most {limit} bytes together.",
                 code="request_header_fields_too_large",
             )
-        self.refuse(response)
 
+    # -- the parser's callbacks: each passes on to uvicorn's, unless the head is too large
     def on_message_begin(self) -> None:
+        if self.head_too_large:
+            return
         super().on_message_begin()
-        self.header_bytes = 0
+        self.url_bytes = self.header_bytes = 0
+        self.content_length = b""
+        self.body_left, self.chunked = None, False
 
     def on_url(self, url: bytes) -> None:
+        self.url_bytes += len(url)
+        if self.head_too_large or self.url_bytes > self.limits.max_header_bytes:
+            self.head_too_large = True
+            return
         super().on_url(url)
-        if len(self.url) > self.limits.max_header_bytes:
-            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if len(self.url) + self.header_bytes > self.limits.max_header_bytes:
-            raise _HeadTooLarge
+        if self.head_too_large or self.url_bytes + self.header_bytes > self.limits.max_header_bytes:
+            self.head_too_large = True
+            return
+        if len(name) == 14 and name.lower() == b"content-length":
+            self.content_length = value
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self.chunked = True
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self.head_too_large:
+            return
         self.reading_head = False
-        self.body_left, self.chunked = None, False
-        for name, value in self.headers:
-            if name == b"content-length":  # the parser refuses a bad one, or two
-                self.body_left = int(value)
-            elif name == b"transfer-encoding":
-                self.chunked = True
-        if self.chunked:  # the parser refuses chunked with a Content-Length
-            self.body_left = None
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.cancel_header_timer()
+        # The parser refuses a bad Content-Length, two of them, and one beside chunked.
+        self.body_left = (
+            None if self.chunked or not self.content_length else int(self.content_length)
+        )
+        self.parsing = _Request()
+        self.unanswered.append(self.parsing)
         super().on_headers_complete()
-        if self.cycle is not None and self.cycle.scope is self.scope:
-            self.watch(self.cycle)
 
     def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        if self.head_too_large or request is None:
+            return
         if self.body_left is not None:
             self.body_left -= len(body)
-        cycle = self.cycle
-        if cycle is not None and type(cycle.body) is bytearray:  # a new one at each receive
-            chunks = _BodyChunks()
-            if cycle.body:  # never so far: uvicorn fills its buffer only here
-                chunks += bytes(cycle.body)
-            cycle.body = chunks  # type: ignore[assignment]
-        super().on_body(body)
+        request.body += body
+        # uvicorn's buffer stays empty: the call wakes the app, which takes the body from
+        # `request` (see _ConnectionApp).
+        super().on_body(b"")
+        if not request.full and len(request.body) > HIGH_WATER:
+            request.full = True
+            self.wire.update_reading()
 
     def on_message_complete(self) -> None:
+        if self.head_too_large:
+            return
+        if self.parsing is not None:
+            self.parsing.whole = True
+            self.parsing = None
         super().on_message_complete()
         self.reading_head = True
         self.head_bytes = 0
         self.body_left, self.chunked = None, False
 
-    # -- early answers --
-    def watch(self, cycle: RequestResponseCycle) -> None:
-        """Give the response head canonical header names, and make a response that starts
-        before the request body was read whole close the connection (lingering) rather
-        than read the rest of the body."""
-        send = cycle.send
-        transport = _CycleTransport(self)
-        cycle.transport = transport  # type: ignore[assignment]
+    def send_400_response(self, msg: str) -> None:
+        # Replaced, not extended (see the module's docstring): uvicorn calls it from the
+        # `except httptools.HttpParserError` of its data_received, so the parser's error is
+        # the exception being handled.
+        exc = sys.exception()
+        if isinstance(exc, httptools.HttpParserError):
+            cause = exc.__cause__ or exc.__context__
+            why = str(cause or exc).rstrip(".") or type(exc).__name__
+            msg = f"Invalid HTTP request: {why}."
+        log.info("refused a malformed request: %s", msg)
+        self.refuse(400, msg, code="invalid_http_request")
 
-        async def send_then_close(message: Any) -> None:
-            if message["type"] != "http.response.start" or cycle.response_started:
-                await send(message)
-                return
-            if cycle.more_body and not cycle.disconnected and not self.transport.is_closing():
-                cycle.keep_alive = False
-                transport.linger_on_close = True
-            transport.head_next = True
-            try:
-                await send(message)
-            finally:
-                transport.head_next = False
-
-        cycle.send = send_then_close  # type: ignore[method-assign]
-
-    def linger(self) -> None:
-        """Send end-of-stream, discard what comes for a moment, then close: closing with
-        unread bytes resets the connection, and the client may lose the answer."""
-        if self.lingering or self.transport.is_closing():
-            return
-        self.lingering = True
-        self.reading_head = False
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
-        self._unset_keepalive_if_required()
-        try:
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-        except OSError:
-            self.transport.close()
-            return
-        self.flow.resume_reading()
-        self.linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
-
-    def on_response_complete(self) -> None:
-        if self.lingering:
-            self.server_state.total_requests += 1
-            return
-        super().on_response_complete()
-        if self.held and not self.transport.is_closing():
-            # Not from inside the app's `send`: a held request may be refused at once.
-            self.loop.call_soon(self.feed_held)
-
-    def refuse(self, response: bytes) -> None:
-        """Answer `response` outside any app, and close the connection (lingering)."""
-        if self.lingering or self.transport.is_closing():
-            return
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            # The app is running this request: it sees a disconnect, and unwinds.
-            started = cycle.response_started
-            cycle.disconnected = True
-            cycle.message_event.set()
-            if started:
-                self.transport.close()
-                return
-        self.transport.write(response)
-        self.linger()
-
-    def error_response(
+    # -- answers written here --
+    def refuse(
         self,
         status: int,
         message: str,
         *,
-        code: str | None = None,
+        code: str,
         error_type: str = "invalid_request_error",
         headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> bytes:
-        return error_response(
-            status,
-            message,
-            code=code,
-            error_type=error_type,
-            headers=(*self.server_state.default_headers, *headers),
+    ) -> None:
+        """Answer outside any app with an error in OpenAI's envelope, and close the
+        connection (lingering). An app still answering an earlier request on it has its
+        answer dropped, and sees the client leave once the connection closes."""
+        wire = self.wire
+        if wire.is_closing():
+            return
+        if self.unanswered and self.unanswered[0].answering:
+            wire.transport.close()  # an answer is on its way: ours cannot follow it
+            return
+        defaults = tuple(self.server_state.default_headers)
+        wire.transport.write(
+            error_response(
+                status, message, code=code, error_type=error_type, headers=(*defaults, *headers)
+            )
         )
-
-    def send_400_response(self, msg: str) -> None:
-        log.info("refused a malformed request: %s", msg)
-        self.refuse(self.error_response(400, msg, code="invalid_http_request"))
+        wire.linger()
 
 
-def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
-    """The protocol class uvicorn runs, with the limits of `settings`."""
+def protocol_class(settings: Settings) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn runs, with the limits of `settings`; its `open` is the
+    set of connections open."""
     return type(
         "LimitedHttpToolsProtocol",
         (LimitedHttpToolsProtocol,),
-        {"limits": ConnectionLimits.of(settings)},
+        {"limits": ConnectionLimits.of(settings), "open": set()},
     )
 
 
