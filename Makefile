@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt clean bench scaleout soak screenshots
+.PHONY: run test test-uvicorn-newest lint fmt clean bench scaleout soak screenshots
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -43,6 +43,23 @@ test: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		echo "chromium is not installed: the console's browser tests will fail (apt-get install chromium)" >&2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# server/_http.py extends uvicorn's protocol, and pyproject.toml allows its two newest minor
+# versions: the connection tests run on the newest too, put first on PYTHONPATH (the servers
+# the tests start inherit it), on the embedded deployment under uvicorn (a minute or two).
+UVICORN_NEWEST     ?= 0.55.0
+UVICORN_NEWEST_DIR := $(VENV)/uvicorn-$(UVICORN_NEWEST)
+UVICORN_TESTS      := tests/server/test_uvicorn_seam.py tests/server/test_connections.py \
+	tests/server/test_pipelining.py tests/server/test_slow_uploads.py \
+	tests/server/test_header_names.py tests/server/test_http_body.py
+$(UVICORN_NEWEST_DIR)/.installed: | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --no-deps --target $(UVICORN_NEWEST_DIR) 'uvicorn==$(UVICORN_NEWEST)'
+	touch $@
+
+## test-uvicorn-newest: the connection tests on the newest uvicorn (UVICORN_NEWEST; CI runs it)
+test-uvicorn-newest: $(STAMP) $(UVICORN_NEWEST_DIR)/.installed
+	PYTHONPATH=$(abspath $(UVICORN_NEWEST_DIR)) UVICORN_EXPECTED=$(UVICORN_NEWEST) \
+		$(BIN)/python -m pytest $(UVICORN_TESTS) -k 'not scaleout and not granian' $(PYTEST_ARGS)
 
 ## screenshots: photograph the web console (docs/console-desktop.png, docs/console-phone.png)
 screenshots: $(STAMP)

@@ -4,7 +4,10 @@ Where things go. A request passes down these layers; a module imports only those
 it, and the leaves at the end (errors, settings, ids) are used by every layer:
 
     _http.py, _timeouts.py   the connection: bounds on the request line, headers and body,
-                             timeouts, the connection cap (below HTTP, above the socket)
+                             timeouts, the connection cap (below HTTP, above the socket),
+                             in uvicorn's parser callbacks, never copies of its methods
+      _http_wire.py          what that layer writes (canonical header names, the envelope)
+                             and the transport uvicorn is given (held reads, lingering close)
     _upload_slots.py         the uploads one API key may stream at once
     _app.py                  the application factory: the lifespan opens the stores, starts
                              the sweeper; error handlers; the request context and access log
