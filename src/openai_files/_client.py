@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import httpx
 
@@ -23,13 +22,16 @@ from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
 from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
 from ._models import FileDeleted, FileList, FileObject, Upload, UploadList
 from ._sink import areceive, receive
-from ._types import FileData, ProgressCallback
+from ._threads import Flight, Stoppable, Stopped, gather
+from ._types import FileData, ProgressCallback, UploadArgs
+
+if TYPE_CHECKING:
+    from ._tasks import Flight as AsyncFlight
 
 T = TypeVar("T")
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 #: The responses an operation opened (`list` is a method name in the classes below).
 _Responses = list[httpx.Response]
-_Results = list[Any]
 
 #: Connections are reset when closed (SO_LINGER 0) rather than drained: a part of an upload
 #: interrupted mid-way (Ctrl-C, the program exiting) must not reach the server whole from
@@ -161,9 +163,9 @@ class Client(_Base[httpx.Client]):
         """
         return self._run(
             _uploads.upload(
-                self._config, file, purpose=purpose, filename=filename,
-                mime_type=mime_type, expires_after=expires_after, progress=progress,
-                use_uploads=use_uploads, resume=resume,
+                self._config, file,
+                UploadArgs(purpose, filename, mime_type, expires_after, progress),
+                use_uploads, resume,
             )
         )  # fmt: skip
 
@@ -241,7 +243,7 @@ class Client(_Base[httpx.Client]):
     ) -> None:
         self.close()
 
-    def _run(self, op: Op[T], flight: _Flight | None = None) -> T:
+    def _run(self, op: Op[T], flight: Flight | None = None) -> T:
         """Perform `op`'s effects. `flight.stop` is shared by the threads of a `Gather`:
         once it is set (the caller was interrupted), each of them ends at its next effect
         or its next chunk of a request body, except to read the answer to a request whose
@@ -259,7 +261,7 @@ class Client(_Base[httpx.Client]):
                 if stop is not None and stop.is_set():
                     assert flight is not None
                     if not (flight.landing and isinstance(effect, Read)):
-                        raise _Stopped
+                        raise Stopped
                 result, error = None, None
                 try:
                     result = self._perform(effect, opened, flight)
@@ -270,13 +272,13 @@ class Client(_Base[httpx.Client]):
             for response in opened:
                 response.close()
 
-    def _perform(self, effect: Effect, opened: _Responses, flight: _Flight | None) -> Any:
+    def _perform(self, effect: Effect, opened: _Responses, flight: Flight | None) -> Any:
         if isinstance(effect, Send):
             request = effect.request
             if flight is not None and isinstance(request.stream, httpx.SyncByteStream):
                 flight.landed()  # a request before this one (a retry's) is over
                 length = request.headers.get("content-length")
-                request.stream = _Stoppable(
+                request.stream = Stoppable(
                     request.stream, flight, int(length) if length is not None else None
                 )
             opened.append(self._http.send(request, stream=True))
@@ -295,207 +297,9 @@ class Client(_Base[httpx.Client]):
         if isinstance(effect, Call):
             return effect.function()
         if isinstance(effect, Gather):
-            return self._gather(effect, flight.stop if flight is not None else None)
+            return gather(effect, flight.stop if flight is not None else None, self._run)
         _sleep(effect.seconds)
         return None
-
-    def _gather(self, effect: Gather, stop: _Interrupt | None) -> _Results:
-        """Each operation in a thread of its own, at most `limit` at once.
-
-        After an error no other operation starts, but those running are waited for and
-        their results handed to `on_done` (an upload's accepted parts are kept for its
-        resume); then the first error is raised.
-
-        Interrupted (Ctrl-C: a KeyboardInterrupt in this thread), it sets `stop`, so that
-        every thread below ends at its next step (an upload's part in flight is abandoned
-        mid-body), and raises once the requests whose bodies went whole are answered and
-        their results handed to `on_done` (the server takes such a part: its id must be
-        kept), or after `_GRACE` seconds at most; at once when there are none. The threads
-        are daemons, so a program that exits on the interrupt does not wait for them.
-        """
-        import queue
-
-        stop = _Interrupt() if stop is None else stop
-        results: _Results = [None] * len(effect.ops)
-        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for index in range(len(effect.ops)):
-            todo.put(index)
-        finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-        halt = threading.Event()  # an operation failed: no other starts
-
-        def work() -> None:
-            while not (halt.is_set() or stop.is_set()):
-                try:
-                    index = todo.get_nowait()
-                except queue.Empty:
-                    break
-                flight = _Flight(stop)
-                try:
-                    finished.put((index, self._run(effect.ops[index], flight), None, flight))
-                except BaseException as exc:  # handed to the gathering thread
-                    finished.put((index, None, exc, flight))
-            finished.put((-1, None, None, None))  # this worker is done
-
-        workers = [
-            threading.Thread(target=work, name="openai-files", daemon=True)
-            for _ in range(min(effect.limit, len(effect.ops)))
-        ]
-        first: BaseException | None = None
-        try:
-            for worker in workers:
-                worker.start()
-            running = len(workers)
-            while running:
-                index, result, exc, flight = self._next(finished, stop)
-                try:
-                    if index < 0:
-                        running -= 1
-                    elif exc is not None:
-                        if first is None:
-                            first = exc
-                            halt.set()
-                    else:
-                        results[index] = result
-                        if effect.on_done is not None:
-                            effect.on_done(index, result)
-                finally:
-                    if flight is not None:
-                        flight.landed()
-        except BaseException:
-            stop.halt()
-            _land(finished, stop, effect.on_done)
-            raise
-        for op in effect.ops:
-            op.close()  # those never started
-        if first is not None:
-            raise first
-        return results
-
-    @staticmethod
-    def _next(finished: Any, stop: threading.Event) -> _Finished:
-        """The next result; `_Stopped` as soon as `stop` is set (by an outer `_gather`, in
-        another thread: the interrupt reaches the main thread only)."""
-        import queue
-
-        while True:
-            if stop.is_set():
-                raise _Stopped
-            try:
-                item: _Finished = finished.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-            return item
-
-
-#: How often a gathering thread other than the main one looks whether it was stopped.
-_POLL = 0.05
-#: The most an interrupted call waits for the answers to requests whose bodies went whole.
-_GRACE = 1.5
-
-
-class _Interrupt(threading.Event):
-    """Set when a call is interrupted; counts the requests whose bodies went whole and
-    whose results are not yet handed on (`landing`), which the interrupt waits for until
-    `until` (a `time.monotonic()`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self.landing = 0
-        self.until = 0.0
-
-    def halt(self) -> None:
-        with self._lock:
-            if not self.is_set():
-                self.until = time.monotonic() + _GRACE
-                self.set()
-
-    def land(self) -> bool:
-        """Count one more landing request, unless the call was interrupted already."""
-        with self._lock:
-            if self.is_set():
-                return False
-            self.landing += 1
-            return True
-
-    def landed(self) -> None:
-        with self._lock:
-            self.landing -= 1
-
-
-class _Flight:
-    """One operation of a `Gather`: whether its request's body went whole (`landing`)."""
-
-    def __init__(self, stop: _Interrupt) -> None:
-        self.stop = stop
-        self.landing = False
-
-    def land(self) -> bool:
-        self.landing = self.stop.land()
-        return self.landing
-
-    def landed(self) -> None:
-        if self.landing:
-            self.landing = False
-            self.stop.landed()
-
-
-#: An operation's index (-1: its worker is done), result, error and flight.
-_Finished = tuple[int, Any, "BaseException | None", "_Flight | None"]
-
-
-def _land(finished: Any, stop: _Interrupt, on_done: Any) -> None:
-    """After an interrupt: hand the results that come to `on_done` until no request is
-    landing any more, or `stop.until`."""
-    import queue
-
-    while True:
-        try:
-            item: _Finished = finished.get_nowait()
-        except queue.Empty:
-            left = stop.until - time.monotonic()
-            if stop.landing <= 0 or left <= 0:
-                return
-            try:
-                item = finished.get(timeout=min(_POLL, left))
-            except queue.Empty:
-                continue
-        index, result, exc, flight = item
-        try:
-            if index >= 0 and exc is None and on_done is not None:
-                on_done(index, result)
-        finally:
-            if flight is not None:
-                flight.landed()
-
-
-class _Stopped(BaseException):
-    """An operation's thread ends: the call that started it was interrupted."""
-
-
-class _Stoppable(httpx.SyncByteStream):
-    """A request body that ends (the request with it) once `flight.stop` is set, before
-    its last chunk only: from there it is landing (see `_Interrupt`). `length` is the
-    body's (None: unknown, the body lands once its chunks are all written)."""
-
-    def __init__(self, inner: httpx.SyncByteStream, flight: _Flight, length: int | None) -> None:
-        self._inner = inner
-        self._flight = flight
-        self._length = length
-
-    def __iter__(self) -> Iterator[bytes]:
-        flight, sent = self._flight, 0
-        for chunk in self._inner:
-            sent += len(chunk)
-            last = self._length is not None and sent >= self._length
-            if flight.stop.is_set() or (last and not flight.landing and not flight.land()):
-                raise _Stopped
-            yield chunk
-        if not flight.landing and not flight.land():
-            raise _Stopped
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class AsyncClient(_Base[httpx.AsyncClient]):
@@ -525,9 +329,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         """As `Client.upload`; the file is read in a worker thread."""
         return await self._run(
             _uploads.upload(
-                self._config, file, purpose=purpose, filename=filename,
-                mime_type=mime_type, expires_after=expires_after, progress=progress,
-                use_uploads=use_uploads, resume=resume,
+                self._config, file,
+                UploadArgs(purpose, filename, mime_type, expires_after, progress),
+                use_uploads, resume,
             )
         )  # fmt: skip
 
@@ -601,7 +405,10 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     ) -> None:
         await self.close()
 
-    async def _run(self, op: Op[T]) -> T:
+    async def _run(self, op: Op[T], flight: AsyncFlight | None = None) -> T:
+        """Perform `op`'s effects. Once `flight` is stopped (the caller was cancelled), the
+        operation ends at its next effect, except to read the answer to a request whose
+        body went whole (see `_tasks`)."""
         opened: _Responses = []
         result: Any = None
         error: Exception | None = None
@@ -611,9 +418,12 @@ class AsyncClient(_Base[httpx.AsyncClient]):
                     effect = op.send(result) if error is None else op.throw(error)
                 except StopIteration as stop:
                     return cast(T, stop.value)
+                stopped = flight is not None and flight.stopped
+                if stopped and not (flight and flight.landing and isinstance(effect, Read)):
+                    raise Stopped
                 result, error = None, None
                 try:
-                    result = await self._perform(effect, opened)
+                    result = await self._perform(effect, opened, flight)
                 except Exception as exc:
                     error = exc
         finally:
@@ -626,8 +436,10 @@ class AsyncClient(_Base[httpx.AsyncClient]):
                     for response in opened:
                         await response.aclose()
 
-    async def _perform(self, effect: Effect, opened: _Responses) -> Any:
+    async def _perform(self, effect: Effect, opened: _Responses, flight: AsyncFlight | None) -> Any:
         if isinstance(effect, Send):
+            if flight is not None:
+                flight.sending(effect.request)
             opened.append(await self._http.send(effect.request, stream=True))
             return opened[-1]
         if isinstance(effect, Read):
@@ -653,45 +465,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
 
             return await run_sync(effect.function)
         if isinstance(effect, Gather):
-            return await self._gather(effect)
+            from ._tasks import gather as agather  # anyio: imported by async code only
+
+            return await agather(effect, self._run)
         await _asleep(effect.seconds)
         return None
-
-    async def _gather(self, effect: Gather) -> _Results:
-        """Each operation in a task of its own, at most `limit` at once; errors as in
-        `Client._gather` (the running ones end, the others never start)."""
-        import anyio
-
-        results: _Results = [None] * len(effect.ops)
-        limiter = anyio.Semaphore(effect.limit)
-        errors: list[Exception] = []
-
-        async def one(index: int, op: Op[Any]) -> None:
-            async with limiter:
-                if errors:
-                    return
-                try:
-                    results[index] = await self._run(op)
-                    if effect.on_done is not None:
-                        effect.on_done(index, results[index])
-                except Exception as exc:
-                    errors.append(exc)
-
-        try:
-            async with anyio.create_task_group() as group:
-                for index, op in enumerate(effect.ops):
-                    group.start_soon(one, index, op)
-        except BaseExceptionGroup as group_errors:
-            raise _first_error(group_errors) from None
-        finally:
-            for op in effect.ops:
-                op.close()  # those never started
-        if errors:
-            raise errors[0]
-        return results
-
-
-def _first_error(errors: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error of a task group (the one that stopped the others)."""
-    first = errors.exceptions[0]
-    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first

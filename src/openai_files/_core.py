@@ -60,7 +60,7 @@ from ._exceptions import (
 from ._models import APIResponse, FileDeleted, FileList, FileObject
 from ._sink import DownloadSink, ShortDownloadError
 from ._sources import MultipartStream, guess_name, guess_type, make_source
-from ._types import FileData, ProgressCallback
+from ._types import FileData, ProgressCallback, UploadArgs
 from ._version import __version__
 
 T = TypeVar("T")
@@ -183,25 +183,17 @@ def _file_path(file_id: str, suffix: str = "") -> str:
     return resource_path("files", file_id, suffix)
 
 
-def upload_spec(
-    file: FileData,
-    *,
-    purpose: str,
-    filename: str | None = None,
-    mime_type: str | None = None,
-    expires_after: int | None = None,
-    progress: ProgressCallback | None = None,
-) -> RequestSpec:
+def upload_spec(file: FileData, args: UploadArgs) -> RequestSpec:
     """`POST /files`: the fields first, so a server can refuse before the bytes arrive."""
     source = make_source(file)
-    name = guess_name(source, filename)
-    fields = [("purpose", purpose)]
-    if expires_after is not None:
+    name = guess_name(source, args.filename)
+    fields = [("purpose", args.purpose)]
+    if args.expires_after is not None:
         fields += [
             ("expires_after[anchor]", "created_at"),
-            ("expires_after[seconds]", str(int(expires_after))),
+            ("expires_after[seconds]", str(int(args.expires_after))),
         ]
-    body = MultipartStream(fields, source, name, guess_type(name, mime_type), progress)
+    body = MultipartStream(fields, source, name, guess_type(name, args.mime_type), args.progress)
     return RequestSpec("POST", "/files", body=body)
 
 
@@ -433,8 +425,8 @@ def response_not_ok(response: APIResponse) -> ResponseNotOKError | None:
 # --- operations of Client and AsyncClient -------------------------------------------------
 
 
-def upload(config: Config, file: FileData, **kwargs: Any) -> Op[FileObject]:
-    return FileObject.from_dict((yield from json_call(config, upload_spec(file, **kwargs))))
+def upload(config: Config, file: FileData, args: UploadArgs) -> Op[FileObject]:
+    return FileObject.from_dict((yield from json_call(config, upload_spec(file, args))))
 
 
 def list_page(config: Config, purpose: str | None = None, **kwargs: Any) -> Op[FileList]:

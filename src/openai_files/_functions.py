@@ -21,7 +21,7 @@ from . import _core
 from ._client import Client
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._models import APIResponse
-from ._types import FileData
+from ._types import FileData, UploadArgs
 
 
 class Options(TypedDict, total=False):
@@ -85,9 +85,7 @@ def files_upload(
     Returns:
         The response; on 200 its `data` is the file object.
     """
-    spec = _core.upload_spec(
-        file_data, purpose=purpose, filename=file_name, mime_type=file_mimetype
-    )
+    spec = _core.upload_spec(file_data, UploadArgs(purpose, file_name, file_mimetype))
     return _call(spec, options)
 
 

@@ -1,7 +1,8 @@
-"""The types a caller hands to uploads and downloads."""
+"""The types a caller hands to uploads and downloads, and what an upload was asked for."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from typing import IO
@@ -11,3 +12,14 @@ ProgressCallback = Callable[[int, "int | None"], None]
 
 #: What an upload accepts: bytes, a path, a binary file object or an iterable of bytes.
 FileData = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | Iterable[bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadArgs:
+    """What an upload was asked for besides its bytes (see `Client.upload`)."""
+
+    purpose: str
+    filename: str | None = None
+    mime_type: str | None = None
+    expires_after: int | None = None
+    progress: ProgressCallback | None = None

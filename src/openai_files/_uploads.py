@@ -26,10 +26,8 @@ Progress is reported as bytes of the whole file (parts already accepted count as
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
-import json
 import os
 import threading
 import time
@@ -42,108 +40,12 @@ from ._core import Call, Gather, Op, RequestSpec, resource_path
 from ._exceptions import APIError, APIStatusError, OpenAIFilesError, UploadResumeError
 from ._models import FileObject, Upload, UploadList
 from ._sources import MultipartStream, RangeSource, guess_type
-from ._types import FileData, ProgressCallback
+from ._types import FileData, ProgressCallback, UploadArgs
+from ._upload_state import UploadState, state_path
 
-#: The state file of `path`: beside it, named after it.
-STATE_SUFFIX = ".openai-upload.json"
-STATE_VERSION = 1
 #: Bytes read at a time for the md5, and for a part (larger than a `POST /files` body's
 #: 64 KiB chunks, for fewer rounds through httpx per part; 4 parts in flight hold 4 MiB).
 HASH_CHUNK = PART_CHUNK = 1024 * 1024
-
-
-# --- the state file ----------------------------------------------------------------------
-
-
-def state_path(path: Path) -> Path:
-    """Where the state of an upload of `path` is kept."""
-    return path.with_name(path.name + STATE_SUFFIX)
-
-
-@dataclasses.dataclass
-class UploadState:
-    """What a resume needs: the upload, the file as it was, the parts accepted."""
-
-    file: Path
-    upload_id: str
-    base_url: str
-    size: int
-    mtime_ns: int
-    part_size: int
-    parts: dict[int, str] = dataclasses.field(default_factory=dict)
-    #: When the server stops taking parts (its `expires_at`; None in older state files).
-    expires_at: int | None = None
-
-    @classmethod
-    def load(cls, file: Path) -> UploadState | None:
-        where = state_path(file)
-        try:
-            raw = json.loads(where.read_text("utf-8"))
-            expires_at = raw.get("expires_at")
-            return cls(
-                file=file,
-                upload_id=str(raw["upload_id"]),
-                base_url=str(raw["base_url"]),
-                size=int(raw["size"]),
-                mtime_ns=int(raw["mtime_ns"]),
-                part_size=int(raw["part_size"]),
-                parts={int(k): str(v) for k, v in raw["parts"].items()},
-                expires_at=None if expires_at is None else int(expires_at),
-            )
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UploadResumeError(
-                f"the upload state file {where} is not readable ({exc}): delete it to "
-                "upload the file anew"
-            ) from None
-
-    def check(self, stat: os.stat_result, base_url: str, resume: str | None) -> None:
-        """Refuse to resume another upload, on another server, or of a changed file."""
-        where = state_path(self.file)
-        if resume is not None and resume != self.upload_id:
-            raise UploadResumeError(
-                f"{where} belongs to upload {self.upload_id}, not {resume}: resume "
-                f"{self.upload_id}, or delete the state file to start anew"
-            )
-        if base_url != self.base_url:
-            raise UploadResumeError(
-                f"{where} belongs to upload {self.upload_id} on {self.base_url}, not on "
-                f"{base_url}: delete the state file to upload the file anew"
-            )
-        if stat.st_size != self.size or stat.st_mtime_ns != self.mtime_ns:
-            raise UploadResumeError(
-                f"{self.file} changed since upload {self.upload_id} began (size or time): "
-                f"it cannot be resumed; delete {where} to upload the file anew"
-            )
-
-    def save(self) -> None:
-        """Write the state atomically (a temporary file renamed over the old one)."""
-        where = state_path(self.file)
-        tmp = where.with_name(f".{where.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        data = {
-            "version": STATE_VERSION,
-            "upload_id": self.upload_id,
-            "base_url": self.base_url,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-            "part_size": self.part_size,
-            "expires_at": self.expires_at,
-            "parts": {str(k): v for k, v in sorted(self.parts.items())},
-        }
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, where)
-
-    def lapsed(self, now: float) -> bool:
-        """Whether the upload is past its `expires_at`: the server takes no more parts."""
-        return self.expires_at is not None and now >= self.expires_at
-
-    def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            state_path(self.file).unlink()
 
 
 def gone(exc: BaseException) -> bool:
@@ -170,28 +72,6 @@ def _part_refused(exc: APIStatusError) -> bool:
 
 def _upload_path(upload_id: str, suffix: str = "") -> str:
     return resource_path("uploads", upload_id, suffix)
-
-
-def create(
-    config: Config,
-    *,
-    filename: str,
-    purpose: str,
-    nbytes: int,
-    mime_type: str,
-    expires_after: int | None = None,
-) -> Op[Upload]:
-    body: dict[str, Any] = {
-        "filename": filename,
-        "purpose": purpose,
-        "bytes": nbytes,
-        "mime_type": mime_type,
-    }
-    if expires_after is not None:
-        body["expires_after"] = {"anchor": "created_at", "seconds": int(expires_after)}
-    return Upload.from_dict(
-        (yield from _core.json_call(config, RequestSpec("POST", "/uploads", json=body)))
-    )
 
 
 def send_part(
@@ -294,30 +174,27 @@ def _md5_op(path: Path, stop: threading.Event) -> Op[str | None]:
     return result
 
 
+def _stat_regular(path: Path) -> os.stat_result:
+    """The file's status; a missing file or a folder fails here, before any request."""
+    if not path.is_file():
+        if path.exists():
+            raise IsADirectoryError(21, "not a regular file", str(path))
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    return path.stat()
+
+
 def upload_in_parts(
-    config: Config,
-    path: Path,
-    *,
-    purpose: str,
-    filename: str | None = None,
-    mime_type: str | None = None,
-    expires_after: int | None = None,
-    progress: ProgressCallback | None = None,
-    resume: str | None = None,
+    config: Config, path: Path, args: UploadArgs, resume: str | None = None
 ) -> Op[FileObject]:
     """Send `path` through the Uploads API (resuming from its state file if there is one).
 
     A state file naming an upload that has expired, or that the server says is cancelled,
     expired or unknown, is removed and the file is sent afresh in a new upload.
     """
-    if not path.is_file():
-        if path.exists():
-            raise IsADirectoryError(21, "not a regular file", str(path))
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    stat = path.stat()
-    state = UploadState.load(path)
+    stat: os.stat_result = yield Call(functools.partial(_stat_regular, path))
+    state: UploadState | None = yield Call(functools.partial(UploadState.load, path))
     if state is not None and state.lapsed(time.time()):
-        state.remove()  # nothing left to resume: the server took no part after expires_at
+        yield Call(state.remove)  # nothing left to resume: the server took no part after it
         state = None
     elif state is not None:
         state.check(stat, config.base_url, resume)
@@ -326,43 +203,35 @@ def upload_in_parts(
             f"cannot resume upload {resume}: there is no state file {state_path(path)} "
             "(the part ids are kept there); upload the file anew"
         )
-    name = filename or path.name
-    begin = functools.partial(
-        _begin, config, path, stat, name, purpose, guess_type(name, mime_type), expires_after
-    )
     if state is None:
-        state = yield from begin()
+        state = yield from _begin(config, path, stat, args)
     else:
         try:
-            return (yield from _send(config, path, stat, state, progress))
+            return (yield from _send(config, path, stat, state, args.progress))
         except APIStatusError as exc:
             if not (gone(exc) or _part_refused(exc)):
                 raise
         # Cancelled (`openai-files uploads cancel`), expired or swept, or it takes no more
         # parts: it was cancelled and its state removed (by `_send`, as for any answer no
         # retry can change); a new upload sends the whole file.
-        state.remove()
-        state = yield from begin()
-    return (yield from _send(config, path, stat, state, progress))
+        yield Call(state.remove)
+        state = yield from _begin(config, path, stat, args)
+    return (yield from _send(config, path, stat, state, args.progress))
 
 
-def _begin(
-    config: Config,
-    path: Path,
-    stat: os.stat_result,
-    name: str,
-    purpose: str,
-    mime_type: str,
-    expires_after: int | None,
-) -> Op[UploadState]:
+def _begin(config: Config, path: Path, stat: os.stat_result, args: UploadArgs) -> Op[UploadState]:
     """A new upload of `path`, and its state file."""
-    upload = yield from create(
-        config,
-        filename=name,
-        purpose=purpose,
-        nbytes=stat.st_size,
-        mime_type=mime_type,
-        expires_after=expires_after,
+    name = args.filename or path.name
+    body: dict[str, Any] = {
+        "filename": name,
+        "purpose": args.purpose,
+        "bytes": stat.st_size,
+        "mime_type": guess_type(name, args.mime_type),
+    }
+    if args.expires_after is not None:
+        body["expires_after"] = {"anchor": "created_at", "seconds": int(args.expires_after)}
+    upload = Upload.from_dict(
+        (yield from _core.json_call(config, RequestSpec("POST", "/uploads", json=body)))
     )
     state = UploadState(
         path,
@@ -373,7 +242,7 @@ def _begin(
         config.part_size,
         expires_at=upload.expires_at or None,
     )
-    state.save()
+    yield Call(state.save)
     return state
 
 
@@ -387,7 +256,7 @@ def _send(
     """The parts `state` lacks, then the completion; the state file goes on success."""
     size = stat.st_size
     part_size = state.part_size
-    count = max(1, -(-size // part_size))
+    count = state.part_count
     missing = [i for i in range(count) if i not in state.parts]
     done = sum(min(part_size, size - i * part_size) for i in state.parts if i < count)
     tracker = _Progress(progress, size, done) if progress is not None else None
@@ -400,6 +269,7 @@ def _send(
     ]  # fmt: skip
 
     def accepted(index: int, part_id: str) -> None:
+        # Blocking (it writes the state file): the drivers run it off the event loop.
         state.parts[missing[index]] = part_id
         state.save()
 
@@ -410,7 +280,7 @@ def _send(
             [_md5_op(path, stop), _gather_parts(ops, config.upload_concurrency, accepted, stop)],
             2,
         )
-        now = path.stat()
+        now: os.stat_result = yield Call(path.stat)
         if now.st_size != size or now.st_mtime_ns != stat.st_mtime_ns:
             raise UploadResumeError(
                 f"{path} changed while it was being uploaded: upload {state.upload_id} "
@@ -422,9 +292,9 @@ def _send(
         if _fatal(exc) or isinstance(exc, UploadResumeError):
             with contextlib.suppress(APIError):
                 yield from cancel(config, state.upload_id)
-            state.remove()
+            yield Call(state.remove)
         raise
-    state.remove()
+    yield Call(state.remove)
     if upload.file is None:
         raise OpenAIFilesError(
             f"upload {upload.id} completed without a file object (status {upload.status!r})"
@@ -432,9 +302,19 @@ def _send(
     return upload.file
 
 
+def _resumable_or_large(path: Path, threshold: int) -> bool:
+    """A state file lies beside `path`, or `path` is larger than `threshold` bytes."""
+    if state_path(path).exists():
+        return True
+    try:
+        return path.stat().st_size > threshold
+    except OSError:
+        return False  # POST /files says what is wrong with the path
+
+
 def wants_parts(
     config: Config, file: FileData, use_uploads: bool | None, resume: str | None
-) -> Path | None:
+) -> Op[Path | None]:
     """The path to send through the Uploads API, or None for `POST /files`."""
     is_path = isinstance(file, str | os.PathLike)
     if use_uploads is False:
@@ -446,38 +326,21 @@ def wants_parts(
             raise TypeError("the Uploads API sends a file from its path: pass the path")
         return None
     path = Path(os.fspath(file))  # type: ignore[arg-type]
-    if use_uploads or resume is not None or state_path(path).exists():
+    if use_uploads or resume is not None:
         return path
-    try:
-        return path if path.stat().st_size > config.upload_threshold else None
-    except OSError:
-        return None  # POST /files says what is wrong with the path
+    parts: bool = yield Call(functools.partial(_resumable_or_large, path, config.upload_threshold))
+    return path if parts else None
 
 
 def upload(
     config: Config,
     file: FileData,
-    *,
-    purpose: str,
-    filename: str | None = None,
-    mime_type: str | None = None,
-    expires_after: int | None = None,
-    progress: ProgressCallback | None = None,
+    args: UploadArgs,
     use_uploads: bool | None = None,
     resume: str | None = None,
 ) -> Op[FileObject]:
     """`Client.upload`: `POST /files`, or the Uploads API for a large path."""
-    path = wants_parts(config, file, use_uploads, resume)
+    path = yield from wants_parts(config, file, use_uploads, resume)
     if path is None:
-        return (
-            yield from _core.upload(
-                config, file, purpose=purpose, filename=filename, mime_type=mime_type,
-                expires_after=expires_after, progress=progress,
-            )
-        )  # fmt: skip
-    return (
-        yield from upload_in_parts(
-            config, path, purpose=purpose, filename=filename, mime_type=mime_type,
-            expires_after=expires_after, progress=progress, resume=resume,
-        )
-    )  # fmt: skip
+        return (yield from _core.upload(config, file, args))
+    return (yield from upload_in_parts(config, path, args, resume))

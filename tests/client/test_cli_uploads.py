@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from openai_files import Client
-from openai_files._uploads import STATE_SUFFIX
+from openai_files._upload_state import STATE_SUFFIX
 from openai_files.cli import main
 
 pytestmark = pytest.mark.usefixtures("env")

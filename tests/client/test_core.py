@@ -14,6 +14,7 @@ import openai_files
 from openai_files import _core
 from openai_files._config import Config, mask_key
 from openai_files._models import FileList
+from openai_files._types import UploadArgs
 
 from ._helpers import Recorder, file_json, json_response
 
@@ -58,7 +59,8 @@ def parse_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
 
 def test_upload_body_is_multipart_with_an_exact_length() -> None:
     spec = _core.upload_spec(
-        b"\x00\x01payload", purpose="batch", filename='we"ird\r\nname.jsonl', expires_after=7200
+        b"\x00\x01payload",
+        UploadArgs("batch", filename='we"ird\r\nname.jsonl', expires_after=7200),
     )
     request = _core.build_request(CONFIG, spec)
     body = b"".join(request.stream)  # type: ignore[arg-type]
@@ -102,7 +104,7 @@ def test_a_file_id_is_required(bad: Any) -> None:
 
 def test_a_missing_path_fails_before_any_request(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError):
-        _core.upload_spec(tmp_path / "missing.pdf", purpose="vision")
+        _core.upload_spec(tmp_path / "missing.pdf", UploadArgs("vision"))
 
 
 def test_mask_key() -> None:

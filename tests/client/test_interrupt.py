@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from openai_files import Client
-from openai_files._uploads import STATE_SUFFIX
+from openai_files._upload_state import STATE_SUFFIX
 
 from .._server import ServerProcess
 
@@ -208,8 +208,28 @@ def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
     """A part whose body went whole is taken by the server: Ctrl-C waits (a little) for its
     answer and keeps its id, so that the resume sends only the others and cancels nothing."""
     src = _source(tmp_path / "big.bin")
-    state = tmp_path / ("big.bin" + STATE_SUFFIX)
-    env = {
+    env = _one_part_at_a_time(api_key, proxy)
+    command = [sys.executable, "-m", "openai_files", "upload", "big.bin", "--purpose", "vision"]
+    upload_id = _interrupt_as_a_part_lands(server, proxy, command, env, tmp_path)
+    kept = 1
+
+    before = server.log_text()
+    proxy.delay = 0
+    done = subprocess.run(
+        [*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    log = server.log_text()[len(before) :]
+    assert _accepted(log, upload_id) == PARTS - kept  # only the missing parts
+    assert f"/v1/uploads/{upload_id}/cancel" not in log
+    assert f"POST /v1/uploads/{upload_id}/complete 200" in log
+    with Client(api_key, base_url=server.base_url) as client:
+        assert client.content(json.loads(done.stdout)["id"]) == src.read_bytes()
+
+
+def _one_part_at_a_time(api_key: str, proxy: SlowProxy) -> dict[str, str]:
+    """The environment of an upload through `proxy` in parts of PART bytes, one at a time."""
+    return {
         **os.environ,
         "OPENAI_API_KEY": api_key,
         "OPENAI_BASE_URL": proxy.url,
@@ -219,8 +239,20 @@ def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
         # waited for (on a slow store, others would take longer than the wait allows).
         "OPENAI_FILES_UPLOAD_CONCURRENCY": "1",
     }
-    proxy.rate, proxy.delay = None, 0.3  # bodies at full speed, answers late
-    command = [sys.executable, "-m", "openai_files", "upload", "big.bin", "--purpose", "vision"]
+
+
+def _interrupt_as_a_part_lands(
+    server: ServerProcess,
+    proxy: SlowProxy,
+    command: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> str:
+    """Run `command` (uploading big.bin), bodies at full speed and answers late; Ctrl-C once
+    the server took the first part, before its answer came back. Checks that the part's id
+    was kept all the same, and returns the upload's id."""
+    state = tmp_path / ("big.bin" + STATE_SUFFIX)
+    proxy.rate, proxy.delay = None, 0.3
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -239,19 +271,7 @@ def test_ctrl_c_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
     kept = len(json.loads(state.read_text())["parts"])
     time.sleep(1)
     assert _accepted(server.log_text(), upload_id) == kept == 1  # the part taken is kept
-
-    before = server.log_text()
-    proxy.delay = 0
-    done = subprocess.run(
-        [*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    log = server.log_text()[len(before) :]
-    assert _accepted(log, upload_id) == PARTS - kept  # only the missing parts
-    assert f"/v1/uploads/{upload_id}/cancel" not in log
-    assert f"POST /v1/uploads/{upload_id}/complete 200" in log
-    with Client(api_key, base_url=server.base_url) as client:
-        assert client.content(json.loads(done.stdout)["id"]) == src.read_bytes()
+    return upload_id
 
 
 def test_client_upload_raises_keyboard_interrupt_at_once(
@@ -328,3 +348,14 @@ def test_async_client_upload_stops_at_once_too(
     assert 4 <= kept < PARTS
     time.sleep(2)
     assert _accepted(server.log_text(), saved["upload_id"]) == kept
+
+
+def test_async_client_keeps_the_parts_the_server_took_whose_answers_were_on_their_way(
+    server: ServerProcess, api_key: str, proxy: SlowProxy, tmp_path: Path
+) -> None:
+    """As `Client` does on Ctrl-C, a cancelled `AsyncClient` waits (a little) for the answer
+    to a part whose body went whole, and keeps its id."""
+    _source(tmp_path / "big.bin")
+    command = [sys.executable, "-c", ASYNC_UPLOAD.format(part=PART), "big.bin"]
+    env = _one_part_at_a_time(api_key, proxy)
+    _interrupt_as_a_part_lands(server, proxy, command, env, tmp_path)

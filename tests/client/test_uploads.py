@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from openai_files import AsyncClient, BadRequestError, Client, UploadResumeError
-from openai_files._uploads import STATE_SUFFIX
+from openai_files._upload_state import STATE_SUFFIX, UploadState
 
 from .._server import ServerProcess
 from ._helpers import both_drivers
@@ -388,3 +388,37 @@ def test_a_part_sent_again_after_its_answer_was_lost_overfills_the_upload_which_
     f = make(again).upload(src, purpose="vision")
     assert again.upload_ids != [old] and again.parts_ok == 10
     assert make(Watch()).content(f.id) == src.read_bytes()
+
+
+def test_the_async_client_keeps_the_state_file_off_the_event_loop(
+    server: ServerProcess, api_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state file is read, written (fsynced) and removed by the driver as effects: under
+    `AsyncClient` in worker threads, never on the event loop (each part's save too)."""
+    src = big_file(tmp_path / "big.bin")
+    loop: list[threading.Thread] = []
+    touched: list[tuple[str, bool]] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def run(*args: Any) -> Any:
+            touched.append((name, threading.current_thread() in loop))
+            return real(*args)
+
+        return run
+
+    monkeypatch.setattr(UploadState, "save", watched("save", UploadState.save))
+    monkeypatch.setattr(UploadState, "remove", watched("remove", UploadState.remove))
+    monkeypatch.setattr(UploadState, "load", staticmethod(watched("load", UploadState.load)))
+
+    async def upload() -> None:
+        loop.append(threading.current_thread())
+        base_url = server.base_url
+        async with AsyncClient(
+            api_key, base_url=base_url, upload_threshold=PART, part_size=PART
+        ) as client:
+            await client.upload(src, purpose="vision")
+
+    asyncio.run(upload())
+    assert [name for name, _ in touched].count("save") == 1 + 10  # the upload, each part
+    assert {name for name, _ in touched} == {"load", "save", "remove"}
+    assert not [name for name, on_loop in touched if on_loop]

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from .._exceptions import UploadResumeError
 from .._models import FileObject
 from .._types import ProgressCallback
-from .._uploads import UploadState, state_path
+from .._upload_state import UploadState, state_path
 from ._common import EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
 from ._session import answer, client_for, common_parser, help_layout, print_json, size, when
 
@@ -226,7 +226,6 @@ def _say_how_to_resume(args: argparse.Namespace, path: Path) -> None:
     if state is None:
         print("openai-files: interrupted", file=sys.stderr)
         return
-    count = max(1, -(-state.size // state.part_size))
     again = ["openai-files", "upload", os.fspath(path), "--purpose", args.purpose]
     for flag, value in (
         ("--base-url", args.base_url),
@@ -241,7 +240,7 @@ def _say_how_to_resume(args: argparse.Namespace, path: Path) -> None:
         cancel += ["--base-url", args.base_url]
     print(
         f"openai-files: interrupted: upload {state.upload_id} is kept, {len(state.parts)} of "
-        f"{count} parts sent (state in {state_path(path)})\n"
+        f"{state.part_count} parts sent (state in {state_path(path)})\n"
         f"openai-files: resume it (within its hour) with: {shlex.join(again)}\n"
         f"openai-files: or cancel it with: {shlex.join(cancel)}",
         file=sys.stderr,

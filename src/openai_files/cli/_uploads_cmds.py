@@ -13,7 +13,8 @@ from typing import Any
 
 from .._exceptions import APIStatusError, UploadResumeError
 from .._models import Upload
-from .._uploads import STATE_SUFFIX, UploadState, gone, state_path
+from .._upload_state import STATE_SUFFIX, UploadState, state_path
+from .._uploads import gone
 from ._common import EXIT_USAGE, CLIError, print_table, shown
 from ._session import answer, client_for, common_parser, help_layout, when
 
