@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import requests
 import requests.adapters
 import urllib3
 from anyio.from_thread import BlockingPortal
+from openai import AsyncOpenAI, OpenAI
 from starlette.testclient import TestClient
 
 from openai_files.server import create_app
@@ -119,17 +119,25 @@ class AppServer:
         options.setdefault("base_url", self.base_url)
         return httpx.Client(transport=self.transport(), headers=headers, **options)
 
-    def openai(self, api_key: str) -> openai.OpenAI:
+    # The SDK's annotations name httpx2's clients only; it takes httpx's as well (its
+    # "legacy httpx" clients), which carry the app's transport here.
+    def openai(self, api_key: str) -> OpenAI:
         """The official SDK as `api_key`, without retries."""
         http = httpx.Client(transport=self.transport())
-        return openai.OpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, http_client=http
+        return OpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            max_retries=0,
+            http_client=http,  # type: ignore[arg-type]  # an httpx client: see above
         )
 
-    def async_openai(self, api_key: str) -> openai.AsyncOpenAI:
+    def async_openai(self, api_key: str) -> AsyncOpenAI:
         http = httpx.AsyncClient(transport=self.async_transport())
-        return openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, http_client=http
+        return AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            max_retries=0,
+            http_client=http,  # type: ignore[arg-type]  # an httpx client: see above
         )
 
     def requests_session(self) -> requests.Session:
@@ -214,7 +222,8 @@ class _AppTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         chunks = list(request.stream)  # type: ignore[arg-type]
-        return self.portal.call(_send, self.app, request, chunks)
+        response: httpx.Response = self.portal.call(_send, self.app, request, chunks)
+        return response
 
 
 class _AsyncAppTransport(httpx.AsyncBaseTransport):
@@ -228,6 +237,11 @@ class _AsyncAppTransport(httpx.AsyncBaseTransport):
         chunks = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
         future = self.portal.start_task_soon(_send, self.app, request, chunks)
         return await asyncio.wrap_future(future)
+
+
+def _latin1(value: str | bytes) -> bytes:
+    """A header's name or value as http.client sends it: text in Latin-1."""
+    return value if isinstance(value, bytes) else value.encode("latin-1")
 
 
 class _AppAdapter(requests.adapters.HTTPAdapter):
@@ -246,12 +260,18 @@ class _AppAdapter(requests.adapters.HTTPAdapter):
         assert request.method is not None and request.url is not None
         answer = self._transport.handle_request(
             httpx.Request(
-                request.method, request.url, headers=dict(request.headers), content=content
+                request.method,
+                request.url,
+                headers=[(_latin1(k), _latin1(v)) for k, v in request.headers.items()],
+                content=content,
             )
         )
+        headers = urllib3.HTTPHeaderDict()
+        for name, value in answer.headers.multi_items():
+            headers.add(name, value)
         raw = urllib3.HTTPResponse(
             body=io.BytesIO(b"".join(answer.iter_raw())),
-            headers=list(answer.headers.multi_items()),
+            headers=headers,
             status=answer.status_code,
             reason=answer.reason_phrase,
             version=11,

@@ -74,8 +74,8 @@ def _command(service: dict[str, Any]) -> list[str]:
     """What an openai-files container runs: the image's ENTRYPOINT and the service's command
     (or the image's CMD)."""
     steps = dict(_dockerfile())
-    entrypoint = json.loads(steps["ENTRYPOINT"])
-    command = service.get("command", json.loads(steps["CMD"]))
+    entrypoint: list[str] = json.loads(steps["ENTRYPOINT"])
+    command: str | list[str] = service.get("command", json.loads(steps["CMD"]))
     return entrypoint + (command.split() if isinstance(command, str) else command)
 
 

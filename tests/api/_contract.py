@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 import jsonschema
 import yaml
 
@@ -23,8 +23,20 @@ _NULLABLE = {
 }
 
 
+class Answer(Protocol):
+    """An HTTP answer: httpx's, or httpx2's (Starlette's TestClient, the official SDK)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def json(self, **kwargs: Any) -> Any: ...
+
+
 def assert_error(
-    response: httpx.Response,
+    response: Answer,
     status: int,
     message: str | re.Pattern[str],
     *,
@@ -38,7 +50,7 @@ def assert_error(
     assert response.headers["x-request-id"].startswith("req_")
     body = response.json()
     assert list(body) == ["error"], body
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     if isinstance(message, re.Pattern):
         assert message.fullmatch(error["message"]), error["message"]
@@ -68,7 +80,7 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
             prop["type"] = [prop["type"], "null"]
     root = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
     cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
-    return cls(root)  # type: ignore[no-any-return]
+    return cls(root)
 
 
 def assert_schema(name: str, instance: Any) -> None:

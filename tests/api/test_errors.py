@@ -47,7 +47,12 @@ def small(deployment: Deployment) -> Iterator[AppServer]:
 def _upload(
     http: httpx.Client, name: str, content: bytes, auth: tuple[str, str] | None = None, **data: str
 ) -> httpx.Response:
-    return http.post("/files", files={"file": (name, content)}, data=data, auth=auth)
+    return http.post(
+        "/files",
+        files={"file": (name, content)},
+        data=data,
+        auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
+    )
 
 
 def test_unknown_file_is_404_on_every_route(http: httpx.Client) -> None:
@@ -423,7 +428,12 @@ def test_bad_expires_after(
     http: httpx.Client, fields: dict[str, str], message: str, param: str
 ) -> None:
     assert_error(
-        _upload(http, "a.txt", b"x", purpose="user_data", **fields), 400, message, param=param
+        http.post(
+            "/files", files={"file": ("a.txt", b"x")}, data={"purpose": "user_data", **fields}
+        ),
+        400,
+        message,
+        param=param,
     )
     assert http.get("/files").json()["data"] == []
 

@@ -535,7 +535,7 @@ def test_any_range_of_an_empty_file_is_a_416(http: httpx.Client, header: str) ->
 )
 def test_range_that_is_not_ascii_digits_is_ignored(http: httpx.Client, header: str) -> None:
     file_id = _stored(http, b"0123456789")
-    r = http.get(f"/files/{file_id}/content", headers={"Range": header.encode("utf-8")})
+    r = http.get(f"/files/{file_id}/content", headers={b"Range": header.encode("utf-8")})
     assert r.status_code == 200, r.text
     assert r.content == b"0123456789"
 

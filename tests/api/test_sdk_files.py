@@ -243,5 +243,5 @@ def test_wait_for_processing_and_retrieve_content(client: openai.OpenAI) -> None
     created = client.files.create(file=("t.jsonl", b'{"q": "\xc3\xa9"}\n'), purpose="fine-tune")
     assert client.files.wait_for_processing(created.id, poll_interval=0.01).status == "processed"
     with pytest.warns(DeprecationWarning):
-        text = client.files.retrieve_content(created.id)  # type: ignore[deprecated]
+        text = client.files.retrieve_content(created.id)
     assert text == '{"q": "é"}\n'

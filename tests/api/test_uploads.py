@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -691,7 +691,7 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
         {"type": "http.request", "body": head + b"x" * 3_000_000, "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
     named_while_streaming: list[Any] = []
     held = "SELECT blob_key FROM reservations WHERE id LIKE 'part_%' AND bytes = 0"
 
@@ -702,7 +702,7 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
             named_while_streaming.append(key)
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = asgi_scope(
@@ -731,6 +731,7 @@ class _Work:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from openai_files.server.stores import postgres, sqlite
+        from openai_files.server.stores._sql import POSTGRES
 
         self.count = 0
         self.on = False
@@ -751,7 +752,7 @@ class _Work:
 
         async def counted_postgres(conn: Any, stmt: Any) -> Any:
             if self.on:
-                sql = postgres._sql.POSTGRES.render(stmt.sql)
+                sql = POSTGRES.render(stmt.sql)
                 savepoint = conn.transaction()
                 await savepoint.start()
                 try:

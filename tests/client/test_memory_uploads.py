@@ -17,7 +17,7 @@ import pytest
 from openai_files import Client
 
 from .._server import Deployment
-from ..server.test_memory import memory, reset_peak
+from ..server._util import memory, reset_peak
 
 MiB = 1024 * 1024
 SIZE = 2048 * MiB

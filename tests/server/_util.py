@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
 MiB = 1024 * 1024
 BOUNDARY = "openai-files-test-boundary-7d3f0a"
-PURPOSE = "evals"  # no format rule and downloads are allowed
+PURPOSE: Final = "evals"  # no format rule and downloads are allowed
 
 
 def auth(key: str) -> dict[str, str]:

@@ -84,6 +84,7 @@ def assert_consistent(
         assert not set(ids) & must_be_gone, "a file whose delete was acknowledged is listed"
         for f in listed:
             expected = must_exist.get(f["id"], may_exist.get(f["id"]))
+            assert expected is not None, f  # listed, so uploaded (checked above)
             assert f["bytes"] == len(expected), f
             response = download(http, key, f["id"])
             assert response.status_code == 200, response.text

@@ -85,7 +85,10 @@ def _read_response(sock: socket.socket) -> httpx.Response:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = [tuple(p.strip() for p in line.split(":", 1)) for line in lines[1:]]
+    headers = [
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+    ]
     length = int(dict((k.lower(), v) for k, v in headers)["content-length"])
     while len(body) < length:
         chunk = sock.recv(65536)

@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -544,7 +544,7 @@ async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
         v4_columns = [
             f for f in UPLOAD_FIELDS if f not in ("file_expires_after", "completing_since")
         ]
-        values = {
+        values: dict[str, Any] = {
             "id": "upload_1", "org_id": owner.org_id, "project_id": owner.project_id,
             "filename": "a.bin", "purpose": "vision", "bytes": 3, "mime_type": "image/png",
             "created_at": 100, "expires_at": 3700, "status": "pending", "file_id": None,
