@@ -68,11 +68,11 @@ screenshots: $(STAMP)
 		{ echo "chromium is needed: apt-get install chromium" >&2; exit 1; }
 	$(BIN)/python -m tests.console.screenshots --out docs
 
-## lint: ruff (lint + format check) and mypy --strict
+## lint: ruff (lint + format check) and mypy --strict, over src, tests and bench
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy
+	$(BIN)/mypy --strict src bench tests
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
