@@ -393,7 +393,7 @@ _LOOPBACK_OF_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
     """Where the server listens and keeps its data, and the key of a first start, with
     `export OPENAI_BASE_URL=...` / `export OPENAI_API_KEY=...` lines for a shell."""
-    from ..server.stores import _redact
+    from ..server.stores import redact_url
 
     bound, port = sock.getsockname()[:2]
     # A client cannot connect to "every address": the URLs name the loopback of the same
@@ -414,8 +414,8 @@ def _print_banner(settings: Any, sock: socket.socket, first: Any) -> None:
     if settings.console_enabled:
         say(f"openai-files: web console at http://{shown_host}:{port}/ (paste an API key there)")
     if settings.database or settings.storage:
-        say(f"openai-files: database {_redact(settings.database_url)}")
-        say(f"openai-files: storage {_redact(settings.storage_url)}")
+        say(f"openai-files: database {redact_url(settings.database_url)}")
+        say(f"openai-files: storage {redact_url(settings.storage_url)}")
     else:
         say(f"openai-files: data in {settings.data_dir.resolve()}")
     if isinstance(first, int):

@@ -47,6 +47,7 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
         sqlite.py, postgres.py  the drivers that run _sql.py on each database
         local.py, s3.py      the blob stores
         cached.py            a row cache for a database this process alone writes
+        _urls.py             a store URL without its password, for messages and logs
         __init__.py          the registry: a URL scheme names the backend. A new backend
                              implements a protocol of base.py, passes the conformance suite
                              of `openai_files.testing`, and is registered here

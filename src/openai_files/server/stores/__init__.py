@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from ..settings import Settings
+from ._urls import redact_url
 from .base import (
     BlobStore,
     BlobWriter,
@@ -51,6 +52,7 @@ __all__ = [
     "one_writer",
     "open_blob_store",
     "open_metadata_store",
+    "redact_url",
 ]
 
 
@@ -69,15 +71,6 @@ def _require(module: str, extra: str) -> None:
             f"this store needs {module}, which is not installed: "
             f"pip install 'openai-files[{extra}]'"
         ) from None
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _path_of(url: str) -> str:
@@ -110,7 +103,7 @@ def open_metadata_store(url: str, settings: Settings | None = None) -> MetadataS
             connect_timeout=settings.database_connect_timeout_seconds,
         )
     raise StoreConfigError(
-        f"unknown database URL scheme {scheme!r} in {_redact(url)!r} (known: sqlite, postgresql)"
+        f"unknown database URL scheme {scheme!r} in {redact_url(url)!r} (known: sqlite, postgresql)"
     )
 
 

@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from . import _sql
 from ._sql import SCHEMA_VERSION, SQLMetadataStore, Stmt
+from ._urls import redact_url
 from .base import SchemaMismatch, StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "PostgresMetadataStore"]
@@ -155,12 +156,10 @@ class PostgresMetadataStore(SQLMetadataStore):
         return unquote(urlsplit(self.dsn).username or os.environ.get("PGUSER", "")) or "?"
 
     def _refused_password(self) -> str:
-        from . import _redact
-
         if urlsplit(self.dsn).password is None:
             given = "the database URL gives none (postgresql://USER:PASSWORD@HOST/DB)"
         else:
-            given = f"the password of {_redact(self.dsn)} is wrong"
+            given = f"the password of {redact_url(self.dsn)} is wrong"
         return (
             f"PostgreSQL at {self._server()} refused the password of user {self._user()!r}: {given}"
         )
