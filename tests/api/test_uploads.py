@@ -731,7 +731,7 @@ class _Work:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from openai_files.server.stores import postgres, sqlite
-        from openai_files.server.stores._sql import POSTGRES
+        from openai_files.server.stores._sql_dialect import POSTGRES
 
         self.count = 0
         self.on = False

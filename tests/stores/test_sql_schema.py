@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from openai_files.server.stores._sql import SCHEMA_VERSION, UPLOAD_FIELDS, SQLMetadataStore
+from openai_files.server.stores._sql import SQLMetadataStore
+from openai_files.server.stores._sql_schema import SCHEMA_VERSION, UPLOAD_FIELDS
 from openai_files.server.stores.base import (
     FileRecord,
     Owner,

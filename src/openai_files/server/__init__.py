@@ -42,8 +42,11 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     metrics.py               what `/metrics` counts
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
         base.py              MetadataStore and BlobStore, each method's contract
-        _sql.py              the one SQL source: the schema of each version (a new table
-                             or column is a new step of MIGRATIONS), queries, their logic
+        _sql.py              the one SQL source: the metadata store's methods, each a plan
+          _sql_schema.py     the schema of each version (a new table or column is a new
+                             step of MIGRATIONS), rows as records
+          _sql_dialect.py    what differs between the databases; how a plan runs
+          _sql_plans.py, _sql_upload_plans.py  the plans: queries and their logic
         sqlite.py, postgres.py  the drivers that run _sql.py on each database
         local.py, s3.py      the blob stores
         cached.py            a row cache for a database this process alone writes

@@ -24,8 +24,14 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         name=exc.name,
     ) from exc
 
-from . import _sql
-from ._sql import SCHEMA_VERSION, SQLMetadataStore, Stmt
+from ..settings import (
+    DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DATABASE_POOL_MAX_SIZE,
+    DEFAULT_DATABASE_POOL_MIN_SIZE,
+)
+from ._sql import SQLMetadataStore
+from ._sql_dialect import POSTGRES, Dialect, Plan, Stmt, drive_async
+from ._sql_schema import SCHEMA_VERSION
 from ._urls import redact_url
 from .base import SchemaMismatch, StoreUnavailable
 
@@ -33,9 +39,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresMetadataStore"]
 
 T = TypeVar("T")
 
-_POOL_MIN = 1
-_POOL_MAX = 10
-_CONNECT_TIMEOUT = 10.0
 
 #: Errors that mean the database cannot be reached right now (answered 503, retry later).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -50,7 +53,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _connect_reason(exc: BaseException, timeout: float = _CONNECT_TIMEOUT) -> str:
+def _connect_reason(exc: BaseException, timeout: float) -> str:
     """Why a connection failed, in a few words."""
     if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc):
         return "connection refused"
@@ -65,7 +68,7 @@ def _connect_reason(exc: BaseException, timeout: float = _CONNECT_TIMEOUT) -> st
 
 async def _execute(conn: Any, stmt: Stmt) -> Any:
     """Run one statement of a plan; what its `fetch` asks for."""
-    sql = _sql.POSTGRES.render(stmt.sql)
+    sql = POSTGRES.render(stmt.sql)
     if stmt.fetch == "one":
         return await conn.fetchrow(sql, *stmt.args)
     if stmt.fetch == "all":
@@ -88,16 +91,16 @@ async def _session_is_clean(conn: Any) -> None:
 class PostgresMetadataStore(SQLMetadataStore):
     """Metadata in PostgreSQL, shared by any number of server replicas."""
 
-    DIALECT: ClassVar[_sql.Dialect] = _sql.POSTGRES
+    DIALECT: ClassVar[Dialect] = POSTGRES
     AUTO_MIGRATE: ClassVar[bool] = False
 
     def __init__(
         self,
         dsn: str,
         *,
-        pool_min_size: int = _POOL_MIN,
-        pool_max_size: int = _POOL_MAX,
-        connect_timeout: float = _CONNECT_TIMEOUT,
+        pool_min_size: int = DEFAULT_DATABASE_POOL_MIN_SIZE,
+        pool_max_size: int = DEFAULT_DATABASE_POOL_MAX_SIZE,
+        connect_timeout: float = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.dsn = dsn
         self.pool_min_size = pool_min_size
@@ -183,13 +186,13 @@ class PostgresMetadataStore(SQLMetadataStore):
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
 
-    async def _read(self, plan: _sql.Plan[T]) -> T:
+    async def _read(self, plan: Plan[T]) -> T:
         async with self._conn() as c:
-            return await _sql.drive_async(plan, lambda stmt: _execute(c, stmt))
+            return await drive_async(plan, lambda stmt: _execute(c, stmt))
 
-    async def _write(self, plan: _sql.Plan[T]) -> T:
+    async def _write(self, plan: Plan[T]) -> T:
         async with self._conn(transaction=True) as c:
-            return await _sql.drive_async(plan, lambda stmt: _execute(c, stmt))
+            return await drive_async(plan, lambda stmt: _execute(c, stmt))
 
     async def migrate(self, to: int = SCHEMA_VERSION) -> int:
         """Create or upgrade the schema under an advisory lock (several machines may run it

@@ -25,8 +25,9 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import anyio
 import anyio.to_thread
 
-from . import _sql
-from ._sql import SCHEMA_VERSION, SQLMetadataStore, Stmt
+from ._sql import SQLMetadataStore
+from ._sql_dialect import SQLITE, Dialect, Plan, Stmt, drive
+from ._sql_schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteMetadataStore"]
 
@@ -53,14 +54,14 @@ def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Any:
     return None
 
 
-def _run(conn: sqlite3.Connection, plan: _sql.Plan[T]) -> T:
-    return _sql.drive(plan, lambda stmt: _execute(conn, stmt))
+def _run(conn: sqlite3.Connection, plan: Plan[T]) -> T:
+    return drive(plan, lambda stmt: _execute(conn, stmt))
 
 
 class _Write(NamedTuple):
     """A write waiting for the writer thread: its plan, and where its outcome goes."""
 
-    plan: _sql.Plan[Any]
+    plan: Plan[Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
@@ -135,7 +136,7 @@ def _transaction(
 class SQLiteMetadataStore(SQLMetadataStore):
     """The embedded metadata store (`sqlite:///path/to/files.sqlite3`)."""
 
-    DIALECT: ClassVar[_sql.Dialect] = _sql.SQLITE
+    DIALECT: ClassVar[Dialect] = SQLITE
     AUTO_MIGRATE: ClassVar[bool] = True
 
     def __init__(self, path: Path | str, *, read_threads: int = _READ_THREADS) -> None:
@@ -182,11 +183,11 @@ class SQLiteMetadataStore(SQLMetadataStore):
                 self._readers.append(conn)
         return conn
 
-    async def _read(self, plan: _sql.Plan[T]) -> T:
+    async def _read(self, plan: Plan[T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, lambda: _run(self._reader(), plan))
 
-    async def _write(self, plan: _sql.Plan[T]) -> T:
+    async def _write(self, plan: Plan[T]) -> T:
         if self._write_thread is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()

@@ -1,0 +1,174 @@
+"""The schema of the metadata stores: the statements of each version, and rows as records.
+
+Both databases run every step of MIGRATIONS (`{integer}` and `{sorted_text}` are the
+dialect's types, `_sql_dialect.py`). Rows are read by column name, never by position: both
+drivers' rows are mappings (`sqlite3.Row`, `asyncpg.Record`), and the column lists are the
+record fields' names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from typing import Any
+
+from .base import (
+    FileRecord,
+    KeyRecord,
+    PartRecord,
+    UploadRecord,
+)
+
+#: The statements of each schema version, in order: MIGRATIONS[0] makes version 1. Both
+#: databases run every step; `{integer}` and `{sorted_text}` are the dialect's types.
+#: A released step keeps making what it made (databases carry it): a change is a new step.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the tables. (PostgreSQL's own list also indexed reservations by blob key here, and
+    # SQLite's did not; step 3 now makes that index for both.)
+    (
+        """CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        revoked_at {integer}
+    )""",
+        """CREATE TABLE files (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        created_at {integer} NOT NULL,
+        expires_at {integer},
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        mime_type TEXT NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE
+    )""",
+        "CREATE INDEX files_owner_page ON files (org_id, project_id, created_at, id)",
+        "CREATE INDEX files_owner_purpose_page ON files "
+        "(org_id, project_id, purpose, created_at, id)",
+        "CREATE INDEX files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE TABLE org_usage (
+        org_id TEXT PRIMARY KEY,
+        used_bytes {integer} NOT NULL
+    )""",
+        """CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        expires_at {integer} NOT NULL,
+        blob_key TEXT NOT NULL
+    )""",
+        "CREATE INDEX reservations_org ON reservations (org_id)",
+    ),
+    # 2: the quota check sums an organization's expired files: an index, not a scan.
+    ("CREATE INDEX files_org_expiry ON files (org_id, expires_at) WHERE expires_at IS NOT NULL",),
+    # 3: the sweeper asks which blob keys a reservation names: an index, not a scan.
+    # PostgreSQL databases made before version 3 have it already (their version 1 made it).
+    ("CREATE INDEX IF NOT EXISTS reservations_blob_key ON reservations (blob_key)",),
+    # 4: OpenAI's Uploads API: uploads and their parts. A part's `seq` is its arrival order
+    # in its upload (add_part numbers it while it holds the upload's row).
+    (
+        """CREATE TABLE uploads (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        bytes {integer} NOT NULL,
+        mime_type TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        expires_at {integer} NOT NULL,
+        status TEXT NOT NULL,
+        file_id TEXT,
+        file_key TEXT NOT NULL
+    )""",
+        "CREATE INDEX uploads_owner_status_page ON uploads "
+        "(org_id, project_id, status, created_at, id)",
+        "CREATE INDEX uploads_expiry ON uploads (status, expires_at)",
+        """CREATE TABLE upload_parts (
+        id TEXT PRIMARY KEY,
+        upload_id TEXT NOT NULL,
+        seq {integer} NOT NULL,
+        bytes {integer} NOT NULL,
+        created_at {integer} NOT NULL,
+        blob_key TEXT NOT NULL UNIQUE
+    )""",
+        "CREATE UNIQUE INDEX upload_parts_order ON upload_parts (upload_id, seq)",
+    ),
+    # 5: an upload keeps the `expires_after` asked for its file (seconds; NULL: the
+    # purpose's default), and when its completion began (NULL unless completing), so that
+    # a completion whose server died can be taken over.
+    (
+        "ALTER TABLE uploads ADD COLUMN file_expires_after {integer}",
+        "ALTER TABLE uploads ADD COLUMN completing_since {integer}",
+    ),
+    # 6: secrets the servers of a deployment share, each made once by whichever server needs
+    # it first (the web console signs its download links with one).
+    (
+        """CREATE TABLE server_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at {integer} NOT NULL
+    )""",
+    ),
+    # 7: an upload counts its parts and their bytes on its own row, so that adding a part
+    # reads one row, not every part before it (a part added to 10,000 read all 10,000).
+    (
+        "ALTER TABLE uploads ADD COLUMN part_count {integer} NOT NULL DEFAULT 0",
+        "ALTER TABLE uploads ADD COLUMN part_bytes {integer} NOT NULL DEFAULT 0",
+        "UPDATE uploads SET "
+        "part_count = (SELECT COUNT(*) FROM upload_parts p WHERE p.upload_id = uploads.id), "
+        "part_bytes = (SELECT COALESCE(SUM(p.bytes), 0) FROM upload_parts p "
+        "WHERE p.upload_id = uploads.id) "
+        "WHERE id IN (SELECT upload_id FROM upload_parts)",
+    ),
+)
+
+#: The schema version this code reads and writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Columns of `files` and `api_keys`: the record fields, by name, in one order.
+FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileRecord))
+KEY_FIELDS = tuple(f.name for f in dataclasses.fields(KeyRecord))
+#: Columns of `uploads` and `upload_parts` (which also has `seq`, its arrival order).
+UPLOAD_FIELDS = tuple(f.name for f in dataclasses.fields(UploadRecord))
+PART_FIELDS = tuple(f.name for f in dataclasses.fields(PartRecord))
+FILE_COLUMNS = ", ".join(FILE_FIELDS)
+KEY_COLUMNS = ", ".join(KEY_FIELDS)
+UPLOAD_COLUMNS = ", ".join(UPLOAD_FIELDS)
+PART_COLUMNS = ", ".join(PART_FIELDS)
+#: The statuses of an upload that still holds its reservation and parts.
+OPEN = "status IN ('pending', 'completing')"
+LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+# Each looks a row's values up by the column names, in the record's field order (as fast as
+# unpacking the row by position, which would break silently if a query's columns moved).
+_file_values = operator.itemgetter(*FILE_FIELDS)
+_key_values = operator.itemgetter(*KEY_FIELDS)
+_upload_values = operator.itemgetter(*UPLOAD_FIELDS)
+_part_values = operator.itemgetter(*PART_FIELDS)
+
+
+def file_record(row: Any) -> FileRecord:
+    """A `files` row (sqlite3.Row, asyncpg.Record: indexed by column name) as a record."""
+    return FileRecord(*_file_values(row))
+
+
+def key_record(row: Any) -> KeyRecord:
+    """An `api_keys` row (sqlite3.Row, asyncpg.Record: indexed by column name) as a record."""
+    return KeyRecord(*_key_values(row))
+
+
+def upload_record(row: Any) -> UploadRecord:
+    """An `uploads` row (indexed by column name) as a record."""
+    return UploadRecord(*_upload_values(row))
+
+
+def part_record(row: Any) -> PartRecord:
+    """An `upload_parts` row (indexed by column name) as a record."""
+    return PartRecord(*_part_values(row))
