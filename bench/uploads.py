@@ -179,7 +179,7 @@ def md5_of(path: Path) -> str:
 
 def uploads_api(bench: Bench) -> Row9:
     # The quick run ends with a part of 1 byte: on S3, completion then merges the parts
-    # under S3's 5 MiB minimum (stores/s3.py) as well as copying the others.
+    # under S3's 5 MiB minimum (stores/_s3_compose.py) as well as copying the others.
     size, part = (64 * MiB + 1, 8 * MiB) if bench.quick else (2048 * MiB, 64 * MiB)
     count = -(-size // part)
     amount = f"{size // MiB} MiB" + (f" + {size % MiB} B" if size % MiB else "")

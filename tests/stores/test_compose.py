@@ -16,8 +16,9 @@ from typing import Any
 import anyio
 import pytest
 
+from openai_files.server.stores._s3_parts import plan_parts
 from openai_files.server.stores.local import LocalBlobStore
-from openai_files.server.stores.s3 import S3BlobStore, plan_parts
+from openai_files.server.stores.s3 import S3BlobStore
 
 from .._services import SeaweedS3
 
@@ -156,11 +157,8 @@ async def test_s3_leftover_compose_upload_is_for_the_reconciler(
 ) -> None:
     """A compose's multipart upload that a killed replica left open is under the file id
     the upload reserved, so the reconciler aborts it once no reservation names the key."""
-    import httpx
-
     key = _key()
-    async with httpx.AsyncClient() as http:
-        await s3_blobs._send(http, "POST", s3_blobs.path_of(key), {"uploads": ""})
+    s3.client().create_multipart_upload(Bucket=BUCKET, Key=s3_blobs.path_of(key))
     assert [u["Key"] for u in _open_uploads(s3, s3_blobs)] == [s3_blobs.path_of(key)]
 
     async def named_all(keys: Sequence[str]) -> set[str]:
@@ -181,11 +179,8 @@ async def test_s3_compose_aborts_the_upload_of_a_dead_earlier_attempt(
 ) -> None:
     """A completion taken over from a dead server composes the same key again: the dead
     attempt's multipart upload (named by the file, so never the reconciler's) goes too."""
-    import httpx
-
     key = _key()
-    async with httpx.AsyncClient() as http:
-        await s3_blobs._send(http, "POST", s3_blobs.path_of(key), {"uploads": ""})
+    s3.client().create_multipart_upload(Bucket=BUCKET, Key=s3_blobs.path_of(key))
     sources = [(_key(), os.urandom(size)) for size in (5 * MiB, 1)]
     for name, data in sources:
         await _write(s3_blobs, name, data)
@@ -196,11 +191,12 @@ async def test_s3_compose_aborts_the_upload_of_a_dead_earlier_attempt(
 
 @pytest.mark.anyio
 async def test_s3_compose_without_signing_keys_streams_through_a_writer(
-    s3_blobs: S3BlobStore,
+    s3_blobs: S3BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With credentials the store cannot sign its own requests with (web identity,
     container, instance role), compose still works, streaming the sources."""
-    s3_blobs.credential_kind = "container"  # obstore still holds the test's keys
+    # As a store with such credentials is built (obstore still holds the test's keys).
+    monkeypatch.setattr(s3_blobs._composer, "_api", None)
     sources = [(_key(), os.urandom(size)) for size in (6 * MiB, 1)]
     for name, data in sources:
         await _write(s3_blobs, name, data)

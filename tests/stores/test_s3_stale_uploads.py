@@ -14,7 +14,8 @@ import pytest
 
 from openai_files.server.service import FilesService
 from openai_files.server.settings import Settings
-from openai_files.server.stores.s3 import S3BlobStore, _s3_request
+from openai_files.server.stores._sigv4 import signed_request
+from openai_files.server.stores.s3 import S3BlobStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
 from .._services import SeaweedS3
@@ -110,14 +111,14 @@ async def test_upload_gone_meanwhile_does_not_stop_the_others(
     _open_upload(client, f"{prefix}/file-b")
     _open_upload(client, f"{prefix}/file-c")
     time.sleep(1.1)
-    listing = blobs._stale_uploads
+    listing = blobs._reconciler.stale_uploads
 
     async def listed_then_gone(*args: Any) -> list[tuple[str, str]]:
         # The real listing, and first an upload whose id S3 no longer knows (SeaweedFS
         # still answers 204 to a second abort of one, as AWS does not).
         return [("file-a", "0123456789abcdef"), *await listing(*args)]
 
-    monkeypatch.setattr(blobs, "_stale_uploads", listed_then_gone)
+    monkeypatch.setattr(blobs._reconciler, "stale_uploads", listed_then_gone)
     try:
         assert await blobs.abort_stale_uploads(time.time(), _never_named) == 2
         assert _open_keys(client, f"{prefix}/") == set()
@@ -201,7 +202,7 @@ def test_signature_covers_what_httpx_sends(bucket_url: str, host: str) -> None:
     from botocore.credentials import Credentials
 
     query = {"uploads": "", "prefix": "my files/", "key-marker": "a+b"}
-    request = _s3_request("GET", bucket_url, query, "eu-west-1", ("AKID", "secret", "tok"))
+    request = signed_request("GET", bucket_url, query, "eu-west-1", ("AKID", "secret", "tok"))
     assert request.headers["host"] == host
     assert request.url.query == b"key-marker=a%2Bb&prefix=my%20files%2F&uploads="
     sent = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from openai_files.server.settings import MiB, Settings
+from openai_files.server.settings import UPLOAD_PART_BUFFER_BYTES, MiB, Settings
 from openai_files.server.stores import (
     StoreUnavailable,
     open_blob_store,
@@ -159,7 +159,12 @@ async def counting_proxy(
 
 
 async def _upload_through_proxy(
-    s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch, settings: Settings, size: int
+    s3: SeaweedS3,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    size: int,
+    key: str = "",
+    buffer_bytes: int | None = None,
 ) -> PartCounter:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
@@ -168,8 +173,8 @@ async def _upload_through_proxy(
             s3.endpoint, f"http://{LOOPBACK}:{port}"
         )
         blobs = open_blob_store(url, settings)
-        key = "file-" + secrets.token_hex(8)
-        writer = blobs.writer(key)
+        key = key or "file-" + secrets.token_hex(8)
+        writer = blobs.writer(key, buffer_bytes=buffer_bytes)
         for _ in range(size // MiB):
             await writer.write(b"p" * MiB)
         await writer.commit()
@@ -188,6 +193,20 @@ async def test_part_size_sets_how_a_file_is_cut(
     assert five.parts == 3
     default = await _upload_through_proxy(s3, monkeypatch, Settings(), 12 * MiB)
     assert default.parts == 2
+
+
+async def test_the_caller_sizes_a_writer_not_the_keys_shape(
+    s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12 MiB: two parts of the store's 8 MiB whatever the key (an Uploads API part's id
+    too); three of S3's smallest, one at a time, when the caller gives a 10 MiB buffer."""
+    part_key = "part_" + secrets.token_hex(8)
+    by_store = await _upload_through_proxy(s3, monkeypatch, Settings(), 12 * MiB, part_key)
+    assert (by_store.parts, by_store.most_in_flight) == (2, 2)
+    by_caller = await _upload_through_proxy(
+        s3, monkeypatch, Settings(), 12 * MiB, buffer_bytes=UPLOAD_PART_BUFFER_BYTES
+    )
+    assert (by_caller.parts, by_caller.most_in_flight) == (3, 1)
 
 
 async def test_concurrent_parts_bound_the_parts_in_flight(

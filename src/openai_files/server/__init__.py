@@ -48,7 +48,12 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
           _sql_dialect.py    what differs between the databases; how a plan runs
           _sql_plans.py, _sql_upload_plans.py  the plans: queries and their logic
         sqlite.py, postgres.py  the drivers that run _sql.py on each database
-        local.py, s3.py      the blob stores
+        local.py, s3.py      the blob stores; s3.py's parts:
+          _s3_writer.py      one PUT, or a multipart upload that obstore streams
+          _s3_parts.py, _s3_compose.py  compose: its planner, its requests
+          _s3_reconcile.py   aborts the multipart uploads a killed replica left
+          _s3_api.py, _sigv4.py  the S3 requests obstore lacks, and their signature
+          _s3_check.py, _s3_errors.py  credentials and the start check; errors told
         cached.py            a row cache for a database this process alone writes
         _urls.py             a store URL without its password, for messages and logs
         __init__.py          the registry: a URL scheme names the backend. A new backend

@@ -146,6 +146,10 @@ DEFAULT_S3_PART_BYTES = 8 * MiB
 DEFAULT_S3_CONCURRENT_PARTS = 3
 #: How long the S3 start check waits for its one request.
 DEFAULT_S3_CHECK_TIMEOUT_SECONDS = 5.0
+#: Memory one part of the Uploads API may hold while it streams to the store (on S3: its
+#: smallest parts, one at a time): an upload's parts arrive side by side, and 4 at once
+#: stay well under 64 MiB.
+UPLOAD_PART_BUFFER_BYTES = 2 * S3_MIN_PART_BYTES
 #: Largest accepted value of a non-file form field.
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.

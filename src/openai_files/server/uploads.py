@@ -202,7 +202,7 @@ class UploadsService:
             key=part_id,
             reservation_id=part_id,
         )
-        writer = self.blobs.writer(part_id)
+        writer = self.blobs.writer(part_id, buffer_bytes=S.UPLOAD_PART_BUFFER_BYTES)
         size = 0
         committed = added = False
         try:

@@ -24,8 +24,14 @@ async def _read(blobs: BlobStore, key: str, start: int = 0, end: int | None = No
     return b"".join([chunk async for chunk in blobs.read(key, start, end)])
 
 
-async def _write(blobs: BlobStore, key: str, data: bytes, chunk: int = 64 * 1024) -> None:
-    writer = blobs.writer(key)
+async def _write(
+    blobs: BlobStore,
+    key: str,
+    data: bytes,
+    chunk: int = 64 * 1024,
+    buffer_bytes: int | None = None,
+) -> None:
+    writer = blobs.writer(key, buffer_bytes=buffer_bytes)
     for i in range(0, len(data), chunk):
         await writer.write(data[i : i + chunk])
     await writer.commit()
@@ -66,6 +72,15 @@ class BlobStoreConformance:
         key, data = _key(), os.urandom(21 * MiB + 5)
         await _write(blobs, key, data, chunk=1 * MiB)
         assert await _read(blobs, key) == data
+
+    async def test_a_writer_sized_by_its_caller_writes_the_same_bytes(
+        self, blobs: BlobStore
+    ) -> None:
+        """`buffer_bytes` bounds what a writer holds; what it writes is the same."""
+        for buffer_bytes in (1, 10 * MiB, 1024 * MiB):
+            key, data = _key(), os.urandom(12 * MiB + 3)
+            await _write(blobs, key, data, chunk=MiB, buffer_bytes=buffer_bytes)
+            assert await _read(blobs, key) == data
 
     async def test_ranges(self, blobs: BlobStore) -> None:
         key, data = _key(), bytes(range(256)) * 100

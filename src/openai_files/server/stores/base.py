@@ -618,8 +618,13 @@ class BlobStore(Protocol):
         again once the disk has room. A store with no disk of its own (S3) returns False."""
         ...
 
-    def writer(self, key: str) -> BlobWriter:
-        """A writer for a new object under `key` (ValueError for an unsafe key)."""
+    def writer(self, key: str, *, buffer_bytes: int | None = None) -> BlobWriter:
+        """A writer for a new object under `key` (ValueError for an unsafe key).
+
+        `buffer_bytes`: about how many bytes the writer may hold in memory at once, for a
+        caller that streams many objects side by side (None: the store's own setting). A
+        store that buffers (S3 sends parts) sizes its buffers by it; one that writes
+        straight to disk holds a chunk at most, and takes no notice of it."""
         ...
 
     async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:

@@ -431,8 +431,8 @@ class LocalBlobStore:
             raise ValueError(f"unsafe blob key: {key!r}")
         return self.blob_dir / key[-2:] / key
 
-    def writer(self, key: str) -> LocalBlobWriter:
-        return LocalBlobWriter(self, key)
+    def writer(self, key: str, *, buffer_bytes: int | None = None) -> LocalBlobWriter:
+        return LocalBlobWriter(self, key)  # straight to disk: nothing buffered to size
 
     async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
         final = self.path_of(key)
