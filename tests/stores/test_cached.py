@@ -10,7 +10,7 @@ from openai_files.server.stores import FileRecord, MetadataStore, Owner
 from openai_files.server.stores.cached import FileRowCache
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 from openai_files.testing import MetadataStoreConformance
-from openai_files.testing._metadata import _file
+from openai_files.testing._records import file_row
 
 
 class TestCachedSQLiteMetadata(MetadataStoreConformance):
@@ -33,7 +33,7 @@ async def test_cache_hits_skip_the_database_and_respect_owner_and_expiry(tmp_pat
     try:
         cache = FileRowCache(store, max_rows=2)
         owner = Owner("org-a", "proj_a")
-        record = _file(owner, created_at=1000, expires_at=2000)
+        record = file_row(owner, created_at=1000, expires_at=2000)
         await store.insert_file(record, None, 10**6)
         assert await cache.get_file(owner, record.id, 1500) == record  # fills the cache
         assert await cache.get_file(Owner("org-a", "proj_b"), record.id, 1500) is None
@@ -71,7 +71,7 @@ async def test_a_foreign_id_takes_the_path_of_a_missing_one(tmp_path: Path) -> N
         counting = CountingStore(store)
         cache = FileRowCache(cast(MetadataStore, counting))
         owner, stranger = Owner("org-a", "proj_a"), Owner("org-b", "proj_b")
-        record = _file(owner, created_at=1000)
+        record = file_row(owner, created_at=1000)
         await store.insert_file(record, None, 10**6)
         assert await cache.get_file(owner, record.id, 1500) == record  # the owner reads it
         assert await cache.get_file(owner, record.id, 1500) == record  # now a cache hit
@@ -100,7 +100,7 @@ async def test_a_foreign_id_is_not_answered_faster_than_a_missing_one(tmp_path: 
     try:
         cache = FileRowCache(store)
         owner, stranger = Owner("org-a", "proj_a"), Owner("org-b", "proj_b")
-        record = _file(owner, created_at=1000)
+        record = file_row(owner, created_at=1000)
         await store.insert_file(record, None, 10**6)
         assert await cache.get_file(owner, record.id, 1500) == record
         missing = "file-" + "0" * 24
