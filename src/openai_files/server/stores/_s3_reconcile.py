@@ -12,24 +12,20 @@ which every bucket should have anyway.
 from __future__ import annotations
 
 import datetime
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
-from ..ids import is_file_id
+from ..ids import is_file_id, is_part_id
 from ._s3_api import S3Api, S3Refused, children, text
 from ._s3_errors import log
 from .base import StoreUnavailable
 
-#: The key of an Uploads API part (its id): a part streams to S3 like a file.
-_PART_KEY = re.compile(r"part_[A-Za-z0-9]{1,64}")
-
 
 def _ours(key: str) -> bool:
     """Whether `key` is one the server makes (a file id, or an Uploads API part id)."""
-    return is_file_id(key) or _PART_KEY.fullmatch(key) is not None
+    return is_file_id(key) or is_part_id(key)
 
 
 class Reconciler:
