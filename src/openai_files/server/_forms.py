@@ -140,6 +140,17 @@ class UploadSink(Protocol):
         """The form has ended: its purpose when the upload is whole, else an error."""
 
 
+def largest_form_bytes(file_bytes: int) -> int:
+    """The longest multipart body that can carry a file of at most `file_bytes`: the file,
+    and its framing and other fields (`MULTIPART_OVERHEAD_BYTES`)."""
+    return file_bytes + S.MULTIPART_OVERHEAD_BYTES
+
+
+def smallest_file_bytes(form_bytes: int) -> int:
+    """The fewest bytes the file of a multipart body of `form_bytes` can hold."""
+    return max(0, form_bytes - S.MULTIPART_OVERHEAD_BYTES)
+
+
 def check_other_fields(size: int, main: str) -> None:
     """The fields of a form other than its `main` one (the file, a part's data) hold at
     most `MULTIPART_OVERHEAD_BYTES` together, however many they are."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from . import settings as S
+from ._forms import smallest_file_bytes
 from .errors import InvalidRequest, StorageLimitExceeded, no_such_file
 from .ids import is_file_id, new_file_id, new_reservation_id
 from .purposes import (
@@ -195,7 +196,7 @@ class FilesService:
         """
         quota = self.settings.org_quota_bytes
         upper = min(content_length, self.settings.max_file_bytes)
-        lower = S.smallest_file_bytes(upper)
+        lower = smallest_file_bytes(upper)
         reservation_id = new_reservation_id()
         for nbytes in (upper, lower):
             try:

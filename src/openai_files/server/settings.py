@@ -39,22 +39,20 @@ DEFAULT_MAX_PENDING_UPLOADS = 100
 DEFAULT_UPLOAD_RETENTION_SECONDS = 24 * 3600.0
 #: Batch input files are at most 200 MB.
 DEFAULT_MAX_BATCH_FILE_BYTES = 200 * MiB
-# Content validation (`validation.py`):
-#: The longest JSON line accepted (ours: OpenAI states none). A line is held whole to be
-#: parsed, so this bounds the memory of a validation.
+#: Content validation (`validation.py`): the longest JSON line accepted (ours). A line is
+#: held whole to be parsed, so this bounds the memory of a validation.
 MAX_LINE_BYTES = 64 * MiB
-#: The most JSON values (keys count too) a line may hold (ours: OpenAI states none). A parsed
-#: value can take 25 times its text (`{}` is 2 bytes, and 64 as a Python dict), and the
-#: parse holds the interpreter throughout: this bounds both, to about 100 MB and 0.1 s.
+#: The most JSON values (keys count too) a line may hold (ours). A parsed value can take 25
+#: times its text (`{}`: 2 bytes, 64 as a dict), and the parse holds the interpreter: this
+#: bounds both, to about 100 MB and 0.1 s.
 MAX_LINE_VALUES = 1_000_000
 #: OpenAI's Batch API: at most 50,000 requests and 200 MB per input file.
 BATCH_MAX_REQUESTS = 50_000
 BATCH_MAX_BYTES = 200 * MiB
 #: Fine-tuning needs at least this many examples (OpenAI's minimum).
 FINE_TUNE_MIN_EXAMPLES = 10
-#: A line's values are counted, tokenized and its strings skipped this many bytes at a
-#: time, so that no one call holds the interpreter for long (20 ms at most: another
-#: thread, the event loop, runs between).
+#: A line is counted, tokenized and its strings skipped this many bytes at a time: no one
+#: call holds the interpreter long (20 ms at most; the event loop runs between).
 VALIDATION_WINDOW_BYTES = 16 * 1024
 #: Batch files expire 30 days after creation unless the upload says otherwise.
 BATCH_DEFAULT_EXPIRES_SECONDS = 30 * 24 * 3600
@@ -63,31 +61,25 @@ EXPIRES_AFTER_MAX_SECONDS = 30 * 24 * 3600
 LIST_LIMIT_MIN = 1
 LIST_LIMIT_MAX = 10_000
 LIST_LIMIT_DEFAULT = 10_000
-#: A listing of more files than this is sent in batches of this many as they are read, so
-#: that a page of 10,000 (the default `limit`) holds one batch in memory, not the page.
+#: A listing of more files is read and sent in batches of this many (memory: one batch).
 LIST_BATCH = 1000
 #: `GET /v1/uploads` (ours): how many uploads a page holds by default and at most.
 UPLOAD_LIST_LIMIT_DEFAULT = 100
 UPLOAD_LIST_LIMIT_MAX = 1000
 #: The longest file name an upload may declare (as most file systems allow).
 MAX_FILENAME_LENGTH = 255
-#: Largest JSON body: a completion of 8 GB in parts of 64 MB names 128 ids, of a 1-byte
-#: part each 10,000 (about 300 KB).
+#: Largest JSON body: a completion of 10,000 parts names about 300 KB of ids.
 MAX_JSON_BYTES = 1024 * 1024
 #: An upload may be completed within an hour of its creation, as OpenAI's.
 UPLOAD_TTL_SECONDS = 3600
 #: The sweeper expires an upload this long after its `expires_at` (clients see it expired
-#: at once): a completion begun in the upload's last minutes joins and checks up to 8 GB,
-#: and must not have its parts removed under it.
+#: at once): a completion begun late, joining up to 8 GB, keeps its parts.
 UPLOAD_SWEEP_MARGIN_SECONDS = 600
 #: A completion whose lease (`completing_since`) was last renewed this long ago is taken
-#: for dead (its server stopped mid-way) and a new completion, a cancellation or the
-#: sweeper takes it over. The sweeper's margin above already assumes that no completion
-#: runs longer (joining and reading 8 GB takes minutes), so the same bound serves here: a
-#: constant, not a setting, as the two must agree.
+#: for dead and may be taken over; the sweeper's margin assumes no completion runs longer,
+#: so the two agree (a constant, not a setting).
 COMPLETION_TAKEOVER_SECONDS = UPLOAD_SWEEP_MARGIN_SECONDS
-#: How often a running completion renews its lease: a completion that takes longer than
-#: the takeover bound, but runs, is not taken over.
+#: How often a running completion renews its lease (one that runs is not taken over).
 COMPLETION_RENEW_SECONDS = 60
 #: The sweeper takes rows and keys this many at a time.
 SWEEP_BATCH = 500
@@ -154,8 +146,7 @@ UPLOAD_PART_BUFFER_BYTES = 2 * S3_MIN_PART_BYTES
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
 IO_CHUNK_BYTES = 1 * MiB
-#: A validator is fed at most this many bytes per call in a worker thread: a body's chunk
-#: or a stored object's, split when larger, so that no one call holds a thread for long.
+#: A validator is fed at most this many bytes per call in a worker thread.
 VALIDATION_PIECE_BYTES = IO_CHUNK_BYTES
 #: Who may read /metrics (`--metrics`).
 METRICS_MODES = ("loopback", "token", "off")
@@ -544,17 +535,6 @@ def flag_name(field_name: str) -> str:
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-def largest_form_bytes(file_bytes: int) -> int:
-    """The longest multipart body that can carry a file of at most `file_bytes`: the file,
-    and its framing and other fields (`MULTIPART_OVERHEAD_BYTES`)."""
-    return file_bytes + MULTIPART_OVERHEAD_BYTES
-
-
-def smallest_file_bytes(form_bytes: int) -> int:
-    """The fewest bytes the file of a multipart body of `form_bytes` can hold."""
-    return max(0, form_bytes - MULTIPART_OVERHEAD_BYTES)
 
 
 def parse_value(field_name: str, raw: str) -> Any:

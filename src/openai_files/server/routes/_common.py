@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from .. import _json
 from .. import settings as S
+from .._forms import largest_form_bytes
 from .._upload_slots import UploadSlots
 from ..auth import authenticate_key
 from ..errors import FileTooLarge, InvalidRequest
@@ -79,7 +80,7 @@ def announced_length(
     if raw is None or not (raw.isascii() and raw.isdigit()):
         return None
     length = int(raw)
-    if length > S.largest_form_bytes(limit):
+    if length > largest_form_bytes(limit):
         raise FileTooLarge(limit, what, param=param)
     return length
 
