@@ -4,10 +4,13 @@ The console's routes use them too."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from .. import _json
 from .. import settings as S
@@ -33,6 +36,22 @@ JSON_TYPE_NAMES = {
     dict: "an object",
     type(None): "null",
 }
+
+
+#: A route's function: the request in, the answer out.
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def route_table(table: dict[str, dict[str, Endpoint]]) -> list[Route]:
+    """A resource's routes, from each path's endpoint for each method, in order (a function
+    named for several methods of a path, as GET and HEAD, is one route)."""
+    routes: list[Route] = []
+    for path, by_method in table.items():
+        methods: dict[Endpoint, list[str]] = {}
+        for method, endpoint in by_method.items():
+            methods.setdefault(endpoint, []).append(method)
+        routes.extend(Route(path, endpoint, methods=m) for endpoint, m in methods.items())
+    return routes
 
 
 def service_of(request: Request) -> FilesService:

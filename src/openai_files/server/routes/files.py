@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from .. import settings as S
 from .._forms import read_upload_form
 from .._multipart import boundary_of, iter_parts
 from ..objects import deleted_object, file_list, file_object, parse_list_query
 from ..responses import content_response
-from ._common import announced_length, owner_of, service_of, upload_slot
+from ._common import announced_length, owner_of, route_table, service_of, upload_slot
 
 
 async def create_file(request: Request) -> Response:
@@ -84,11 +83,11 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-routes = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/v1/files", create_file, methods=["POST"]),
-    Route("/v1/files", list_files, methods=["GET"]),
-    Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
-    Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
-    Route("/v1/files/{file_id}/content", file_content, methods=["GET", "HEAD"]),
-]
+routes = route_table(
+    {
+        "/healthz": {"GET": healthz},
+        "/v1/files": {"POST": create_file, "GET": list_files},
+        "/v1/files/{file_id}": {"GET": retrieve_file, "DELETE": delete_file},
+        "/v1/files/{file_id}/content": {"GET": file_content, "HEAD": file_content},
+    }
+)

@@ -13,7 +13,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .. import settings as S
 from .._forms import ascii_int, check_other_fields, clean_content_type, clean_filename
@@ -27,6 +26,7 @@ from ._common import (
     json_body,
     owner_of,
     params,
+    route_table,
     service_of,
     upload_slot,
 )
@@ -187,10 +187,11 @@ async def cancel_upload(request: Request) -> Response:
     return JSONResponse(upload_object(record, now=int(time.time())))
 
 
-routes = [
-    Route("/v1/uploads", create_upload, methods=["POST"]),
-    Route("/v1/uploads", list_uploads, methods=["GET"]),
-    Route("/v1/uploads/{upload_id}/parts", add_part, methods=["POST"]),
-    Route("/v1/uploads/{upload_id}/complete", complete_upload, methods=["POST"]),
-    Route("/v1/uploads/{upload_id}/cancel", cancel_upload, methods=["POST"]),
-]
+routes = route_table(
+    {
+        "/v1/uploads": {"POST": create_upload, "GET": list_uploads},
+        "/v1/uploads/{upload_id}/parts": {"POST": add_part},
+        "/v1/uploads/{upload_id}/complete": {"POST": complete_upload},
+        "/v1/uploads/{upload_id}/cancel": {"POST": cancel_upload},
+    }
+)
