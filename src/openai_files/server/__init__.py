@@ -22,6 +22,8 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              console API, and its config: every limit the page keeps to
     objects.py               the API's JSON objects and the query of a listing
     responses.py             a file's bytes as an answer: Range, ETag, HEAD, pathsend
+    _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
+                             its file's bytes
     auth.py                  API keys: made, hashed, looked up, turned into an Owner
     service.py               the rules of the Files API: tenancy, limits, quota, expiry, the
                              order of writes. A new rule goes here or beside it:
@@ -37,8 +39,8 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
       validation.py          the content check of a file, as its bytes stream in, and the
                              one policy that feeds it (off the event loop, in pieces)
       sweep.py               housekeeping: what expiry, crashes and failures left behind
-    _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
-                             its file's bytes; the room its framing takes around the file
+    _framing.py              the room a multipart form takes around its file (light: the
+                             service reads it too)
     metrics.py               what `/metrics` counts
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
         base.py              MetadataStore and BlobStore, each method's contract

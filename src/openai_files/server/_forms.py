@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from . import _json
 from . import settings as S
+from ._framing import check_other_fields
 from ._multipart import Event, PartData, PartStart
 from .errors import InvalidRequest
 
@@ -138,27 +139,6 @@ class UploadSink(Protocol):
 
     def check_complete(self) -> str:
         """The form has ended: its purpose when the upload is whole, else an error."""
-
-
-def largest_form_bytes(file_bytes: int) -> int:
-    """The longest multipart body that can carry a file of at most `file_bytes`: the file,
-    and its framing and other fields (`MULTIPART_OVERHEAD_BYTES`)."""
-    return file_bytes + S.MULTIPART_OVERHEAD_BYTES
-
-
-def smallest_file_bytes(form_bytes: int) -> int:
-    """The fewest bytes the file of a multipart body of `form_bytes` can hold."""
-    return max(0, form_bytes - S.MULTIPART_OVERHEAD_BYTES)
-
-
-def check_other_fields(size: int, main: str) -> None:
-    """The fields of a form other than its `main` one (the file, a part's data) hold at
-    most `MULTIPART_OVERHEAD_BYTES` together, however many they are."""
-    if size > S.MULTIPART_OVERHEAD_BYTES:
-        raise InvalidRequest(
-            f"The form fields other than {main!r} are too large together "
-            f"(at most {S.MULTIPART_OVERHEAD_BYTES} bytes)."
-        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from . import settings as S
-from ._forms import smallest_file_bytes
+from ._framing import smallest_file_bytes
 from .errors import InvalidRequest, StorageLimitExceeded, no_such_file
 from .ids import is_file_id, new_file_id, new_reservation_id
 from .purposes import (

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from .. import _json
 from .. import settings as S
-from .._forms import largest_form_bytes
+from .._framing import largest_form_bytes
 from .._upload_slots import UploadSlots
 from ..auth import authenticate_key
 from ..errors import FileTooLarge, InvalidRequest

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import settings as S
-from .._forms import ascii_int, check_other_fields, clean_content_type, clean_filename
+from .._forms import ascii_int, clean_content_type, clean_filename
+from .._framing import check_other_fields
 from .._multipart import PartData, PartStart, boundary_of, iter_parts
 from ..errors import InvalidRequest
 from ..objects import part_object, upload_list, upload_object
