@@ -15,8 +15,13 @@ import pytest
 from openai_files.server.errors import InvalidRequest
 from openai_files.server.service import FilesService
 from openai_files.server.settings import Settings
-from openai_files.server.stores import Owner, ensure_schema, open_blob_store, open_metadata_store
-from openai_files.server.stores.base import Chunk
+from openai_files.server.stores import (
+    Chunk,
+    Owner,
+    ensure_schema,
+    open_blob_store,
+    open_metadata_store,
+)
 
 pytestmark = pytest.mark.anyio
 ALICE = Owner("org-alice", "proj-a")

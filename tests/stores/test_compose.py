@@ -196,7 +196,7 @@ async def test_s3_compose_without_signing_keys_streams_through_a_writer(
     """With credentials the store cannot sign its own requests with (web identity,
     container, instance role), compose still works, streaming the sources."""
     # As a store with such credentials is built (obstore still holds the test's keys).
-    monkeypatch.setattr(s3_blobs._composer, "_api", None)
+    monkeypatch.setattr(s3_blobs._composer, "api", None)
     sources = [(_key(), os.urandom(size)) for size in (6 * MiB, 1)]
     for name, data in sources:
         await _write(s3_blobs, name, data)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from openai_files.server.stores.base import Owner
+from openai_files.server.stores import Owner
 from openai_files.server.stores.postgres import PostgresMetadataStore
 
 from .._services import PostgresCluster

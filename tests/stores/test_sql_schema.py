@@ -17,9 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from openai_files.server.stores._sql import SQLMetadataStore
-from openai_files.server.stores._sql_schema import SCHEMA_VERSION, UPLOAD_FIELDS
-from openai_files.server.stores.base import (
+from openai_files.server.stores import (
     FileRecord,
     Owner,
     PartRecord,
@@ -27,6 +25,8 @@ from openai_files.server.stores.base import (
     UploadFull,
     UploadRecord,
 )
+from openai_files.server.stores._sql import SQLMetadataStore
+from openai_files.server.stores._sql_schema import SCHEMA_VERSION, UPLOAD_FIELDS
 from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 

@@ -44,6 +44,7 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     metrics.py               what `/metrics` counts
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
         base.py              MetadataStore and BlobStore, each method's contract
+        _records.py, _errors.py  the rows as records; what a store raises
         _sql.py              the one SQL source: the metadata store's methods, each a plan
           _sql_schema.py     the schema of each version (a new table or column is a new
                              step of MIGRATIONS), rows as records

@@ -19,8 +19,7 @@ from starlette.types import Receive, Scope, Send
 from ._forms import clean_content_type
 from .errors import RangeNotSatisfiable, no_such_file
 from .service import FilesService
-from .stores import FileRecord
-from .stores.base import Chunk
+from .stores import Chunk, FileRecord
 
 
 def _is_position(text: str) -> bool:

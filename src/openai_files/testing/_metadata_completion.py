@@ -24,6 +24,7 @@ from ._records import (
     drain_racing,
     file_row,
     fills_quota,
+    fresh_upload,
     new_owner,
     part_row,
     start_upload,
@@ -97,8 +98,7 @@ class CompletionConformance:
     async def test_an_aborted_completion_leaves_the_upload_pending(
         self, meta: MetadataStore
     ) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         first = part_row(upload, now=now)
         await meta.add_part(owner, first, now)
         await meta.begin_completion(owner, upload.id, now)
@@ -173,8 +173,7 @@ class CompletionConformance:
         assert await meta.renew_completion(upload.id, now + 600, now + 601) is False
 
     async def test_abort_with_the_attempts_token(self, meta: MetadataStore) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         begun = await meta.begin_completion(owner, upload.id, now)
         assert await meta.abort_completion(upload.id, since=now - 1) is False
         assert await meta.abort_completion(upload.id, since=begun.completing_since) is True
@@ -286,8 +285,7 @@ class CompletionConformance:
         ] == []
 
     async def test_racing_completions_have_one_winner(self, meta: MetadataStore) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         won: list[UploadRecord] = []
         lost: list[str] = []
 
@@ -312,8 +310,7 @@ class CompletionConformance:
         assert lost == ["completing"] * 9
 
     async def test_racing_cancels_have_one_winner(self, meta: MetadataStore) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         part = part_row(upload, now=now)
         await meta.add_part(owner, part, now)
         won: list[list[str]] = []

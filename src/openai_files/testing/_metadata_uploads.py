@@ -23,6 +23,7 @@ from ..server.stores import (
 )
 from ._records import (
     QUOTA,
+    fresh_upload,
     new_owner,
     part_row,
     start_upload,
@@ -68,8 +69,7 @@ class UploadRowsConformance:
     async def test_parts_keep_arrival_order_and_their_keys_are_named(
         self, meta: MetadataStore
     ) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         parts = [part_row(upload, now=now, nbytes=i + 1) for i in range(6)]
         for part in parts:
             assert await meta.add_part(owner, part, now) == upload
@@ -133,8 +133,7 @@ class UploadRowsConformance:
     async def test_a_part_of_an_unknown_or_foreign_upload_is_refused(
         self, meta: MetadataStore
     ) -> None:
-        owner, now = new_owner(), int(time.time())
-        upload = await start_upload(meta, owner, now=now)
+        owner, now, upload = await fresh_upload(meta)
         part = part_row(upload, now=now)
         for who in (Owner(owner.org_id, "proj_other"), Owner("org-other", owner.project_id)):
             with pytest.raises(UploadNotFound):

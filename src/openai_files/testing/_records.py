@@ -89,6 +89,12 @@ async def start_upload(
     return record
 
 
+async def fresh_upload(meta: MetadataStore) -> tuple[Owner, int, UploadRecord]:
+    """A new owner, the time now, and an upload of theirs just started."""
+    owner, now = new_owner(), int(time.time())
+    return owner, now, await start_upload(meta, owner, now=now)
+
+
 def part_row(upload: UploadRecord, *, now: int, nbytes: int = 10) -> PartRecord:
     part_id = "part_" + secrets.token_hex(12)
     return PartRecord(part_id, upload.id, nbytes, now, part_id)

@@ -5,17 +5,8 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from ..settings import Settings
-from ._urls import redact_url
-from .base import (
-    BlobStore,
-    BlobWriter,
+from ._errors import (
     CursorNotFound,
-    FileRecord,
-    KeyRecord,
-    MetadataStore,
-    Order,
-    Owner,
-    PartRecord,
     PendingUploadsExceeded,
     QuotaExceeded,
     SchemaMismatch,
@@ -23,14 +14,15 @@ from .base import (
     UploadFull,
     UploadNotFound,
     UploadNotPending,
-    UploadRecord,
-    ensure_schema,
-    one_writer,
 )
+from ._records import Chunk, FileRecord, KeyRecord, Order, Owner, PartRecord, UploadRecord
+from ._urls import redact_url
+from .base import BlobStore, BlobWriter, MetadataStore, ensure_schema, one_writer
 
 __all__ = [
     "BlobStore",
     "BlobWriter",
+    "Chunk",
     "CursorNotFound",
     "FileRecord",
     "KeyRecord",

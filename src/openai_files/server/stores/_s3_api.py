@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from ._errors import StoreUnavailable
 from ._sigv4 import signed_request
-from .base import StoreUnavailable
 
 
 class S3Refused(StoreUnavailable):

@@ -15,6 +15,7 @@ replica leaves is a file id's upload like any other, for the reconciler.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -30,10 +31,11 @@ from obstore.exceptions import GenericError, NotFoundError
 from obstore.store import S3Store
 
 from ..settings import IO_CHUNK_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, MiB
+from ._errors import StoreUnavailable
 from ._s3_api import S3Api, S3Refused, children, text
 from ._s3_errors import log, unavailable
 from ._s3_parts import Part, plan_parts
-from .base import BlobWriter, StoreUnavailable
+from .base import BlobWriter
 
 #: Sources whose size `compose` checks at once (HEAD requests in flight).
 _CONCURRENT_HEADS = 8
@@ -41,44 +43,36 @@ _CONCURRENT_HEADS = 8
 _COMPOSE_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 
 
+@dataclasses.dataclass
 class Composer:
     """Composes objects of the bucket `bucket` (obstore's `store`; `api` for the requests
     obstore lacks, None when they cannot be signed), `concurrent_parts` copies at a time.
     `path_of` turns a key into its path in the bucket, `writer` opens a writer for a key."""
 
-    def __init__(
-        self,
-        store: S3Store,
-        api: S3Api | None,
-        bucket: str,
-        path_of: Callable[[str], str],
-        writer: Callable[[str], BlobWriter],
-        concurrent_parts: int,
-    ) -> None:
-        self._store = store
-        self._api = api
-        self._bucket = bucket
-        self._path_of = path_of
-        self._writer = writer
-        self._concurrent_parts = concurrent_parts
-        #: Bytes `compose` has read through this process (sources too small to copy
-        #: server-side); a big source's bytes never count here.
-        self.relayed_bytes = 0
+    store: S3Store
+    api: S3Api | None
+    bucket: str
+    path_of: Callable[[str], str]
+    writer: Callable[[str], BlobWriter]
+    concurrent_parts: int
+    #: Bytes `compose` has read through this process (sources too small to copy
+    #: server-side); a big source's bytes never count here.
+    relayed_bytes: int = 0
 
     async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
-        path = self._path_of(key)
+        path = self.path_of(key)
         for name, _ in sources:
-            self._path_of(name)  # an unsafe key is refused before any request
+            self.path_of(name)  # an unsafe key is refused before any request
         await self._check_sizes(sources)
         total = sum(size for _, size in sources)
         if total < S3_MIN_PART_BYTES:  # one small PUT
             chunks = [chunk for name, size in sources for chunk in await self._get(name, 0, size)]
             try:
-                await obstore.put_async(self._store, path, b"".join(chunks))
+                await obstore.put_async(self.store, path, b"".join(chunks))
             except (GenericError, OSError) as exc:
                 raise unavailable(exc) from None
             return
-        api = self._api
+        api = self.api
         if api is None:
             await self._compose_through(key, sources)
             return
@@ -121,7 +115,7 @@ class Composer:
         """Abort the other multipart uploads of `key`: those of a compose whose server died
         (its completion taken over since). The reconciler cannot: a reservation, then the
         file row, name the key. Failures are left to the bucket's lifecycle rule."""
-        path = self._path_of(key)
+        path = self.path_of(key)
         try:
             page = await api.uploads_page(http, path)
             for upload in children(page, "Upload"):
@@ -137,7 +131,7 @@ class Composer:
         async def check(name: str, size: int) -> None:
             async with gate:
                 try:
-                    meta = await obstore.head_async(self._store, self._path_of(name))
+                    meta = await obstore.head_async(self.store, self.path_of(name))
                 except (NotFoundError, FileNotFoundError):
                     raise FileNotFoundError(name) from None
                 except (GenericError, OSError) as exc:
@@ -153,8 +147,8 @@ class Composer:
             return []
         try:
             result = await obstore.get_async(
-                self._store,
-                self._path_of(name),
+                self.store,
+                self.path_of(name),
                 options={"range": (start, end)},
             )
             chunks = [bytes(chunk) async for chunk in result.stream(min_chunk_size=MiB)]
@@ -172,7 +166,7 @@ class Composer:
         """compose without signed requests: the sources streamed through a writer, read a
         range of IO_CHUNK_BYTES at a time (a whole-object stream reads ahead of the writer,
         growing memory by tens of MiB; measured)."""
-        writer = self._writer(key)
+        writer = self.writer(key)
         try:
             for name, size in sources:
                 for at in range(0, size, IO_CHUNK_BYTES):
@@ -194,7 +188,7 @@ class Composer:
     ) -> list[str]:
         """Send every part (copies `concurrent_parts` at a time, one read part at a time so
         that memory holds at most one); their ETags in order."""
-        gate = asyncio.Semaphore(self._concurrent_parts)
+        gate = asyncio.Semaphore(self.concurrent_parts)
         one_sent = asyncio.Lock()
 
         async def send(number: int, part: Part) -> str:
@@ -202,7 +196,7 @@ class Composer:
             async with gate:
                 if part.copy:
                     (piece,) = part.pieces
-                    source = f"/{self._bucket}/{quote(self._path_of(piece.key), safe='/-_.~')}"
+                    source = f"/{self.bucket}/{quote(self.path_of(piece.key), safe='/-_.~')}"
                     headers = {
                         "x-amz-copy-source": source,
                         "x-amz-copy-source-range": f"bytes={piece.start}-{piece.end - 1}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .base import StoreUnavailable
+from ._errors import StoreUnavailable
 
 #: The S3 store's logger, one for all its modules.
 log = logging.getLogger("openai_files.server.stores.s3")

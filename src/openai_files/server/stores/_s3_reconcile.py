@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import httpx
 
 from ..ids import is_file_id, is_part_id
+from ._errors import StoreUnavailable
 from ._s3_api import S3Api, S3Refused, children, text
 from ._s3_errors import log
-from .base import StoreUnavailable
 
 
 def _ours(key: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from . import _sql_plans as _plans
 from . import _sql_upload_plans as _upload_plans
+from ._records import FileRecord, KeyRecord, Owner, PartRecord, UploadRecord
 from ._sql_dialect import Dialect, Plan, marks
 from ._sql_schema import (
     KEY_COLUMNS,
@@ -26,14 +27,6 @@ from ._sql_schema import (
     SCHEMA_VERSION,
     key_record,
     part_record,
-)
-from .base import (
-    FileRecord,
-    KeyRecord,
-    Order,
-    Owner,
-    PartRecord,
-    UploadRecord,
 )
 
 T = TypeVar("T")
@@ -109,20 +102,9 @@ class SQLMetadataStore(abc.ABC):
         return bool(changed == 1)
 
     # -- quota --
-    async def reserve(
-        self,
-        reservation_id: str,
-        org_id: str,
-        nbytes: int,
-        quota: int,
-        expires_at: int,
-        blob_key: str,
-    ) -> None:
-        await self._write(
-            _plans.reserve(
-                self.DIALECT, reservation_id, org_id, nbytes, quota, expires_at, blob_key
-            )
-        )
+    async def reserve(self, *args: Any, **kwargs: Any) -> None:
+        # The arguments are MetadataStore.reserve's, passed on as given to the plan.
+        await self._write(_plans.reserve(self.DIALECT, *args, **kwargs))
 
     async def renew(self, reservation_id: str, expires_at: int) -> None:
         sql = "UPDATE reservations SET expires_at = ? WHERE id = ?"
@@ -172,20 +154,9 @@ class SQLMetadataStore(abc.ABC):
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         return await self._read(_plans.get_file(owner, file_id, now))
 
-    async def list_files(
-        self,
-        owner: Owner,
-        *,
-        purpose: str | None,
-        limit: int,
-        order: Order,
-        after: str | None,
-        now: int,
-        position: tuple[int, str] | None = None,
-    ) -> tuple[list[FileRecord], bool]:
-        return await self._read(
-            _plans.list_files(owner, purpose, limit, order, after, now, position)
-        )
+    async def list_files(self, owner: Owner, **page: Any) -> tuple[list[FileRecord], bool]:
+        # The page's terms are MetadataStore.list_files's, passed on by name to the plan.
+        return await self._read(_plans.list_files(owner, **page))
 
     async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         return await self._write(_plans.delete_file(self.DIALECT, owner, file_id, now))
@@ -200,20 +171,9 @@ class SQLMetadataStore(abc.ABC):
     async def insert_upload(self, record: UploadRecord) -> None:
         await self._write(_upload_plans.insert_upload(record))
 
-    async def open_upload(
-        self,
-        record: UploadRecord,
-        *,
-        quota: int,
-        reserved_until: int,
-        max_pending: int,
-        max_pending_bytes: int,
-    ) -> None:
-        await self._write(
-            _upload_plans.open_upload(
-                self.DIALECT, record, quota, reserved_until, max_pending, max_pending_bytes
-            )
-        )
+    async def open_upload(self, record: UploadRecord, **limits: int) -> None:
+        # The limits are MetadataStore.open_upload's, passed on by name to the plan.
+        await self._write(_upload_plans.open_upload(self.DIALECT, record, **limits))
 
     async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
         return await self._read(_upload_plans.get_upload(owner, upload_id))

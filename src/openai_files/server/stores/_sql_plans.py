@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ._errors import CursorNotFound, QuotaExceeded, SchemaMismatch
+from ._records import FileRecord, KeyRecord, Order, Owner
 from ._sql_dialect import Dialect, Fetch, Plan, Stmt, marks
 from ._sql_schema import (
     FILE_COLUMNS,
@@ -18,15 +20,6 @@ from ._sql_schema import (
     SCHEMA_VERSION,
     file_record,
     key_record,
-)
-from .base import (
-    CursorNotFound,
-    FileRecord,
-    KeyRecord,
-    Order,
-    Owner,
-    QuotaExceeded,
-    SchemaMismatch,
 )
 
 
@@ -132,12 +125,13 @@ def get_file(owner: Owner, file_id: str, now: int) -> Plan[FileRecord | None]:
 
 def list_files(
     owner: Owner,
+    *,
     purpose: str | None,
     limit: int,
     order: Order,
     after: str | None,
     now: int,
-    position: tuple[int, str] | None,
+    position: tuple[int, str] | None = None,
 ) -> Plan[tuple[list[FileRecord], bool]]:
     where = ["org_id = ?", "project_id = ?", LIVE]
     args: list[Any] = [owner.org_id, owner.project_id, now]

@@ -12,12 +12,7 @@ import dataclasses
 import operator
 from typing import Any
 
-from .base import (
-    FileRecord,
-    KeyRecord,
-    PartRecord,
-    UploadRecord,
-)
+from ._records import FileRecord, KeyRecord, PartRecord, UploadRecord
 
 #: The statements of each schema version, in order: MIGRATIONS[0] makes version 1. Both
 #: databases run every step; `{integer}` and `{sorted_text}` are the dialect's types.

@@ -9,6 +9,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from ._errors import (
+    PendingUploadsExceeded,
+    QuotaExceeded,
+    UploadFull,
+    UploadNotFound,
+    UploadNotPending,
+)
+from ._records import FileRecord, Owner, PartRecord, UploadRecord
 from ._sql_dialect import Dialect, Plan, Stmt, marks
 from ._sql_plans import committed_locked, insert_file
 from ._sql_schema import (
@@ -18,17 +26,6 @@ from ._sql_schema import (
     UPLOAD_COLUMNS,
     UPLOAD_FIELDS,
     upload_record,
-)
-from .base import (
-    FileRecord,
-    Owner,
-    PartRecord,
-    PendingUploadsExceeded,
-    QuotaExceeded,
-    UploadFull,
-    UploadNotFound,
-    UploadNotPending,
-    UploadRecord,
 )
 
 # -- uploads --
@@ -45,6 +42,7 @@ def insert_upload(record: UploadRecord) -> Plan[None]:
 def open_upload(
     d: Dialect,
     record: UploadRecord,
+    *,
     quota: int,
     reserved_until: int,
     max_pending: int,
@@ -125,12 +123,8 @@ def _stale(record: UploadRecord, stale_before: int | None) -> bool:
     )
 
 
-def pending_upload(
-    d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
-) -> Plan[UploadRecord]:
-    """The owner's upload, pending (or being completed by a completion begun at or before
-    `stale_before`) and unexpired at `now`, its row locked until the transaction ends; else
-    UploadNotFound or UploadNotPending."""
+def _locked_upload(d: Dialect, owner: Owner, upload_id: str) -> Plan[UploadRecord]:
+    """The owner's upload, its row locked until the transaction ends; else UploadNotFound."""
     row = yield Stmt(
         f"SELECT {UPLOAD_COLUMNS} FROM uploads "
         f"WHERE id = ? AND org_id = ? AND project_id = ?{d.for_update}",
@@ -139,7 +133,16 @@ def pending_upload(
     )
     if row is None:
         raise UploadNotFound(upload_id)
-    record = upload_record(row)
+    return upload_record(row)
+
+
+def pending_upload(
+    d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+) -> Plan[UploadRecord]:
+    """The owner's upload, pending (or being completed by a completion begun at or before
+    `stale_before`) and unexpired at `now`, its row locked until the transaction ends; else
+    UploadNotFound or UploadNotPending."""
+    record = yield from _locked_upload(d, owner, upload_id)
     taken = record.status == "pending" or _stale(record, stale_before)
     if taken and record.expires_at <= now:
         raise UploadNotPending(dataclasses.replace(record, status="expired"))
@@ -206,15 +209,7 @@ def add_part(d: Dialect, owner: Owner, part: PartRecord, now: int) -> Plan[Uploa
 def begin_completion(
     d: Dialect, owner: Owner, upload_id: str, now: int, stale_before: int | None
 ) -> Plan[UploadRecord]:
-    row = yield Stmt(
-        f"SELECT {UPLOAD_COLUMNS} FROM uploads "
-        f"WHERE id = ? AND org_id = ? AND project_id = ?{d.for_update}",
-        (upload_id, owner.org_id, owner.project_id),
-        "one",
-    )
-    if row is None:
-        raise UploadNotFound(upload_id)
-    record = upload_record(row)
+    record = yield from _locked_upload(d, owner, upload_id)
     if record.status in ("pending", "completing") and record.expires_at <= now:
         raise UploadNotPending(dataclasses.replace(record, status="expired"))
     # A completion begun at or before `stale_before` had its server die: this one takes

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..settings import DEFAULT_FILE_CACHE_ROWS
-from .base import FileRecord, MetadataStore, Owner
+from ._records import FileRecord, Owner
+from .base import MetadataStore
 
 #: Rows kept (`--file-cache-rows`); the least recently used go first.
 MAX_ROWS = DEFAULT_FILE_CACHE_ROWS

@@ -41,7 +41,7 @@ from typing import BinaryIO, ClassVar
 import anyio.to_thread
 
 from ..settings import IO_CHUNK_BYTES
-from .base import Chunk
+from ._records import Chunk
 
 #: A writer flushes what it holds when its last flush is older than this, so that the temp
 #: file of an upload that trickles in under IO_CHUNK_BYTES still shows its last byte.

@@ -29,11 +29,11 @@ from ..settings import (
     DEFAULT_DATABASE_POOL_MAX_SIZE,
     DEFAULT_DATABASE_POOL_MIN_SIZE,
 )
+from ._errors import SchemaMismatch, StoreUnavailable
 from ._sql import SQLMetadataStore
 from ._sql_dialect import POSTGRES, Dialect, Plan, Stmt, drive_async
 from ._sql_schema import SCHEMA_VERSION
 from ._urls import redact_url
-from .base import SchemaMismatch, StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "PostgresMetadataStore"]
 

@@ -58,13 +58,14 @@ from ..settings import (
     MiB,
     shown_bytes,
 )
+from ._errors import StoreUnavailable
+from ._records import Chunk
 from ._s3_api import S3Api
 from ._s3_check import INSTANCE_CREDENTIALS, credential_source, explain
 from ._s3_compose import Composer
 from ._s3_errors import log, unavailable
 from ._s3_reconcile import Reconciler
 from ._s3_writer import S3BlobWriter, part_sizes
-from .base import Chunk, StoreUnavailable
 
 #: Chunks handed to the response while downloading.
 READ_CHUNK_BYTES = 4 * MiB

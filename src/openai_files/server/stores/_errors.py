@@ -1,0 +1,69 @@
+"""What a store raises: a refusal the service answers, or the store out of reach."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ._records import UploadRecord
+
+
+class QuotaExceeded(Exception):
+    """A reservation or insert would take the organization past its quota."""
+
+    def __init__(self, used: int, requested: int, quota: int) -> None:
+        super().__init__(f"{used} + {requested} > {quota}")
+        self.used = used
+        self.requested = requested
+        self.quota = quota
+
+
+class CursorNotFound(Exception):
+    """The `after` id of a listing names no row of the owner."""
+
+
+class UploadNotFound(Exception):
+    """The upload id names no upload of the owner (unknown, or another owner's: the two are
+    not told apart)."""
+
+
+class UploadNotPending(Exception):
+    """The upload takes no more parts, completion or cancellation: `record` says why by its
+    status ("completing", "completed", "cancelled", or "expired", also for one past its
+    `expires_at` that the sweeper has not reached yet)."""
+
+    def __init__(self, record: UploadRecord) -> None:
+        super().__init__(f"upload {record.id} is {record.status}")
+        self.record = record
+
+
+class UploadFull(Exception):
+    """A part would take the parts of its upload past the upload's declared `bytes`:
+    `held` bytes are in its parts already, the part has `requested` more."""
+
+    def __init__(self, record: UploadRecord, held: int, requested: int) -> None:
+        super().__init__(f"upload {record.id}: {held} + {requested} > {record.bytes}")
+        self.record = record
+        self.held = held
+        self.requested = requested
+
+
+class PendingUploadsExceeded(Exception):
+    """A new upload would pass a limit on its project's pending uploads: their number
+    (`what` "uploads": `held` pending, `requested` 1 more) or their reserved bytes (`what`
+    "bytes": `held` reserved, `requested` more); `limit` is the limit passed."""
+
+    def __init__(self, what: Literal["uploads", "bytes"], held: int, requested: int, limit: int):
+        super().__init__(f"{what}: {held} + {requested} > {limit}")
+        self.what = what
+        self.held = held
+        self.requested = requested
+        self.limit = limit
+
+
+class StoreUnavailable(Exception):
+    """The database or object store cannot be reached now; the request may be retried."""
+
+
+class SchemaMismatch(Exception):
+    """The database has a schema this version does not know (migrate first), or the
+    migration cannot run (the user may not create tables)."""
