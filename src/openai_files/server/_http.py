@@ -40,8 +40,8 @@ set, flow control) is neither read nor replaced. What is used, besides the callb
 method is replaced rather than extended: `send_400_response`, uvicorn's answer to a request
 the parser refused, so that the answer is in OpenAI's envelope with the parser's reason
 (the exception uvicorn is handling when it calls it). tests/server/test_uvicorn_seam.py
-checks each of these on the uvicorn installed, and `make test` runs the connection tests on
-the newest uvicorn as well (UVICORN_NEWEST in the Makefile).
+checks each of these on the uvicorn installed, and `make test-uvicorn-newest` (run by CI)
+runs the connection tests on the newest uvicorn as well (UVICORN_NEWEST in the Makefile).
 """
 
 from __future__ import annotations
