@@ -479,9 +479,12 @@ async def feed(validator: Validator | None, data: Chunk, digest: Digest | None =
     """Feed `validator` (and `digest`, when given) the next bytes of a file, off the event
     loop: in a worker thread, at most `VALIDATION_PIECE_BYTES` at a time. The one policy
     of both upload paths, as the bytes arrive and when stored bytes are read back."""
-    view = memoryview(data)
-    for start in range(0, len(view), S.VALIDATION_PIECE_BYTES):
-        piece = view[start : start + S.VALIDATION_PIECE_BYTES]
+    if validator is None and digest is None:
+        return
+    size = S.VALIDATION_PIECE_BYTES
+    view = memoryview(data) if len(data) > size else None  # else fed as it is, not copied
+    for start in range(0, len(data), size):
+        piece = data if view is None else view[start : start + size]
         if digest is not None and validator is not None:
             await anyio.to_thread.run_sync(_take, validator, digest, piece)
         elif validator is not None:
@@ -490,7 +493,7 @@ async def feed(validator: Validator | None, data: Chunk, digest: Digest | None =
             await anyio.to_thread.run_sync(digest.update, piece)
 
 
-def _take(validator: Validator, digest: Digest, piece: memoryview) -> None:
+def _take(validator: Validator, digest: Digest, piece: Chunk) -> None:
     digest.update(piece)
     validator.feed(piece)
 
