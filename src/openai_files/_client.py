@@ -1,29 +1,30 @@
 """`Client` and `AsyncClient`: drivers that perform the effects of `_core`'s operations.
 
 All decisions (headers, retries, errors, parsing, paging) are made in `_core`; each method
-here hands an operation to `_run`, which sends, reads, saves and sleeps as asked, with
-blocking calls in `Client` and with `await` in `AsyncClient`.
+is made from its call in `_calls` (signature and docstring written once) and hands the
+operation to `_run`, which sends, reads, saves and sleeps as asked, with blocking calls in
+`Client` and with `await` in `AsyncClient`. What is common to both loops is `_core.Steps`;
+their `Gather`s are `_threads.gather` and `_tasks.gather`.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
-from . import _core, _uploads
+from . import _calls, _core
+from ._calls import awaitable, blocking
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
-from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
-from ._models import FileDeleted, FileList, FileObject, Upload, UploadList
+from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send, Steps
+from ._models import FileObject
 from ._sink import areceive, receive
-from ._threads import Flight, Stoppable, Stopped, gather
-from ._types import FileData, ProgressCallback, UploadArgs
+from ._threads import Flight, Stoppable, gather
 
 if TYPE_CHECKING:
     from ._tasks import Flight as AsyncFlight
@@ -139,58 +140,14 @@ class Client(_Base[httpx.Client]):
         }
         return httpx.Client(transport=_transport(None), mounts=mounts)
 
-    def upload(
-        self,
-        file: FileData,
-        *,
-        purpose: str,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        expires_after: int | None = None,
-        progress: ProgressCallback | None = None,
-        use_uploads: bool | None = None,
-        resume: str | None = None,
-    ) -> FileObject:
-        """Upload a path, bytes or a binary file object (streamed, never read whole).
-
-        `filename` defaults to the path's name, `mime_type` to a guess from it, and
-        `expires_after` (seconds after creation) to the server's rule for the purpose.
-
-        A path larger than `upload_threshold` (or any path with `use_uploads=True`) goes
-        through the Uploads API in parallel parts; after a failure, the same call resumes
-        it (from the state file `<path>.openai-upload.json`), sending only the missing
-        parts; `resume=` names the upload expected there. `use_uploads=False` never does.
-        """
-        return self._run(
-            _uploads.upload(
-                self._config, file,
-                UploadArgs(purpose, filename, mime_type, expires_after, progress),
-                use_uploads, resume,
-            )
-        )  # fmt: skip
-
-    def cancel_upload(self, upload_id: str) -> Upload:
-        """Cancel a pending upload of the Uploads API (its parts are removed)."""
-        return self._run(_uploads.cancel(self._config, upload_id))
-
-    def list_uploads(self, *, status: str | None = None, limit: int | None = None) -> UploadList:
-        """Uploads, newest first: the pending ones unless `status` says (`completed`,
-        `cancelled`, `expired`, `all`). `GET /uploads` is this package's server's, not
-        OpenAI's."""
-        return self._run(_uploads.list_uploads(self._config, status=status, limit=limit))
-
-    def list(
-        self,
-        purpose: str | None = None,
-        *,
-        limit: int | None = None,
-        order: Order | None = None,
-        after: str | None = None,
-    ) -> FileList:
-        """One page of files (newest first unless `order="asc"`)."""
-        return self._run(
-            _core.list_page(self._config, purpose, limit=limit, order=order, after=after)
-        )
+    upload = blocking(_calls.upload)
+    cancel_upload = blocking(_calls.cancel_upload)
+    list_uploads = blocking(_calls.list_uploads)
+    list = blocking(_calls.list_files, "list")
+    retrieve = blocking(_calls.retrieve)
+    delete = blocking(_calls.delete)
+    content = blocking(_calls.content)
+    download = blocking(_calls.download)
 
     def iter_files(
         self, purpose: str | None = None, *, order: Order | None = None, page_size: int = PAGE_SIZE
@@ -199,34 +156,6 @@ class Client(_Base[httpx.Client]):
         pager = _core.Pager(purpose, order, page_size)
         while (op := pager.next_page(self._config)) is not None:
             yield from pager.take(self._run(op))
-
-    def retrieve(self, file_id: str) -> FileObject:
-        """A file's metadata."""
-        return self._run(_core.retrieve(self._config, file_id))
-
-    def delete(self, file_id: str) -> FileDeleted:
-        """Delete a file."""
-        return self._run(_core.delete(self._config, file_id))
-
-    def content(self, file_id: str) -> bytes:
-        """A file's bytes, in memory (use `download` for large files)."""
-        return self._run(_core.content(self._config, file_id))
-
-    def download(
-        self,
-        file_id: str,
-        path: str | os.PathLike[str],
-        *,
-        progress: ProgressCallback | None = None,
-        durable: bool = False,
-    ) -> int:
-        """Stream a file's bytes to `path`, which appears only once complete; returns the size.
-
-        With `durable=True` the file is fsynced (and its folder) before this returns, so it
-        survives a power loss; by default it is left to the system's write-back, as
-        `curl -o` does: a download can be repeated, and the fsync doubles its time.
-        """
-        return self._run(_core.download(self._config, file_id, path, progress, durable))
 
     def close(self) -> None:
         if self._owns_http:
@@ -248,25 +177,15 @@ class Client(_Base[httpx.Client]):
         once it is set (the caller was interrupted), each of them ends at its next effect
         or its next chunk of a request body, except to read the answer to a request whose
         body went whole (the server takes it: its answer is waited for a while)."""
-        stop = flight.stop if flight is not None else None
         opened: _Responses = []
-        result: Any = None
-        error: Exception | None = None
+        steps = Steps(op, flight)
         try:
-            while True:
+            for effect in steps:
                 try:
-                    effect = op.send(result) if error is None else op.throw(error)
-                except StopIteration as done:
-                    return cast(T, done.value)
-                if stop is not None and stop.is_set():
-                    assert flight is not None
-                    if not (flight.landing and isinstance(effect, Read)):
-                        raise Stopped
-                result, error = None, None
-                try:
-                    result = self._perform(effect, opened, flight)
+                    steps.ok(self._perform(effect, opened, flight))
                 except Exception as exc:
-                    error = exc
+                    steps.failed(exc)
+            return steps.value
         finally:
             op.close()
             for response in opened:
@@ -314,81 +233,23 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     def _default_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient()
 
-    async def upload(
-        self,
-        file: FileData,
-        *,
-        purpose: str,
-        filename: str | None = None,
-        mime_type: str | None = None,
-        expires_after: int | None = None,
-        progress: ProgressCallback | None = None,
-        use_uploads: bool | None = None,
-        resume: str | None = None,
-    ) -> FileObject:
-        """As `Client.upload`; the file is read in a worker thread."""
-        return await self._run(
-            _uploads.upload(
-                self._config, file,
-                UploadArgs(purpose, filename, mime_type, expires_after, progress),
-                use_uploads, resume,
-            )
-        )  # fmt: skip
-
-    async def cancel_upload(self, upload_id: str) -> Upload:
-        """As `Client.cancel_upload`."""
-        return await self._run(_uploads.cancel(self._config, upload_id))
-
-    async def list_uploads(
-        self, *, status: str | None = None, limit: int | None = None
-    ) -> UploadList:
-        """As `Client.list_uploads`."""
-        return await self._run(_uploads.list_uploads(self._config, status=status, limit=limit))
-
-    async def list(
-        self,
-        purpose: str | None = None,
-        *,
-        limit: int | None = None,
-        order: Order | None = None,
-        after: str | None = None,
-    ) -> FileList:
-        """As `Client.list`."""
-        return await self._run(
-            _core.list_page(self._config, purpose, limit=limit, order=order, after=after)
-        )
+    upload = awaitable(_calls.upload)
+    cancel_upload = awaitable(_calls.cancel_upload)
+    list_uploads = awaitable(_calls.list_uploads)
+    list = awaitable(_calls.list_files, "list")
+    retrieve = awaitable(_calls.retrieve)
+    delete = awaitable(_calls.delete)
+    content = awaitable(_calls.content)
+    download = awaitable(_calls.download)
 
     async def iter_files(
         self, purpose: str | None = None, *, order: Order | None = None, page_size: int = PAGE_SIZE
     ) -> AsyncIterator[FileObject]:
-        """As `Client.iter_files`."""
+        """Every file, page after page (stops should a server repeat a page)."""
         pager = _core.Pager(purpose, order, page_size)
         while (op := pager.next_page(self._config)) is not None:
             for item in pager.take(await self._run(op)):
                 yield item
-
-    async def retrieve(self, file_id: str) -> FileObject:
-        """As `Client.retrieve`."""
-        return await self._run(_core.retrieve(self._config, file_id))
-
-    async def delete(self, file_id: str) -> FileDeleted:
-        """As `Client.delete`."""
-        return await self._run(_core.delete(self._config, file_id))
-
-    async def content(self, file_id: str) -> bytes:
-        """As `Client.content`."""
-        return await self._run(_core.content(self._config, file_id))
-
-    async def download(
-        self,
-        file_id: str,
-        path: str | os.PathLike[str],
-        *,
-        progress: ProgressCallback | None = None,
-        durable: bool = False,
-    ) -> int:
-        """As `Client.download`; the file is written in a worker thread."""
-        return await self._run(_core.download(self._config, file_id, path, progress, durable))
 
     async def close(self) -> None:
         if self._owns_http:
@@ -410,22 +271,14 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         operation ends at its next effect, except to read the answer to a request whose
         body went whole (see `_tasks`)."""
         opened: _Responses = []
-        result: Any = None
-        error: Exception | None = None
+        steps = Steps(op, flight)
         try:
-            while True:
+            for effect in steps:
                 try:
-                    effect = op.send(result) if error is None else op.throw(error)
-                except StopIteration as stop:
-                    return cast(T, stop.value)
-                stopped = flight is not None and flight.stopped
-                if stopped and not (flight and flight.landing and isinstance(effect, Read)):
-                    raise Stopped
-                result, error = None, None
-                try:
-                    result = await self._perform(effect, opened, flight)
+                    steps.ok(await self._perform(effect, opened, flight))
                 except Exception as exc:
-                    error = exc
+                    steps.failed(exc)
+            return steps.value
         finally:
             op.close()
             if opened:

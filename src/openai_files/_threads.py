@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ._core import Gather, Op
+from ._core import Gather, Op, Stopped
 
 #: Runs one operation in the current thread, as one flight of a gather.
 Run = Callable[[Op[Any], "Flight"], Any]
@@ -149,6 +149,10 @@ class Flight:
         self.stop = stop
         self.landing = False
 
+    @property
+    def stopped(self) -> bool:
+        return self.stop.is_set()
+
     def land(self) -> bool:
         self.landing = self.stop.land()
         return self.landing
@@ -184,10 +188,6 @@ def _land(finished: Any, stop: Interrupt, on_done: Any) -> None:
         finally:
             if flight is not None:
                 flight.landed()
-
-
-class Stopped(BaseException):
-    """An operation's thread ends: the call that started it was interrupted."""
 
 
 class Stoppable(httpx.SyncByteStream):

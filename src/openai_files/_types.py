@@ -23,3 +23,7 @@ class UploadArgs:
     mime_type: str | None = None
     expires_after: int | None = None
     progress: ProgressCallback | None = None
+    #: Through the Uploads API: True always (a path), False never, None when large.
+    use_uploads: bool | None = None
+    #: The id of the upload expected in the state file, to resume.
+    resume: str | None = None

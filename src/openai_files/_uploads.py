@@ -183,14 +183,13 @@ def _stat_regular(path: Path) -> os.stat_result:
     return path.stat()
 
 
-def upload_in_parts(
-    config: Config, path: Path, args: UploadArgs, resume: str | None = None
-) -> Op[FileObject]:
+def upload_in_parts(config: Config, path: Path, args: UploadArgs) -> Op[FileObject]:
     """Send `path` through the Uploads API (resuming from its state file if there is one).
 
     A state file naming an upload that has expired, or that the server says is cancelled,
     expired or unknown, is removed and the file is sent afresh in a new upload.
     """
+    resume = args.resume
     stat: os.stat_result = yield Call(functools.partial(_stat_regular, path))
     state: UploadState | None = yield Call(functools.partial(UploadState.load, path))
     if state is not None and state.lapsed(time.time()):
@@ -312,35 +311,27 @@ def _resumable_or_large(path: Path, threshold: int) -> bool:
         return False  # POST /files says what is wrong with the path
 
 
-def wants_parts(
-    config: Config, file: FileData, use_uploads: bool | None, resume: str | None
-) -> Op[Path | None]:
+def wants_parts(config: Config, file: FileData, args: UploadArgs) -> Op[Path | None]:
     """The path to send through the Uploads API, or None for `POST /files`."""
     is_path = isinstance(file, str | os.PathLike)
-    if use_uploads is False:
-        if resume is not None:
+    if args.use_uploads is False:
+        if args.resume is not None:
             raise ValueError("resume= resumes an upload in parts: do not pass use_uploads=False")
         return None
     if not is_path:
-        if use_uploads or resume is not None:
+        if args.use_uploads or args.resume is not None:
             raise TypeError("the Uploads API sends a file from its path: pass the path")
         return None
     path = Path(os.fspath(file))  # type: ignore[arg-type]
-    if use_uploads or resume is not None:
+    if args.use_uploads or args.resume is not None:
         return path
     parts: bool = yield Call(functools.partial(_resumable_or_large, path, config.upload_threshold))
     return path if parts else None
 
 
-def upload(
-    config: Config,
-    file: FileData,
-    args: UploadArgs,
-    use_uploads: bool | None = None,
-    resume: str | None = None,
-) -> Op[FileObject]:
+def upload(config: Config, file: FileData, args: UploadArgs) -> Op[FileObject]:
     """`Client.upload`: `POST /files`, or the Uploads API for a large path."""
-    path = yield from wants_parts(config, file, use_uploads, resume)
+    path = yield from wants_parts(config, file, args)
     if path is None:
         return (yield from _core.upload(config, file, args))
-    return (yield from upload_in_parts(config, path, args, resume))
+    return (yield from upload_in_parts(config, path, args))

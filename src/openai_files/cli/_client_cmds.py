@@ -46,15 +46,15 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--name", help="the name to store (default: the file's)")
     p.add_argument("--mime-type", help="the content type (default: guessed from the name)")
     p.add_argument(
+        "--resume",
+        metavar="UPLOAD_ID",
+        help="resume this upload (the same command resumes a failed one on its own)",
+    )
+    p.add_argument(
         "--use-uploads",
         action="store_true",
         help="send it in parts through the Uploads API whatever its size "
         "(files over 512 MB always are)",
-    )
-    p.add_argument(
-        "--resume",
-        metavar="UPLOAD_ID",
-        help="resume this upload (the same command resumes a failed one on its own)",
     )
     p.set_defaults(handler=cmd_upload)
 
