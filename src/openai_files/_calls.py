@@ -12,16 +12,13 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from . import _core, _uploads
 from ._config import Config
 from ._core import Op, Order
 from ._models import FileDeleted, FileList, FileObject, Upload, UploadList
 from ._types import FileData, ProgressCallback, UploadArgs
-
-if TYPE_CHECKING:
-    from ._client import AsyncClient, Client
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -115,12 +112,28 @@ def download(
 # --- the methods -------------------------------------------------------------------------
 
 
+class _Blocking(Protocol):
+    """What `blocking` needs of `Client`."""
+
+    _config: Config
+
+    def _run(self, op: Op[T]) -> T: ...
+
+
+class _Awaiting(Protocol):
+    """What `awaitable` needs of `AsyncClient`."""
+
+    _config: Config
+
+    async def _run(self, op: Op[T]) -> T: ...
+
+
 def blocking(
     call: Callable[Concatenate[Config, P], Op[T]], name: str | None = None
-) -> Callable[Concatenate[Client, P], T]:
+) -> Callable[Concatenate[_Blocking, P], T]:
     """`call` as a method of `Client`: runs its operation, returns its result."""
 
-    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def method(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(call(self._config, *args, **kwargs))
 
     return _named(method, call, name)
@@ -128,10 +141,10 @@ def blocking(
 
 def awaitable(
     call: Callable[Concatenate[Config, P], Op[T]], name: str | None = None
-) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
+) -> Callable[Concatenate[_Awaiting, P], Awaitable[T]]:
     """`call` as a method of `AsyncClient`: a coroutine that runs its operation."""
 
-    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def method(self: _Awaiting, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(call(self._config, *args, **kwargs))
 
     return _named(method, call, name)

@@ -21,9 +21,10 @@ import httpx
 from . import _calls, _core
 from ._calls import awaitable, blocking
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, PAGE_SIZE, Config
-from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send, Steps
+from ._core import Call, Effect, Gather, Op, Order, Read, Save, Send
 from ._models import FileObject
 from ._sink import areceive, receive
+from ._steps import Steps
 from ._threads import Flight, Stoppable, gather
 
 if TYPE_CHECKING:

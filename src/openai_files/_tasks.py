@@ -17,7 +17,8 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from ._core import Gather, Op, Stopped
+from ._core import Gather, Op
+from ._steps import Stopped
 from ._threads import GRACE
 
 #: Runs one operation in the current task, as one flight of a gather.

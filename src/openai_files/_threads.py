@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from ._core import Gather, Op, Stopped
+from ._core import Gather, Op
+from ._steps import Stopped
 
 #: Runs one operation in the current thread, as one flight of a gather.
 Run = Callable[[Op[Any], "Flight"], Any]
