@@ -32,7 +32,6 @@ _QUOTED = r'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
 _MEDIA_TYPE = re.compile(
     rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;(?:[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*[ \t]*"
 )
-_MAX_MEDIA_TYPE_LENGTH = 255
 _EXPIRES_AFTER_EXAMPLE = '{"anchor": "created_at", "seconds": 3600}'
 
 
@@ -40,7 +39,7 @@ def clean_content_type(raw: str | None) -> str:
     """The part's declared type when it is a valid ASCII `type/subtype[; params]`, else
     `application/octet-stream`: the type is sent back as a header on every download, where
     a control or non-latin-1 character would break the answer."""
-    if raw and len(raw) <= _MAX_MEDIA_TYPE_LENGTH:
+    if raw and len(raw) <= S.MAX_MEDIA_TYPE_LENGTH:
         value = raw.strip(" \t")
         if _MEDIA_TYPE.fullmatch(value):
             return value

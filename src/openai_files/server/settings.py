@@ -66,8 +66,10 @@ LIST_BATCH = 1000
 #: `GET /v1/uploads` (ours): how many uploads a page holds by default and at most.
 UPLOAD_LIST_LIMIT_DEFAULT = 100
 UPLOAD_LIST_LIMIT_MAX = 1000
-#: The longest file name an upload may declare (as most file systems allow).
+#: The longest file name an upload may declare (as most file systems allow), and the longest
+#: media type a part may declare (kept, else `application/octet-stream`).
 MAX_FILENAME_LENGTH = 255
+MAX_MEDIA_TYPE_LENGTH = 255
 #: Largest JSON body: a completion of 10,000 parts names about 300 KB of ids.
 MAX_JSON_BYTES = 1024 * 1024
 #: An upload may be completed within an hour of its creation, as OpenAI's.
