@@ -8,6 +8,9 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              in uvicorn's parser callbacks, never copies of its methods
       _http_wire.py          what that layer writes (canonical header names, the envelope)
                              and the transport uvicorn is given (held reads, lingering close)
+      _granian.py            `--http-server granian`: the app under granian instead, with
+                             the bounds granian offers (docs/deploy.md says which differ)
+      _malloc.py             glibc's malloc told to keep the buffers a streamed body reuses
     _upload_slots.py         the uploads one API key may stream at once
     _app.py                  the application factory: the lifespan opens the stores, starts
                              the sweeper; error handlers; the request context and access log
@@ -24,6 +27,8 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     responses.py             a file's bytes as an answer: Range, ETag, HEAD, pathsend
     _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
                              its file's bytes
+    _json.py                 JSON as the server reads it: JSON only (no NaN), text only (no
+                             lone surrogate)
     auth.py                  API keys: made, hashed, looked up, turned into an Owner
     service.py               the rules of the Files API: tenancy, limits, quota, expiry, the
                              order of writes. A new rule goes here or beside it:

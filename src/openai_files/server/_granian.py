@@ -2,7 +2,7 @@
 
 granian (a Rust HTTP server) offers ASGI's `http.response.pathsend` extension, with which a
 whole file on the local folder is sent by the server without passing through Python
-(`routes/files.py`). It is a choice, not the default: uvicorn with server/_http.py bounds
+(`responses.py`). It is a choice, not the default: uvicorn with server/_http.py bounds
 every connection the way docs/deploy.md lists, and granian bounds them its own way:
 
 - `--max-header-bytes` becomes granian's HTTP/1 buffer size, but never under granian's

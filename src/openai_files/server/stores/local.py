@@ -423,7 +423,7 @@ class LocalBlobStore:
 
     def local_path(self, key: str) -> Path:
         """The file that holds object `key`, for an HTTP server that sends a file by path
-        (routes/files.py); the optional capability of a store whose objects are files."""
+        (responses.py); the optional capability of a store whose objects are files."""
         return self.path_of(key)
 
     def path_of(self, key: str) -> Path:
