@@ -987,17 +987,29 @@ def test_a_completion_taken_over_is_stopped(
     database) is taken over by another, which checks the parts' md5 and completes: the
     first, still running, is stopped at its next renewal, and never joins its parts over
     the checked file."""
-    blobs = server.app.state.service.uploads.blobs
+    uploads = server.app.state.service.uploads
     compose = _short_lease(server, monkeypatch)
+    renew = uploads.meta.renew_completion
     began: list[str] = []
+    taken_over = threading.Event()
 
     async def slow_first(key: str, parts: Any) -> None:
         began.append(key)
         if len(began) == 1:
-            await anyio.sleep(4)
+            # Stopped here by its renewal; were it not, it would join in the wrong order.
+            await anyio.sleep(60)
         await compose(key, parts)
 
-    monkeypatch.setattr(blobs, "compose", slow_first)
+    async def after_the_takeover(upload_id: str, since: int, now: int) -> bool:
+        # No renewal lands before the second completion has finished: the first, on
+        # finding its lease gone, then sees the upload completed, however slow the machine.
+        deadline = time.monotonic() + 30
+        while not taken_over.is_set() and time.monotonic() < deadline:
+            await anyio.sleep(0.01)
+        return bool(await renew(upload_id, since, now))
+
+    monkeypatch.setattr(uploads.blobs, "compose", slow_first)
+    monkeypatch.setattr(uploads.meta, "renew_completion", after_the_takeover)
     uid = _create(http, bytes=8)["id"]
     first, second = _part_id(http, uid, b"abcd"), _part_id(http, uid, b"efgh")
     with ThreadPoolExecutor(1) as pool:
@@ -1013,9 +1025,10 @@ def test_a_completion_taken_over_is_stopped(
         _sql(server, sql, int(time.time()) - 601, uid)
         body = {"part_ids": [first, second], "md5": hashlib.md5(b"abcdefgh").hexdigest()}
         r = http.post(f"/uploads/{uid}/complete", json=body)
+        taken_over.set()
         assert r.status_code == 200, r.text
         key = r.json()["file"]["id"]
-        late = slow.result(timeout=60)
+        late = slow.result(timeout=30)
     assert late.status_code == 400 and "already completed" in late.text, late.text
     assert http.get(f"/files/{key}/content").content == b"abcdefgh"
 
