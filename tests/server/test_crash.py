@@ -155,18 +155,26 @@ def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:
                 n += 1
 
     killed = threading.Event()
+    in_flight: list[int] = []  # sizes of the big body's temp file seen before the kill
     head, tail, length = multipart_parts("big.bin", BIG_FILE)
 
     def big_body() -> Iterator[bytes]:
         chunk = os.urandom(MiB)
         for _ in range(KILL_AFTER // MiB):
             yield chunk
-        # Kill only once the server is visibly writing this body to a temp file.
-        deadline = time.monotonic() + 15
+        # Kill only once the server is visibly writing this body to a temp file (one past
+        # 1 MiB: no small upload's): seen growing (it still has bytes of it to read), or
+        # already 8 MiB long.
+        deadline = time.monotonic() + 60
+        last = -1
         while time.monotonic() < deadline:
             sizes = [p.stat().st_size for p in (data_dir / "tmp").glob("*.part")]
-            if max(sizes, default=0) >= 8 * MiB:
+            size = max((n for n in sizes if n > MiB), default=-1)
+            if size >= 0:
+                in_flight.append(size)
+            if size >= 8 * MiB or 0 <= last < size:
                 break
+            last = size
             time.sleep(0.01)
         server.kill()
         killed.set()
@@ -187,6 +195,7 @@ def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:
         for w in workers:
             w.result()
     assert killed.is_set()
+    assert in_flight, "the big body's temp file never appeared before the kill"
     assert len(acknowledged) > 5, "no small upload finished before the kill"
     # The kill left the big body's temp file behind: the restart has something to sweep.
     assert any(name.startswith("file-") for name in temp_names(data_dir))
