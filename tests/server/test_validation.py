@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from openai_files.server import settings, validation
+from openai_files.server import _json, settings
 from openai_files.server.errors import InvalidRequest
 from openai_files.server.purposes import validator_for
 from openai_files.server.settings import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MAX_LINE_VALUES
@@ -168,7 +168,7 @@ def test_values_are_counted_across_windows(monkeypatch: pytest.MonkeyPatch) -> N
         count = reference_count(text)
         for limit in (0, 1, count - 1, count, count + 1):
             expected = count > limit and len(text) > limit
-            assert validation._more_values_than(text, limit) is expected, (text, limit)
+            assert _json.more_values_than(text, limit) is expected, (text, limit)
 
 
 def test_nothing_to_check_for_other_purposes() -> None:

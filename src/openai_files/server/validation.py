@@ -61,13 +61,6 @@ Chunk = bytes | memoryview
 #: A running hash (`hashlib.md5()`) fed the same bytes as a validator.
 Digest = Any
 _BLANK = re.compile(rb"[ \t\r\n]*")
-#: Each value or key of a JSON text but the first comes right after one of these.
-_STRUCTURAL = (b"[", b"{", b",", b":")
-#: The rest of a JSON string after its opening quote, up to (not including) its closing one.
-_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
-#: A token outside strings: a whole string (b"" in `findall`), one of _STRUCTURAL, or a
-#: string cut by the end of the text searched.
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|([\[{,:]|"[^"\\]*(?:\\.[^"\\]*)*\\?\Z)', re.DOTALL)
 
 
 def refuse(message: str) -> InvalidRequest:
@@ -87,56 +80,6 @@ def _hint(raw: bytes) -> str:
             return f'"{raw[:4]!r}..."'
     shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in head)
     return f'"{shown}..."'
-
-
-def _string_end(raw: bytes | bytearray, at: int) -> int:
-    """Where the JSON string whose text starts at `at` (after its opening quote) ends (after
-    its closing quote), a window at a time; -1 when it does not."""
-    size = len(raw)
-    while True:
-        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
-        rest = _STRING_REST.match(raw, at, stop)
-        assert rest is not None  # it matches the empty string
-        end = rest.end()
-        if end < stop and raw[end] == ord('"'):
-            return end + 1
-        if end == at:  # a backslash that ends the line
-            return -1
-        at = end  # the window's end, or a backslash whose escaped byte is past it
-
-
-def _more_values_than(raw: bytes | bytearray, limit: int) -> bool:
-    """Whether the JSON text `raw` holds more than `limit` values and keys, without parsing
-    it: one more than the `[`, `{`, `,` and `:` outside its strings. They are counted
-    everywhere first, the quick answer for almost every line; only a line over the limit by
-    that count is walked token by token (a string at once), and that walk stops at the
-    limit. Text that is not JSON may be miscounted: the parse that follows refuses it."""
-    size = len(raw)
-    if size <= limit:  # a value or a key takes a byte at least
-        return False
-    count = 1
-    for at in range(0, size, S.VALIDATION_WINDOW_BYTES):
-        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
-        count += sum(raw.count(mark, at, stop) for mark in _STRUCTURAL)
-        if count > limit:
-            break
-    else:
-        return False
-    count, at = 1, 0
-    while at < size:
-        stop = min(size, at + S.VALIDATION_WINDOW_BYTES)
-        # b"" for each whole string, the mark for each of _STRUCTURAL, and last, perhaps, a
-        # string that goes on past the window
-        tokens = _TOKENS.findall(raw, at, stop)
-        at = stop
-        if tokens and tokens[-1][:1] == b'"':
-            at = _string_end(raw, stop - len(tokens.pop()) + 1)
-            if at < 0:
-                return False
-        count += len(tokens) - tokens.count(b"")
-        if count > limit:
-            return True
-    return False
 
 
 class Validator:
@@ -210,7 +153,7 @@ class JsonLinesValidator(Validator):
             return
         value = None
         if raw[first] == ord("{"):  # else not an object, whatever follows
-            if _more_values_than(raw, MAX_LINE_VALUES):
+            if _json.more_values_than(raw, MAX_LINE_VALUES):
                 raise refuse(
                     f"Line {self.line} holds more than {MAX_LINE_VALUES} JSON values (keys "
                     "count too), the most this server reads in one line; split the example "
