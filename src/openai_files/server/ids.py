@@ -1,5 +1,6 @@
 """Every id the server makes and the shape each must have: files (`file-`), uploads
-(`upload_`), their parts (`part_`) and quota reservations (`rsv_`).
+(`upload_`), their parts (`part_`), quota reservations (`rsv_`), batches (`batch_`), the
+requests of a batch's output (`batch_req_`) and batch workers (`worker_`).
 
 An id is its prefix and base62 characters. A value of another shape names nothing, and is
 answered so before any store sees it (a NUL byte is an error in PostgreSQL, not a miss).
@@ -18,6 +19,9 @@ FILE_PREFIX = "file-"
 UPLOAD_PREFIX = "upload_"
 PART_PREFIX = "part_"
 RESERVATION_PREFIX = "rsv_"
+BATCH_PREFIX = "batch_"
+BATCH_REQUEST_PREFIX = "batch_req_"
+WORKER_PREFIX = "worker_"
 
 
 def _shape(prefix: str) -> re.Pattern[str]:
@@ -28,6 +32,8 @@ def _shape(prefix: str) -> re.Pattern[str]:
 FILE_ID = _shape(FILE_PREFIX)
 UPLOAD_ID = _shape(UPLOAD_PREFIX)
 PART_ID = _shape(PART_PREFIX)
+#: A batch id (`batch_req_...` is not one: `_` is not base62).
+BATCH_ID = _shape(BATCH_PREFIX)
 
 
 def new_id(prefix: str) -> str:
@@ -73,3 +79,23 @@ def is_upload_id(value: str) -> bool:
 def is_part_id(value: str) -> bool:
     """Whether `value` has the form of a part id (`part_` and base62)."""
     return PART_ID.fullmatch(value) is not None
+
+
+def new_batch_id() -> str:
+    """A new batch id (Batch API)."""
+    return new_id(BATCH_PREFIX)
+
+
+def new_batch_request_id() -> str:
+    """The id of one line of a batch's output or error file (`batch_req_...`)."""
+    return new_id(BATCH_REQUEST_PREFIX)
+
+
+def new_worker_id() -> str:
+    """The id a batch worker holds its leases under (one per process start)."""
+    return new_id(WORKER_PREFIX)
+
+
+def is_batch_id(value: str) -> bool:
+    """Whether `value` has the form of a batch id (`batch_` and base62)."""
+    return BATCH_ID.fullmatch(value) is not None

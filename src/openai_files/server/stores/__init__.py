@@ -6,26 +6,47 @@ from urllib.parse import unquote, urlsplit
 
 from ..settings import Settings
 from ._errors import (
+    BatchInputGone,
+    BatchNotCancellable,
     CursorNotFound,
+    LeaseLost,
     PendingUploadsExceeded,
     QuotaExceeded,
     SchemaMismatch,
     StoreUnavailable,
+    TooManyBatches,
     UploadFull,
     UploadNotFound,
     UploadNotPending,
 )
-from ._records import Chunk, FileRecord, KeyRecord, Order, Owner, PartRecord, UploadRecord
+from ._records import (
+    BatchRecord,
+    BatchRequestRecord,
+    BatchResult,
+    Chunk,
+    FileRecord,
+    KeyRecord,
+    Order,
+    Owner,
+    PartRecord,
+    UploadRecord,
+)
 from ._urls import redact_url
 from .base import BlobStore, BlobWriter, MetadataStore, ensure_schema, one_writer
 
 __all__ = [
+    "BatchInputGone",
+    "BatchNotCancellable",
+    "BatchRecord",
+    "BatchRequestRecord",
+    "BatchResult",
     "BlobStore",
     "BlobWriter",
     "Chunk",
     "CursorNotFound",
     "FileRecord",
     "KeyRecord",
+    "LeaseLost",
     "MetadataStore",
     "Order",
     "Owner",
@@ -35,6 +56,7 @@ __all__ = [
     "SchemaMismatch",
     "StoreConfigError",
     "StoreUnavailable",
+    "TooManyBatches",
     "UploadFull",
     "UploadNotFound",
     "UploadNotPending",

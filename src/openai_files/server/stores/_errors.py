@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._records import UploadRecord
+from ._records import BatchRecord, UploadRecord
 
 
 class QuotaExceeded(Exception):
@@ -67,3 +67,32 @@ class StoreUnavailable(Exception):
 class SchemaMismatch(Exception):
     """The database has a schema this version does not know (migrate first), or the
     migration cannot run (the user may not create tables)."""
+
+
+class BatchNotCancellable(Exception):
+    """The batch has ended or is finalizing: `record` (its status says which) is not
+    cancelled."""
+
+    def __init__(self, record: BatchRecord) -> None:
+        super().__init__(f"batch {record.id} is {record.status}")
+        self.record = record
+
+
+class BatchInputGone(Exception):
+    """The input file of a new batch is no longer the owner's live file (deleted or expired
+    between its check and the batch's insert): no batch was stored."""
+
+
+class TooManyBatches(Exception):
+    """A new batch would pass its project's limit of batches not yet ended: `held` of them
+    already, at most `limit`."""
+
+    def __init__(self, held: int, limit: int) -> None:
+        super().__init__(f"{held} batches >= {limit}")
+        self.held = held
+        self.limit = limit
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the batch's lease (it lapsed and another worker took the
+    batch, or the batch moved on): what it was doing is dropped; nothing was changed."""

@@ -82,3 +82,92 @@ class PartRecord:
 Order = Literal["asc", "desc"]
 #: A piece of an object being read: bytes, or a view of a buffer the store owns.
 Chunk = bytes | memoryview
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecord:
+    """A batch of OpenAI's Batch API: its request, status, counts and results.
+
+    `status` is OpenAI's: "validating", "in_progress", "finalizing", "completed", "failed",
+    "cancelling", "cancelled", "expired". `input_blob_key` is the input file's blob key, kept
+    while the batch runs (its bytes stay until the batch ends, even if the file is deleted).
+    `metadata` and `errors` are JSON texts (an object; a list of OpenAI's batch errors).
+    `output_key` and `error_key` name the blobs a finalizing batch writes (its output and
+    error files' keys once they exist). `lease_owner` and `lease_until` say which worker
+    validates or finalizes it, until when (None: no worker).
+    """
+
+    id: str
+    org_id: str
+    project_id: str
+    endpoint: str
+    input_file_id: str
+    input_blob_key: str
+    completion_window: str
+    status: str
+    created_at: int
+    expires_at: int
+    metadata: str | None = None
+    output_expires_after: int | None = None
+    model: str | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    errors: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    output_key: str | None = None
+    error_key: str | None = None
+    lease_owner: str | None = None
+    lease_until: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRequestRecord:
+    """One request (a line) of a batch: where its body lies in the input file, and its state.
+
+    `status` moves "queued" -> "running" (claimed by the worker `lease_owner` until
+    `lease_until`; a lapsed lease makes it claimable again) -> "done", once its result is
+    stored: `outcome` "completed" (the output file's line) or "failed" (the error file's),
+    `result` the line's JSON text.
+    """
+
+    batch_id: str
+    line: int
+    custom_id: str
+    body_offset: int
+    body_length: int
+    model: str | None
+    status: str = "queued"
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: int | None = None
+    outcome: str | None = None
+    result: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchResult:
+    """What a worker learned of one request it ran: recorded by `record_batch_results`."""
+
+    batch_id: str
+    line: int
+    outcome: str  # "completed" or "failed"
+    result: str  # the output or error file's line, JSON text without its newline
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0

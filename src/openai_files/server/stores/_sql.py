@@ -12,12 +12,22 @@ are what the benchmarks were tuned on.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from . import _sql_batch_plans as _batch_plans
 from . import _sql_plans as _plans
 from . import _sql_upload_plans as _upload_plans
-from ._records import FileRecord, KeyRecord, Owner, PartRecord, UploadRecord
+from ._records import (
+    BatchRecord,
+    BatchRequestRecord,
+    BatchResult,
+    FileRecord,
+    KeyRecord,
+    Owner,
+    PartRecord,
+    UploadRecord,
+)
 from ._sql_dialect import Dialect, Plan, marks
 from ._sql_schema import (
     KEY_COLUMNS,
@@ -252,3 +262,88 @@ class SQLMetadataStore(abc.ABC):
 
     async def purge_uploads(self, expired_before: int, limit: int) -> int:
         return await self._write(_upload_plans.purge_uploads(self.DIALECT, expired_before, limit))
+
+    # -- batches --
+    async def create_batch(self, record: BatchRecord, now: int, max_active: int) -> None:
+        await self._write(_batch_plans.create_batch(self.DIALECT, record, now, max_active))
+
+    async def get_batch(self, owner: Owner, batch_id: str) -> BatchRecord | None:
+        return await self._read(_batch_plans.get_batch(owner, batch_id))
+
+    async def list_batches(
+        self, owner: Owner, after: str | None, limit: int
+    ) -> tuple[list[BatchRecord], bool]:
+        return await self._read(_batch_plans.list_batches(owner, after, limit))
+
+    async def cancel_batch(self, owner: Owner, batch_id: str, now: int) -> BatchRecord | None:
+        return await self._write(_batch_plans.cancel_batch(self.DIALECT, owner, batch_id, now))
+
+    async def active_batches(self, limit: int) -> list[BatchRecord]:
+        return await self._read(_batch_plans.active_batches(limit))
+
+    async def batch_counts(self) -> dict[str, int]:
+        return await self._read(_batch_plans.batch_counts())
+
+    async def lease_batch(
+        self, batch_id: str, worker: str, now: int, until: int, statuses: Sequence[str]
+    ) -> BatchRecord | None:
+        return await self._write(
+            _batch_plans.lease_batch(self.DIALECT, batch_id, worker, now, until, statuses)
+        )
+
+    async def update_batch(
+        self,
+        batch_id: str,
+        worker: str,
+        statuses: Sequence[str] | None,
+        changes: Mapping[str, Any],
+    ) -> BatchRecord:
+        return await self._write(
+            _batch_plans.update_batch(self.DIALECT, batch_id, worker, statuses, changes)
+        )
+
+    async def add_batch_requests(
+        self, batch_id: str, worker: str, rows: Sequence[BatchRequestRecord]
+    ) -> None:
+        await self._write(_batch_plans.add_batch_requests(self.DIALECT, batch_id, worker, rows))
+
+    async def clear_batch_requests(self, batch_id: str, worker: str) -> None:
+        await self._write(_batch_plans.clear_batch_requests(self.DIALECT, batch_id, worker))
+
+    async def claim_batch_requests(
+        self, batch_id: str, worker: str, now: int, until: int, limit: int
+    ) -> list[BatchRequestRecord]:
+        return await self._write(
+            _batch_plans.claim_batch_requests(self.DIALECT, batch_id, worker, now, until, limit)
+        )
+
+    async def renew_batch_leases(self, worker: str, until: int) -> int:
+        return await self._write(_batch_plans.renew_leases(worker, until))
+
+    async def release_batch_requests(
+        self, worker: str, batch_id: str | None = None, lines: Sequence[int] | None = None
+    ) -> int:
+        return await self._write(_batch_plans.release_batch_requests(worker, batch_id, lines))
+
+    async def record_batch_results(self, worker: str, results: Sequence[BatchResult]) -> list[bool]:
+        return await self._write(_batch_plans.record_batch_results(self.DIALECT, worker, results))
+
+    async def running_batch_requests(self, batch_id: str, now: int) -> int:
+        return await self._read(_batch_plans.running_requests(batch_id, now))
+
+    async def batch_request_page(
+        self, batch_id: str, after_line: int, limit: int
+    ) -> list[BatchRequestRecord]:
+        return await self._read(_batch_plans.batch_request_page(batch_id, after_line, limit))
+
+    async def finish_batch(
+        self,
+        batch_id: str,
+        worker: str,
+        statuses: Sequence[str],
+        files: Sequence[FileRecord],
+        changes: Mapping[str, Any],
+    ) -> BatchRecord:
+        return await self._write(
+            _batch_plans.finish_batch(self.DIALECT, batch_id, worker, statuses, files, changes)
+        )

@@ -218,6 +218,17 @@ def named_blob_keys(d: Dialect, keys: Sequence[str]) -> Plan[set[str]]:
             "all",
         )
         found.update(r["blob_key"] for r in rows)
+        # A batch not yet ended names its input file's bytes (even once the file is
+        # deleted) and the output and error objects it is writing.
+        active = "status IN ('validating', 'in_progress', 'finalizing', 'cancelling')"
+        for column in ("input_blob_key", "output_key", "error_key"):
+            in_column, column_args = d.one_of(column, batch)
+            rows = yield Stmt(
+                f"SELECT {column} AS blob_key FROM batches WHERE {in_column} AND {active}",
+                column_args,
+                "all",
+            )
+            found.update(r["blob_key"] for r in rows)
     return found
 
 

@@ -12,7 +12,14 @@ import dataclasses
 import operator
 from typing import Any
 
-from ._records import FileRecord, KeyRecord, PartRecord, UploadRecord
+from ._records import (
+    BatchRecord,
+    BatchRequestRecord,
+    FileRecord,
+    KeyRecord,
+    PartRecord,
+    UploadRecord,
+)
 
 #: The statements of each schema version, in order: MIGRATIONS[0] makes version 1. Both
 #: databases run every step; `{integer}` and `{sorted_text}` are the dialect's types.
@@ -121,6 +128,68 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "WHERE p.upload_id = uploads.id) "
         "WHERE id IN (SELECT upload_id FROM upload_parts)",
     ),
+    # 8: OpenAI's Batch API: batches, and one row per request of each batch not yet ended
+    # (where its body lies in the input file, who runs it until when, and its result).
+    (
+        """CREATE TABLE batches (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        input_file_id TEXT NOT NULL,
+        input_blob_key TEXT NOT NULL,
+        completion_window TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        expires_at {integer} NOT NULL,
+        metadata TEXT,
+        output_expires_after {integer},
+        model TEXT,
+        in_progress_at {integer},
+        finalizing_at {integer},
+        completed_at {integer},
+        failed_at {integer},
+        expired_at {integer},
+        cancelling_at {integer},
+        cancelled_at {integer},
+        total {integer} NOT NULL DEFAULT 0,
+        completed {integer} NOT NULL DEFAULT 0,
+        failed {integer} NOT NULL DEFAULT 0,
+        input_tokens {integer} NOT NULL DEFAULT 0,
+        cached_tokens {integer} NOT NULL DEFAULT 0,
+        output_tokens {integer} NOT NULL DEFAULT 0,
+        reasoning_tokens {integer} NOT NULL DEFAULT 0,
+        total_tokens {integer} NOT NULL DEFAULT 0,
+        errors TEXT,
+        output_file_id TEXT,
+        error_file_id TEXT,
+        output_key TEXT,
+        error_key TEXT,
+        lease_owner TEXT,
+        lease_until {integer}
+    )""",
+        "CREATE INDEX batches_owner_page ON batches (org_id, project_id, created_at, id)",
+        "CREATE INDEX batches_status ON batches (status, created_at)",
+        "CREATE INDEX batches_input_key ON batches (input_blob_key)",
+        """CREATE TABLE batch_requests (
+        batch_id TEXT NOT NULL,
+        line {integer} NOT NULL,
+        custom_id TEXT NOT NULL,
+        body_offset {integer} NOT NULL,
+        body_length {integer} NOT NULL,
+        model TEXT,
+        status TEXT NOT NULL,
+        attempts {integer} NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until {integer},
+        outcome TEXT,
+        result TEXT,
+        PRIMARY KEY (batch_id, line)
+    )""",
+        "CREATE INDEX batch_requests_todo ON batch_requests (batch_id, status, line)",
+        "CREATE INDEX batch_requests_leases ON batch_requests (lease_owner) "
+        "WHERE status = 'running'",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -136,6 +205,13 @@ FILE_COLUMNS = ", ".join(FILE_FIELDS)
 KEY_COLUMNS = ", ".join(KEY_FIELDS)
 UPLOAD_COLUMNS = ", ".join(UPLOAD_FIELDS)
 PART_COLUMNS = ", ".join(PART_FIELDS)
+#: Columns of `batches` and `batch_requests`.
+BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(BatchRecord))
+BATCH_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(BatchRequestRecord))
+BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
+BATCH_REQUEST_COLUMNS = ", ".join(BATCH_REQUEST_FIELDS)
+#: The statuses of a batch that has not ended (a worker still has something to do).
+BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 #: The statuses of an upload that still holds its reservation and parts.
 OPEN = "status IN ('pending', 'completing')"
 LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -147,6 +223,8 @@ _file_values = operator.itemgetter(*FILE_FIELDS)
 _key_values = operator.itemgetter(*KEY_FIELDS)
 _upload_values = operator.itemgetter(*UPLOAD_FIELDS)
 _part_values = operator.itemgetter(*PART_FIELDS)
+_batch_values = operator.itemgetter(*BATCH_FIELDS)
+_batch_request_values = operator.itemgetter(*BATCH_REQUEST_FIELDS)
 
 
 def file_record(row: Any) -> FileRecord:
@@ -167,3 +245,13 @@ def upload_record(row: Any) -> UploadRecord:
 def part_record(row: Any) -> PartRecord:
     """An `upload_parts` row (indexed by column name) as a record."""
     return PartRecord(*_part_values(row))
+
+
+def batch_record(row: Any) -> BatchRecord:
+    """A `batches` row (indexed by column name) as a record."""
+    return BatchRecord(*_batch_values(row))
+
+
+def batch_request_record(row: Any) -> BatchRequestRecord:
+    """A `batch_requests` row (indexed by column name) as a record."""
+    return BatchRequestRecord(*_batch_request_values(row))

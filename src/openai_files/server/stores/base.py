@@ -10,11 +10,22 @@ once: with other writers, their uploads in flight hold reservations and temp dat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 from ._errors import SchemaMismatch
-from ._records import Chunk, FileRecord, KeyRecord, Order, Owner, PartRecord, UploadRecord
+from ._records import (
+    BatchRecord,
+    BatchRequestRecord,
+    BatchResult,
+    Chunk,
+    FileRecord,
+    KeyRecord,
+    Order,
+    Owner,
+    PartRecord,
+    UploadRecord,
+)
 
 
 class MetadataStore(Protocol):
@@ -376,6 +387,145 @@ class MetadataStore(Protocol):
         "cancelled" or "expired" and whose `expires_at` is at or before `expired_before`;
         how many. They hold no parts or reservation (their files are rows of their own and
         stay): once deleted, they are unknown ids. Safe with racing callers."""
+        ...
+
+    # -- batches (OpenAI's Batch API) --
+    # A batch's status moves as OpenAI's: validating -> in_progress -> finalizing ->
+    # completed, validating -> failed, validating or in_progress -> cancelling -> cancelled,
+    # in_progress -> expired. A worker (an id of its own) takes a batch's lease to validate
+    # or finalize it (`lease_batch`) and each request's lease to run it
+    # (`claim_batch_requests`); leases lapse unless renewed (`renew_batch_leases`), and a
+    # lapsed one may be taken by any worker. A batch not yet ended names its input file's
+    # blob key and its `output_key` and `error_key` (`named_blob_keys`).
+
+    async def create_batch(self, record: BatchRecord, now: int, max_active: int) -> None:
+        """Store a new batch, in one transaction with the checks that its input file
+        (`record.input_file_id`, whose bytes are `record.input_blob_key`) is still the
+        owner's live file at `now` (else BatchInputGone) and that its project has fewer
+        than `max_active` batches not yet ended (else TooManyBatches); on any error
+        nothing is stored. A file delete racing the create either comes first (the create
+        raises) or finds the batch naming the file's bytes."""
+        ...
+
+    async def get_batch(self, owner: Owner, batch_id: str) -> BatchRecord | None:
+        """The owner's batch; None when unknown or another owner's (not told apart)."""
+        ...
+
+    async def list_batches(
+        self, owner: Owner, after: str | None, limit: int
+    ) -> tuple[list[BatchRecord], bool]:
+        """One page of the owner's batches, newest first (`(created_at, id)` descending),
+        strictly after the batch `after`, at most `limit`, and whether more follow. Raises
+        CursorNotFound when `after` names no batch of the owner."""
+        ...
+
+    async def cancel_batch(self, owner: Owner, batch_id: str, now: int) -> BatchRecord | None:
+        """Move the owner's validating or in-progress batch to "cancelling" (`cancelling_at`
+        = `now`); its record. One already cancelling or cancelled is returned unchanged;
+        BatchNotCancellable for any other status; None when unknown or another owner's.
+        No request is claimed after the move (`claim_batch_requests` holds the row)."""
+        ...
+
+    async def active_batches(self, limit: int) -> list[BatchRecord]:
+        """Batches of any owner not yet ended (validating, in progress, finalizing,
+        cancelling), oldest first, at most `limit`: the work of the batch workers."""
+        ...
+
+    async def batch_counts(self) -> dict[str, int]:
+        """How many batches there are of each status (for /metrics)."""
+        ...
+
+    async def lease_batch(
+        self, batch_id: str, worker: str, now: int, until: int, statuses: Sequence[str]
+    ) -> BatchRecord | None:
+        """Take the batch's lease for `worker` until `until`, if its status is one of
+        `statuses` and no other worker holds an unlapsed lease (at `now`); its record, or
+        None. Atomic: of workers racing for one batch, at most one gets it."""
+        ...
+
+    async def update_batch(
+        self,
+        batch_id: str,
+        worker: str,
+        statuses: Sequence[str] | None,
+        changes: Mapping[str, Any],
+    ) -> BatchRecord:
+        """Set columns of a batch whose lease `worker` holds (and whose status is one of
+        `statuses`, when given); its record after. LeaseLost, changing nothing, otherwise.
+        Only a worker's columns (status, timestamps, counts, errors, results, lease) may
+        change: ValueError for the others."""
+        ...
+
+    async def add_batch_requests(
+        self, batch_id: str, worker: str, rows: Sequence[BatchRequestRecord]
+    ) -> None:
+        """Store requests of a validating batch whose lease `worker` holds (LeaseLost
+        otherwise, storing nothing). A duplicate (batch, line) raises (the driver's
+        integrity error)."""
+        ...
+
+    async def clear_batch_requests(self, batch_id: str, worker: str) -> None:
+        """Delete every request row of a batch whose lease `worker` holds (a validation
+        that starts over); LeaseLost otherwise."""
+        ...
+
+    async def claim_batch_requests(
+        self, batch_id: str, worker: str, now: int, until: int, limit: int
+    ) -> list[BatchRequestRecord]:
+        """Claim up to `limit` requests of an in-progress, unexpired batch for `worker`
+        until `until`: first those whose lease lapsed at `now` (their worker is taken for
+        dead: they are sent again), then queued ones, lowest line first; each becomes
+        "running" with `attempts` one more. Their records, in line order; empty when the
+        batch is not in progress (cancelled, expired, finalizing) or has nothing to claim.
+        Workers racing never claim the same request; none waits for another's rows."""
+        ...
+
+    async def renew_batch_leases(self, worker: str, until: int) -> int:
+        """Move to `until` the end of every lease `worker` holds (running requests, and
+        batches not yet ended); how many."""
+        ...
+
+    async def release_batch_requests(
+        self, worker: str, batch_id: str | None = None, lines: Sequence[int] | None = None
+    ) -> int:
+        """Put `worker`'s running requests (of `batch_id`, of `lines` of it, when given)
+        back in the queue, unsent; how many. `worker` "*" means every worker's: only a
+        deployment with one writer may ask that, at start (no other worker runs)."""
+        ...
+
+    async def record_batch_results(self, worker: str, results: Sequence[BatchResult]) -> list[bool]:
+        """Store results, in one transaction: each request still running under `worker`'s
+        lease becomes "done" with its outcome and output line, and its batch's counts
+        (`completed` or `failed`, and the token usage) grow by it; whether each was
+        recorded. A result whose lease `worker` no longer holds changes nothing: a request
+        is recorded and counted once, whichever workers ran it."""
+        ...
+
+    async def running_batch_requests(self, batch_id: str, now: int) -> int:
+        """How many of the batch's requests are running under a lease unlapsed at `now`."""
+        ...
+
+    async def batch_request_page(
+        self, batch_id: str, after_line: int, limit: int
+    ) -> list[BatchRequestRecord]:
+        """Up to `limit` request rows of the batch after line `after_line`, in line order
+        (done or not): what finalizing writes out, a page at a time."""
+        ...
+
+    async def finish_batch(
+        self,
+        batch_id: str,
+        worker: str,
+        statuses: Sequence[str],
+        files: Sequence[FileRecord],
+        changes: Mapping[str, Any],
+    ) -> BatchRecord:
+        """End a batch whose lease `worker` holds and whose status is one of `statuses`, in
+        one transaction: the `files` (its output and error files, their bytes durable
+        already) are inserted and counted in their organization's usage (never refused
+        for the quota), its request rows are deleted, `changes` are set as `update_batch`
+        sets them and its lease is let go; its record after. LeaseLost, changing nothing,
+        otherwise."""
         ...
 
 

@@ -1,0 +1,390 @@
+"""The plans of the Batch API's store methods (`MetadataStore`'s batch calls).
+
+A batch's row holds its request, status, counts and the lease of the worker that validates
+or finalizes it; each of its requests is a row of `batch_requests`, claimed by a worker with
+a lease (`SKIP LOCKED` on PostgreSQL: workers never wait for each other's rows), and once
+run holds its result. A result is stored and counted in one transaction, and only by the
+worker whose lease it is: a request is counted once, whatever worker died or came late.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._errors import BatchInputGone, BatchNotCancellable, CursorNotFound, LeaseLost, TooManyBatches
+from ._records import BatchRecord, BatchRequestRecord, BatchResult, FileRecord, Owner
+from ._sql_dialect import Dialect, Plan, Stmt, marks
+from ._sql_schema import (
+    BATCH_ACTIVE,
+    BATCH_COLUMNS,
+    BATCH_FIELDS,
+    BATCH_REQUEST_COLUMNS,
+    BATCH_REQUEST_FIELDS,
+    FILE_COLUMNS,
+    FILE_FIELDS,
+    LIVE,
+    batch_record,
+    batch_request_record,
+)
+
+_ACTIVE = f"status IN ({', '.join(repr(s) for s in BATCH_ACTIVE)})"
+#: Columns a worker may change with `update_batch` (not the owner, id or request).
+_CHANGEABLE = frozenset(BATCH_FIELDS) - {
+    "id",
+    "org_id",
+    "project_id",
+    "endpoint",
+    "input_file_id",
+    "input_blob_key",
+    "completion_window",
+    "created_at",
+}
+_USAGE = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+
+
+def _select(d: Dialect, batch_id: str, lock: bool) -> Stmt:
+    return Stmt(
+        f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?{d.for_update if lock else ''}",
+        (batch_id,),
+        "one",
+    )
+
+
+def create_batch(d: Dialect, record: BatchRecord, now: int, max_active: int) -> Plan[None]:
+    # The input file's row is held (PostgreSQL) until the batch is stored: a delete racing
+    # the create either comes first (BatchInputGone) or finds the batch naming its bytes.
+    row = yield Stmt(
+        f"SELECT blob_key FROM files WHERE id = ? AND org_id = ? AND project_id = ? AND {LIVE}"
+        f"{d.for_update}",
+        (record.input_file_id, record.org_id, record.project_id, now),
+        "one",
+    )
+    if row is None or row["blob_key"] != record.input_blob_key:
+        raise BatchInputGone(record.input_file_id)
+    held = yield Stmt(
+        f"SELECT COUNT(*) FROM batches WHERE org_id = ? AND project_id = ? AND {_ACTIVE}",
+        (record.org_id, record.project_id),
+        "value",
+    )
+    if int(held) >= max_active:
+        raise TooManyBatches(int(held), max_active)
+    yield Stmt(
+        f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({marks(len(BATCH_FIELDS))})",
+        tuple(getattr(record, name) for name in BATCH_FIELDS),
+        "none",
+    )
+
+
+def get_batch(owner: Owner, batch_id: str) -> Plan[BatchRecord | None]:
+    row = yield Stmt(
+        f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ? AND org_id = ? AND project_id = ?",
+        (batch_id, owner.org_id, owner.project_id),
+        "one",
+    )
+    return None if row is None else batch_record(row)
+
+
+def list_batches(
+    owner: Owner, after: str | None, limit: int
+) -> Plan[tuple[list[BatchRecord], bool]]:
+    where = "org_id = ? AND project_id = ?"
+    args: list[Any] = [owner.org_id, owner.project_id]
+    if after is not None:
+        cursor = yield Stmt(
+            f"SELECT created_at, id FROM batches WHERE id = ? AND {where}",
+            (after, *args),
+            "one",
+        )
+        if cursor is None:
+            raise CursorNotFound(after)
+        where += " AND (created_at, id) < (?, ?)"
+        args += [cursor["created_at"], cursor["id"]]
+    rows = yield Stmt(
+        f"SELECT {BATCH_COLUMNS} FROM batches WHERE {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*args, limit + 1),
+        "all",
+    )
+    return [batch_record(r) for r in rows[:limit]], len(rows) > limit
+
+
+def cancel_batch(d: Dialect, owner: Owner, batch_id: str, now: int) -> Plan[BatchRecord | None]:
+    row = yield Stmt(
+        f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ? AND org_id = ? AND project_id = ?"
+        f"{d.for_update}",
+        (batch_id, owner.org_id, owner.project_id),
+        "one",
+    )
+    if row is None:
+        return None
+    record = batch_record(row)
+    if record.status in ("cancelling", "cancelled"):
+        return record
+    if record.status not in ("validating", "in_progress"):
+        raise BatchNotCancellable(record)
+    yield Stmt(
+        "UPDATE batches SET status = 'cancelling', cancelling_at = ? WHERE id = ?",
+        (now, batch_id),
+        "none",
+    )
+    row = yield _select(d, batch_id, lock=False)
+    return batch_record(row)
+
+
+def active_batches(limit: int) -> Plan[list[BatchRecord]]:
+    rows = yield Stmt(
+        f"SELECT {BATCH_COLUMNS} FROM batches WHERE {_ACTIVE} ORDER BY created_at, id LIMIT ?",
+        (limit,),
+        "all",
+    )
+    return [batch_record(r) for r in rows]
+
+
+def lease_batch(
+    d: Dialect, batch_id: str, worker: str, now: int, until: int, statuses: Sequence[str]
+) -> Plan[BatchRecord | None]:
+    row = yield _select(d, batch_id, lock=True)
+    if row is None or row["status"] not in statuses:
+        return None
+    owner, lapses = row["lease_owner"], row["lease_until"]
+    if owner is not None and owner != worker and lapses is not None and lapses > now:
+        return None
+    yield Stmt(
+        "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ?",
+        (worker, until, batch_id),
+        "none",
+    )
+    row = yield _select(d, batch_id, lock=False)
+    return batch_record(row)
+
+
+def _held(d: Dialect, batch_id: str, worker: str, statuses: Sequence[str] | None) -> Plan[Any]:
+    row = yield _select(d, batch_id, lock=True)
+    if row is None or row["lease_owner"] != worker:
+        raise LeaseLost(batch_id)
+    if statuses is not None and row["status"] not in statuses:
+        raise LeaseLost(batch_id)
+    return row
+
+
+def update_batch(
+    d: Dialect,
+    batch_id: str,
+    worker: str,
+    statuses: Sequence[str] | None,
+    changes: Mapping[str, Any],
+) -> Plan[BatchRecord]:
+    unknown = set(changes) - _CHANGEABLE
+    if unknown:
+        raise ValueError(f"not a column a worker changes: {sorted(unknown)}")
+    yield from _held(d, batch_id, worker, statuses)
+    names = sorted(changes)
+    yield Stmt(
+        f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+        (*(changes[n] for n in names), batch_id),
+        "none",
+    )
+    row = yield _select(d, batch_id, lock=False)
+    return batch_record(row)
+
+
+def add_batch_requests(
+    d: Dialect, batch_id: str, worker: str, rows: Sequence[BatchRequestRecord]
+) -> Plan[None]:
+    yield from _held(d, batch_id, worker, ("validating",))
+    sql = (
+        f"INSERT INTO batch_requests ({BATCH_REQUEST_COLUMNS}) "
+        f"VALUES ({marks(len(BATCH_REQUEST_FIELDS))})"
+    )
+    for r in rows:
+        yield Stmt(sql, tuple(getattr(r, n) for n in BATCH_REQUEST_FIELDS), "none")
+
+
+def clear_batch_requests(d: Dialect, batch_id: str, worker: str) -> Plan[None]:
+    yield from _held(d, batch_id, worker, None)
+    yield Stmt("DELETE FROM batch_requests WHERE batch_id = ?", (batch_id,), "none")
+
+
+def claim_batch_requests(
+    d: Dialect, batch_id: str, worker: str, now: int, until: int, limit: int
+) -> Plan[list[BatchRequestRecord]]:
+    # The batch's row is held while its requests are claimed: a cancel waits for the claim,
+    # and no claim follows a cancel (no request leaves after it).
+    row = yield _select(d, batch_id, lock=True)
+    if row is None or row["status"] != "in_progress" or row["expires_at"] <= now:
+        return []
+    lines: list[int] = []
+    for condition, args in (
+        ("status = 'running' AND lease_until <= ?", (now,)),
+        ("status = 'queued'", ()),
+    ):
+        if len(lines) >= limit:
+            break
+        found = yield Stmt(
+            f"SELECT line FROM batch_requests WHERE batch_id = ? AND {condition} "
+            f"ORDER BY line LIMIT ?{d.skip_locked}",
+            (batch_id, *args, limit - len(lines)),
+            "all",
+        )
+        lines += [r["line"] for r in found]
+    if not lines:
+        return []
+    claimed: list[BatchRequestRecord] = []
+    for i in range(0, len(lines), d.in_batch):
+        part = lines[i : i + d.in_batch]
+        where = f"batch_id = ? AND line IN ({marks(len(part))})"
+        yield Stmt(
+            "UPDATE batch_requests SET status = 'running', lease_owner = ?, lease_until = ?, "
+            f"attempts = attempts + 1 WHERE {where}",
+            (worker, until, batch_id, *part),
+            "none",
+        )
+        rows = yield Stmt(
+            f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE {where} ORDER BY line",
+            (batch_id, *part),
+            "all",
+        )
+        claimed += [batch_request_record(r) for r in rows]
+    return claimed
+
+
+def renew_leases(worker: str, until: int) -> Plan[int]:
+    requests = yield Stmt(
+        "UPDATE batch_requests SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
+        (until, worker),
+        "count",
+    )
+    batches = yield Stmt(
+        f"UPDATE batches SET lease_until = ? WHERE lease_owner = ? AND {_ACTIVE}",
+        (until, worker),
+        "count",
+    )
+    return int(requests) + int(batches)
+
+
+def release_batch_requests(
+    worker: str, batch_id: str | None, lines: Sequence[int] | None
+) -> Plan[int]:
+    sql = (
+        "UPDATE batch_requests SET status = 'queued', lease_owner = NULL, lease_until = NULL "
+        "WHERE status = 'running'"
+    )
+    args: tuple[Any, ...] = ()
+    if worker != "*":
+        sql += " AND lease_owner = ?"
+        args += (worker,)
+    if batch_id is not None:
+        sql += " AND batch_id = ?"
+        args += (batch_id,)
+    if lines is not None:
+        if not lines:
+            return 0
+        sql += f" AND line IN ({marks(len(lines))})"
+        args += tuple(lines)
+    count = yield Stmt(sql, args, "count")
+    return int(count)
+
+
+def record_batch_results(
+    d: Dialect, worker: str, results: Sequence[BatchResult]
+) -> Plan[list[bool]]:
+    # Rows in one order everywhere (batch, line), and each batch's counts once: concurrent
+    # workers never deadlock on each other's rows.
+    order = sorted(range(len(results)), key=lambda i: (results[i].batch_id, results[i].line))
+    recorded = [False] * len(results)
+    sums: dict[str, list[int]] = {}
+    for i in order:
+        r = results[i]
+        changed = yield Stmt(
+            "UPDATE batch_requests SET status = 'done', outcome = ?, result = ?, "
+            "lease_owner = NULL, lease_until = NULL "
+            "WHERE batch_id = ? AND line = ? AND status = 'running' AND lease_owner = ?",
+            (r.outcome, r.result, r.batch_id, r.line, worker),
+            "count",
+        )
+        if not changed:
+            continue
+        recorded[i] = True
+        s = sums.setdefault(r.batch_id, [0] * (2 + len(_USAGE)))
+        s[0 if r.outcome == "completed" else 1] += 1
+        for k, name in enumerate(_USAGE):
+            s[2 + k] += getattr(r, name)
+    for batch_id in sorted(sums):
+        s = sums[batch_id]
+        yield Stmt(
+            "UPDATE batches SET completed = completed + ?, failed = failed + ?, "
+            + ", ".join(f"{n} = {n} + ?" for n in _USAGE)
+            + " WHERE id = ?",
+            (*s, batch_id),
+            "none",
+        )
+    return recorded
+
+
+def running_requests(batch_id: str, now: int) -> Plan[int]:
+    count = yield Stmt(
+        "SELECT COUNT(*) FROM batch_requests "
+        "WHERE batch_id = ? AND status = 'running' AND lease_until > ?",
+        (batch_id, now),
+        "value",
+    )
+    return int(count)
+
+
+def batch_request_page(
+    batch_id: str, after_line: int, limit: int
+) -> Plan[list[BatchRequestRecord]]:
+    rows = yield Stmt(
+        f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE batch_id = ? AND line > ? "
+        "ORDER BY line LIMIT ?",
+        (batch_id, after_line, limit),
+        "all",
+    )
+    return [batch_request_record(r) for r in rows]
+
+
+def finish_batch(
+    d: Dialect,
+    batch_id: str,
+    worker: str,
+    statuses: Sequence[str],
+    files: Sequence[FileRecord],
+    changes: Mapping[str, Any],
+) -> Plan[BatchRecord]:
+    yield from _held(d, batch_id, worker, statuses)
+    for f in files:
+        yield Stmt(
+            f"INSERT INTO files ({FILE_COLUMNS}) VALUES ({marks(len(FILE_FIELDS))})",
+            tuple(getattr(f, name) for name in FILE_FIELDS),
+            "none",
+        )
+    # A batch's results are counted in its organization's usage, never refused for it.
+    for f in files:
+        yield Stmt(
+            "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, 0) ON CONFLICT DO NOTHING",
+            (f.org_id,),
+            "none",
+        )
+        yield Stmt(
+            "UPDATE org_usage SET used_bytes = used_bytes + ? WHERE org_id = ?",
+            (f.bytes, f.org_id),
+            "none",
+        )
+    yield Stmt("DELETE FROM batch_requests WHERE batch_id = ?", (batch_id,), "none")
+    return (
+        yield from update_batch(
+            d, batch_id, worker, None, {**changes, "lease_owner": None, "lease_until": None}
+        )
+    )
+
+
+def batch_counts() -> Plan[dict[str, int]]:
+    rows = yield Stmt("SELECT status, COUNT(*) AS n FROM batches GROUP BY status", (), "all")
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+def errors_json(errors: Sequence[Mapping[str, Any]]) -> str:
+    """The `errors` column's text: the list of a failed batch's errors."""
+    return json.dumps(list(errors), ensure_ascii=False, separators=(",", ":"))
