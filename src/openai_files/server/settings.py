@@ -49,6 +49,37 @@ MAX_LINE_VALUES = 1_000_000
 #: OpenAI's Batch API: at most 50,000 requests and 200 MB per input file.
 BATCH_MAX_REQUESTS = 50_000
 BATCH_MAX_BYTES = 200 * MiB
+#: `GET /v1/batches`: a page holds 20 batches by default, at most 100 (OpenAI's).
+BATCH_LIST_LIMIT_DEFAULT = 20
+BATCH_LIST_LIMIT_MAX = 100
+#: OpenAI's metadata (of a batch): at most 16 pairs, keys of 64 characters, values of 512.
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY_CHARS = 64
+METADATA_MAX_VALUE_CHARS = 512
+#: Batches one project may have that have not ended (validating, in progress, finalizing,
+#: cancelling): each holds a database row per request of its input until it ends.
+DEFAULT_MAX_ACTIVE_BATCHES = 100
+#: A batch worker's lease on a batch it validates or finalizes, and on each request it
+#: sends, lasts this long unless renewed (every third of it): a worker that died has its
+#: work taken over by another this long after its last renewal.
+BATCH_LEASE_SECONDS = 30
+#: How often a batch worker looks for new work when it has nothing to wake it.
+BATCH_POLL_SECONDS = 0.5
+#: A worker claims at most this many requests of a batch in one transaction.
+BATCH_CLAIM_MAX = 64
+#: Results are stored in groups: a group is written once this many wait, or this long
+#: after its first arrived (a result's request keeps its slot until it is stored).
+BATCH_RESULT_GROUP = 256
+BATCH_RESULT_WAIT_SECONDS = 0.01
+#: Finalizing reads a batch's results this many rows at a time (memory: one page).
+BATCH_RESULT_PAGE = 64
+#: The most batches a worker looks at in one turn (the oldest first).
+BATCH_SCAN_LIMIT = 1000
+#: Validation stores a batch's requests this many rows per transaction.
+BATCH_INDEX_PAGE = 1000
+#: A run of requests whose bodies lie close together in the input file is read in one
+#: range request when the run spans at most this many bytes.
+BATCH_READ_SPAN_BYTES = 4 * MiB
 #: Fine-tuning needs at least this many examples (OpenAI's minimum).
 FINE_TUNE_MIN_EXAMPLES = 10
 #: A line is counted, tokenized and its strings skipped this many bytes at a time: no one
@@ -226,6 +257,10 @@ class Settings:
         DEFAULT_MAX_PENDING_UPLOADS,
         "pending uploads (Uploads API) one project may have at once; another is refused "
         "until one is completed, cancelled or expires",
+    )
+    max_active_batches: int = _field(
+        DEFAULT_MAX_ACTIVE_BATCHES,
+        "batches one project may have that have not ended; another is a 429 until one ends",
     )
     max_pending_upload_bytes: int | None = _field(
         None,
@@ -419,6 +454,7 @@ class Settings:
             "max_upload_bytes",
             "max_part_bytes",
             "max_pending_uploads",
+            "max_active_batches",
             "max_connections",
             "database_pool_max_size",
             "storage_concurrent_parts",

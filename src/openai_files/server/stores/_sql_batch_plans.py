@@ -10,6 +10,7 @@ worker whose lease it is: a request is counted once, whatever worker died or cam
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -293,6 +294,9 @@ def record_batch_results(
     # Rows in one order everywhere (batch, line), and each batch's counts once: concurrent
     # workers never deadlock on each other's rows.
     order = sorted(range(len(results)), key=lambda i: (results[i].batch_id, results[i].line))
+    # A lapsed lease counts no more: the request may be another worker's by now, and a
+    # finalizing batch reads its rows once no lease on them is live.
+    now = int(time.time())
     recorded = [False] * len(results)
     sums: dict[str, list[int]] = {}
     for i in order:
@@ -300,8 +304,9 @@ def record_batch_results(
         changed = yield Stmt(
             "UPDATE batch_requests SET status = 'done', outcome = ?, result = ?, "
             "lease_owner = NULL, lease_until = NULL "
-            "WHERE batch_id = ? AND line = ? AND status = 'running' AND lease_owner = ?",
-            (r.outcome, r.result, r.batch_id, r.line, worker),
+            "WHERE batch_id = ? AND line = ? AND status = 'running' AND lease_owner = ? "
+            "AND lease_until > ?",
+            (r.outcome, r.result, r.batch_id, r.line, worker, now),
             "count",
         )
         if not changed:
