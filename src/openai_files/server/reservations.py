@@ -76,6 +76,18 @@ async def remove_bytes(blobs: BlobStore, *keys: str) -> None:
             log.exception("could not remove the bytes of %s", key)
 
 
+async def remove_unnamed_bytes(meta: MetadataStore, blobs: BlobStore, *keys: str) -> None:
+    """Delete the bytes of files whose rows are gone (deleted, expired), but those a row
+    still names: a batch not yet ended keeps its input file's bytes until it ends (the
+    sweeper removes them then)."""
+    try:
+        named = await meta.named_blob_keys(keys) if keys else set()
+    except Exception:
+        log.exception("could not tell which of %d keys are still named", len(keys))
+        return  # the sweep finds the bytes again
+    await remove_bytes(blobs, *(k for k in keys if k not in named))
+
+
 async def discard(blobs: BlobStore, key: str, writer: BlobWriter, committed: bool) -> None:
     """Give up the bytes an upload wrote under `key`: removed when `committed`, else the
     write is aborted; a failure is logged (the sweeper removes what no row names)."""

@@ -27,7 +27,7 @@ from .purposes import (
     validator,
 )
 from .records import file_record
-from .reservations import Reservation, discard, remove_bytes
+from .reservations import Reservation, discard, remove_unnamed_bytes
 from .settings import Settings
 from .stores import (
     BlobStore,
@@ -288,7 +288,7 @@ class FilesService:
         if record is None:
             raise no_such_file(file_id)
         with anyio.CancelScope(shield=True):
-            await remove_bytes(self.blobs, record.blob_key)
+            await remove_unnamed_bytes(self.meta, self.blobs, record.blob_key)
         return record
 
     # -- housekeeping --

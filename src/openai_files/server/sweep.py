@@ -11,7 +11,7 @@ import logging
 import time
 
 from . import settings as S
-from .reservations import remove_bytes
+from .reservations import remove_bytes, remove_unnamed_bytes
 from .uploads import UploadsService
 
 log = logging.getLogger("openai_files.server")
@@ -35,7 +35,7 @@ class Sweep:
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
         while batch := await self.meta.pop_expired(int(now), S.SWEEP_BATCH):
-            await remove_bytes(self.blobs, *(record.blob_key for record in batch))
+            await remove_unnamed_bytes(self.meta, self.blobs, *(r.blob_key for r in batch))
             counts["expired"] += len(batch)
         counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
         await self.uploads.reopen_completions(int(now))
