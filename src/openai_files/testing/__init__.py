@@ -8,7 +8,8 @@ A backend's test module subclasses the suites and provides fixtures (see the pro
         async def meta(self): ...
 
 The real backing services the suites and `openai-files dev-stack` run (a throwaway PostgreSQL,
-SeaweedFS's S3) are in `openai_files.testing.services`.
+SeaweedFS's S3) are in `openai_files.testing.services`; a fake OpenAI-compatible engine for
+the Batch API (faults on demand) is in `openai_files.testing.engine`.
 """
 
 from __future__ import annotations
