@@ -37,8 +37,22 @@ $(SCALEOUT_STAMP): pyproject.toml | $(VENV)/bin/python
 scaleout: $(SCALEOUT_STAMP)
 	$(BIN)/openai-files dev-stack $(ARGS)
 
+# The batch tests' engine: LiteLLM's proxy (a real OpenAI-compatible server, run by the tests
+# on loopback with mock responses), in a venv of its own so that its dependencies never move
+# ours; every package pinned (tests/litellm-constraints.txt: pip freeze of that venv). 1.106.2:
+# the release LiteLLM named safe after 1.107.0 was compromised (and 1.82.7/1.82.8 before it).
+LITELLM_VERSION ?= 1.106.2
+LITELLM_VENV    := .venv-litellm
+LITELLM_STAMP   := $(LITELLM_VENV)/.installed-$(LITELLM_VERSION)
+$(LITELLM_STAMP): tests/litellm-constraints.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -c tests/litellm-constraints.txt \
+		'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
 ## test: the whole test suite (the console's tests need Debian's chromium: installed as root)
-test: $(STAMP)
+test: $(STAMP) $(LITELLM_STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		echo "chromium is not installed: the console's browser tests will fail (apt-get install chromium)" >&2
@@ -112,4 +126,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

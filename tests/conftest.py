@@ -14,6 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from ._litellm import LiteLLMProxy, proxy_or_skip
 from ._server import Deployment, ServerProcess
 from ._services import PostgresCluster, SeaweedS3
 
@@ -107,3 +108,14 @@ def s3() -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy() -> Iterator[LiteLLMProxy]:
+    """LiteLLM's proxy on loopback, answering from mock responses (tests/_litellm.py): an
+    OpenAI-compatible engine for the batch tests."""
+    proxy = proxy_or_skip()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
