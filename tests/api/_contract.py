@@ -12,15 +12,32 @@ from typing import Any, Protocol
 import jsonschema
 import yaml
 
-#: OpenAI's OpenAPI description of these endpoints, carried in the repo (origin in its header).
+#: OpenAI's OpenAPI descriptions of these endpoints, carried in the repo (origin in their
+#: headers): Files and Uploads, and the Batch API.
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openai-files-openapi.yml"
+BATCH_SPEC_PATH = SPEC_PATH.with_name("openai-batches-openapi.yml")
 
 # OpenAI sends these keys as null (docs/api.md: every key always present), but its OpenAPI
 # description types them as plain strings/integers. Validation allows null for them only.
 _NULLABLE = {
     "OpenAIFile": ("expires_at", "status_details"),
     "ListFilesResponse": ("first_id", "last_id"),
+    "ListBatchesResponse": ("first_id", "last_id"),
+    "Batch": (
+        "model",
+        "output_file_id",
+        "error_file_id",
+        "in_progress_at",
+        "finalizing_at",
+        "completed_at",
+        "failed_at",
+        "expired_at",
+        "cancelling_at",
+        "cancelled_at",
+    ),
 }
+#: Objects typed `object` that OpenAI sends as null until they exist.
+_NULLABLE_OBJECTS = {"Batch": ("errors",)}
 
 
 class Answer(Protocol):
@@ -67,6 +84,9 @@ def assert_error(
 def _spec() -> dict[str, Any]:
     with SPEC_PATH.open() as fh:
         spec: dict[str, Any] = yaml.safe_load(fh)
+    with BATCH_SPEC_PATH.open() as fh:
+        batches: dict[str, Any] = yaml.safe_load(fh)
+    spec["components"]["schemas"].update(batches["components"]["schemas"])
     return spec
 
 
@@ -78,6 +98,10 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
         for key in keys:
             prop = schemas[schema_name]["properties"][key]
             prop["type"] = [prop["type"], "null"]
+    for schema_name, keys in _NULLABLE_OBJECTS.items():
+        for key in keys:
+            prop = schemas[schema_name]["properties"][key]
+            schemas[schema_name]["properties"][key] = {"anyOf": [prop, {"type": "null"}]}
     root = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
     cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
     return cls(root)

@@ -66,6 +66,12 @@ def add_serve_parser(sub: Any) -> None:
             "create` makes one."
         ),
     )
+    add_setting_flags(p, s)
+    p.set_defaults(handler=cmd_serve)
+
+
+def add_setting_flags(p: argparse.ArgumentParser, s: Any) -> None:
+    """A flag for every server setting (each has its environment variable too)."""
     for field in s.setting_fields():
         kind = field.type
         flag = s.flag_name(field.name)
@@ -86,7 +92,6 @@ def add_serve_parser(sub: Any) -> None:
                 metavar=s.metavar(field),
                 help=help_text,
             )
-    p.set_defaults(handler=cmd_serve)
 
 
 def add_keys_parser(sub: Any) -> None:

@@ -258,6 +258,11 @@ class Settings:
         "pending uploads (Uploads API) one project may have at once; another is refused "
         "until one is completed, cancelled or expires",
     )
+    batch_runner: bool = _field(
+        True,
+        "run batches in this server process when an engine is set; with --no-batch-runner "
+        "only `openai-files batch-worker` processes run them",
+    )
     max_active_batches: int = _field(
         DEFAULT_MAX_ACTIVE_BATCHES,
         "batches one project may have that have not ended; another is a 429 until one ends",
