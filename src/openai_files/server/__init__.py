@@ -28,7 +28,7 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     _multipart.py, _forms.py a multipart body as part events, then as the form's fields and
                              its file's bytes
     _json.py                 JSON as the server reads it: JSON only (no NaN), text only (no
-                             lone surrogate)
+                             lone surrogate); a line's values counted before it is parsed
     auth.py                  API keys: made, hashed, looked up, turned into an Owner
     service.py               the rules of the Files API: tenancy, limits, quota, expiry, the
                              order of writes. A new rule goes here or beside it:
@@ -43,6 +43,8 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
                              the name, the default expiry, the validator
       validation.py          the content check of a file, as its bytes stream in, and the
                              one policy that feeds it (off the event loop, in pieces)
+      batch_input.py         a batch input file checked as OpenAI checks it at a batch's
+                             creation, as it streams, and the index of its requests
       sweep.py               housekeeping: what expiry, crashes and failures left behind
     _framing.py              the room a multipart form takes around its file (light: the
                              service reads it too)

@@ -80,6 +80,11 @@ BATCH_INDEX_PAGE = 1000
 #: A run of requests whose bodies lie close together in the input file is read in one
 #: range request when the run spans at most this many bytes.
 BATCH_READ_SPAN_BYTES = 4 * MiB
+#: The most problems the check of a batch input file lists (`batch_input.py`; ours): they
+#: travel in the failed batch's object (`errors.data`), in every retrieve and every page of
+#: a listing, so a file with a bad line in each of its 50,000 keeps 100 (about 20 KB) and
+#: counts the rest.
+BATCH_MAX_ERRORS = 100
 #: Fine-tuning needs at least this many examples (OpenAI's minimum).
 FINE_TUNE_MIN_EXAMPLES = 10
 #: A line is counted, tokenized and its strings skipped this many bytes at a time: no one
