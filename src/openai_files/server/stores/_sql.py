@@ -318,12 +318,14 @@ class SQLMetadataStore(abc.ABC):
         )
 
     async def renew_batch_leases(self, worker: str, until: int) -> int:
-        return await self._write(_batch_plans.renew_leases(worker, until))
+        return await self._write(_batch_plans.renew_leases(self.DIALECT, worker, until))
 
     async def release_batch_requests(
         self, worker: str, batch_id: str | None = None, lines: Sequence[int] | None = None
     ) -> int:
-        return await self._write(_batch_plans.release_batch_requests(worker, batch_id, lines))
+        return await self._write(
+            _batch_plans.release_batch_requests(self.DIALECT, worker, batch_id, lines)
+        )
 
     async def record_batch_results(self, worker: str, results: Sequence[BatchResult]) -> list[bool]:
         return await self._write(_batch_plans.record_batch_results(self.DIALECT, worker, results))

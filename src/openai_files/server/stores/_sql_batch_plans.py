@@ -5,6 +5,11 @@ or finalizes it; each of its requests is a row of `batch_requests`, claimed by a
 a lease (`SKIP LOCKED` on PostgreSQL: workers never wait for each other's rows), and once
 run holds its result. A result is stored and counted in one transaction, and only by the
 worker whose lease it is: a request is counted once, whatever worker died or came late.
+
+Locks (PostgreSQL) are taken in one order everywhere: a transaction that changes request
+rows holds their batches' rows first, in id order (`_lock_batches`), so none waits for a
+batch's row while holding request rows that another, holding that batch's row, waits for
+(a finish deleting the rows while a late result is recorded deadlocked that way).
 """
 
 from __future__ import annotations
@@ -64,6 +69,18 @@ def create_batch(d: Dialect, record: BatchRecord, now: int, max_active: int) -> 
     )
     if row is None or row["blob_key"] != record.input_blob_key:
         raise BatchInputGone(record.input_file_id)
+    # Then the organization's usage row (the order a file delete takes them in): creates of
+    # its projects are serialized, each counting the batches those before it committed.
+    yield Stmt(
+        "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, 0) ON CONFLICT DO NOTHING",
+        (record.org_id,),
+        "none",
+    )
+    yield Stmt(
+        f"SELECT used_bytes FROM org_usage WHERE org_id = ?{d.for_update}",
+        (record.org_id,),
+        "value",
+    )
     held = yield Stmt(
         f"SELECT COUNT(*) FROM batches WHERE org_id = ? AND project_id = ? AND {_ACTIVE}",
         (record.org_id, record.project_id),
@@ -161,6 +178,13 @@ def lease_batch(
     return batch_record(row)
 
 
+def _lock_batches(d: Dialect, where: str, args: tuple[Any, ...]) -> Plan[None]:
+    """Hold the rows of the batches `where` selects, in id order (PostgreSQL; a SQLite
+    write holds the whole database already)."""
+    if d.for_update:
+        yield Stmt(f"SELECT id FROM batches WHERE {where} ORDER BY id{d.for_update}", args, "all")
+
+
 def _held(d: Dialect, batch_id: str, worker: str, statuses: Sequence[str] | None) -> Plan[Any]:
     row = yield _select(d, batch_id, lock=True)
     if row is None or row["lease_owner"] != worker:
@@ -180,8 +204,10 @@ def update_batch(
     unknown = set(changes) - _CHANGEABLE
     if unknown:
         raise ValueError(f"not a column a worker changes: {sorted(unknown)}")
-    yield from _held(d, batch_id, worker, statuses)
+    row = yield from _held(d, batch_id, worker, statuses)
     names = sorted(changes)
+    if not names:
+        return batch_record(row)
     yield Stmt(
         f"UPDATE batches SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
         (*(changes[n] for n in names), batch_id),
@@ -232,6 +258,7 @@ def claim_batch_requests(
         lines += [r["line"] for r in found]
     if not lines:
         return []
+    lines.sort()  # lapsed ones came first: the records go in line order, part after part
     claimed: list[BatchRequestRecord] = []
     for i in range(0, len(lines), d.in_batch):
         part = lines[i : i + d.in_batch]
@@ -251,7 +278,16 @@ def claim_batch_requests(
     return claimed
 
 
-def renew_leases(worker: str, until: int) -> Plan[int]:
+#: The batches in which a worker (the parameter) has running requests.
+_RUNNING_IN = (
+    "id IN (SELECT batch_id FROM batch_requests WHERE lease_owner = ? AND status = 'running')"
+)
+
+
+def renew_leases(d: Dialect, worker: str, until: int) -> Plan[int]:
+    yield from _lock_batches(
+        d, f"(lease_owner = ? AND {_ACTIVE}) OR {_RUNNING_IN}", (worker, worker)
+    )
     requests = yield Stmt(
         "UPDATE batch_requests SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
         (until, worker),
@@ -266,8 +302,14 @@ def renew_leases(worker: str, until: int) -> Plan[int]:
 
 
 def release_batch_requests(
-    worker: str, batch_id: str | None, lines: Sequence[int] | None
+    d: Dialect, worker: str, batch_id: str | None, lines: Sequence[int] | None
 ) -> Plan[int]:
+    if lines is not None and not lines:
+        return 0
+    if batch_id is not None:
+        yield from _lock_batches(d, "id = ?", (batch_id,))
+    elif worker != "*":
+        yield from _lock_batches(d, _RUNNING_IN, (worker,))
     sql = (
         "UPDATE batch_requests SET status = 'queued', lease_owner = NULL, lease_until = NULL "
         "WHERE status = 'running'"
@@ -280,8 +322,6 @@ def release_batch_requests(
         sql += " AND batch_id = ?"
         args += (batch_id,)
     if lines is not None:
-        if not lines:
-            return 0
         sql += f" AND line IN ({marks(len(lines))})"
         args += tuple(lines)
     count = yield Stmt(sql, args, "count")
@@ -291,8 +331,11 @@ def release_batch_requests(
 def record_batch_results(
     d: Dialect, worker: str, results: Sequence[BatchResult]
 ) -> Plan[list[bool]]:
-    # Rows in one order everywhere (batch, line), and each batch's counts once: concurrent
-    # workers never deadlock on each other's rows.
+    # The batches' rows first, then the requests' in one order everywhere (batch, line),
+    # and each batch's counts once: concurrent workers never deadlock on each other's rows.
+    batch_ids = sorted({r.batch_id for r in results})
+    if batch_ids:
+        yield from _lock_batches(d, *d.one_of("id", batch_ids))
     order = sorted(range(len(results)), key=lambda i: (results[i].batch_id, results[i].line))
     # A lapsed lease counts no more: the request may be another worker's by now, and a
     # finalizing batch reads its rows once no lease on them is live.

@@ -403,7 +403,8 @@ class MetadataStore(Protocol):
         (`record.input_file_id`, whose bytes are `record.input_blob_key`) is still the
         owner's live file at `now` (else BatchInputGone) and that its project has fewer
         than `max_active` batches not yet ended (else TooManyBatches); on any error
-        nothing is stored. A file delete racing the create either comes first (the create
+        nothing is stored. Creates racing from any processes never together pass
+        `max_active`. A file delete racing the create either comes first (the create
         raises) or finds the batch naming the file's bytes."""
         ...
 
@@ -453,7 +454,8 @@ class MetadataStore(Protocol):
         """Set columns of a batch whose lease `worker` holds (and whose status is one of
         `statuses`, when given); its record after. LeaseLost, changing nothing, otherwise.
         Only a worker's columns (status, timestamps, counts, errors, results, lease) may
-        change: ValueError for the others."""
+        change: ValueError for the others. No `changes`: the record as it is, once the
+        lease is checked."""
         ...
 
     async def add_batch_requests(
