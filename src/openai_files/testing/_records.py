@@ -1,15 +1,18 @@
-"""The rows the metadata store suites write, made alike: owners, files, keys, uploads, parts."""
+"""The rows the metadata store suites write, made alike: owners, files, keys, uploads, parts,
+batches and their requests."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio
 
 from ..server.stores import (
+    BatchRecord,
+    BatchRequestRecord,
     FileRecord,
     KeyRecord,
     MetadataStore,
@@ -133,3 +136,53 @@ async def drain_racing(pop: Callable[[], Awaitable[list[T]]], sweepers: int = 4)
         for _ in range(sweepers):
             tg.start_soon(sweeper)
     return popped
+
+
+def batch_row(input_file: FileRecord, *, now: int, **kw: Any) -> BatchRecord:
+    """A new validating batch of the input file's owner, created at `now`, ending in 24 h."""
+    values: dict[str, Any] = {
+        "id": "batch_" + secrets.token_hex(12),
+        "org_id": input_file.org_id,
+        "project_id": input_file.project_id,
+        "endpoint": "/v1/chat/completions",
+        "input_file_id": input_file.id,
+        "input_blob_key": input_file.blob_key,
+        "completion_window": "24h",
+        "status": "validating",
+        "created_at": now,
+        "expires_at": now + 86_400,
+    }
+    values.update(kw)
+    return BatchRecord(**values)
+
+
+async def start_batch(
+    meta: MetadataStore, owner: Owner, *, now: int, max_active: int = 1000, **kw: Any
+) -> BatchRecord:
+    """Store an input file of the owner and a new batch of it, as the service does."""
+    input_file = file_row(owner, created_at=now, purpose="batch", filename="in.jsonl")
+    await meta.insert_file(input_file, None, QUOTA)
+    record = batch_row(input_file, now=now, **kw)
+    await meta.create_batch(record, now, max_active)
+    return record
+
+
+def request_rows(batch_id: str, lines: Iterable[int]) -> list[BatchRequestRecord]:
+    """Queued requests of the batch, one per line, each with a body span of its own."""
+    return [
+        BatchRequestRecord(batch_id, line, f"req-{line}", 100 * line, 50 + line % 7, "m")
+        for line in lines
+    ]
+
+
+async def running_batch(
+    meta: MetadataStore, owner: Owner, *, now: int, lines: int, worker: str, **kw: Any
+) -> BatchRecord:
+    """A batch of `lines` queued requests, validated by `worker` (whose lease it keeps) and
+    moved to "in_progress"; its record."""
+    batch = await start_batch(meta, owner, now=now, **kw)
+    leased = await meta.lease_batch(batch.id, worker, now, now + 60, ("validating",))
+    assert leased is not None
+    await meta.add_batch_requests(batch.id, worker, request_rows(batch.id, range(1, lines + 1)))
+    changes = {"status": "in_progress", "in_progress_at": now, "total": lines}
+    return await meta.update_batch(batch.id, worker, ("validating",), changes)
