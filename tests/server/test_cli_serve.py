@@ -127,6 +127,23 @@ def test_a_busy_port_fails_before_any_key_is_made(tmp_path: Path) -> None:
     assert "created API key" in server.log_text()
 
 
+def test_a_bad_batch_routing_file_stops_serve_before_it_starts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    routes = tmp_path / "routes.json"
+    routes.write_text('{"models": {"m": {"url": "http://engine:8000"}}}')
+    done = openai_files_cli(
+        "serve", "--port", "0", "--data-dir", str(data), "--batch-routes-file", str(routes)
+    )
+    assert done.returncode == 2, done.stderr
+    assert not data.exists()
+    assert str(routes) in done.stderr and "end in /v1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    bad_url = openai_files_cli(
+        "serve", "--port", "0", "--data-dir", str(data), "--batch-upstream-url", "http://e:1"
+    )
+    assert bad_url.returncode == 2 and "--batch-upstream-url" in bad_url.stderr
+
+
 @pytest.mark.parametrize("command", [["list"], ["create"], ["revoke", "key_abc"]])
 def test_keys_refuse_a_data_folder_without_a_database(
     command: list[str],
@@ -304,6 +321,12 @@ OUT_OF_RANGE = [
     ("--storage-concurrent-parts", "0", "it must be at least 1"),
     ("--storage-check-timeout-seconds", "-5", "it must be more than 0"),
     ("--console-upload-threshold-bytes", "0", "it must be at least 1"),
+    ("--max-active-batches", "0", "it must be at least 1"),
+    ("--batch-concurrency", "0", "it must be at least 1"),
+    ("--batch-concurrency-per-batch", "0", "it must be at least 1"),
+    ("--batch-request-timeout-seconds", "0", "it must be more than 0"),
+    ("--batch-max-retries", "-1", "it must be 0 (no retries) or more"),
+    ("--batch-retry-base-seconds", "0", "it must be more than 0"),
     ("--log-level", "verbose", "it must be one of debug, info, warning, error"),
 ]
 

@@ -457,6 +457,12 @@ def serve(settings: Any, wrap_app: Callable[[Any], Any] | None = None) -> int:
             import granian  # noqa: F401  (checked before the port is taken)
         except ImportError as exc:
             raise missing_extra(exc, "pip install 'openai-files[granian]'") from None
+    from ..server.batch_engine import Engines
+
+    try:
+        Engines(settings)  # the batch routing file is read and checked before anything starts
+    except ValueError as exc:
+        raise CLIError(str(exc), exit_code=2) from None
 
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -85,6 +85,26 @@ BATCH_READ_SPAN_BYTES = 4 * MiB
 #: a listing, so a file with a bad line in each of its 50,000 keeps 100 (about 20 KB) and
 #: counts the rest.
 BATCH_MAX_ERRORS = 100
+#: The engines batches run against (batch_engine.py): requests one server process sends
+#: at once to all its engines, and of one batch; how long one attempt may take; how many
+#: times a request is retried (429, 5xx, no answer) before its last answer is final.
+DEFAULT_BATCH_CONCURRENCY = 64
+DEFAULT_BATCH_CONCURRENCY_PER_BATCH = 16
+DEFAULT_BATCH_REQUEST_TIMEOUT_SECONDS = 600.0
+DEFAULT_BATCH_MAX_RETRIES = 5
+#: Retries wait a random time (full jitter) under base * 2**(retry - 1), at most the cap,
+#: and never less than the engine's Retry-After, itself taken as at most its own cap.
+DEFAULT_BATCH_RETRY_BASE_SECONDS = 0.5
+BATCH_RETRY_CAP_SECONDS = 60.0
+BATCH_RETRY_AFTER_MAX_SECONDS = 300.0
+#: The largest engine answer read (streamed; a longer one is the error response_too_large).
+BATCH_MAX_RESPONSE_BYTES = 16 * MiB
+#: Opening a connection to an engine may take this long (at most the request timeout).
+BATCH_CONNECT_TIMEOUT_SECONDS = 10.0
+#: An idle connection to an engine is dropped after this long: under the 5 s that common
+#: servers (uvicorn, nginx's default 75 s aside) keep one, so that a request is not sent on
+#: a connection the engine is closing.
+BATCH_KEEPALIVE_SECONDS = 4.0
 #: Fine-tuning needs at least this many examples (OpenAI's minimum).
 FINE_TUNE_MIN_EXAMPLES = 10
 #: A line is counted, tokenized and its strings skipped this many bytes at a time: no one
@@ -272,6 +292,52 @@ class Settings:
         DEFAULT_MAX_ACTIVE_BATCHES,
         "batches one project may have that have not ended; another is a 429 until one ends",
     )
+    batch_upstream_url: str = _field(
+        "",
+        "base URL of the OpenAI-compatible engine that runs batches, ending in /v1 "
+        "(http://host:8000/v1); without one (nor --batch-routes-file), POST /v1/batches is "
+        "refused",
+        shown="none",
+        metavar="URL",
+    )
+    batch_upstream_api_key: str = _field(
+        "",
+        "API key sent to --batch-upstream-url as a Bearer token (prefer the environment "
+        "variable to the flag, which other users can see)",
+        shown="none",
+    )
+    batch_routes_file: str = _field(
+        "",
+        'a JSON or TOML file that routes models to engines: {"models": {MODEL: {"url": '
+        '..., "api_key": ...}}, "default": {...}}; a model it does not name goes to its '
+        "default, else to --batch-upstream-url",
+        shown="none",
+    )
+    batch_concurrency: int = _field(
+        DEFAULT_BATCH_CONCURRENCY,
+        "batch requests one server process sends to its engines at once, in all",
+        metavar="REQUESTS",
+    )
+    batch_concurrency_per_batch: int = _field(
+        DEFAULT_BATCH_CONCURRENCY_PER_BATCH,
+        "requests of one batch one server process sends at once",
+        metavar="REQUESTS",
+    )
+    batch_request_timeout_seconds: float = _field(
+        DEFAULT_BATCH_REQUEST_TIMEOUT_SECONDS,
+        "how long one attempt of a batch request may take, answer read whole (then it is retried)",
+    )
+    batch_max_retries: int = _field(
+        DEFAULT_BATCH_MAX_RETRIES,
+        "times a batch request is retried after a 429, a 5xx, no answer or a timeout; then "
+        "its last answer is its result",
+    )
+    batch_retry_base_seconds: float = _field(
+        DEFAULT_BATCH_RETRY_BASE_SECONDS,
+        f"a batch request's first retry waits up to this long (at random), each next one "
+        f"twice as long, at most {BATCH_RETRY_CAP_SECONDS:g}; never less than the engine's "
+        f"Retry-After (at most {BATCH_RETRY_AFTER_MAX_SECONDS:g})",
+    )
     max_pending_upload_bytes: int | None = _field(
         None,
         "bytes one project's pending uploads may reserve together (their declared bytes), "
@@ -440,6 +506,8 @@ class Settings:
             "keep_alive_timeout_seconds",
             "database_connect_timeout_seconds",
             "storage_check_timeout_seconds",
+            "batch_request_timeout_seconds",
+            "batch_retry_base_seconds",
         ):
             if not getattr(self, name) > 0:
                 raise bad(name, "it must be more than 0")
@@ -456,6 +524,12 @@ class Settings:
         for name in ("org_quota_bytes", "database_pool_min_size"):
             if getattr(self, name) < 0:
                 raise bad(name, "it must be 0 or more")
+        if self.batch_max_retries < 0:
+            raise bad("batch_max_retries", "it must be 0 (no retries) or more")
+        if self.batch_upstream_url:
+            problem = engine_url_problem(self.batch_upstream_url)
+            if problem:
+                raise bad("batch_upstream_url", problem)
         if self.max_pending_upload_bytes is not None and self.max_pending_upload_bytes < 0:
             raise bad("max_pending_upload_bytes", "it must be 0 or more")
         for name in (
@@ -465,6 +539,8 @@ class Settings:
             "max_part_bytes",
             "max_pending_uploads",
             "max_active_batches",
+            "batch_concurrency",
+            "batch_concurrency_per_batch",
             "max_connections",
             "database_pool_max_size",
             "storage_concurrent_parts",
@@ -569,6 +645,19 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a name: it may resolve to any address
         return False
+
+
+def engine_url_problem(url: str) -> str | None:
+    """What is wrong with an engine's base URL (None: nothing): it must be http(s), name a
+    host, and its path end in /v1 (`http://engine:8000/v1`)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "it must be an http:// or https:// URL with a host, such as http://engine:8000/v1"
+    if not parts.path.rstrip("/").endswith("/v1"):
+        return "it must end in /v1, such as http://engine:8000/v1 (the base URL of the API)"
+    if parts.query or parts.fragment:
+        return "it must have no query nor fragment"
+    return None
 
 
 def env_name(field_name: str) -> str:

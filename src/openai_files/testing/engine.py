@@ -18,7 +18,8 @@ would refuse the unknown key; this one is ours), or for every request that has n
 - `hang`: wait this many seconds (`true`: an hour), or until the client goes, then answer;
 - `malformed`: answer 200 with a body that is not JSON; `answer_text`: answer exactly this
   text (with `status`, 200 by default);
-- `answer_bytes`: pad a normal answer to at least this many bytes;
+- `answer_bytes`: pad a normal answer to at least this many bytes; `chunked`: send the
+  answer in chunks, without a Content-Length;
 - `fail_first`: the fault applies to the first N attempts of the request only, later ones
   are answered normally; attempts are counted per `key` (by default the body's SHA-256: a
   retry sends the same bytes).
@@ -48,14 +49,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -73,6 +74,8 @@ DEFAULT_RECORD_LIMIT = 10_000
 DEFAULT_HANG_SECONDS = 3600.0
 #: Tokens an answer "generates" unless the request asks for fewer.
 COMPLETION_TOKENS = 16
+#: A `chunked` answer goes out in chunks of this many bytes.
+CHUNK_BYTES = 16 * 1024
 #: Floats in a fake embedding.
 EMBEDDING_DIMENSIONS = 8
 #: Idle keep-alive connections are kept this long (longer than a client pool keeps them, so
@@ -102,6 +105,7 @@ class Fault:
     malformed: bool = False
     answer_text: str | None = None
     answer_bytes: int = 0
+    chunked: bool = False
     fail_first: int | None = None
     key: str | None = None
 
@@ -124,7 +128,7 @@ class Fault:
             if isinstance(retry_after, float) and retry_after.is_integer():
                 retry_after = int(retry_after)
             fields["retry_after"] = str(retry_after)
-        flags = ("reset", "malformed")
+        flags = ("reset", "malformed", "chunked")
         numbers = ("latency", "hang")
         integers = ("status", "answer_bytes", "fail_first")
         for name, got in fields.items():
@@ -530,6 +534,8 @@ class FakeEngine:
             answer["padding"] = ""
             size = len(json.dumps(answer, separators=(",", ":")).encode())
             answer["padding"] = "x" * max(0, fault.answer_bytes - size)
+        if fault is not None and fault.applies(attempt) and fault.chunked:
+            return _chunked(json.dumps(answer, separators=(",", ":")).encode(), headers)
         return JSONResponse(answer, headers=headers)
 
     async def _fault(
@@ -581,6 +587,16 @@ async def _disconnected(request: Request) -> None:
     """Return once the client has gone."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _chunked(content: bytes, headers: dict[str, str]) -> Response:
+    """`content` in chunks of CHUNK_BYTES, with no Content-Length."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(content), CHUNK_BYTES):
+            yield content[at : at + CHUNK_BYTES]
+
+    return StreamingResponse(chunks(), media_type="application/json", headers=headers)
 
 
 def _error(

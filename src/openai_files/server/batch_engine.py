@@ -1,0 +1,380 @@
+"""The engines batches run against: OpenAI-compatible servers, reached over HTTP/1.1.
+
+Which engine serves a model: the routing file (`--batch-routes-file`) when it names the
+model, else its default, else `--batch-upstream-url`. The routing file, JSON or TOML (by its
+extension), is read and checked when `Engines` is built (a ValueError names the file and
+what is wrong in it)::
+
+    {"models": {"gpt-4o-mini": {"url": "http://gpu-1:8000/v1", "api_key": "sk-..."},
+                "text-embedding-3-small": {"url": "http://gpu-2:8000/v1",
+                                           "api_key_env": "EMBEDDINGS_KEY"}},
+     "default": {"url": "http://gpu-3:8000/v1"}}
+
+Each engine's URL is its API's base, ending in /v1: a request line's url
+`/v1/chat/completions` is sent to `{base}/chat/completions`. `api_key` (or `api_key_env`,
+the environment variable that holds it) is sent as `Authorization: Bearer ...`.
+
+One pooled `httpx.AsyncClient` per distinct engine URL; at most `--batch-concurrency`
+requests are in flight in all (a retry's wait holds no slot). A request's body goes out as
+given, byte for byte. 429, 5xx, connection failures and timeouts are retried
+(`--batch-max-retries`) after an exponential backoff with full jitter, never sooner than
+the answer's Retry-After; any other answer is final at once. `Engines.send` never raises for
+engine trouble: what it could not get is an `EngineAnswer` whose `error` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import json
+import os
+import random
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .._version import __version__
+from . import _json
+from . import settings as S
+from .settings import Settings, engine_url_problem
+
+#: The codes of `EngineAnswer.error`.
+ENGINE_UNREACHABLE = "engine_unreachable"
+ENGINE_TIMEOUT = "engine_timeout"
+RESPONSE_TOO_LARGE = "response_too_large"
+INVALID_ENGINE_RESPONSE = "invalid_engine_response"
+NO_ENGINE = "no_engine"
+#: The routing file's keys, and those of each engine in it.
+ROUTES_KEYS = frozenset({"models", "default"})
+ENGINE_KEYS = frozenset({"url", "api_key", "api_key_env"})
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineAnswer:
+    """What came of sending one request."""
+
+    status_code: int  # the engine's final HTTP status (0: no HTTP answer at all)
+    body: bytes  # its body (bounded by settings.BATCH_MAX_RESPONSE_BYTES)
+    request_id: str | None  # the engine's x-request-id header, if any
+    #: (code, message) when there is no usable HTTP answer: connection failures or timeouts
+    #: after the last retry, a body too large, a 2xx body that is not a JSON object, no
+    #: engine for the model.
+    error: tuple[str, str] | None
+    attempts: int  # how many times it was sent
+    retried: int  # how many of those were retries
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """One engine: its API's base URL (no trailing slash) and the key sent to it."""
+
+    url: str
+    api_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Routes:
+    """Which engine serves which model; `default` the others (None: no engine for them)."""
+
+    models: Mapping[str, Engine]
+    default: Engine | None
+
+    def engine_for(self, model: str | None) -> Engine | None:
+        if model is not None and model in self.models:
+            return self.models[model]
+        return self.default
+
+    @property
+    def engines(self) -> list[Engine]:
+        found = [*self.models.values(), *([self.default] if self.default else [])]
+        return list(dict.fromkeys(found))
+
+
+def load_routes(path: Path, fallback: Engine | None = None) -> Routes:
+    """The routes of a routing file (JSON, or TOML for a `.toml` file); a model it does not
+    name goes to its default, else to `fallback`. ValueError names the file and the fault."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"the batch routing file {path} (--batch-routes-file): {why}")
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise bad(f"it is not valid {kind} ({exc})") from None
+    if not isinstance(data, dict):
+        raise bad('it must hold an object: {"models": {...}, "default": {...}}')
+    unknown = set(data) - ROUTES_KEYS
+    if unknown:
+        raise bad(f"unknown keys {sorted(unknown)} (it may have models and default)")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise bad("models must map model names to engines")
+
+    def engine(where: str, value: Any) -> Engine:
+        if not isinstance(value, dict):
+            raise bad(f'{where} must be an object, {{"url": ..., "api_key": ...}}')
+        unknown = set(value) - ENGINE_KEYS
+        if unknown:
+            raise bad(f"{where} has unknown keys {sorted(unknown)}")
+        url = value.get("url")
+        if not isinstance(url, str):
+            raise bad(f"{where} has no url")
+        problem = engine_url_problem(url)
+        if problem:
+            raise bad(f"{where}'s url {url!r}: {problem}")
+        if "api_key" in value and "api_key_env" in value:
+            raise bad(f"{where} has both api_key and api_key_env: keep one")
+        key = value.get("api_key", "")
+        if "api_key_env" in value:
+            name = value["api_key_env"]
+            if not isinstance(name, str) or not os.environ.get(name):
+                raise bad(f"{where}'s api_key_env names {name!r}, which is not set")
+            key = os.environ[name]
+        if not isinstance(key, str):
+            raise bad(f"{where}'s api_key must be a string")
+        return Engine(url=url.rstrip("/"), api_key=key)
+
+    routed = {}
+    for model, value in models.items():
+        if not model:
+            raise bad("a model name is empty")
+        routed[model] = engine(f"model {model!r}", value)
+    default = engine("default", data["default"]) if "default" in data else fallback
+    if not routed and default is None:
+        raise bad("it names no engine (no models, no default)")
+    return Routes(models=routed, default=default)
+
+
+def retry_after_seconds(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """The wait an answer asks for: `retry-after-ms`, else `Retry-After` in seconds or as an
+    HTTP date; at most BATCH_RETRY_AFTER_MAX_SECONDS; None when it asks none (or is garbled)."""
+    wait: float | None = None
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            wait = float(millis) / 1000
+        except ValueError:
+            wait = None
+    value = headers.get("retry-after")
+    if wait is None and value is not None:
+        try:
+            wait = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            wait = when.timestamp() - (time.time() if now is None else now)
+    if wait is None or wait != wait:  # absent, or NaN
+        return None
+    return min(max(wait, 0.0), S.BATCH_RETRY_AFTER_MAX_SECONDS)
+
+
+def backoff_seconds(retry: int, base: float, retry_after: float | None = None) -> float:
+    """How long to wait before the `retry`th retry (1-based): a random time under
+    base * 2**(retry - 1), at most BATCH_RETRY_CAP_SECONDS (full jitter), and at least
+    the answer's Retry-After."""
+    ceiling = min(S.BATCH_RETRY_CAP_SECONDS, base * 2 ** min(retry - 1, 62))
+    wait = random.uniform(0, ceiling)
+    return max(wait, retry_after or 0.0)
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """The outcome of one attempt: an HTTP answer, or an error with no answer."""
+
+    status_code: int = 0
+    body: bytes = b""
+    request_id: str | None = None
+    error: tuple[str, str] | None = None
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        if self.error is not None:
+            return self.error[0] in (ENGINE_UNREACHABLE, ENGINE_TIMEOUT)
+        return self.status_code == 429 or 500 <= self.status_code <= 599
+
+
+class Engines:
+    """The engines of one server process, built from its settings.
+
+    `configured` is False when no engine is set (POST /v1/batches is then refused naming
+    --batch-upstream-url). A bad routing file is a ValueError here. `open()` builds the
+    clients, `aclose()` closes them. The counters (`sent`, `retried`, `failed`,
+    `latency_seconds_sum`, `latency_count`) are for /metrics: attempts sent, of which
+    retries; requests whose result is not a 2xx JSON answer; the time from sending an
+    attempt to having its answer whole, summed over the attempts that got one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        fallback = (
+            Engine(settings.batch_upstream_url.rstrip("/"), settings.batch_upstream_api_key)
+            if settings.batch_upstream_url
+            else None
+        )
+        if settings.batch_routes_file:
+            self.routes = load_routes(Path(settings.batch_routes_file).expanduser(), fallback)
+        else:
+            self.routes = Routes(models={}, default=fallback)
+        self.configured = bool(self.routes.engines)
+        self.max_retries = settings.batch_max_retries
+        self.retry_base = settings.batch_retry_base_seconds
+        self._slots = asyncio.Semaphore(settings.batch_concurrency)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._user_agent = f"openai-files/{__version__} (batch)"
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+        self.latency_seconds_sum = 0.0
+        self.latency_count = 0
+
+    def serves(self, model: str | None) -> bool:
+        """Whether some engine serves `model` (None: a request that names none)."""
+        return self.routes.engine_for(model) is not None
+
+    async def open(self) -> None:
+        """Build one pooled client per distinct engine URL."""
+        timeout = self.settings.batch_request_timeout_seconds
+        concurrency = self.settings.batch_concurrency
+        for engine in self.routes.engines:
+            if engine.url in self._clients:
+                continue
+            self._clients[engine.url] = httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                timeout=httpx.Timeout(
+                    timeout, connect=min(S.BATCH_CONNECT_TIMEOUT_SECONDS, timeout), pool=None
+                ),
+                limits=httpx.Limits(
+                    max_connections=concurrency,
+                    max_keepalive_connections=concurrency,
+                    keepalive_expiry=S.BATCH_KEEPALIVE_SECONDS,
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def send(self, url_path: str, model: str | None, body: bytes) -> EngineAnswer:
+        """POST `body` (bytes, as given, content-type application/json) to
+        `{base}{url_path minus the leading /v1}` of the engine routed for `model`: retries
+        429, 5xx, connection errors and timeouts with exponential backoff and full jitter,
+        never sooner than the answer's Retry-After (seconds or HTTP date, capped), at most
+        `max_retries` retries; a 4xx other than 429 is final at once. Never raises for
+        engine trouble (asyncio.CancelledError passes through)."""
+        engine = self.routes.engine_for(model)
+        if engine is None:
+            self.failed += 1
+            shown = "a request that names no model" if model is None else f"model {model!r}"
+            return EngineAnswer(0, b"", None, (NO_ENGINE, f"No engine is set for {shown}."), 0, 0)
+        client = self._clients.get(engine.url)
+        if client is None:
+            raise RuntimeError("Engines.send before Engines.open")
+        url = engine.url + (url_path[3:] if url_path.startswith("/v1/") else url_path)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",  # the answer's size is its size on the wire
+            "User-Agent": self._user_agent,
+        }
+        if engine.api_key:
+            headers["Authorization"] = f"Bearer {engine.api_key}"
+        attempts = 0
+        while True:
+            if attempts:
+                self.retried += 1
+            attempts += 1
+            self.sent += 1
+            async with self._slots:
+                outcome = await self._attempt(client, url, headers, body)
+            if not outcome.retryable or attempts > self.max_retries:
+                break
+            await asyncio.sleep(backoff_seconds(attempts, self.retry_base, outcome.retry_after))
+        error = outcome.error
+        if error is None and 200 <= outcome.status_code <= 299 and not _json_object(outcome.body):
+            error = (
+                INVALID_ENGINE_RESPONSE,
+                f"The engine answered {outcome.status_code} with a body that is not a JSON object.",
+            )
+        if error is not None or not 200 <= outcome.status_code <= 299:
+            self.failed += 1
+        return EngineAnswer(
+            status_code=outcome.status_code,
+            body=outcome.body,
+            request_id=outcome.request_id,
+            error=error,
+            attempts=attempts,
+            retried=attempts - 1,
+        )
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes
+    ) -> _Attempt:
+        """Send once; read the answer, bounded."""
+        timeout = self.settings.batch_request_timeout_seconds
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                async with client.stream("POST", url, content=body, headers=headers) as answer:
+                    request_id = answer.headers.get("x-request-id")
+                    limit = S.BATCH_MAX_RESPONSE_BYTES
+                    declared = answer.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limit:
+                        return _too_large(answer.status_code, request_id)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in answer.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            return _too_large(answer.status_code, request_id)
+                        chunks.append(chunk)
+                    self.latency_seconds_sum += time.monotonic() - start
+                    self.latency_count += 1
+                    return _Attempt(
+                        status_code=answer.status_code,
+                        body=b"".join(chunks),
+                        request_id=request_id,
+                        retry_after=retry_after_seconds(answer.headers),
+                    )
+        except (TimeoutError, httpx.TimeoutException):
+            message = f"The engine did not answer within {S.shown_float(timeout)} s."
+            return _Attempt(error=(ENGINE_TIMEOUT, message))
+        except httpx.DecodingError as exc:
+            return _Attempt(error=(INVALID_ENGINE_RESPONSE, f"The engine's answer: {exc}"))
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            return _Attempt(
+                error=(ENGINE_UNREACHABLE, f"The engine could not be reached: {reason}")
+            )
+
+
+def _too_large(status_code: int, request_id: str | None) -> _Attempt:
+    message = f"The engine's answer is larger than {S.BATCH_MAX_RESPONSE_BYTES} bytes."
+    return _Attempt(status_code, b"", request_id, (RESPONSE_TOO_LARGE, message))
+
+
+def _json_object(body: bytes) -> bool:
+    """Whether `body` is a JSON object (JSON's, without Python's NaN and Infinity)."""
+    try:
+        return isinstance(_json.loads(body), dict)
+    except ValueError:
+        return False
