@@ -43,7 +43,19 @@ from ._functions import (
     files_retrieve_content,
     files_upload,
 )
-from ._models import APIResponse, FileDeleted, FileList, FileObject, Upload, UploadList
+from ._models import (
+    APIResponse,
+    Batch,
+    BatchError,
+    BatchList,
+    BatchRequestCounts,
+    BatchUsage,
+    FileDeleted,
+    FileList,
+    FileObject,
+    Upload,
+    UploadList,
+)
 from ._types import FileData, ProgressCallback
 from ._version import __version__
 
@@ -59,6 +71,11 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchError",
+    "BatchList",
+    "BatchRequestCounts",
+    "BatchUsage",
     "Client",
     "ConflictError",
     "FileData",

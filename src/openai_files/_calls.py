@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from . import _core, _uploads
+from . import _batches, _core, _uploads
 from ._config import Config
 from ._core import Op, Order
-from ._models import FileDeleted, FileList, FileObject, Upload, UploadList
+from ._models import Batch, BatchList, FileDeleted, FileList, FileObject, Upload, UploadList
 from ._types import FileData, ProgressCallback, UploadArgs
 
 P = ParamSpec("P")
@@ -107,6 +107,47 @@ def download(
     `curl -o` does: a download can be repeated, and the fsync doubles its time.
     """
     return _core.download(config, file_id, path, progress, durable)
+
+
+def create_batch(
+    config: Config,
+    input_file_id: str,
+    endpoint: str,
+    *,
+    completion_window: str = _batches.DEFAULT_COMPLETION_WINDOW,
+    metadata: Mapping[str, str] | None = None,
+    output_expires_after: int | None = None,
+) -> Op[Batch]:
+    """Start a batch: the requests of the file `input_file_id` (uploaded with purpose
+    `batch`, one JSON line per request) sent to `endpoint` (`/v1/chat/completions`, ...).
+
+    `metadata`: at most 16 string pairs, kept with the batch. `output_expires_after`: the
+    output and error files expire this many seconds after they are made (default: never).
+    The batch starts `validating`; follow it with `retrieve_batch`.
+    """
+    return _batches.create(
+        config, input_file_id, endpoint, completion_window, metadata, output_expires_after
+    )
+
+
+def retrieve_batch(config: Config, batch_id: str) -> Op[Batch]:
+    """A batch, as it stands: its `status`, `request_counts`, and once it has ended its
+    `output_file_id` and `error_file_id`."""
+    return _batches.retrieve(config, batch_id)
+
+
+def list_batches(
+    config: Config, *, after: str | None = None, limit: int | None = None
+) -> Op[BatchList]:
+    """One page of batches, newest first (`limit` of them, 20 unless said; at most 100),
+    starting after the batch `after`."""
+    return _batches.list_page(config, after, limit)
+
+
+def cancel_batch(config: Config, batch_id: str) -> Op[Batch]:
+    """Cancel a batch: it is `cancelling` until its requests in flight end, then
+    `cancelled`, with the results it has in its output file."""
+    return _batches.cancel(config, batch_id)
 
 
 # --- the methods -------------------------------------------------------------------------

@@ -149,6 +149,10 @@ class Client(_Base[httpx.Client]):
     delete = blocking(_calls.delete)
     content = blocking(_calls.content)
     download = blocking(_calls.download)
+    create_batch = blocking(_calls.create_batch)
+    retrieve_batch = blocking(_calls.retrieve_batch)
+    list_batches = blocking(_calls.list_batches)
+    cancel_batch = blocking(_calls.cancel_batch)
 
     def iter_files(
         self, purpose: str | None = None, *, order: Order | None = None, page_size: int = PAGE_SIZE
@@ -242,6 +246,10 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     delete = awaitable(_calls.delete)
     content = awaitable(_calls.content)
     download = awaitable(_calls.download)
+    create_batch = awaitable(_calls.create_batch)
+    retrieve_batch = awaitable(_calls.retrieve_batch)
+    list_batches = awaitable(_calls.list_batches)
+    cancel_batch = awaitable(_calls.cancel_batch)
 
     async def iter_files(
         self, purpose: str | None = None, *, order: Order | None = None, page_size: int = PAGE_SIZE

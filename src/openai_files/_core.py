@@ -172,9 +172,11 @@ def build_request(config: Config, spec: RequestSpec, retries: int = 0) -> httpx.
 
 def resource_path(collection: str, object_id: str, suffix: str = "") -> str:
     """`/{collection}/{id}{suffix}`, the id checked and percent-encoded (`collection` is
-    `files` or `uploads`)."""
+    `files`, `uploads` or `batches`)."""
     if not isinstance(object_id, str) or not object_id.strip():
-        what = {"files": "a file", "uploads": "an upload"}.get(collection, collection)
+        what = {"files": "a file", "uploads": "an upload", "batches": "a batch"}.get(
+            collection, collection
+        )
         raise ValueError(f"{what} id is a non-empty string, got {object_id!r}")
     return f"/{collection}/{quote(object_id.strip(), safe='')}{suffix}"
 
