@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_env_parser(sub)
     add_migrate_parser(sub)
+    from ._batch_worker import add_batch_worker_parser
+
+    add_batch_worker_parser(sub)
     from ._devstack import add_devstack_parser
 
     add_devstack_parser(sub)

@@ -23,6 +23,9 @@ from . import settings as S
 from ._timeouts import BodyTimeouts
 from ._upload_slots import UploadSlots
 from .auth import KeyCache
+from .batch_engine import Engines
+from .batch_runner import BatchRunner
+from .batches import BatchesService
 from .console.assets import StaticFiles
 from .console.headers import ConsoleHeaders
 from .console.links import DownloadLinks, loggable_path
@@ -36,6 +39,7 @@ from .errors import (
     is_disk_full,
 )
 from .metrics import Metrics, MetricsEndpoint
+from .routes.batches import routes as batch_routes
 from .routes.files import routes as file_routes
 from .routes.uploads import routes as upload_routes
 from .service import FilesService
@@ -309,12 +313,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 except StoreUnavailable as exc:  # serve anyway: requests answer 503 meanwhile
                     log.warning("first sweep failed, storage unavailable: %s", exc)
             app.state.service = service
+            engines = Engines(settings)
+            await engines.open()
+            stack.push_async_callback(engines.aclose)
+            app.state.engines = engines
+            app.state.batches = BatchesService(settings, meta, engines.configured)
+            runner = None
+            if engines.configured and settings.batch_runner:
+                runner = BatchRunner(settings, meta, blobs, engines, alone=alone)
+            app.state.batch_runner = runner
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sweeper.run)
+                if runner is not None:
+                    tg.start_soon(runner.run)
                 yield {}
                 tg.cancel_scope.cancel()
 
-    routes = [*file_routes, *upload_routes]
+    routes = [*file_routes, *upload_routes, *batch_routes]
     if settings.metrics != "off":
         routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
     console = settings.console_enabled

@@ -340,10 +340,21 @@ def record_batch_results(
     # A lapsed lease counts no more: the request may be another worker's by now, and a
     # finalizing batch reads its rows once no lease on them is live.
     now = int(time.time())
+    # A batch whose finalizing has begun (its output objects named) takes no more results:
+    # what it writes out is what was recorded before.
+    open_ids: set[str] = set()
+    for k in range(0, len(batch_ids), d.in_batch):
+        in_ids, args = d.one_of("id", batch_ids[k : k + d.in_batch])
+        rows = yield Stmt(
+            f"SELECT id FROM batches WHERE {in_ids} AND output_key IS NULL", args, "all"
+        )
+        open_ids.update(row["id"] for row in rows)
     recorded = [False] * len(results)
     sums: dict[str, list[int]] = {}
     for i in order:
         r = results[i]
+        if r.batch_id not in open_ids:
+            continue
         changed = yield Stmt(
             "UPDATE batch_requests SET status = 'done', outcome = ?, result = ?, "
             "lease_owner = NULL, lease_until = NULL "

@@ -497,7 +497,8 @@ class MetadataStore(Protocol):
 
     async def record_batch_results(self, worker: str, results: Sequence[BatchResult]) -> list[bool]:
         """Store results, in one transaction: each request still running under `worker`'s
-        lease, unlapsed now, becomes "done" with its outcome and output line, and its batch's counts
+        lease, unlapsed now, of a batch whose finalizing has not begun (no `output_key`),
+        becomes "done" with its outcome and output line, and its batch's counts
         (`completed` or `failed`, and the token usage) grow by it; whether each was
         recorded. A result whose lease `worker` no longer holds changes nothing: a request
         is recorded and counted once, whichever workers ran it."""

@@ -1,0 +1,97 @@
+"""`openai-files batch-worker`: run batches without serving HTTP.
+
+For deployments that scale the two apart: any number of workers and `serve --no-batch-runner`
+replicas share one PostgreSQL database and one object store; the workers claim the batches'
+work there with leases. On the embedded default, `serve` runs batches itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Any
+
+from ._common import CLIError, missing_extra
+from ._server import SERVER_EXTRA_HINT, _settings_module, add_setting_flags, settings_from_args
+from ._start_check import check_storage
+
+
+def add_batch_worker_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "batch-worker",
+        help="run batches without serving HTTP (beside `serve --no-batch-runner` replicas)",
+        description=(
+            "Validate batches, send their requests to the engine (--batch-upstream-url or "
+            "--batch-routes) and write their output and error files, until Ctrl-C; nothing "
+            "is served. Takes the same settings as `serve`: point it at the same --database "
+            "and --storage as the replicas. Ctrl-C stores the answers that arrived and gives "
+            "the other requests back, for another worker or the next start."
+        ),
+    )
+    add_setting_flags(p, _settings_module())
+    p.set_defaults(handler=cmd_batch_worker)
+
+
+def cmd_batch_worker(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    check_storage(settings)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the runner has let go already
+        asyncio.run(_work(settings))
+    return 0
+
+
+async def _work(settings: Any) -> None:
+    try:
+        from ..server.batch_engine import Engines
+        from ..server.batch_runner import BatchRunner
+        from ..server.stores import (
+            SchemaMismatch,
+            StoreUnavailable,
+            ensure_schema,
+            one_writer,
+            open_blob_store,
+            open_metadata_store,
+        )
+    except ImportError as exc:
+        raise missing_extra(exc, SERVER_EXTRA_HINT) from None
+    engines = Engines(settings)
+    if not engines.configured:
+        raise CLIError(
+            "no engine is set: give --batch-upstream-url (an OpenAI-compatible base URL "
+            "ending in /v1) or --batch-routes",
+            exit_code=2,
+        )
+    meta = open_metadata_store(settings.database_url, settings)
+    blobs = open_blob_store(settings.storage_url, settings)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await meta.open()
+            stack.push_async_callback(meta.close)
+            await ensure_schema(meta)
+        except (OSError, StoreUnavailable, SchemaMismatch) as exc:
+            raise CLIError(f"cannot use the database: {exc}") from None
+        await blobs.open()
+        stack.push_async_callback(blobs.close)
+        try:
+            stack.callback(await asyncio.to_thread(blobs.lock_exclusive))
+        except BlockingIOError as exc:
+            raise CLIError(
+                f"the data folder is held by a server ({exc}): on the embedded default, "
+                "`serve` runs batches itself"
+            ) from None
+        await engines.open()
+        stack.push_async_callback(engines.aclose)
+        runner = BatchRunner(settings, meta, blobs, engines, alone=one_writer(meta, blobs))
+        print(
+            f"openai-files batch-worker {runner.worker} running; Ctrl-C stops it", file=sys.stderr
+        )
+        await runner.run()
