@@ -347,6 +347,22 @@ async def test_concurrency_is_bounded(engine: FakeEngine, engines_for: Callable[
     assert time.monotonic() - start >= 0.6  # three rounds of four
 
 
+async def test_requests_spread_over_the_pools_of_an_engine(
+    engine: FakeEngine, engines_for: Callable[..., Any]
+) -> None:
+    engines = await engines_for(batch_upstream_url=engine.url, batch_concurrency=10)
+    pools = engines._clients[engine.url]
+    assert len(pools.clients) == 3  # pools of at most 4 connections
+    sending = [
+        asyncio.ensure_future(engines.send(CHAT, "m", body_of(i=i, fault={"latency": 0.5})))
+        for i in range(12)
+    ]
+    await asyncio.sleep(0.25)
+    assert sorted(pools.in_flight) == [3, 3, 4]
+    assert [a.status_code for a in await asyncio.gather(*sending)] == [200] * 12
+    assert pools.in_flight == [0, 0, 0]
+
+
 async def test_cancellation_passes_through(
     engine: FakeEngine, engines_for: Callable[..., Any]
 ) -> None:

@@ -14,7 +14,7 @@ Each engine's URL is its API's base, ending in /v1: a request line's url
 `/v1/chat/completions` is sent to `{base}/chat/completions`. `api_key` (or `api_key_env`,
 the environment variable that holds it) is sent as `Authorization: Bearer ...`.
 
-One pooled `httpx.AsyncClient` per distinct engine URL; at most `--batch-concurrency`
+Pooled `httpx.AsyncClient`s per distinct engine URL; at most `--batch-concurrency`
 requests are in flight in all (a retry's wait holds no slot). A request's body goes out as
 given, byte for byte. 429, 5xx, connection failures and timeouts are retried
 (`--batch-max-retries`) after an exponential backoff with full jitter, never sooner than
@@ -235,7 +235,7 @@ class Engines:
         self.max_retries = settings.batch_max_retries
         self.retry_base = settings.batch_retry_base_seconds
         self._slots = asyncio.Semaphore(settings.batch_concurrency)
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, _Clients] = {}
         self._user_agent = f"openai-files/{__version__} (batch)"
         self.sent = 0
         self.retried = 0
@@ -248,31 +248,15 @@ class Engines:
         return self.routes.engine_for(model) is not None
 
     async def open(self) -> None:
-        """Build one pooled client per distinct engine URL."""
-        timeout = self.settings.batch_request_timeout_seconds
-        concurrency = self.settings.batch_concurrency
+        """Build the pooled clients of each distinct engine URL."""
         for engine in self.routes.engines:
-            if engine.url in self._clients:
-                continue
-            self._clients[engine.url] = httpx.AsyncClient(
-                http1=True,
-                http2=False,
-                timeout=httpx.Timeout(
-                    timeout, connect=min(S.BATCH_CONNECT_TIMEOUT_SECONDS, timeout), pool=None
-                ),
-                limits=httpx.Limits(
-                    max_connections=concurrency,
-                    max_keepalive_connections=concurrency,
-                    keepalive_expiry=S.BATCH_KEEPALIVE_SECONDS,
-                ),
-                follow_redirects=False,
-                trust_env=False,
-            )
+            if engine.url not in self._clients:
+                self._clients[engine.url] = _Clients(self.settings)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        for each in clients:
+            await each.aclose()
 
     async def send(self, url_path: str, model: str | None, body: bytes) -> EngineAnswer:
         """POST `body` (bytes, as given, content-type application/json) to
@@ -286,8 +270,8 @@ class Engines:
             self.failed += 1
             shown = "a request that names no model" if model is None else f"model {model!r}"
             return EngineAnswer(0, b"", None, (NO_ENGINE, f"No engine is set for {shown}."), 0, 0)
-        client = self._clients.get(engine.url)
-        if client is None:
+        clients = self._clients.get(engine.url)
+        if clients is None:
             raise RuntimeError("Engines.send before Engines.open")
         url = engine.url + (url_path[3:] if url_path.startswith("/v1/") else url_path)
         headers = {
@@ -305,7 +289,11 @@ class Engines:
             attempts += 1
             self.sent += 1
             async with self._slots:
-                outcome = await self._attempt(client, url, headers, body)
+                client = clients.take()
+                try:
+                    outcome = await self._attempt(client, url, headers, body)
+                finally:
+                    clients.give(client)
             if not outcome.retryable or attempts > self.max_retries:
                 break
             await asyncio.sleep(backoff_seconds(attempts, self.retry_base, outcome.retry_after))
@@ -365,6 +353,50 @@ class Engines:
             return _Attempt(
                 error=(ENGINE_UNREACHABLE, f"The engine could not be reached: {reason}")
             )
+
+
+class _Clients:
+    """The pooled clients of one engine: one per CLIENT_CONNECTIONS connections of
+    --batch-concurrency, each request sent by the one with the fewest in flight (see
+    settings.BATCH_CLIENT_CONNECTIONS)."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = settings.batch_request_timeout_seconds
+        concurrency = settings.batch_concurrency
+        count = -(-concurrency // S.BATCH_CLIENT_CONNECTIONS)
+        size = -(-concurrency // count)
+        tls = httpx.create_ssl_context()  # one for all: each takes tens of ms to make
+        self.clients = [
+            httpx.AsyncClient(
+                verify=tls,
+                http1=True,
+                http2=False,
+                timeout=httpx.Timeout(
+                    timeout, connect=min(S.BATCH_CONNECT_TIMEOUT_SECONDS, timeout), pool=None
+                ),
+                limits=httpx.Limits(
+                    max_connections=size,
+                    max_keepalive_connections=size,
+                    keepalive_expiry=S.BATCH_KEEPALIVE_SECONDS,
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+            for _ in range(count)
+        ]
+        self.in_flight = [0] * count
+
+    def take(self) -> httpx.AsyncClient:
+        index = min(range(len(self.clients)), key=self.in_flight.__getitem__)
+        self.in_flight[index] += 1
+        return self.clients[index]
+
+    def give(self, client: httpx.AsyncClient) -> None:
+        self.in_flight[self.clients.index(client)] -= 1
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
 
 
 def _too_large(status_code: int, request_id: str | None) -> _Attempt:
