@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from openai_files import AsyncClient, Client, _client
+from openai_files.testing.engine import FakeEngine
 
-from .._server import ServerProcess
+from .._server import Deployment, ServerProcess
 from ._helpers import Recorder, both_drivers, mock_async_client, mock_client
 
 
@@ -62,3 +64,45 @@ def drive(request: pytest.FixtureRequest, sleeps: list[float]) -> Any:
     yield make
     for gen in made:
         next(gen, None)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[FakeEngine]:
+    """The fake OpenAI-compatible engine that batches run against."""
+    with FakeEngine().start() as e:
+        yield e
+
+
+@pytest.fixture(scope="session")
+def batch_server(deployment: Deployment, engine: FakeEngine) -> Iterator[ServerProcess]:
+    """A server whose batches run against the fake engine (its retries quick)."""
+    proc = deployment.server(
+        env={
+            "OPENAI_FILES_BATCH_UPSTREAM_URL": engine.url,
+            "OPENAI_FILES_BATCH_RETRY_BASE_SECONDS": "0.05",
+        }
+    )
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def batch_key(batch_server: ServerProcess) -> str:
+    """A key of a fresh organization and project on the batch server."""
+    suffix = uuid.uuid4().hex[:10]
+    return batch_server.create_key(f"org-{suffix}", f"proj_{suffix}")
+
+
+@pytest.fixture(params=["sync", "async"])
+def batches(
+    request: pytest.FixtureRequest, batch_server: ServerProcess, batch_key: str
+) -> Iterator[Any]:
+    """`Client` or (through a blocking view) `AsyncClient`, on the batch server."""
+    options: dict[str, Any] = {"base_url": batch_server.base_url, "max_retries": 0}
+    yield from both_drivers(
+        lambda: Client(batch_key, **options),
+        lambda: AsyncClient(batch_key, **options),
+        request.param,
+    )

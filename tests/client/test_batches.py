@@ -5,11 +5,14 @@ against the fake engine."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from openai_files import (
+    BadRequestError,
     Batch,
     BatchError,
     BatchList,
@@ -19,6 +22,7 @@ from openai_files import (
     RateLimitError,
 )
 
+from .._server import ServerProcess
 from ._helpers import Recorder, error_json, json_response
 
 
@@ -195,3 +199,123 @@ def test_errors_are_mapped_as_the_other_calls_map_them(drive: Any, sleeps: list[
         client.create_batch("file-in", "/v1/chat/completions")
     assert limited.value.code == "too_many_batches"
     assert len(rec.requests) == 3 and len(sleeps) == 1  # a 429 is retried, as elsewhere
+
+
+# --- whole batches, on the real server against the fake engine ------------------------------
+
+ENDPOINT = "/v1/chat/completions"
+
+
+def request_line(custom_id: str, text: str, url: str = ENDPOINT, **body: Any) -> dict[str, Any]:
+    messages = [{"role": "user", "content": text}]
+    return {"custom_id": custom_id, "method": "POST", "url": url,
+            "body": {"model": "m-small", "messages": messages, **body}}  # fmt: skip
+
+
+def jsonl(*lines: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def wait_for(client: Any, batch_id: str, timeout: float = 60.0) -> Batch:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch: Batch = client.retrieve_batch(batch_id)
+        if batch.ended:
+            return batch
+        assert time.monotonic() < deadline, f"{batch_id} still {batch.status}"
+        time.sleep(0.1)
+
+
+def test_a_batch_runs_and_its_object_is_the_servers(
+    batches: Any, batch_server: ServerProcess, batch_key: str
+) -> None:
+    data = jsonl(
+        request_line("a", "one"),
+        request_line("b", "two", fault={"status": 400, "message": "no such model"}),
+        request_line("c", "three"),
+    )
+    f = batches.upload(data, purpose="batch", filename="requests.jsonl")
+    created = batches.create_batch(
+        f.id, ENDPOINT, metadata={"run": "nightly"}, output_expires_after=3600
+    )
+    assert created.id.startswith("batch_") and created.status == "validating"
+    assert (created.input_file_id, created.endpoint, created.completion_window) == (
+        f.id, ENDPOINT, "24h",
+    )  # fmt: skip
+    assert created.metadata == {"run": "nightly"}
+    done = wait_for(batches, created.id)
+    assert done.status == "completed" and done.completed_at is not None
+    assert done.request_counts == BatchRequestCounts(total=3, completed=2, failed=1)
+    assert done.usage.total_tokens > 0 and done.errors is None
+    assert done.output_file_id is not None and done.error_file_id is not None
+    output = [json.loads(line) for line in batches.content(done.output_file_id).splitlines()]
+    errors = [json.loads(line) for line in batches.content(done.error_file_id).splitlines()]
+    assert [o["custom_id"] for o in output] == ["a", "c"]
+    assert [e["custom_id"] for e in errors] == ["b"]
+    # Every field of the server's object, as it sent it.
+    raw = httpx.get(
+        f"{batch_server.base_url}/batches/{done.id}",
+        headers={"Authorization": f"Bearer {batch_key}"},
+    ).json()
+    assert done.to_dict() == raw and list(done.to_dict()) == list(raw)
+    page = batches.list_batches(limit=1)
+    assert [b.id for b in page.data] == [done.id] and page.data[0] == done
+    assert not page.has_more
+    with pytest.raises(BadRequestError) as refused:
+        batches.cancel_batch(done.id)
+    assert refused.value.code == "batch_not_cancellable"
+
+
+def test_list_batches_pages_newest_first(batches: Any) -> None:
+    f = batches.upload(jsonl(request_line("a", "x")), purpose="batch", filename="r.jsonl")
+    made = [batches.create_batch(f.id, ENDPOINT).id for _ in range(3)]
+    first = batches.list_batches(limit=2)
+    assert len(first.data) == 2 and first.has_more and first.last_id == first.data[1].id
+    rest = batches.list_batches(after=first.last_id, limit=2)
+    assert len(rest.data) == 1 and not rest.has_more
+    listed = [b.id for b in first.data + rest.data]
+    assert sorted(listed) == sorted(made)  # each once (made in one second: any order)
+    created = [b.created_at for b in first.data + rest.data]
+    assert created == sorted(created, reverse=True)
+    for batch_id in made:
+        wait_for(batches, batch_id)
+
+
+def test_cancel_batch(batches: Any) -> None:
+    slow = [request_line(str(i), "x", fault={"latency": 1}) for i in range(40)]
+    f = batches.upload(jsonl(*slow), purpose="batch", filename="slow.jsonl")
+    batch = batches.create_batch(f.id, ENDPOINT)
+    cancelling = batches.cancel_batch(batch.id)
+    assert cancelling.id == batch.id
+    assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at
+    done = wait_for(batches, batch.id)
+    assert done.status == "cancelled" and done.cancelled_at is not None
+    assert done.request_counts.completed < 40
+    assert batches.cancel_batch(batch.id).status == "cancelled"  # again: as it stands
+
+
+def test_a_batch_whose_input_is_refused_fails_with_its_errors(batches: Any) -> None:
+    lines = [request_line("a", "x"), request_line("b", "y", url="/v1/embeddings")]
+    f = batches.upload(jsonl(*lines), purpose="batch", filename="bad.jsonl")
+    done = wait_for(batches, batches.create_batch(f.id, ENDPOINT).id)
+    assert done.status == "failed" and done.failed_at is not None and done.errors
+    assert [(e.code, e.line) for e in done.errors] == [("invalid_url", 2)]
+    assert done.output_file_id is None
+
+
+def test_refusals_are_typed_errors(batches: Any) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        batches.retrieve_batch("batch_nope")
+    assert missing.value.status_code == 404 and missing.value.param == "batch_id"
+    with pytest.raises(NotFoundError):
+        batches.cancel_batch("batch_nope")
+    other = batches.upload(b"x", purpose="assistants", filename="a.txt")
+    with pytest.raises(BadRequestError) as wrong:
+        batches.create_batch(other.id, ENDPOINT)
+    assert wrong.value.param == "input_file_id" and "purpose 'assistants'" in wrong.value.message
+    with pytest.raises(BadRequestError) as endpoint:
+        batches.create_batch(other.id, "/v1/nope")
+    assert endpoint.value.param == "endpoint"
+    with pytest.raises(BadRequestError) as after:
+        batches.list_batches(after="batch_nope")
+    assert after.value.param == "after"
