@@ -9,6 +9,7 @@ import pytest
 
 import openai_files
 from openai_files import Client, Options
+from openai_files.cli._batches_cmds import COMMANDS as BATCH_COMMANDS
 from openai_files.cli._client_cmds import COMMANDS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
@@ -39,7 +40,7 @@ def test_every_error(name: str) -> None:
     assert name in DOC
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", sorted([*COMMANDS, *BATCH_COMMANDS]))
 def test_every_command(command: str) -> None:
     assert f"openai-files {command}" in DOC
 

@@ -16,17 +16,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="openai-files",
         description=(
             "Work with OpenAI-style file storage: upload, list, get, download and delete "
-            "files; run the server, manage its keys."
+            "files; run batches of requests over them; run the server, manage its keys."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from ._batches_cmds import add_batches_parser
     from ._client_cmds import add_client_parsers
     from ._server import add_env_parser, add_keys_parser, add_migrate_parser, add_serve_parser
     from ._uploads_cmds import add_uploads_parser
 
     add_client_parsers(sub)
     add_uploads_parser(sub)
+    add_batches_parser(sub)
     add_serve_parser(sub)
     add_keys_parser(sub)
     add_env_parser(sub)
