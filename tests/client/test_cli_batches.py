@@ -10,9 +10,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from openai_files import Batch, Client
+from openai_files import (
+    APIConnectionError,
+    Batch,
+    Client,
+    InternalServerError,
+    NotFoundError,
+)
 from openai_files.cli import _batches_cmds as bcmds
 from openai_files.cli import main
 
@@ -172,6 +179,42 @@ def test_without_rich_lines_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> No
     with bcmds.batch_view(stream=stream) as view:
         view(batch("in_progress", 3, 1))
     assert stream.getvalue() == "batch_1: in_progress (1 of 3 requests done)\n"
+
+
+class Flaky:
+    """A client whose `retrieve_batch` answers in turn from `answers` (errors are raised)."""
+
+    def __init__(self, *answers: Batch | Exception) -> None:
+        self.answers = list(answers)
+
+    def retrieve_batch(self, batch_id: str) -> Batch:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_follow_waits_out_a_server_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:9/v1/batches/batch_1")
+    down = APIConnectionError(request)
+    busy = InternalServerError("Error code: 503 - busy", response=httpx.Response(503,
+                               request=request), body=None)  # fmt: skip
+    slept: list[float] = []
+    monkeypatch.setattr(bcmds, "_sleep", slept.append)
+    seen: list[str] = []
+    client: Any = Flaky(down, busy, batch("in_progress", 2, 1), down, batch("completed", 2, 2))
+    done = bcmds.follow(client, batch("validating"), lambda b: seen.append(b.status))
+    assert done.status == "completed" and seen == ["validating", "in_progress", "completed"]
+    assert slept == [bcmds.POLL_SECONDS] * 5
+    # For longer than WAIT_PATIENCE_SECONDS, the error ends the wait.
+    monkeypatch.setattr(bcmds, "WAIT_PATIENCE_SECONDS", -1.0)
+    with pytest.raises(APIConnectionError):
+        bcmds.follow(Flaky(down, batch("completed")), batch("validating"), seen.append)  # type: ignore[arg-type]
+    gone = NotFoundError("Error code: 404 - gone", response=httpx.Response(404, request=request),
+                         body=None)  # fmt: skip
+    monkeypatch.setattr(bcmds, "WAIT_PATIENCE_SECONDS", 300.0)
+    with pytest.raises(NotFoundError):  # not a server's trouble: at once
+        bcmds.follow(Flaky(gone, batch("completed")), batch("validating"), seen.append)  # type: ignore[arg-type]
 
 
 # --- on the real server, against the fake engine --------------------------------------------

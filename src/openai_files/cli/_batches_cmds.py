@@ -24,7 +24,7 @@ from .._client import Client
 from .._config import is_retryable_status
 from .._exceptions import APIConnectionError, APIStatusError
 from .._models import Batch, BatchError
-from ._client_cmds import _check_path, _check_target, progress_bar
+from ._client_cmds import check_path, check_target, progress_bar
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLIError, print_table, shown
 from ._session import answer, client_for, common_parser, help_layout, print_json, size, when
 
@@ -166,8 +166,11 @@ def _input_file(client: Client, args: argparse.Namespace) -> str:
         return str(args.file)
     with progress_bar(f"upload {path.name}", not args.no_progress) as progress:
         f = client.upload(path, purpose="batch", progress=progress)
-    if not args.json:
-        print(f"uploaded {f.id}: {shown(f.filename)}, {size(f.bytes)}")
+    # Its id, should the batch be refused: another may start from it (on stderr with --json).
+    print(
+        f"uploaded {f.id}: {shown(f.filename)}, {size(f.bytes)}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
     return f.id
 
 
@@ -178,14 +181,14 @@ def cmd_batches_create(args: argparse.Namespace) -> int:
     if not (Path(args.file).exists() or args.file.startswith("file-")):
         raise CLIError(f"no such file: {args.file} (give a .jsonl file or a file id)", EXIT_USAGE)
     if Path(args.file).exists():
-        _check_path(Path(args.file))
+        check_path(Path(args.file))
     paths = None
     if args.wait:
         paths = result_paths(args.file, args.output, args.errors)
         if paths[0] == paths[1]:
             raise CLIError(f"-o and --errors name the same file: {paths[0]}", EXIT_USAGE)
         for target in paths:  # before the batch is made: its results must have somewhere to go
-            _check_target(target, args.force)
+            check_target(target, args.force)
     with client_for(args) as client:
         file_id = _input_file(client, args)
         try:
@@ -197,7 +200,7 @@ def cmd_batches_create(args: argparse.Namespace) -> int:
                 output_expires_after=args.output_expires_after,
             )
         except KeyboardInterrupt:
-            _say(args, f"interrupted: the batch may have been made: {_cmd(args, 'list')}")
+            _say(f"interrupted: the batch may have been made: {_cmd(args, 'batches', 'list')}")
             raise
         if paths is None:
             return answer(
@@ -212,10 +215,9 @@ def cmd_batches_create(args: argparse.Namespace) -> int:
                 batch = follow(client, batch, view)
         except KeyboardInterrupt:
             _say(
-                args,
                 f"interrupted: batch {batch.id} keeps running\n"
-                f"follow it with: {_cmd(args, 'get', batch.id)}\n"
-                f"cancel it with: {_cmd(args, 'cancel', batch.id)}",
+                f"follow it with: {_cmd(args, 'batches', 'get', batch.id)}\n"
+                f"cancel it with: {_cmd(args, 'batches', 'cancel', batch.id)}",
             )
             raise
         _save_results(client, args, batch, paths)
@@ -227,14 +229,14 @@ def _about(batch: Batch) -> str:
 
 
 def _cmd(args: argparse.Namespace, *words: str) -> str:
-    """The `openai-files batches ...` command that does this, for the same server."""
-    argv = ["openai-files", "batches", *words]
+    """The `openai-files ...` command that does this, for the same server."""
+    argv = ["openai-files", *words]
     if args.base_url is not None:
         argv += ["--base-url", args.base_url]
     return shlex.join(argv)
 
 
-def _say(args: argparse.Namespace, text: str) -> None:
+def _say(text: str) -> None:
     for line in text.splitlines():
         print(f"openai-files: {line}", file=sys.stderr, flush=True)
 
@@ -276,8 +278,8 @@ def _save_results(
             with progress_bar(f"download {target.name}", not args.no_progress) as progress:
                 received = client.download(file_id, target, progress=progress)
         except KeyboardInterrupt:
-            again = ["openai-files", "download", file_id, "-o", os.fspath(target)]
-            _say(args, f"interrupted: download it with: {shlex.join(again)}")
+            again = _cmd(args, "download", file_id, "-o", os.fspath(target))
+            _say(f"interrupted: download it with: {again}")
             raise
         if not args.json:
             print(f"saved {kind} {file_id} to {shown(os.fspath(target))} ({size(received)})")
@@ -299,7 +301,7 @@ def _ended(args: argparse.Namespace, batch: Batch) -> int:
         detail = "; ".join(_batch_error(e) for e in first)
         if len(batch.errors) > len(first):
             more = len(batch.errors) - len(first)
-            detail += f" (and {more} more: {_cmd(args, 'get', batch.id)})"
+            detail += f" (and {more} more: {_cmd(args, 'batches', 'get', batch.id)})"
     raise CLIError(f"batch {batch.id} {batch.status}: {detail}", EXIT_FAILURE)
 
 

@@ -167,14 +167,14 @@ def _print_file(f: FileObject) -> None:
 # --- commands ----------------------------------------------------------------------------
 
 
-def _check_path(path: Path) -> None:
+def check_path(path: Path) -> None:
     if path.is_dir():
         raise CLIError(f"is a directory: {path} (upload takes a file)", EXIT_USAGE)
     if not path.is_file():
         raise CLIError(f"no such file: {path}", EXIT_USAGE)
 
 
-def _check_target(target: Path, force: bool) -> None:
+def check_target(target: Path, force: bool) -> None:
     """Refuse a download's destination that cannot take the file, before any request."""
     if target.is_dir():
         raise CLIError(f"is a directory: {target} (give a file name with -o)", EXIT_USAGE)
@@ -189,7 +189,7 @@ def _check_target(target: Path, force: bool) -> None:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    _check_path(path)
+    check_path(path)
     try:
         with (
             client_for(args) as client,
@@ -280,7 +280,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     if args.output:
-        _check_target(Path(args.output), args.force)  # before the server sends anything
+        check_target(Path(args.output), args.force)  # before the server sends anything
     with client_for(args) as client:
         if args.output:
             target = Path(args.output)
@@ -288,7 +288,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             # The server's name is a base name already; make sure, it becomes a local path.
             name = Path(client.retrieve(args.file_id).filename.replace("\\", "/")).name
             target = Path(name if name not in ("", ".", "..") else args.file_id)
-            _check_target(target, args.force)
+            check_target(target, args.force)
         with progress_bar(f"download {target.name}", not args.no_progress) as progress:
             received = client.download(
                 args.file_id, target, progress=progress, durable=args.durable
