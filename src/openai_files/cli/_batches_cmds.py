@@ -56,7 +56,10 @@ failed), if any, to ERRORS_PATH. OUTPUT defaults to FILE's name with
 file-abc -> file-abc{OUTPUT_SUFFIX}, here); ERRORS_PATH to OUTPUT's with
 {ERRORS_SUFFIX}. Exits 1 unless the batch completed (failed, expired,
 cancelled). Ctrl-C leaves the batch running: `openai-files batches get ID`
-follows it, `openai-files batches cancel ID` cancels it."""
+follows it, `openai-files batches cancel ID` cancels it.
+
+Example:
+  openai-files batches create requests.jsonl --endpoint /v1/chat/completions --wait"""
 
 
 # --- parsers -----------------------------------------------------------------------------
