@@ -371,7 +371,7 @@ def test_without_an_engine_a_batch_is_refused_naming_the_setting(
         400,
         "This server runs no batches: no engine is set. Start it with --batch-upstream-url "
         "(or OPENAI_FILES_BATCH_UPSTREAM_URL), the base URL of an OpenAI-compatible server "
-        "ending in /v1, or --batch-routes.",
+        "ending in /v1, or --batch-routes-file.",
         code="batches_not_configured",
     )
     assert error

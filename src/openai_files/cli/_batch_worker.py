@@ -25,7 +25,7 @@ def add_batch_worker_parser(sub: Any) -> None:
         help="run batches without serving HTTP (beside `serve --no-batch-runner` replicas)",
         description=(
             "Validate batches, send their requests to the engine (--batch-upstream-url or "
-            "--batch-routes) and write their output and error files, until Ctrl-C; nothing "
+            "--batch-routes-file) and write their output and error files, until Ctrl-C; nothing "
             "is served. Takes the same settings as `serve`: point it at the same --database "
             "and --storage as the replicas. Ctrl-C stores the answers that arrived and gives "
             "the other requests back, for another worker or the next start."
@@ -67,7 +67,7 @@ async def _work(settings: Any) -> None:
     if not engines.configured:
         raise CLIError(
             "no engine is set: give --batch-upstream-url (an OpenAI-compatible base URL "
-            "ending in /v1) or --batch-routes",
+            "ending in /v1) or --batch-routes-file",
             exit_code=2,
         )
     meta = open_metadata_store(settings.database_url, settings)

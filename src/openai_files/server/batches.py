@@ -55,7 +55,7 @@ class NoEngine(InvalidRequest):
         super().__init__(
             "This server runs no batches: no engine is set. Start it with "
             "--batch-upstream-url (or OPENAI_FILES_BATCH_UPSTREAM_URL), the base URL of an "
-            "OpenAI-compatible server ending in /v1, or --batch-routes.",
+            "OpenAI-compatible server ending in /v1, or --batch-routes-file.",
             code="batches_not_configured",
         )
 
