@@ -159,13 +159,17 @@ def test_a_batch_runs_through_the_sdk(
     assert done.id in [b.id for b in listed.data]
 
 
-def test_refused_and_failed_requests_go_to_the_error_file(bclient: openai.OpenAI) -> None:
+def test_refused_and_failed_requests_go_to_the_error_file(
+    bclient: openai.OpenAI, engine: FakeEngine
+) -> None:
+    tag = uuid.uuid4().hex
     lines = [
         request_line("ok", chat("fine")),
         request_line("bad", chat("no", fault={"status": 400, "message": "bad model"})),
-        request_line("flaky", chat("retry", fault={"status": 500, "fail_first": 2})),
-        request_line("slow-down", chat("429", fault={"status": 429, "fail_first": 1})),
-        request_line("gone", chat("reset", fault={"reset": True, "fail_first": 1})),
+        # Bodies of their own: the engine counts attempts by body, across deployments.
+        request_line("flaky", chat(f"retry {tag}", fault={"status": 500, "fail_first": 2})),
+        request_line("slow-down", chat(f"429 {tag}", fault={"status": 429, "fail_first": 1})),
+        request_line("gone", chat(f"reset {tag}", fault={"reset": True, "fail_first": 1})),
     ]
     done = wait(
         bclient,
@@ -183,6 +187,14 @@ def test_refused_and_failed_requests_go_to_the_error_file(bclient: openai.OpenAI
     assert errors[0]["response"]["status_code"] == 400
     assert errors[0]["response"]["body"]["error"]["message"] == "bad model"
     assert errors[0]["error"] is None
+
+    # Retried as often as the engine failed them; the 400 once (never retried).
+    def attempts(text: str, fault: dict[str, Any]) -> int:
+        return engine.attempts(json.dumps(chat(text, fault=fault), ensure_ascii=False).encode())
+
+    assert attempts(f"retry {tag}", {"status": 500, "fail_first": 2}) == 3
+    assert attempts(f"429 {tag}", {"status": 429, "fail_first": 1}) == 2
+    assert attempts("no", {"status": 400, "message": "bad model"}) >= 1
 
 
 @pytest.mark.parametrize(
@@ -382,3 +394,39 @@ def test_an_unknown_batch_is_a_404(bclient: openai.OpenAI) -> None:
         bclient.batches.retrieve("batch_doesnotexist")
     with pytest.raises(openai.NotFoundError):
         bclient.batches.retrieve("../etc")
+
+
+def test_metrics_count_batches_and_their_requests(
+    bclient: openai.OpenAI, batch_server: AppServer
+) -> None:
+    def scrape() -> dict[str, float]:
+        text = batch_server.http(base_url=batch_server.root_url).get("/metrics").text
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("openai_files_batch"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    before = scrape()
+    lines = [request_line(f"m{i}", chat("x")) for i in range(3)]
+    # A body of its own: the engine counts attempts by body, across deployments.
+    unique = uuid.uuid4().hex
+    lines.append(request_line("retried", chat(unique, fault={"status": 503, "fail_first": 1})))
+    done = wait(
+        bclient,
+        bclient.batches.create(
+            input_file_id=upload(bclient, lines), endpoint=ENDPOINT, completion_window="24h"
+        ).id,
+    )
+    assert done.status == "completed"
+    after = scrape()
+
+    def grew(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    assert grew('openai_files_batches_ended_total{status="completed"}') >= 1
+    assert grew('openai_files_batch_requests_total{result="sent"}') >= 5
+    assert grew('openai_files_batch_requests_total{result="retried"}') >= 1
+    assert grew('openai_files_batch_engine_latency_seconds_total{part="count"}') >= 4
+    assert 'openai_files_batches{status="in_progress"}' in after

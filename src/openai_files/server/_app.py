@@ -322,6 +322,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if engines.configured and settings.batch_runner:
                 runner = BatchRunner(settings, meta, blobs, engines, alone=alone)
             app.state.batch_runner = runner
+            metrics.watch_batches(runner, engines)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sweeper.run)
                 if runner is not None:

@@ -178,10 +178,10 @@ class BatchRunner:
         self._flush_wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._next_scan = 0.0
-        #: Counters for /metrics.
-        self.sent = 0
+        #: Counters for /metrics: results by outcome, batches ended by final status.
         self.completed = 0
         self.failed = 0
+        self.ended: collections.Counter[str] = collections.Counter()
 
     # -- the loops --
     async def run(self) -> None:
@@ -275,6 +275,10 @@ class BatchRunner:
                 log.error("batch %s: %r", batch_id, t.exception(), exc_info=t.exception())
 
         task.add_done_callback(done)
+
+    def active_by_status(self) -> dict[str, int]:
+        """The batches not yet ended, by status, as the last scan read them."""
+        return dict(collections.Counter(b.status for b in self._batches.values()))
 
     # -- running requests --
     def _runnable(self, now: int) -> list[BatchRecord]:
@@ -384,7 +388,6 @@ class BatchRunner:
         task.add_done_callback(done)
 
     async def _send(self, b: BatchRecord, row: BatchRequestRecord, body: bytes) -> None:
-        self.sent += 1
         try:
             answer = await self.engines.send(b.endpoint, row.model, body)
         except Exception as exc:  # the engines never raise for engine trouble: a bug
@@ -490,6 +493,7 @@ class BatchRunner:
                 }
             ]
             await self.meta.clear_batch_requests(b.id, self.worker)
+            self.ended["failed"] += 1
             await self.meta.update_batch(
                 b.id,
                 self.worker,
@@ -585,6 +589,7 @@ class BatchRunner:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await remove_bytes(self.blobs, record.output_key, record.error_key)
             raise
+        self.ended[final] += 1
         log.info("batch %s %s", b.id, final)
 
     async def _write_files(

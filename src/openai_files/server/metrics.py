@@ -11,8 +11,12 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .batch_engine import Engines
+    from .batch_runner import BatchRunner
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,6 +25,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -129,6 +135,10 @@ class Metrics:
         for kind in STORE_ERROR_KINDS:
             self.store_errors.labels(kind=kind)
         ProcessCollector(registry=registry)  # memory, CPU, open files (on Linux)
+
+    def watch_batches(self, runner: BatchRunner | None, engines: Engines) -> None:
+        """Count the batch worker's work and the engines' answers (read at each scrape)."""
+        self.registry.register(_BatchCollector(runner, engines))
 
     def count_connections(self, count: Callable[[], int]) -> None:
         """Where the open connections are counted (the HTTP server knows them)."""
@@ -239,3 +249,55 @@ def _from_loopback(scope: Scope) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
+
+
+#: The statuses of a batch not yet ended, as a worker last saw them.
+BATCH_ACTIVE_STATUSES = ("validating", "in_progress", "finalizing", "cancelling")
+
+
+class _BatchCollector(Collector):
+    """Batches and their requests, read from the worker and the engines at each scrape:
+    nothing is counted twice and no lock is taken (the numbers are this process's)."""
+
+    def __init__(self, runner: BatchRunner | None, engines: Engines) -> None:
+        self.runner = runner
+        self.engines = engines
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        active = GaugeMetricFamily(
+            "openai_files_batches",
+            "Batches not yet ended, by status, as this process's batch worker last read them "
+            "(every replica's worker reads them all)",
+            labels=["status"],
+        )
+        by_status = self.runner.active_by_status() if self.runner is not None else {}
+        for status in BATCH_ACTIVE_STATUSES:
+            active.add_metric([status], by_status.get(status, 0))
+        yield active
+        ended = CounterMetricFamily(
+            "openai_files_batches_ended",
+            "Batches this process ended, by final status",
+            labels=["status"],
+        )
+        finished = self.runner.ended if self.runner is not None else {}
+        for status in ("completed", "failed", "cancelled", "expired"):
+            ended.add_metric([status], finished.get(status, 0))
+        yield ended
+        requests = CounterMetricFamily(
+            "openai_files_batch_requests",
+            "Batch requests sent to the engines, by what came of them: sent (each attempt), "
+            "retried, failed (no usable answer after the last attempt)",
+            labels=["result"],
+        )
+        requests.add_metric(["sent"], self.engines.sent)
+        requests.add_metric(["retried"], self.engines.retried)
+        requests.add_metric(["failed"], self.engines.failed)
+        yield requests
+        latency = CounterMetricFamily(
+            "openai_files_batch_engine_latency_seconds",
+            "Time the engines took to answer batch requests (sum and count of answers)",
+            labels=["part"],
+        )
+        latency.add_metric(["sum"], self.engines.latency_seconds_sum)
+        latency.add_metric(["count"], self.engines.latency_count)
+        yield latency
