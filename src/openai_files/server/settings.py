@@ -89,7 +89,11 @@ BATCH_MAX_ERRORS = 100
 #: at once to all its engines, and of one batch; how long one attempt may take; how many
 #: times a request is retried (429, 5xx, no answer) before its last answer is final.
 DEFAULT_BATCH_CONCURRENCY = 64
-DEFAULT_BATCH_CONCURRENCY_PER_BATCH = 16
+#: A batch alone may take every slot: fairness between batches comes from the worker, which
+#: gives each free slot to the project, then the batch, with the fewest requests running
+#: (batch_runner.py), so a new batch gets its share as soon as slots free. A lower cap
+#: keeps one batch from the whole engine even then.
+DEFAULT_BATCH_CONCURRENCY_PER_BATCH = DEFAULT_BATCH_CONCURRENCY
 DEFAULT_BATCH_REQUEST_TIMEOUT_SECONDS = 600.0
 DEFAULT_BATCH_MAX_RETRIES = 5
 #: Retries wait a random time (full jitter) under base * 2**(retry - 1), at most the cap,
