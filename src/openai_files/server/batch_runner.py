@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -275,6 +276,15 @@ class BatchRunner:
                 log.error("batch %s: %r", batch_id, t.exception(), exc_info=t.exception())
 
         task.add_done_callback(done)
+
+    def cancelled(self, batch_id: str) -> None:
+        """A cancel answered by this process: send none of the batch's claimed requests
+        (its finalizing, at once, stops those in flight and gives the rest back)."""
+        known = self._batches.get(batch_id)
+        if known is not None:
+            self._batches[batch_id] = dataclasses.replace(known, status="cancelling")
+        self._next_scan = 0.0
+        self._wake.set()
 
     def active_by_status(self) -> dict[str, int]:
         """The batches not yet ended, by status, as the last scan read them."""

@@ -37,6 +37,9 @@ async def retrieve_batch(request: Request) -> Response:
 async def cancel_batch(request: Request) -> Response:
     owner = await owner_of(request)
     record = await batches_of(request).cancel(owner, request.path_params["batch_id"])
+    runner = request.app.state.batch_runner
+    if runner is not None:  # this process's worker sends none of it from now on
+        runner.cancelled(record.id)
     return JSONResponse(batch_object(record))
 
 
