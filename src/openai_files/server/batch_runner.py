@@ -173,6 +173,8 @@ class BatchRunner:
         #: Requests claimed but not sent yet, with their bodies, by batch.
         self._claimed: dict[str, collections.deque[tuple[BatchRequestRecord, bytes]]] = {}
         self._exhausted: set[str] = set()
+        #: Bytes of the bodies held here: claimed, and being sent.
+        self._held_bytes = 0
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._pending: list[tuple[BatchResult, asyncio.Future[bool]]] = []
@@ -336,8 +338,15 @@ class BatchRunner:
                 if not rows:
                     self._exhausted.add(b.id)
                     continue
+                rows, over = self._within_budget(rows)
+                if over:  # given back at once, for when bodies held here are sent
+                    await self.meta.release_batch_requests(
+                        self.worker, b.id, [r.line for r in over]
+                    )
+                if not rows:
+                    return  # a slot's end wakes the next turn
                 try:
-                    queue.extend(await self._bodies(b, rows))
+                    bodies = await self._bodies(b, rows)
                 except FileNotFoundError:
                     await self.meta.release_batch_requests(
                         self.worker, b.id, [r.line for r in rows]
@@ -345,8 +354,22 @@ class BatchRunner:
                     log.error("batch %s: its input's bytes are gone", b.id)
                     self._exhausted.add(b.id)
                     continue
+                self._held_bytes += sum(len(body) for _, body in bodies)
+                queue.extend(bodies)
             row, body = queue.popleft()
             self._start_request(b, row, body)
+
+    def _within_budget(
+        self, rows: list[BatchRequestRecord]
+    ) -> tuple[list[BatchRequestRecord], list[BatchRequestRecord]]:
+        """The claimed requests whose bodies fit in what the worker may hold
+        (`BATCH_BODY_BUDGET_BYTES`; one body alone when it holds none), and the others."""
+        total = self._held_bytes
+        for n, r in enumerate(rows):
+            if total + r.body_length > S.BATCH_BODY_BUDGET_BYTES and (n or total):
+                return rows[:n], rows[n:]
+            total += r.body_length
+        return rows, []
 
     async def _bodies(
         self, b: BatchRecord, rows: list[BatchRequestRecord]
@@ -382,6 +405,7 @@ class BatchRunner:
         self._tasks.setdefault(b.id, set()).add(task)
 
         def done(t: asyncio.Task[None]) -> None:
+            self._held_bytes -= len(body)
             self._running[b.id] -= 1
             if self._running[b.id] <= 0:
                 del self._running[b.id]
@@ -451,7 +475,8 @@ class BatchRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._claimed.pop(batch_id, None)
+        dropped = self._claimed.pop(batch_id, None) or ()
+        self._held_bytes -= sum(len(body) for _, body in dropped)
         await self._flush()
         await self.meta.release_batch_requests(self.worker, batch_id)
 
@@ -615,7 +640,9 @@ class BatchRunner:
         unfinished = 0
         try:
             after = 0
-            while page := await self.meta.batch_request_page(record.id, after, S.BATCH_RESULT_PAGE):
+            while page := await self.meta.batch_request_page(
+                record.id, after, S.BATCH_RESULT_PAGE, S.BATCH_RESULT_PAGE_BYTES
+            ):
                 out: dict[str, list[bytes]] = {"output": [], "error": []}
                 for r in page:
                     if r.status == "done" and r.result is not None:

@@ -71,8 +71,13 @@ BATCH_CLAIM_MAX = 64
 #: after its first arrived (a result's request keeps its slot until it is stored).
 BATCH_RESULT_GROUP = 256
 BATCH_RESULT_WAIT_SECONDS = 0.01
-#: Finalizing reads a batch's results this many rows at a time (memory: one page).
+#: Finalizing reads a batch's results this many rows at a time, and at most this many bytes
+#: of them (one row at least): memory holds one page, not the answers of 64 large ones.
 BATCH_RESULT_PAGE = 64
+BATCH_RESULT_PAGE_BYTES = 8 * MiB
+#: The bodies a worker holds (claimed, and being sent) add up to at most this many bytes
+#: (one body alone may pass it): 64 requests of 64 MiB lines would hold 4 GiB.
+BATCH_BODY_BUDGET_BYTES = 256 * MiB
 #: The most batches a worker looks at in one turn (the oldest first).
 BATCH_SCAN_LIMIT = 1000
 #: Validation stores a batch's requests this many rows per transaction.

@@ -334,9 +334,11 @@ class SQLMetadataStore(abc.ABC):
         return await self._read(_batch_plans.running_requests(batch_id, now))
 
     async def batch_request_page(
-        self, batch_id: str, after_line: int, limit: int
+        self, batch_id: str, after_line: int, limit: int, max_bytes: int | None = None
     ) -> list[BatchRequestRecord]:
-        return await self._read(_batch_plans.batch_request_page(batch_id, after_line, limit))
+        return await self._read(
+            _batch_plans.batch_request_page(batch_id, after_line, limit, max_bytes)
+        )
 
     async def finish_batch(
         self,

@@ -393,8 +393,26 @@ def running_requests(batch_id: str, now: int) -> Plan[int]:
 
 
 def batch_request_page(
-    batch_id: str, after_line: int, limit: int
+    batch_id: str, after_line: int, limit: int, max_bytes: int | None = None
 ) -> Plan[list[BatchRequestRecord]]:
+    if max_bytes is not None:
+        # The rows' result sizes first: the page ends before the row that would take it
+        # past `max_bytes` (one row at least), so that no page holds many large answers.
+        sizes = yield Stmt(
+            "SELECT line, COALESCE(LENGTH(result), 0) AS size FROM batch_requests "
+            "WHERE batch_id = ? AND line > ? ORDER BY line LIMIT ?",
+            (batch_id, after_line, limit),
+            "all",
+        )
+        total, count = 0, 0
+        for row in sizes:
+            total += int(row["size"])
+            if count and total > max_bytes:
+                break
+            count += 1
+        limit = count
+        if not limit:
+            return []
     rows = yield Stmt(
         f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE batch_id = ? AND line > ? "
         "ORDER BY line LIMIT ?",

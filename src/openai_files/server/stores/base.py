@@ -509,10 +509,12 @@ class MetadataStore(Protocol):
         ...
 
     async def batch_request_page(
-        self, batch_id: str, after_line: int, limit: int
+        self, batch_id: str, after_line: int, limit: int, max_bytes: int | None = None
     ) -> list[BatchRequestRecord]:
         """Up to `limit` request rows of the batch after line `after_line`, in line order
-        (done or not): what finalizing writes out, a page at a time."""
+        (done or not): what finalizing writes out, a page at a time. With `max_bytes`, the
+        page ends before the row whose result would take the page's results past it (a
+        page has one row at least, whatever its size)."""
         ...
 
     async def finish_batch(
