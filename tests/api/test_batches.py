@@ -430,3 +430,29 @@ def test_metrics_count_batches_and_their_requests(
     assert grew('openai_files_batch_requests_total{result="retried"}') >= 1
     assert grew('openai_files_batch_engine_latency_seconds_total{part="count"}') >= 4
     assert 'openai_files_batches{status="in_progress"}' in after
+
+
+def test_output_expires_after_sets_the_result_files_expiry(bclient: openai.OpenAI) -> None:
+    lines = [request_line("ok", chat("x")), request_line("no", chat("y", fault={"status": 404}))]
+    created = bclient.batches.create(
+        input_file_id=upload(bclient, lines),
+        endpoint=ENDPOINT,
+        completion_window="24h",
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
+    )
+    done = wait(bclient, created.id)
+    assert done.status == "completed"
+    for file_id in (done.output_file_id, done.error_file_id):
+        assert file_id is not None
+        file = bclient.files.retrieve(file_id)
+        assert file.purpose == "batch_output"
+        assert file.expires_at == file.created_at + 7200
+    # Without it, the result files do not expire.
+    plain = wait(
+        bclient,
+        bclient.batches.create(
+            input_file_id=upload(bclient, lines[:1]), endpoint=ENDPOINT, completion_window="24h"
+        ).id,
+    )
+    assert plain.output_file_id is not None
+    assert bclient.files.retrieve(plain.output_file_id).expires_at is None
