@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _URL_LINE = re.compile(r"serving the Files API at (http://\S+/v1)")
+_WORKER_LINE = re.compile(r"openai-files batch-worker \S+ running")
 _KEY_LINE = re.compile(r"^(?:export )?OPENAI_API_KEY=(\S+)$", re.M)
 
 
@@ -224,38 +225,103 @@ class Deployment:
         return AppServer(data_dir, full_env).start()
 
     def replicas(
-        self, count: int, *args: str, env: dict[str, str] | None = None
+        self,
+        count: int,
+        *args: str,
+        env: dict[str, str] | None = None,
+        own: Sequence[dict[str, str]] = (),
     ) -> list[ServerProcess]:
-        """`count` started servers sharing one set of fresh stores."""
+        """`count` started servers sharing one set of fresh stores; `own[i]`, when given,
+        adds settings of replica i's own."""
         assert self.name == "scaleout", "replicas share PostgreSQL and S3"
         shared = {**self.env(), **(env or {})}
         done = openai_files_cli("migrate", env={**os.environ, **shared})
         assert done.returncode == 0, done.stderr
         return [
             ServerProcess(
-                self.root / f"replica-{uuid.uuid4().hex[:8]}" / "data", *args, env=shared
+                self.root / f"replica-{uuid.uuid4().hex[:8]}" / "data",
+                *args,
+                env={**shared, **(own[i] if i < len(own) else {})},
             ).start()
-            for _ in range(count)
+            for i in range(count)
         ]
 
     def expire(self, server: ServerProcess | AppServer, file_id: str, at: int) -> None:
         """Set a file's expiry in the database, as if time had passed."""
-        database = server.env.get("OPENAI_FILES_DATABASE")
-        if database:
-            import asyncpg
+        sql(server, "UPDATE files SET expires_at = ? WHERE id = ?", at, file_id)
 
-            async def run() -> None:
-                conn = await asyncpg.connect(database)
-                try:
-                    await conn.execute(
-                        "UPDATE files SET expires_at = $1 WHERE id = $2", at, file_id
-                    )
-                finally:
-                    await conn.close()
 
-            asyncio.run(run())
-        else:
-            import sqlite3
+def sql(server: ServerProcess | AppServer, statement: str, *args: Any) -> Any:
+    """Run one statement (`?` placeholders) on a server's database, PostgreSQL or SQLite,
+    from outside the server; the first row's first value, if any."""
+    database = server.env.get("OPENAI_FILES_DATABASE")
+    if database:
+        import asyncpg
 
-            with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
-                db.execute("UPDATE files SET expires_at = ? WHERE id = ?", (at, file_id))
+        async def run() -> Any:
+            conn = await asyncpg.connect(database)
+            try:
+                numbered = statement
+                for n in range(1, len(args) + 1):
+                    numbered = numbered.replace("?", f"${n}", 1)
+                return await conn.fetchval(numbered, *args)
+            finally:
+                await conn.close()
+
+        return _run(run())
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
+        row = db.execute(statement, args).fetchone()
+        return None if row is None else row[0]
+
+
+class WorkerProcess:
+    """One `openai-files batch-worker` process on the stores of `env` (its output goes to
+    `log_path`); `start` returns once it runs."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = (
+            self.data_dir.parent / f"{self.data_dir.name}-worker-{uuid.uuid4().hex[:6]}.log"
+        )
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "openai_files", "batch-worker",
+                "--data-dir", str(self.data_dir), *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not _WORKER_LINE.search(self.log_text()):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"worker did not start in {timeout}s:\n{self.log_text()}")
+            time.sleep(0.05)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def interrupt(self, timeout: float = 15.0) -> int:
+        """Ctrl-C (SIGINT); its exit status once it ended."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)

@@ -327,6 +327,7 @@ OUT_OF_RANGE = [
     ("--batch-request-timeout-seconds", "0", "it must be more than 0"),
     ("--batch-max-retries", "-1", "it must be 0 (no retries) or more"),
     ("--batch-retry-base-seconds", "0", "it must be more than 0"),
+    ("--batch-lease-seconds", "2", "it must be at least 3 (leases end on whole seconds)"),
     ("--log-level", "verbose", "it must be one of debug, info, warning, error"),
 ]
 

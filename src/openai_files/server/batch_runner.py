@@ -163,6 +163,8 @@ class BatchRunner:
         #: running request is a leftover of a killed run, sent again at once.
         self.alone = alone
         self.worker = worker or new_worker_id()
+        #: How long this worker's leases last (renewed every third of it).
+        self.lease = settings.batch_lease_seconds
         self.concurrency = max(1, settings.batch_concurrency)
         self.per_batch = max(1, min(settings.batch_concurrency_per_batch, self.concurrency))
         self._batches: dict[str, BatchRecord] = {}
@@ -216,11 +218,9 @@ class BatchRunner:
 
     async def _renew_loop(self) -> None:
         while True:
-            await anyio.sleep(S.BATCH_LEASE_SECONDS / 3)
+            await anyio.sleep(self.lease / 3)
             try:
-                await self.meta.renew_batch_leases(
-                    self.worker, int(time.time()) + S.BATCH_LEASE_SECONDS
-                )
+                await self.meta.renew_batch_leases(self.worker, int(time.time()) + self.lease)
             except Exception:
                 log.exception("renewing the batch leases failed; trying again")
 
@@ -333,7 +333,7 @@ class BatchRunner:
                     max(1, self.concurrency - held),
                 )
                 rows = await self.meta.claim_batch_requests(
-                    b.id, self.worker, now, now + S.BATCH_LEASE_SECONDS, want
+                    b.id, self.worker, now, now + self.lease, want
                 )
                 if not rows:
                     self._exhausted.add(b.id)
@@ -484,7 +484,7 @@ class BatchRunner:
     async def _validate(self, b: BatchRecord) -> None:
         now = int(time.time())
         held = await self.meta.lease_batch(
-            b.id, self.worker, now, now + S.BATCH_LEASE_SECONDS, ("validating",)
+            b.id, self.worker, now, now + self.lease, ("validating",)
         )
         if held is None:
             return
@@ -565,7 +565,7 @@ class BatchRunner:
             b.id,
             self.worker,
             now,
-            now + S.BATCH_LEASE_SECONDS,
+            now + self.lease,
             ("in_progress", "finalizing", "cancelling"),
         )
         if held is None:

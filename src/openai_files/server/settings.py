@@ -61,8 +61,10 @@ METADATA_MAX_VALUE_CHARS = 512
 DEFAULT_MAX_ACTIVE_BATCHES = 100
 #: A batch worker's lease on a batch it validates or finalizes, and on each request it
 #: sends, lasts this long unless renewed (every third of it): a worker that died has its
-#: work taken over by another this long after its last renewal.
+#: work taken over by another this long after its last renewal (`--batch-lease-seconds`).
+#: Leases end on whole seconds: the shortest allowed keeps a renewal well inside each.
 BATCH_LEASE_SECONDS = 30
+BATCH_LEASE_MIN_SECONDS = 3
 #: How often a batch worker looks for new work when it has nothing to wake it.
 BATCH_POLL_SECONDS = 0.5
 #: A worker claims at most this many requests of a batch in one transaction.
@@ -336,6 +338,11 @@ class Settings:
         "requests of one batch one server process sends at once",
         metavar="REQUESTS",
     )
+    batch_lease_seconds: int = _field(
+        BATCH_LEASE_SECONDS,
+        "a batch worker's lease on the work it claimed, renewed every third of it: work of "
+        "a worker that died (killed, its host lost) is taken over this long after",
+    )
     batch_request_timeout_seconds: float = _field(
         DEFAULT_BATCH_REQUEST_TIMEOUT_SECONDS,
         "how long one attempt of a batch request may take, answer read whole (then it is retried)",
@@ -537,6 +544,11 @@ class Settings:
         for name in ("org_quota_bytes", "database_pool_min_size"):
             if getattr(self, name) < 0:
                 raise bad(name, "it must be 0 or more")
+        if self.batch_lease_seconds < BATCH_LEASE_MIN_SECONDS:
+            raise bad(
+                "batch_lease_seconds",
+                f"it must be at least {BATCH_LEASE_MIN_SECONDS} (leases end on whole seconds)",
+            )
         if self.batch_max_retries < 0:
             raise bad("batch_max_retries", "it must be 0 (no retries) or more")
         if self.batch_upstream_url:
