@@ -309,7 +309,10 @@ def release_batch_requests(
     if batch_id is not None:
         yield from _lock_batches(d, "id = ?", (batch_id,))
     elif worker != "*":
-        yield from _lock_batches(d, _RUNNING_IN, (worker,))
+        # Also the batches whose leases it lets go below (all of its work given back).
+        yield from _lock_batches(
+            d, f"{_RUNNING_IN} OR (lease_owner = ? AND {_ACTIVE})", (worker, worker)
+        )
     sql = (
         "UPDATE batch_requests SET status = 'queued', lease_owner = NULL, lease_until = NULL "
         "WHERE status = 'running'"
@@ -325,6 +328,17 @@ def release_batch_requests(
         sql += f" AND line IN ({marks(len(lines))})"
         args += tuple(lines)
     count = yield Stmt(sql, args, "count")
+    if batch_id is None and lines is None:
+        # All of a worker's work given back (a stop, a start alone): its batches' leases
+        # too, so that another worker validates or finalizes them at once.
+        where = f"lease_owner IS NOT NULL AND {_ACTIVE}"
+        if worker != "*":
+            where = f"lease_owner = ? AND {_ACTIVE}"
+        yield Stmt(
+            f"UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+            () if worker == "*" else (worker,),
+            "none",
+        )
     return int(count)
 
 

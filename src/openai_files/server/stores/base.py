@@ -491,8 +491,10 @@ class MetadataStore(Protocol):
         self, worker: str, batch_id: str | None = None, lines: Sequence[int] | None = None
     ) -> int:
         """Put `worker`'s running requests (of `batch_id`, of `lines` of it, when given)
-        back in the queue, unsent; how many. `worker` "*" means every worker's: only a
-        deployment with one writer may ask that, at start (no other worker runs)."""
+        back in the queue, unsent; how many. Without `batch_id` and `lines` (all its work
+        given back), the leases it holds on batches are let go too. `worker` "*" means
+        every worker's: only a deployment with one writer may ask that, at start (no other
+        worker runs)."""
         ...
 
     async def record_batch_results(self, worker: str, results: Sequence[BatchResult]) -> list[bool]:
