@@ -260,6 +260,10 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "parallel_parts": 3,
         "part_attempts": 4,
         "parallel_deletes": 4,
+        # No engine: the batches view says batches do not run here.
+        "runs_batches": False,
+        "page_batches": 20,
+        "batch_poll_seconds": 2.0,
     }
 
 
@@ -268,6 +272,19 @@ def test_config_defaults(root: httpx.Client) -> None:
     assert body["upload_threshold_bytes"] == 64 * 1024 * 1024
     assert body["part_bytes"] == 64 * 1024 * 1024
     assert (body["parallel_files"], body["parallel_parts"]) == (2, 4)
+
+
+def test_config_says_batches_run_when_an_engine_is_set(tmp_path: Path) -> None:
+    # Nothing listens there: the config only says an engine is set, it does not call it.
+    env = {"OPENAI_FILES_BATCH_UPSTREAM_URL": "http://127.0.0.1:9/v1"}
+    server = AppServer(tmp_path / "data", env).start()
+    try:
+        with server.http(base_url=server.root_url) as c:
+            body = c.get("/console/api/config").json()
+    finally:
+        server.stop()
+    assert body["runs_batches"] is True
+    assert body["page_batches"] == 20 and body["batch_poll_seconds"] == 2.0
 
 
 def test_config_says_no_purpose_is_refused_when_the_server_serves_all(tmp_path: Path) -> None:

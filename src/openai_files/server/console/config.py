@@ -29,8 +29,10 @@ def upload_streams(max_uploads_per_key: int) -> tuple[int, int]:
     return files, parts
 
 
-def console_config(settings: Settings) -> dict[str, Any]:
-    """The body of `GET /console/api/config` (docs/api.md, "Extensions for the console")."""
+def console_config(settings: Settings, runs_batches: bool) -> dict[str, Any]:
+    """The body of `GET /console/api/config` (docs/api.md, "Extensions for the console").
+    `runs_batches`: whether the server has an engine to run batches on (the batches view
+    says so when it has none: `POST /v1/batches` is then refused)."""
     files, parts = upload_streams(settings.max_uploads_per_key)
     return {
         "upload_threshold_bytes": settings.console_upload_threshold_bytes,
@@ -50,4 +52,7 @@ def console_config(settings: Settings) -> dict[str, Any]:
         "parallel_parts": parts,
         "part_attempts": S.CONSOLE_PART_ATTEMPTS,
         "parallel_deletes": S.CONSOLE_PARALLEL_DELETES,
+        "runs_batches": runs_batches,
+        "page_batches": min(S.CONSOLE_PAGE_BATCHES, S.BATCH_LIST_LIMIT_MAX),
+        "batch_poll_seconds": S.CONSOLE_BATCH_POLL_SECONDS,
     }

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..batches import BatchesService
 from ..responses import content_response
 from ..routes._common import json_body, params, request_key, service_of
 from ..settings import Settings
@@ -44,7 +45,8 @@ async def to_index(request: Request) -> Response:
 async def config(request: Request) -> Response:
     """What the console needs to know before a key is entered; no auth."""
     settings: Settings = request.app.state.settings
-    return JSONResponse(console_config(settings), headers=_NO_STORE)
+    batches: BatchesService = request.app.state.batches
+    return JSONResponse(console_config(settings, batches.runs_batches), headers=_NO_STORE)
 
 
 # -- the console API --
