@@ -136,6 +136,14 @@ export class Api {
     return this.request("POST", `/v1/uploads/${encodeURIComponent(id)}/cancel`);
   }
 
+  listBatches({ after, limit } = {}) {
+    return this.request("GET", "/v1/batches", { query: { after, limit } });
+  }
+
+  cancelBatch(id) {
+    return this.request("POST", `/v1/batches/${encodeURIComponent(id)}/cancel`);
+  }
+
   /** POST a form with XMLHttpRequest, for its upload progress. `onProgress(loaded)` is
       called as bytes leave; `signal` aborts. Resolves to the JSON body. */
   send(path, form, { onProgress = () => {}, signal = null } = {}) {

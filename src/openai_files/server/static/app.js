@@ -7,8 +7,10 @@
      files.js     the files table: pages, order, purpose, search (search.js), selection;
                   its rows' actions: preview.js, download.js, delete.js
      queue.js     the upload queue; uploads.js sends one file
+     batches.js   the batches view: pages, progress, polling while one runs; cancel.js
    config.js holds the server's settings, every limit the console keeps to. */
 
+import { wireBatches } from "./batches.js";
 import { loadConfig } from "./config.js";
 import { wireFiles } from "./files.js";
 import { showBanner, wireMessages } from "./messages.js";
@@ -25,9 +27,10 @@ async function boot() {
     return;
   }
   wireSession();
-  // In this order when a key opens the console: the usage panel, then the files.
+  // In this order when a key opens the console: the usage panel, the files, the batches.
   wireUsage();
   wireFiles();
+  wireBatches();
   wireQueue();
   await resume();
 }
