@@ -113,7 +113,7 @@ def test_a_batch_worker_runs_batches_beside_a_replica_and_gives_them_back_on_ctr
     # first one's leases would lapse, since the first gave its requests back. Slow answers:
     # the first has all its slots in flight when it is stopped.
     slow: dict[str, Any] = {"fault": {"latency": 0.2}}
-    count = 200
+    count = 120
     (replica,) = scaleout.replicas(
         1, "--no-batch-runner", env=_settings(engine), own=[_as("replica")]
     )
