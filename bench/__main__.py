@@ -25,6 +25,7 @@ from ._harness import ROOT, unwind_on_sigterm
 from ._report import write_report
 from ._results import CurvePoint, Machine, Result, Row, Stack
 from ._run import Bench
+from .batches import batch_throughput
 from .peers import peer_transfers, save
 from .rates import request_rates
 from .scale import listing_latency
@@ -75,9 +76,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (CI)")
     parser.add_argument(
         "--rows",
-        default="1,5,6,8,9,stack",
-        help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8, 9, and stack (uvicorn and "
-        "granian on rows 1, 2, 5, 6, 7)",
+        default="1,5,6,8,9,10,stack",
+        help="row groups to run: 1 (rows 1-4), 5, 6 (rows 6-7), 8, 9, 10, and stack (uvicorn "
+        "and granian on rows 1, 2, 5, 6, 7)",
     )
     parser.add_argument(
         "--merge",
@@ -94,7 +95,7 @@ def main() -> int:
     groups = set(args.rows.split(","))
     if args.peers and "1" not in groups:
         parser.error("--peers measures rows 1-4: give --rows with 1")
-    full = groups >= {"1", "5", "6", "8", "9", "stack"} and not args.quick
+    full = groups >= {"1", "5", "6", "8", "9", "10", "stack"} and not args.quick
     if args.merge and (args.quick or full):
         parser.error("--merge takes a partial run: give --rows without --quick")
     # Only a full run writes docs/benchmarks.md; others keep their report beside their JSON.
@@ -127,6 +128,8 @@ def main() -> int:
             rows["8"] = scaleout_transfers(bench)
         if "9" in groups:
             rows["9"] = uploads_api(bench)
+        if "10" in groups:
+            rows["10"] = batch_throughput(bench)
         if "stack" in groups:
             stack = server_stacks(bench)
         command = "make bench" + (" QUICK=1" if args.quick else "")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._format import fig, met
+from .batches import row10_cells
 from .peers import peer_cell, peer_column
 from .scale import row5_cells
 
@@ -27,6 +28,8 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
         return [ours_text, "(absolute)", "—"]
     if number == "5":
         return row5_cells(row)
+    if number == "10":
+        return row10_cells(row)
     ours, ref = row["ours"], row["reference"]
     if number == "8":
         ours_text = f"upload {fig(ours['upload'])}; download {fig(ours['download'])}"

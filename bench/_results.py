@@ -1,10 +1,10 @@
 """The shape of a run's results (bench/results/*.json): one TypedDict per row.
 
 The rows are measured by their modules (rows 1-4 and 8: bench/transfers.py, row 5:
-bench/scale.py, rows 6-7: bench/rates.py, row 9: bench/uploads.py, the server stacks:
-bench/stack.py, the peer: bench/peers.py) and written as JSON by the runner
-(bench/__main__.py). The report (bench/_report.py) reads them back as plain JSON: it also
-reads results of older runs, whose rows had other keys.
+bench/scale.py, rows 6-7: bench/rates.py, row 9: bench/uploads.py, row 10:
+bench/batches.py, the server stacks: bench/stack.py, the peer: bench/peers.py) and written
+as JSON by the runner (bench/__main__.py). The report (bench/_report.py) reads them back as
+plain JSON: it also reads results of older runs, whose rows had other keys.
 """
 
 from __future__ import annotations
@@ -210,7 +210,54 @@ class Row9(TypedDict):
     met: bool
 
 
-Row = Row1 | Row2 | Row3 | Row4 | Row5 | RateRow | Row8 | Row9
+# -- row 10: the Batch API (bench/batches.py) --
+class BatchMemory(TypedDict):
+    """The largest batch on one deployment: the server's peak RSS growth, and its pace."""
+
+    growth_kib: int
+    seconds: float
+    requests_per_s: float
+
+
+class PeerBatch(TypedDict):
+    """Row 10 on the peer: the same batch, create to completed; or why it was not run."""
+
+    name: str
+    run: bool
+    reason: NotRequired[str]
+    ours: NotRequired[Summary]
+    concurrency: NotRequired[int]
+    requests_per_s: NotRequired[float]
+    vs_ours: NotRequired[float]
+    ratio: NotRequired[float]
+
+
+class Row10(TypedDict):
+    runs: int
+    what: str
+    requests: int
+    concurrency: int
+    latency_ms: float
+    #: deployment ("local", "s3") -> create to completed as the client sees it.
+    ours: dict[str, Summary]
+    #: deployment -> completed_at - created_at as the server reports them (whole seconds).
+    ours_server: dict[str, Summary]
+    reference: Summary
+    reference_name: str
+    ratio: float
+    ratio_name: str
+    ratio_local: float
+    ratio_s3: float
+    requests_per_s: dict[str, float]
+    memory_requests: int
+    memory: dict[str, BatchMemory]
+    memory_mib: float
+    target: str
+    met: bool
+    peer: NotRequired[PeerBatch]
+
+
+Row = Row1 | Row2 | Row3 | Row4 | Row5 | RateRow | Row8 | Row9 | Row10
 
 
 # -- the HTTP servers side by side (bench/stack.py) --

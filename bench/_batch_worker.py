@@ -1,0 +1,150 @@
+"""Client-side work of row 10 (bench/batches.py), each in a process of its own; prints one
+JSON line.
+
+python -m bench._batch_worker make-input PATH COUNT
+python -m bench._batch_worker floor ENGINE_URL PATH CONCURRENCY
+python -m bench._batch_worker batch BASE_URL KEY PATH [sdk]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+#: How often the client asks for the batch while it runs (seconds).
+POLL_SECONDS = 0.05
+#: The event loop of the floor's client: uvloop, the loop our server runs on (uvicorn picks
+#: it), when installed; asyncio's own otherwise (NOTES.md: httpx is several times slower on it).
+LOOP = "asyncio"
+try:
+    import uvloop
+
+    LOOP = "uvloop"
+except ImportError:  # pragma: no cover - the bench extra installs it with the server's
+    uvloop = None  # type: ignore[assignment]
+#: The model every request names (the fake engine answers any).
+MODEL = "bench-model"
+
+
+def cmd_make_input(path: str, count: str) -> dict[str, Any]:
+    """A batch input file of COUNT chat requests, each a short conversation."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(int(count)):
+            body = {
+                "model": MODEL,
+                "messages": [
+                    {"role": "system", "content": "You answer in one sentence."},
+                    {"role": "user", "content": f"Request {i}: what is {i} times {i + 1}?"},
+                ],
+                "max_tokens": 16,
+            }
+            line = {
+                "custom_id": f"request-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": body,
+            }
+            fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return {"bytes": Path(path).stat().st_size}
+
+
+def bodies_of(path: str) -> list[bytes]:
+    """Each line's `body`, as the server sends it: its JSON text as written in the file."""
+    out = []
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                out.append(json.dumps(json.loads(raw)["body"], separators=(",", ":")).encode())
+    return out
+
+
+def _run(main: Coroutine[Any, Any, float]) -> float:
+    if uvloop is not None:
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
+def cmd_floor(engine_url: str, path: str, concurrency: str) -> dict[str, Any]:
+    """The floor of row 10: the same bodies sent straight to the engine by a plain asyncio
+    client (one httpx.AsyncClient, CONCURRENCY tasks taking the next body in turn), each
+    answer read whole; the seconds from the first send to the last answer."""
+    import httpx
+
+    bodies = bodies_of(path)
+    width = int(concurrency)
+    url = f"{engine_url}/chat/completions"
+    statuses: dict[int, int] = {}
+
+    async def run() -> float:
+        limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
+        async with httpx.AsyncClient(limits=limits, timeout=600) as http:
+            headers = {"content-type": "application/json"}
+            await http.post(url, content=bodies[0], headers=headers)  # warm: one connection
+            queue = iter(bodies)
+
+            async def worker() -> None:
+                for body in queue:
+                    answer = await http.post(url, content=body, headers=headers)
+                    answer.read()
+                    statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(width)))
+            return time.perf_counter() - start
+
+    seconds = _run(run())
+    return {"seconds": seconds, "requests": len(bodies), "statuses": statuses, "loop": LOOP}
+
+
+def cmd_batch(base_url: str, key: str, path: str) -> dict[str, Any]:
+    """Row 10 on our server: upload PATH (purpose batch), create the batch, ask for it every
+    POLL_SECONDS until it has ended. `seconds`: from sending the create to seeing it
+    completed; `server_seconds`: completed_at - created_at as the server reports them
+    (whole seconds, as OpenAI's object has them)."""
+    from openai_files import Client
+
+    with Client(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.list(limit=1)  # warm: connection and imports
+        uploaded = client.upload(path, purpose="batch")
+        start = time.perf_counter()
+        batch = client.create_batch(uploaded.id, "/v1/chat/completions")
+        polls = 0
+        while not batch.ended:
+            time.sleep(POLL_SECONDS)
+            batch = client.retrieve_batch(batch.id)
+            polls += 1
+        seconds = time.perf_counter() - start
+    counts = batch.request_counts
+    return {
+        "seconds": seconds,
+        "server_seconds": (batch.completed_at or 0) - batch.created_at,
+        "status": batch.status,
+        "in_progress_at": batch.in_progress_at,
+        "created_at": batch.created_at,
+        "completed_at": batch.completed_at,
+        "total": counts.total if counts else None,
+        "completed": counts.completed if counts else None,
+        "failed": counts.failed if counts else None,
+        "polls": polls,
+    }
+
+
+COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
+    "make-input": cmd_make_input,
+    "floor": cmd_floor,
+    "batch": cmd_batch,
+}
+
+
+def main() -> None:
+    name, *args = sys.argv[1:]
+    print(json.dumps(COMMANDS[name](*args)))
+
+
+if __name__ == "__main__":
+    main()
