@@ -113,7 +113,7 @@ $(PEER_STAMP): bench/peers/llama-stack-constraints.txt
 	$(PEER_VENV)/bin/python -m pip install --quiet -c bench/peers/llama-stack-constraints.txt 'llama-stack==0.7.3'
 	touch $(PEER_STAMP)
 
-## bench: speed and memory against references (QUICK=1: a small smoke run; PEERS=1: llama-stack beside rows 1-4)
+## bench: speed and memory against references (QUICK=1: a small smoke run; PEERS=1: llama-stack beside rows 1-4 and 10)
 bench: $(BENCH_STAMP) $(if $(PEERS),$(PEER_STAMP))
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(PEERS),--peers) $(BENCH_ARGS)
 

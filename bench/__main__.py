@@ -26,7 +26,7 @@ from ._report import write_report
 from ._results import CurvePoint, Machine, Result, Row, Stack
 from ._run import Bench
 from .batches import batch_throughput
-from .peers import peer_transfers, save
+from .peers import peer_batches, peer_transfers, save
 from .rates import request_rates
 from .scale import listing_latency
 from .stack import server_stacks
@@ -89,12 +89,13 @@ def main() -> int:
     parser.add_argument(
         "--peers",
         action="store_true",
-        help="rows 1-4 against llama-stack's Files API too, a peer column (make bench PEERS=1)",
+        help="rows 1-4 against llama-stack's Files API and row 10 against its Batches API "
+        "too, a peer column (make bench PEERS=1)",
     )
     args = parser.parse_args()
     groups = set(args.rows.split(","))
-    if args.peers and "1" not in groups:
-        parser.error("--peers measures rows 1-4: give --rows with 1")
+    if args.peers and not groups & {"1", "10"}:
+        parser.error("--peers measures rows 1-4 and 10: give --rows with 1 or 10")
     full = groups >= {"1", "5", "6", "8", "9", "10", "stack"} and not args.quick
     if args.merge and (args.quick or full):
         parser.error("--merge takes a partial run: give --rows without --quick")
@@ -129,7 +130,10 @@ def main() -> int:
         if "9" in groups:
             rows["9"] = uploads_api(bench)
         if "10" in groups:
-            rows["10"] = batch_throughput(bench)
+            row10 = batch_throughput(bench)
+            if args.peers:
+                row10["peer"] = peer_batches(bench, row10)
+            rows["10"] = row10
         if "stack" in groups:
             stack = server_stacks(bench)
         command = "make bench" + (" QUICK=1" if args.quick else "")

@@ -3,7 +3,8 @@ JSON line.
 
 python -m bench._batch_worker make-input PATH COUNT
 python -m bench._batch_worker floor ENGINE_URL PATH CONCURRENCY
-python -m bench._batch_worker batch BASE_URL KEY PATH [sdk]
+python -m bench._batch_worker batch BASE_URL KEY PATH
+python -m bench._batch_worker sdk-batch BASE_URL KEY PATH   # the peer, through the official SDK
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ try:
     LOOP = "uvloop"
 except ImportError:  # pragma: no cover - the bench extra installs it with the server's
     uvloop = None  # type: ignore[assignment]
-#: The model every request names (the fake engine answers any).
-MODEL = "bench-model"
+#: The model every request names. The fake engine answers any; llama-stack (the peer) names a
+#: model it serves `<provider id>/<the engine's model id>` (bench/peers/llama-stack-batches.yaml).
+MODEL = "engine/bench-model"
 
 
 def cmd_make_input(path: str, count: str) -> dict[str, Any]:
@@ -114,10 +116,17 @@ def cmd_batch(base_url: str, key: str, path: str) -> dict[str, Any]:
         start = time.perf_counter()
         batch = client.create_batch(uploaded.id, "/v1/chat/completions")
         polls = 0
+        #: When the client first saw each status, and the first request counted (seconds
+        #: after the create was sent).
+        seen: dict[str, float] = {batch.status: time.perf_counter() - start}
         while not batch.ended:
             time.sleep(POLL_SECONDS)
             batch = client.retrieve_batch(batch.id)
             polls += 1
+            now = time.perf_counter() - start
+            seen.setdefault(batch.status, now)
+            if batch.request_counts.completed + batch.request_counts.failed:
+                seen.setdefault("first counted", now)
         seconds = time.perf_counter() - start
     counts = batch.request_counts
     return {
@@ -131,6 +140,39 @@ def cmd_batch(base_url: str, key: str, path: str) -> dict[str, Any]:
         "completed": counts.completed if counts else None,
         "failed": counts.failed if counts else None,
         "polls": polls,
+        "seen": seen,
+    }
+
+
+def cmd_sdk_batch(base_url: str, key: str, path: str) -> dict[str, Any]:
+    """`batch` through the official openai SDK (the peer's clients' SDK): upload, create,
+    retrieve every POLL_SECONDS until the batch has ended."""
+    import openai
+
+    with openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=600) as client:
+        client.files.list()  # warm: connection and imports
+        uploaded = client.files.create(file=Path(path), purpose="batch")
+        start = time.perf_counter()
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        polls = 0
+        while batch.status not in ("completed", "failed", "expired", "cancelled"):
+            time.sleep(POLL_SECONDS)
+            batch = client.batches.retrieve(batch.id)
+            polls += 1
+        seconds = time.perf_counter() - start
+    counts = batch.request_counts
+    return {
+        "seconds": seconds,
+        "server_seconds": (batch.completed_at or 0) - batch.created_at,
+        "status": batch.status,
+        "errors": [e.model_dump() for e in (batch.errors.data or [])[:3]] if batch.errors else None,
+        "total": counts.total if counts else None,
+        "completed": counts.completed if counts else None,
+        "failed": counts.failed if counts else None,
+        "error_file_id": batch.error_file_id,
+        "polls": polls,
     }
 
 
@@ -138,6 +180,7 @@ COMMANDS: dict[str, Callable[..., dict[str, Any]]] = {
     "make-input": cmd_make_input,
     "floor": cmd_floor,
     "batch": cmd_batch,
+    "sdk-batch": cmd_sdk_batch,
 }
 
 

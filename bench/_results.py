@@ -226,10 +226,13 @@ class PeerBatch(TypedDict):
     run: bool
     reason: NotRequired[str]
     ours: NotRequired[Summary]
+    #: Row 10's floor, measured again beside the peer.
+    reference: NotRequired[Summary]
     concurrency: NotRequired[int]
     requests_per_s: NotRequired[float]
     vs_ours: NotRequired[float]
     ratio: NotRequired[float]
+    growth_kib: NotRequired[int]
 
 
 class Row10(TypedDict):

@@ -1,4 +1,5 @@
-"""`make bench PEERS=1`: rows 1 to 4 against a peer, llama-stack's Files API, side by side.
+"""`make bench PEERS=1`: rows 1 to 4 against a peer, llama-stack's Files API, side by side;
+and row 10 against its Batches API.
 
 The peer runs from a venv of its own (`make bench PEERS=1` makes it: llama-stack 0.7.3 on
 Python 3.12, its dependencies pinned in bench/peers/llama-stack-constraints.txt), serving its
@@ -28,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._format import fig
 from ._harness import ROOT, BenchServer, Figure, MiB, make_file, peak_growth, run_worker
-from ._results import PeerDownload, PeerMemory, PeerSdk, PeerUpload, Result, Row1, Row2
+from ._results import (
+    PeerBatch,
+    PeerDownload,
+    PeerMemory,
+    PeerSdk,
+    PeerUpload,
+    Result,
+    Row1,
+    Row2,
+    Row10,
+)
 from ._run import Bench
 
 if TYPE_CHECKING:
@@ -42,10 +53,15 @@ MAX_UPLOAD = 4096 * MiB
 
 
 class PeerServer:
-    """llama-stack's server on a free loopback port, its data in a fresh folder."""
+    """llama-stack's server on a free loopback port, its data in a fresh folder; `config`
+    (in bench/peers/) says what it serves, `env` fills the config's variables."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(
+        self, data: Path, config: str = "llama-stack.yaml", env: dict[str, str] | None = None
+    ) -> None:
         self.data = data
+        self.config = HERE / config
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
@@ -68,10 +84,10 @@ class PeerServer:
             port = probe.getsockname()[1]
         log = (self.data / "server.log").open("wb")
         self.proc = subprocess.Popen(
-            [str(python), str(HERE / "llama_stack_serve.py"), str(HERE / "llama-stack.yaml"),
+            [str(python), str(HERE / "llama_stack_serve.py"), str(self.config),
              str(port), str(MAX_UPLOAD)],
             cwd=self.data,
-            env={**os.environ, "PEER_DATA": str(self.data)},
+            env={**os.environ, **self.env, "PEER_DATA": str(self.data)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -221,6 +237,64 @@ def peer_transfers(bench: Bench, row1: Row1, row2: Row2) -> Peers:
     )
 
 
+def peer_batches(bench: Bench, row10: Row10) -> PeerBatch:
+    """Row 10 on the peer: llama-stack's Batches API (its `inline::reference` provider, the
+    requests of a batch run in chunks of 64) over its Files API, its inference the same fake
+    engine (`remote::openai`; bench/peers/llama-stack-batches.yaml). The same input file,
+    through the official SDK: upload, create, retrieve until completed; the floor of row 10
+    is measured again beside it, on the same engine. A peer that cannot run the batch is
+    reported as not run, with why."""
+    from openai_files.testing.engine import EngineProcess
+
+    from . import batches
+
+    count = row10["requests"]
+    bench.log(f"row 10 on the peer, {NAME}: {count} chat requests in one batch")
+    path = batches.make_input(bench.work, count)
+    peer_s, floor_s = Figure("peer", "s"), Figure("floor", "s")
+    growth: list[int] = []
+    try:
+        with EngineProcess(
+            bench.work / "peer-engine.log", latency=batches.ENGINE_LATENCY
+        ) as engine:
+            env = {
+                "PEER_ENGINE_URL": engine.url,
+                "PEER_BATCH_CONCURRENCY": str(batches.CONCURRENCY),
+            }
+            peer = PeerServer(
+                bench.work / f"peer-{time.monotonic_ns()}", "llama-stack-batches.yaml", env
+            ).start()
+            try:
+                for _ in range(bench.runs):
+                    floor_s.values.append(
+                        batches.batch_worker(
+                            "floor", engine.url, str(path), str(batches.CONCURRENCY)
+                        )["seconds"]
+                    )
+                    with peak_growth(peer.pid) as mem:
+                        out = batches.batch_worker("sdk-batch", peer.base_url, "none", str(path))
+                    if out["status"] != "completed" or out["completed"] != count:
+                        raise RuntimeError(f"the batch did not complete every request: {out}")
+                    peer_s.values.append(out["seconds"])
+                    growth.append(mem["growth_kib"])
+            finally:
+                peer.stop()
+    except RuntimeError as exc:
+        bench.log(f"row 10: the peer did not run the batch: {exc}")
+        return {"name": NAME, "run": False, "reason": str(exc)[-300:]}
+    return {
+        "name": NAME,
+        "run": True,
+        "ours": peer_s.summary(),
+        "reference": floor_s.summary(),
+        "concurrency": batches.CONCURRENCY,
+        "requests_per_s": count / peer_s.median,
+        "ratio": peer_s.median / floor_s.median,
+        "vs_ours": peer_s.median / row10["ours"]["local"]["median"],
+        "growth_kib": max(growth),
+    }
+
+
 def peer_column(rows: dict[str, Any]) -> str | None:
     """The table's peer column header, when the run measured a peer."""
     names = {r["peer"]["name"] for r in rows.values() if "peer" in r}
@@ -255,6 +329,16 @@ def peer_cell(number: str, row: dict[str, Any]) -> str:
             f"{p['ours_upload_server_kib']:.1f}, {p['ours_download_server_kib']:.1f}); "
             f"SDK client: upload {p['peer_upload_client_kib']:.1f}, download "
             f"{p['peer_download_client_kib']:.1f}"
+        )
+    if number == "10":
+        if not peer["run"]:
+            return f"not run: {peer['reason']}"
+        return (
+            f"{fig(peer['ours'])} create to completed (official SDK), "
+            f"{peer['requests_per_s']:,.0f} requests/s, its chunks of {peer['concurrency']}: "
+            f"{peer['vs_ours']:.2f} times our embedded time; {peer['ratio']:.2f} of the floor "
+            f"beside it ({fig(peer['reference'])}, time); server peak growth "
+            f"+{peer['growth_kib'] / 1024:.0f} MiB"
         )
     if number == "4":
         return (
