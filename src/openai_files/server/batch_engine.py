@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 
 from .._version import __version__
@@ -298,7 +300,11 @@ class Engines:
                 break
             await asyncio.sleep(backoff_seconds(attempts, self.retry_base, outcome.retry_after))
         error = outcome.error
-        if error is None and 200 <= outcome.status_code <= 299 and not _json_object(outcome.body):
+        if (
+            error is None
+            and 200 <= outcome.status_code <= 299
+            and not await _is_json_object(outcome.body)
+        ):
             error = (
                 INVALID_ENGINE_RESPONSE,
                 f"The engine answered {outcome.status_code} with a body that is not a JSON object.",
@@ -402,6 +408,14 @@ class _Clients:
 def _too_large(status_code: int, request_id: str | None) -> _Attempt:
     message = f"The engine's answer is larger than {S.BATCH_MAX_RESPONSE_BYTES} bytes."
     return _Attempt(status_code, b"", request_id, (RESPONSE_TOO_LARGE, message))
+
+
+async def _is_json_object(body: bytes) -> bool:
+    """`_json_object`, in a worker thread for a large body (a 16 MiB answer takes a quarter
+    of a second to parse: not on the event loop)."""
+    if len(body) > S.BATCH_PARSE_INLINE_BYTES:
+        return await anyio.to_thread.run_sync(_json_object, body)
+    return _json_object(body)
 
 
 def _json_object(body: bytes) -> bool:

@@ -42,6 +42,7 @@ from .stores import (
     FileRecord,
     LeaseLost,
     MetadataStore,
+    StoreUnavailable,
 )
 from .stores._sql_batch_plans import errors_json
 
@@ -118,7 +119,9 @@ def result_of(batch_id: str, row: BatchRequestRecord, answer: EngineAnswer) -> B
     if parsed is None and raw.strip() != "null":
         body_text = _dumps(raw)  # not JSON: the text, as a string
     elif "\n" in raw or "\r" in raw or raw != raw.strip():
-        body_text = _dumps(parsed)
+        # Rewritten on one line, escaped as ASCII: a lone surrogate the engine wrote as an
+        # escape (`\ud800`) stays an escape, not a character no database can store.
+        body_text = json.dumps(parsed, ensure_ascii=True, separators=(",", ":"))
     else:
         body_text = raw
     text = (
@@ -177,7 +180,11 @@ class BatchRunner:
         self._exhausted: set[str] = set()
         #: Bytes of the bodies held here: claimed, and being sent.
         self._held_bytes = 0
-        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._jobs: dict[str, asyncio.Task[bool]] = {}
+        #: Batches whose requests here are being stopped (cancelled, expired, ended).
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        #: At most this many validations at once (each holds a line being checked).
+        self._validations = asyncio.Semaphore(S.BATCH_MAX_VALIDATIONS)
         self._wake = asyncio.Event()
         self._pending: list[tuple[BatchResult, asyncio.Future[bool]]] = []
         self._flush_wake = asyncio.Event()
@@ -207,7 +214,11 @@ class BatchRunner:
                 await self._shutdown()
 
     async def _shutdown(self) -> None:
-        tasks = [t for group in self._tasks.values() for t in group] + list(self._jobs.values())
+        tasks = [
+            *(t for group in self._tasks.values() for t in group),
+            *self._jobs.values(),
+            *self._stopping.values(),
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -249,33 +260,38 @@ class BatchRunner:
         for b in batches:
             if b.id in self._jobs:
                 continue
+            if b.lease_owner not in (None, self.worker) and (b.lease_until or 0) > now:
+                continue  # another worker validates or finalizes it
             if b.status == "validating":
-                self._start_job(b, self._validate(b))
+                self._start_job(b.id, self._validate(b))
             elif b.status in ("finalizing", "cancelling") or (
                 b.status == "in_progress"
                 and (b.expires_at <= now or b.completed + b.failed >= b.total)
             ):
-                self._start_job(b, self._finalize(b))
-        for batch_id in list(self._tasks) + list(self._claimed):
+                self._start_job(b.id, self._finalize(b))
+        # This worker's requests of a batch that no longer runs (cancelled, expired, ended)
+        # stop now, whichever worker finalizes it.
+        for batch_id in {*self._tasks, *self._claimed}:
             known = self._batches.get(batch_id)
             ended = known is None or known.status != "in_progress" or known.expires_at <= now
-            if ended and batch_id not in self._jobs:  # a finalization stops them itself
-                self._start_job_id(batch_id, self._stop_batch(batch_id))
+            if ended and batch_id not in self._stopping:
+                stop = asyncio.get_running_loop().create_task(self._stop_and_forget(batch_id))
+                self._stopping[batch_id] = stop
 
-    def _start_job(self, b: BatchRecord, job: Any) -> None:
-        self._start_job_id(b.id, job)
-
-    def _start_job_id(self, batch_id: str, job: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(job)
+    def _start_job(self, batch_id: str, job: Any) -> None:
+        task: asyncio.Task[bool] = asyncio.get_running_loop().create_task(job)
         self._jobs[batch_id] = task
 
-        def done(t: asyncio.Task[None]) -> None:
+        def done(t: asyncio.Task[bool]) -> None:
             if self._jobs.get(batch_id) is t:
                 del self._jobs[batch_id]
-            self._next_scan = 0.0  # look again: the batch moved on
-            self._wake.set()
-            if not t.cancelled() and t.exception() is not None:
+            if t.cancelled():
+                return
+            if t.exception() is not None:
                 log.error("batch %s: %r", batch_id, t.exception(), exc_info=t.exception())
+            elif t.result():  # the batch moved on: look again at once
+                self._next_scan = 0.0
+                self._wake.set()
 
         task.add_done_callback(done)
 
@@ -338,22 +354,27 @@ class BatchRunner:
                 if not rows:
                     self._exhausted.add(b.id)
                     continue
-                rows, over = self._within_budget(rows)
-                if over:  # given back at once, for when bodies held here are sent
-                    await self.meta.release_batch_requests(
-                        self.worker, b.id, [r.line for r in over]
-                    )
-                if not rows:
-                    return  # a slot's end wakes the next turn
                 try:
-                    bodies = await self._bodies(b, rows)
-                except FileNotFoundError:
-                    await self.meta.release_batch_requests(
-                        self.worker, b.id, [r.line for r in rows]
-                    )
+                    rows, over = self._within_budget(rows)
+                    if over:  # given back at once, for when bodies held here are sent
+                        await self.meta.release_batch_requests(
+                            self.worker, b.id, [r.line for r in over]
+                        )
+                    bodies = await self._bodies(b, rows) if rows else []
+                except BaseException as exc:
+                    # Claimed, but neither queued nor sent: given back, else this worker
+                    # would renew their leases for ever and nobody would send them.
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await self.meta.release_batch_requests(
+                            self.worker, b.id, [r.line for r in rows]
+                        )
+                    if not isinstance(exc, FileNotFoundError):
+                        raise
                     log.error("batch %s: its input's bytes are gone", b.id)
                     self._exhausted.add(b.id)
                     continue
+                if not rows:
+                    return  # a slot's end wakes the next turn
                 self._held_bytes += sum(len(body) for _, body in bodies)
                 queue.extend(bodies)
             row, body = queue.popleft()
@@ -427,12 +448,15 @@ class BatchRunner:
         except Exception as exc:  # the engines never raise for engine trouble: a bug
             log.exception("batch %s line %d: sending failed", b.id, row.line)
             answer = EngineAnswer(0, b"", None, ("internal_error", str(exc)[:200]), 1, 0)
-        result = result_of(b.id, row, answer)
-        if result.outcome == "completed":
-            self.completed += 1
+        if len(answer.body) > S.BATCH_PARSE_INLINE_BYTES:  # parsed off the event loop
+            result = await anyio.to_thread.run_sync(result_of, b.id, row, answer)
         else:
-            self.failed += 1
-        await self._store(result)
+            result = result_of(b.id, row, answer)
+        if await self._store(result):
+            if result.outcome == "completed":
+                self.completed += 1
+            else:
+                self.failed += 1
 
     # -- results --
     async def _store(self, result: BatchResult) -> bool:
@@ -460,13 +484,57 @@ class BatchRunner:
         async with self._flush_lock:
             while self._pending:
                 group = self._pending[: S.BATCH_RESULT_GROUP]
-                recorded = await self.meta.record_batch_results(
-                    self.worker, [result for result, _ in group]
-                )
+                results = [result for result, _ in group]
+                try:
+                    recorded = await self.meta.record_batch_results(self.worker, results)
+                except StoreUnavailable:
+                    raise  # the whole group waits for the database
+                except Exception:
+                    # One result the database refuses must not hold the others (nor their
+                    # slots) for ever: each is stored alone, a refused one as a failure.
+                    log.exception("storing %d batch results failed; one by one", len(group))
+                    recorded = [await self._record_alone(r) for r in results]
                 del self._pending[: len(group)]
                 for (_, future), ok in zip(group, recorded, strict=True):
                     if not future.done():
                         future.set_result(ok)
+
+    async def _record_alone(self, result: BatchResult) -> bool:
+        try:
+            return (await self.meta.record_batch_results(self.worker, [result]))[0]
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.error(
+                "batch %s line %d: its result cannot be stored: %r",
+                result.batch_id,
+                result.line,
+                exc,
+            )
+        custom_id = None
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            custom_id = json.loads(result.result)["custom_id"]
+        line = _dumps(
+            {
+                "id": new_batch_request_id(),
+                "custom_id": custom_id,
+                "response": None,
+                "error": {
+                    "code": "result_not_stored",
+                    "message": "The engine's answer could not be stored.",
+                },
+            }
+        )
+        replaced = BatchResult(result.batch_id, result.line, "failed", line)
+        return (await self.meta.record_batch_results(self.worker, [replaced]))[0]
+
+    async def _stop_and_forget(self, batch_id: str) -> None:
+        try:
+            await self._stop_batch(batch_id)
+        except Exception:
+            log.exception("batch %s: stopping its requests failed; trying again", batch_id)
+        finally:
+            self._stopping.pop(batch_id, None)
 
     async def _stop_batch(self, batch_id: str) -> None:
         """Stop this worker's requests of a batch that no longer runs (cancelled, expired):
@@ -481,19 +549,22 @@ class BatchRunner:
         await self.meta.release_batch_requests(self.worker, batch_id)
 
     # -- validation --
-    async def _validate(self, b: BatchRecord) -> None:
-        now = int(time.time())
-        held = await self.meta.lease_batch(
-            b.id, self.worker, now, now + self.lease, ("validating",)
-        )
-        if held is None:
-            return
-        try:
-            await self._index(held)
-        except LeaseLost:
-            # Cancelled meanwhile (or taken over): no request of it is kept.
-            with contextlib.suppress(LeaseLost):
-                await self.meta.clear_batch_requests(b.id, self.worker)
+    async def _validate(self, b: BatchRecord) -> bool:
+        """Check a batch's input and store its requests; whether it moved on."""
+        async with self._validations:
+            now = int(time.time())
+            held = await self.meta.lease_batch(
+                b.id, self.worker, now, now + self.lease, ("validating",)
+            )
+            if held is None:
+                return False
+            try:
+                await self._index(held)
+            except LeaseLost:
+                # Cancelled meanwhile (or taken over): no request of it is kept.
+                with contextlib.suppress(LeaseLost):
+                    await self.meta.clear_batch_requests(b.id, self.worker)
+            return True
 
     async def _index(self, b: BatchRecord) -> None:
         await self.meta.clear_batch_requests(b.id, self.worker)  # an earlier attempt's
@@ -559,7 +630,8 @@ class BatchRunner:
         )
 
     # -- finalizing --
-    async def _finalize(self, b: BatchRecord) -> None:
+    async def _finalize(self, b: BatchRecord) -> bool:
+        """End a batch that is complete, cancelled or expired; whether it moved on."""
         now = int(time.time())
         held = await self.meta.lease_batch(
             b.id,
@@ -569,7 +641,7 @@ class BatchRunner:
             ("in_progress", "finalizing", "cancelling"),
         )
         if held is None:
-            return
+            return False
         if held.status == "cancelling":
             final = "cancelled"
         elif held.completed + held.failed >= held.total:
@@ -580,7 +652,7 @@ class BatchRunner:
             await self.meta.update_batch(
                 b.id, self.worker, None, {"lease_owner": None, "lease_until": None}
             )
-            return
+            return False
         await self._stop_batch(b.id)
         # Other workers' requests end, or their leases lapse; none is claimed any more.
         while await self.meta.running_batch_requests(b.id, int(time.time())):
@@ -591,6 +663,7 @@ class BatchRunner:
         record = await self.meta.update_batch(b.id, self.worker, (held.status,), changes)
         assert record.output_key is not None and record.error_key is not None
         files: list[FileRecord] = []
+        finishing = False
         try:
             written, unfinished = await self._write_files(record, final)
             for key, (size, kind) in written.items():
@@ -607,6 +680,7 @@ class BatchRunner:
                     )
                 )
             ids = {kind: key for key, (_, kind) in written.items()}
+            finishing = True
             await self.meta.finish_batch(
                 b.id,
                 self.worker,
@@ -621,11 +695,17 @@ class BatchRunner:
                 },
             )
         except BaseException:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await remove_bytes(self.blobs, record.output_key, record.error_key)
+            # Before the finish, the objects are this attempt's alone. A finish that failed
+            # may still have committed (a cancel while it ran, a connection lost at COMMIT):
+            # its objects stay, named by the batch's row or by its files' rows, and the
+            # sweeper removes them once neither names them.
+            if not finishing:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await remove_bytes(self.blobs, record.output_key, record.error_key)
             raise
         self.ended[final] += 1
         log.info("batch %s %s", b.id, final)
+        return True
 
     async def _write_files(
         self, record: BatchRecord, final: str

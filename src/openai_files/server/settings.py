@@ -65,6 +65,11 @@ DEFAULT_MAX_ACTIVE_BATCHES = 100
 #: Leases end on whole seconds: the shortest allowed keeps a renewal well inside each.
 BATCH_LEASE_SECONDS = 30
 BATCH_LEASE_MIN_SECONDS = 3
+#: An engine's answer longer than this is made into its output line in a worker thread (a
+#: 16 MiB answer takes a quarter of a second to parse: not on the event loop).
+BATCH_PARSE_INLINE_BYTES = 256 * 1024
+#: Batches one worker validates at once (each holds the line being checked: up to 64 MiB).
+BATCH_MAX_VALIDATIONS = 2
 #: How often a batch worker looks for new work when it has nothing to wake it.
 BATCH_POLL_SECONDS = 0.5
 #: A worker claims at most this many requests of a batch in one transaction.
