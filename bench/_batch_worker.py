@@ -71,36 +71,51 @@ def _run(main: Coroutine[Any, Any, float]) -> float:
     return asyncio.run(main)
 
 
-def cmd_floor(engine_url: str, path: str, concurrency: str) -> dict[str, Any]:
+def cmd_floor(engine_url: str, path: str, concurrency: str, per_client: str = "") -> dict[str, Any]:
     """The floor of row 10: the same bodies sent straight to the engine by a plain asyncio
-    client (one httpx.AsyncClient, CONCURRENCY tasks taking the next body in turn), each
-    answer read whole; the seconds from the first send to the last answer."""
+    client, CONCURRENCY tasks taking the next body in turn, each answer read whole; the
+    seconds from the first send to the last answer. The tasks share one
+    httpx.AsyncClient of CONCURRENCY connections, or with PER_CLIENT, clients of that many
+    connections each (task i uses client i mod their number), as our server spreads its
+    connections to an engine (settings.BATCH_CLIENT_CONNECTIONS): httpx's pool looks at
+    every connection it holds whenever a request starts or ends."""
     import httpx
 
     bodies = bodies_of(path)
     width = int(concurrency)
+    size = int(per_client) if per_client else width
     url = f"{engine_url}/chat/completions"
     statuses: dict[int, int] = {}
 
     async def run() -> float:
-        limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
-        async with httpx.AsyncClient(limits=limits, timeout=600) as http:
-            headers = {"content-type": "application/json"}
-            await http.post(url, content=bodies[0], headers=headers)  # warm: one connection
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        clients = [httpx.AsyncClient(limits=limits, timeout=600) for _ in range(-(-width // size))]
+        headers = {"content-type": "application/json"}
+        try:
+            for http in clients:
+                await http.post(url, content=bodies[0], headers=headers)  # warm: one each
             queue = iter(bodies)
 
-            async def worker() -> None:
+            async def worker(http: httpx.AsyncClient) -> None:
                 for body in queue:
                     answer = await http.post(url, content=body, headers=headers)
-                    answer.read()
                     statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
 
             start = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(width)))
+            await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(width)))
             return time.perf_counter() - start
+        finally:
+            for http in clients:
+                await http.aclose()
 
     seconds = _run(run())
-    return {"seconds": seconds, "requests": len(bodies), "statuses": statuses, "loop": LOOP}
+    return {
+        "seconds": seconds,
+        "requests": len(bodies),
+        "clients": -(-width // size),
+        "statuses": statuses,
+        "loop": LOOP,
+    }
 
 
 def cmd_batch(base_url: str, key: str, path: str) -> dict[str, Any]:

@@ -245,8 +245,11 @@ class Row10(TypedDict):
     ours: dict[str, Summary]
     #: deployment -> completed_at - created_at as the server reports them (whole seconds).
     ours_server: dict[str, Summary]
+    #: The floor: the bodies straight to the engine, httpx clients of 4 connections each.
     reference: Summary
     reference_name: str
+    #: The same with one httpx client of all the connections (httpx's pool is the limit).
+    reference_single: Summary
     ratio: float
     ratio_name: str
     ratio_local: float

@@ -1,8 +1,11 @@
 """Row 10: the Batch API end to end. One batch of chat requests, run by our server against
 the fake engine (its own process, answering after 20 ms), on both deployments, against the
 floor: the same bodies sent to the same engine by a plain asyncio client (httpx, as many
-tasks as the server's concurrency), in the same run. Beside it, the server's peak RSS
-growth over a batch of the largest size a batch may have (50,000 lines).
+tasks as the server's concurrency, its connections spread over clients of 4 as the server
+spreads them), in the same run. The same client with one httpx.AsyncClient of 64
+connections is shown beside it: httpx's pool makes it several times slower. Beside them,
+the server's peak RSS growth over a batch of the largest size a batch may have (50,000
+lines).
 
 python -m bench --rows 10    # the row alone (results in bench/results/partial/)
 """
@@ -50,6 +53,16 @@ def server_args(engine: EngineProcess) -> tuple[str, ...]:
     )  # fmt: skip
 
 
+def floor_seconds(engine: EngineProcess, path: Path) -> float:
+    """The floor: the batch's bodies straight to the engine, CONCURRENCY tasks, their
+    connections spread over httpx clients as our server spreads them."""
+    return float(
+        batch_worker(
+            "floor", engine.url, str(path), str(CONCURRENCY), str(S.BATCH_CLIENT_CONNECTIONS)
+        )["seconds"]
+    )
+
+
 def run_batch(server: BenchServer, path: Path) -> tuple[dict[str, Any], int]:
     """One batch on `server` (upload, create, poll until it ends), with the server's peak
     RSS growth over it (KiB); a batch that does not complete every request is an error."""
@@ -71,6 +84,7 @@ def batch_throughput(bench: Bench) -> Row10:
     )
     path, big_path = make_input(bench.work, count), make_input(bench.work, big)
     floor = Figure("floor", "s")
+    single = Figure("floor, one httpx client", "s")
     client = {d: Figure(f"{d} create to completed, client", "s") for d in DEPLOYMENTS}
     server_s = {d: Figure(f"{d} created_at to completed_at", "s") for d in DEPLOYMENTS}
     memory: dict[str, BatchMemory] = {}
@@ -84,7 +98,8 @@ def batch_throughput(bench: Bench) -> Row10:
         with servers["local"] as local, servers["s3"] as remote:
             on = {"local": local, "s3": remote}
             for i in range(bench.runs):
-                floor.values.append(
+                floor.values.append(floor_seconds(engine, path))
+                single.values.append(
                     batch_worker("floor", engine.url, str(path), str(CONCURRENCY))["seconds"]
                 )
                 for deployment, server in on.items():
@@ -92,7 +107,8 @@ def batch_throughput(bench: Bench) -> Row10:
                     client[deployment].values.append(out["seconds"])
                     server_s[deployment].values.append(out["server_seconds"])
                 bench.log(
-                    f"row 10: run {i + 1}: floor {floor.values[-1]:.1f} s, "
+                    f"row 10: run {i + 1}: floor {floor.values[-1]:.1f} s (one httpx client "
+                    f"{single.values[-1]:.1f} s), "
                     + ", ".join(f"{d} {client[d].values[-1]:.1f} s" for d in DEPLOYMENTS)
                 )
             for deployment, server in on.items():
@@ -118,14 +134,16 @@ def batch_throughput(bench: Bench) -> Row10:
         "ours": {d: client[d].summary() for d in DEPLOYMENTS},
         "ours_server": {d: server_s[d].summary() for d in DEPLOYMENTS},
         "reference": floor.summary(),
-        "reference_name": f"the same bodies straight to the engine, httpx.AsyncClient, "
-        f"{CONCURRENCY} tasks",
+        "reference_name": f"the same bodies straight to the engine, {CONCURRENCY} asyncio "
+        f"tasks, httpx.AsyncClients of {S.BATCH_CLIENT_CONNECTIONS} connections each",
+        "reference_single": single.summary(),
         "ratio": max(ratios.values()),
         "ratio_name": "create to completed (client) / the floor (time)",
         "ratio_local": ratios["local"],
         "ratio_s3": ratios["s3"],
         "requests_per_s": {
             "floor": count / floor.median,
+            "floor_single": count / single.median,
             **{d: count / client[d].median for d in DEPLOYMENTS},
         },
         "memory_requests": big,
@@ -155,6 +173,11 @@ def row10_cells(row: dict[str, Any]) -> list[str]:
     )
     ours += f"<br>server peak growth on {row['memory_requests']:,} lines: {growth}"
     ref = f"{row['reference_name']}: {fig(row['reference'])}, {rates['floor']:,.0f} requests/s"
+    if "reference_single" in row:
+        ref += (
+            f"<br>the same with one httpx.AsyncClient of {row['concurrency']} connections: "
+            f"{fig(row['reference_single'])}, {rates['floor_single']:,.0f} requests/s"
+        )
     ratio = f"{row['ratio']:.2f} (embedded {row['ratio_local']:.2f}, PostgreSQL + S3 " + (
         f"{row['ratio_s3']:.2f}; time)"
     )

@@ -266,11 +266,7 @@ def peer_batches(bench: Bench, row10: Row10) -> PeerBatch:
             ).start()
             try:
                 for _ in range(bench.runs):
-                    floor_s.values.append(
-                        batches.batch_worker(
-                            "floor", engine.url, str(path), str(batches.CONCURRENCY)
-                        )["seconds"]
-                    )
+                    floor_s.values.append(batches.floor_seconds(engine, path))
                     with peak_growth(peer.pid) as mem:
                         out = batches.batch_worker("sdk-batch", peer.base_url, "none", str(path))
                     if out["status"] != "completed" or out["completed"] != count:
