@@ -277,7 +277,8 @@ def peer_batches(bench: Bench, row10: Row10) -> PeerBatch:
                 peer.stop()
     except RuntimeError as exc:
         bench.log(f"row 10: the peer did not run the batch: {exc}")
-        return {"name": NAME, "run": False, "reason": str(exc)[-300:]}
+        lines = str(exc).strip().splitlines() or ["(no message)"]
+        return {"name": NAME, "run": False, "reason": lines[-1][-300:]}
     return {
         "name": NAME,
         "run": True,
