@@ -61,6 +61,15 @@ from .settings import (
     MAX_LINE_VALUES,
 )
 
+#: The endpoints a batch may run (`POST /v1/batches`'s `endpoint`): the five an
+#: OpenAI-compatible engine serves. OpenAI's list also has images and videos.
+BATCH_ENDPOINTS = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+)
 #: OpenAI's codes and words (see the module's docstring for which are ours).
 INVALID_JSON_LINE = "invalid_json_line"
 MISSING_REQUIRED_PARAMETER = "missing_required_parameter"

@@ -13,8 +13,10 @@ import time
 from typing import Any
 
 from . import settings as S
+from .batch_input import BATCH_ENDPOINTS
 from .errors import APIError, InvalidRequest, NotFound, no_such_file
 from .ids import is_batch_id, is_file_id, new_batch_id
+from .objects import page_of
 from .settings import Settings
 from .stores import (
     BatchInputGone,
@@ -26,15 +28,6 @@ from .stores import (
     TooManyBatches,
 )
 
-#: The endpoints a batch may run (OpenAI's list also has images and videos, which no
-#: OpenAI-compatible engine we run against serves).
-BATCH_ENDPOINTS = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
-)
 COMPLETION_WINDOWS = {"24h": 24 * 3600}
 
 
@@ -262,14 +255,8 @@ def batch_object(record: BatchRecord) -> dict[str, Any]:
 
 
 def batch_list(records: list[BatchRecord], has_more: bool) -> dict[str, Any]:
-    data = [batch_object(r) for r in records]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
+    """A page of a listing of batches."""
+    return page_of([batch_object(r) for r in records], has_more)
 
 
 __all__ = ["BATCH_ENDPOINTS", "BatchesService", "batch_list", "batch_object"]

@@ -39,9 +39,9 @@ def file_object(record: FileRecord) -> dict[str, Any]:
     return described
 
 
-def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
-    """A page of a listing: its file objects, the ids at both ends, and whether more follow."""
-    data = [file_object(r) for r in records]
+def page_of(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A page of a listing, as OpenAI writes one: its objects, the ids at both ends, and
+    whether more follow."""
     return {
         "object": "list",
         "data": data,
@@ -49,6 +49,11 @@ def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
         "last_id": data[-1]["id"] if data else None,
         "has_more": has_more,
     }
+
+
+def file_list(records: list[FileRecord], has_more: bool) -> dict[str, Any]:
+    """A page of a listing of files."""
+    return page_of([file_object(r) for r in records], has_more)
 
 
 def upload_object(

@@ -30,6 +30,7 @@ import anyio
 
 from . import _json
 from . import settings as S
+from .batch_input import BATCH_ENDPOINTS
 from .errors import InvalidRequest
 from .settings import (
     BATCH_MAX_BYTES,
@@ -39,17 +40,6 @@ from .settings import (
     MAX_LINE_VALUES,
 )
 
-#: The endpoints OpenAI's Batch API accepts (the `endpoint` of `POST /v1/batches`).
-BATCH_ENDPOINTS = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
-    "/v1/images/generations",
-    "/v1/images/edits",
-    "/v1/videos",
-)
 FINE_TUNE_ROLES = ("system", "developer", "user", "assistant", "tool")
 #: OpenAI's answer to a line that is not a JSON object (its own words, then a hint).
 NOT_A_DICTIONARY = (
