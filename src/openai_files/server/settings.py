@@ -74,10 +74,12 @@ BATCH_MAX_VALIDATIONS = 2
 BATCH_POLL_SECONDS = 0.5
 #: A worker claims at most this many requests of a batch in one transaction.
 BATCH_CLAIM_MAX = 64
-#: Results are stored in groups: a group is written once this many wait, or this long
-#: after its first arrived (a result's request keeps its slot until it is stored).
+#: Results are stored in groups of at most this many: a group is written as soon as the
+#: one before it has been (those that arrive meanwhile make the next), after waiting this
+#: long for company. A result's request keeps its slot until it is stored, so a wait costs
+#: throughput: 10 ms made row 10 (10,000 requests, a 20 ms engine) 4-15% slower.
 BATCH_RESULT_GROUP = 256
-BATCH_RESULT_WAIT_SECONDS = 0.01
+BATCH_RESULT_WAIT_SECONDS = 0.0
 #: Finalizing reads a batch's results this many rows at a time, and at most this many bytes
 #: of them (one row at least): memory holds one page, not the answers of 64 large ones.
 BATCH_RESULT_PAGE = 64
