@@ -27,6 +27,7 @@ from openai_files.server.stores import Owner, PartRecord, StoreUnavailable
 
 from .._inprocess import ROOT_URL, AppServer, asgi_scope
 from .._server import Deployment
+from .._server import sql as _sql
 from ._contract import assert_error, assert_schema
 
 GiB = 1024**3
@@ -47,29 +48,6 @@ def _check_upload(raw: dict[str, Any]) -> None:
         "file",
     ]
     assert_schema("Upload", {k: v for k, v in raw.items() if not (k == "file" and v is None)})
-
-
-def _sql(server: AppServer, sql: str, *args: Any) -> Any:
-    """Run one statement on the app's database (`?` placeholders); the first row's first
-    value, if any."""
-    database = server.env.get("OPENAI_FILES_DATABASE")
-    if database:
-        import asyncpg
-
-        async def run() -> Any:
-            conn = await asyncpg.connect(database)
-            try:
-                numbered = sql
-                for n in range(1, len(args) + 1):
-                    numbered = numbered.replace("?", f"${n}", 1)
-                return await conn.fetchval(numbered, *args)
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
-    with sqlite3.connect(server.data_dir / "files.sqlite3", timeout=30) as db:
-        row = db.execute(sql, args).fetchone()
-        return None if row is None else row[0]
 
 
 def _set_upload_expiry(server: AppServer, upload_id: str, at: int) -> None:
