@@ -456,3 +456,38 @@ def test_output_expires_after_sets_the_result_files_expiry(bclient: openai.OpenA
     )
     assert plain.output_file_id is not None
     assert bclient.files.retrieve(plain.output_file_id).expires_at is None
+
+
+def test_a_project_has_at_most_max_active_batches(
+    deployment: Deployment, engine: FakeEngine
+) -> None:
+    server = deployment.app(
+        {"OPENAI_FILES_BATCH_UPSTREAM_URL": engine.url, "OPENAI_FILES_MAX_ACTIVE_BATCHES": "1"}
+    )
+    try:
+        http = server.http(server.create_key("org_cap", "proj_cap"))
+        with server.openai(server.create_key("org_cap", "proj_cap")) as client:
+            slow = [request_line(f"s{i}", chat(f"{i}", fault={"latency": 0.5})) for i in range(4)]
+            file_id = upload(client, slow)
+        body = {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
+        first = http.post("/batches", json=body)
+        assert first.status_code == 200, first.text
+        assert_error(
+            http.post("/batches", json=body),
+            429,
+            "This project has 1 batches that have not ended, the most this server runs at "
+            "once for one project; wait for one to end or cancel one.",
+            code="too_many_batches",
+        )
+        # Another project of the same organization is not held by it.
+        other = server.http(server.create_key("org_cap", "proj_other"))
+        with server.openai(server.create_key("org_cap", "proj_other")) as client:
+            other_file = upload(client, [request_line("o", chat("o"))])
+        answer = other.post("/batches", json={**body, "input_file_id": other_file})
+        assert answer.status_code == 200, answer.text
+        with server.openai(server.create_key("org_cap", "proj_cap")) as client:
+            assert wait(client, first.json()["id"]).status == "completed"
+        # Once it ended, the project may create another.
+        assert http.post("/batches", json=body).status_code == 200
+    finally:
+        server.stop()
