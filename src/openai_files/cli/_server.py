@@ -349,15 +349,16 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 async def _first_key(meta: Any) -> Any:
     """A new key (NewKey) when the database holds no key at all, else how many are active.
 
-    A database whose keys are all revoked gets no new key: someone revoked them.
+    A database whose keys are all revoked gets no new key: someone revoked them. Replicas
+    starting together on a new database make one key between them, which one of them prints.
     """
-    from ..server.auth import create_key
+    from ..server.auth import create_first_key
 
     s = _settings_module()
-    keys = await meta.list_api_keys()
-    if keys:
-        return sum(1 for k in keys if k.revoked_at is None)
-    return await create_key(meta, s.DEFAULT_ORG_ID, s.DEFAULT_PROJECT_ID)
+    first = await create_first_key(meta, s.DEFAULT_ORG_ID, s.DEFAULT_PROJECT_ID)
+    if first is not None:
+        return first
+    return sum(1 for k in await meta.list_api_keys() if k.revoked_at is None)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

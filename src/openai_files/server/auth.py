@@ -54,6 +54,14 @@ async def create_key(store: MetadataStore, org_id: str, project_id: str) -> NewK
     return key
 
 
+async def create_first_key(store: MetadataStore, org_id: str, project_id: str) -> NewKey | None:
+    """Create and store a key when the store holds none at all (revoked ones count), as a
+    server's first start does; None when it holds one. Servers starting together on one new
+    database mint one key between them, not one each."""
+    key = new_key(org_id, project_id)
+    return key if await store.add_first_api_key(key.record) else None
+
+
 #: How the key goes in HTTP Basic auth, said by every 401 about a malformed Basic header.
 BASIC_HINT = (
     "With Basic auth, send the API key as the password and a blank user name "

@@ -12,6 +12,7 @@ import pytest
 from ..server.stores import (
     CursorNotFound,
     FileRecord,
+    KeyRecord,
     MetadataStore,
     Owner,
     QuotaExceeded,
@@ -271,6 +272,28 @@ class FileRowsConformance:
         found = await meta.find_api_key(record.key_hash)
         assert found is not None and found.revoked_at == wins[0]
         assert not await meta.revoke_api_key("key_" + secrets.token_hex(6), 1)  # unknown
+
+    async def test_a_first_key_is_stored_only_where_no_key_is(self, meta: MetadataStore) -> None:
+        held = bool(await meta.list_api_keys())  # a store some tests share may hold keys
+        candidates = [key_row() for _ in range(8)]
+        stored: list[str] = []
+
+        async def attempt(record: KeyRecord) -> None:
+            if await meta.add_first_api_key(record):
+                stored.append(record.id)
+
+        async with anyio.create_task_group() as tg:
+            for record in candidates:
+                tg.start_soon(attempt, record)
+        assert len(stored) == (0 if held else 1)
+        listed = {k.id for k in await meta.list_api_keys()}
+        assert {r.id for r in candidates} & listed == set(stored)
+        # Revoked keys count: a store whose keys were all revoked gets no first key.
+        for key in await meta.list_api_keys():
+            await meta.revoke_api_key(key.id, 1)
+        late = key_row()
+        assert not await meta.add_first_api_key(late)
+        assert await meta.get_api_key(late.id) is None
 
     async def test_racing_deletes_have_one_winner(self, meta: MetadataStore) -> None:
         owner, now = new_owner(), int(time.time())

@@ -28,10 +28,9 @@ from ._records import (
     PartRecord,
     UploadRecord,
 )
-from ._sql_dialect import Dialect, Plan, marks
+from ._sql_dialect import Dialect, Plan
 from ._sql_schema import (
     KEY_COLUMNS,
-    KEY_FIELDS,
     OPEN,
     PART_COLUMNS,
     SCHEMA_VERSION,
@@ -75,13 +74,11 @@ class SQLMetadataStore(abc.ABC):
 
     # -- keys --
     async def add_api_key(self, record: KeyRecord) -> None:
-        await self._write(
-            _plans.single(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({marks(len(KEY_FIELDS))})",
-                tuple(getattr(record, name) for name in KEY_FIELDS),
-                "none",
-            )
-        )
+        stmt = _plans.insert_key(record)
+        await self._write(_plans.single(*stmt))
+
+    async def add_first_api_key(self, record: KeyRecord) -> bool:
+        return bool(await self._write(_plans.add_first_key(self.DIALECT, record)))
 
     async def find_api_key(self, key_hash: str) -> KeyRecord | None:
         row = await self._read(

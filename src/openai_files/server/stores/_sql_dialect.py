@@ -55,6 +55,9 @@ class Dialect:
     has_table: str
     #: The first statement of a migration: serializes migrations of several processes.
     migration_lock: str | None
+    #: The first statement of the transaction that stores a first key (`add_first_key`):
+    #: serializes it across processes.
+    first_key_lock: str | None
     #: `column = ANY(?)` with the whole list as one parameter (else `IN (?, ?, ...)`).
     any_array: bool
     #: Most values matched in one statement (a statement's parameters are limited).
@@ -93,13 +96,16 @@ SQLITE = Dialect(
     has_table="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     # BEGIN IMMEDIATE serializes migrations too.
     migration_lock=None,
+    first_key_lock=None,
     any_array=False,
     # Host parameters per statement stay well under SQLite's limit.
     in_batch=500,
 )
 
-#: Key of the advisory lock that serializes migrations across machines.
+#: Keys of the advisory locks that serialize, across machines, migrations and the check
+#: for a first key with its insert.
 _MIGRATION_LOCK = 0x0F11E5
+_FIRST_KEY_LOCK = 0x0F11E6
 
 POSTGRES = Dialect(
     name="postgresql",
@@ -112,6 +118,7 @@ POSTGRES = Dialect(
     returning=True,
     has_table="SELECT to_regclass(?) IS NOT NULL",
     migration_lock=f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",
+    first_key_lock=f"SELECT pg_advisory_xact_lock({_FIRST_KEY_LOCK})",
     any_array=True,
     in_batch=1_000_000,
 )

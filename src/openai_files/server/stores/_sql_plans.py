@@ -16,6 +16,8 @@ from ._sql_dialect import Dialect, Fetch, Plan, Stmt, marks
 from ._sql_schema import (
     FILE_COLUMNS,
     FILE_FIELDS,
+    KEY_COLUMNS,
+    KEY_FIELDS,
     LIVE,
     SCHEMA_VERSION,
     file_record,
@@ -243,6 +245,30 @@ def server_secret(name: str, candidate: str, now: int) -> Plan[str]:
     )
     value = yield Stmt("SELECT value FROM server_secrets WHERE name = ?", (name,), "value")
     return str(value)
+
+
+def add_first_key(d: Dialect, record: KeyRecord) -> Plan[bool]:
+    """Insert `record` when no key exists at all (revoked ones count); whether it did.
+
+    Two transactions that both find no key would both insert (a key's id and hash are its
+    own, so no constraint stops the second): on PostgreSQL they take a lock first, and on
+    SQLite the write lock (BEGIN IMMEDIATE) already lets one in at a time.
+    """
+    if d.first_key_lock is not None:
+        yield Stmt(d.first_key_lock, (), "none")
+    if (yield Stmt("SELECT 1 FROM api_keys LIMIT 1", (), "value")) is not None:
+        return False
+    yield insert_key(record)
+    return True
+
+
+def insert_key(record: KeyRecord) -> Stmt:
+    """The statement that stores a new key."""
+    return Stmt(
+        f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({marks(len(KEY_FIELDS))})",
+        tuple(getattr(record, name) for name in KEY_FIELDS),
+        "none",
+    )
 
 
 def single(sql: str, args: tuple[Any, ...], fetch: Fetch) -> Plan[Any]:

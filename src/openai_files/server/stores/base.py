@@ -83,6 +83,13 @@ class MetadataStore(Protocol):
         (the driver's integrity error) and stores nothing."""
         ...
 
+    async def add_first_api_key(self, record: KeyRecord) -> bool:
+        """Store `record` only when the database holds no key at all, revoked ones
+        included; whether it did. Atomic: of calls racing on a database without keys, from
+        any processes, exactly one stores its key (replicas starting together on a new
+        database mint one first key, not one each)."""
+        ...
+
     async def find_api_key(self, key_hash: str) -> KeyRecord | None:
         """The key with this hash, revoked or not (the caller checks `revoked_at`); None
         when there is none."""
