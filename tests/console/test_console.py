@@ -557,15 +557,24 @@ def in_viewport(page: Page, selector: str) -> None:
 def test_an_error_shows_in_view_when_the_page_is_scrolled_down(
     page: Page, console_server: ServerProcess, tenant: Tenant
 ) -> None:
-    files = [tenant.upload(f"r-{i:02}.jsonl", b'{"a": 1}\n') for i in range(40)]
-    oldest = files[0]
+    for i in range(40):
+        tenant.upload(f"r-{i:02}.jsonl", b'{"a": 1}\n')
     sign_in(page, console_server, tenant.key)
     expect(page.locator("#files-body tr")).to_have_count(40)
+    expect(page.locator("#batches-status")).to_have_text("No batches yet.")
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    # The file of the table's last row, the one in view down there. Not the first uploaded:
+    # files of the same second are listed by id, so that one may be anywhere in its second's
+    # rows, and clicking its button far up the page would scroll the page up to it.
+    last = page.locator("#files-body tr").last
+    file_id = last.get_attribute("data-id")
+    name = last.locator(".filename").text_content()
+    assert file_id is not None and name is not None
+    in_viewport(page, f'#files-body tr[data-id="{file_id}"] button[aria-label="Download {name}"]')
     # Deleted elsewhere since the list was shown: its download is refused (404).
-    tenant.http.delete(f"/v1/files/{oldest['id']}").raise_for_status()
-    page.get_by_role("button", name=f"Download {oldest['filename']}").click()
-    expect(page.locator("#banner-text")).to_have_text(f"No such File object: {oldest['id']}")
+    tenant.http.delete(f"/v1/files/{file_id}").raise_for_status()
+    page.get_by_role("button", name=f"Download {name}").click()
+    expect(page.locator("#banner-text")).to_have_text(f"No such File object: {file_id}")
     assert page.evaluate("window.scrollY") > 600  # still down the page, where it happened
     in_viewport(page, "#banner")
     page.get_by_role("button", name="Dismiss the message").click()
