@@ -6,30 +6,17 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from .._server import Deployment, ServerProcess
 from .._services import PostgresCluster, SeaweedS3
 from ..api._contract import assert_error
 
 UNAVAILABLE = "The service is temporarily unable to reach its storage. Please retry shortly."
-
-
-@pytest.fixture
-def own() -> Iterator[tuple[PostgresCluster, SeaweedS3]]:
-    """Services of this test alone, so that it can stop them."""
-    pg, s3 = PostgresCluster().start(), SeaweedS3().start()
-    try:
-        yield pg, s3
-    finally:
-        pg.stop()
-        s3.stop()
 
 
 def _assert_unavailable(response: httpx.Response) -> None:

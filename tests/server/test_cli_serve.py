@@ -320,6 +320,7 @@ OUT_OF_RANGE = [
     ),
     ("--storage-concurrent-parts", "0", "it must be at least 1"),
     ("--storage-check-timeout-seconds", "-5", "it must be more than 0"),
+    ("--ready-timeout-seconds", "0", "it must be more than 0"),
     ("--console-upload-threshold-bytes", "0", "it must be at least 1"),
     ("--max-active-batches", "0", "it must be at least 1"),
     ("--batch-concurrency", "0", "it must be at least 1"),

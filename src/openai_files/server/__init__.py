@@ -49,6 +49,9 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
     _framing.py              the room a multipart form takes around its file (light: the
                              service reads it too)
     metrics.py               what `/metrics` counts
+    readiness.py             `/readyz`: whether the stores answer now, checked at most once a
+                             second and each within a bounded time (`routes/health.py`
+                             serves it, and `/healthz`, liveness)
     stores/                  where rows and bytes live, behind two protocols (`base.py`):
         base.py              MetadataStore and BlobStore, each method's contract
         _records.py, _errors.py  the rows as records; what a store raises

@@ -39,8 +39,10 @@ from .errors import (
     is_disk_full,
 )
 from .metrics import Metrics, MetricsEndpoint
+from .readiness import Readiness
 from .routes.batches import routes as batch_routes
 from .routes.files import routes as file_routes
+from .routes.health import routes as health_routes
 from .routes.uploads import routes as upload_routes
 from .service import FilesService
 from .settings import Settings
@@ -313,6 +315,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 except StoreUnavailable as exc:  # serve anyway: requests answer 503 meanwhile
                     log.warning("first sweep failed, storage unavailable: %s", exc)
             app.state.service = service
+            app.state.readiness = Readiness(
+                {"database": meta.ping, "storage": blobs.ping},
+                settings.ready_timeout_seconds,
+                metrics,
+            )
             engines = Engines(settings)
             await engines.open()
             stack.push_async_callback(engines.aclose)
@@ -330,7 +337,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield {}
                 tg.cancel_scope.cancel()
 
-    routes = [*file_routes, *upload_routes, *batch_routes]
+    routes = [*health_routes, *file_routes, *upload_routes, *batch_routes]
     if settings.metrics != "off":
         routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
     console = settings.console_enabled

@@ -44,6 +44,9 @@ SWEPT_KINDS = ("expired", "temp", "orphans", "uploads", "expired_uploads", "fini
 #: Kinds of storage errors: the store unreachable (a 503), the disk full (a 507), or any
 #: other unexpected error (a 500; the log has the details).
 STORE_ERROR_KINDS = ("unavailable", "disk_full", "other")
+#: The stores `/readyz` checks, and what a check may say (readiness.py).
+READY_STORES = ("database", "storage")
+READY_RESULTS = ("ok", "error", "timeout")
 #: The route label of a request that matched no route.
 NO_ROUTE = "none"
 
@@ -127,8 +130,18 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.readiness_checks = Counter(
+            "openai_files_readiness_checks",
+            "Checks of a store made for /readyz (at most one a second, however many probes), "
+            "by store (database, storage) and result (ok, error, timeout)",
+            ["store", "result"],
+            registry=registry,
+        )
         for result in ("ok", "failed"):
             self.sweeps.labels(result=result)
+        for store in READY_STORES:
+            for result in READY_RESULTS:
+                self.readiness_checks.labels(store=store, result=result)
         for kind in SWEPT_KINDS:
             self.swept.labels(kind=kind)
             self.last_swept.labels(kind=kind)
@@ -181,6 +194,9 @@ class Metrics:
         self.sweeps.labels(result="failed").inc()
         self.last_sweep.set(time.time())
         self.store_error(kind)
+
+    def readiness_checked(self, store: str, result: str) -> None:
+        self.readiness_checks.labels(store=store, result=result).inc()
 
     def store_error(self, kind: str) -> None:
         self.store_errors.labels(kind=kind).inc()

@@ -212,6 +212,14 @@ DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 10.0
 S3_MIN_PART_BYTES = 5 * MiB
 S3_MAX_PART_BYTES = 5 * GiB
 S3_MAX_PARTS = 10_000
+#: `GET /readyz` waits this long for each store (the database, the blob store) before it
+#: answers 503: a store that hangs makes a replica unready in bounded time, not a probe
+#: that hangs. Under the few seconds an orchestrator's probe waits (Kubernetes: 1 s by
+#: default, so give the probe more; docs/deploy.md).
+DEFAULT_READY_TIMEOUT_SECONDS = 2.0
+#: A `/readyz` answer stands for this long after its check ended: probes, however many,
+#: check the stores at most once in that time (concurrent ones share one check).
+READY_CACHE_SECONDS = 1.0
 #: Size of one S3 multipart part, and of the buffer that decides between PUT and multipart.
 DEFAULT_S3_PART_BYTES = 8 * MiB
 #: Parts of one upload sent at once; with the buffer this bounds memory per upload (~32 MiB).
@@ -478,6 +486,11 @@ class Settings:
         DEFAULT_S3_CHECK_TIMEOUT_SECONDS,
         "S3: how long the start check waits for the bucket's answer",
     )
+    ready_timeout_seconds: float = _field(
+        DEFAULT_READY_TIMEOUT_SECONDS,
+        "how long GET /readyz waits for each store (the database, the blob store) before it "
+        "answers 503",
+    )
     metrics: str = _field(
         "loopback",
         "who may read /metrics: loopback (requests from this machine only), token (any "
@@ -536,6 +549,7 @@ class Settings:
             "keep_alive_timeout_seconds",
             "database_connect_timeout_seconds",
             "storage_check_timeout_seconds",
+            "ready_timeout_seconds",
             "batch_request_timeout_seconds",
             "batch_retry_base_seconds",
         ):

@@ -200,6 +200,14 @@ class BlobStoreConformance:
     async def test_check_passes(self, blobs: BlobStore) -> None:
         await blobs.check()
 
+    async def test_ping_answers_and_leaves_nothing(self, blobs: BlobStore) -> None:
+        later = time.time() + 3600
+        before = [key async for key in blobs.list_object_keys(later)]
+        for _ in range(3):
+            await blobs.ping()
+        assert [key async for key in blobs.list_object_keys(later)] == before
+        assert await blobs.remove_stale_temp(later) == 0  # no temp file left either
+
     async def test_lock_exclusive_nests_and_lets_go(self, blobs: BlobStore) -> None:
         before = blobs.shared
         outer = blobs.lock_exclusive()

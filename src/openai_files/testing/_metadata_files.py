@@ -35,6 +35,9 @@ class FileRowsConformance:
         assert await meta.migrate() == meta.SCHEMA_VERSION
         assert await meta.schema_version() == meta.SCHEMA_VERSION
 
+    async def test_ping_answers(self, meta: MetadataStore) -> None:
+        await meta.ping()  # raises when the database does not answer
+
     async def test_keys(self, meta: MetadataStore) -> None:
         record = key_row()
         await meta.add_api_key(record)

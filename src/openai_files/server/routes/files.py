@@ -79,13 +79,8 @@ async def file_content(request: Request) -> Response:
     return await content_response(request, service, record)
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 routes = route_table(
     {
-        "/healthz": {"GET": healthz},
         "/v1/files": {"POST": create_file, "GET": list_files},
         "/v1/files/{file_id}": {"GET": retrieve_file, "DELETE": delete_file},
         "/v1/files/{file_id}/content": {"GET": file_content, "HEAD": file_content},

@@ -67,6 +67,9 @@ class SQLMetadataStore(abc.ABC):
         """The version of the schema in the database; 0 when there is none."""
         return await self._read(_plans.schema_version(self.DIALECT))
 
+    async def ping(self) -> None:
+        await self._read(_plans.ping())
+
     async def migrate(self, to: int = SCHEMA_VERSION) -> int:
         """Create or upgrade the schema, in one transaction (up to version `to`, tests step
         through them); returns the version now in place."""

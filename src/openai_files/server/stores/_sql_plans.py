@@ -31,6 +31,12 @@ def schema_version(d: Dialect) -> Plan[int]:
     return int((yield Stmt("SELECT COALESCE(MAX(version), 0) FROM schema_version", (), "value")))
 
 
+def ping() -> Plan[None]:
+    """One read of a table every schema has (so a database file's pages are read, not only
+    the connection asked)."""
+    yield Stmt("SELECT version FROM schema_version LIMIT 1", (), "value")
+
+
 def migrate(d: Dialect, to: int) -> Plan[int]:
     if not 1 <= to <= SCHEMA_VERSION:
         raise ValueError(f"no schema version {to}: this code knows 1 to {SCHEMA_VERSION}")

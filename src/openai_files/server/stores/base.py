@@ -64,6 +64,13 @@ class MetadataStore(Protocol):
         after it."""
         ...
 
+    async def ping(self) -> None:
+        """Prove that the opened database answers now, with one cheap read that writes
+        nothing (readiness, `GET /readyz`, asks at most once a second). Raises
+        StoreUnavailable, one line saying what failed, when it does not; a database that
+        hangs hangs here too (the caller bounds the wait)."""
+        ...
+
     async def migrate(self) -> int:
         """Create or upgrade the schema to SCHEMA_VERSION; the version now in place.
 
@@ -624,6 +631,14 @@ class BlobStore(Protocol):
         """The start check: one cheap request with the store's credentials. Raises
         StoreUnavailable, one line naming what to fix (credentials, bucket, endpoint).
         A local folder has nothing to check."""
+        ...
+
+    async def ping(self) -> None:
+        """Prove that the opened store answers now, cheaply (readiness, `GET /readyz`, asks
+        at most once a second): S3 lists a prefix that holds nothing; a local folder makes
+        and removes an empty file in it. Raises StoreUnavailable, or OSError from a folder
+        that took no file; a store that hangs hangs here too (the caller bounds the wait).
+        Unlike `check`, it may be called only on an opened store."""
         ...
 
     def lock_exclusive(self) -> Callable[[], None]:

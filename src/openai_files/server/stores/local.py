@@ -41,6 +41,7 @@ from typing import BinaryIO, ClassVar
 import anyio.to_thread
 
 from ..settings import IO_CHUNK_BYTES
+from ._errors import StoreUnavailable
 from ._records import Chunk
 
 #: A writer flushes what it holds when its last flush is older than this, so that the temp
@@ -302,11 +303,15 @@ class LocalBlobStore:
         self.reserve_path = self.root / RESERVE_NAME
         #: Writers' folder fsyncs, shared by those that commit at the same time.
         self.folder_sync = FolderSync()
+        #: The device and inode of the folder opened (`ping` checks that it is still there).
+        self._identity: tuple[int, int] | None = None
 
     async def open(self) -> None:
         def setup() -> None:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            st = os.stat(self.root)
+            self._identity = (st.st_dev, st.st_ino)
             self.keep_reserve()
 
         await anyio.to_thread.run_sync(setup)
@@ -377,6 +382,26 @@ class LocalBlobStore:
     async def check(self) -> None:
         """Nothing to ask: the folder is made, or fails to be, at `open`."""
         return None
+
+    async def ping(self) -> None:
+        """The folder is the one opened, and takes a file: an empty one is made in its
+        temp folder and removed (a folder removed, moved away, unmounted or read-only
+        fails)."""
+
+        def run() -> None:
+            st = os.stat(self.root)
+            if (st.st_dev, st.st_ino) != self._identity:
+                raise StoreUnavailable(
+                    f"the data folder {self.root} is not the one the server opened (it was "
+                    "moved, deleted or replaced)"
+                )
+            probe = self.tmp_dir / f".ready-{secrets.token_hex(8)}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+            if not self.blob_dir.is_dir():
+                raise StoreUnavailable(f"the data folder {self.root} has no {self.blob_dir.name}/")
+
+        await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
 
     @property
     def shared(self) -> bool:

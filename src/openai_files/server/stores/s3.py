@@ -149,6 +149,7 @@ class S3BlobStore:
             client["allow_http"] = True
         self._config = config
         self._client_options = client
+        self._probe_store: S3Store | None = None
         self.store = S3Store(self.bucket, config=config, client_options=client)  # type: ignore[arg-type]
         # The requests obstore cannot make (path-style, as obstore's), when they can be
         # signed: with keys, or unsigned.
@@ -164,20 +165,30 @@ class S3BlobStore:
         )
         self._reconciler = Reconciler(api, self.prefix, self.path_of)
 
+    def _probe(self) -> S3Store:
+        """A client of its own for `check` and `ping`: it waits `check_timeout` for an
+        answer and retries little, where the store's own client waits minutes for a part."""
+        if self._probe_store is None:
+            self._probe_store = S3Store(
+                self.bucket,
+                config=self._config,  # type: ignore[arg-type]
+                client_options={  # type: ignore[arg-type]
+                    **self._client_options,
+                    "timeout": datetime.timedelta(seconds=self.check_timeout),
+                },
+                retry_config=_CHECK_RETRY,  # type: ignore[arg-type]
+            )
+        return self._probe_store
+
+    @property
+    def _check_prefix(self) -> str:
+        return f"{self.prefix}/{_CHECK_PREFIX}" if self.prefix else _CHECK_PREFIX
+
     async def check(self) -> None:
         """Prove, with one cheap request, that the bucket exists and takes our credentials:
         a listing under a prefix that holds nothing. A StoreUnavailable of one line naming
         what to fix (the credentials, the bucket or the endpoint) otherwise."""
-        probe = S3Store(
-            self.bucket,
-            config=self._config,  # type: ignore[arg-type]
-            client_options={  # type: ignore[arg-type]
-                **self._client_options,
-                "timeout": datetime.timedelta(seconds=self.check_timeout),
-            },
-            retry_config=_CHECK_RETRY,  # type: ignore[arg-type]
-        )
-        prefix = f"{self.prefix}/{_CHECK_PREFIX}" if self.prefix else _CHECK_PREFIX
+        probe, prefix = self._probe(), self._check_prefix
 
         def first_page() -> None:
             for _batch in obstore.list(probe, prefix, chunk_size=1):
@@ -189,6 +200,17 @@ class S3BlobStore:
             await asyncio.to_thread(first_page)
         except (BaseError, OSError) as exc:
             log.debug("S3 start check failed: %s", exc)
+            raise StoreUnavailable(
+                explain(exc, self.bucket, self.endpoint, self.credentials)
+            ) from None
+
+    async def ping(self) -> None:
+        """The start check's listing, made with the async API (the server runs on, and a
+        caller that stops waiting drops the request)."""
+        try:
+            async for _batch in obstore.list(self._probe(), self._check_prefix, chunk_size=1):
+                break
+        except (BaseError, OSError) as exc:
             raise StoreUnavailable(
                 explain(exc, self.bucket, self.endpoint, self.credentials)
             ) from None

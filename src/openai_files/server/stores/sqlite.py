@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import anyio
 import anyio.to_thread
 
+from . import _sql_plans as _plans
+from ._errors import StoreUnavailable
 from ._sql import SQLMetadataStore
 from ._sql_dialect import SQLITE, Dialect, Plan, Stmt, drive
 from ._sql_schema import SCHEMA_VERSION
@@ -156,6 +159,8 @@ class SQLiteMetadataStore(SQLMetadataStore):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        #: The device and inode of the file opened (`ping` checks that it is still there).
+        self._identity: tuple[int, int] | None = None
 
     @property
     def shared(self) -> bool:
@@ -199,6 +204,28 @@ class SQLiteMetadataStore(SQLMetadataStore):
             result = await asyncio.shield(future)
         return result
 
+    async def ping(self) -> None:
+        """A read, once the file at `path` is found to be the one this store opened: a
+        database file deleted, moved or replaced under a running server (a volume unmounted,
+        a folder removed) still answers through the open connections, but takes writes that
+        no later start would see."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_pool, self._ping)
+
+    def _ping(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"the database file {self.path} cannot be reached: {exc.strerror or exc}"
+            ) from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreUnavailable(
+                f"the database file {self.path} is not the one the server opened (it was "
+                "moved, deleted or replaced)"
+            )
+        _run(self._reader(), _plans.ping())
+
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         """The writer thread: each turn takes every write waiting (up to GROUP_MAX) into
         one transaction, and answers each only once it has committed."""
@@ -241,6 +268,8 @@ class SQLiteMetadataStore(SQLMetadataStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
             return conn
 
         self._writer = await anyio.to_thread.run_sync(setup)
