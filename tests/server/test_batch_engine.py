@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from openai_files.server import batch_engine
@@ -347,20 +346,23 @@ async def test_concurrency_is_bounded(engine: FakeEngine, engines_for: Callable[
     assert time.monotonic() - start >= 0.6  # three rounds of four
 
 
-async def test_requests_spread_over_the_pools_of_an_engine(
+async def test_connections_to_an_engine_are_bounded_and_kept_alive(
     engine: FakeEngine, engines_for: Callable[..., Any]
 ) -> None:
-    engines = await engines_for(batch_upstream_url=engine.url, batch_concurrency=10)
-    pools = engines._clients[engine.url]
-    assert len(pools.clients) == 3  # pools of at most 4 connections
+    """At most --batch-concurrency connections to an engine, reused from one request to
+    the next (three rounds of four requests go over the same four connections)."""
+    engines = await engines_for(batch_upstream_url=engine.url, batch_concurrency=4)
     sending = [
-        asyncio.ensure_future(engines.send(CHAT, "m", body_of(i=i, fault={"latency": 0.5})))
+        asyncio.ensure_future(engines.send(CHAT, "m", body_of(i=i, fault={"latency": 0.4})))
         for i in range(12)
     ]
-    await asyncio.sleep(0.25)
-    assert sorted(pools.in_flight) == [3, 3, 4]
+    await asyncio.sleep(0.2)
+    first = set(engine._transports)
+    await asyncio.sleep(0.4)
+    second = set(engine._transports)
     assert [a.status_code for a in await asyncio.gather(*sending)] == [200] * 12
-    assert pools.in_flight == [0, 0, 0]
+    assert len(first) == 4
+    assert second == first
 
 
 async def test_cancellation_passes_through(
@@ -377,19 +379,15 @@ async def test_cancellation_passes_through(
 def test_retry_after_forms() -> None:
     now = 1_000_000_000.0
     date = email.utils.formatdate(now + 7, usegmt=True)
-    assert retry_after_seconds(httpx.Headers({"retry-after": "3"})) == 3
-    assert retry_after_seconds(httpx.Headers({"retry-after": "1.5"})) == 1.5
-    assert retry_after_seconds(httpx.Headers({"retry-after": date}), now=now) == 7
-    assert retry_after_seconds(httpx.Headers({"retry-after": date}), now=now + 60) == 0
-    assert retry_after_seconds(httpx.Headers({"retry-after-ms": "250", "retry-after": "9"})) == (
-        0.25
-    )
-    assert retry_after_seconds(httpx.Headers({"retry-after": "soon"})) is None
-    assert retry_after_seconds(httpx.Headers({"retry-after": "nan"})) is None
-    assert retry_after_seconds(httpx.Headers({})) is None
-    assert retry_after_seconds(httpx.Headers({"retry-after": "99999"})) == (
-        S.BATCH_RETRY_AFTER_MAX_SECONDS
-    )
+    assert retry_after_seconds({"retry-after": "3"}) == 3
+    assert retry_after_seconds({"retry-after": "1.5"}) == 1.5
+    assert retry_after_seconds({"retry-after": date}, now=now) == 7
+    assert retry_after_seconds({"retry-after": date}, now=now + 60) == 0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == (0.25)
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({"retry-after": "nan"}) is None
+    assert retry_after_seconds({}) is None
+    assert retry_after_seconds({"retry-after": "99999"}) == (S.BATCH_RETRY_AFTER_MAX_SECONDS)
 
 
 def test_backoff_is_jittered_exponential_capped_and_honours_retry_after() -> None:

@@ -113,9 +113,10 @@ def result_of(batch_id: str, row: BatchRequestRecord, answer: EngineAnswer) -> B
         )
         return BatchResult(batch_id, row.line, "failed", text)
     raw = answer.body.decode("utf-8", "replace")
-    parsed: Any = None
-    with contextlib.suppress(ValueError):
-        parsed = json.loads(raw)
+    parsed: Any = answer.parsed  # a 2xx answer's object, parsed by the engines
+    if parsed is None:
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(raw)
     if parsed is None and raw.strip() != "null":
         body_text = _dumps(raw)  # not JSON: the text, as a string
     elif "\n" in raw or "\r" in raw or raw != raw.strip():
