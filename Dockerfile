@@ -23,6 +23,14 @@ ENV OPENAI_FILES_HOST=0.0.0.0 \
     MALLOC_ARENA_MAX=2
 EXPOSE 8000
 
+# Liveness, not readiness: the container is unhealthy when the server no longer answers
+# /healthz, not when its PostgreSQL or S3 is down (/readyz, which the load balancer asks):
+# restarting a replica would not bring those back (docs/deploy.md). Python's own urllib,
+# since the slim image has no curl; the port is the server's (urlopen raises on no answer
+# or a status that is not 2xx, and the exit status is then 1).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('OPENAI_FILES_PORT', '8000') + '/healthz', timeout=3)"]
+
 # `docker run IMAGE` serves; `docker run IMAGE migrate` or `... keys create` run the others.
 ENTRYPOINT ["openai-files"]
 CMD ["serve"]

@@ -1,6 +1,7 @@
-"""The Dockerfile and compose.yaml, read (no Docker engine runs them here): they configure the
-server only through settings README documents, and wire the stores and the start order as
-docs/deploy.md says."""
+"""The Dockerfile, compose.yaml and the Caddyfile, read (no Docker engine runs them here):
+they configure the server only through settings README documents, wire the stores, the start
+order and the load balancer as docs/deploy.md says. tests/test_container_runs.py runs the
+image's health check and the Caddyfile's Caddy in front of real servers."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from openai_files.server import settings as S
 from openai_files.server.settings import Settings, env_name, setting_fields
 from openai_files.server.stores import open_blob_store, open_metadata_store
+
+from ._caddy import adapted_caddyfile, caddy_version, only_server, proxy_of
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -27,6 +31,7 @@ COMPOSE_ENV = {
     "POSTGRES_PASSWORD": "pg-secret",
     "S3_ACCESS_KEY": "s3-access",
     "S3_SECRET_KEY": "s3-secret",
+    "CONSOLE_LINK_SECRET": "link-secret",
 }
 
 
@@ -216,3 +221,82 @@ def test_each_replica_publishes_the_served_port_on_its_own_loopback_port() -> No
         assert (host, target) == ("127.0.0.1", served), name
         host_ports.append(port)
     assert len(set(host_ports)) == len(host_ports)
+
+
+def healthcheck() -> tuple[dict[str, str], list[str]]:
+    """The Dockerfile's HEALTHCHECK: its options, and its command (exec form)."""
+    [rest] = [rest for word, rest in _dockerfile() if word == "HEALTHCHECK"]
+    options, _, command = rest.partition(" CMD ")
+    return dict(re.findall(r"--([a-z-]+)=(\S+)", options)), json.loads(command)
+
+
+def _seconds(value: str) -> float:
+    assert value.endswith("s"), value
+    return float(value[:-1])
+
+
+def test_the_image_health_check_asks_liveness_with_python() -> None:
+    """/healthz, not /readyz: a replica whose PostgreSQL or S3 is down is not restarted
+    (docs/deploy.md says why); Python's urllib, since the slim image has no curl."""
+    options, command = healthcheck()
+    assert command[:2] == ["python", "-c"] and len(command) == 3
+    code = command[2]
+    assert "/healthz" in code and "/readyz" not in code
+    assert "OPENAI_FILES_PORT" in code and "curl" not in code
+    # Docker's wait for the command outlasts urlopen's own, so that the command fails by
+    # itself (exit status 1) rather than being killed.
+    urlopen_timeout = float(re.search(r"timeout=(\d+(?:\.\d+)?)", code)[1])  # type: ignore[index]
+    assert urlopen_timeout < _seconds(options["timeout"])
+    assert {"interval", "start-period", "retries"} <= set(options)
+
+
+def test_the_one_shot_migrate_has_no_health_check() -> None:
+    assert SERVICES["migrate"]["healthcheck"] == {"disable": True}
+
+
+def test_the_load_balancer_is_caddy_at_the_version_the_tests_run() -> None:
+    lb = SERVICES["lb"]
+    image, _, tag = lb["image"].partition(":")
+    assert image == "caddy"  # the official image
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), "pinned to a release"
+    assert tag == caddy_version()
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in lb["volumes"]
+    assert (ROOT / "Caddyfile").exists()
+
+
+def test_the_load_balancer_routes_to_every_replica_by_readiness() -> None:
+    config = adapted_caddyfile()
+    lb = SERVICES["lb"]
+    # Published on the host's loopback, to the port Caddy listens on.
+    [published] = lb["ports"]
+    host, _, target = published.split(":")
+    assert host == "127.0.0.1"
+    assert only_server(config)["listen"] == [f":{target}"]
+    # Every replica, by its service name and the port it serves, and nothing else.
+    served = _dockerfile_env()["OPENAI_FILES_PORT"]
+    proxy = proxy_of(config)
+    assert sorted(u["dial"] for u in proxy["upstreams"]) == sorted(
+        f"{name}:{served}" for name in _replicas()
+    )
+    assert set(lb["depends_on"]) == set(_replicas())
+    # Readiness: each replica's /readyz, waited for longer than a replica waits for its
+    # stores, so that a hung store is a 503 from the replica, not a health check's timeout.
+    active = proxy["health_checks"]["active"]
+    assert active["uri"] == "/readyz"
+    assert active["timeout"] / 1e9 > S.DEFAULT_READY_TIMEOUT_SECONDS
+    assert 0 < active["interval"] / 1e9 <= 10
+    assert active.get("fails", 1) == 1 and active.get("passes", 1) == 1
+    # Nothing but the proxy: no admin API, no certificate requests from a listener here.
+    assert config["admin"]["disabled"] is True
+    assert only_server(config)["automatic_https"]["disable"] is True
+
+
+def test_the_console_is_served_through_the_load_balancer() -> None:
+    """The replicas listen on all the container's addresses, where the console is off
+    unless asked for; every replica signs its links with the same secret."""
+    secrets = set()
+    for name, replica in _replicas().items():
+        settings = Settings.from_env({**_dockerfile_env(), **_env(replica)})
+        assert settings.host == "0.0.0.0" and settings.console_enabled, name
+        secrets.add(settings.console_link_secret)
+    assert len(secrets) == 1 and secrets != {""}
