@@ -2,7 +2,7 @@
 JSON line.
 
 python -m bench._batch_worker make-input PATH COUNT
-python -m bench._batch_worker floor ENGINE_URL PATH CONCURRENCY
+python -m bench._batch_worker floor ENGINE_URL PATH CONCURRENCY [aiohttp | httpx [PER_CLIENT]]
 python -m bench._batch_worker batch BASE_URL KEY PATH
 python -m bench._batch_worker sdk-batch BASE_URL KEY PATH   # the peer, through the official SDK
 """
@@ -71,28 +71,52 @@ def _run(main: Coroutine[Any, Any, float]) -> float:
     return asyncio.run(main)
 
 
-def cmd_floor(engine_url: str, path: str, concurrency: str, per_client: str = "") -> dict[str, Any]:
+def cmd_floor(
+    engine_url: str, path: str, concurrency: str, client: str = "aiohttp", per_client: str = ""
+) -> dict[str, Any]:
     """The floor of row 10: the same bodies sent straight to the engine by a plain asyncio
     client, CONCURRENCY tasks taking the next body in turn, each answer read whole; the
-    seconds from the first send to the last answer. The tasks share one
-    httpx.AsyncClient of CONCURRENCY connections, or with PER_CLIENT, clients of that many
-    connections each (task i uses client i mod their number), as our server spreads its
-    connections to an engine (settings.BATCH_CLIENT_CONNECTIONS): httpx's pool looks at
-    every connection it holds whenever a request starts or ends."""
-    import httpx
+    seconds from the first send to the last answer.
 
+    CLIENT `aiohttp`: one aiohttp.ClientSession of CONCURRENCY connections, the client our
+    server sends with (server/batch_engine.py). CLIENT `httpx`: one httpx.AsyncClient of
+    CONCURRENCY connections (the transport of the official `openai` SDK), or with PER_CLIENT,
+    clients of that many connections each (task i uses client i mod their number): httpx's
+    pool looks at every connection it holds whenever a request starts or ends."""
     bodies = bodies_of(path)
     width = int(concurrency)
-    size = int(per_client) if per_client else width
     url = f"{engine_url}/chat/completions"
     statuses: dict[int, int] = {}
+    headers = {"content-type": "application/json"}
+    clients = 1
 
-    async def run() -> float:
+    async def with_aiohttp() -> float:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=width)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+            async with http.post(url, data=bodies[0], headers=headers) as answer:
+                await answer.read()  # warm: one connection
+            queue = iter(bodies)
+
+            async def worker() -> None:
+                for body in queue:
+                    async with http.post(url, data=body, headers=headers) as answer:
+                        await answer.read()
+                        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(width)))
+            return time.perf_counter() - start
+
+    async def with_httpx() -> float:
+        import httpx
+
+        size = int(per_client) if per_client else width
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        clients = [httpx.AsyncClient(limits=limits, timeout=600) for _ in range(-(-width // size))]
-        headers = {"content-type": "application/json"}
+        pool = [httpx.AsyncClient(limits=limits, timeout=600) for _ in range(-(-width // size))]
         try:
-            for http in clients:
+            for http in pool:
                 await http.post(url, content=bodies[0], headers=headers)  # warm: one each
             queue = iter(bodies)
 
@@ -102,17 +126,24 @@ def cmd_floor(engine_url: str, path: str, concurrency: str, per_client: str = ""
                     statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
 
             start = time.perf_counter()
-            await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(width)))
+            await asyncio.gather(*(worker(pool[i % len(pool)]) for i in range(width)))
             return time.perf_counter() - start
         finally:
-            for http in clients:
+            for http in pool:
                 await http.aclose()
 
-    seconds = _run(run())
+    if client == "aiohttp":
+        seconds = _run(with_aiohttp())
+    elif client == "httpx":
+        seconds = _run(with_httpx())
+        clients = -(-width // int(per_client)) if per_client else 1
+    else:
+        raise SystemExit(f"floor: the client is aiohttp or httpx, not {client!r}")
     return {
         "seconds": seconds,
         "requests": len(bodies),
-        "clients": -(-width // size),
+        "client": client,
+        "clients": clients,
         "statuses": statuses,
         "loop": LOOP,
     }

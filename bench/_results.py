@@ -245,11 +245,16 @@ class Row10(TypedDict):
     ours: dict[str, Summary]
     #: deployment -> completed_at - created_at as the server reports them (whole seconds).
     ours_server: dict[str, Summary]
-    #: The floor: the bodies straight to the engine, httpx clients of 4 connections each.
+    #: The floor: the bodies straight to the engine, one aiohttp session (before: httpx
+    #: clients of 4 connections each).
     reference: Summary
     reference_name: str
-    #: The same with one httpx client of all the connections (httpx's pool is the limit).
-    reference_single: Summary
+    #: The same with httpx clients of 4 connections each, and the ratio against it.
+    reference_httpx: NotRequired[Summary]
+    reference_httpx_name: NotRequired[str]
+    ratio_httpx: NotRequired[float]
+    #: (Earlier rows) one httpx client of all the connections (httpx's pool is the limit).
+    reference_single: NotRequired[Summary]
     ratio: float
     ratio_name: str
     ratio_local: float

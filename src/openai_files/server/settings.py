@@ -117,10 +117,6 @@ BATCH_RETRY_CAP_SECONDS = 60.0
 BATCH_RETRY_AFTER_MAX_SECONDS = 300.0
 #: The largest engine answer read (streamed; a longer one is the error response_too_large).
 BATCH_MAX_RESPONSE_BYTES = 16 * MiB
-#: Connections to one engine are spread over pooled clients of at most this many each:
-#: httpx's pool looks at every connection it has whenever a request starts or ends, so one
-#: pool of 64 sent a fifth of the requests a second that 16 pools of 4 sent.
-BATCH_CLIENT_CONNECTIONS = 4
 #: Opening a connection to an engine may take this long (at most the request timeout).
 BATCH_CONNECT_TIMEOUT_SECONDS = 10.0
 #: An idle connection to an engine is dropped after this long: under the 5 s that common
