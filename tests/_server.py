@@ -315,10 +315,10 @@ class WorkerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def interrupt(self, timeout: float = 15.0) -> int:
-        """Ctrl-C (SIGINT); its exit status once it ended."""
+    def interrupt(self, timeout: float = 15.0, sig: int = signal.SIGINT) -> int:
+        """Ctrl-C (SIGINT), or `sig`; its exit status once it ended."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
     def kill(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,9 +107,13 @@ def test_two_replicas_share_a_batch_and_one_finishes_it_when_the_other_is_killed
     assert all(engine.attempts(B.body(i).encode()) >= 1 for i in range(LINES))
 
 
+@pytest.mark.parametrize(
+    "stop", [pytest.param(signal.SIGINT, id="ctrl-c"), pytest.param(signal.SIGTERM, id="sigterm")]
+)
 def test_a_batch_worker_runs_batches_beside_a_replica_and_gives_them_back_on_ctrl_c(
-    scaleout: Deployment, engine: FakeEngine, tmp_path: Path
+    scaleout: Deployment, engine: FakeEngine, tmp_path: Path, stop: signal.Signals
 ) -> None:
+    # Ctrl-C in a terminal; SIGTERM from Kubernetes, systemd or `docker stop`: the same stop.
     # The default lease (30 s): the second worker finishes the batch long before the
     # first one's leases would lapse, since the first gave its requests back. Slow answers:
     # the first has all its slots in flight when it is stopped.
@@ -131,7 +136,7 @@ def test_a_batch_worker_runs_batches_beside_a_replica_and_gives_them_back_on_ctr
             batch = B.create(http, B.input_file(count, **slow))
             # Stopped with requests at the engine (they go in waves of its slots).
             B.wait(http, batch["id"], lambda b: B.done(b) >= 40 and engine.requests > B.done(b))
-            assert first.interrupt() == 0, first.log_text()
+            assert first.interrupt(sig=stop) == 0, first.log_text()
             stopped = time.monotonic()
             # Its requests were given back as it stopped, not left to lapse.
             running = "SELECT COUNT(*) FROM batch_requests WHERE status = 'running'"

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -27,8 +28,8 @@ def add_batch_worker_parser(sub: Any) -> None:
             "Validate batches, send their requests to the engine (--batch-upstream-url or "
             "--batch-routes-file) and write their output and error files, until Ctrl-C; nothing "
             "is served. Takes the same settings as `serve`: point it at the same --database "
-            "and --storage as the replicas. Ctrl-C stores the answers that arrived and gives "
-            "the other requests back, for another worker or the next start."
+            "and --storage as the replicas. Ctrl-C (or SIGTERM) stores the answers that "
+            "arrived and gives the other requests back, for another worker or the next start."
         ),
     )
     add_setting_flags(p, _settings_module())
@@ -94,4 +95,33 @@ async def _work(settings: Any) -> None:
         print(
             f"openai-files batch-worker {runner.worker} running; Ctrl-C stops it", file=sys.stderr
         )
+        await _run_until_terminated(runner)
+
+
+async def _run_until_terminated(runner: Any) -> None:
+    """`runner.run()` until Ctrl-C or SIGTERM. SIGTERM (what Kubernetes, systemd and `docker
+    stop` send) stops it as Ctrl-C does, so that a rollout gives the requests in flight back
+    at once instead of leaving them until their leases lapse."""
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        main.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except NotImplementedError:  # pragma: no cover - Windows: no signal handlers on the loop
         await runner.run()
+        return
+    try:
+        await runner.run()
+    except asyncio.CancelledError:
+        if not terminated:
+            raise  # Ctrl-C: asyncio.run makes it a KeyboardInterrupt
+        main.uncancel()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
