@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_env_parser(sub)
     add_migrate_parser(sub)
+    from ._backup_cmds import add_backup_parsers
+
+    add_backup_parsers(sub)
     from ._batch_worker import add_batch_worker_parser
 
     add_batch_worker_parser(sub)

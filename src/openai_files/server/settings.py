@@ -230,6 +230,14 @@ UPLOAD_PART_BUFFER_BYTES = 2 * S3_MIN_PART_BYTES
 MAX_FIELD_BYTES = 64 * 1024
 #: Size of the chunks written to and read from storage.
 IO_CHUNK_BYTES = 1 * MiB
+#: `openai-files backup` and `restore`: objects copied at once (each holds a chunk, or on
+#: S3 a writer's buffer of BACKUP_BUFFER_BYTES: memory stays bounded whatever the sizes).
+BACKUP_CONCURRENT_OBJECTS = 4
+BACKUP_BUFFER_BYTES = UPLOAD_PART_BUFFER_BYTES
+#: A backup whose blobs are deleted while it copies them takes a new snapshot and copies
+#: what that one needs; it gives up after this many snapshots (a deployment deleting
+#: faster than the backup copies).
+BACKUP_MAX_SNAPSHOTS = 20
 #: A validator is fed at most this many bytes per call in a worker thread.
 VALIDATION_PIECE_BYTES = IO_CHUNK_BYTES
 #: Who may read /metrics (`--metrics`).

@@ -96,3 +96,12 @@ class TooManyBatches(Exception):
 class LeaseLost(Exception):
     """The worker no longer holds the batch's lease (it lapsed and another worker took the
     batch, or the batch moved on): what it was doing is dropped; nothing was changed."""
+
+
+class StoreNotEmpty(Exception):
+    """A restore's rows go only into a store whose tables hold none: `table` holds `rows`."""
+
+    def __init__(self, table: str, rows: int) -> None:
+        super().__init__(f"table {table} holds {rows} row{'' if rows == 1 else 's'}")
+        self.table = table
+        self.rows = rows

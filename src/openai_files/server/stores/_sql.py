@@ -75,6 +75,10 @@ class SQLMetadataStore(abc.ABC):
         through them); returns the version now in place."""
         return await self._write(_plans.migrate(self.DIALECT, to))
 
+    async def row_counts(self) -> dict[str, int]:
+        """How many rows each table of the schema in place holds (no schema: none)."""
+        return await self._read(_plans.row_counts(self.DIALECT))
+
     # -- keys --
     async def add_api_key(self, record: KeyRecord) -> None:
         stmt = _plans.insert_key(record)

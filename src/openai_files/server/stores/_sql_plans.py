@@ -22,6 +22,7 @@ from ._sql_schema import (
     SCHEMA_VERSION,
     file_record,
     key_record,
+    tables_at,
 )
 
 
@@ -54,6 +55,24 @@ def migrate(d: Dialect, to: int) -> Plan[int]:
             yield Stmt(statement, (), "none")
         yield Stmt("INSERT INTO schema_version (version) VALUES (?)", (version,), "none")
     return max(current, to)
+
+
+def row_counts(d: Dialect) -> Plan[dict[str, int]]:
+    version = yield from schema_version(d)
+    counts: dict[str, int] = {}
+    for table in tables_at(min(version, SCHEMA_VERSION)):
+        counts[table] = int((yield Stmt(f"SELECT COUNT(*) FROM {table}", (), "value")))
+    return counts
+
+
+def first_rows(tables: Sequence[str]) -> Plan[tuple[str, int] | None]:
+    """The first of `tables` that holds a row, and how many it holds; None when all are
+    empty (a restore's check that its target is)."""
+    for table in tables:
+        if (yield Stmt(f"SELECT EXISTS (SELECT 1 FROM {table})", (), "value")):
+            count = yield Stmt(f"SELECT COUNT(*) FROM {table}", (), "value")
+            return table, int(count)
+    return None
 
 
 def committed_locked(d: Dialect, org_id: str, now: int) -> Plan[int]:

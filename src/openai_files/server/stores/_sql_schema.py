@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from typing import Any
 
 from ._records import (
@@ -194,6 +195,65 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_CREATE_TABLE = re.compile(r"\s*CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
+_DROP_TABLE = re.compile(r"\s*DROP TABLE (?:IF EXISTS )?(\w+)", re.IGNORECASE)
+
+
+def tables_at(version: int) -> tuple[str, ...]:
+    """The tables of schema `version`, in the order its steps made them (a table that
+    another refers to comes before it): what a backup copies and a restore fills, whatever
+    tables later steps add. `schema_version`, the migrations' own, is not one of them.
+
+    Read from the steps' statements: `CREATE TABLE` adds a table, `DROP TABLE` removes one
+    (tests/stores/test_sql_schema.py checks that no step changes tables another way).
+    """
+    if not 0 <= version <= len(MIGRATIONS):
+        raise ValueError(f"no schema version {version}: this code knows 1 to {len(MIGRATIONS)}")
+    tables: list[str] = []
+    for step in MIGRATIONS[:version]:
+        for statement in step:
+            if made := _CREATE_TABLE.match(statement):
+                tables.append(made.group(1))
+            elif dropped := _DROP_TABLE.match(statement):
+                tables.remove(dropped.group(1))
+    return tuple(tables)
+
+
+#: The blobs whose bytes rows need, as (table, column, condition): a file's bytes, an
+#: upload's parts, and the input of a batch not yet ended (also once its file is deleted).
+#: A backup copies these bytes, and a restore checks that it has them. A step that adds a
+#: column naming a blob adds it here, or to BLOBS_NOT_NEEDED (a test checks every column
+#: whose name ends in `_key`).
+BLOBS_NEEDED: tuple[tuple[str, str, str], ...] = (
+    ("files", "blob_key", ""),
+    ("upload_parts", "blob_key", ""),
+    (
+        "batches",
+        "input_blob_key",
+        "status IN ('validating', 'in_progress', 'finalizing', 'cancelling')",
+    ),
+)
+#: Columns named like a blob's whose bytes no row needs, and why.
+BLOBS_NOT_NEEDED: dict[tuple[str, str], str] = {
+    ("reservations", "blob_key"): "an upload in flight: its bytes come before the file's row",
+    ("uploads", "file_key"): "the file an upload makes: its `files` row names it",
+    ("batches", "output_key"): "written while finalizing, named by a `files` row once done",
+    ("batches", "error_key"): "written while finalizing, named by a `files` row once done",
+}
+
+
+def blobs_needed_query(version: int) -> str:
+    """One query of the distinct keys (a `blob_key` column) whose bytes the rows of a
+    database at schema `version` need (BLOBS_NEEDED, of the tables it has)."""
+    present = set(tables_at(version))
+    parts = [
+        f"SELECT {column} AS blob_key FROM {table}" + (f" WHERE {where}" if where else "")
+        for table, column, where in BLOBS_NEEDED
+        if table in present
+    ]
+    return " UNION ".join(parts) if parts else "SELECT NULL AS blob_key WHERE 0 = 1"
+
 
 #: Columns of `files` and `api_keys`: the record fields, by name, in one order.
 FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileRecord))

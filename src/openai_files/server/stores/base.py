@@ -11,6 +11,7 @@ once: with other writers, their uploads in flight hold reservations and temp dat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ._errors import SchemaMismatch
@@ -82,6 +83,30 @@ class MetadataStore(Protocol):
 
     async def schema_version(self) -> int:
         """The version of the schema in the database; 0 when there is none. Writes nothing."""
+        ...
+
+    async def row_counts(self) -> dict[str, int]:
+        """How many rows each table of the schema in place holds (`tables_at` of its
+        version; empty when there is no schema). Writes nothing."""
+        ...
+
+    # -- backup and restore: every table, whatever tables the schema's steps made --
+    async def snapshot(self, dest: Path) -> int:
+        """Copy every table of the schema (`tables_at` of its version) as of one instant
+        into a new SQLite database at `dest`, made by the same schema steps; the schema
+        version copied. Other processes go on writing meanwhile, and no row they commit
+        after that instant is in the copy. Raises FileExistsError when `dest` exists, and
+        SchemaMismatch for a database with no schema or one newer than this code (no copy
+        is left then)."""
+        ...
+
+    async def load(self, source: Path) -> dict[str, int]:
+        """Insert every row of the copy `source` (made by `snapshot`, then migrated to this
+        code's SCHEMA_VERSION) into this store, whose schema must be SCHEMA_VERSION too
+        (else SchemaMismatch), in one transaction: every row or none, also when it raises
+        or the process dies. Raises StoreNotEmpty, inserting nothing, when a table holds a
+        row; no other writer can add one between that check and the commit. The rows
+        inserted, per table."""
         ...
 
     # -- keys --

@@ -9,12 +9,16 @@ sweeping at once never handle the same file twice. Migrations hold an advisory l
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
+
+import anyio.to_thread
 
 try:
     import asyncpg
@@ -29,10 +33,12 @@ from ..settings import (
     DEFAULT_DATABASE_POOL_MAX_SIZE,
     DEFAULT_DATABASE_POOL_MIN_SIZE,
 )
-from ._errors import SchemaMismatch, StoreUnavailable
+from . import _sql_copy as _copy
+from . import _sql_plans as _plans
+from ._errors import SchemaMismatch, StoreNotEmpty, StoreUnavailable
 from ._sql import SQLMetadataStore
 from ._sql_dialect import POSTGRES, Dialect, Plan, Stmt, drive_async
-from ._sql_schema import SCHEMA_VERSION
+from ._sql_schema import SCHEMA_VERSION, tables_at
 from ._urls import redact_url
 
 __all__ = ["SCHEMA_VERSION", "PostgresMetadataStore"]
@@ -206,3 +212,78 @@ class PostgresMetadataStore(SQLMetadataStore):
                 f"({exc}); run migrate as the database's owner, or GRANT CREATE ON SCHEMA "
                 f"public TO {user}"
             ) from None
+
+    # -- backup and restore --
+    async def snapshot(self, dest: Path) -> int:
+        """One REPEATABLE READ, READ ONLY transaction reads every table: each sees the
+        database as of the transaction's first statement, whatever commits meanwhile. Its
+        rows go to the copy a chunk at a time (a cursor), written in a worker thread."""
+        copy = None
+        try:
+            async with (
+                self._conn() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                version = await drive_async(
+                    _plans.schema_version(POSTGRES), lambda stmt: _execute(conn, stmt)
+                )
+                _copy.check_version(version, "the database")
+                copy = await anyio.to_thread.run_sync(_copy.new_copy, dest, version)
+                await anyio.to_thread.run_sync(copy.execute, "BEGIN")
+                for table in tables_at(version):
+                    await self._copy_table(conn, copy, table)
+                await anyio.to_thread.run_sync(copy.execute, "COMMIT")
+        except BaseException:
+            if copy is not None:
+                copy.close()
+                dest.unlink(missing_ok=True)
+            raise
+        copy.close()
+        return version
+
+    @staticmethod
+    async def _copy_table(conn: Any, copy: Any, table: str) -> None:
+        stmt = await conn.prepare(f"SELECT * FROM {table}")
+        columns = [attribute.name for attribute in stmt.get_attributes()]
+        cursor = await stmt.cursor()
+        while rows := await cursor.fetch(_copy.CHUNK_ROWS):
+            values = [tuple(row) for row in rows]
+            await anyio.to_thread.run_sync(_copy.insert_rows, copy, table, columns, values)
+
+    async def load(self, source: Path) -> dict[str, int]:
+        """One transaction: the tables locked against other writers (EXCLUSIVE: reads go
+        on), checked empty, then filled by binary COPY from the copy, a chunk at a time."""
+        copy = await anyio.to_thread.run_sync(
+            functools.partial(_copy.connect, source, read_only=True)
+        )
+        try:
+            async with self._conn(transaction=True) as conn:
+
+                async def run(plan: Plan[T]) -> T:
+                    return await drive_async(plan, lambda stmt: _execute(conn, stmt))
+
+                _copy.require_current(await run(_plans.schema_version(POSTGRES)), "the database")
+                version = await anyio.to_thread.run_sync(_copy.version_of, copy)
+                _copy.require_current(version, "the copy")
+                tables = tables_at(SCHEMA_VERSION)
+                await conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+                if (held := await run(_plans.first_rows(tables))) is not None:
+                    raise StoreNotEmpty(*held)
+                counts: dict[str, int] = {}
+                for table in tables:
+                    columns = await anyio.to_thread.run_sync(_copy.columns_of, copy, table)
+                    status = await conn.copy_records_to_table(
+                        table, records=_rows_of(copy, table, columns), columns=columns
+                    )
+                    counts[table] = int(status.rpartition(" ")[2])
+                return counts
+        finally:
+            await anyio.to_thread.run_sync(copy.close)
+
+
+async def _rows_of(copy: Any, table: str, columns: Sequence[str]) -> AsyncIterator[tuple[Any, ...]]:
+    """The rows of the copy's `table`, read a chunk at a time in a worker thread."""
+    chunks = _copy.read_chunks(copy, table, columns)
+    while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+        for row in chunk:
+            yield row

@@ -26,11 +26,12 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import anyio
 import anyio.to_thread
 
+from . import _sql_copy as _copy
 from . import _sql_plans as _plans
-from ._errors import StoreUnavailable
+from ._errors import StoreNotEmpty, StoreUnavailable
 from ._sql import SQLMetadataStore
 from ._sql_dialect import SQLITE, Dialect, Plan, Stmt, drive
-from ._sql_schema import SCHEMA_VERSION
+from ._sql_schema import SCHEMA_VERSION, tables_at
 
 __all__ = ["SCHEMA_VERSION", "SQLiteMetadataStore"]
 
@@ -292,3 +293,68 @@ class SQLiteMetadataStore(SQLMetadataStore):
 
         await anyio.to_thread.run_sync(self._read_pool.shutdown)
         await anyio.to_thread.run_sync(run)
+
+    # -- backup and restore --
+    async def snapshot(self, dest: Path) -> int:
+        """SQLite's online backup API: the database as of one instant, page by page, in one
+        step (writers go on meanwhile: the write-ahead log keeps the copy's instant)."""
+
+        def run() -> int:
+            if dest.exists():
+                raise FileExistsError(str(dest))
+            source = self._connect()
+            try:
+                copy = _copy.connect(dest)
+                try:
+                    source.backup(copy)
+                    copy.execute("PRAGMA journal_mode = DELETE")  # one file, no -wal beside
+                    version = _copy.version_of(copy)
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+            _copy.check_version(version, "the database")
+            return version
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def load(self, source: Path) -> dict[str, int]:
+        """One transaction on a connection of its own (`BEGIN IMMEDIATE`: no other writer
+        meanwhile), the copy attached: `INSERT ... SELECT` per table, in SQLite itself."""
+
+        def run() -> dict[str, int]:
+            conn = self._connect()
+            try:
+                conn.execute("ATTACH DATABASE ? AS source", (str(source),))
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = self._load_attached(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return counts
+            finally:
+                conn.close()
+
+        return await anyio.to_thread.run_sync(run)
+
+    def _load_attached(self, conn: sqlite3.Connection) -> dict[str, int]:
+        def run(plan: Plan[T]) -> T:
+            return _run(conn, plan)
+
+        _copy.require_current(run(_plans.schema_version(SQLITE)), "the database")
+        source = conn.execute("SELECT COALESCE(MAX(version), 0) FROM source.schema_version")
+        _copy.require_current(int(source.fetchone()[0]), "the copy")
+        tables = tables_at(SCHEMA_VERSION)
+        if (held := run(_plans.first_rows(tables))) is not None:
+            raise StoreNotEmpty(*held)
+        counts: dict[str, int] = {}
+        for table in tables:
+            columns = ", ".join(_copy.columns_of(conn, table, "source"))
+            done = conn.execute(
+                f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM source.{table}"
+            )
+            counts[table] = done.rowcount
+        return counts

@@ -1,0 +1,379 @@
+"""Backups of a deployment, taken while it runs: its rows as of one instant, and the bytes of
+every blob those rows need, each with its SHA-256 in a manifest.
+
+A backup is a folder:
+
+    manifest.json      written last (its presence says the backup is whole): the schema
+                       version, the rows per table, and every blob's key, size and SHA-256
+    metadata.sqlite3   every table of the schema as of one instant (`MetadataStore.snapshot`:
+                       SQLite's online backup API, or one REPEATABLE READ transaction on
+                       PostgreSQL), whichever database it came from
+    blobs/<xy>/<key>   the bytes, as a local folder keeps them (`LocalBlobStore`'s layout)
+
+Why the rows and the bytes agree. A server writes a blob's bytes before the row that names
+them commits, and deletes a row before its bytes (`stores/base.py`). So every blob the rows
+of a snapshot need existed when it was taken, and can go only once the row that needed it
+is gone. A blob found missing while it is copied had its row deleted after the snapshot:
+the backup then takes a new snapshot and copies what that one needs (blobs copied already
+are kept: keys are never reused, so a key's bytes never change), until all of one
+snapshot's blobs are copied. That snapshot and those bytes are the deployment at one
+instant. A blob missing from two snapshots in a row was lost while its row stayed: the
+backup stops and names it.
+
+Which blobs rows need is said once, beside the schema (`BLOBS_NEEDED`), and which tables
+there are comes from the schema's steps (`tables_at`): a table a later step adds travels
+with no change here. `restore.py` reads a backup back into a deployment of either kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._version import __version__
+from . import settings as S
+from .stores import BlobStore, BlobWriter, Chunk, MetadataStore
+from .stores import _sql_copy as _copy
+from .stores.local import LocalBlobStore
+
+T = TypeVar("T")
+
+#: What `manifest.json` says it is, and the version of this layout (a newer one is refused).
+FORMAT = "openai-files-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+METADATA = "metadata.sqlite3"
+#: The snapshot while its blobs are copied: renamed to METADATA once they all are.
+_METADATA_PART = "metadata.sqlite3.part"
+
+
+class BackupError(Exception):
+    """A backup that cannot be taken or restored; the message says why in one line."""
+
+
+class BackupCorrupt(BackupError):
+    """A file of the backup whose bytes are not those its manifest records."""
+
+
+class Progress(Protocol):
+    """What a backup or a restore reports as it copies (the command line draws a bar)."""
+
+    def add(self, objects: int) -> None:
+        """`objects` more blobs are to be copied."""
+
+    def advance(self, nbytes: int) -> None:
+        """One blob is done (copied, found there already, or found deleted), of `nbytes`."""
+
+
+class QuietProgress:
+    """A Progress that shows nothing."""
+
+    def add(self, objects: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobEntry:
+    """One blob of a backup: its key, size and SHA-256 (hex)."""
+
+    key: str
+    bytes: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What a backup holds (`manifest.json`)."""
+
+    created_at: int
+    schema_version: int
+    #: Where it was taken from: the database and storage URLs, passwords masked.
+    source: Mapping[str, str]
+    #: The metadata file's size and SHA-256, and the rows of each table in it.
+    metadata_bytes: int
+    metadata_sha256: str
+    rows: Mapping[str, int]
+    blobs: tuple[BlobEntry, ...]
+    openai_files_version: str = __version__
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "openai_files_version": self.openai_files_version,
+            "created_at": self.created_at,
+            "schema_version": self.schema_version,
+            "source": dict(self.source),
+            "metadata": {
+                "file": METADATA,
+                "bytes": self.metadata_bytes,
+                "sha256": self.metadata_sha256,
+                "rows": dict(self.rows),
+            },
+            "blobs": [dataclasses.asdict(b) for b in self.blobs],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        """The manifest of `data` (parsed JSON); BackupError when it is not one this code
+        reads."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BackupError("not an openai-files backup (its manifest.json says otherwise)")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise BackupError(
+                f"backup format version {data.get('format_version')!r}: this openai-files "
+                f"reads version {FORMAT_VERSION}; use the openai-files that took it"
+            )
+        try:
+            metadata = data["metadata"]
+            return cls(
+                created_at=int(data["created_at"]),
+                schema_version=int(data["schema_version"]),
+                source={str(k): str(v) for k, v in data["source"].items()},
+                metadata_bytes=int(metadata["bytes"]),
+                metadata_sha256=str(metadata["sha256"]),
+                rows={str(k): int(v) for k, v in metadata["rows"].items()},
+                blobs=tuple(
+                    BlobEntry(str(b["key"]), int(b["bytes"]), str(b["sha256"]))
+                    for b in data["blobs"]
+                ),
+                openai_files_version=str(data.get("openai_files_version", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackupCorrupt(f"the backup's manifest.json is damaged ({exc!r})") from None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(b.bytes for b in self.blobs)
+
+
+def read_manifest(backup: Path) -> Manifest:
+    """The manifest of the backup folder `backup`; BackupError when there is none (not a
+    backup, or one that did not finish) or it cannot be read."""
+    path = backup / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not backup.is_dir():
+            raise BackupError(f"no backup at {backup}: no such folder") from None
+        raise BackupError(
+            f"no backup at {backup}: it has no {MANIFEST} (a backup writes it last, so one "
+            "that was stopped has none: take it again)"
+        ) from None
+    try:
+        return Manifest.from_json(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise BackupCorrupt(f"the backup's {MANIFEST} is damaged ({exc})") from None
+
+
+# -- taking one --
+
+
+async def take_backup(
+    meta: MetadataStore,
+    blobs: BlobStore,
+    out: Path,
+    *,
+    source: Mapping[str, str],
+    progress: Progress | None = None,
+    max_snapshots: int = S.BACKUP_MAX_SNAPSHOTS,
+) -> Manifest:
+    """Back up the deployment of `meta` and `blobs` (opened; servers may write meanwhile)
+    into the new folder `out` (it must not exist, or be empty); its manifest.
+
+    `source` names the deployment in the manifest (URLs with passwords masked). Raises
+    BackupError (nothing is left to take for a backup: no manifest is written) when `out`
+    holds anything, when a blob that rows need is missing from the store, or when blobs
+    went on being deleted through `max_snapshots` snapshots; SchemaMismatch for a database
+    newer than this code.
+
+    Example (the command line's `openai-files backup OUT` does this)::
+
+        manifest = await take_backup(meta, blobs, Path("backup-1"), source={})
+    """
+    progress = progress or QuietProgress()
+    _prepare(out)
+    store = LocalBlobStore(out)  # each blob: temp file, fsync, rename, as the embedded store
+    snapshot = out / _METADATA_PART
+    copied: dict[str, BlobEntry] = {}
+    missing: set[str] = set()
+    for _ in range(max_snapshots):
+        snapshot.unlink(missing_ok=True)
+        version = await meta.snapshot(snapshot)
+        needed = await anyio.to_thread.run_sync(_needed, snapshot)
+        if lost := sorted(missing & needed):
+            raise BackupError(
+                f"the storage has lost the bytes of blob {lost[0]}, which rows still name "
+                f"({len(lost)} such blob{'s' if len(lost) > 1 else ''}): this deployment is "
+                "damaged"
+            )
+        todo = sorted(needed - copied.keys())
+        progress.add(len(todo))
+        missing = await _copy_blobs(blobs, store, todo, copied, progress)
+        if not missing:
+            break
+    else:
+        raise BackupError(
+            f"blobs were deleted faster than they were copied, through {max_snapshots} "
+            "snapshots: take the backup at a quieter time"
+        )
+    for key in sorted(copied.keys() - needed):  # copied for an earlier snapshot only
+        await anyio.to_thread.run_sync(store.path_of(key).unlink)
+        del copied[key]
+    size, digest, rows = await anyio.to_thread.run_sync(_describe, snapshot)
+    manifest = Manifest(
+        created_at=int(time.time()),
+        schema_version=version,
+        source=dict(source),
+        metadata_bytes=size,
+        metadata_sha256=digest,
+        rows=rows,
+        blobs=tuple(copied[key] for key in sorted(copied)),
+    )
+    await anyio.to_thread.run_sync(_finish, out, snapshot, manifest)
+    return manifest
+
+
+async def _copy_blobs(
+    blobs: BlobStore,
+    store: LocalBlobStore,
+    keys: list[str],
+    copied: dict[str, BlobEntry],
+    progress: Progress,
+) -> set[str]:
+    """Copy the blobs `keys` into the backup (each into `copied`); those the source does
+    not have: their rows were deleted after the snapshot."""
+    missing: set[str] = set()
+
+    async def copy(key: str) -> None:
+        entry = await _copy_blob(blobs, store, key)
+        if entry is None:
+            missing.add(key)
+            progress.advance(0)
+        else:
+            copied[key] = entry
+            progress.advance(entry.bytes)
+
+    await each(keys, copy, S.BACKUP_CONCURRENT_OBJECTS)
+    return missing
+
+
+def _prepare(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BackupError(f"{out} exists and is not an empty folder: a backup goes into a new one")
+    (out / "blobs").mkdir(parents=True, exist_ok=True)
+    (out / "tmp").mkdir(exist_ok=True)
+
+
+def _needed(snapshot: Path) -> set[str]:
+    conn = _copy.connect(snapshot, read_only=True)
+    try:
+        return set(_copy.blobs_needed(conn))
+    finally:
+        conn.close()
+
+
+def _describe(path: Path) -> tuple[int, str, dict[str, int]]:
+    """A finished copy's size, SHA-256 and rows per table (its bytes made durable)."""
+    conn = _copy.connect(path, read_only=True)
+    try:
+        rows = _copy.row_counts(conn)
+    finally:
+        conn.close()
+    size, digest = file_digest(path, sync=True)
+    return size, digest, rows
+
+
+def file_digest(path: Path, *, sync: bool = False) -> tuple[int, str]:
+    """The size and SHA-256 of a file, read in chunks (`sync`: fsync it too)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(S.IO_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+        if sync:
+            os.fsync(fh.fileno())
+    return size, digest.hexdigest()
+
+
+def _finish(out: Path, snapshot: Path, manifest: Manifest) -> None:
+    """Put the metadata in place, then the manifest, each durably: the manifest last."""
+    os.replace(snapshot, out / METADATA)
+    staging = out / f"{MANIFEST}.part"
+    with open(staging, "w", encoding="utf-8") as fh:
+        json.dump(manifest.to_json(), fh, indent=1)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staging, out / MANIFEST)
+    shutil.rmtree(out / "tmp", ignore_errors=True)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _copy_blob(source: BlobStore, store: LocalBlobStore, key: str) -> BlobEntry | None:
+    """Copy one blob into the backup, hashing it on the way; None when the source has no
+    such blob (any more)."""
+    writer = store.writer(key)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async for chunk in source.read(key):
+            await anyio.to_thread.run_sync(digest.update, chunk)  # hashlib lets the GIL go
+            await writer.write(as_bytes(chunk))
+            size += len(chunk)
+    except FileNotFoundError:
+        await abort_writer(writer)
+        return None
+    except BaseException:
+        await abort_writer(writer)
+        raise
+    await writer.commit()
+    return BlobEntry(key, size, digest.hexdigest())
+
+
+def as_bytes(chunk: Chunk) -> bytes:
+    """A chunk as a writer takes it (a store's read may hand out a view of its buffer)."""
+    return bytes(chunk) if isinstance(chunk, memoryview) else chunk
+
+
+async def abort_writer(writer: BlobWriter) -> None:
+    """Abort a writer, also in a cancelled scope (Ctrl-C): its temp data goes."""
+    with anyio.CancelScope(shield=True):
+        await writer.abort()
+
+
+async def each(items: Iterable[T], fn: Callable[[T], Awaitable[None]], limit: int) -> None:
+    """`fn` of every item, `limit` at a time; the first error cancels the others."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:  # one iterator shared: each item goes to one worker
+            await fn(item)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(limit):
+            group.start_soon(worker)
+
+
+async def list_keys(blobs: BlobStore) -> AsyncIterator[str]:
+    """Every committed object of a store, however recent."""
+    async for key in blobs.list_object_keys(time.time() + 86400):
+        yield key
