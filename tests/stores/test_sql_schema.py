@@ -26,7 +26,14 @@ from openai_files.server.stores import (
     UploadRecord,
 )
 from openai_files.server.stores._sql import SQLMetadataStore
-from openai_files.server.stores._sql_schema import SCHEMA_VERSION, UPLOAD_FIELDS
+from openai_files.server.stores._sql_schema import (
+    BLOBS_NEEDED,
+    BLOBS_NOT_NEEDED,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    UPLOAD_FIELDS,
+    tables_at,
+)
 from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
@@ -379,6 +386,47 @@ async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetada
     assert await opened.migrate() == SCHEMA_VERSION
     with pytest.raises(ValueError, match="no schema version"):
         await opened.migrate(to=SCHEMA_VERSION + 1)
+
+
+async def test_the_tables_of_each_version_are_those_its_steps_make(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    # A backup copies, and a restore fills, the tables `tables_at` reads from the steps.
+    for version in range(1, SCHEMA_VERSION + 1):
+        await opened.migrate(to=version)
+        made = set((await db.shape()).columns) - {"schema_version"}
+        assert set(tables_at(version)) == made, f"version {version}"
+        assert set(await opened.row_counts()) == made
+
+
+#: The statements a step may hold: `tables_at` reads CREATE TABLE and DROP TABLE, so a step
+#: that changed the tables another way (a RENAME) would have to teach it first.
+_STATEMENT_FORMS = re.compile(
+    r"\s*(CREATE TABLE \w+ \(|CREATE (UNIQUE )?INDEX (IF NOT EXISTS )?\w+ ON \w+ |"
+    r"ALTER TABLE \w+ ADD COLUMN |UPDATE \w+ SET |DROP TABLE (IF EXISTS )?\w+$|"
+    r"DROP INDEX (IF EXISTS )?\w+$)"
+)
+
+
+def test_every_step_changes_tables_as_tables_at_reads_them() -> None:
+    for version, step in enumerate(MIGRATIONS, start=1):
+        for statement in step:
+            assert _STATEMENT_FORMS.match(statement), f"step {version}: {statement[:60]}"
+
+
+async def test_every_column_that_names_a_blob_says_whether_rows_need_its_bytes(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    # A backup copies the bytes of BLOBS_NEEDED: a new column naming a blob must be in it,
+    # or in BLOBS_NOT_NEEDED with the reason its bytes need not travel.
+    await opened.migrate()
+    columns = {(t, c) for t, cs in (await db.shape()).columns.items() for c in cs}
+    needed = {(table, column) for table, column, _ in BLOBS_NEEDED}
+    assert not needed & set(BLOBS_NOT_NEEDED)
+    assert needed | set(BLOBS_NOT_NEEDED) <= columns
+    named = {(t, c) for t, c in columns if c.endswith("_key")}
+    unsaid = sorted(named - needed - set(BLOBS_NOT_NEEDED))
+    assert not unsaid, f"add {unsaid} to BLOBS_NEEDED or BLOBS_NOT_NEEDED in _sql_schema.py"
 
 
 async def test_step_3_indexes_reservations_by_blob_key(

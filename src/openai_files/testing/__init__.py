@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._blobs import BlobStoreConformance
     from ._metadata import MetadataStoreConformance
+    from ._metadata_copy import MetadataCopyConformance
 
-__all__ = ["BlobStoreConformance", "MetadataStoreConformance"]
+__all__ = ["BlobStoreConformance", "MetadataCopyConformance", "MetadataStoreConformance"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from ._blobs import BlobStoreConformance
 
         return BlobStoreConformance
+    if name == "MetadataCopyConformance":
+        from ._metadata_copy import MetadataCopyConformance
+
+        return MetadataCopyConformance
     if name == "MetadataStoreConformance":
         from ._metadata import MetadataStoreConformance
 

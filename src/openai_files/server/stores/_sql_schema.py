@@ -234,9 +234,10 @@ BLOBS_NEEDED: tuple[tuple[str, str, str], ...] = (
         "status IN ('validating', 'in_progress', 'finalizing', 'cancelling')",
     ),
 )
-#: Columns named like a blob's whose bytes no row needs, and why.
+#: Columns named like a blob's (`..._key`) whose bytes no row needs, and why (a `_key`
+#: column that names no blob at all goes here too).
 BLOBS_NOT_NEEDED: dict[tuple[str, str], str] = {
-    ("reservations", "blob_key"): "an upload in flight: its bytes come before the file's row",
+    ("reservations", "blob_key"): "an upload in flight: its bytes are still being written",
     ("uploads", "file_key"): "the file an upload makes: its `files` row names it",
     ("batches", "output_key"): "written while finalizing, named by a `files` row once done",
     ("batches", "error_key"): "written while finalizing, named by a `files` row once done",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -218,6 +218,8 @@ class PostgresMetadataStore(SQLMetadataStore):
         """One REPEATABLE READ, READ ONLY transaction reads every table: each sees the
         database as of the transaction's first statement, whatever commits meanwhile. Its
         rows go to the copy a chunk at a time (a cursor), written in a worker thread."""
+        if dest.exists():
+            raise FileExistsError(str(dest))
         copy = None
         try:
             async with (
@@ -228,11 +230,16 @@ class PostgresMetadataStore(SQLMetadataStore):
                     _plans.schema_version(POSTGRES), lambda stmt: _execute(conn, stmt)
                 )
                 _copy.check_version(version, "the database")
-                copy = await anyio.to_thread.run_sync(_copy.new_copy, dest, version)
+                copy = await _locally(_copy.new_copy, dest, version)
                 await anyio.to_thread.run_sync(copy.execute, "BEGIN")
                 for table in tables_at(version):
                     await self._copy_table(conn, copy, table)
                 await anyio.to_thread.run_sync(copy.execute, "COMMIT")
+        except _LocalError as exc:
+            if copy is not None:
+                copy.close()
+                dest.unlink(missing_ok=True)
+            raise exc.error from None
         except BaseException:
             if copy is not None:
                 copy.close()
@@ -248,7 +255,7 @@ class PostgresMetadataStore(SQLMetadataStore):
         cursor = await stmt.cursor()
         while rows := await cursor.fetch(_copy.CHUNK_ROWS):
             values = [tuple(row) for row in rows]
-            await anyio.to_thread.run_sync(_copy.insert_rows, copy, table, columns, values)
+            await _locally(_copy.insert_rows, copy, table, columns, values)
 
     async def load(self, source: Path) -> dict[str, int]:
         """One transaction: the tables locked against other writers (EXCLUSIVE: reads go
@@ -279,6 +286,23 @@ class PostgresMetadataStore(SQLMetadataStore):
                 return counts
         finally:
             await anyio.to_thread.run_sync(copy.close)
+
+
+class _LocalError(Exception):
+    """An OSError of the copy's file (a full disk), carried past `_conn`, which takes any
+    OSError for the database's."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _locally(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread, its OSError carried as a _LocalError."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except OSError as exc:
+        raise _LocalError(exc) from None
 
 
 async def _rows_of(copy: Any, table: str, columns: Sequence[str]) -> AsyncIterator[tuple[Any, ...]]:
