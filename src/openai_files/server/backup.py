@@ -368,9 +368,26 @@ async def each(items: Iterable[T], fn: Callable[[T], Awaitable[None]], limit: in
         for item in it:  # one iterator shared: each item goes to one worker
             await fn(item)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(limit):
-            group.start_soon(worker)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(limit):
+                group.start_soon(worker)
+    except BaseExceptionGroup as errors:
+        raise _first(errors) from None
+
+
+def _first(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped a task group: its first, not a cancellation it caused."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [errors]
+    while stack:
+        error = stack.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            stack[:0] = error.exceptions
+        else:
+            leaves.append(error)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((e for e in leaves if not isinstance(e, cancelled)), leaves[0])
 
 
 async def list_keys(blobs: BlobStore) -> AsyncIterator[str]:

@@ -1,0 +1,315 @@
+"""Backups and restores on the stores themselves (the embedded kind, in this process): a blob
+deleted while it is copied, one lost while its row stays, every byte checked on the way
+back, a restore stopped midway and run again, a target that is not empty, and backups of
+an older or a newer schema. tests/scaleout/test_backup_restore.py runs the commands on
+both kinds of deployment under load."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openai_files.server.backup import (
+    MANIFEST,
+    METADATA,
+    BackupCorrupt,
+    BackupError,
+    Manifest,
+    read_manifest,
+    take_backup,
+)
+from openai_files.server.restore import Restored, TargetNotEmpty, restore_backup
+from openai_files.server.stores import FileRecord, Owner, SchemaMismatch
+from openai_files.server.stores._sql_schema import SCHEMA_VERSION
+from openai_files.server.stores.local import LocalBlobStore
+from openai_files.server.stores.sqlite import SQLiteMetadataStore
+from openai_files.testing._records import key_row
+
+pytestmark = pytest.mark.anyio
+
+OWNER = Owner("org-b", "proj_b")
+
+
+class Deployment:
+    """The embedded stores of a folder, opened."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.meta = SQLiteMetadataStore(root / "files.sqlite3")
+        self.blobs = LocalBlobStore(root)
+
+    async def open(self, version: int = SCHEMA_VERSION) -> Deployment:
+        await self.meta.open()
+        await self.meta.migrate(to=version)
+        await self.blobs.open()
+        return self
+
+    async def close(self) -> None:
+        await self.blobs.close()
+        await self.meta.close()
+
+    async def put(self, data: bytes) -> FileRecord:
+        """A file, its bytes first, then its row (as the service writes them)."""
+        file_id = "file-" + secrets.token_hex(12)
+        writer = self.blobs.writer(file_id)
+        await writer.write(data)
+        await writer.commit()
+        record = FileRecord(
+            file_id, OWNER.org_id, OWNER.project_id, len(data), int(time.time()), None,
+            "a.txt", "user_data", "text/plain", file_id,
+        )  # fmt: skip
+        await self.meta.insert_file(record, None, 10**12)
+        return record
+
+    async def content(self, key: str) -> bytes:
+        return b"".join([bytes(c) async for c in self.blobs.read(key)])
+
+    def objects(self) -> set[str]:
+        return {p.name for p in (self.root / "blobs").glob("*/*")}
+
+
+@pytest.fixture
+async def source(tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = await Deployment(tmp_path / "source").open()
+    yield d
+    await d.close()
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = await Deployment(tmp_path / "target").open()
+    yield d
+    await d.close()
+
+
+async def _backup(d: Deployment, out: Path, **kw: Any) -> Manifest:
+    return await take_backup(d.meta, d.blobs, out, source={"database": "test"}, **kw)
+
+
+async def _restore(out: Path, d: Deployment, **kw: Any) -> Restored:
+    return await restore_backup(out, d.meta, d.blobs, **kw)
+
+
+def _blob_path(out: Path, key: str) -> Path:
+    return out / "blobs" / key[-2:] / key
+
+
+class DeletingBlobs:
+    """A blob store whose first read of `victim` finds that a client deleted its file just
+    before: the row, then the bytes, as the service deletes."""
+
+    def __init__(self, d: Deployment, victim: FileRecord) -> None:
+        self.d = d
+        self.victim = victim
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.d.blobs, name)
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Any:
+        if key == self.victim.blob_key:
+            return self._deleted_then_read(key)
+        return self.d.blobs.read(key, start, end)
+
+    async def _deleted_then_read(self, key: str) -> AsyncIterator[bytes]:
+        await self.d.meta.delete_file(OWNER, self.victim.id, int(time.time()))
+        await self.d.blobs.delete(key)
+        async for chunk in self.d.blobs.read(key):
+            yield bytes(chunk)
+
+
+async def test_a_blob_deleted_while_it_is_copied_takes_a_new_snapshot(
+    source: Deployment, tmp_path: Path
+) -> None:
+    kept = [await source.put(f"kept {i}".encode()) for i in range(3)]
+    victim = await source.put(b"deleted while the backup runs")
+    snapshots: list[Path] = []
+    snapshot = source.meta.snapshot
+
+    async def counted(dest: Path) -> int:
+        snapshots.append(dest)
+        return await snapshot(dest)
+
+    source.meta.snapshot = counted  # type: ignore[method-assign]
+    out = tmp_path / "backup"
+    blobs: Any = DeletingBlobs(source, victim)
+    manifest = await take_backup(source.meta, blobs, out, source={})
+    # The first snapshot named the victim's bytes, gone when they were copied: a second
+    # one does not name them, and the blobs copied for the first were not copied again.
+    assert len(snapshots) == 2
+    assert {b.key for b in manifest.blobs} == {r.blob_key for r in kept}
+    assert {p.name for p in (out / "blobs").glob("*/*")} == {r.blob_key for r in kept}
+    with sqlite3.connect(out / METADATA) as db:
+        files = {row[0] for row in db.execute("SELECT id FROM files")}
+    assert files == {r.id for r in kept}
+    assert manifest.rows["files"] == 3
+    assert not (out / "tmp").exists() and not (out / f"{METADATA}.part").exists()
+
+
+async def test_a_blob_lost_while_its_row_stays_is_named(source: Deployment, tmp_path: Path) -> None:
+    await source.put(b"fine")
+    lost = await source.put(b"its bytes go, its row stays")
+    await source.blobs.delete(lost.blob_key)
+    out = tmp_path / "backup"
+    with pytest.raises(BackupError, match=f"lost the bytes of blob {lost.blob_key}"):
+        await _backup(source, out)
+    assert not (out / MANIFEST).exists()
+    with pytest.raises(BackupError, match=r"has no manifest\.json"):
+        read_manifest(out)
+
+
+async def test_a_backup_goes_into_a_new_folder(source: Deployment, tmp_path: Path) -> None:
+    out = tmp_path / "backup"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(BackupError, match="exists and is not an empty folder"):
+        await _backup(source, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+async def test_restore_checks_every_byte_and_goes_on_once_fixed(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    files = [await source.put(bytes([i]) * (1000 + i)) for i in range(6)]
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    victim = _blob_path(out, files[2].blob_key)
+    good = victim.read_bytes()
+    victim.write_bytes(good[:500] + bytes([good[500] ^ 1]) + good[501:])
+    with pytest.raises(BackupCorrupt, match=f"blob {files[2].blob_key} of the backup"):
+        await _restore(out, target)
+    # Nothing of the bad blob was written, and no row: the target looks empty.
+    assert files[2].blob_key not in target.objects()
+    assert set((await target.meta.row_counts()).values()) == {0}
+    victim.write_bytes(good)
+    restored = await _restore(out, target)
+    assert restored.copied + restored.present == 6 and restored.copied >= 1
+    for record in files:
+        assert await target.content(record.blob_key) == await source.content(record.blob_key)
+    assert await target.meta.get_file(OWNER, files[2].id, int(time.time())) == files[2]
+
+
+async def test_a_damaged_metadata_file_is_refused_before_the_target_is_touched(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    data = bytearray((out / METADATA).read_bytes())
+    data[-1] ^= 1
+    (out / METADATA).write_bytes(bytes(data))
+    with pytest.raises(BackupCorrupt, match=f"the backup's {METADATA} is not the one"):
+        await _restore(out, target)
+    assert target.objects() == set()
+
+
+class Stopped(Exception):
+    pass
+
+
+class StopAfter:
+    """A progress that stops the restore once `n` blobs are done (the commands' own tests
+    stop it with SIGINT and SIGKILL)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.done = 0
+
+    def add(self, objects: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        self.done += 1
+        if self.done == self.n:
+            raise Stopped
+
+
+async def test_a_restore_stopped_midway_goes_on_without_copying_again(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    files = [await source.put(secrets.token_bytes(2000 + i)) for i in range(20)]
+    await source.meta.add_api_key(key_row())
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    with pytest.raises(Stopped):
+        await _restore(out, target, progress=StopAfter(5))
+    first = target.objects()
+    assert 5 <= len(first) < 20
+    assert set((await target.meta.row_counts()).values()) == {0}  # looks empty, not whole
+    mtimes = {k: _blob_path(target.root, k).stat().st_mtime_ns for k in first}
+    restored = await _restore(out, target)
+    assert (restored.present, restored.copied) == (len(first), 20 - len(first))
+    assert {k: _blob_path(target.root, k).stat().st_mtime_ns for k in first} == mtimes
+    assert target.objects() == {r.blob_key for r in files}
+    assert restored.rows["files"] == 20 and restored.rows["api_keys"] == 1
+    # Run once more: the deployment holds the backup already.
+    again = await _restore(out, target)
+    assert again.already and again.copied == 0
+
+
+async def test_a_target_that_is_not_empty_is_refused(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    await target.meta.add_api_key(key_row())
+    with pytest.raises(TargetNotEmpty, match=r"the target database is not empty \(table api_keys "
+                       r"holds 1 row\): restore into an empty deployment"):  # fmt: skip
+        await _restore(out, target)
+    assert target.objects() == set()
+    # No row, but an object of its own in the storage.
+    other = await Deployment(tmp_path / "other").open()
+    try:
+        writer = other.blobs.writer("file-stranger")
+        await writer.write(b"the target's own")
+        await writer.commit()
+        with pytest.raises(TargetNotEmpty, match=r"the target storage holds objects that are "
+                           r"not this backup's \(file-stranger\)"):  # fmt: skip
+            await _restore(out, other)
+        assert other.objects() == {"file-stranger"}
+        assert set((await other.meta.row_counts()).values()) == {0}
+    finally:
+        await other.close()
+
+
+async def test_a_backup_of_an_older_schema_is_restored_then_migrated(
+    tmp_path: Path, target: Deployment
+) -> None:
+    old = await Deployment(tmp_path / "old").open(version=SCHEMA_VERSION - 1)
+    try:
+        record = await old.put(b"from an older version")
+        out = tmp_path / "backup"
+        manifest = await _backup(old, out)
+    finally:
+        await old.close()
+    assert manifest.schema_version == SCHEMA_VERSION - 1
+    restored = await _restore(out, target)
+    assert restored.schema_version == SCHEMA_VERSION
+    assert await target.meta.schema_version() == SCHEMA_VERSION
+    assert await target.meta.get_file(OWNER, record.id, int(time.time())) == record
+
+
+async def test_a_newer_schema_is_refused_both_ways(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    data = json.loads((out / MANIFEST).read_text())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    (out / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(SchemaMismatch, match=r"newer than this openai-files.*upgrade"):
+        await _restore(out, target)
+    assert target.objects() == set()
+    with sqlite3.connect(source.meta.path) as db:
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaMismatch, match="newer than this openai-files"):
+        await _backup(source, tmp_path / "newer")
+    assert not (tmp_path / "newer" / MANIFEST).exists()
