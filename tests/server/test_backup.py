@@ -313,3 +313,28 @@ async def test_a_newer_schema_is_refused_both_ways(
     with pytest.raises(SchemaMismatch, match="newer than this openai-files"):
         await _backup(source, tmp_path / "newer")
     assert not (tmp_path / "newer" / MANIFEST).exists()
+
+
+class ChurningBlobs(DeletingBlobs):
+    """A blob store whose every file is deleted just before it is read, and replaced by a
+    new one: each snapshot names bytes that are gone by the time they are copied."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Any:
+        return self._replaced_then_read(key)
+
+    async def _replaced_then_read(self, key: str) -> AsyncIterator[bytes]:
+        await self.d.put(b"a newer file")
+        await self.d.meta.delete_file(OWNER, key, int(time.time()))
+        await self.d.blobs.delete(key)
+        async for chunk in self.d.blobs.read(key):
+            yield bytes(chunk)
+
+
+async def test_a_backup_of_files_deleted_faster_than_it_copies_them_stops(
+    source: Deployment, tmp_path: Path
+) -> None:
+    first = await source.put(b"the first")
+    blobs: Any = ChurningBlobs(source, first)
+    with pytest.raises(BackupError, match="deleted faster than they were copied, through 3 "):
+        await take_backup(source.meta, blobs, tmp_path / "backup", source={}, max_snapshots=3)
+    assert not (tmp_path / "backup" / MANIFEST).exists()

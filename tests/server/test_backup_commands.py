@@ -20,15 +20,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import openai
 import pytest
 
 from openai_files.server.settings import Settings
-from openai_files.server.stores import open_blob_store, open_metadata_store
+from openai_files.server.stores import FileRecord, open_blob_store, open_metadata_store
+from openai_files.server.stores.local import LocalBlobStore
+from openai_files.server.stores.sqlite import SQLiteMetadataStore
 from openai_files.testing.engine import FakeEngine
 
 from .._server import Deployment, ServerProcess, openai_files_cli
@@ -36,7 +38,7 @@ from .._server import Deployment, ServerProcess, openai_files_cli
 KINDS = ["embedded", "scaleout"]
 #: Every server here lets its files be read back, user_data too (to compare their bytes).
 READABLE = {"OPENAI_FILES_ALLOW_DOWNLOAD_ALL_PURPOSES": "true"}
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +114,10 @@ class Target:
 
 
 _ENV_LOCK = threading.Lock()
+T = TypeVar("T")
 
 
-def _in_env(env: dict[str, str], fn: Any) -> Any:
+def _in_env(env: dict[str, str], fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `fn()` (a coroutine function) with `env`'s S3 credentials in this process."""
     with _ENV_LOCK:
         saved = dict(os.environ)
@@ -532,3 +535,68 @@ def test_the_commands_are_documented() -> None:
         assert shown.returncode == 0
         assert "--data-dir" in shown.stdout and "--database" in shown.stdout
         assert "--storage" in shown.stdout
+
+
+async def _one_file(root: Path, nbytes: int) -> None:
+    """An embedded deployment at `root` of one file of `nbytes` (written a MiB at a time)."""
+    meta, blobs = SQLiteMetadataStore(root / "files.sqlite3"), LocalBlobStore(root)
+    await meta.open()
+    await meta.migrate()
+    await blobs.open()
+    try:
+        writer = blobs.writer("file-big")
+        chunk = secrets.token_bytes(1 << 20)
+        for _ in range(nbytes >> 20):
+            await writer.write(chunk)
+        await writer.commit()
+        record = FileRecord(
+            "file-big", "org-m", "proj_m", nbytes, int(time.time()), None, "big.bin",
+            "user_data", "application/octet-stream", "file-big",
+        )  # fmt: skip
+        await meta.insert_file(record, None, 1 << 40)
+    finally:
+        await meta.close()
+
+
+#: Runs a command and prints the most memory it held (KiB): a launcher of its own, so that
+#: the figure is not that of the big test process it was forked from.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(done.returncode)\n"
+)
+
+
+def _peak_mib(env: dict[str, str], *args: str) -> float:
+    """Run `openai-files ARGS`; the most memory (RSS) it held, in MiB."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "openai_files", *args],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout) / 1024  # KiB on Linux
+
+
+def test_a_big_file_moves_in_chunks_not_whole(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Peak memory of each command for a 256 MiB file, against the same for a 1 MiB one:
+    backup from the local folder and from S3, restore to S3 and to the local folder."""
+    peaks: dict[int, list[float]] = {}
+    for size in (1 << 20, 256 << 20):
+        root = tmp_path / f"size-{size}"
+        asyncio.run(_one_file(root / "source", size))
+        s3 = Target("scaleout", root, request)
+        local = Target("embedded", root, request)
+        steps = [
+            _peak_mib(local.env, "backup", str(root / "b1"), "--data-dir", str(root / "source")),
+            _peak_mib(s3.env, "restore", str(root / "b1"), "--data-dir", str(s3.data_dir)),
+            _peak_mib(s3.env, "backup", str(root / "b2"), "--data-dir", str(s3.data_dir)),
+            _peak_mib(local.env, "restore", str(root / "b2"), "--data-dir", str(local.data_dir)),
+        ]
+        peaks[size] = steps
+        assert (local.data_dir / "blobs" / "ig" / "file-big").stat().st_size == size
+    grown = [big - small for small, big in zip(peaks[1 << 20], peaks[256 << 20], strict=True)]
+    print("peak MiB per step, 1 MiB and 256 MiB:", peaks)
+    assert max(grown) < 32, (peaks, grown)
