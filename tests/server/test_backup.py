@@ -1,7 +1,7 @@
 """Backups and restores on the stores themselves (the embedded kind, in this process): a blob
 deleted while it is copied, one lost while its row stays, every byte checked on the way
 back, a restore stopped midway and run again, a target that is not empty, and backups of
-an older or a newer schema. tests/scaleout/test_backup_restore.py runs the commands on
+an older or a newer schema. tests/server/test_backup_commands.py runs the commands on
 both kinds of deployment under load."""
 
 from __future__ import annotations
@@ -313,6 +313,7 @@ async def test_a_newer_schema_is_refused_both_ways(
     with pytest.raises(SchemaMismatch, match="newer than this openai-files"):
         await _backup(source, tmp_path / "newer")
     assert not (tmp_path / "newer" / MANIFEST).exists()
+    assert not (tmp_path / "newer" / "metadata.sqlite3.part").exists()  # no copy left
 
 
 class ChurningBlobs(DeletingBlobs):

@@ -313,6 +313,8 @@ def file_digest(path: Path, *, sync: bool = False) -> tuple[int, str]:
 def _finish(out: Path, snapshot: Path, manifest: Manifest) -> None:
     """Put the metadata in place, then the manifest, each durably: the manifest last."""
     os.replace(snapshot, out / METADATA)
+    shutil.rmtree(out / "tmp", ignore_errors=True)
+    _fsync_dir(out)
     staging = out / f"{MANIFEST}.part"
     with open(staging, "w", encoding="utf-8") as fh:
         json.dump(manifest.to_json(), fh, indent=1)
@@ -320,8 +322,11 @@ def _finish(out: Path, snapshot: Path, manifest: Manifest) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(staging, out / MANIFEST)
-    shutil.rmtree(out / "tmp", ignore_errors=True)
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync_dir(out)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

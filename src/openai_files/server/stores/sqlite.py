@@ -311,9 +311,12 @@ class SQLiteMetadataStore(SQLMetadataStore):
                     version = _copy.version_of(copy)
                 finally:
                     copy.close()
+                _copy.check_version(version, "the database")
+            except BaseException:
+                dest.unlink(missing_ok=True)
+                raise
             finally:
                 source.close()
-            _copy.check_version(version, "the database")
             return version
 
         return await anyio.to_thread.run_sync(run)
