@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -273,7 +275,16 @@ async def test_a_slow_trickle_is_bounded_by_the_whole_attempt(
     assert answer.error is not None and answer.error[0] == ENGINE_TIMEOUT
 
 
-@pytest.mark.parametrize("fault", [{"malformed": True}, {"answer_text": "[1, 2]"}])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"malformed": True},
+        {"answer_text": "[1, 2]"},
+        # JSON on the wire is UTF-8: a BOM in front of it is not JSON (json.loads would take
+        # it from bytes, and the result line would hold it).
+        {"answer_text": '\ufeff{"id": "x"}'},
+    ],
+)
 async def test_a_2xx_that_is_not_a_json_object(
     fault: dict[str, Any], engine: FakeEngine, engines_for: Callable[..., Any]
 ) -> None:
@@ -283,6 +294,55 @@ async def test_a_2xx_that_is_not_a_json_object(
     assert answer.error is not None and answer.error[0] == INVALID_ENGINE_RESPONSE
     assert answer.body  # kept, for the error file's message
     assert engines.failed == 1
+
+
+async def test_a_content_coded_answer_is_refused(
+    engine: FakeEngine, engines_for: Callable[..., Any]
+) -> None:
+    """Asked for identity, the engine gzips anyway: refused (not decoded without a bound)."""
+    engines = await engines_for(batch_upstream_url=engine.url)
+    answer = await engines.send(CHAT, "m", body_of(fault={"gzip": True}))
+    assert answer.status_code == 200 and answer.attempts == 1
+    assert answer.error == (
+        INVALID_ENGINE_RESPONSE,
+        "The engine answered with Content-Encoding 'gzip', though asked for identity.",
+    )
+    assert engine.received[-1].headers["accept-encoding"] == "identity"
+
+
+async def test_an_unreachable_engine_is_named_in_the_log_not_in_the_error(
+    engines_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error goes to the tenant's error file: it says what happened, not where the
+    engine is."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    engines = await engines_for(batch_upstream_url=url, batch_max_retries=0)
+    with caplog.at_level(logging.INFO, logger="openai_files.batches"):
+        answer = await engines.send(CHAT, "m", body_of())
+    assert answer.error == (
+        ENGINE_UNREACHABLE,
+        "The engine could not be reached: the connection could not be made.",
+    )
+    assert f"127.0.0.1:{port}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fault"),
+    [
+        ("batch_upstream_url", "http://user:secret@engine:8000/v1", "user or password"),
+        ("batch_upstream_api_key", "sk-one\r\nX-Injected: 1", "printable ASCII"),
+        ("batch_upstream_api_key", "sk one", "printable ASCII"),
+    ],
+)
+def test_an_engine_setting_that_cannot_go_in_a_request_is_refused_at_start(
+    field: str, value: str, fault: str
+) -> None:
+    fields: dict[str, Any] = {"batch_upstream_url": "http://engine:8000/v1", field: value}
+    with pytest.raises(ValueError, match=fault):
+        Settings(**fields)
 
 
 async def test_a_400_is_final_at_once(engine: FakeEngine, engines_for: Callable[..., Any]) -> None:

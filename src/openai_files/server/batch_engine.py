@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import email.utils
 import json
+import logging
 import os
 import random
 import time
@@ -44,7 +45,9 @@ import anyio.to_thread
 from .._version import __version__
 from . import _json
 from . import settings as S
-from .settings import Settings, engine_url_problem
+from .settings import Settings, engine_key_problem, engine_url_problem
+
+log = logging.getLogger("openai_files.batches")
 
 #: The codes of `EngineAnswer.error`.
 ENGINE_UNREACHABLE = "engine_unreachable"
@@ -150,6 +153,9 @@ def load_routes(path: Path, fallback: Engine | None = None) -> Routes:
             key = os.environ[name]
         if not isinstance(key, str):
             raise bad(f"{where}'s api_key must be a string")
+        problem = engine_key_problem(key)
+        if problem:
+            raise bad(f"{where}'s api_key: {problem}")
         return Engine(url=url.rstrip("/"), api_key=key)
 
     routed = {}
@@ -331,6 +337,15 @@ class Engines:
                     url, data=body, headers=headers, allow_redirects=False
                 ) as answer:
                     request_id = answer.headers.get("x-request-id")
+                    coding = answer.headers.get("content-encoding", "identity").lower()
+                    if coding not in ("", "identity"):
+                        message = (
+                            f"The engine answered with Content-Encoding {coding[:40]!r}, "
+                            "though asked for identity."
+                        )
+                        return _Attempt(
+                            answer.status, b"", request_id, (INVALID_ENGINE_RESPONSE, message)
+                        )
                     limit = S.BATCH_MAX_RESPONSE_BYTES
                     declared = answer.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > limit:
@@ -355,11 +370,10 @@ class Engines:
             return _Attempt(error=(ENGINE_TIMEOUT, message))
         except aiohttp.ClientError as exc:
             # Refused or reset connections, an answer cut short or not HTTP: the engine
-            # could not be reached (retried).
-            reason = str(exc) or type(exc).__name__
-            return _Attempt(
-                error=(ENGINE_UNREACHABLE, f"The engine could not be reached: {reason}")
-            )
+            # could not be reached (retried). The message goes to the tenant's error file:
+            # it says what happened, not where the engine is (that goes to the log).
+            log.info("engine %s: %s: %s", url, type(exc).__name__, exc)
+            return _Attempt(error=(ENGINE_UNREACHABLE, _unreachable_message(exc)))
 
 
 def _session(settings: Settings) -> aiohttp.ClientSession:
@@ -403,6 +417,24 @@ class _TLS:
         return cls._context
 
 
+def _unreachable_message(exc: aiohttp.ClientError) -> str:
+    """What the error file says of an engine that could not be reached: the kind of fault,
+    never the engine's address (aiohttp's own messages name the host and URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        why = "the connection could not be made"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        why = "the engine closed the connection without answering"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        why = "its answer was cut short or malformed"
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        why = "its answer is not valid HTTP"
+    elif isinstance(exc, aiohttp.ClientOSError):
+        why = "the connection failed"
+    else:
+        why = type(exc).__name__
+    return f"The engine could not be reached: {why}."
+
+
 def _too_large(status_code: int, request_id: str | None) -> _Attempt:
     message = f"The engine's answer is larger than {S.BATCH_MAX_RESPONSE_BYTES} bytes."
     return _Attempt(status_code, b"", request_id, (RESPONSE_TOO_LARGE, message))
@@ -419,7 +451,9 @@ async def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _object_of(body: bytes) -> dict[str, Any] | None:
     try:
-        value = _json.loads(body)
-    except ValueError:
+        # UTF-8, as JSON on the wire is: json.loads would guess UTF-16 or take a BOM from
+        # bytes, and the result line holds the body's text as decoded from UTF-8.
+        value = _json.loads(body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         return None
     return value if isinstance(value, dict) else None

@@ -455,6 +455,9 @@ class BatchRunner:
             result = await anyio.to_thread.run_sync(result_of, b.id, row, answer)
         else:
             result = result_of(b.id, row, answer)
+        # The answer (its bytes and the object parsed from them, up to 1.6 times their
+        # size) is not held while the result waits for its group write: the line is.
+        del answer
         if await self._store(result):
             if result.outcome == "completed":
                 self.completed += 1

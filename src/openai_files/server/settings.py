@@ -583,6 +583,10 @@ class Settings:
             problem = engine_url_problem(self.batch_upstream_url)
             if problem:
                 raise bad("batch_upstream_url", problem)
+        if self.batch_upstream_api_key:
+            problem = engine_key_problem(self.batch_upstream_api_key)
+            if problem:
+                raise bad("batch_upstream_api_key", problem)
         if self.max_pending_upload_bytes is not None and self.max_pending_upload_bytes < 0:
             raise bad("max_pending_upload_bytes", "it must be 0 or more")
         for name in (
@@ -710,6 +714,16 @@ def engine_url_problem(url: str) -> str | None:
         return "it must end in /v1, such as http://engine:8000/v1 (the base URL of the API)"
     if parts.query or parts.fragment:
         return "it must have no query nor fragment"
+    if parts.username is not None or parts.password is not None:
+        return "it must not hold a user or password (give the engine's key as its api key)"
+    return None
+
+
+def engine_key_problem(key: str) -> str | None:
+    """What is wrong with an engine's API key (None: nothing): it goes in a header, so it
+    must be printable ASCII with no space (a line break would end the header)."""
+    if not all("!" <= c <= "~" for c in key):
+        return "it must be printable ASCII with no spaces nor line breaks"
     return None
 
 

@@ -18,6 +18,8 @@ would refuse the unknown key; this one is ours), or for every request that has n
 - `hang`: wait this many seconds (`true`: an hour), or until the client goes, then answer;
 - `malformed`: answer 200 with a body that is not JSON; `answer_text`: answer exactly this
   text (with `status`, 200 by default);
+- `gzip`: send a normal answer gzip-compressed (`Content-Encoding: gzip`), whatever the
+  request's Accept-Encoding says;
 - `answer_bytes`: pad a normal answer to at least this many bytes; `chunked`: send the
   answer in chunks, without a Content-Length;
 - `fail_first`: the fault applies to the first N attempts of the request only, later ones
@@ -40,6 +42,7 @@ import base64
 import collections
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import json
 import re
@@ -106,6 +109,7 @@ class Fault:
     answer_text: str | None = None
     answer_bytes: int = 0
     chunked: bool = False
+    gzip: bool = False
     fail_first: int | None = None
     key: str | None = None
 
@@ -128,7 +132,7 @@ class Fault:
             if isinstance(retry_after, float) and retry_after.is_integer():
                 retry_after = int(retry_after)
             fields["retry_after"] = str(retry_after)
-        flags = ("reset", "malformed", "chunked")
+        flags = ("reset", "malformed", "chunked", "gzip")
         numbers = ("latency", "hang")
         integers = ("status", "answer_bytes", "fail_first")
         for name, got in fields.items():
@@ -536,6 +540,10 @@ class FakeEngine:
             answer["padding"] = "x" * max(0, fault.answer_bytes - size)
         if fault is not None and fault.applies(attempt) and fault.chunked:
             return _chunked(json.dumps(answer, separators=(",", ":")).encode(), headers)
+        if fault is not None and fault.applies(attempt) and fault.gzip:
+            packed = gzip.compress(json.dumps(answer, separators=(",", ":")).encode())
+            headers["content-encoding"] = "gzip"
+            return Response(packed, media_type="application/json", headers=headers)
         return JSONResponse(answer, headers=headers)
 
     async def _fault(
