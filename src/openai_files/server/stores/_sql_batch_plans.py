@@ -365,20 +365,55 @@ def record_batch_results(
         open_ids.update(row["id"] for row in rows)
     recorded = [False] * len(results)
     sums: dict[str, list[int]] = {}
-    for i in order:
-        r = results[i]
-        if r.batch_id not in open_ids:
-            continue
-        changed = yield Stmt(
-            "UPDATE batch_requests SET status = 'done', outcome = ?, result = ?, "
-            "lease_owner = NULL, lease_until = NULL "
-            "WHERE batch_id = ? AND line = ? AND status = 'running' AND lease_owner = ? "
-            "AND lease_until > ?",
-            (r.outcome, r.result, r.batch_id, r.line, worker, now),
-            "count",
+    taken, seen = [], set()
+    for i in order:  # a request's result once (a second of the same group finds it done)
+        key = (results[i].batch_id, results[i].line)
+        if results[i].batch_id in open_ids and key not in seen:
+            seen.add(key)
+            taken.append(i)
+    if d.any_array and d.returning and taken:
+        # PostgreSQL: the group in one statement, one round trip (a statement a result
+        # made a group of 30 take 20 ms on a loaded machine). The batches' rows are held,
+        # so no other transaction writes these requests meanwhile: their order is free.
+        rows = yield Stmt(
+            "UPDATE batch_requests AS r SET status = 'done', outcome = v.outcome, "
+            "result = v.result, lease_owner = NULL, lease_until = NULL "
+            "FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[]) "
+            "AS v(batch_id, line, outcome, result) "
+            "WHERE r.batch_id = v.batch_id AND r.line = v.line AND r.status = 'running' "
+            "AND r.lease_owner = ? AND r.lease_until > ? RETURNING r.batch_id, r.line",
+            (
+                [results[i].batch_id for i in taken],
+                [results[i].line for i in taken],
+                [results[i].outcome for i in taken],
+                [results[i].result for i in taken],
+                worker,
+                now,
+            ),
+            "all",
         )
-        if not changed:
+        done = {(row["batch_id"], row["line"]) for row in rows}
+        changed_of = {i: (results[i].batch_id, results[i].line) in done for i in taken}
+    else:
+        changed_of = {}
+        for i in taken:
+            r = results[i]
+            changed_of[i] = bool(
+                (
+                    yield Stmt(
+                        "UPDATE batch_requests SET status = 'done', outcome = ?, result = ?, "
+                        "lease_owner = NULL, lease_until = NULL "
+                        "WHERE batch_id = ? AND line = ? AND status = 'running' "
+                        "AND lease_owner = ? AND lease_until > ?",
+                        (r.outcome, r.result, r.batch_id, r.line, worker, now),
+                        "count",
+                    )
+                )
+            )
+    for i in taken:
+        if not changed_of[i]:
             continue
+        r = results[i]
         recorded[i] = True
         s = sums.setdefault(r.batch_id, [0] * (2 + len(_USAGE)))
         s[0 if r.outcome == "completed" else 1] += 1
