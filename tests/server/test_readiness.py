@@ -8,6 +8,7 @@ import concurrent.futures
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from openai_files.server import settings as S
 from openai_files.server.metrics import Metrics
 from openai_files.server.readiness import Readiness, ReadyReport
+from openai_files.server.stores.local import LocalBlobStore
+from openai_files.server.stores.sqlite import SQLiteMetadataStore
 
 from .._inprocess import AppServer
 from .._server import Deployment, ServerProcess
@@ -156,6 +159,72 @@ async def test_the_log_says_why_once_per_change(caplog: pytest.LogCaptureFixture
         "readiness: the database answers again",
     ]
     assert database.calls == 6
+
+
+# -- a check that hangs in a thread: one thread, however many probes --
+
+
+class HangingCheck:
+    """Stands for a store's check in its worker thread that hangs (a data folder on a hung
+    disk or network mount) until `release` is set: counts the calls that entered it and
+    those that returned."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = 0
+        self.returned = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.entered += 1
+        self.release.wait(30)
+        with self._lock:
+            self.returned += 1
+
+
+@pytest.mark.parametrize("store", ["folder", "database"])
+@pytest.mark.anyio
+async def test_a_check_that_hangs_in_a_thread_holds_one_thread(
+    tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readiness stops waiting after its timeout, but a thread cannot be stopped: each
+    check after the first waits for the same call (and answers "timeout") instead of
+    starting another thread that would hang too."""
+    opened: LocalBlobStore | SQLiteMetadataStore
+    if store == "folder":
+        opened = LocalBlobStore(tmp_path / "data")
+        await opened.open()
+        check = "_ping_folder"
+    else:
+        opened = SQLiteMetadataStore(tmp_path / "files.sqlite3")
+        await opened.open()
+        await opened.migrate()
+        check = "_ping_file"
+    hanging = HangingCheck()
+    monkeypatch.setattr(opened, check, hanging)
+    clock = FakeClock()
+    readiness = Readiness({store: opened.ping}, 0.05, Metrics(), clock=clock)
+    try:
+        for _ in range(50):
+            report = await readiness.report()
+            assert report.body()["checks"] == {store: "timeout"}
+            clock.now += S.READY_CACHE_SECONDS  # no answer stands: each probe checks
+        assert (hanging.entered, hanging.returned) == (1, 0)
+        if isinstance(opened, SQLiteMetadataStore):
+            # The database's reads go on: the check holds one of its reading threads.
+            with anyio.fail_after(5):
+                assert await opened.schema_version() == opened.SCHEMA_VERSION
+        hanging.release.set()  # the mount answers again
+        with anyio.fail_after(5):
+            while hanging.returned < 1:
+                await anyio.sleep(0.01)
+        report = await readiness.report()
+        assert report.body()["checks"] == {store: "ok"}
+        assert (hanging.entered, hanging.returned) == (2, 2)  # a new call, once it returned
+    finally:
+        hanging.release.set()
+        await opened.close()
 
 
 # -- the route, on both deployments --

@@ -12,7 +12,9 @@ Bounds, so that probes can never load the stores nor hang:
 - its answer stands for READY_CACHE_SECONDS after it ended: probes, however many, check the
   stores at most once in that time;
 - each store gets `timeout` seconds (`--ready-timeout-seconds`), the stores side by side:
-  a store that hangs answers "timeout" in bounded time.
+  a store that hangs answers "timeout" in bounded time. A check that runs in a worker
+  thread (the data folder's, SQLite's) cannot be stopped: the store keeps that call, and
+  the checks after it wait for it (answering "timeout") rather than start another thread.
 
 The answer names which store failed and how ("error" or "timeout"), never why: the log says
 why (once when a store stops answering, once when it answers again), since the endpoint

@@ -69,7 +69,9 @@ class MetadataStore(Protocol):
         """Prove that the opened database answers now, with one cheap read that writes
         nothing (readiness, `GET /readyz`, asks at most once a second). Raises
         StoreUnavailable, one line saying what failed, when it does not; a database that
-        hangs hangs here too (the caller bounds the wait)."""
+        hangs hangs here too (the caller bounds the wait, then stops waiting). A ping that
+        runs in a worker thread, which cannot be stopped, starts no other while one runs:
+        callers wait for that one (`_shared_call.SharedCall`)."""
         ...
 
     async def migrate(self) -> int:
@@ -662,8 +664,11 @@ class BlobStore(Protocol):
         """Prove that the opened store answers now, cheaply (readiness, `GET /readyz`, asks
         at most once a second): S3 lists a prefix that holds nothing; a local folder makes
         and removes an empty file in it. Raises StoreUnavailable, or OSError from a folder
-        that took no file; a store that hangs hangs here too (the caller bounds the wait).
-        Unlike `check`, it may be called only on an opened store."""
+        that took no file; a store that hangs hangs here too (the caller bounds the wait,
+        then stops waiting). A ping that runs in a worker thread, which cannot be stopped,
+        starts no other while one runs: callers wait for that one
+        (`_shared_call.SharedCall`). Unlike `check`, it may be called only on an opened
+        store."""
         ...
 
     def lock_exclusive(self) -> Callable[[], None]:

@@ -43,6 +43,7 @@ import anyio.to_thread
 from ..settings import IO_CHUNK_BYTES
 from ._errors import StoreUnavailable
 from ._records import Chunk
+from ._shared_call import SharedCall
 
 #: A writer flushes what it holds when its last flush is older than this, so that the temp
 #: file of an upload that trickles in under IO_CHUNK_BYTES still shows its last byte.
@@ -305,6 +306,10 @@ class LocalBlobStore:
         self.folder_sync = FolderSync()
         #: The device and inode of the folder opened (`ping` checks that it is still there).
         self._identity: tuple[int, int] | None = None
+        # Abandoned when its store closes: a thread blocked on the folder cannot be stopped.
+        self._ping = SharedCall(
+            lambda: anyio.to_thread.run_sync(self._ping_folder, abandon_on_cancel=True)
+        )
 
     async def open(self) -> None:
         def setup() -> None:
@@ -377,7 +382,7 @@ class LocalBlobStore:
             raise
 
     async def close(self) -> None:
-        return None
+        self._ping.cancel()
 
     async def check(self) -> None:
         """Nothing to ask: the folder is made, or fails to be, at `open`."""
@@ -386,22 +391,23 @@ class LocalBlobStore:
     async def ping(self) -> None:
         """The folder is the one opened, and takes a file: an empty one is made in its
         temp folder and removed (a folder removed, moved away, unmounted or read-only
-        fails)."""
+        fails). One check at a time, in a worker thread: one that hangs (a hung disk or
+        network mount) holds one thread, and callers wait for it rather than start another
+        (`SharedCall`)."""
+        await self._ping()
 
-        def run() -> None:
-            st = os.stat(self.root)
-            if (st.st_dev, st.st_ino) != self._identity:
-                raise StoreUnavailable(
-                    f"the data folder {self.root} is not the one the server opened (it was "
-                    "moved, deleted or replaced)"
-                )
-            probe = self.tmp_dir / f".ready-{secrets.token_hex(8)}"
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            os.unlink(probe)
-            if not self.blob_dir.is_dir():
-                raise StoreUnavailable(f"the data folder {self.root} has no {self.blob_dir.name}/")
-
-        await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    def _ping_folder(self) -> None:
+        st = os.stat(self.root)
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreUnavailable(
+                f"the data folder {self.root} is not the one the server opened (it was "
+                "moved, deleted or replaced)"
+            )
+        probe = self.tmp_dir / f".ready-{secrets.token_hex(8)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+        if not self.blob_dir.is_dir():
+            raise StoreUnavailable(f"the data folder {self.root} has no {self.blob_dir.name}/")
 
     @property
     def shared(self) -> bool:

@@ -29,6 +29,7 @@ import anyio.to_thread
 from . import _sql_copy as _copy
 from . import _sql_plans as _plans
 from ._errors import StoreNotEmpty, StoreUnavailable
+from ._shared_call import SharedCall
 from ._sql import SQLMetadataStore
 from ._sql_dialect import SQLITE, Dialect, Plan, Stmt, drive
 from ._sql_schema import SCHEMA_VERSION, tables_at
@@ -162,6 +163,9 @@ class SQLiteMetadataStore(SQLMetadataStore):
         self._readers_lock = threading.Lock()
         #: The device and inode of the file opened (`ping` checks that it is still there).
         self._identity: tuple[int, int] | None = None
+        self._ping = SharedCall(
+            lambda: asyncio.get_running_loop().run_in_executor(self._read_pool, self._ping_file)
+        )
 
     @property
     def shared(self) -> bool:
@@ -209,11 +213,12 @@ class SQLiteMetadataStore(SQLMetadataStore):
         """A read, once the file at `path` is found to be the one this store opened: a
         database file deleted, moved or replaced under a running server (a volume unmounted,
         a folder removed) still answers through the open connections, but takes writes that
-        no later start would see."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_pool, self._ping)
+        no later start would see. One check at a time: one that hangs (a hung disk or
+        network mount) holds one of the few reading threads, and callers wait for it rather
+        than take another (`SharedCall`)."""
+        await self._ping()
 
-    def _ping(self) -> None:
+    def _ping_file(self) -> None:
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -291,6 +296,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
                 self._write_thread = None
             self._writer = None
 
+        self._ping.cancel()
         await anyio.to_thread.run_sync(self._read_pool.shutdown)
         await anyio.to_thread.run_sync(run)
 
