@@ -36,6 +36,7 @@ from openai_files.server.stores._sql_schema import (
 )
 from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
+from openai_files.testing._records import admin_key_row, key_row
 
 from .._services import PostgresCluster
 
@@ -145,6 +146,7 @@ NEW_TABLES = {
     6: {"server_secrets"},
     7: set(),
     8: {"batches", "batch_requests"},
+    9: {"projects", "service_accounts", "admin_api_keys"},
 }
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
@@ -161,6 +163,13 @@ NEW_INDEXES = {
         "batches_input_key",
         "batch_requests_todo",
         "batch_requests_leases",
+    },
+    9: {
+        "projects_page",
+        "service_accounts_page",
+        "api_keys_project_page",
+        "api_keys_service_account",
+        "admin_api_keys_page",
     },
 }
 
@@ -365,7 +374,7 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 8
+    assert SCHEMA_VERSION == 9
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:
@@ -591,6 +600,107 @@ async def test_parts_added_by_version_6_code_after_step_7(
     assert await opened.parts_total("upload_1") == (5, 9)
 
 
+async def _execute(db: Database, sql: str, *args: Any) -> list[Any]:
+    """Run one statement on the database as another program would (`?` placeholders); its
+    rows."""
+    if isinstance(db, SQLiteDatabase):
+        with sqlite3.connect(db.path) as c:
+            return c.execute(sql, args).fetchall()
+    assert isinstance(db, PostgresDatabase)
+    count = iter(range(1, sql.count("?") + 1))
+    conn = await asyncpg.connect(db.url)
+    try:
+        return list(await conn.fetch(re.sub(r"\?", lambda _: f"${next(count)}", sql), *args))
+    finally:
+        await conn.close()
+
+
+#: `api_keys` as version 8's code wrote and read it.
+V8_KEY_COLUMNS = "id, org_id, project_id, key_hash, hint, created_at, revoked_at"
+
+
+async def test_step_9_makes_a_project_of_each_keys_project(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    """Step 9 adds the Administration API's tables, and a project for each (organization,
+    project) that keys named before it, made when its first key was."""
+    await opened.migrate(to=8)
+    rows = [
+        ("key_a1", "org-1", "proj_a", "h1", "sk-a****0001", 100, None),
+        ("key_a2", "org-1", "proj_a", "h2", "sk-a****0002", 50, 60),
+        ("key_b1", "org-1", "proj_b", "h3", "sk-b****0003", 70, None),
+        ("key_c1", "org-2", "proj_a", "h4", "sk-c****0004", 60, None),
+    ]
+    for row in rows:
+        await _execute(
+            db, f"INSERT INTO api_keys ({V8_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", *row
+        )
+    before = (await db.shape()).columns["api_keys"]
+    await opened.migrate(to=9)
+    shape = await db.shape()
+    assert shape.columns["api_keys"] == {
+        **before,
+        "name": ("text", False),
+        "service_account_id": ("text", False),
+    }
+    assert shape.columns["projects"] == {
+        "org_id": ("text", True),
+        "id": ("text", True),
+        "name": ("text", True),
+        "created_at": ("integer", True),
+        "archived_at": ("integer", False),
+    }
+    assert shape.unique["projects"] == {("org_id", "id")}
+    assert shape.unique["admin_api_keys"] == {("id",), ("key_hash",)}
+    assert shape.unique["service_accounts"] == {("id",)}
+    projects = {
+        (p.org_id, p.id): (p.name, p.created_at, p.archived_at)
+        for org in ("org-1", "org-2")
+        for p in (await opened.list_projects(org, after=None, limit=10, include_archived=True))[0]
+    }
+    assert projects == {
+        ("org-1", "proj_a"): ("proj_a", 50, None),
+        ("org-1", "proj_b"): ("proj_b", 70, None),
+        ("org-2", "proj_a"): ("proj_a", 60, None),
+    }
+    key = await opened.get_api_key("key_a1")
+    assert key is not None and (key.name, key.service_account_id) == (None, None)
+
+
+async def test_servers_of_version_8_keep_their_keys_after_step_9(
+    db: Database, opened: SQLMetadataStore
+) -> None:
+    """During a rolling upgrade, servers of version 8 keep serving once `migrate` has run
+    step 9: they add, find and revoke keys by version 8's columns, and never see an admin
+    key (those have a table of their own)."""
+    await opened.migrate()
+    await _execute(
+        db,
+        f"INSERT INTO api_keys ({V8_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "key_old", "org-1", "proj_a", "hash-old", "sk-o****0001", 100, None,
+    )  # fmt: skip
+    found = await opened.find_api_key("hash-old")
+    assert found is not None and found.name is None
+    assert await opened.list_project_keys(Owner("org-1", "proj_a"), after=None, limit=5) == (
+        [(found, None)],
+        False,
+    )
+    admin = admin_key_row("org-1")
+    await opened.add_admin_key(admin)
+    new = key_row(200, Owner("org-1", "proj_a"), name="Secret key")
+    await opened.add_api_key(new)
+    for key_hash in ("hash-old", new.key_hash, admin.key_hash):
+        rows = await _execute(
+            db, f"SELECT {V8_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", key_hash
+        )
+        assert len(rows) == (0 if key_hash == admin.key_hash else 1)
+    await _execute(
+        db, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", 300, new.id
+    )
+    revoked = await opened.get_api_key(new.id)
+    assert revoked is not None and revoked.revoked_at == 300
+
+
 async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
     """An upload stored at version 4 reads back at version 5 with no file expiry and no
     completion begun, and still takes parts and completes."""
@@ -640,7 +750,7 @@ async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 8])
 async def test_upgrades_a_database_an_earlier_version_made(db: Database, version: int) -> None:
     if version in OLD_SQLITE:
         await db.run(version)

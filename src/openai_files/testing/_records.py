@@ -1,5 +1,5 @@
-"""The rows the metadata store suites write, made alike: owners, files, keys, uploads, parts,
-batches and their requests."""
+"""The rows the metadata store suites write, made alike: owners, files, keys, projects,
+service accounts, admin keys, uploads, parts, batches and their requests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ..server.stores import (
+    AdminKeyRecord,
     BatchRecord,
     BatchRequestRecord,
     FileRecord,
@@ -18,7 +19,9 @@ from ..server.stores import (
     MetadataStore,
     Owner,
     PartRecord,
+    ProjectRecord,
     QuotaExceeded,
+    ServiceAccountRecord,
     UploadRecord,
 )
 
@@ -47,17 +50,60 @@ def new_owner() -> Owner:
     return Owner("org-" + secrets.token_hex(4), "proj_" + secrets.token_hex(4))
 
 
-def key_row(created_at: int | None = None) -> KeyRecord:
-    """A new active key of `org-k`/`proj_k` (a random id and hash)."""
+def key_row(created_at: int | None = None, owner: Owner | None = None, **kw: Any) -> KeyRecord:
+    """A new active key of `owner` (default `org-k`/`proj_k`), a random id and hash."""
+    owner = owner or Owner("org-k", "proj_k")
     return KeyRecord(
         "key_" + secrets.token_hex(6),
-        "org-k",
-        "proj_k",
+        owner.org_id,
+        owner.project_id,
         secrets.token_hex(32),
         "sk-abc****wxyz",
         int(time.time()) if created_at is None else created_at,
         None,
+        **kw,
     )
+
+
+def project_row(org_id: str | None = None, *, created_at: int | None = None) -> ProjectRecord:
+    """A new active project (of a new organization unless `org_id` is given)."""
+    project_id = "proj_" + secrets.token_hex(8)
+    return ProjectRecord(
+        org_id or "org-" + secrets.token_hex(4),
+        project_id,
+        f"Project {project_id[-4:]}",
+        int(time.time()) if created_at is None else created_at,
+    )
+
+
+def service_account_row(
+    project: ProjectRecord, *, created_at: int | None = None, role: str = "member"
+) -> ServiceAccountRecord:
+    """A new service account of the project."""
+    return ServiceAccountRecord(
+        "svc_acct_" + secrets.token_hex(8),
+        project.org_id,
+        project.id,
+        "bot",
+        role,
+        int(time.time()) if created_at is None else created_at,
+    )
+
+
+def admin_key_row(org_id: str, *, created_at: int | None = None, **kw: Any) -> AdminKeyRecord:
+    """A new active admin key of the organization (a random id and hash)."""
+    values: dict[str, Any] = {
+        "id": "key_" + secrets.token_hex(8),
+        "org_id": org_id,
+        "key_hash": secrets.token_hex(32),
+        "hint": "sk-admi****wxyz",
+        "name": "admin",
+        "created_at": int(time.time()) if created_at is None else created_at,
+        "expires_at": None,
+        "revoked_at": None,
+    }
+    values.update(kw)
+    return AdminKeyRecord(**values)
 
 
 def upload_row(owner: Owner, *, now: int, nbytes: int = 100, **kw: Any) -> UploadRecord:

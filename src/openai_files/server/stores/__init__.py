@@ -11,6 +11,8 @@ from ._errors import (
     CursorNotFound,
     LeaseLost,
     PendingUploadsExceeded,
+    ProjectArchived,
+    ProjectNotFound,
     QuotaExceeded,
     SchemaMismatch,
     StoreNotEmpty,
@@ -21,6 +23,7 @@ from ._errors import (
     UploadNotPending,
 )
 from ._records import (
+    AdminKeyRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
@@ -30,12 +33,15 @@ from ._records import (
     Order,
     Owner,
     PartRecord,
+    ProjectRecord,
+    ServiceAccountRecord,
     UploadRecord,
 )
 from ._urls import redact_url
 from .base import BlobStore, BlobWriter, MetadataStore, ensure_schema, one_writer
 
 __all__ = [
+    "AdminKeyRecord",
     "BatchInputGone",
     "BatchNotCancellable",
     "BatchRecord",
@@ -53,8 +59,12 @@ __all__ = [
     "Owner",
     "PartRecord",
     "PendingUploadsExceeded",
+    "ProjectArchived",
+    "ProjectNotFound",
+    "ProjectRecord",
     "QuotaExceeded",
     "SchemaMismatch",
+    "ServiceAccountRecord",
     "StoreConfigError",
     "StoreNotEmpty",
     "StoreUnavailable",

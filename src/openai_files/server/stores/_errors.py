@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._records import BatchRecord, UploadRecord
+from ._records import BatchRecord, ProjectRecord, UploadRecord
 
 
 class QuotaExceeded(Exception):
@@ -105,3 +105,16 @@ class StoreNotEmpty(Exception):
         super().__init__(f"table {table} holds {rows} row{'' if rows == 1 else 's'}")
         self.table = table
         self.rows = rows
+
+
+class ProjectNotFound(Exception):
+    """The project id names no project of the organization: nothing was stored."""
+
+
+class ProjectArchived(Exception):
+    """The project is archived: it takes no new key or service account, and no change;
+    nothing was stored. `record` is the project."""
+
+    def __init__(self, record: ProjectRecord) -> None:
+        super().__init__(f"project {record.id} of {record.org_id} is archived")
+        self.record = record

@@ -30,6 +30,10 @@ class FileRecord:
 
 @dataclasses.dataclass(frozen=True)
 class KeyRecord:
+    """A project's API key. `name` is what the Administration API shows (None for keys of
+    the releases before names); `service_account_id` names the service account that owns
+    it (None: made with `openai-files keys create`)."""
+
     id: str
     org_id: str
     project_id: str
@@ -37,6 +41,48 @@ class KeyRecord:
     hint: str
     created_at: int
     revoked_at: int | None
+    name: str | None = None
+    service_account_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminKeyRecord:
+    """An organization's admin key (`sk-admin-...`): it reaches the Administration API of
+    its organization and nothing else. `expires_at` None: it does not expire."""
+
+    id: str
+    org_id: str
+    key_hash: str
+    hint: str
+    name: str | None
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectRecord:
+    """A project of an organization; its id is unique within the organization only.
+    Archived (`archived_at` set) it keeps its row, and has no active key."""
+
+    org_id: str
+    id: str
+    name: str
+    created_at: int
+    archived_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceAccountRecord:
+    """A service account of a project: a bot identity that owns the project keys made with
+    it. `role` is OpenAI's: "member", or "none" for one made without a key."""
+
+    id: str
+    org_id: str
+    project_id: str
+    name: str
+    role: str
+    created_at: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,17 +15,22 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from . import _sql_admin_plans as _admin_plans
 from . import _sql_batch_plans as _batch_plans
 from . import _sql_plans as _plans
 from . import _sql_upload_plans as _upload_plans
 from ._records import (
+    AdminKeyRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
     FileRecord,
     KeyRecord,
+    Order,
     Owner,
     PartRecord,
+    ProjectRecord,
+    ServiceAccountRecord,
     UploadRecord,
 )
 from ._sql_dialect import Dialect, Plan
@@ -81,8 +86,7 @@ class SQLMetadataStore(abc.ABC):
 
     # -- keys --
     async def add_api_key(self, record: KeyRecord) -> None:
-        stmt = _plans.insert_key(record)
-        await self._write(_plans.single(*stmt))
+        await self._write(_admin_plans.add_api_key(self.DIALECT, record))
 
     async def add_first_api_key(self, record: KeyRecord) -> bool:
         return bool(await self._write(_plans.add_first_key(self.DIALECT, record)))
@@ -109,6 +113,89 @@ class SQLMetadataStore(abc.ABC):
         changed = await self._write(
             _plans.single(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+                "count",
+            )
+        )
+        return bool(changed == 1)
+
+    # -- projects, service accounts, admin keys (the Administration API) --
+    async def create_project(self, record: ProjectRecord) -> None:
+        await self._write(_admin_plans.create_project(record))
+
+    async def get_project(self, org_id: str, project_id: str) -> ProjectRecord | None:
+        return await self._read(_admin_plans.get_project(org_id, project_id))
+
+    async def list_projects(
+        self, org_id: str, *, after: str | None, limit: int, include_archived: bool
+    ) -> tuple[list[ProjectRecord], bool]:
+        return await self._read(_admin_plans.list_projects(org_id, after, limit, include_archived))
+
+    async def rename_project(self, org_id: str, project_id: str, name: str) -> ProjectRecord | None:
+        return await self._write(
+            _admin_plans.rename_project(self.DIALECT, org_id, project_id, name)
+        )
+
+    async def archive_project(
+        self, org_id: str, project_id: str, now: int
+    ) -> tuple[ProjectRecord, list[KeyRecord]] | None:
+        return await self._write(
+            _admin_plans.archive_project(self.DIALECT, org_id, project_id, now)
+        )
+
+    async def list_project_keys(
+        self, owner: Owner, *, after: str | None, limit: int
+    ) -> tuple[list[tuple[KeyRecord, ServiceAccountRecord | None]], bool]:
+        return await self._read(_admin_plans.list_project_keys(owner, after, limit))
+
+    async def get_project_key(
+        self, owner: Owner, key_id: str
+    ) -> tuple[KeyRecord, ServiceAccountRecord | None] | None:
+        return await self._read(_admin_plans.get_project_key(owner, key_id))
+
+    async def create_service_account(
+        self, account: ServiceAccountRecord, key: KeyRecord | None
+    ) -> None:
+        await self._write(_admin_plans.create_service_account(self.DIALECT, account, key))
+
+    async def get_service_account(
+        self, owner: Owner, account_id: str
+    ) -> ServiceAccountRecord | None:
+        return await self._read(_admin_plans.get_service_account(owner, account_id))
+
+    async def list_service_accounts(
+        self, owner: Owner, *, after: str | None, limit: int
+    ) -> tuple[list[ServiceAccountRecord], bool]:
+        return await self._read(_admin_plans.list_service_accounts(owner, after, limit))
+
+    async def delete_service_account(
+        self, owner: Owner, account_id: str, now: int
+    ) -> tuple[ServiceAccountRecord, list[KeyRecord]] | None:
+        return await self._write(
+            _admin_plans.delete_service_account(self.DIALECT, owner, account_id, now)
+        )
+
+    async def add_admin_key(self, record: AdminKeyRecord) -> None:
+        await self._write(_admin_plans.add_admin_key(record))
+
+    async def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None:
+        return await self._read(_admin_plans.find_admin_key("key_hash", key_hash))
+
+    async def get_admin_key(self, key_id: str) -> AdminKeyRecord | None:
+        return await self._read(_admin_plans.find_admin_key("id", key_id))
+
+    async def list_admin_keys(
+        self, org_id: str, *, after: str | None, limit: int, order: Order
+    ) -> tuple[list[AdminKeyRecord], bool]:
+        return await self._read(_admin_plans.list_admin_keys(org_id, after, limit, order))
+
+    async def list_all_admin_keys(self) -> list[AdminKeyRecord]:
+        return await self._read(_admin_plans.list_all_admin_keys())
+
+    async def revoke_admin_key(self, key_id: str, now: int) -> bool:
+        changed = await self._write(
+            _plans.single(
+                "UPDATE admin_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, key_id),
                 "count",
             )

@@ -12,12 +12,11 @@ from typing import Any
 
 from ._errors import CursorNotFound, QuotaExceeded, SchemaMismatch
 from ._records import FileRecord, KeyRecord, Order, Owner
+from ._sql_admin_plans import add_api_key
 from ._sql_dialect import Dialect, Fetch, Plan, Stmt, marks
 from ._sql_schema import (
     FILE_COLUMNS,
     FILE_FIELDS,
-    KEY_COLUMNS,
-    KEY_FIELDS,
     LIVE,
     SCHEMA_VERSION,
     file_record,
@@ -273,7 +272,8 @@ def server_secret(name: str, candidate: str, now: int) -> Plan[str]:
 
 
 def add_first_key(d: Dialect, record: KeyRecord) -> Plan[bool]:
-    """Insert `record` when no key exists at all (revoked ones count); whether it did.
+    """Insert `record` (as `add_api_key` does, with its project) when no key exists at all,
+    an admin key or a project's, revoked ones too; whether it did.
 
     Two transactions that both find no key would both insert (a key's id and hash are its
     own, so no constraint stops the second): on PostgreSQL they take a lock first, and on
@@ -281,19 +281,11 @@ def add_first_key(d: Dialect, record: KeyRecord) -> Plan[bool]:
     """
     if d.first_key_lock is not None:
         yield Stmt(d.first_key_lock, (), "none")
-    if (yield Stmt("SELECT 1 FROM api_keys LIMIT 1", (), "value")) is not None:
-        return False
-    yield insert_key(record)
+    for table in ("api_keys", "admin_api_keys"):
+        if (yield Stmt(f"SELECT 1 FROM {table} LIMIT 1", (), "value")) is not None:
+            return False
+    yield from add_api_key(d, record)
     return True
-
-
-def insert_key(record: KeyRecord) -> Stmt:
-    """The statement that stores a new key."""
-    return Stmt(
-        f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({marks(len(KEY_FIELDS))})",
-        tuple(getattr(record, name) for name in KEY_FIELDS),
-        "none",
-    )
 
 
 def single(sql: str, args: tuple[Any, ...], fetch: Fetch) -> Plan[Any]:

@@ -14,11 +14,14 @@ import re
 from typing import Any
 
 from ._records import (
+    AdminKeyRecord,
     BatchRecord,
     BatchRequestRecord,
     FileRecord,
     KeyRecord,
     PartRecord,
+    ProjectRecord,
+    ServiceAccountRecord,
     UploadRecord,
 )
 
@@ -191,6 +194,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX batch_requests_leases ON batch_requests (lease_owner) "
         "WHERE status = 'running'",
     ),
+    # 9: OpenAI's Administration API. Projects, each an organization's (a project id is
+    # unique within its organization only), made here for the keys made before; service
+    # accounts of a project; a key's name and its service account; admin keys, in a table
+    # of their own, so that servers of the release before, which look keys up in
+    # `api_keys` only, never take an admin key for a project's key.
+    (
+        """CREATE TABLE projects (
+        org_id TEXT NOT NULL,
+        id {sorted_text} NOT NULL,
+        name TEXT NOT NULL,
+        created_at {integer} NOT NULL,
+        archived_at {integer},
+        PRIMARY KEY (org_id, id)
+    )""",
+        "CREATE INDEX projects_page ON projects (org_id, created_at, id)",
+        "INSERT INTO projects (org_id, id, name, created_at) "
+        "SELECT org_id, project_id, project_id, MIN(created_at) FROM api_keys "
+        "GROUP BY org_id, project_id",
+        """CREATE TABLE service_accounts (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at {integer} NOT NULL
+    )""",
+        "CREATE INDEX service_accounts_page ON service_accounts "
+        "(org_id, project_id, created_at, id)",
+        "ALTER TABLE api_keys ADD COLUMN name TEXT",
+        "ALTER TABLE api_keys ADD COLUMN service_account_id TEXT",
+        "CREATE INDEX api_keys_project_page ON api_keys (org_id, project_id, created_at, id)",
+        "CREATE INDEX api_keys_service_account ON api_keys (service_account_id) "
+        "WHERE service_account_id IS NOT NULL",
+        """CREATE TABLE admin_api_keys (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        name TEXT,
+        created_at {integer} NOT NULL,
+        expires_at {integer},
+        revoked_at {integer}
+    )""",
+        "CREATE INDEX admin_api_keys_page ON admin_api_keys (org_id, created_at, id)",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -271,6 +319,13 @@ BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(BatchRecord))
 BATCH_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(BatchRequestRecord))
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 BATCH_REQUEST_COLUMNS = ", ".join(BATCH_REQUEST_FIELDS)
+#: Columns of `projects`, `service_accounts` and `admin_api_keys`.
+PROJECT_FIELDS = tuple(f.name for f in dataclasses.fields(ProjectRecord))
+SERVICE_ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(ServiceAccountRecord))
+ADMIN_KEY_FIELDS = tuple(f.name for f in dataclasses.fields(AdminKeyRecord))
+PROJECT_COLUMNS = ", ".join(PROJECT_FIELDS)
+SERVICE_ACCOUNT_COLUMNS = ", ".join(SERVICE_ACCOUNT_FIELDS)
+ADMIN_KEY_COLUMNS = ", ".join(ADMIN_KEY_FIELDS)
 #: The statuses of a batch that has not ended (a worker still has something to do).
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 #: The statuses of an upload that still holds its reservation and parts.
@@ -286,6 +341,9 @@ _upload_values = operator.itemgetter(*UPLOAD_FIELDS)
 _part_values = operator.itemgetter(*PART_FIELDS)
 _batch_values = operator.itemgetter(*BATCH_FIELDS)
 _batch_request_values = operator.itemgetter(*BATCH_REQUEST_FIELDS)
+_project_values = operator.itemgetter(*PROJECT_FIELDS)
+_service_account_values = operator.itemgetter(*SERVICE_ACCOUNT_FIELDS)
+_admin_key_values = operator.itemgetter(*ADMIN_KEY_FIELDS)
 
 
 def file_record(row: Any) -> FileRecord:
@@ -316,3 +374,18 @@ def batch_record(row: Any) -> BatchRecord:
 def batch_request_record(row: Any) -> BatchRequestRecord:
     """A `batch_requests` row (indexed by column name) as a record."""
     return BatchRequestRecord(*_batch_request_values(row))
+
+
+def project_record(row: Any) -> ProjectRecord:
+    """A `projects` row (indexed by column name) as a record."""
+    return ProjectRecord(*_project_values(row))
+
+
+def service_account_record(row: Any) -> ServiceAccountRecord:
+    """A `service_accounts` row (indexed by column name) as a record."""
+    return ServiceAccountRecord(*_service_account_values(row))
+
+
+def admin_key_record(row: Any) -> AdminKeyRecord:
+    """An `admin_api_keys` row (indexed by column name) as a record."""
+    return AdminKeyRecord(*_admin_key_values(row))

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from ._errors import SchemaMismatch
 from ._records import (
+    AdminKeyRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
@@ -25,12 +26,14 @@ from ._records import (
     Order,
     Owner,
     PartRecord,
+    ProjectRecord,
+    ServiceAccountRecord,
     UploadRecord,
 )
 
 
 class MetadataStore(Protocol):
-    """Rows of files, API keys, per-organization usage, and quota reservations.
+    """Rows of files, API keys, projects, per-organization usage, and quota reservations.
 
     Every method is a coroutine and runs its blocking work off the event loop. Every write
     is one transaction: it happens whole or not at all, also when it raises. A request's
@@ -113,13 +116,17 @@ class MetadataStore(Protocol):
 
     # -- keys --
     async def add_api_key(self, record: KeyRecord) -> None:
-        """Store a new key. Ids and hashes are random and never reused: a duplicate raises
-        (the driver's integrity error) and stores nothing."""
+        """Store a new key of a project, in one transaction with its project's row: a
+        project that has none yet gets one (named after its id, created at the key's
+        `created_at`). Raises ProjectArchived, storing nothing, when the project is
+        archived; a key racing `archive_project` is either stored before it (and revoked by
+        it) or refused. Ids and hashes are random and never reused: a duplicate raises (the
+        driver's integrity error) and stores nothing."""
         ...
 
     async def add_first_api_key(self, record: KeyRecord) -> bool:
-        """Store `record` only when the database holds no key at all, revoked ones
-        included; whether it did. Atomic: of calls racing on a database without keys, from
+        """Store `record` (as `add_api_key` does) only when the database holds no key at
+        all, admin keys and revoked ones included; whether it did. Atomic: of calls racing on a database without keys, from
         any processes, exactly one stores its key (replicas starting together on a new
         database mint one first key, not one each)."""
         ...
@@ -142,6 +149,125 @@ class MetadataStore(Protocol):
         """Mark a key revoked at `now`: True when this call revoked it; False when no such
         key exists or it was revoked already (its first `revoked_at` stays). Atomic: of
         calls racing on one key, from any processes, exactly one returns True."""
+        ...
+
+    # -- the Administration API: projects, service accounts, admin keys --
+    # A project's id is unique within its organization only; every call names both. Keys
+    # and service accounts of a project are added, and the project archived, each holding
+    # the project's row: racing calls, from any processes, see one another whole.
+
+    async def create_project(self, record: ProjectRecord) -> None:
+        """Store a new project. A duplicate (organization, id) raises (the driver's
+        integrity error) and stores nothing."""
+        ...
+
+    async def get_project(self, org_id: str, project_id: str) -> ProjectRecord | None:
+        """The organization's project, archived or not; None when it has none of that id."""
+        ...
+
+    async def list_projects(
+        self, org_id: str, *, after: str | None, limit: int, include_archived: bool
+    ) -> tuple[list[ProjectRecord], bool]:
+        """One page of the organization's projects (archived ones only when
+        `include_archived`), at most `limit`, in `(created_at, id)` order strictly after the
+        project `after`, and whether more follow. CursorNotFound when `after` names no
+        project of the organization (an archived one may: paging goes on from it)."""
+        ...
+
+    async def rename_project(self, org_id: str, project_id: str, name: str) -> ProjectRecord | None:
+        """Set the project's name; its record after, or None when the organization has no
+        such project. ProjectArchived, changing nothing, when it is archived."""
+        ...
+
+    async def archive_project(
+        self, org_id: str, project_id: str, now: int
+    ) -> tuple[ProjectRecord, list[KeyRecord]] | None:
+        """Archive the project at `now` and revoke every active key of it, in one
+        transaction: its record after, and the keys it revoked (as `revoke_api_key` would
+        have revoked each). An archived project is returned as it is, with no key. None
+        when the organization has no such project."""
+        ...
+
+    async def list_project_keys(
+        self, owner: Owner, *, after: str | None, limit: int
+    ) -> tuple[list[tuple[KeyRecord, ServiceAccountRecord | None]], bool]:
+        """One page of the project's active keys, each with the service account that owns it
+        (None for a key made on the command line), at most `limit`, in `(created_at, id)`
+        order strictly after the key `after`, and whether more follow. CursorNotFound when
+        `after` names no key of the project (a revoked one may)."""
+        ...
+
+    async def get_project_key(
+        self, owner: Owner, key_id: str
+    ) -> tuple[KeyRecord, ServiceAccountRecord | None] | None:
+        """The project's active key and its service account (None: none owns it); None when
+        the key is unknown, revoked or another project's (not told apart)."""
+        ...
+
+    async def create_service_account(
+        self, account: ServiceAccountRecord, key: KeyRecord | None
+    ) -> None:
+        """Store a service account of its project and, when given, its first key (whose
+        `service_account_id` names it), in one transaction. ProjectNotFound or
+        ProjectArchived, storing nothing, when the project does not exist or is archived.
+        A duplicate id or key hash raises (the driver's integrity error) and stores
+        nothing."""
+        ...
+
+    async def get_service_account(
+        self, owner: Owner, account_id: str
+    ) -> ServiceAccountRecord | None:
+        """The project's service account; None when unknown or another project's."""
+        ...
+
+    async def list_service_accounts(
+        self, owner: Owner, *, after: str | None, limit: int
+    ) -> tuple[list[ServiceAccountRecord], bool]:
+        """One page of the project's service accounts, at most `limit`, in `(created_at, id)`
+        order strictly after `after`, and whether more follow. CursorNotFound when `after`
+        names no service account of the project."""
+        ...
+
+    async def delete_service_account(
+        self, owner: Owner, account_id: str, now: int
+    ) -> tuple[ServiceAccountRecord, list[KeyRecord]] | None:
+        """Delete the project's service account and revoke its active keys at `now`, in one
+        transaction: its record and the keys revoked; None when unknown, another project's
+        or already deleted. Atomic: of deletes racing on one account, exactly one gets it."""
+        ...
+
+    async def add_admin_key(self, record: AdminKeyRecord) -> None:
+        """Store a new admin key. A duplicate id or hash raises (the driver's integrity
+        error) and stores nothing. Admin keys are kept apart from project keys:
+        `find_api_key` never finds one."""
+        ...
+
+    async def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None:
+        """The admin key with this hash, revoked or expired or not; None when none."""
+        ...
+
+    async def get_admin_key(self, key_id: str) -> AdminKeyRecord | None:
+        """The admin key with this id, of any organization, revoked or expired or not;
+        None when none."""
+        ...
+
+    async def list_admin_keys(
+        self, org_id: str, *, after: str | None, limit: int, order: Order
+    ) -> tuple[list[AdminKeyRecord], bool]:
+        """One page of the organization's admin keys not revoked (expired ones too), at most
+        `limit`, in `(created_at, id)` order (`order`) strictly after the key `after`, and
+        whether more follow. CursorNotFound when `after` names no admin key of the
+        organization (a revoked one may)."""
+        ...
+
+    async def list_all_admin_keys(self) -> list[AdminKeyRecord]:
+        """Every admin key of every organization, revoked ones too, in `(created_at, id)`
+        order."""
+        ...
+
+    async def revoke_admin_key(self, key_id: str, now: int) -> bool:
+        """Mark an admin key revoked at `now`, as `revoke_api_key` marks a project's key:
+        True when this call revoked it; of racing calls exactly one returns True."""
         ...
 
     # -- quota --
