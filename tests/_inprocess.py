@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from openai_files.server import create_app
 from openai_files.server.settings import Settings
 
-from ._server import create_key
+from ._server import create_admin_key, create_key
 
 #: The URL the in-process app answers on (no socket: the transports below reach it).
 ROOT_URL = "http://testserver"
@@ -106,6 +106,9 @@ class AppServer:
 
     def create_key(self, org: str, project: str) -> str:
         return create_key(self.data_dir, org, project, self.env)
+
+    def create_admin_key(self, org: str) -> str:
+        return create_admin_key(self.data_dir, org, self.env)
 
     def transport(self) -> httpx.BaseTransport:
         return _AppTransport(self.app, self.portal)

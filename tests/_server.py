@@ -110,6 +110,9 @@ class ServerProcess:
     def create_key(self, org: str, project: str) -> str:
         return create_key(self.data_dir, org, project, self.env)
 
+    def create_admin_key(self, org: str) -> str:
+        return create_admin_key(self.data_dir, org, self.env)
+
     def healthy(self) -> bool:
         try:
             return httpx.get(self.root_url + "/healthz", timeout=2).status_code == 200
@@ -141,6 +144,28 @@ def create_key(data_dir: Path, org: str, project: str, env: dict[str, str] | Non
 
     settings = Settings.from_env(env if env is not None else os.environ, data_dir=Path(data_dir))
     return _run(_create_key(settings.database_url, org, project))
+
+
+def create_admin_key(data_dir: Path, org: str, env: dict[str, str] | None = None) -> str:
+    """A new admin key of `org`, made in this process as `openai-files keys create --admin`
+    makes it (the stores as `create_key` finds them)."""
+    from openai_files.server.settings import Settings
+
+    settings = Settings.from_env(env if env is not None else os.environ, data_dir=Path(data_dir))
+    return _run(_create_admin_key(settings.database_url, org))
+
+
+async def _create_admin_key(database_url: str, org: str) -> str:
+    from openai_files.server import auth
+    from openai_files.server.stores import ensure_schema, open_metadata_store
+
+    meta = open_metadata_store(database_url)
+    await meta.open()
+    try:
+        await ensure_schema(meta)
+        return (await auth.create_admin_key(meta, org, "test admin key")).secret
+    finally:
+        await meta.close()
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

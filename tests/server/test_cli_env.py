@@ -86,5 +86,9 @@ def test_keys_create_json_has_the_key_and_not_its_hash(tmp_path: object) -> None
     assert shown["key"].startswith("sk-") and shown["id"].startswith("key_")
     assert "key_hash" not in shown
     assert sorted(shown) == sorted(
-        ["id", "org_id", "project_id", "hint", "created_at", "revoked_at", "key"]
-    )
+        [
+            "id", "org_id", "project_id", "hint", "created_at", "revoked_at", "name",
+            "service_account_id", "key",
+        ]
+    )  # fmt: skip
+    assert (shown["name"], shown["service_account_id"]) == ("Secret key", None)

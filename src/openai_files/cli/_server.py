@@ -96,11 +96,46 @@ def add_setting_flags(p: argparse.ArgumentParser, s: Any) -> None:
 
 def add_keys_parser(sub: Any) -> None:
     s = _settings_module()
-    p = sub.add_parser("keys", help="create, list and revoke API keys")
+    p = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys (a project's, or an organization's admin keys)",
+        description=(
+            "Create, list and revoke API keys on the server's database. A project's key "
+            "(sk-...) reaches the files, uploads and batches of its project; an admin key "
+            "(sk-admin-..., `keys create --admin --org ORG`) reaches OpenAI's "
+            "Administration API (/v1/organization/...) of its organization and nothing "
+            "else: with it, projects, service accounts and their keys are made over HTTP."
+        ),
+    )
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="{create,list,revoke}")
-    create = ksub.add_parser("create", help="create a key (printed once)")
+    create = ksub.add_parser(
+        "create",
+        help="create a key (printed once)",
+        description="Create a key and print it once (it is stored hashed). A project's key "
+        "makes its project when the organization has none of that id; an archived project "
+        "takes no key.",
+    )
     create.add_argument("--org", default=s.DEFAULT_ORG_ID, help="organization id")
-    create.add_argument("--project", default=s.DEFAULT_PROJECT_ID, help="project id")
+    create.add_argument(
+        "--project", default=None, help=f"project id (default {s.DEFAULT_PROJECT_ID})"
+    )
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin key of the organization (sk-admin-...), for the Administration API "
+        "(/v1/organization/...); it reaches no project's files",
+    )
+    create.add_argument(
+        "--name", default=None, help=f"the key's name (default {s.DEFAULT_KEY_NAME!r})"
+    )
+    create.add_argument(
+        "--expires-in-seconds",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="with --admin: the key stops working this long after it is made (1 to "
+        f"{s.ADMIN_KEY_EXPIRES_MAX_SECONDS}; default: never)",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.add_argument(
         "--init",
@@ -110,11 +145,13 @@ def add_keys_parser(sub: Any) -> None:
     )
     add_store_flags(create)
     create.set_defaults(handler=cmd_keys_create)
-    lst = ksub.add_parser("list", help="list keys (masked)")
+    lst = ksub.add_parser("list", help="list keys (masked), admin keys too")
     lst.add_argument("--json", action="store_true", help="print JSON")
     add_store_flags(lst)
     lst.set_defaults(handler=cmd_keys_list)
-    revoke = ksub.add_parser("revoke", help="revoke a key by its id (key_...)")
+    revoke = ksub.add_parser(
+        "revoke", help="revoke a key by its id (key_...), a project's or an admin key"
+    )
     revoke.add_argument("key_id")
     add_store_flags(revoke)
     revoke.set_defaults(handler=cmd_keys_revoke)
@@ -217,22 +254,64 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from ..server.auth import create_key
+def _key_json(record: Any, **more: Any) -> dict[str, Any]:
+    """A key's record as the `--json` outputs show it: never its hash."""
+    return {**{k: v for k, v in dataclasses.asdict(record).items() if k != "key_hash"}, **more}
 
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from ..server.auth import create_admin_key, create_key
+    from ..server.ids import PROJECT_ID_MAX_CHARS, is_project_id
+    from ..server.stores import ProjectArchived
+
+    s = _settings_module()
     settings = settings_from_args(args)
-    key = asyncio.run(
-        _with_meta(
-            settings, lambda m: create_key(m, args.org, args.project), must_exist=not args.init
+    name = args.name if args.name is not None else s.DEFAULT_KEY_NAME
+    if args.admin:
+        if args.project is not None:
+            raise CLIError("--admin makes an organization's key: leave --project out", 2)
+        expires = args.expires_in_seconds
+        if expires is not None and not 1 <= expires <= s.ADMIN_KEY_EXPIRES_MAX_SECONDS:
+            raise CLIError(
+                f"--expires-in-seconds must be 1 to {s.ADMIN_KEY_EXPIRES_MAX_SECONDS}", 2
+            )
+        key: Any = asyncio.run(
+            _with_meta(
+                settings,
+                lambda m: create_admin_key(m, args.org, name, expires),
+                must_exist=not args.init,
+            )
         )
-    )
+        whom = f"{args.org} (an admin key: the Administration API only)"
+    else:
+        if args.expires_in_seconds is not None:
+            raise CLIError("--expires-in-seconds is for admin keys (--admin)", 2)
+        project = args.project if args.project is not None else s.DEFAULT_PROJECT_ID
+        if not is_project_id(project):
+            raise CLIError(
+                f"--project {project!r}: a project id is printable text of 1 to "
+                f"{PROJECT_ID_MAX_CHARS} characters",
+                2,
+            )
+        try:
+            key = asyncio.run(
+                _with_meta(
+                    settings,
+                    lambda m: create_key(m, args.org, project, name),
+                    must_exist=not args.init,
+                )
+            )
+        except ProjectArchived:
+            raise CLIError(
+                f"project {project} of {args.org} is archived: it takes no new key", 2
+            ) from None
+        whom = f"{args.org} / {project}"
     if args.json:
         import json
 
-        record = {k: v for k, v in dataclasses.asdict(key.record).items() if k != "key_hash"}
-        print(json.dumps({**record, "key": key.secret}))
+        print(json.dumps(_key_json(key.record, key=key.secret)))
     else:
-        print(f"created {key.record.id} for {args.org} / {args.project}; the key is shown once:")
+        print(f"created {key.record.id} for {whom}; the key is shown once:")
         print(key.secret)
     return 0
 
@@ -303,27 +382,27 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    keys = asyncio.run(_with_meta(settings, lambda m: m.list_api_keys(), must_exist=True))
+
+    async def every_key(meta: Any) -> tuple[list[Any], list[Any]]:
+        return await meta.list_api_keys(), await meta.list_all_admin_keys()
+
+    keys, admin_keys = asyncio.run(_with_meta(settings, every_key, must_exist=True))
     if args.json:
         import json
 
-        out = [{k: v for k, v in dataclasses.asdict(r).items() if k != "key_hash"} for r in keys]
+        out = [_key_json(r, kind="project") for r in keys]
+        out += [_key_json(r, kind="admin") for r in admin_keys]
         print(json.dumps(out, indent=2))
         return 0
+
+    def when(t: int | None) -> str:
+        return "" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
     rows = [("ID", "ORGANIZATION", "PROJECT", "KEY", "CREATED", "REVOKED")]
     for r in keys:
-        rows.append(
-            (
-                r.id,
-                r.org_id,
-                r.project_id,
-                r.hint,
-                time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at)),
-                ""
-                if r.revoked_at is None
-                else time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.revoked_at)),
-            )
-        )
+        rows.append((r.id, r.org_id, r.project_id, r.hint, when(r.created_at), when(r.revoked_at)))
+    for a in admin_keys:
+        rows.append((a.id, a.org_id, "(admin)", a.hint, when(a.created_at), when(a.revoked_at)))
     print_table(rows)
     return 0
 
@@ -333,9 +412,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     async def revoke(meta: Any) -> str | None:
         """None when revoked, else why not."""
-        if await meta.revoke_api_key(args.key_id, int(time.time())):
+        now = int(time.time())
+        if await meta.revoke_api_key(args.key_id, now):
             return None
-        if any(k.id == args.key_id for k in await meta.list_api_keys()):
+        if await meta.revoke_admin_key(args.key_id, now):
+            return None
+        if await meta.get_api_key(args.key_id) or await meta.get_admin_key(args.key_id):
             return f"{args.key_id} is already revoked"
         return f"no key with id {args.key_id} (`openai-files keys list` shows the keys)"
 
@@ -347,10 +429,13 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 async def _first_key(meta: Any) -> Any:
-    """A new key (NewKey) when the database holds no key at all, else how many are active.
+    """A new key (NewKey) when the database holds no key at all, else how many project keys
+    are active.
 
-    A database whose keys are all revoked gets no new key: someone revoked them. Replicas
-    starting together on a new database make one key between them, which one of them prints.
+    A database whose keys are all revoked gets no new key: someone revoked them; nor does
+    one that holds only admin keys (their holder makes projects and keys over HTTP).
+    Replicas starting together on a new database make one key between them, which one of
+    them prints.
     """
     from ..server.auth import create_first_key
 

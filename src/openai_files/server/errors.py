@@ -4,6 +4,9 @@ APIError                       (status on the class, message/param/code on the i
 ├── InvalidRequest             400 invalid_request_error
 │   └── StorageLimitExceeded   400 code storage_limit_exceeded
 ├── Unauthorized               401
+│   └── MissingScope           401 a key without the route's scope (an admin key on data)
+├── PermissionDenied           403
+│   └── MissingAdminScope      403 a project's key on the Administration API
 ├── NotFound                   404
 ├── FileTooLarge               413 code file_too_large
 ├── RangeNotSatisfiable        416 (with content-range)
@@ -98,6 +101,40 @@ class StorageLimitExceeded(InvalidRequest):
 
 class Unauthorized(APIError):
     status_code = 401
+
+
+#: OpenAI's sentence for a key without a scope the call needs, on its data routes and (a
+#: shorter form) on its Administration API.
+MISSING_SCOPE_MESSAGE = (
+    "You have insufficient permissions for this operation. Missing scopes: {scope}. Check "
+    "that you have the correct role in your organization (Reader, Writer, Owner) and "
+    "project (Member, Owner), and if you're using a restricted API key, that it has the "
+    "necessary scopes."
+)
+MISSING_ADMIN_SCOPE_MESSAGE = (
+    "You have insufficient permissions for this operation. Missing scopes: {scope}. Check "
+    "that you have the correct role in your organization, and if you're using a "
+    "restricted API key, that it has the necessary scopes."
+)
+
+
+class MissingScope(Unauthorized):
+    """A known key without the scope the call needs (`api.files.write`, ...): an admin key
+    on a data route."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(MISSING_SCOPE_MESSAGE.format(scope=scope))
+
+
+class PermissionDenied(APIError):
+    status_code = 403
+
+
+class MissingAdminScope(PermissionDenied):
+    """A project's key on the Administration API (`api.management.read` / `.write`)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(MISSING_ADMIN_SCOPE_MESSAGE.format(scope=scope))
 
 
 class NotFound(APIError):

@@ -1,6 +1,7 @@
 """Every id the server makes and the shape each must have: files (`file-`), uploads
 (`upload_`), their parts (`part_`), quota reservations (`rsv_`), batches (`batch_`), the
-requests of a batch's output (`batch_req_`) and batch workers (`worker_`).
+requests of a batch's output (`batch_req_`), batch workers (`worker_`), projects
+(`proj_`), service accounts (`svc_acct_`) and keys (`key_`).
 
 An id is its prefix and base62 characters. A value of another shape names nothing, and is
 answered so before any store sees it (a NUL byte is an error in PostgreSQL, not a miss).
@@ -23,6 +24,9 @@ RESERVATION_PREFIX = "rsv_"
 BATCH_PREFIX = "batch_"
 BATCH_REQUEST_PREFIX = "batch_req_"
 WORKER_PREFIX = "worker_"
+PROJECT_PREFIX = "proj_"
+SERVICE_ACCOUNT_PREFIX = "svc_acct_"
+KEY_PREFIX = "key_"
 
 
 def _shape(prefix: str) -> re.Pattern[str]:
@@ -35,6 +39,12 @@ UPLOAD_ID = _shape(UPLOAD_PREFIX)
 PART_ID = _shape(PART_PREFIX)
 #: A batch id (`batch_req_...` is not one: `_` is not base62).
 BATCH_ID = _shape(BATCH_PREFIX)
+#: A service account's id; a key's id (`key_` and base62; hex before this release).
+SERVICE_ACCOUNT_ID = _shape(SERVICE_ACCOUNT_PREFIX)
+KEY_ID = _shape(KEY_PREFIX)
+#: The longest project id looked up. Projects made here have `proj_` ids; those the
+#: command line names (`keys create --project`) may be any printable text.
+PROJECT_ID_MAX_CHARS = 256
 
 
 def new_id(prefix: str) -> str:
@@ -86,22 +96,29 @@ def is_part_id(value: str) -> bool:
 _SORTED_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
-_last_batch_ms = 0
+_last_ms = 0
 
 
-def new_batch_id() -> str:
-    """A new batch id (Batch API): the creation time in milliseconds (8 base62 digits, in an
-    order that sorts as text), then 16 random ones. Batches created within one second list
-    newest first by id, as they were created (OpenAI's listing is newest first)."""
-    global _last_batch_ms
+def new_sorted_id(prefix: str) -> str:
+    """`prefix`, the creation time in milliseconds (8 base62 digits, in an order that sorts
+    as text), then 16 random base62 digits (95 bits). Rows listed by `(created_at, id)`
+    then come in the order they were made, also within one second."""
+    global _last_ms
     # Never the same or an earlier millisecond twice in a process (a burst of creates runs
     # ahead of the clock by a few): the ids it makes sort in the order it made them.
-    number = _last_batch_ms = max(int(time.time() * 1000), _last_batch_ms + 1)
+    number = _last_ms = max(int(time.time() * 1000), _last_ms + 1)
     stamp = []
     for _ in range(8):
         number, digit = divmod(number, 62)
         stamp.append(_SORTED_ALPHABET[digit])
-    return BATCH_PREFIX + "".join(reversed(stamp)) + new_id("")[:16]
+    return prefix + "".join(reversed(stamp)) + new_id("")[:16]
+
+
+def new_batch_id() -> str:
+    """A new batch id (Batch API), sorted by its time (`new_sorted_id`): batches created
+    within one second list newest first by id, as they were created (OpenAI's listing is
+    newest first)."""
+    return new_sorted_id(BATCH_PREFIX)
 
 
 def new_batch_request_id() -> str:
@@ -117,3 +134,35 @@ def new_worker_id() -> str:
 def is_batch_id(value: str) -> bool:
     """Whether `value` has the form of a batch id (`batch_` and base62)."""
     return BATCH_ID.fullmatch(value) is not None
+
+
+def new_project_id() -> str:
+    """A new project id (Administration API), sorted by its time (`new_sorted_id`)."""
+    return new_sorted_id(PROJECT_PREFIX)
+
+
+def new_service_account_id() -> str:
+    """A new service account id (Administration API), sorted by its time."""
+    return new_sorted_id(SERVICE_ACCOUNT_PREFIX)
+
+
+def new_key_id() -> str:
+    """A new key id, a project's or an admin key's (`key_`), sorted by its time: the keys
+    made within one second list in the order they were made."""
+    return new_sorted_id(KEY_PREFIX)
+
+
+def is_project_id(value: str) -> bool:
+    """Whether `value` may name a project: printable text (no control character, no lone
+    surrogate) of 1 to PROJECT_ID_MAX_CHARS characters, as the command line accepts it."""
+    return 0 < len(value) <= PROJECT_ID_MAX_CHARS and value.isprintable()
+
+
+def is_service_account_id(value: str) -> bool:
+    """Whether `value` has the form of a service account id (`svc_acct_` and base62)."""
+    return SERVICE_ACCOUNT_ID.fullmatch(value) is not None
+
+
+def is_key_id(value: str) -> bool:
+    """Whether `value` has the form of a key id (`key_` and base62), either kind."""
+    return KEY_ID.fullmatch(value) is not None

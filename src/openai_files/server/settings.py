@@ -270,6 +270,15 @@ CONSOLE_PAGE_BATCHES = 20
 CONSOLE_BATCH_POLL_SECONDS = 2.0
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
+#: The Administration API's listings: `limit` 1 to 100, 20 unless told (OpenAI's).
+ADMIN_LIST_LIMIT_DEFAULT = 20
+ADMIN_LIST_LIMIT_MAX = 100
+#: The longest name of a project, service account or key (ours: OpenAI states none).
+ADMIN_NAME_MAX_CHARS = 256
+#: An admin key's `expires_in_seconds`: 1 to a year (OpenAI's).
+ADMIN_KEY_EXPIRES_MAX_SECONDS = 365 * 24 * 3600
+#: The name of a key made without one (the name OpenAI gives a service account's key).
+DEFAULT_KEY_NAME = "Secret key"
 
 
 def _field(default: Any, help: str, *, shown: str | None = None, metavar: str | None = None) -> Any:

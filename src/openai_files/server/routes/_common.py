@@ -16,10 +16,10 @@ from .. import _json
 from .. import settings as S
 from .._framing import largest_form_bytes
 from .._upload_slots import UploadSlots
-from ..auth import authenticate_key
+from ..auth import authenticate_admin_key, authenticate_key
 from ..errors import FileTooLarge, InvalidRequest
 from ..service import FilesService
-from ..stores import KeyRecord, Owner
+from ..stores import AdminKeyRecord, KeyRecord, Owner
 
 JSON_PARSE_ERROR = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
@@ -59,21 +59,60 @@ def service_of(request: Request) -> FilesService:
     return service
 
 
+#: Methods that only read: a call by one of them needs a key's `.read` scope.
+_READS = frozenset({"GET", "HEAD"})
+
+
+def data_scope(method: str, path: str) -> str:
+    """The scope of OpenAI's restricted keys that a call of a data route needs, as its
+    refusal of an admin key names it: `api.batch.read` / `.write` for batches,
+    `api.files.read` / `.write` for files and uploads (and the console's routes, which
+    read)."""
+    kind = "api.batch" if path.startswith("/v1/batches") else "api.files"
+    reads = method in _READS or not path.startswith("/v1/")
+    return f"{kind}.{'read' if reads else 'write'}"
+
+
+def admin_scope(method: str) -> str:
+    """The scope of OpenAI's admin keys that an Administration API call needs."""
+    return "api.management.read" if method in _READS else "api.management.write"
+
+
+def _remember_key(request: Request, org_id: str, key_id: str) -> None:
+    # Read by the request-context middleware for the `openai-organization` header, and by
+    # `upload_slot`.
+    state = request.scope.setdefault("state", {})
+    state["org_id"] = org_id
+    state["key_id"] = key_id
+
+
 async def request_key(request: Request) -> KeyRecord:
-    """The request's active key (Bearer key or Basic password, optional OpenAI-Organization and
-    OpenAI-Project headers that must match it); Unauthorized in OpenAI's words otherwise."""
+    """The request's active project key (Bearer key or Basic password, optional
+    OpenAI-Organization and OpenAI-Project headers that must match it); Unauthorized in
+    OpenAI's words otherwise (an admin key: a key without the route's scope)."""
     key = await authenticate_key(
         service_of(request).meta,
         request.headers.get("authorization"),
         request.headers.get("openai-organization"),
         request.headers.get("openai-project"),
         request.app.state.key_cache,
+        scope=data_scope(request.method, request.url.path),
     )
-    # Read by the request-context middleware for the `openai-organization` header, and by
-    # `upload_slot`.
-    state = request.scope.setdefault("state", {})
-    state["org_id"] = key.org_id
-    state["key_id"] = key.id
+    _remember_key(request, key.org_id, key.id)
+    return key
+
+
+async def request_admin_key(request: Request) -> AdminKeyRecord:
+    """The request's admin key (active, and of the organization an OpenAI-Organization
+    header names); a project's key is a 403, anything else a 401, in OpenAI's words."""
+    key = await authenticate_admin_key(
+        service_of(request).meta,
+        request.headers.get("authorization"),
+        request.headers.get("openai-organization"),
+        request.app.state.key_cache,
+        scope=admin_scope(request.method),
+    )
+    _remember_key(request, key.org_id, key.id)
     return key
 
 

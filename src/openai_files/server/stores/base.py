@@ -126,9 +126,9 @@ class MetadataStore(Protocol):
 
     async def add_first_api_key(self, record: KeyRecord) -> bool:
         """Store `record` (as `add_api_key` does) only when the database holds no key at
-        all, admin keys and revoked ones included; whether it did. Atomic: of calls racing on a database without keys, from
-        any processes, exactly one stores its key (replicas starting together on a new
-        database mint one first key, not one each)."""
+        all, admin keys and revoked ones included; whether it did. Atomic: of calls racing
+        on a database without keys, from any processes, exactly one stores its key
+        (replicas starting together on a new database mint one first key, not one each)."""
         ...
 
     async def find_api_key(self, key_hash: str) -> KeyRecord | None:
