@@ -34,6 +34,33 @@ def test_the_openapi_description_is_carried_with_its_origin_and_licence() -> Non
     assert "OpenAIFile" in spec["components"]["schemas"]
 
 
+@pytest.mark.parametrize(
+    ("name", "paths", "schema"),
+    [
+        ("openai-batches-openapi.yml", {"/batches", "/batches/{batch_id}"}, "Batch"),
+        (
+            "openai-admin-openapi.yml",
+            {
+                "/organization/admin_api_keys",
+                "/organization/projects",
+                "/organization/projects/{project_id}/service_accounts",
+                "/organization/projects/{project_id}/api_keys",
+            },
+            "Project",
+        ),
+    ],
+)
+def test_each_other_description_is_carried_with_its_origin(
+    name: str, paths: set[str], schema: str
+) -> None:
+    text = (ROOT / "docs" / name).read_text()
+    header = "\n".join(line for line in text.splitlines()[:10] if line.startswith("#"))
+    assert "openai/openai-openapi" in header and "MIT" in header
+    spec = yaml.safe_load(text)
+    assert paths <= set(spec["paths"])
+    assert schema in spec["components"]["schemas"]
+
+
 def test_the_contract_helper_reads_the_carried_description() -> None:
     from .api import _contract
 

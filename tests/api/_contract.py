@@ -13,9 +13,10 @@ import jsonschema
 import yaml
 
 #: OpenAI's OpenAPI descriptions of these endpoints, carried in the repo (origin in their
-#: headers): Files and Uploads, and the Batch API.
+#: headers): Files and Uploads, the Batch API, and the Administration API.
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openai-files-openapi.yml"
 BATCH_SPEC_PATH = SPEC_PATH.with_name("openai-batches-openapi.yml")
+ADMIN_SPEC_PATH = SPEC_PATH.with_name("openai-admin-openapi.yml")
 
 # OpenAI sends these keys as null (docs/api.md: every key always present), but its OpenAPI
 # description types them as plain strings/integers. Validation allows null for them only.
@@ -110,3 +111,62 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 def assert_schema(name: str, instance: Any) -> None:
     """Validate an answer against the named schema of OpenAI's OpenAPI description."""
     _validator(name).validate(instance)
+
+
+# -- the Administration API: every answer checked against its operation's schema --
+
+
+@functools.cache
+def _admin_spec() -> dict[str, Any]:
+    with ADMIN_SPEC_PATH.open() as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+@functools.cache
+def _admin_templates() -> list[tuple[re.Pattern[str], str]]:
+    """Each path of the description as a pattern of the request paths it names."""
+    out = []
+    for template in _admin_spec()["paths"]:
+        pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template))
+        out.append((re.compile(f"/v1{pattern}"), template))
+    return out
+
+
+def admin_operation(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
+    """The path template and operation of the Administration API's description that a
+    request names; None when it names none."""
+    for pattern, template in _admin_templates():
+        if pattern.fullmatch(path):
+            operation = _admin_spec()["paths"][template].get(method.lower())
+            return None if operation is None else (template, operation)
+    return None
+
+
+@functools.cache
+def _admin_validator(template: str, method: str, status: int) -> jsonschema.protocols.Validator:
+    operation = _admin_spec()["paths"][template][method]
+    response = operation["responses"].get(str(status))
+    if response is None:  # a status the description does not list: an error
+        assert status >= 400, (template, method, status)
+        schema: dict[str, Any] = {"$ref": "#/components/schemas/ErrorResponse"}
+    else:
+        schema = response["content"]["application/json"]["schema"]
+    root = {**schema, "components": _admin_spec()["components"]}
+    cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
+    return cls(root)
+
+
+def assert_admin_answer(method: str, path: str, response: Answer) -> None:
+    """Validate an answer of the Administration API against the schema its operation gives
+    for its status (an error: OpenAI's envelope, exactly). A path the description does not
+    name (a route this server does not have) must be a 404 in the envelope."""
+    found = admin_operation(method, path)
+    body = response.json()
+    if found is None or response.status_code >= 400:
+        assert response.status_code >= 400, (method, path, response.status_code)
+        assert list(body) == ["error"], body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    if found is not None:
+        template, _ = found
+        _admin_validator(template, method.lower(), response.status_code).validate(body)

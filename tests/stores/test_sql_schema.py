@@ -671,8 +671,9 @@ async def test_servers_of_version_8_keep_their_keys_after_step_9(
     db: Database, opened: SQLMetadataStore
 ) -> None:
     """During a rolling upgrade, servers of version 8 keep serving once `migrate` has run
-    step 9: they add, find and revoke keys by version 8's columns, and never see an admin
-    key (those have a table of their own)."""
+    step 9: they add, find and revoke keys by version 8's columns, never see an admin key
+    (those have a table of their own), and see the keys revoked by the Administration
+    API as revoked."""
     await opened.migrate()
     await _execute(
         db,
@@ -699,6 +700,13 @@ async def test_servers_of_version_8_keep_their_keys_after_step_9(
     )
     revoked = await opened.get_api_key(new.id)
     assert revoked is not None and revoked.revoked_at == 300
+    # A key the Administration API revokes (an archive) is revoked for them too.
+    result = await opened.archive_project("org-1", "proj_a", 400)
+    assert result is not None
+    rows = await _execute(
+        db, f"SELECT {V8_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", "hash-old"
+    )
+    assert rows[0][6] == 400
 
 
 async def test_upgrade_from_4_keeps_uploads(db: Database) -> None:

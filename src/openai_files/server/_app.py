@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import settings as S
 from ._timeouts import BodyTimeouts
 from ._upload_slots import UploadSlots
+from .admin import AdminService
 from .auth import KeyCache
 from .batch_engine import Engines
 from .batch_runner import BatchRunner
@@ -40,6 +41,7 @@ from .errors import (
 )
 from .metrics import Metrics, MetricsEndpoint
 from .readiness import Readiness
+from .routes.admin import routes as admin_routes
 from .routes.batches import routes as batch_routes
 from .routes.files import routes as file_routes
 from .routes.health import routes as health_routes
@@ -320,6 +322,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.ready_timeout_seconds,
                 metrics,
             )
+            app.state.admin = AdminService(meta, app.state.key_cache)
             engines = Engines(settings)
             await engines.open()
             stack.push_async_callback(engines.aclose)
@@ -337,7 +340,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield {}
                 tg.cancel_scope.cancel()
 
-    routes = [*health_routes, *file_routes, *upload_routes, *batch_routes]
+    routes = [*health_routes, *file_routes, *upload_routes, *batch_routes, *admin_routes]
     if settings.metrics != "off":
         routes.append(Route("/metrics", MetricsEndpoint(metrics, settings).serve, methods=["GET"]))
     console = settings.console_enabled
