@@ -11,7 +11,7 @@ import pytest
 from openai_files.server.stores import KeyRecord, MetadataStore
 from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
-from openai_files.testing._records import key_row
+from openai_files.testing._records import admin_key_row, key_row
 
 from .._services import PostgresCluster
 
@@ -63,3 +63,34 @@ async def test_on_postgresql(postgres: PostgresCluster) -> None:
 async def test_on_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "files.sqlite3"
     await _check([SQLiteMetadataStore(path) for _ in range(STORES)])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_an_admin_key_alone_holds_the_first_key_back(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database that holds only an admin key (made before the first start, with `keys
+    create --admin --init`) gets no first key: its holder makes projects and keys over
+    HTTP. The first key of an empty one makes its project."""
+    stores: list[MetadataStore] = []
+    for _ in range(2):
+        if kind == "sqlite":
+            stores.append(SQLiteMetadataStore(tmp_path / f"{len(stores)}.sqlite3"))
+        else:
+            cluster: PostgresCluster = request.getfixturevalue("postgres")
+            stores.append(PostgresMetadataStore(cluster.create_database()))
+    with_admin, empty = stores
+    for store in stores:
+        await store.open()
+        await store.migrate()
+    try:
+        await with_admin.add_admin_key(admin_key_row("org-a"))
+        assert not await with_admin.add_first_api_key(key_row())
+        assert await with_admin.list_api_keys() == []
+        first = key_row()
+        assert await empty.add_first_api_key(first)
+        project = await empty.get_project(first.org_id, first.project_id)
+        assert project is not None and project.created_at == first.created_at
+    finally:
+        for store in stores:
+            await store.close()
