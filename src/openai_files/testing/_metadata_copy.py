@@ -10,21 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from ..server.stores import MetadataStore, SchemaMismatch, StoreNotEmpty
+from ..server.stores import MetadataStore, Owner, SchemaMismatch, StoreNotEmpty
 from ..server.stores._sql_schema import SCHEMA_VERSION, tables_at
 from ._records import (
     QUOTA,
+    admin_key_row,
     key_row,
     new_owner,
     part_row,
+    project_row,
     running_batch,
+    service_account_row,
     start_upload,
 )
 
 
 async def _some_of_everything(meta: MetadataStore) -> dict[str, str]:
-    """A key, a file, an upload with a part, a running batch with requests, a secret: the
-    ids of each, by table."""
+    """A key, a file, an upload with a part, a running batch with requests, a secret, a
+    project with a service account and its key, an admin key: the ids of each, by table."""
     owner, now = new_owner(), int(time.time())
     key = key_row()
     await meta.add_api_key(key)
@@ -33,12 +36,22 @@ async def _some_of_everything(meta: MetadataStore) -> dict[str, str]:
     await meta.add_part(owner, part, now)
     batch = await running_batch(meta, owner, now=now, lines=3, worker="worker-copy")
     await meta.server_secret("copy-test", "s3cret", now)
+    project = project_row(owner.org_id)
+    await meta.create_project(project)
+    account = service_account_row(project)
+    account_key = key_row(None, Owner(project.org_id, project.id), service_account_id=account.id)
+    await meta.create_service_account(account, account_key)
+    admin = admin_key_row(owner.org_id)
+    await meta.add_admin_key(admin)
     return {
         "api_keys": key.id,
         "files": batch.input_file_id,
         "uploads": upload.id,
         "upload_parts": part.id,
         "batches": batch.id,
+        "projects": project.id,
+        "service_accounts": account.id,
+        "admin_api_keys": admin.id,
     }
 
 
@@ -94,6 +107,13 @@ class MetadataCopyConformance:
         assert loaded == await empty_meta.row_counts() == await meta.row_counts()
         keys = {k.id: k for k in await meta.list_api_keys()}
         assert {k.id: k for k in await empty_meta.list_api_keys()} == keys
+        assert await empty_meta.list_all_admin_keys() == await meta.list_all_admin_keys()
+        admin = await empty_meta.get_admin_key(ids["admin_api_keys"])
+        assert admin is not None
+        project = await empty_meta.get_project(admin.org_id, ids["projects"])
+        assert project == await meta.get_project(admin.org_id, ids["projects"])
+        owner = Owner(admin.org_id, ids["projects"])
+        assert await empty_meta.get_service_account(owner, ids["service_accounts"]) is not None
         assert ids["upload_parts"] in {p.id for p in await empty_meta.list_parts(ids["uploads"])}
         assert ids["batches"] in {b.id for b in await empty_meta.active_batches(1000)}
         assert await empty_meta.server_secret("copy-test", "other", 0) == "s3cret"
@@ -114,8 +134,8 @@ class MetadataCopyConformance:
             await empty_meta.load(copy)
         assert (refused.value.table, refused.value.rows) == ("api_keys", 1)
         counts = await empty_meta.row_counts()
-        assert counts["api_keys"] == 1
-        assert sum(counts.values()) == 1
+        assert counts["api_keys"] == counts["projects"] == 1  # the key made its project
+        assert sum(counts.values()) == 2
 
     async def test_load_is_all_or_nothing(
         self, meta: MetadataStore, empty_meta: MetadataStore, tmp_path: Path
