@@ -6,6 +6,7 @@ image's health check and the Caddyfile's Caddy in front of real servers."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from deploy import healthcheck as healthcheck_module
 
 from openai_files.server import settings as S
 from openai_files.server.settings import Settings, env_name, setting_fields
@@ -36,8 +38,11 @@ COMPOSE_ENV = {
 
 
 def _dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined (Docker drops
+    comment lines, those inside an instruction too)."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.lstrip().startswith("#"))
+    text = re.sub(r"\\\n", " ", text)
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -235,19 +240,42 @@ def _seconds(value: str) -> float:
     return float(value[:-1])
 
 
+def healthcheck_script() -> Path:
+    """The repository's file that the HEALTHCHECK command runs: the one the Dockerfile
+    copies to that path."""
+    _, command = healthcheck()
+    steps = _dockerfile()
+    [workdir] = [rest for word, rest in steps if word == "WORKDIR"]
+    found = []
+    for word, rest in steps:
+        if word == "COPY":
+            *sources, dest = rest.split()
+            if posixpath.normpath(posixpath.join(workdir, dest)) == command[-1]:
+                found += sources
+    assert len(found) == 1, (command, found)
+    return ROOT / found[0]
+
+
 def test_the_image_health_check_asks_liveness_with_python() -> None:
     """/healthz, not /readyz: a replica whose PostgreSQL or S3 is down is not restarted
-    (docs/deploy.md says why); Python's urllib, since the slim image has no curl."""
+    (docs/deploy.md says why); Python's urllib, since the slim image has no curl, and none
+    of the package (it runs every few seconds). tests/test_container_runs.py runs it."""
     options, command = healthcheck()
-    assert command[:2] == ["python", "-c"] and len(command) == 3
-    code = command[2]
+    assert command[0] == "python" and len(command) == 2
+    code = healthcheck_script().read_text()
     assert "/healthz" in code and "/readyz" not in code
     assert "OPENAI_FILES_PORT" in code and "curl" not in code
-    # Docker's wait for the command outlasts urlopen's own, so that the command fails by
+    assert not re.search(r"^\s*(from|import) openai_files", code, re.M)
+    # Docker's wait for the command outlasts urllib's own, so that the command fails by
     # itself (exit status 1) rather than being killed.
-    urlopen_timeout = float(re.search(r"timeout=(\d+(?:\.\d+)?)", code)[1])  # type: ignore[index]
-    assert urlopen_timeout < _seconds(options["timeout"])
+    assert _seconds(options["timeout"]) > healthcheck_module.TIMEOUT_SECONDS
     assert {"interval", "start-period", "retries"} <= set(options)
+    # The batch worker's heartbeat: a file the image names, which it touches often enough
+    # that a live worker's is never found stale.
+    heartbeat = _dockerfile_env()["OPENAI_FILES_HEARTBEAT_FILE"]
+    assert heartbeat.startswith("/tmp/")
+    assert Settings.from_env(_dockerfile_env()).heartbeat_file == heartbeat
+    assert healthcheck_module.STALE_SECONDS >= 3 * S.HEARTBEAT_SECONDS
 
 
 def test_the_one_shot_migrate_has_no_health_check() -> None:

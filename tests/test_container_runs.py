@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,11 +17,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from deploy.healthcheck import STALE_SECONDS
+
+from openai_files.server import settings as S
 
 from ._caddy import adapted_caddyfile, caddy_bin, only_server, proxy_of
-from ._server import ServerProcess
+from ._server import ServerProcess, WorkerProcess
 from ._services import LOOPBACK, free_port
-from .test_container_files import healthcheck
+from .test_container_files import healthcheck, healthcheck_script
 
 
 def _port(server: ServerProcess) -> int:
@@ -29,13 +33,23 @@ def _port(server: ServerProcess) -> int:
     return port
 
 
-def _run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
-    """The image's health check command, as Docker runs it in a container serving on
-    `port` (`python` is the Python in use)."""
+def _dead_proxies() -> dict[str, str]:
+    """Proxy settings that Docker may give a container (from the daemon's or the client's
+    config), naming an address where nothing listens: a check that followed them fails."""
+    dead = f"http://{LOOPBACK}:{free_port()}"
+    return {name: dead for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY")}
+
+
+def _run_healthcheck(port: int, heartbeat: Path) -> subprocess.CompletedProcess[str]:
+    """The image's health check command, as Docker runs it in a container serving on `port`
+    whose heartbeat file is `heartbeat` (`python` is the Python in use), with proxies set."""
     _, command = healthcheck()
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update(_dead_proxies())
+    env.update({"OPENAI_FILES_PORT": str(port), "OPENAI_FILES_HEARTBEAT_FILE": str(heartbeat)})
     return subprocess.run(
-        [sys.executable, *command[1:]],
-        env={**os.environ, "OPENAI_FILES_PORT": str(port)},
+        [sys.executable, str(healthcheck_script()), *command[2:]],
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -45,21 +59,63 @@ def _run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
 
 def test_the_image_health_check_passes_while_the_server_answers(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data").start()
+    beat = tmp_path / "heartbeat"  # the image names one; `serve` writes none
     try:
         port = _port(server)
-        done = _run_healthcheck(port)
-        assert done.returncode == 0, done.stderr
+        done = _run_healthcheck(port, beat)
+        assert done.returncode == 0, done.stderr  # asked directly, though proxies are set
         # Liveness: the data folder gone makes the server unready, not unhealthy.
         os.rename(server.data_dir, tmp_path / "moved-away")
         time.sleep(1)
         assert httpx.get(server.root_url + "/readyz").status_code == 503
-        assert _run_healthcheck(port).returncode == 0
+        assert _run_healthcheck(port, beat).returncode == 0
         os.rename(tmp_path / "moved-away", server.data_dir)
     finally:
         server.stop()
-    gone = _run_healthcheck(port)
+    assert not beat.exists()
+    gone = _run_healthcheck(port, beat)
     assert gone.returncode == 1  # Docker's "unhealthy" (2 is reserved)
     assert "Connection refused" in gone.stderr
+
+
+def test_the_image_health_check_follows_the_batch_worker_by_its_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """`batch-worker` serves nothing: the check reads the age of the heartbeat file it
+    touches every HEARTBEAT_SECONDS, and finds it stale once the worker stops running."""
+    beat, port = tmp_path / "heartbeat", free_port()  # nothing listens on `port`
+    env = {
+        "OPENAI_FILES_HEARTBEAT_FILE": str(beat),
+        "OPENAI_FILES_BATCH_UPSTREAM_URL": f"http://{LOOPBACK}:{free_port()}/v1",
+    }
+    worker = WorkerProcess(tmp_path / "data", env=env).start()
+    assert worker.proc is not None
+    try:
+        assert beat.exists()
+        done = _run_healthcheck(port, beat)
+        assert done.returncode == 0, done.stderr
+        # A worker whose event loop no longer runs: its file ages (made old at once here,
+        # rather than waited for), and the check says so.
+        worker.proc.send_signal(signal.SIGSTOP)
+        old = time.time() - 2 * STALE_SECONDS
+        os.utime(beat, (old, old))
+        stale = _run_healthcheck(port, beat)
+        assert stale.returncode == 1
+        assert f"the batch worker's heartbeat {beat} is" in stale.stderr
+        # Running again, it touches the file within a beat.
+        worker.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + S.HEARTBEAT_SECONDS + 10
+        while _run_healthcheck(port, beat).returncode != 0:
+            assert time.monotonic() < deadline, worker.log_text()
+            time.sleep(0.5)
+        assert worker.interrupt(sig=signal.SIGTERM) == 0, worker.log_text()
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+        worker.kill()
+    # Stopped, it removed the file: the check asks /healthz, which nothing answers.
+    assert not beat.exists()
+    gone = _run_healthcheck(port, beat)
+    assert gone.returncode == 1 and "Connection refused" in gone.stderr
 
 
 # -- Caddy in front of two replicas --

@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 from deploy import check
+from deploy.healthcheck import TIMEOUT_SECONDS
 
 from openai_files.cli import build_parser
 from openai_files.server.settings import env_name, setting_fields
 
-from .test_container_files import _dockerfile, _dockerfile_env, _documented_variables
+from .test_container_files import (
+    _dockerfile,
+    _dockerfile_env,
+    _documented_variables,
+    healthcheck,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DOC = (ROOT / "docs" / "deploy.md").read_text()
@@ -162,6 +168,27 @@ def test_the_probes_are_healthz_for_liveness_and_readyz_for_readiness(
     # Shutdown: the pause before SIGTERM and uvicorn's 10 s of draining fit in the grace.
     pause = int(server["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert pause + 10 < pod["terminationGracePeriodSeconds"]
+
+
+def test_the_batch_worker_is_probed_by_its_heartbeat(example: list[Obj]) -> None:
+    """It serves no HTTP: its liveness probe is the image's health check, which reads the
+    heartbeat file the worker keeps in a writable folder (its root is read-only).
+    tests/test_container_runs.py runs that check against a worker."""
+    pod = _one(example, "Deployment", "openai-files-batch-worker")["spec"]["template"]["spec"]
+    worker = _by_name(pod, "batch-worker")
+    _, command = healthcheck()
+    probe = worker["livenessProbe"]
+    assert probe["exec"]["command"] == command
+    # A worker that stopped is found within a few periods; a live one's file is never stale.
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= 120
+    assert probe["timeoutSeconds"] > TIMEOUT_SECONDS
+    assert "readinessProbe" not in worker and "ports" not in worker
+    heartbeat = _settings(example, worker).get(
+        "OPENAI_FILES_HEARTBEAT_FILE", _dockerfile_env()["OPENAI_FILES_HEARTBEAT_FILE"]
+    )
+    assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = [m["mountPath"] for m in worker["volumeMounts"]]
+    assert any(heartbeat.startswith(m.rstrip("/") + "/") for m in mounts), (heartbeat, mounts)
 
 
 def test_the_migration_runs_before_the_servers_and_the_workers_start(

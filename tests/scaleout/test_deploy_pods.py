@@ -34,7 +34,7 @@ from openai_files.testing.engine import FakeEngine
 
 from .. import _batches as B
 from .._services import PostgresCluster, SeaweedS3, free_port
-from ..test_container_files import _dockerfile_env
+from ..test_container_files import _dockerfile_env, healthcheck_script
 
 Obj = dict[str, Any]
 
@@ -174,6 +174,21 @@ class Pods:
         assert peak, out
         return code, int(peak[1]) // 1024, out
 
+    def probe(self, deployment: str, name: str, probe: Obj) -> int:
+        """Run an exec probe's command in a container's environment (`python` is the Python
+        in use, and the image's /app/healthcheck.py the repository's): its exit status."""
+        command = probe["exec"]["command"]
+        assert command[0] == "python"
+        done = subprocess.run(
+            [*self.prefix, sys.executable, str(healthcheck_script()), *command[2:]],
+            env=self.env(self.container(deployment, name)),
+            capture_output=True,
+            text=True,
+            timeout=probe["timeoutSeconds"],
+            check=False,
+        )
+        return done.returncode
+
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -234,6 +249,8 @@ def test_the_pods_run_as_rendered_on_a_read_only_root(
             "OPENAI_FILES_PORT": str(port),
             "OPENAI_FILES_STORAGE": s3.url("files", f"k8s-{uuid.uuid4().hex[:8]}"),
             "OPENAI_FILES_BATCH_UPSTREAM_URL": engine.url,
+            # The pods' /tmp volume is the test's writable folder.
+            "OPENAI_FILES_HEARTBEAT_FILE": str(tmp_path / "tmp" / "openai-files-heartbeat"),
         },
     )
     root = f"http://127.0.0.1:{port}"
@@ -256,6 +273,9 @@ def test_the_pods_run_as_rendered_on_a_read_only_root(
             assert worker.poll() is None, worker_log.read_text()
             assert time.monotonic() < deadline, worker_log.read_text()
             time.sleep(0.1)
+        # The worker's liveness probe, run in its container: its heartbeat is fresh.
+        probe = pods.container("openai-files-batch-worker", "batch-worker")["livenessProbe"]
+        assert pods.probe("openai-files-batch-worker", "batch-worker", probe) == 0
 
         # A key, as docs/deploy.md makes one: `kubectl exec` in a replica's container.
         code, _, out = pods.run_to_end(

@@ -13,11 +13,15 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from ._common import CLIError, missing_extra
 from ._server import SERVER_EXTRA_HINT, _settings_module, add_setting_flags, settings_from_args
 from ._start_check import check_storage
+
+log = logging.getLogger("openai_files.batches")
 
 
 def add_batch_worker_parser(sub: Any) -> None:
@@ -74,6 +78,8 @@ async def _work(settings: Any) -> None:
     meta = open_metadata_store(settings.database_url, settings)
     blobs = open_blob_store(settings.storage_url, settings)
     async with contextlib.AsyncExitStack() as stack:
+        if settings.heartbeat_file:
+            await stack.enter_async_context(_heartbeat(Path(settings.heartbeat_file)))
         try:
             await meta.open()
             stack.push_async_callback(meta.close)
@@ -96,6 +102,48 @@ async def _work(settings: Any) -> None:
             f"openai-files batch-worker {runner.worker} running; Ctrl-C stops it", file=sys.stderr
         )
         await _run_until_terminated(runner)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(path: Path) -> AsyncIterator[None]:
+    """Touch `path` now and every HEARTBEAT_SECONDS while the block runs, then remove it.
+
+    The worker serves no `/healthz`: a container's health check (deploy/healthcheck.py)
+    reads the file's age instead. It is touched from the event loop's schedule (the write
+    itself in a thread), so a loop that no longer runs lets it age, as `/healthz` would stop
+    answering. A file that cannot be written at start is a setting to fix; later, a failed
+    touch is logged (once until one succeeds again) and the health check sees the age."""
+    from ..server.settings import HEARTBEAT_SECONDS
+
+    try:
+        await asyncio.to_thread(path.touch)
+    except OSError as exc:
+        raise CLIError(
+            f"cannot write the heartbeat file {path} (--heartbeat-file): {exc.strerror or exc}"
+        ) from None
+
+    async def beat() -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await asyncio.to_thread(path.touch)
+            except OSError as exc:
+                if not failing:
+                    log.warning("cannot touch the heartbeat file %s: %s", path, exc)
+                failing = True
+            else:
+                failing = False
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 async def _run_until_terminated(runner: Any) -> None:

@@ -216,6 +216,10 @@ DEFAULT_READY_TIMEOUT_SECONDS = 2.0
 #: A `/readyz` answer stands for this long after its check ended: probes, however many,
 #: check the stores at most once in that time (concurrent ones share one check).
 READY_CACHE_SECONDS = 1.0
+#: `batch-worker` touches its --heartbeat-file this often while its event loop runs: the
+#: container's health check (deploy/healthcheck.py, the image's HEALTHCHECK) finds it alive
+#: while the file is younger than three of these, since it serves no /healthz to ask.
+HEARTBEAT_SECONDS = 10.0
 #: Size of one S3 multipart part, and of the buffer that decides between PUT and multipart.
 DEFAULT_S3_PART_BYTES = 8 * MiB
 #: Parts of one upload sent at once; with the buffer this bounds memory per upload (~32 MiB).
@@ -503,6 +507,12 @@ class Settings:
         DEFAULT_READY_TIMEOUT_SECONDS,
         "how long GET /readyz waits for each store (the database, the blob store) before it "
         "answers 503",
+    )
+    heartbeat_file: str = _field(
+        "",
+        "batch-worker only: a file it touches every 10 s while it runs and removes when it "
+        "stops, for a health check that has no /healthz to ask (the image sets it)",
+        shown="none",
     )
     metrics: str = _field(
         "loopback",
