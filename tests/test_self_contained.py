@@ -107,3 +107,17 @@ def test_every_relative_link_in_the_docs_resolves_inside_the_repo(doc: Path) -> 
         resolved = (doc.parent / target).resolve()
         assert resolved.is_relative_to(ROOT), target
         assert resolved.exists(), f"{doc.name} links to {target}, which does not exist"
+
+
+def test_no_tracked_file_is_a_symbolic_link() -> None:
+    """A link committed by mistake (a local virtualenv's, say) points into the machine that
+    made it; in a clone it is broken, or shadows what the Makefile builds there."""
+    done = subprocess.run(
+        ["git", "ls-files", "-s", "-z"], cwd=ROOT, capture_output=True, check=True
+    )
+    links = [
+        entry.split("\t", 1)[1]
+        for entry in done.stdout.decode().split("\0")
+        if entry.startswith("120000 ")
+    ]
+    assert links == []
