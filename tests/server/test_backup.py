@@ -7,8 +7,10 @@ both kinds of deployment under load."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -339,3 +341,30 @@ async def test_a_backup_of_files_deleted_faster_than_it_copies_them_stops(
     with pytest.raises(BackupError, match="deleted faster than they were copied, through 3 "):
         await take_backup(source.meta, blobs, tmp_path / "backup", source={}, max_snapshots=3)
     assert not (tmp_path / "backup" / MANIFEST).exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+async def test_a_backup_is_its_owners_alone_whatever_the_umask(
+    source: Deployment, tmp_path: Path, umask: int
+) -> None:
+    # It holds every tenant's bytes and the console's link-signing secret.
+    await source.meta.server_secret("console-download-links", "s3cret", int(time.time()))
+    for i in range(3):
+        await source.put(f"tenant bytes {i}".encode())
+    out = tmp_path / "backup"
+    old = os.umask(umask)
+    try:
+        await _backup(source, out)
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]
+    }
+    assert len([m for m in modes if m.startswith("backup/blobs/") and m.count("/") == 3]) == 3
+    wrong = {
+        name
+        for name, mode in modes.items()
+        if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)
+    }
+    assert wrong == set()
+    assert {"backup/manifest.json", "backup/metadata.sqlite3"} <= modes.keys()

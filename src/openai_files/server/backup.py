@@ -213,6 +213,7 @@ async def take_backup(
     for _ in range(max_snapshots):
         snapshot.unlink(missing_ok=True)
         version = await meta.snapshot(snapshot)
+        await anyio.to_thread.run_sync(_private, snapshot)
         needed = await anyio.to_thread.run_sync(_needed, snapshot)
         if lost := sorted(missing & needed):
             raise BackupError(
@@ -271,11 +272,24 @@ async def _copy_blobs(
     return missing
 
 
+#: A backup holds every tenant's bytes and the deployment's secrets (`server_secrets`):
+#: its folders are its owner's alone, and so are its files, whatever the umask.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
 def _prepare(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BackupError(f"{out} exists and is not an empty folder: a backup goes into a new one")
-    (out / "blobs").mkdir(parents=True, exist_ok=True)
-    (out / "tmp").mkdir(exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "blobs", out / "tmp"):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(folder, PRIVATE_DIR)  # the umask may have taken bits, or `out` existed
+
+
+def _private(path: Path) -> None:
+    """Make the backup's file (or folder) `path` its owner's alone."""
+    os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
 
 
 def _needed(snapshot: Path) -> set[str]:
@@ -316,7 +330,9 @@ def _finish(out: Path, snapshot: Path, manifest: Manifest) -> None:
     shutil.rmtree(out / "tmp", ignore_errors=True)
     _fsync_dir(out)
     staging = out / f"{MANIFEST}.part"
-    with open(staging, "w", encoding="utf-8") as fh:
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with open(fd, "w", encoding="utf-8") as fh:
         json.dump(manifest.to_json(), fh, indent=1)
         fh.write("\n")
         fh.flush()
@@ -351,7 +367,14 @@ async def _copy_blob(source: BlobStore, store: LocalBlobStore, key: str) -> Blob
         await abort_writer(writer)
         raise
     await writer.commit()
+    path = store.path_of(key)
+    await anyio.to_thread.run_sync(_private_blob, path)
     return BlobEntry(key, size, digest.hexdigest())
+
+
+def _private_blob(path: Path) -> None:
+    _private(path)
+    _private(path.parent)  # its shard's folder, made by its first blob
 
 
 def as_bytes(chunk: Chunk) -> bytes:
