@@ -8,6 +8,7 @@ Every answer is checked against the schema OpenAI's description gives its operat
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -303,6 +304,78 @@ def test_project_requests_checked(admin: httpx.Client) -> None:
         re.compile(r"We could not parse the JSON body of your request\..*"),
     )
     assert ok(admin.get(path))["name"] == "Project"  # nothing changed
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        pytest.param("\x00", id="nul"),
+        pytest.param("\x07", id="bell"),
+        pytest.param("\t", id="tab"),
+        pytest.param("\n", id="newline"),
+        pytest.param("\x1b", id="escape"),
+        pytest.param("\x7f", id="del"),
+        pytest.param("\x85", id="c1-next-line"),
+        pytest.param("\u2028", id="line-separator"),
+        pytest.param("\u2029", id="paragraph-separator"),
+        pytest.param("\u202e", id="right-to-left-override"),
+        pytest.param("\u2066", id="left-to-right-isolate"),
+        pytest.param("\u200f", id="right-to-left-mark"),
+    ],
+)
+def test_names_with_hidden_characters_refused(admin: httpx.Client, hidden: str) -> None:
+    """A name that would not show as it reads (or that PostgreSQL cannot store: NUL) is a
+    400 naming `name`, wherever a name is given, and nothing is made or renamed."""
+    project = new_project(admin, "Kept")
+    path = f"/organization/projects/{project['id']}"
+    name = f"a{hidden}b"
+    message = (
+        f"Invalid 'name': the character {hidden!a} at position 1 is not allowed. A name "
+        "may not hold control characters, line or paragraph separators or bidirectional "
+        "formatting characters."
+    )
+    # JSON with \u escapes, as a client's encoder writes it by default.
+    body = json.dumps({"name": name}).encode()
+    headers = {"content-type": "application/json"}
+    for where in [
+        "/organization/admin_api_keys",
+        "/organization/projects",
+        path,
+        f"{path}/service_accounts",
+    ]:
+        answer = admin.post(where, content=body, headers=headers)
+        assert_error(answer, 400, message, param="name")
+    assert pages(admin, "/organization/projects", 10) == [project]
+    assert pages(admin, f"{path}/service_accounts", 10) == []
+    assert all(k["name"][-1:] != "b" for k in pages(admin, "/organization/admin_api_keys", 100))
+
+
+def test_a_name_in_any_script_is_kept(admin: httpx.Client) -> None:
+    """What `hidden_character` refuses is narrow: letters of any script, emoji (with their
+    joiners), spaces and punctuation are a name as given."""
+    name = "Équipe 東京 — ÄÖ 👩\u200d💻 'x' \"y\""
+    made = new_project(admin, name)
+    assert made["name"] == name
+    assert ok(admin.get(f"/organization/projects/{made['id']}"))["name"] == name
+
+
+def test_listing_cursors_of_the_wrong_shape(admin: httpx.Client) -> None:
+    """An `after` that cannot be an id of what is listed is the 400 of an unknown cursor,
+    before the store sees it (PostgreSQL refuses NUL in text: it was a 500)."""
+    project = new_project(admin)["id"]
+    base = f"/organization/projects/{project}"
+    for path, after, what in [
+        ("/organization/projects", "a\x00b", "project"),
+        ("/organization/projects", "proj_\x07", "project"),
+        ("/organization/admin_api_keys", "key_a\x00", "API key"),
+        ("/organization/admin_api_keys", "proj_x", "API key"),
+        (f"{base}/service_accounts", "svc_acct_\x00", "service account"),
+        (f"{base}/service_accounts", "key_abc", "service account"),
+        (f"{base}/api_keys", "key_\x00", "API key"),
+        (f"{base}/api_keys", "svc_acct_abc", "API key"),
+    ]:
+        answer = admin.get(path, params={"after": after})
+        assert_error(answer, 400, f"No {what} found with id '{after}'.", param="after")
 
 
 @pytest.mark.parametrize(

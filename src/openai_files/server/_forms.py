@@ -46,6 +46,27 @@ def clean_content_type(raw: str | None) -> str:
     return DEFAULT_MIME_TYPE
 
 
+#: What a name may not hold besides controls (category Cc: C0, DEL, C1) and lone
+#: surrogates: the line and paragraph separators and Unicode's bidirectional formatting
+#: characters (Bidi_Control), which make a name show other than it reads.
+_HIDDEN = frozenset(
+    "\u2028\u2029"  # line and paragraph separators
+    "\u061c\u200e\u200f"  # bidirectional marks
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings and overrides
+    "\u2066\u2067\u2068\u2069"  # isolates
+)
+
+
+def hidden_character(text: str) -> tuple[int, str] | None:
+    """The first character of `text` that would not show as itself (a control, a lone
+    surrogate, a line or paragraph separator, a bidirectional override) and its position,
+    or None. (PostgreSQL refuses NUL in text.)"""
+    for at, ch in enumerate(text):
+        if ch in _HIDDEN or unicodedata.category(ch) in ("Cc", "Cs"):
+            return at, ch
+    return None
+
+
 def clean_filename(raw: str | None) -> str:
     """The name as given, reduced to a base name without control characters."""
     # Browsers and httpx escape `"` in a multipart filename as %22 (WHATWG form encoding).

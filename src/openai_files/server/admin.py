@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from . import settings as S
+from ._forms import hidden_character
 from .auth import KeyCache, NewAdminKey, NewKey, new_admin_key, new_key
 from .errors import APIError, InvalidRequest, NotFound
 from .ids import (
@@ -64,7 +65,7 @@ def project_archived(project_id: str) -> InvalidRequest:
 
 def check_name(value: str, param: str = "name") -> str:
     """A name as the Administration API takes it: 1 to ADMIN_NAME_MAX_CHARS characters,
-    refused in OpenAI's words otherwise."""
+    none of them hidden (`hidden_character`), refused in OpenAI's words otherwise."""
     if not value:
         raise InvalidRequest(
             f"Invalid '{param}': empty string. Expected a string with minimum length 1, but "
@@ -75,6 +76,15 @@ def check_name(value: str, param: str = "name") -> str:
         raise InvalidRequest(
             f"Invalid '{param}': string too long. Expected a string with maximum length "
             f"{S.ADMIN_NAME_MAX_CHARS}, but got a string with length {len(value)} instead.",
+            param=param,
+        )
+    hidden = hidden_character(value)
+    if hidden is not None:
+        at, ch = hidden
+        raise InvalidRequest(
+            f"Invalid '{param}': the character {ch!a} at position {at} is not allowed. "
+            "A name may not hold control characters, line or paragraph separators or "
+            "bidirectional formatting characters.",
             param=param,
         )
     return value
@@ -121,6 +131,8 @@ class AdminService:
     async def list_admin_keys(
         self, actor: AdminKeyRecord, after: str | None, limit: int, order: Order
     ) -> tuple[list[AdminKeyRecord], bool]:
+        if after is not None and not is_key_id(after):
+            raise no_such_key(after, "after")
         try:
             return await self.meta.list_admin_keys(
                 actor.org_id, after=after, limit=limit, order=order
@@ -152,6 +164,8 @@ class AdminService:
     async def list_projects(
         self, actor: AdminKeyRecord, after: str | None, limit: int, include_archived: bool
     ) -> tuple[list[ProjectRecord], bool]:
+        if after is not None and not is_project_id(after):
+            raise no_such_project(after, "after")
         try:
             return await self.meta.list_projects(
                 actor.org_id, after=after, limit=limit, include_archived=include_archived
@@ -239,6 +253,8 @@ class AdminService:
         self, actor: AdminKeyRecord, project_id: str, after: str | None, limit: int
     ) -> tuple[list[ServiceAccountRecord], bool]:
         owner = await self._open_project(actor, project_id)
+        if after is not None and not is_service_account_id(after):
+            raise no_such_service_account(after, "after")
         try:
             return await self.meta.list_service_accounts(owner, after=after, limit=limit)
         except CursorNotFound:
@@ -279,6 +295,8 @@ class AdminService:
         self, actor: AdminKeyRecord, project_id: str, after: str | None, limit: int
     ) -> tuple[list[ProjectKey], bool]:
         project = await self.get_project(actor, project_id)
+        if after is not None and not is_key_id(after):
+            raise no_such_key(after, "after")
         try:
             return await self.meta.list_project_keys(
                 Owner(project.org_id, project.id), after=after, limit=limit
