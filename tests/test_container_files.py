@@ -34,6 +34,7 @@ COMPOSE_ENV = {
     "S3_ACCESS_KEY": "s3-access",
     "S3_SECRET_KEY": "s3-secret",
     "CONSOLE_LINK_SECRET": "link-secret",
+    "METRICS_TOKEN": "metrics-token",
 }
 
 
@@ -314,9 +315,50 @@ def test_the_load_balancer_routes_to_every_replica_by_readiness() -> None:
     assert active["timeout"] / 1e9 > S.DEFAULT_READY_TIMEOUT_SECONDS
     assert 0 < active["interval"] / 1e9 <= 10
     assert active.get("fails", 1) == 1 and active.get("passes", 1) == 1
+    # A request waits at most a second for a replica to take it (none ready: the answer
+    # below comes after it).
+    assert proxy["load_balancing"]["try_duration"] / 1e9 <= 1
     # Nothing but the proxy: no admin API, no certificate requests from a listener here.
     assert config["admin"]["disabled"] is True
     assert only_server(config)["automatic_https"]["disable"] is True
+
+
+def test_the_load_balancer_answers_for_no_replica_in_openai_error_shape() -> None:
+    """Caddy's own answers when no replica takes a request (tests/test_container_runs.py
+    gets them from the real Caddy): OpenAI's error envelope, JSON, with a Retry-After."""
+    routes = only_server(adapted_caddyfile())["errors"]["routes"]
+    covered: set[int] = set()
+    for route in routes:
+        [match] = route["match"]
+        codes = json.loads(match["expression"].partition(" in ")[2])
+        covered |= set(codes)
+        [sub] = route["handle"]
+        [handled] = sub["routes"]
+        headers: dict[str, list[str]] = {}
+        for h in handled["handle"]:
+            if h["handler"] == "headers":
+                headers.update(h["response"]["set"])
+        assert headers["Content-Type"] == ["application/json"]
+        assert int(headers["Retry-After"][0]) >= 1
+        assert headers["X-Request-Id"][0].startswith("req_")
+        [respond] = [h for h in handled["handle"] if h["handler"] == "static_response"]
+        body = json.loads(respond["body"])
+        assert list(body) == ["error"]
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        assert body["error"]["type"] == "server_error"
+    assert covered == {502, 503, 504}
+
+
+def test_the_replicas_give_metrics_to_a_scraper_with_the_token() -> None:
+    """A request reaches a replica's container from another address than its loopback
+    (the load balancer's container, the Docker network's gateway behind a published port),
+    so /metrics asks for the token of .env's METRICS_TOKEN, the same on every replica."""
+    tokens = set()
+    for name, replica in _replicas().items():
+        settings = Settings.from_env({**_dockerfile_env(), **_env(replica)})
+        assert settings.metrics == "token", name
+        tokens.add(settings.metrics_token)
+    assert tokens == {COMPOSE_ENV["METRICS_TOKEN"]}
 
 
 def test_the_console_is_served_through_the_load_balancer() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import openai
 import pytest
 from deploy.healthcheck import STALE_SECONDS
 
@@ -24,6 +25,7 @@ from openai_files.server import settings as S
 from ._caddy import adapted_caddyfile, caddy_bin, only_server, proxy_of
 from ._server import ServerProcess, WorkerProcess
 from ._services import LOOPBACK, free_port
+from .api._contract import assert_error
 from .test_container_files import healthcheck, healthcheck_script
 
 
@@ -187,6 +189,33 @@ def _eventually(condition: Callable[[], bool], seconds: float = 20) -> None:
         time.sleep(0.2)
 
 
+def _from_caddy(answer: httpx.Response) -> bool:
+    """Whether Caddy answered itself: its Server header, and no Via (which it adds to an
+    answer it passes on from a replica, whose own Server header comes along)."""
+    return answer.headers.get_list("server") == ["Caddy"] and "via" not in answer.headers
+
+
+def _caddy_error_message(status: int) -> str:
+    """The message of the Caddyfile's answer when a request ends in `status` (its
+    handle_errors routes)."""
+    for route in only_server(adapted_caddyfile())["errors"]["routes"]:
+        [match] = route["match"]
+        codes = match["expression"].partition(" in ")[2]
+        if status in json.loads(codes):
+            [sub] = route["handle"]
+            [handled] = sub["routes"]
+            [respond] = [h for h in handled["handle"] if h["handler"] == "static_response"]
+            message: str = json.loads(respond["body"])["error"]["message"]
+            return message
+    raise AssertionError(f"the Caddyfile has no answer for {status}")
+
+
+def _try_seconds() -> float:
+    """How long Caddy looks for a replica to take a request (lb_try_duration)."""
+    seconds: float = proxy_of(adapted_caddyfile())["load_balancing"]["try_duration"] / 1e9
+    return seconds
+
+
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[list[ServerProcess]]:
     """Two embedded servers, each with a database of its own: a key works on the one that
@@ -225,10 +254,45 @@ def test_the_load_balancer_sends_requests_to_ready_replicas_only(
             with _unready(first):
                 _eventually(lambda: answered() == {401})
 
-            # None ready: the load balancer answers 503 itself.
+            # None ready: the load balancer answers itself, soon, in OpenAI's error shape
+            # with a Retry-After (a replica's own 503 would name the replica's server and
+            # come through Caddy's Via).
             with _unready(first), _unready(second):
-                _eventually(lambda: http.get("/readyz").status_code == 503)
+                _eventually(lambda: _from_caddy(http.get("/v1/files")))
+                started = time.monotonic()
+                answer = http.get("/v1/files")
+                waited = time.monotonic() - started
+                assert _from_caddy(answer), (answer.headers, answer.text)
+                assert waited < _try_seconds() + 1.5, waited
+                assert_error(answer, 503, _caddy_error_message(503), error_type="server_error")
+                assert answer.headers["retry-after"] == "2"
+                # What an SDK user sees: a 503 with the message, retried after Retry-After.
+                with (
+                    openai.OpenAI(
+                        base_url=url + "/v1", api_key=first.first_key, max_retries=0
+                    ) as sdk,
+                    pytest.raises(openai.InternalServerError) as raised,
+                ):
+                    sdk.files.list()
+                assert raised.value.status_code == 503
+                assert raised.value.body == answer.json()["error"] | {
+                    "message": _caddy_error_message(503)
+                }
+                # It retries a 503, after the Retry-After.
+                started = time.monotonic()
+                with (
+                    openai.OpenAI(
+                        base_url=url + "/v1", api_key=first.first_key, max_retries=1
+                    ) as sdk,
+                    pytest.raises(openai.InternalServerError),
+                ):
+                    sdk.files.list()
+                # Two waits of Caddy's and the Retry-After: its own pause would be ~0.5 s.
+                assert time.monotonic() - started >= 2 * _try_seconds() + 2 - 0.2
             _eventually(lambda: answered() == {200, 401})
+            # Ready again: answers are the replicas' own, through Caddy.
+            proxied = http.get("/v1/files")
+            assert proxied.status_code in (200, 401) and not _from_caddy(proxied)
 
             # The web console, through the load balancer.
             page = http.get("/")
@@ -240,3 +304,17 @@ def test_the_load_balancer_sends_requests_to_ready_replicas_only(
             # at once (before a health check sees it).
             second.stop()
             assert answered(30) == {200}
+
+            # None left (both stopped, before a health check sees it): Caddy's answer,
+            # in the same shape, whether it found no replica (503) or one that refused (502).
+            first.stop()
+            answer = http.get("/v1/files")
+            assert _from_caddy(answer), (answer.headers, answer.text)
+            assert answer.status_code in (502, 503)
+            assert_error(
+                answer,
+                answer.status_code,
+                _caddy_error_message(answer.status_code),
+                error_type="server_error",
+            )
+            assert answer.headers["retry-after"] == "2"

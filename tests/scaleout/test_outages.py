@@ -46,6 +46,10 @@ def test_outages_answer_503_and_recover(
             _assert_unavailable(c.get(f"/files/{kept}/content"))
             listed = c.get("/files").json()["data"]  # metadata still answers
             assert [f["id"] for f in listed] == [kept]
+            # ...asked of the replica directly: it is unready, out of a load balancer's
+            # rotation (docs/deploy.md says why).
+            ready = httpx.get(server.root_url + "/readyz", timeout=10)
+            assert (ready.status_code, ready.json()["checks"]["storage"]) == (503, "error")
             s3.start()
             assert c.get(f"/files/{kept}/content").content == b"kept"
             assert upload(b"back").status_code == 200
