@@ -600,3 +600,33 @@ def test_a_big_file_moves_in_chunks_not_whole(
     grown = [big - small for small, big in zip(peaks[1 << 20], peaks[256 << 20], strict=True)]
     print("peak MiB per step, 1 MiB and 256 MiB:", peaks)
     assert max(grown) < 32, (peaks, grown)
+
+
+def test_the_manifest_names_the_source_without_its_passwords(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # A PostgreSQL URL carries its password as `user:password@` or as `?password=` (and a
+    # client certificate's as `?sslpassword=`): the manifest names neither.
+    source = _deployment("scaleout", tmp_path / "source", request)
+    env = {**os.environ, **source.env()}
+    assert openai_files_cli("migrate", env=env).returncode == 0
+    user, rest = env["OPENAI_FILES_DATABASE"].split("://", 1)[1].split("@", 1)
+    forms = {  # the URL given: the one the manifest shows
+        f"postgresql://{user}:pw-one@{rest}": f"postgresql://{user}:****@{rest}",
+        f"postgresql://{user}@{rest}?sslmode=disable&password=pw-two": (
+            f"postgresql://{user}@{rest}?sslmode=disable&password=****"
+        ),
+        f"postgresql://{user}:pw-three@{rest}?password=pw-four&sslpassword=pw-five": (
+            f"postgresql://{user}:****@{rest}?password=****&sslpassword=****"
+        ),
+    }
+    for i, (url, shown) in enumerate(forms.items()):
+        out = tmp_path / f"backup-{i}"
+        done = openai_files_cli("backup", str(out), "--database", url, env=env)
+        assert done.returncode == 0, done.stderr
+        text = (out / "manifest.json").read_text()
+        assert "pw-" not in text
+        assert json.loads(text)["source"] == {
+            "database": shown,
+            "storage": env["OPENAI_FILES_STORAGE"],
+        }
