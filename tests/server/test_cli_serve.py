@@ -296,7 +296,15 @@ OUT_OF_RANGE = [
     ("--min-body-bytes-per-second", "-1", "it must be 0 (no minimum) or more"),
     ("--body-rate-window-seconds", "0", "it must be more than 0"),
     ("--max-uploads-per-key", "-1", "it must be 0 (no limit) or more"),
-    ("--key-cache-seconds", "-1", "it must be 0 (look up every request) or more"),
+    *(
+        (
+            "--key-cache-seconds",
+            value,
+            "it must be from 0 (look up every request) to 60 (a key revoked on one server "
+            "works on the others for up to that long)",
+        )
+        for value in ("-1", "60.5")
+    ),
     ("--port", "65536", "it must be from 0 (any free port) to 65535"),
     ("--max-file-bytes", "0", "it must be at least 1"),
     ("--max-batch-file-bytes", "0", "it must be at least 1"),

@@ -23,6 +23,7 @@ from ._util import auth
         {"port": 0},
         {"port": 65535},
         {"key_cache_seconds": 0.0},
+        {"key_cache_seconds": 60.0},
         {"body_idle_timeout_seconds": 0.0},
         {"min_body_bytes_per_second": 0},
         {"body_rate_window_seconds": 0.01},

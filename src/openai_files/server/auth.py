@@ -192,11 +192,16 @@ def presented_key(authorization: str | None) -> str | None:
 class KeyCache:
     """Active keys looked up in the last `ttl` seconds, so that a busy client does not pay
     a database round trip per request. A revoked key stops working within `ttl`; unknown
-    and revoked keys are never cached. `ttl` 0 turns the cache off."""
+    and revoked keys are never cached. `ttl` 0 turns the cache off.
+
+    `generation` counts the `forget` calls: a lookup reads it before asking the store and
+    hands it to `put`, which keeps nothing when a `forget` ran meanwhile (the record read
+    may be of a key revoked since, which would otherwise come back for one `ttl`)."""
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.generation = 0
         self._entries: dict[str, tuple[float, KeyRecord]] = {}
 
     def get(self, digest: str) -> KeyRecord | None:
@@ -208,8 +213,10 @@ class KeyCache:
             return None
         return entry[1]
 
-    def put(self, record: KeyRecord) -> None:
-        if self.ttl <= 0:
+    def put(self, record: KeyRecord, generation: int) -> None:
+        """Keep `record`, read from the store after `generation` was read, unless a key
+        was forgotten since."""
+        if self.ttl <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # crude, but bounded; refills within one ttl
@@ -218,6 +225,7 @@ class KeyCache:
     def forget(self, records: Iterable[KeyRecord]) -> None:
         """Drop keys revoked here: they stop working on this server at once (others
         trust their own copy for at most `ttl`)."""
+        self.generation += 1
         for record in records:
             self._entries.pop(record.key_hash, None)
 
@@ -243,9 +251,10 @@ async def _project_key(
     """The active project key of this hash (from the cache when it holds it)."""
     record = cache.get(digest) if cache else None
     if record is None:
+        generation = cache.generation if cache else 0
         record = await store.find_api_key(digest)
         if cache and record is not None and record.revoked_at is None:
-            cache.put(record)
+            cache.put(record, generation)
     return None if record is None or record.revoked_at is not None else record
 
 

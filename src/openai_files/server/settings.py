@@ -170,6 +170,9 @@ DEFAULT_SWEEP_GRACE_SECONDS = 900.0
 DEFAULT_RESERVATION_TTL_SECONDS = 300.0
 #: A checked API key is trusted this long without a database lookup.
 DEFAULT_KEY_CACHE_SECONDS = 1.0
+#: The longest `--key-cache-seconds`: how long a key revoked on one replica may still work
+#: on another.
+KEY_CACHE_MAX_SECONDS = 60.0
 #: Room for the multipart framing and small fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Most parts in one multipart upload: OpenAI's form has four; thousands of tiny fields
@@ -423,7 +426,7 @@ class Settings:
     key_cache_seconds: float = _field(
         DEFAULT_KEY_CACHE_SECONDS,
         "how long a checked API key is trusted without a lookup (a revoked key stops "
-        "working within it; 0: look up every request)",
+        "working within it; 0: look up every request; at most 60)",
     )
     reservation_ttl_seconds: float = _field(
         DEFAULT_RESERVATION_TTL_SECONDS,
@@ -580,8 +583,12 @@ class Settings:
                 raise bad(name, "it must be more than 0")
         if self.body_idle_timeout_seconds < 0:
             raise bad("body_idle_timeout_seconds", "it must be 0 (never) or more")
-        if self.key_cache_seconds < 0:
-            raise bad("key_cache_seconds", "it must be 0 (look up every request) or more")
+        if not 0 <= self.key_cache_seconds <= KEY_CACHE_MAX_SECONDS:
+            raise bad(
+                "key_cache_seconds",
+                f"it must be from 0 (look up every request) to {KEY_CACHE_MAX_SECONDS:g} (a "
+                "key revoked on one server works on the others for up to that long)",
+            )
         if self.file_cache_rows < 0:
             raise bad("file_cache_rows", "it must be 0 (no cache) or more")
         if self.min_body_bytes_per_second < 0:
