@@ -264,6 +264,10 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         "runs_batches": False,
         "page_batches": 20,
         "batch_poll_seconds": 2.0,
+        # The administration view: how an admin key begins, its tables' page, its names.
+        "admin_key_prefix": "sk-admin-",
+        "page_admin": 20,
+        "admin_name_max_chars": 256,
     }
 
 
@@ -360,6 +364,48 @@ def test_usage_needs_a_key(console: AppServer) -> None:
         assert_guarded(response)
     with console_api(console, "sk-wrong") as c:
         assert c.get("/console/api/usage").status_code == 401
+
+
+def test_organization_names_an_admin_keys_organization_and_refuses_other_keys(
+    console: AppServer, tenant: Callable[..., str]
+) -> None:
+    org = f"org-{uuid.uuid4().hex[:10]}"
+    admin_key = console.create_admin_key(org)
+    with console_api(console, admin_key) as c:
+        response = c.get("/console/api/organization")
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert_guarded(response)
+        body = response.json()
+        with console.http(admin_key) as v1:
+            (listed,) = v1.get("/organization/admin_api_keys").json()["data"]
+        assert body == {
+            "object": "console.organization",
+            "organization": org,
+            "admin_key_id": listed["id"],
+        }
+        # An admin key still reads no file, on the console's routes neither.
+        assert c.get("/console/api/usage").status_code == 401
+    # A project's key is refused as on the Administration API; no key, or a wrong one, 401.
+    with console_api(console, tenant(org, "proj_a")) as c:
+        assert_error(
+            c.get("/console/api/organization"),
+            403,
+            re.compile(r"You have insufficient permissions for this operation\. Missing "
+                       r"scopes: api\.management\.read\. .*"),
+        )  # fmt: skip
+    for key in (None, "sk-admin-" + "x" * 43):
+        with console_api(console, key) as c:
+            assert c.get("/console/api/organization").status_code == 401
+    with console.http(admin_key) as v1:
+        assert v1.delete(f"/organization/admin_api_keys/{body['admin_key_id']}").status_code == 200
+    with console_api(console, admin_key) as c:
+        assert_error(
+            c.get("/console/api/organization"),
+            401,
+            re.compile(r"Incorrect API key provided: .*"),
+            code="invalid_api_key",
+        )
 
 
 def test_usage_counts_files_and_reservations_of_the_organization(

@@ -1,5 +1,6 @@
 """The web console: its static files, the headers that guard them, and the few routes the
-`/v1` API lacks (the console's configuration, usage, download links).
+`/v1` API lacks (the console's configuration, usage, download links, who an admin key
+is).
 
     headers.py   the security headers on every answer of a console path (a middleware)
     assets.py    the page and its static files, read once, served from memory by hash

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import settings as S
+from ..auth import ADMIN_KEY_PREFIX
 from ..ids import FILE_ID
 from ..purposes import UPLOADABLE_PURPOSES, refused_download_purposes
 from ..settings import Settings
@@ -55,4 +56,7 @@ def console_config(settings: Settings, runs_batches: bool) -> dict[str, Any]:
         "runs_batches": runs_batches,
         "page_batches": min(S.CONSOLE_PAGE_BATCHES, S.BATCH_LIST_LIMIT_MAX),
         "batch_poll_seconds": S.CONSOLE_BATCH_POLL_SECONDS,
+        "admin_key_prefix": ADMIN_KEY_PREFIX,
+        "page_admin": min(S.CONSOLE_PAGE_ADMIN, S.ADMIN_LIST_LIMIT_MAX),
+        "admin_name_max_chars": S.ADMIN_NAME_MAX_CHARS,
     }

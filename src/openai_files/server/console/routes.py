@@ -1,7 +1,7 @@
 """The console's routes: the page and its assets, and the console API the `/v1` API lacks
-(the console's configuration, usage, download links). The console API answers in OpenAI's
-error envelope, with the same keys and tenant rules as `/v1` (docs/api.md, "Extensions for
-the console")."""
+(the console's configuration, usage, download links, who an admin key is). The console API
+answers in OpenAI's error envelope, with the same keys and tenant rules as `/v1`
+(docs/api.md, "Extensions for the console")."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from ..batches import BatchesService
 from ..responses import content_response
-from ..routes._common import json_body, params, request_key, service_of
+from ..routes._common import json_body, params, request_admin_key, request_key, service_of
 from ..settings import Settings
 from ..stores import KeyRecord, Owner
 from .assets import IMMUTABLE, REVALIDATE, StaticFiles, serve
@@ -73,6 +73,17 @@ async def usage(request: Request) -> Response:
     )
 
 
+async def organization(request: Request) -> Response:
+    """Who an admin key is: its organization and its own id (the administration view shows
+    the one and marks the other among the admin keys). A project's key is refused as on the
+    Administration API (403)."""
+    key = await request_admin_key(request)
+    return JSONResponse(
+        {"object": "console.organization", "organization": key.org_id, "admin_key_id": key.id},
+        headers=_NO_STORE,
+    )
+
+
 def _links(request: Request) -> DownloadLinks:
     links: DownloadLinks = request.app.state.console_links
     return links
@@ -114,6 +125,7 @@ def console_routes() -> list[Route]:
         Route("/console/assets/{hash}/{name:path}", asset, methods=["GET"]),
         Route("/console/api/config", config, methods=["GET"]),
         Route("/console/api/usage", usage, methods=["GET"]),
+        Route("/console/api/organization", organization, methods=["GET"]),
         Route("/console/api/download-links", create_download_link, methods=["POST"]),
         Route("/console/download/{token}", download, methods=["GET", "HEAD"]),
     ]
