@@ -85,7 +85,7 @@ $(DEPLOY_STAMP): pyproject.toml | $(VENV)/bin/python
 deploy-check: $(DEPLOY_STAMP)
 	$(BIN)/python -m deploy
 
-## screenshots: photograph the web console (docs/console-desktop.png, docs/console-phone.png)
+## screenshots: photograph the web console (docs/console-desktop.png, console-phone.png, console-admin.png)
 screenshots: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \

@@ -1,8 +1,11 @@
-"""Regenerate docs/console-desktop.png and docs/console-phone.png (`make screenshots`).
+"""Regenerate docs/console-desktop.png, docs/console-phone.png and docs/console-admin.png
+(`make screenshots`).
 
 Starts a server on a temporary folder, gives it a few realistic files, a pending upload and a
 finished one, and photographs the console's main screen in Debian's Chromium at desktop
-(1280x800) and phone (390x844) width.
+(1280x800) and phone (390x844) width; then gives the organization a few projects, service
+accounts and keys, and photographs the administration view at desktop width with a project
+open (1280 wide, as tall as the view).
 
     python -m tests.console.screenshots [--out docs]
 """
@@ -107,6 +110,39 @@ def shoot(page: Page, root_url: str, key: str, upload: Path, out: Path) -> None:
     page.screenshot(path=str(out))
 
 
+def seed_admin(http: httpx.Client, server: ServerProcess, org: str) -> str:
+    """Projects, service accounts and keys of `org`; the id of the project to open."""
+    projects: dict[str, str] = {}
+    for name in ("Support bot", "Evals", "Data pipeline", "Website search"):
+        answer = http.post("/v1/organization/projects", json={"name": name})
+        answer.raise_for_status()
+        projects[name] = answer.json()["id"]
+    support = projects["Support bot"]
+    for name in ("nightly-batch", "ci"):
+        http.post(
+            f"/v1/organization/projects/{support}/service_accounts", json={"name": name}
+        ).raise_for_status()
+    server.create_key(org, support)
+    http.post(f"/v1/organization/projects/{projects['Data pipeline']}/archive").raise_for_status()
+    answer = http.post("/v1/organization/admin_api_keys", json={"name": "deploy pipeline"})
+    answer.raise_for_status()
+    return support
+
+
+def shoot_admin(page: Page, root_url: str, key: str, project_id: str, out: Path) -> None:
+    page.goto(root_url + "/")
+    page.get_by_label("API key", exact=True).fill(key)
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.get_by_label("Show archived projects").check()
+    row = page.locator(f"#projects-body tr[data-id='{project_id}']")
+    row.get_by_role("button", name="Open Support bot: its service accounts and keys").click()
+    expect(page.locator("#keys-body tr")).to_have_count(3)
+    expect(page.locator("#admin-keys-body tr")).to_have_count(2)
+    page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(out), full_page=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs"))
@@ -149,6 +185,23 @@ def main(argv: list[str] | None = None) -> int:
                                 if f["filename"] == upload.name:
                                     http.delete(f"/v1/files/{f['id']}").raise_for_status()
                         print(f"wrote {out}")
+                    admin_key = server.create_admin_key("org-acme")
+                    with httpx.Client(
+                        base_url=server.root_url,
+                        headers={"Authorization": f"Bearer {admin_key}"},
+                        timeout=60,
+                    ) as http:
+                        project_id = seed_admin(http, server, "org-acme")
+                    context = browser.new_context(
+                        viewport={"width": 1280, "height": 800},
+                        device_scale_factor=1,
+                        timezone_id="UTC",
+                        locale="en-US",
+                    )
+                    out = args.out / "console-admin.png"
+                    shoot_admin(context.new_page(), server.root_url, admin_key, project_id, out)
+                    context.close()
+                    print(f"wrote {out}")
                 finally:
                     browser.close()
         finally:

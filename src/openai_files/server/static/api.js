@@ -90,6 +90,11 @@ export class Api {
     return this.request("GET", "/console/api/usage");
   }
 
+  /** Who an admin key is: `{organization, admin_key_id}`. */
+  organization() {
+    return this.request("GET", "/console/api/organization");
+  }
+
   listFiles({ after, limit, order, purpose } = {}) {
     return this.request("GET", "/v1/files", { query: { after, limit, order, purpose } });
   }
@@ -142,6 +147,66 @@ export class Api {
 
   cancelBatch(id) {
     return this.request("POST", `/v1/batches/${encodeURIComponent(id)}/cancel`);
+  }
+
+  // -- the Administration API (an admin key) --
+
+  listProjects({ after, limit, includeArchived = false } = {}) {
+    return this.request("GET", "/v1/organization/projects", {
+      query: { after, limit, include_archived: includeArchived ? "true" : "false" },
+    });
+  }
+
+  createProject(name) {
+    return this.request("POST", "/v1/organization/projects", { json: { name } });
+  }
+
+  renameProject(id, name) {
+    return this.request("POST", `/v1/organization/projects/${encodeURIComponent(id)}`, { json: { name } });
+  }
+
+  archiveProject(id) {
+    return this.request("POST", `/v1/organization/projects/${encodeURIComponent(id)}/archive`);
+  }
+
+  listServiceAccounts(projectId, { after, limit } = {}) {
+    return this.request("GET", `/v1/organization/projects/${encodeURIComponent(projectId)}/service_accounts`, {
+      query: { after, limit },
+    });
+  }
+
+  createServiceAccount(projectId, name) {
+    return this.request("POST", `/v1/organization/projects/${encodeURIComponent(projectId)}/service_accounts`, {
+      json: { name },
+    });
+  }
+
+  deleteServiceAccount(projectId, id) {
+    const path = `/v1/organization/projects/${encodeURIComponent(projectId)}/service_accounts/${encodeURIComponent(id)}`;
+    return this.request("DELETE", path);
+  }
+
+  listProjectKeys(projectId, { after, limit } = {}) {
+    return this.request("GET", `/v1/organization/projects/${encodeURIComponent(projectId)}/api_keys`, {
+      query: { after, limit },
+    });
+  }
+
+  deleteProjectKey(projectId, id) {
+    const path = `/v1/organization/projects/${encodeURIComponent(projectId)}/api_keys/${encodeURIComponent(id)}`;
+    return this.request("DELETE", path);
+  }
+
+  listAdminKeys({ after, limit, order } = {}) {
+    return this.request("GET", "/v1/organization/admin_api_keys", { query: { after, limit, order } });
+  }
+
+  createAdminKey(name) {
+    return this.request("POST", "/v1/organization/admin_api_keys", { json: { name } });
+  }
+
+  deleteAdminKey(id) {
+    return this.request("DELETE", `/v1/organization/admin_api_keys/${encodeURIComponent(id)}`);
   }
 
   /** POST a form with XMLHttpRequest, for its upload progress. `onProgress(loaded)` is

@@ -8,12 +8,21 @@
                   its rows' actions: preview.js, download.js, delete.js
      queue.js     the upload queue; uploads.js sends one file
      batches.js   the batches view: pages, progress, polling while one runs; cancel.js
-   config.js holds the server's settings, every limit the console keeps to. */
+   An admin key opens the administration view instead, of the Administration API:
+     projects.js  the projects: create, rename, archive, open one (project.js: its service
+                  accounts and keys)
+     adminkeys.js the admin keys: create, revoke
+   with pages.js (a paged table) and ask.js (its dialogs: confirm, rename, a new key shown
+   once). config.js holds the server's settings, every limit the console keeps to. */
 
+import { wireAdminKeys } from "./adminkeys.js";
+import { wireDialogs } from "./ask.js";
 import { wireBatches } from "./batches.js";
 import { loadConfig } from "./config.js";
 import { wireFiles } from "./files.js";
 import { showBanner, wireMessages } from "./messages.js";
+import { wireProject } from "./project.js";
+import { wireProjects } from "./projects.js";
 import { wireQueue } from "./queue.js";
 import { resume, wireSession } from "./session.js";
 import { wireUsage } from "./usage.js";
@@ -32,6 +41,11 @@ async function boot() {
   wireFiles();
   wireBatches();
   wireQueue();
+  // When an admin key opens it: the projects, the admin keys.
+  wireDialogs();
+  wireProject();
+  wireProjects();
+  wireAdminKeys();
   await resume();
 }
 
