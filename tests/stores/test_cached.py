@@ -24,6 +24,14 @@ class TestCachedSQLiteMetadata(MetadataStoreConformance):
         yield cast(MetadataStore, FileRowCache(store))
         await store.close()
 
+    @pytest.fixture
+    async def empty_meta(self, tmp_path: Path) -> AsyncIterator[MetadataStore]:
+        store = SQLiteMetadataStore(tmp_path / "empty" / "files.sqlite3")
+        await store.open()
+        await store.migrate()
+        yield cast(MetadataStore, FileRowCache(store))
+        await store.close()
+
 
 @pytest.mark.anyio
 async def test_cache_hits_skip_the_database_and_respect_owner_and_expiry(tmp_path: Path) -> None:

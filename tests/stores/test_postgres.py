@@ -13,14 +13,24 @@ def database(postgres: PostgresCluster) -> str:
     return postgres.create_database()
 
 
+async def _opened(url: str) -> AsyncIterator[PostgresMetadataStore]:
+    store = PostgresMetadataStore(url)
+    await store.open()
+    await store.migrate()
+    yield store
+    await store.close()
+
+
 class TestPostgresMetadata(MetadataStoreConformance):
     @pytest.fixture
     async def meta(self, database: str) -> AsyncIterator[PostgresMetadataStore]:
-        store = PostgresMetadataStore(database)
-        await store.open()
-        await store.migrate()
-        yield store
-        await store.close()
+        async for store in _opened(database):  # one database for the module's tests
+            yield store
+
+    @pytest.fixture
+    async def empty_meta(self, postgres: PostgresCluster) -> AsyncIterator[PostgresMetadataStore]:
+        async for store in _opened(postgres.create_database()):
+            yield store
 
 
 class TestPostgresCopy(MetadataCopyConformance):

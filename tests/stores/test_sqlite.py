@@ -16,6 +16,14 @@ class TestSQLiteMetadata(MetadataStoreConformance):
         yield store
         await store.close()
 
+    @pytest.fixture
+    async def empty_meta(self, tmp_path: Path) -> AsyncIterator[SQLiteMetadataStore]:
+        store = SQLiteMetadataStore(tmp_path / "empty" / "files.sqlite3")
+        await store.open()
+        await store.migrate()
+        yield store
+        await store.close()
+
 
 class TestSQLiteCopy(MetadataCopyConformance):
     @pytest.fixture

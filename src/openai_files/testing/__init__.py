@@ -5,7 +5,10 @@ A backend's test module subclasses the suites and provides fixtures (see the pro
 
     class TestMyMetadata(MetadataStoreConformance):
         @pytest.fixture
-        async def meta(self): ...
+        async def meta(self): ...  # opened and migrated
+
+        @pytest.fixture
+        async def empty_meta(self): ...  # the same, on a new database that holds nothing
 
 The real backing services the suites and `openai-files dev-stack` run (a throwaway PostgreSQL,
 SeaweedFS's S3) are in `openai_files.testing.services`; a fake OpenAI-compatible engine for

@@ -1,4 +1,5 @@
-"""The metadata store contract, as tests: subclass and provide a `meta` fixture."""
+"""The metadata store contract, as tests: subclass and provide the `meta` and `empty_meta`
+fixtures."""
 
 from __future__ import annotations
 
@@ -19,4 +20,7 @@ class MetadataStoreConformance(
     BatchRowsConformance,
     AdminRowsConformance,
 ):
-    """Every metadata store passes these. Provide `meta`: an opened, migrated store."""
+    """Every metadata store passes these. Provide `meta`: an opened, migrated store (tests
+    may share its database: each makes rows of its own organization); and `empty_meta`: an
+    opened, migrated store of a new database that holds no row, for what only a store
+    holding nothing shows (the first key)."""

@@ -29,7 +29,8 @@ from ._records import (
 
 @pytest.mark.anyio
 class FileRowsConformance:
-    """Keys, files, the quota and reservations; what the web console reads. Provide `meta`."""
+    """Keys, files, the quota and reservations; what the web console reads. Provide `meta`
+    and `empty_meta`."""
 
     async def test_migrate_is_idempotent(self, meta: MetadataStore) -> None:
         assert await meta.migrate() == meta.SCHEMA_VERSION
@@ -276,8 +277,14 @@ class FileRowsConformance:
         assert found is not None and found.revoked_at == wins[0]
         assert not await meta.revoke_api_key("key_" + secrets.token_hex(6), 1)  # unknown
 
-    async def test_a_first_key_is_stored_only_where_no_key_is(self, meta: MetadataStore) -> None:
-        held = bool(await meta.list_api_keys())  # a store some tests share may hold keys
+    async def test_a_first_key_is_stored_only_where_no_key_is(
+        self, empty_meta: MetadataStore
+    ) -> None:
+        """Attempts that race on a store holding no key: exactly one is stored. On a store
+        that other tests share (`meta`) keys would already be there, and none stored
+        would pass without a race; so this test asks for a new, empty one."""
+        meta = empty_meta
+        assert await meta.list_api_keys() == []
         candidates = [key_row() for _ in range(8)]
         stored: list[str] = []
 
@@ -288,9 +295,12 @@ class FileRowsConformance:
         async with anyio.create_task_group() as tg:
             for record in candidates:
                 tg.start_soon(attempt, record)
-        assert len(stored) == (0 if held else 1)
-        listed = {k.id for k in await meta.list_api_keys()}
-        assert {r.id for r in candidates} & listed == set(stored)
+        assert len(stored) == 1
+        assert {k.id for k in await meta.list_api_keys()} == set(stored)
+        # Once one is stored, no other is.
+        again = key_row()
+        assert not await meta.add_first_api_key(again)
+        assert await meta.get_api_key(again.id) is None
         # Revoked keys count: a store whose keys were all revoked gets no first key.
         for key in await meta.list_api_keys():
             await meta.revoke_api_key(key.id, 1)
