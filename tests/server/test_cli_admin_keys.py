@@ -1,6 +1,7 @@
 """`openai-files keys` and admin keys, on both deployments, against a running server: an
 admin key made on the command line reaches the Administration API, is listed and revoked
-there; a project's key names its project; an archived project takes no key."""
+there; a project's key names its project; an archived project takes no key, from `keys
+create` or `env`."""
 
 from __future__ import annotations
 
@@ -96,6 +97,33 @@ def test_a_project_key_names_its_project_and_an_archived_one_takes_none(
     assert refused.returncode == 2
     assert f"project proj_team of {org} is archived: it takes no new key" in refused.stderr
     assert refused.stdout == ""
+    # `env` makes a key too: the same refusal, not a traceback.
+    env = _env(server, "--org", org, "--project", "proj_team")
+    assert (env.returncode, env.stdout) == (2, "")
+    assert f"project proj_team of {org} is archived: it takes no new key" in env.stderr
+    assert "Traceback" not in env.stderr
+
+
+def _env(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return openai_files_cli(
+        "env",
+        *args,
+        "--data-dir",
+        str(server.data_dir),
+        "--base-url",
+        server.base_url,
+        env=server.env,
+    )
+
+
+def test_env_refuses_a_project_id_the_admin_api_cannot_reach(server: ServerProcess) -> None:
+    """`env --project` takes what `keys create --project` takes: a control character would
+    make a project that no admin route can name."""
+    for project in ("a\x07b", "bad\tid", "p" * 257, ""):
+        done = _env(server, "--project", project)
+        assert (done.returncode, done.stdout) == (2, ""), (project, done.stderr)
+        assert "a project id is printable text of 1 to 256 characters" in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_keys_create_refuses_mixed_flags(server: ServerProcess) -> None:

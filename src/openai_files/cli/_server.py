@@ -259,10 +259,30 @@ def _key_json(record: Any, **more: Any) -> dict[str, Any]:
     return {**{k: v for k, v in dataclasses.asdict(record).items() if k != "key_hash"}, **more}
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from ..server.auth import create_admin_key, create_key
+def _new_project_key(settings: Any, org: str, project: str, name: str, *, must_exist: bool) -> Any:
+    """A new key of `org`'s project `project` (made if the organization lacks it), for
+    `keys create` and `env`: a project id of the wrong shape or an archived project is a
+    CLIError (exit 2), not a traceback."""
+    from ..server.auth import create_key
     from ..server.ids import PROJECT_ID_MAX_CHARS, is_project_id
     from ..server.stores import ProjectArchived
+
+    if not is_project_id(project):
+        raise CLIError(
+            f"--project {project!r}: a project id is printable text of 1 to "
+            f"{PROJECT_ID_MAX_CHARS} characters",
+            2,
+        )
+    try:
+        return asyncio.run(
+            _with_meta(settings, lambda m: create_key(m, org, project, name), must_exist=must_exist)
+        )
+    except ProjectArchived:
+        raise CLIError(f"project {project} of {org} is archived: it takes no new key", 2) from None
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from ..server.auth import create_admin_key
 
     s = _settings_module()
     settings = settings_from_args(args)
@@ -287,24 +307,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         if args.expires_in_seconds is not None:
             raise CLIError("--expires-in-seconds is for admin keys (--admin)", 2)
         project = args.project if args.project is not None else s.DEFAULT_PROJECT_ID
-        if not is_project_id(project):
-            raise CLIError(
-                f"--project {project!r}: a project id is printable text of 1 to "
-                f"{PROJECT_ID_MAX_CHARS} characters",
-                2,
-            )
-        try:
-            key = asyncio.run(
-                _with_meta(
-                    settings,
-                    lambda m: create_key(m, args.org, project, name),
-                    must_exist=not args.init,
-                )
-            )
-        except ProjectArchived:
-            raise CLIError(
-                f"project {project} of {args.org} is archived: it takes no new key", 2
-            ) from None
+        key = _new_project_key(settings, args.org, project, name, must_exist=not args.init)
         whom = f"{args.org} / {project}"
     if args.json:
         import json
@@ -363,13 +366,10 @@ def local_base_url(host: str, port: int) -> str:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from ..server.auth import create_key
-
     settings = settings_from_args(args)
     base_url = args.base_url or local_base_url(settings.host, settings.port)
-    key = asyncio.run(
-        _with_meta(settings, lambda m: create_key(m, args.org, args.project), must_exist=True)
-    )
+    name = _settings_module().DEFAULT_KEY_NAME
+    key = _new_project_key(settings, args.org, args.project, name, must_exist=True)
     print(
         f"openai-files: created API key {key.record.id} for {args.org} / {args.project} "
         f"(`openai-files keys revoke {key.record.id}` ends it)",
