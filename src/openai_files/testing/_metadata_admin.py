@@ -24,7 +24,16 @@ from ..server.stores import (
     ProjectNotFound,
     ProjectRecord,
 )
-from ._records import admin_key_row, key_row, project_row, service_account_row
+from ._records import (
+    admin_key_row,
+    key_row,
+    part_row,
+    project_row,
+    running_batch,
+    service_account_row,
+    start_batch,
+    start_upload,
+)
 
 
 def owner_of(project: ProjectRecord) -> Owner:
@@ -172,6 +181,46 @@ class AdminRowsConformance:
         # Again: the project as it is, nothing revoked.
         assert await meta.archive_project(project.org_id, project.id, 2000) == (archived, [])
         assert await meta.archive_project("org-other", project.id, 2000) is None
+
+    async def test_archiving_ends_the_projects_batches_and_uploads_and_keeps_its_files(
+        self, meta: MetadataStore
+    ) -> None:
+        """As a cancel would: batches not yet ended go "cancelling" (the runner finalizes
+        them), pending uploads are cancelled (reservations back, part rows gone); ended
+        batches, completed uploads and files are kept; another project's work goes on."""
+        project, sibling = project_row(), project_row()
+        sibling = dataclasses.replace(sibling, org_id=project.org_id)
+        for p in (project, sibling):
+            await meta.create_project(p)
+        owner, now = owner_of(project), int(time.time())
+        validating = await start_batch(meta, owner, now=now)
+        running = await running_batch(meta, owner, now=now, lines=3, worker="w1")
+        finalizing = await running_batch(meta, owner, now=now, lines=1, worker="w2")
+        finalizing = await meta.update_batch(
+            finalizing.id, "w2", ("in_progress",), {"status": "finalizing"}
+        )
+        pending = await start_upload(meta, owner, now=now, nbytes=30)
+        await meta.add_part(owner, part_row(pending, now=now), now)
+        theirs_batch = await start_batch(meta, owner_of(sibling), now=now)
+        theirs_upload = await start_upload(meta, owner_of(sibling), now=now, nbytes=30)
+        committed = await meta.committed_bytes(project.org_id, now)
+
+        assert await meta.archive_project(project.org_id, project.id, now + 5) is not None
+        for batch in (validating, running):
+            after = await meta.get_batch(owner, batch.id)
+            assert after is not None
+            assert (after.status, after.cancelling_at) == ("cancelling", now + 5)
+        assert await meta.get_batch(owner, finalizing.id) == finalizing  # ends by itself
+        upload = await meta.get_upload(owner, pending.id)
+        assert upload is not None and upload.status == "cancelled"
+        assert await meta.list_parts(pending.id) == []
+        # Its reservation went back; the batches' input files stay.
+        assert await meta.committed_bytes(project.org_id, now) == committed - pending.bytes
+        assert await meta.get_file(owner, validating.input_file_id, now) is not None
+        theirs = await meta.get_batch(owner_of(sibling), theirs_batch.id)
+        assert theirs is not None and theirs.status == "validating"
+        kept = await meta.get_upload(owner_of(sibling), theirs_upload.id)
+        assert kept is not None and kept.status == "pending"
 
     async def test_keys_racing_an_archive_are_stored_and_revoked_or_refused(
         self, meta: MetadataStore

@@ -180,7 +180,38 @@ def archive_project(
     revoked = yield from _revoke_keys(
         "org_id = ? AND project_id = ? AND revoked_at IS NULL", (org_id, project_id), now
     )
+    yield from _end_project_work(d, org_id, project_id, now)
     return dataclasses.replace(project, archived_at=now), revoked
+
+
+def _end_project_work(d: Dialect, org_id: str, project_id: str, now: int) -> Plan[None]:
+    """Cancel the project's batches not yet ended as a cancel does (status "cancelling":
+    the runner finalizes them) and its pending uploads (their reservations given back,
+    their part rows deleted; the parts' bytes, which no row names any more, are left to
+    the sweep of orphan bytes). An upload being completed completes. Its files stay."""
+    from ._sql_upload_plans import take_parts  # it imports the plans that import these
+
+    yield Stmt(
+        "UPDATE batches SET status = 'cancelling', cancelling_at = ? "
+        "WHERE org_id = ? AND project_id = ? AND status IN ('validating', 'in_progress')",
+        (now, org_id, project_id),
+        "none",
+    )
+    rows = yield Stmt(
+        f"SELECT id FROM uploads WHERE org_id = ? AND project_id = ? AND status = 'pending'"
+        f"{d.for_update}",
+        (org_id, project_id),
+        "all",
+    )
+    ids = [r["id"] for r in rows]
+    for i in range(0, len(ids), d.in_batch):
+        in_ids, args = d.one_of("id", ids[i : i + d.in_batch])
+        yield Stmt(
+            f"UPDATE uploads SET status = 'cancelled', completing_since = NULL WHERE {in_ids}",
+            args,
+            "none",
+        )
+    yield from take_parts(d, ids)
 
 
 def _revoke_keys(where: str, args: tuple[Any, ...], now: int) -> Plan[list[KeyRecord]]:

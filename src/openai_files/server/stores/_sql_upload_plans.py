@@ -245,7 +245,7 @@ def finish_completion(
     yield Stmt("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,), "none")
 
 
-def _take_parts(d: Dialect, upload_ids: Sequence[str]) -> Plan[dict[str, list[str]]]:
+def take_parts(d: Dialect, upload_ids: Sequence[str]) -> Plan[dict[str, list[str]]]:
     """Delete the part rows of the uploads and drop their reservations; each upload's part
     blob keys, in arrival order."""
     keys: dict[str, list[str]] = {upload_id: [] for upload_id in upload_ids}
@@ -275,7 +275,7 @@ def cancel_upload(
         (upload_id,),
         "none",
     )
-    keys = yield from _take_parts(d, [upload_id])
+    keys = yield from take_parts(d, [upload_id])
     return dataclasses.replace(record, status="cancelled", completing_since=None), keys[upload_id]
 
 
@@ -327,5 +327,5 @@ def pop_expired_uploads(
             args,
             "none",
         )
-    keys = yield from _take_parts(d, ids)
+    keys = yield from take_parts(d, ids)
     return [(r, keys[r.id]) for r in records]

@@ -184,7 +184,10 @@ class MetadataStore(Protocol):
     ) -> tuple[ProjectRecord, list[KeyRecord]] | None:
         """Archive the project at `now` and revoke every active key of it, in one
         transaction: its record after, and the keys it revoked (as `revoke_api_key` would
-        have revoked each). An archived project is returned as it is, with no key. None
+        have revoked each). The same transaction moves its batches still validating or in
+        progress to "cancelling" (as `cancel_batch`) and cancels its pending uploads (as
+        `cancel_upload`, their parts' bytes left to the orphan sweep); its files stay. An
+        archived project is returned as it is, with no key. None
         when the organization has no such project."""
         ...
 
