@@ -16,12 +16,13 @@ import openai
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from .._server import ServerProcess
+from .._server import ServerProcess, openai_files_cli
 from .conftest import sign_in
 
 #: What an admin's first view says of the key in use, and the page's title then.
 ADMIN_TITLE = "Administration · openai-files console"
-#: A name that would read "Support bot exe.txt" if its override were not shown escaped.
+#: A name that would read "Support bot exe.txt": the Administration API refuses it, the
+#: command line takes it for a key, and the console shows it escaped.
 BIDI_NAME = "Support bot \u202etxt.exe"
 BIDI_SHOWN = "Support bot \\u202etxt.exe"
 
@@ -80,6 +81,16 @@ def works(server: ServerProcess, key: str) -> bool:
     return True
 
 
+def cli_key(server: ServerProcess, org: str, project: str, name: str) -> str:
+    """A key made with `openai-files keys create --name` on the server's stores."""
+    done = openai_files_cli(
+        "keys", "create", "--data-dir", str(server.data_dir), "--org", org,
+        "--project", project, "--name", name, env=server.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
 def row(page: Page, table: str, object_id: str) -> Locator:
     return page.locator(f"#{table}-body tr[data-id='{object_id}']")
 
@@ -97,19 +108,26 @@ def test_an_admin_makes_a_project_and_a_service_account_whose_key_is_shown_once_
     expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_focused()
     expect(page.locator("#projects-status")).to_have_text("No projects yet: create one above.")
 
-    # Create a project, from the keyboard: its name is shown escaped, stored as typed.
+    # A name that would not show as it reads is refused, in the API's words, in the banner.
     page.get_by_label("New project").fill(BIDI_NAME)
+    page.get_by_label("New project").press("Enter")
+    expect(page.locator("#banner-text")).to_have_text(
+        re.compile(r"Invalid 'name': the character '\\u202e' at position 12 is not allowed\. .*")
+    )
+    assert admin.projects() == []
+    # Create a project, from the keyboard.
+    page.get_by_label("New project").fill("Support bot")
     page.get_by_label("New project").press("Enter")
     expect(page.locator("#projects-status")).to_contain_text("Created")
     (project,) = admin.projects()
-    assert (project["name"], project["status"]) == (BIDI_NAME, "active")
+    assert (project["name"], project["status"]) == ("Support bot", "active")
     project_row = row(page, "projects", project["id"])
-    expect(project_row.locator(".filename")).to_have_text(BIDI_SHOWN)
+    expect(project_row.locator(".filename")).to_have_text("Support bot")
     expect(project_row).to_contain_text("active")
 
     # Open it: no service account, no key yet.
     project_row.get_by_role("button", name=re.compile("^Open ")).click()
-    expect(page.locator("#project-heading")).to_have_text(f"Project {BIDI_SHOWN}")
+    expect(page.locator("#project-heading")).to_have_text("Project Support bot")
     expect(page.locator("#project-heading")).to_be_focused()
     expect(page.locator("#project-id")).to_have_text(project["id"])
     expect(project_row).to_have_attribute("aria-current", "true")
@@ -167,19 +185,24 @@ def test_an_admin_revokes_a_key_renames_and_archives_a_project(
     made = admin.http.post("/v1/organization/projects", json={"name": "Ops"})
     assert made.status_code == 200, made.text
     project = made.json()
-    kept = console_server.create_key(admin.org, project["id"])  # revoked by the archive
+    # Revoked by the archive; named on the command line with a bidirectional override.
+    kept = cli_key(console_server, admin.org, project["id"], BIDI_NAME)
     revoked = console_server.create_key(admin.org, project["id"])  # revoked from its row
     assert works(console_server, kept) and works(console_server, revoked)
     keys = admin.get(f"projects/{project['id']}/api_keys")["data"]
     assert len(keys) == 2
     by_hint = {k["redacted_value"][-4:]: k for k in keys}
     revoked_id = by_hint[revoked[-4:]]["id"]
+    kept_id = by_hint[kept[-4:]]["id"]
+    assert by_hint[kept[-4:]]["name"] == BIDI_NAME
 
     sign_in_admin(page, console_server, admin.key)
     project_row = row(page, "projects", project["id"])
     project_row.get_by_role("button", name="Open Ops: its service accounts and keys").click()
     key_row = row(page, "keys", revoked_id)
     expect(key_row).to_contain_text("A user (made with openai-files keys create)")
+    # A name that would not show as it reads is shown escaped.
+    expect(row(page, "keys", kept_id).locator(".filename")).to_have_text(BIDI_SHOWN)
 
     # Revoke: a dialog asks first; Cancel (Escape) leaves the key alone.
     key_row.get_by_role("button", name=re.compile("^Revoke")).click()
