@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from .._inprocess import AppServer
+from .._server import Deployment
 from ._contract import assert_admin_answer, assert_error
 
 #: OpenAI's sentences for a key without a scope (docs/api.md, "Administration API").
@@ -239,6 +240,54 @@ def test_admin_key_requests_checked(
     assert_error(admin.post("/organization/admin_api_keys", json=body), 400, message, param=param)
 
 
+def test_limits_per_organization_and_project(deployment: Deployment) -> None:
+    """Projects and admin keys per organization, service accounts per project, each up to
+    its setting; one more is a 400 in OpenAI's shape (code `limit_reached`) that stores
+    nothing. The store serializes creates at a limit (the conformance suite races them)."""
+    app = deployment.app(
+        {
+            "OPENAI_FILES_MAX_PROJECTS_PER_ORG": "2",
+            "OPENAI_FILES_MAX_SERVICE_ACCOUNTS_PER_PROJECT": "1",
+            "OPENAI_FILES_MAX_ADMIN_KEYS_PER_ORG": "2",
+        }
+    )
+    try:
+        with app.http(app.create_admin_key("org-" + uuid.uuid4().hex[:10])) as admin:
+            project = new_project(admin, "one")["id"]
+            new_project(admin, "two")
+            assert_error(
+                admin.post("/organization/projects", json={"name": "three"}),
+                400,
+                "This organization has 2 projects, the most this server allows "
+                "(--max-projects-per-org); archived projects count too.",
+                code="limit_reached",
+            )
+            assert len(pages(admin, "/organization/projects", 10)) == 2
+            account = new_account(admin, project)["id"]
+            accounts = f"/organization/projects/{project}/service_accounts"
+            refused = (
+                "This project has 1 service accounts, the most this server allows "
+                "(--max-service-accounts-per-project): delete one to make another."
+            )
+            more = admin.post(accounts, json={"name": "more"})
+            assert_error(more, 400, refused, code="limit_reached")
+            ok(admin.delete(f"{accounts}/{account}"))
+            new_account(admin, project)
+            made = ok(admin.post("/organization/admin_api_keys", json={"name": "second"}))
+            assert_error(
+                admin.post("/organization/admin_api_keys", json={"name": "third"}),
+                400,
+                "This organization has 2 admin keys, the most this server allows "
+                "(--max-admin-keys-per-org): delete one to make another.",
+                code="limit_reached",
+            )
+            ok(admin.delete(f"/organization/admin_api_keys/{made['id']}"))
+            ok(admin.post("/organization/admin_api_keys", json={"name": "third"}))
+    finally:
+        app.stop()
+
+
+# -- projects --
 # -- projects --
 
 

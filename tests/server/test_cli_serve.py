@@ -305,6 +305,9 @@ OUT_OF_RANGE = [
         )
         for value in ("-1", "60.5")
     ),
+    ("--max-projects-per-org", "0", "it must be at least 1"),
+    ("--max-service-accounts-per-project", "0", "it must be at least 1"),
+    ("--max-admin-keys-per-org", "0", "it must be at least 1"),
     ("--port", "65536", "it must be from 0 (any free port) to 65535"),
     ("--max-file-bytes", "0", "it must be at least 1"),
     ("--max-batch-file-bytes", "0", "it must be at least 1"),

@@ -322,7 +322,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.ready_timeout_seconds,
                 metrics,
             )
-            app.state.admin = AdminService(meta, app.state.key_cache)
+            app.state.admin = AdminService(meta, app.state.key_cache, settings)
             engines = Engines(settings)
             await engines.open()
             stack.push_async_callback(engines.aclose)

@@ -27,6 +27,7 @@ from .stores import (
     AdminKeyRecord,
     CursorNotFound,
     KeyRecord,
+    LimitReached,
     MetadataStore,
     Order,
     Owner,
@@ -90,6 +91,14 @@ def check_name(value: str, param: str = "name") -> str:
     return value
 
 
+def limit_reached(what: str, whose: str, limit: int, flag: str, until: str) -> InvalidRequest:
+    """The 400 of a create past one of the Administration API's limits."""
+    return InvalidRequest(
+        f"This {whose} has {limit} {what}, the most this server allows ({flag}){until}.",
+        code="limit_reached",
+    )
+
+
 def check_expires_in(value: int | None) -> int | None:
     """`expires_in_seconds` of a new admin key: 1 to a year, or None (never expires)."""
     if value is None:
@@ -114,9 +123,12 @@ class AdminService:
     """The Administration API's actions on a metadata store; `keys` is the server's cache
     of checked keys, which forgets every key revoked here."""
 
-    def __init__(self, meta: MetadataStore, keys: KeyCache) -> None:
+    def __init__(
+        self, meta: MetadataStore, keys: KeyCache, settings: S.Settings | None = None
+    ) -> None:
         self.meta = meta
         self.keys = keys
+        self.settings = settings if settings is not None else S.Settings()
 
     # -- admin keys --
 
@@ -125,7 +137,17 @@ class AdminService:
     ) -> NewAdminKey:
         """A new admin key of the actor's organization; its secret is answered once."""
         key = new_admin_key(actor.org_id, check_name(name), expires_in=check_expires_in(expires_in))
-        await self.meta.add_admin_key(key.record)
+        limit = self.settings.max_admin_keys_per_org
+        try:
+            await self.meta.add_admin_key(key.record, limit)
+        except LimitReached:
+            raise limit_reached(
+                "admin keys",
+                "organization",
+                limit,
+                "--max-admin-keys-per-org",
+                ": delete one to make another",
+            ) from None
         return key
 
     async def list_admin_keys(
@@ -158,7 +180,17 @@ class AdminService:
 
     async def create_project(self, actor: AdminKeyRecord, name: str) -> ProjectRecord:
         record = ProjectRecord(actor.org_id, new_project_id(), check_name(name), int(time.time()))
-        await self.meta.create_project(record)
+        limit = self.settings.max_projects_per_org
+        try:
+            await self.meta.create_project(record, limit)
+        except LimitReached:
+            raise limit_reached(
+                "projects",
+                "organization",
+                limit,
+                "--max-projects-per-org",
+                "; archived projects count too",
+            ) from None
         return record
 
     async def list_projects(
@@ -241,8 +273,17 @@ class AdminService:
             if with_key
             else None
         )
+        limit = self.settings.max_service_accounts_per_project
         try:
-            await self.meta.create_service_account(account, key.record if key else None)
+            await self.meta.create_service_account(account, key.record if key else None, limit)
+        except LimitReached:
+            raise limit_reached(
+                "service accounts",
+                "project",
+                limit,
+                "--max-service-accounts-per-project",
+                ": delete one to make another",
+            ) from None
         except ProjectArchived:
             raise project_archived(project_id) from None
         except ProjectNotFound:

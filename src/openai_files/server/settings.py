@@ -284,6 +284,11 @@ ADMIN_LIST_LIMIT_DEFAULT = 20
 ADMIN_LIST_LIMIT_MAX = 100
 #: The longest name of a project, service account or key (ours: OpenAI states none).
 ADMIN_NAME_MAX_CHARS = 256
+#: The Administration API's limits per organization (projects, admin keys) and per
+#: project (service accounts), so that one admin key cannot make rows without end.
+DEFAULT_MAX_PROJECTS_PER_ORG = 1000
+DEFAULT_MAX_SERVICE_ACCOUNTS_PER_PROJECT = 100
+DEFAULT_MAX_ADMIN_KEYS_PER_ORG = 50
 #: An admin key's `expires_in_seconds`: 1 to a year (OpenAI's).
 ADMIN_KEY_EXPIRES_MAX_SECONDS = 365 * 24 * 3600
 #: The name of a key made without one (the name OpenAI gives a service account's key).
@@ -346,6 +351,20 @@ class Settings:
     max_active_batches: int = _field(
         DEFAULT_MAX_ACTIVE_BATCHES,
         "batches one project may have that have not ended; another is a 429 until one ends",
+    )
+    max_projects_per_org: int = _field(
+        DEFAULT_MAX_PROJECTS_PER_ORG,
+        "projects one organization may have, archived ones too; another is a 400 "
+        "(Administration API)",
+    )
+    max_service_accounts_per_project: int = _field(
+        DEFAULT_MAX_SERVICE_ACCOUNTS_PER_PROJECT,
+        "service accounts one project may have; another is a 400 until one is deleted",
+    )
+    max_admin_keys_per_org: int = _field(
+        DEFAULT_MAX_ADMIN_KEYS_PER_ORG,
+        "admin keys one organization may have that are not deleted (expired ones count); "
+        "another is a 400 until one is deleted",
     )
     batch_upstream_url: str = _field(
         "",
@@ -624,6 +643,9 @@ class Settings:
             "max_part_bytes",
             "max_pending_uploads",
             "max_active_batches",
+            "max_projects_per_org",
+            "max_service_accounts_per_project",
+            "max_admin_keys_per_org",
             "batch_concurrency",
             "batch_concurrency_per_batch",
             "max_connections",

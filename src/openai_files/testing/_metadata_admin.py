@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from ..server.stores import (
     CursorNotFound,
     KeyRecord,
+    LimitReached,
     MetadataStore,
     Owner,
     ProjectArchived,
@@ -221,6 +222,55 @@ class AdminRowsConformance:
         assert theirs is not None and theirs.status == "validating"
         kept = await meta.get_upload(owner_of(sibling), theirs_upload.id)
         assert kept is not None and kept.status == "pending"
+
+    async def test_creates_racing_at_a_limit_pass_it_never(self, meta: MetadataStore) -> None:
+        """Projects and admin keys per organization, service accounts per project: with
+        one made and a limit of 2, of four creates at once exactly one is stored; the
+        others raise LimitReached. Limit 0 is none."""
+        project = project_row()
+        await meta.create_project(project, 2)
+        org = project.org_id
+        await meta.add_admin_key(admin_key_row(org), 2)
+        await meta.create_service_account(service_account_row(project), None, 2)
+        makers = {
+            "projects": lambda: meta.create_project(project_row(org), 2),
+            "admin keys": lambda: meta.add_admin_key(admin_key_row(org), 2),
+            "service accounts": lambda: meta.create_service_account(
+                service_account_row(project), None, 2
+            ),
+        }
+        for what, make in makers.items():
+            outcomes: list[str] = []
+
+            async def one(
+                make: Callable[[], Awaitable[None]] = make, outcomes: list[str] = outcomes
+            ) -> None:
+                try:
+                    await make()
+                except LimitReached as exc:
+                    assert exc.limit == 2
+                    outcomes.append("refused")
+                else:
+                    outcomes.append("stored")
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(one)
+            assert sorted(outcomes) == ["refused"] * 3 + ["stored"], what
+        projects, _ = await meta.list_projects(org, after=None, limit=10, include_archived=True)
+        assert len(projects) == 2
+        accounts, _ = await meta.list_service_accounts(owner_of(project), after=None, limit=10)
+        assert len(accounts) == 2
+        admin_keys, _ = await meta.list_admin_keys(org, after=None, limit=10, order="asc")
+        assert len(admin_keys) == 2
+        # Archived projects count; a revoked admin key does not; 0 is no limit.
+        await meta.archive_project(org, project.id, int(time.time()))
+        with pytest.raises(LimitReached):
+            await meta.create_project(project_row(org), 2)
+        assert await meta.revoke_admin_key(admin_keys[0].id, int(time.time()))
+        await meta.add_admin_key(admin_key_row(org), 2)
+        await meta.create_project(project_row(org), 0)
+        await meta.add_admin_key(admin_key_row(org), 0)
 
     async def test_keys_racing_an_archive_are_stored_and_revoked_or_refused(
         self, meta: MetadataStore

@@ -83,6 +83,15 @@ class BatchInputGone(Exception):
     between its check and the batch's insert): no batch was stored."""
 
 
+class LimitReached(Exception):
+    """A new project, service account or admin key would pass its limit: `limit` of them
+    exist already. Nothing was stored."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit}")
+        self.limit = limit
+
+
 class TooManyBatches(Exception):
     """A new batch would pass its project's limit of batches not yet ended: `held` of them
     already, at most `limit`."""

@@ -120,8 +120,8 @@ class SQLMetadataStore(abc.ABC):
         return bool(changed == 1)
 
     # -- projects, service accounts, admin keys (the Administration API) --
-    async def create_project(self, record: ProjectRecord) -> None:
-        await self._write(_admin_plans.create_project(record))
+    async def create_project(self, record: ProjectRecord, limit: int = 0) -> None:
+        await self._write(_admin_plans.create_project(self.DIALECT, record, limit))
 
     async def get_project(self, org_id: str, project_id: str) -> ProjectRecord | None:
         return await self._read(_admin_plans.get_project(org_id, project_id))
@@ -154,9 +154,9 @@ class SQLMetadataStore(abc.ABC):
         return await self._read(_admin_plans.get_project_key(owner, key_id))
 
     async def create_service_account(
-        self, account: ServiceAccountRecord, key: KeyRecord | None
+        self, account: ServiceAccountRecord, key: KeyRecord | None, limit: int = 0
     ) -> None:
-        await self._write(_admin_plans.create_service_account(self.DIALECT, account, key))
+        await self._write(_admin_plans.create_service_account(self.DIALECT, account, key, limit))
 
     async def get_service_account(
         self, owner: Owner, account_id: str
@@ -175,8 +175,8 @@ class SQLMetadataStore(abc.ABC):
             _admin_plans.delete_service_account(self.DIALECT, owner, account_id, now)
         )
 
-    async def add_admin_key(self, record: AdminKeyRecord) -> None:
-        await self._write(_admin_plans.add_admin_key(record))
+    async def add_admin_key(self, record: AdminKeyRecord, limit: int = 0) -> None:
+        await self._write(_admin_plans.add_admin_key(self.DIALECT, record, limit))
 
     async def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None:
         return await self._read(_admin_plans.find_admin_key("key_hash", key_hash))

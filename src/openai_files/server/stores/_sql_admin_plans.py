@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import CursorNotFound, ProjectArchived, ProjectNotFound
+from ._errors import CursorNotFound, LimitReached, ProjectArchived, ProjectNotFound
 from ._records import (
     AdminKeyRecord,
     KeyRecord,
@@ -124,7 +124,30 @@ def _open_project(d: Dialect, org_id: str, project_id: str) -> Plan[ProjectRecor
     return project
 
 
-def create_project(record: ProjectRecord) -> Plan[None]:
+def _lock_organization(d: Dialect, org_id: str) -> Plan[None]:
+    """Hold the organization's row of `org_usage` (made if missing) until the transaction
+    ends: the creates that count an organization's rows against a limit are serialized."""
+    yield Stmt(
+        "INSERT INTO org_usage (org_id, used_bytes) VALUES (?, 0) ON CONFLICT DO NOTHING",
+        (org_id,),
+        "none",
+    )
+    yield Stmt(f"SELECT used_bytes FROM org_usage WHERE org_id = ?{d.for_update}", (org_id,), "one")
+
+
+def _within(count: Stmt, limit: int) -> Plan[None]:
+    """LimitReached when `count` (a COUNT query) is `limit` or more; 0: no limit."""
+    if limit:
+        held = yield count
+        if int(held) >= limit:
+            raise LimitReached(limit)
+
+
+def create_project(d: Dialect, record: ProjectRecord, limit: int = 0) -> Plan[None]:
+    if limit:
+        yield from _lock_organization(d, record.org_id)
+        count = Stmt("SELECT COUNT(*) FROM projects WHERE org_id = ?", (record.org_id,), "value")
+        yield from _within(count, limit)
     yield _insert("projects", PROJECT_FIELDS, record)
 
 
@@ -277,9 +300,16 @@ def get_project_key(
 
 
 def create_service_account(
-    d: Dialect, account: ServiceAccountRecord, key: KeyRecord | None
+    d: Dialect, account: ServiceAccountRecord, key: KeyRecord | None, limit: int = 0
 ) -> Plan[None]:
+    # The project's row, held, serializes the creates that count its service accounts.
     yield from _open_project(d, account.org_id, account.project_id)
+    count = Stmt(
+        "SELECT COUNT(*) FROM service_accounts WHERE org_id = ? AND project_id = ?",
+        (account.org_id, account.project_id),
+        "value",
+    )
+    yield from _within(count, limit)
     yield _insert("service_accounts", SERVICE_ACCOUNT_FIELDS, account)
     if key is not None:
         yield _insert("api_keys", KEY_FIELDS, key)
@@ -333,7 +363,15 @@ def delete_service_account(
 # -- admin keys --
 
 
-def add_admin_key(record: AdminKeyRecord) -> Plan[None]:
+def add_admin_key(d: Dialect, record: AdminKeyRecord, limit: int = 0) -> Plan[None]:
+    if limit:
+        yield from _lock_organization(d, record.org_id)
+        count = Stmt(
+            "SELECT COUNT(*) FROM admin_api_keys WHERE org_id = ? AND revoked_at IS NULL",
+            (record.org_id,),
+            "value",
+        )
+        yield from _within(count, limit)
     yield _insert("admin_api_keys", ADMIN_KEY_FIELDS, record)
 
 

@@ -156,9 +156,11 @@ class MetadataStore(Protocol):
     # and service accounts of a project are added, and the project archived, each holding
     # the project's row: racing calls, from any processes, see one another whole.
 
-    async def create_project(self, record: ProjectRecord) -> None:
+    async def create_project(self, record: ProjectRecord, limit: int = 0) -> None:
         """Store a new project. A duplicate (organization, id) raises (the driver's
-        integrity error) and stores nothing."""
+        integrity error) and stores nothing. With `limit` (0: none), LimitReached, storing
+        nothing, when the organization has `limit` projects (archived ones count); creates
+        racing at the limit are serialized, so that it is never passed."""
         ...
 
     async def get_project(self, org_id: str, project_id: str) -> ProjectRecord | None:
@@ -208,13 +210,14 @@ class MetadataStore(Protocol):
         ...
 
     async def create_service_account(
-        self, account: ServiceAccountRecord, key: KeyRecord | None
+        self, account: ServiceAccountRecord, key: KeyRecord | None, limit: int = 0
     ) -> None:
         """Store a service account of its project and, when given, its first key (whose
         `service_account_id` names it), in one transaction. ProjectNotFound or
         ProjectArchived, storing nothing, when the project does not exist or is archived.
         A duplicate id or key hash raises (the driver's integrity error) and stores
-        nothing."""
+        nothing. With `limit` (0: none), LimitReached, storing nothing, when the project
+        has `limit` service accounts (its row, held, serializes racing creates)."""
         ...
 
     async def get_service_account(
@@ -239,9 +242,11 @@ class MetadataStore(Protocol):
         or already deleted. Atomic: of deletes racing on one account, exactly one gets it."""
         ...
 
-    async def add_admin_key(self, record: AdminKeyRecord) -> None:
+    async def add_admin_key(self, record: AdminKeyRecord, limit: int = 0) -> None:
         """Store a new admin key. A duplicate id or hash raises (the driver's integrity
-        error) and stores nothing. Admin keys are kept apart from project keys:
+        error) and stores nothing. With `limit` (0: none), LimitReached, storing nothing,
+        when the organization has `limit` admin keys not revoked (expired ones count),
+        serialized as `create_project`. Admin keys are kept apart from project keys:
         `find_api_key` never finds one."""
         ...
 
