@@ -1,8 +1,9 @@
 """Fairness between batches: a small batch created after a large one of the same project
 runs beside it at once (it is not queued behind it), and a tenant's batch created while
-another tenant's large batch holds every slot gets about half of them. On both deployments,
-against the fake engine (a fixed latency: the share of requests that arrive in a window is
-the share of the slots held over it)."""
+another tenant's large batch holds every slot gets about half of them, also when that
+tenant runs batches in several projects. On both deployments, against the fake engine (a
+fixed latency: the share of requests that arrive in a window is the share of the slots
+held over it)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,39 @@ def test_a_later_tenant_gets_half_the_slots(fair_server: ServerProcess, engine: 
     # Never starved: tenant B's requests keep arriving all along the window.
     gaps = [b - a for a, b in itertools.pairwise(of_b)]
     assert max(gaps) < 1.0, max(gaps)
+
+
+def test_an_organization_with_many_projects_gets_no_more_than_one_with_one(
+    fair_server: ServerProcess, engine: FakeEngine
+) -> None:
+    """Slots go to organizations first, then projects, then batches: an organization
+    running large batches in three projects does not get three shares against a later
+    organization's one batch (project first, that one would get a quarter)."""
+    engine.clear()
+    many = "org_" + uuid.uuid4().hex[:10]
+    keys = [fair_server.create_key(many, f"proj_{uuid.uuid4().hex[:10]}") for _ in range(3)]
+    clients = [B.client(fair_server, key) for key in keys]
+    try:
+        larges = [
+            B.create(http, B.input_file(LARGE, model=f"many-{i}"))
+            for i, http in enumerate(clients)
+        ]
+        for http, large in zip(clients, larges, strict=True):
+            B.wait(http, large["id"], lambda b: B.done(b) >= 1)  # each project runs
+        with B.client(fair_server, _key(fair_server)) as other:
+            later = B.create(other, B.input_file(400, model="one"))
+            ended = B.wait(other, later["id"])
+        assert ended["status"] == "completed", ended
+        for http, large in zip(clients, larges, strict=True):
+            assert B.get(http, large["id"])["status"] == "in_progress"  # overlapped
+            assert http.post(f"/batches/{large['id']}/cancel").status_code == 200
+            assert B.wait(http, large["id"])["status"] == "cancelled"
+    finally:
+        for http in clients:
+            http.close()
+    arrivals = _models(engine)
+    of_one = [at for at, model in arrivals if model == "one"]
+    assert len(of_one) == 400
+    window = [model for at, model in arrivals if of_one[0] <= at <= of_one[-1]]
+    share = window.count("one") / len(window)
+    assert share >= 0.4, (share, len(window))

@@ -172,9 +172,11 @@ class BatchRunner:
         self.concurrency = max(1, settings.batch_concurrency)
         self.per_batch = max(1, min(settings.batch_concurrency_per_batch, self.concurrency))
         self._batches: dict[str, BatchRecord] = {}
-        #: Requests running here, by batch and by project; their tasks, by batch.
+        #: Requests running here, by batch, by project and by organization; their tasks,
+        #: by batch.
         self._running: collections.Counter[str] = collections.Counter()
         self._by_project: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._by_org: collections.Counter[str] = collections.Counter()
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
         #: Requests claimed but not sent yet, with their bodies, by batch.
         self._claimed: dict[str, collections.deque[tuple[BatchRequestRecord, bytes]]] = {}
@@ -322,11 +324,14 @@ class BatchRunner:
         ]
 
     def _pick(self, runnable: Sequence[BatchRecord]) -> BatchRecord:
-        """The batch the next free slot goes to: of the project with the fewest requests
-        running here, its batch with the fewest (the oldest first on a tie)."""
+        """The batch the next free slot goes to: of the organization with the fewest
+        requests running here, of its project with the fewest, its batch with the fewest
+        (the oldest first on a tie). An organization's share does not grow with its
+        number of projects, nor a project's with its number of batches."""
         return min(
             runnable,
             key=lambda b: (
+                self._by_org[b.org_id],
                 self._by_project[(b.org_id, b.project_id)],
                 self._running[b.id],
                 b.created_at,
@@ -425,6 +430,7 @@ class BatchRunner:
         project = (b.org_id, b.project_id)
         self._running[b.id] += 1
         self._by_project[project] += 1
+        self._by_org[b.org_id] += 1
         task = asyncio.get_running_loop().create_task(self._send(b, row, body))
         self._tasks.setdefault(b.id, set()).add(task)
 
@@ -436,6 +442,9 @@ class BatchRunner:
             self._by_project[project] -= 1
             if self._by_project[project] <= 0:
                 del self._by_project[project]
+            self._by_org[b.org_id] -= 1
+            if self._by_org[b.org_id] <= 0:
+                del self._by_org[b.org_id]
             group = self._tasks.get(b.id)
             if group is not None:
                 group.discard(t)
