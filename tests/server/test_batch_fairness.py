@@ -109,8 +109,7 @@ def test_an_organization_with_many_projects_gets_no_more_than_one_with_one(
     clients = [B.client(fair_server, key) for key in keys]
     try:
         larges = [
-            B.create(http, B.input_file(LARGE, model=f"many-{i}"))
-            for i, http in enumerate(clients)
+            B.create(http, B.input_file(LARGE, model=f"many-{i}")) for i, http in enumerate(clients)
         ]
         for http, large in zip(clients, larges, strict=True):
             B.wait(http, large["id"], lambda b: B.done(b) >= 1)  # each project runs
