@@ -15,6 +15,7 @@ from typing import Any, Final
 import openai
 import pytest
 
+from openai_files.server.stores import Owner
 from openai_files.testing.engine import FakeEngine
 
 from .._inprocess import AppServer
@@ -331,6 +332,52 @@ def test_cancel_keeps_what_finished(bclient: openai.OpenAI, engine: FakeEngine) 
     assert engine.requests <= sent + 64
     # A finished batch cannot be cancelled again into another state.
     assert bclient.batches.cancel(batch.id).status == "cancelled"
+
+
+def test_archiving_the_project_cancels_its_batch_and_upload(
+    batch_server: AppServer, engine: FakeEngine
+) -> None:
+    """Archiving a project (Administration API) cancels its running batch as a cancel
+    would (the runner finalizes it as cancelled, its output kept) and its pending upload;
+    its files stay."""
+    tenant = uuid.uuid4().hex[:10]
+    owner = Owner(f"org_{tenant}", f"proj_{tenant}")
+    key = batch_server.create_key(owner.org_id, owner.project_id)
+    meta = batch_server.app.state.service.meta
+
+    def stored(read: Any, *args: Any) -> Any:
+        return batch_server.portal.call(read, owner, *args)
+
+    with batch_server.openai(key) as client:
+        slow = {"latency": 0.3}
+        lines = [request_line(f"c{i}", chat(f"n{i}", fault=slow)) for i in range(200)]
+        input_id = upload(client, lines)
+        batch = client.batches.create(
+            input_file_id=input_id, endpoint=ENDPOINT, completion_window="24h"
+        )
+        deadline = time.monotonic() + 30
+        while client.batches.retrieve(batch.id).request_counts.completed < 3:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        pending = client.uploads.create(
+            bytes=10, filename="x.jsonl", mime_type="text/jsonl", purpose="batch"
+        )
+    with batch_server.http(batch_server.create_admin_key(owner.org_id)) as admin:
+        archived = admin.post(f"/organization/projects/{owner.project_id}/archive")
+        assert archived.status_code == 200 and archived.json()["status"] == "archived"
+    deadline = time.monotonic() + 60
+    while (record := stored(meta.get_batch, batch.id)).status != "cancelled":
+        assert record.status == "cancelling", record.status
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert record.cancelling_at is not None and record.output_file_id is not None
+    sent = engine.requests
+    time.sleep(0.5)
+    assert engine.requests <= sent + 64  # no request leaves after it ended
+    assert stored(meta.get_upload, pending.id).status == "cancelled"
+    now = int(time.time())
+    for file_id in (input_id, record.output_file_id):
+        assert stored(meta.get_file, file_id, now) is not None  # files stay
 
 
 def test_list_pages_newest_first(bclient: openai.OpenAI) -> None:
