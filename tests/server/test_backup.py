@@ -6,6 +6,7 @@ both kinds of deployment under load."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -16,10 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from openai_files.server.backup import (
     MANIFEST,
+    MANIFEST_BASE_BYTES,
     METADATA,
     BackupCorrupt,
     BackupError,
@@ -31,6 +34,7 @@ from openai_files.server.restore import Restored, TargetNotEmpty, restore_backup
 from openai_files.server.stores import FileRecord, Owner, SchemaMismatch
 from openai_files.server.stores._sql_schema import SCHEMA_VERSION
 from openai_files.server.stores.local import LocalBlobStore
+from openai_files.server.stores.postgres import PostgresMetadataStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 from openai_files.testing._records import key_row
 
@@ -368,3 +372,154 @@ async def test_a_backup_is_its_owners_alone_whatever_the_umask(
     }
     assert wrong == set()
     assert {"backup/manifest.json", "backup/metadata.sqlite3"} <= modes.keys()
+
+
+# -- a backup folder is untrusted input: restore reads nothing but what it wrote --
+
+
+def _rewrite_manifest(out: Path, change: Any) -> None:
+    data = json.loads((out / MANIFEST).read_text())
+    change(data)
+    (out / MANIFEST).write_text(json.dumps(data))
+
+
+def _rewrite_metadata(out: Path, sql: str) -> None:
+    """Change the backup's metadata file by `sql`, and its manifest to match."""
+    with sqlite3.connect(out / METADATA) as db:
+        db.executescript(sql)
+    db.close()
+    data = (out / METADATA).read_bytes()
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["metadata"]["bytes"] = len(data)
+        manifest["metadata"]["sha256"] = hashlib.sha256(data).hexdigest()
+
+    _rewrite_manifest(out, change)
+
+
+@pytest.mark.parametrize("key", ["../../../etc/passwd", "/etc/passwd", "a/b", "..x", ""])
+async def test_a_manifest_naming_a_path_not_a_key_is_refused(
+    source: Deployment, target: Deployment, tmp_path: Path, key: str
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    _rewrite_manifest(out, lambda m: m["blobs"][0].update(key=key))
+    with pytest.raises(BackupCorrupt, match=r"manifest\.json names a blob .*: not a key"):
+        await _restore(out, target)
+    assert target.objects() == set()
+
+
+async def test_a_manifest_far_bigger_than_its_rows_is_refused_unparsed(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    held = (out / METADATA).stat().st_size
+    text = (out / MANIFEST).read_text()
+    (out / MANIFEST).write_text(text + " " * (MANIFEST_BASE_BYTES + 4 * held))
+    with pytest.raises(BackupCorrupt, match=r"manifest\.json is bigger than a backup of its"):
+        await _restore(out, target)
+
+
+async def test_a_manifest_takes_a_fraction_of_what_it_is_allowed(
+    source: Deployment, tmp_path: Path
+) -> None:
+    # The bound is generous: a real backup's manifest per blob is well under the bytes
+    # its rows take in the metadata file (the smallest rows there are: a file's).
+    for i in range(300):
+        await source.put(b"%d" % i)
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    per_blob = (out / MANIFEST).stat().st_size / 300
+    per_row = (out / METADATA).stat().st_size / 300
+    assert per_blob < per_row * 4 / 2, (per_blob, per_row)
+
+
+@pytest.mark.parametrize("what", ["blob", "metadata", "manifest"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "dev-zero"])
+async def test_a_backup_file_that_is_not_a_regular_file_is_refused(
+    source: Deployment, target: Deployment, tmp_path: Path, what: str, kind: str
+) -> None:
+    record = await source.put(b"the bytes")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    path = {
+        "blob": _blob_path(out, record.blob_key),
+        "metadata": out / METADATA,
+        "manifest": out / MANIFEST,
+    }[what]
+    real = tmp_path / "elsewhere"
+    real.write_bytes(path.read_bytes())  # the very bytes: only the kind of file is wrong
+    path.unlink()
+    if kind == "symlink":
+        path.symlink_to(real)
+    elif kind == "fifo":
+        os.mkfifo(path)  # no writer: opened for reading without O_NONBLOCK, it would hang
+    else:
+        path.symlink_to("/dev/zero")  # endless bytes
+    with anyio.fail_after(20), pytest.raises(BackupCorrupt) as caught:
+        await _restore(out, target)
+    assert ("symbolic link" if kind != "fifo" else "not a regular file") in str(caught.value)
+    assert set((await target.meta.row_counts()).values()) <= {0}
+    assert record.blob_key not in target.objects()
+
+
+async def test_a_table_of_the_backup_that_is_a_view_is_refused(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    _rewrite_metadata(
+        out, "ALTER TABLE files RENAME TO files_kept; CREATE VIEW files AS SELECT * FROM files_kept"
+    )
+    with pytest.raises(BackupCorrupt, match="files is a view, not a table"):
+        await _restore(out, target)
+    assert set((await target.meta.row_counts()).values()) == {0}
+
+
+async def test_the_columns_restored_are_this_codes_not_the_backups(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    # Names read from the backup's file never reach the SQL: a column added there, named to
+    # break out of a statement, is not read.
+    record = await source.put(b"x")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    _rewrite_metadata(out, """ALTER TABLE files ADD COLUMN "id) SELECT 1; --" TEXT""")
+    await _restore(out, target)
+    assert await target.meta.get_file(OWNER, record.id, int(time.time())) == record
+
+
+async def test_rows_postgresql_refuses_end_in_one_line_and_no_row(
+    source: Deployment, tmp_path: Path, postgres: Any
+) -> None:
+    # SQLite keeps a NUL in a text; PostgreSQL refuses it (older releases let it in).
+    for i in range(4):
+        await source.put(b"fine %d" % i)
+    bad = await source.put(b"named with a NUL")
+    await source.put(b"fine too")
+    await source.meta.close()
+    with sqlite3.connect(source.meta.path) as db:
+        db.execute("UPDATE files SET filename = ? WHERE id = ?", ("a\x00b.txt", bad.id))
+    db.close()
+    await source.meta.open()
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    meta = PostgresMetadataStore(postgres.create_database())
+    blobs = LocalBlobStore(tmp_path / "pg-target")
+    await meta.open()
+    await blobs.open()
+    try:
+        with pytest.raises(BackupCorrupt) as caught:
+            await restore_backup(out, meta, blobs)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert f"PostgreSQL refused a row of table files, row id = '{bad.id}'" in message
+        assert "no row was restored" in message
+        assert set((await meta.row_counts()).values()) == {0}
+    finally:
+        await blobs.close()
+        await meta.close()

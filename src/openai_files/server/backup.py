@@ -28,10 +28,13 @@ with no change here. `restore.py` reads a backup back into a deployment of eithe
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -44,7 +47,7 @@ from .._version import __version__
 from . import settings as S
 from .stores import BlobStore, BlobWriter, Chunk, MetadataStore
 from .stores import _sql_copy as _copy
-from .stores.local import LocalBlobStore
+from .stores.local import LocalBlobStore, is_safe_key
 
 T = TypeVar("T")
 
@@ -63,6 +66,58 @@ class BackupError(Exception):
 
 class BackupCorrupt(BackupError):
     """A file of the backup whose bytes are not those its manifest records."""
+
+
+#: A blob's SHA-256 as the manifest records it.
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The most `manifest.json` may hold: this, plus MANIFEST_BYTES_PER_METADATA_BYTE per byte
+#: of the metadata file beside it. Every blob of a backup is named by a row of that file
+#: (a file, a part, a batch), and a row takes more bytes there than the blob's entry (key,
+#: size, SHA-256: about 150 bytes) takes in the manifest; so a manifest bigger than this
+#: was not written by `take_backup`, and a restore refuses it before parsing it.
+MANIFEST_BASE_BYTES = 1 << 20
+MANIFEST_BYTES_PER_METADATA_BYTE = 4
+
+
+def _entry(b: Any) -> BlobEntry:
+    entry = BlobEntry(str(b["key"]), int(b["bytes"]), str(b["sha256"]))
+    if not is_safe_key(entry.key):
+        raise BackupCorrupt(f"the backup's {MANIFEST} names a blob {entry.key!r}: not a key")
+    if entry.bytes < 0 or not _SHA256.match(entry.sha256):
+        raise BackupCorrupt(
+            f"the backup's {MANIFEST} records blob {entry.key} as {entry.bytes} bytes of "
+            f"SHA-256 {entry.sha256!r}: not a size and a SHA-256"
+        )
+    return entry
+
+
+def open_backup_file(path: Path, name: str) -> int:
+    """A read-only descriptor of the backup's file `path` (`name` in messages):
+    BackupCorrupt unless it is a regular file: a symbolic link is not followed, and a FIFO
+    or a device is not read (nor waited on). FileNotFoundError when there is none."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BackupCorrupt(
+                f"the backup's {name} is a symbolic link: a backup holds files only"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupCorrupt(f"the backup's {name} is not a regular file: a backup holds files only")
+    return fd
+
+
+def read_at_most(fd: int, limit: int) -> bytes:
+    """The bytes of `fd` from where it is, at most `limit` of them (a chunk at a time)."""
+    parts: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := os.read(fd, min(S.IO_CHUNK_BYTES, left))):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 class Progress(Protocol):
@@ -146,10 +201,7 @@ class Manifest:
                 metadata_bytes=int(metadata["bytes"]),
                 metadata_sha256=str(metadata["sha256"]),
                 rows={str(k): int(v) for k, v in metadata["rows"].items()},
-                blobs=tuple(
-                    BlobEntry(str(b["key"]), int(b["bytes"]), str(b["sha256"]))
-                    for b in data["blobs"]
-                ),
+                blobs=tuple(_entry(b) for b in data["blobs"]),
                 openai_files_version=str(data.get("openai_files_version", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -162,10 +214,11 @@ class Manifest:
 
 def read_manifest(backup: Path) -> Manifest:
     """The manifest of the backup folder `backup`; BackupError when there is none (not a
-    backup, or one that did not finish) or it cannot be read."""
+    backup, or one that did not finish) or it cannot be read, BackupCorrupt when it is not
+    a regular file or is bigger than its metadata file allows (`MANIFEST_BASE_BYTES`)."""
     path = backup / MANIFEST
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = open_backup_file(path, MANIFEST)
     except FileNotFoundError:
         if not backup.is_dir():
             raise BackupError(f"no backup at {backup}: no such folder") from None
@@ -174,8 +227,23 @@ def read_manifest(backup: Path) -> Manifest:
             "that was stopped has none: take it again)"
         ) from None
     try:
-        return Manifest.from_json(json.loads(text))
-    except json.JSONDecodeError as exc:
+        try:
+            metadata = os.lstat(backup / METADATA)
+            held = metadata.st_size if stat.S_ISREG(metadata.st_mode) else 0
+        except FileNotFoundError:
+            held = 0
+        limit = MANIFEST_BASE_BYTES + MANIFEST_BYTES_PER_METADATA_BYTE * held
+        data = read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise BackupCorrupt(
+            f"the backup's {MANIFEST} is bigger than a backup of its {held}-byte {METADATA} "
+            f"makes (at most {limit} bytes): it is not one `openai-files backup` wrote"
+        )
+    try:
+        return Manifest.from_json(json.loads(data.decode("utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BackupCorrupt(f"the backup's {MANIFEST} is damaged ({exc})") from None
 
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import sqlite3
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import anyio
@@ -43,11 +45,11 @@ from .backup import (
     abort_writer,
     as_bytes,
     each,
-    file_digest,
     list_keys,
+    open_backup_file,
     read_manifest,
 )
-from .stores import BlobStore, MetadataStore, StoreNotEmpty
+from .stores import BlobStore, MetadataStore, RowsRefused, StoreNotEmpty
 from .stores import _sql_copy as _copy
 from .stores._sql_schema import SCHEMA_VERSION
 from .stores.local import LocalBlobStore
@@ -113,6 +115,11 @@ async def restore_backup(
             counts = await meta.load(rows)
         except StoreNotEmpty as exc:
             raise TargetNotEmpty(_not_empty(exc)) from None
+        except RowsRefused as exc:
+            raise BackupCorrupt(
+                f"{exc}; no row was restored (the deployment holds none): mend the source and "
+                "take the backup again"
+            ) from None
     return Restored(
         copied=len(manifest.blobs) - present,
         present=present,
@@ -123,25 +130,42 @@ async def restore_backup(
 
 
 def _check_backup(backup: Path, manifest: Manifest, rows: Path) -> dict[str, int]:
-    """Check the backup's metadata against its manifest, and make `rows`: its copy at this
-    code's schema version (blocking: run in a worker thread); the rows per table of that
-    copy."""
-    original = backup / METADATA
+    """Copy the backup's metadata file to `rows`, checked against its manifest, and bring
+    the copy to this code's schema version (blocking: run in a worker thread); the rows
+    per table of the copy. Only the copy is read as a database: the backup's file is read
+    once, as bytes, at most one byte more than the manifest records."""
     try:
-        size, digest = file_digest(original)
+        fd = open_backup_file(backup / METADATA, METADATA)
     except FileNotFoundError:
         raise BackupCorrupt(f"the backup has no {METADATA}") from None
-    if (size, digest) != (manifest.metadata_bytes, manifest.metadata_sha256):
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(rows, "wb") as dst:
+            limit = manifest.metadata_bytes + 1
+            while size < limit and (chunk := os.read(fd, min(S.IO_CHUNK_BYTES, limit - size))):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+    finally:
+        os.close(fd)
+    if (size, digest.hexdigest()) != (manifest.metadata_bytes, manifest.metadata_sha256):
         raise BackupCorrupt(
             f"the backup's {METADATA} is not the one its manifest records "
-            f"({size} bytes, SHA-256 {digest}; recorded: {manifest.metadata_bytes} bytes, "
-            f"{manifest.metadata_sha256})"
+            + (
+                f"({size} bytes, SHA-256 {digest.hexdigest()}; "
+                if size <= manifest.metadata_bytes
+                else "(more bytes than recorded; "
+            )
+            + f"recorded: {manifest.metadata_bytes} bytes, {manifest.metadata_sha256})"
         )
-    conn = _copy.connect(original, read_only=True)
+    conn = _copy.connect(rows, read_only=True)
     try:
         version = _copy.version_of(conn)
         counts = _copy.row_counts(conn)
         needed = set(_copy.blobs_needed(conn))
+    except (sqlite3.DatabaseError, RowsRefused) as exc:
+        raise BackupCorrupt(f"the backup's {METADATA} cannot be read ({exc})") from None
     finally:
         conn.close()
     if version != manifest.schema_version or counts != dict(manifest.rows):
@@ -154,13 +178,12 @@ def _check_backup(backup: Path, manifest: Manifest, rows: Path) -> dict[str, int
             f"the backup's rows need blob {lacking[0]}, which it does not hold "
             f"({len(lacking)} such blob{'s' if len(lacking) > 1 else ''})"
         )
-    with open(original, "rb") as src, open(rows, "wb") as dst:
-        while chunk := src.read(S.IO_CHUNK_BYTES):
-            dst.write(chunk)
     conn = _copy.connect(rows)
     try:
         _copy.migrate(conn)  # an older backup: at this code's schema version from here on
         return _copy.row_counts(conn)
+    except (sqlite3.DatabaseError, RowsRefused) as exc:
+        raise BackupCorrupt(f"the backup's {METADATA} cannot be migrated ({exc})") from None
     finally:
         conn.close()
 
@@ -211,7 +234,7 @@ async def _copy_blobs(
     for entry in manifest.blobs:
         if entry.key in present:
             progress.advance(entry.bytes)
-    source = LocalBlobStore(backup)
+    source = LocalBlobStore(backup)  # its layout: where each blob's file is
 
     async def copy(entry: BlobEntry) -> None:
         await _restore_blob(source, blobs, entry)
@@ -228,7 +251,7 @@ async def _restore_blob(source: LocalBlobStore, blobs: BlobStore, entry: BlobEnt
     digest = hashlib.sha256()
     size = 0
     try:
-        async for chunk in source.read(entry.key):
+        async for chunk in _read_blob(source.path_of(entry.key), entry):
             size += len(chunk)
             if size > entry.bytes:
                 break
@@ -252,3 +275,20 @@ async def _restore_blob(source: LocalBlobStore, blobs: BlobStore, entry: BlobEnt
         await abort_writer(writer)
         raise
     await writer.commit()
+
+
+async def _read_blob(path: Path, entry: BlobEntry) -> AsyncIterator[bytes]:
+    """The bytes of a blob's file in the backup, a chunk at a time, at most one byte more
+    than the manifest records (`open_backup_file`: a regular file, never a link)."""
+    with anyio.CancelScope(shield=True):  # else a cancel during the open loses `fd`
+        fd = await anyio.to_thread.run_sync(open_backup_file, path, f"blob {entry.key}")
+    try:
+        left = entry.bytes + 1
+        while left > 0:
+            chunk = await anyio.to_thread.run_sync(os.read, fd, min(S.IO_CHUNK_BYTES, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)

@@ -116,6 +116,12 @@ class StoreNotEmpty(Exception):
         self.rows = rows
 
 
+class RowsRefused(Exception):
+    """A restore's rows that cannot be loaded: the copy's table is not one this code made,
+    or the database refuses a row (the message names the table, and the row when known);
+    nothing was loaded."""
+
+
 class ProjectNotFound(Exception):
     """The project id names no project of the organization: nothing was stored."""
 

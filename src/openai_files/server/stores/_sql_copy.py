@@ -10,13 +10,14 @@ call them in worker threads.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _sql_plans as _plans
-from ._errors import SchemaMismatch
+from ._errors import RowsRefused, SchemaMismatch
 from ._sql_dialect import SQLITE, Stmt, drive, marks
 from ._sql_schema import SCHEMA_VERSION, blobs_needed_query, tables_at
 
@@ -48,8 +49,42 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
         )  # fmt: skip
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # A backup's file may have been crafted: its views and triggers call no function that
+    # has side effects (SQLite's trusted_schema, off).
+    conn.execute("PRAGMA trusted_schema = OFF")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def quoted(name: str) -> str:
+    """An SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@functools.cache
+def schema_columns(version: int = SCHEMA_VERSION) -> dict[str, tuple[str, ...]]:
+    """The columns of every table of schema `version`, in their order, as this code's own
+    steps make them (in a database in memory): what a copy's rows are read by, never the
+    names a copy's file holds."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn, version)
+        return {table: tuple(columns_of(conn, table)) for table in tables_at(version)}
+    finally:
+        conn.close()
+
+
+def require_tables(conn: sqlite3.Connection, tables: Iterable[str], schema: str = "main") -> None:
+    """RowsRefused unless each of `tables` is a table of the copy (not a view, nor missing)."""
+    for table in tables:
+        kind = conn.execute(
+            f"SELECT type FROM {schema}.sqlite_master WHERE name = ?", (table,)
+        ).fetchone()
+        if kind is None or kind[0] != "table":
+            raise RowsRefused(
+                f"the copy's {table} is {'missing' if kind is None else 'a ' + str(kind[0])}, "
+                "not a table"
+            )
 
 
 def new_copy(path: Path, version: int) -> sqlite3.Connection:
@@ -104,7 +139,7 @@ def require_current(version: int, what: str) -> None:
 
 def columns_of(conn: sqlite3.Connection, table: str, schema: str = "main") -> list[str]:
     """The columns of `table`, in their order."""
-    return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+    return [row[1] for row in conn.execute(f"PRAGMA {schema}.table_info({quoted(table)})")]
 
 
 def insert_rows(
@@ -112,7 +147,9 @@ def insert_rows(
 ) -> None:
     """Insert `rows` (values in the order of `columns`) into the copy's `table`."""
     conn.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})", rows
+        f"INSERT INTO {quoted(table)} ({', '.join(map(quoted, columns))}) "
+        f"VALUES ({marks(len(columns))})",
+        rows,
     )
 
 
@@ -121,16 +158,19 @@ def read_chunks(
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of the copy's `table` (values in the order of `columns`), CHUNK_ROWS at a
     time."""
-    cur = conn.execute(f"SELECT {', '.join(columns)} FROM {table}")
+    require_tables(conn, [table])
+    cur = conn.execute(f"SELECT {', '.join(map(quoted, columns))} FROM {quoted(table)}")
     while rows := cur.fetchmany(CHUNK_ROWS):
         yield [tuple(row) for row in rows]
 
 
 def row_counts(conn: sqlite3.Connection) -> dict[str, int]:
     """How many rows each table of the copy's schema holds."""
+    tables = tables_at(version_of(conn))
+    require_tables(conn, tables)
     return {
-        table: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-        for table in tables_at(version_of(conn))
+        table: int(conn.execute(f"SELECT COUNT(*) FROM {quoted(table)}").fetchone()[0])
+        for table in tables
     }
 
 

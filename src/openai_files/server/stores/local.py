@@ -63,6 +63,12 @@ log = logging.getLogger(__name__)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}$")
 
 
+def is_safe_key(key: str) -> bool:
+    """Whether `key` may name an object of a local folder: a file name of its shard, never
+    a path (what `path_of` takes; a restore checks a backup's keys by it)."""
+    return bool(_SAFE_KEY.match(key)) and ".." not in key
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -458,7 +464,7 @@ class LocalBlobStore:
         return self.path_of(key)
 
     def path_of(self, key: str) -> Path:
-        if not _SAFE_KEY.match(key) or ".." in key:
+        if not is_safe_key(key):
             raise ValueError(f"unsafe blob key: {key!r}")
         return self.blob_dir / key[-2:] / key
 

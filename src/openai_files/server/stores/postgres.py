@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from ..settings import (
 )
 from . import _sql_copy as _copy
 from . import _sql_plans as _plans
-from ._errors import SchemaMismatch, StoreNotEmpty, StoreUnavailable
+from ._errors import RowsRefused, SchemaMismatch, StoreNotEmpty, StoreUnavailable
 from ._sql import SQLMetadataStore
 from ._sql_dialect import POSTGRES, Dialect, Plan, Stmt, drive_async
 from ._sql_schema import SCHEMA_VERSION, tables_at
@@ -277,11 +278,15 @@ class PostgresMetadataStore(SQLMetadataStore):
                 if (held := await run(_plans.first_rows(tables))) is not None:
                     raise StoreNotEmpty(*held)
                 counts: dict[str, int] = {}
+                schema = _copy.schema_columns()  # this code's columns, not the copy's names
                 for table in tables:
-                    columns = await anyio.to_thread.run_sync(_copy.columns_of, copy, table)
-                    status = await conn.copy_records_to_table(
-                        table, records=_rows_of(copy, table, columns), columns=columns
-                    )
+                    columns = schema[table]
+                    try:
+                        status = await conn.copy_records_to_table(
+                            table, records=_rows_of(copy, table, columns), columns=columns
+                        )
+                    except _REFUSED_ROW as exc:
+                        raise RowsRefused(await _refused(copy, table, columns, exc)) from None
                     counts[table] = int(status.rpartition(" ")[2])
                 return counts
         finally:
@@ -303,6 +308,35 @@ async def _locally(fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args)
     except OSError as exc:
         raise _LocalError(exc) from None
+
+
+#: What PostgreSQL answers to a row it will not store (a NUL in a text, a duplicate id):
+#: the row's fault, not the database's.
+_REFUSED_ROW = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError)
+
+
+async def _refused(copy: Any, table: str, columns: Sequence[str], exc: Exception) -> str:
+    """Why PostgreSQL refused a row of the copy's `table`, in one line, naming the row by
+    its first column (its id) when the error says which line of the COPY it was."""
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    context = str(getattr(exc, "context", "") or "")
+    line = re.search(r"\bline (\d+)", context)
+    row = ""
+    if line:
+
+        def key() -> Any:
+            # The statement `read_chunks` reads by, so that its rows come in the same order.
+            found = copy.execute(
+                f"SELECT {', '.join(map(_copy.quoted, columns))} FROM {_copy.quoted(table)} "
+                "LIMIT 1 OFFSET ?",
+                (int(line.group(1)) - 1,),
+            ).fetchone()
+            return None if found is None else found[0]
+
+        value = await anyio.to_thread.run_sync(key)
+        if value is not None:
+            row = f", row {columns[0]} = {value!r}"
+    return f"PostgreSQL refused a row of table {table}{row}: {why}"
 
 
 async def _rows_of(copy: Any, table: str, columns: Sequence[str]) -> AsyncIterator[tuple[Any, ...]]:

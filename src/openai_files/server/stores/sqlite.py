@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from . import _sql_copy as _copy
 from . import _sql_plans as _plans
-from ._errors import StoreNotEmpty, StoreUnavailable
+from ._errors import RowsRefused, StoreNotEmpty, StoreUnavailable
 from ._shared_call import SharedCall
 from ._sql import SQLMetadataStore
 from ._sql_dialect import SQLITE, Dialect, Plan, Stmt, drive
@@ -334,6 +334,7 @@ class SQLiteMetadataStore(SQLMetadataStore):
         def run() -> dict[str, int]:
             conn = self._connect()
             try:
+                conn.execute("PRAGMA trusted_schema = OFF")  # the copy's views and triggers
                 conn.execute("ATTACH DATABASE ? AS source", (str(source),))
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -360,10 +361,16 @@ class SQLiteMetadataStore(SQLMetadataStore):
         if (held := run(_plans.first_rows(tables))) is not None:
             raise StoreNotEmpty(*held)
         counts: dict[str, int] = {}
+        _copy.require_tables(conn, tables, "source")
+        schema = _copy.schema_columns()  # this code's columns, not the names the copy holds
         for table in tables:
-            columns = ", ".join(_copy.columns_of(conn, table, "source"))
-            done = conn.execute(
-                f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM source.{table}"
-            )
+            columns = ", ".join(map(_copy.quoted, schema[table]))
+            name = _copy.quoted(table)
+            try:
+                done = conn.execute(
+                    f"INSERT INTO main.{name} ({columns}) SELECT {columns} FROM source.{name}"
+                )
+            except sqlite3.DatabaseError as exc:
+                raise RowsRefused(f"SQLite refused the rows of table {table}: {exc}") from None
             counts[table] = done.rowcount
         return counts
