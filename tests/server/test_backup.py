@@ -523,3 +523,41 @@ async def test_rows_postgresql_refuses_end_in_one_line_and_no_row(
     finally:
         await blobs.close()
         await meta.close()
+
+
+async def test_a_blob_whose_size_is_not_its_rows_is_named_by_backup(
+    source: Deployment, tmp_path: Path
+) -> None:
+    await source.put(b"fine")
+    short = await source.put(b"twelve bytes")
+    writer = source.blobs.writer(short.blob_key)  # its bytes replaced by fewer
+    await writer.write(b"seven b")
+    await writer.commit()
+    out = tmp_path / "backup"
+    with pytest.raises(
+        BackupError,
+        match=f"blob {short.blob_key} holds 7 bytes, but its files row {short.id} records 12",
+    ):
+        await _backup(source, out)
+    assert not (out / MANIFEST).exists()
+
+
+async def test_a_blob_whose_size_is_not_its_rows_is_refused_by_restore(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    record = await source.put(b"twelve bytes")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    # The manifest and the blob agree with each other, not with the row.
+    _blob_path(out, record.blob_key).write_bytes(b"seven b")
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["blobs"][0].update(bytes=7, sha256=hashlib.sha256(b"seven b").hexdigest())
+
+    _rewrite_manifest(out, change)
+    with pytest.raises(
+        BackupCorrupt,
+        match=f"blob {record.blob_key} is 7 bytes .* files row {record.id} records 12",
+    ):
+        await _restore(out, target)
+    assert target.objects() == set()

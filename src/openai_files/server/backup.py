@@ -282,7 +282,7 @@ async def take_backup(
         snapshot.unlink(missing_ok=True)
         version = await meta.snapshot(snapshot)
         await anyio.to_thread.run_sync(_private, snapshot)
-        needed = await anyio.to_thread.run_sync(_needed, snapshot)
+        needed, sizes = await anyio.to_thread.run_sync(_needed, snapshot)
         if lost := sorted(missing & needed):
             raise BackupError(
                 f"the storage has lost the bytes of blob {lost[0]}, which rows still name "
@@ -291,7 +291,7 @@ async def take_backup(
             )
         todo = sorted(needed - copied.keys())
         progress.add(len(todo))
-        missing = await _copy_blobs(blobs, store, todo, copied, progress)
+        missing = await _copy_blobs(blobs, store, todo, copied, progress, sizes)
         if not missing:
             break
     else:
@@ -322,13 +322,14 @@ async def _copy_blobs(
     keys: list[str],
     copied: dict[str, BlobEntry],
     progress: Progress,
+    sizes: Mapping[str, tuple[int, str]],
 ) -> set[str]:
     """Copy the blobs `keys` into the backup (each into `copied`); those the source does
     not have: their rows were deleted after the snapshot."""
     missing: set[str] = set()
 
     async def copy(key: str) -> None:
-        entry = await _copy_blob(blobs, store, key)
+        entry = await _copy_blob(blobs, store, key, sizes.get(key))
         if entry is None:
             missing.add(key)
             progress.advance(0)
@@ -360,10 +361,11 @@ def _private(path: Path) -> None:
     os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
 
 
-def _needed(snapshot: Path) -> set[str]:
+def _needed(snapshot: Path) -> tuple[set[str], dict[str, tuple[int, str]]]:
+    """The blobs the snapshot's rows need, and the sizes its rows record."""
     conn = _copy.connect(snapshot, read_only=True)
     try:
-        return set(_copy.blobs_needed(conn))
+        return set(_copy.blobs_needed(conn)), _copy.blob_sizes(conn)
     finally:
         conn.close()
 
@@ -417,9 +419,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-async def _copy_blob(source: BlobStore, store: LocalBlobStore, key: str) -> BlobEntry | None:
+async def _copy_blob(
+    source: BlobStore, store: LocalBlobStore, key: str, recorded: tuple[int, str] | None
+) -> BlobEntry | None:
     """Copy one blob into the backup, hashing it on the way; None when the source has no
-    such blob (any more)."""
+    such blob (any more). BackupError when its size is not the one its row records
+    (`recorded`: the size, and which row): the deployment is damaged."""
     writer = store.writer(key)
     digest = hashlib.sha256()
     size = 0
@@ -428,6 +433,11 @@ async def _copy_blob(source: BlobStore, store: LocalBlobStore, key: str) -> Blob
             await anyio.to_thread.run_sync(digest.update, chunk)  # hashlib lets the GIL go
             await writer.write(as_bytes(chunk))
             size += len(chunk)
+        if recorded is not None and size != recorded[0]:
+            raise BackupError(
+                f"blob {key} holds {size} bytes, but its {recorded[1]} records "
+                f"{recorded[0]}: this deployment is damaged (the backup stops here)"
+            )
     except FileNotFoundError:
         await abort_writer(writer)
         return None

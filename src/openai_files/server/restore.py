@@ -164,6 +164,7 @@ def _check_backup(backup: Path, manifest: Manifest, rows: Path) -> dict[str, int
         version = _copy.version_of(conn)
         counts = _copy.row_counts(conn)
         needed = set(_copy.blobs_needed(conn))
+        sizes = _copy.blob_sizes(conn)
     except (sqlite3.DatabaseError, RowsRefused) as exc:
         raise BackupCorrupt(f"the backup's {METADATA} cannot be read ({exc})") from None
     finally:
@@ -178,6 +179,13 @@ def _check_backup(backup: Path, manifest: Manifest, rows: Path) -> dict[str, int
             f"the backup's rows need blob {lacking[0]}, which it does not hold "
             f"({len(lacking)} such blob{'s' if len(lacking) > 1 else ''})"
         )
+    for entry in manifest.blobs:
+        if (recorded := sizes.get(entry.key)) and recorded[0] != entry.bytes:
+            raise BackupCorrupt(
+                f"the backup's blob {entry.key} is {entry.bytes} bytes by its manifest, but "
+                f"its {recorded[1]} records {recorded[0]}"
+            )
+    del sizes
     conn = _copy.connect(rows)
     try:
         _copy.migrate(conn)  # an older backup: at this code's schema version from here on

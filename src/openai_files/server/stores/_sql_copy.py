@@ -180,3 +180,26 @@ def blobs_needed(conn: sqlite3.Connection) -> Iterator[str]:
     while rows := cur.fetchmany(CHUNK_ROWS):
         for row in rows:
             yield str(row[0])
+
+
+#: The rows that record their blob's size: (table, its blob's column, its size's column).
+#: A batch's input is a file's blob, sized by that file's row.
+BLOB_SIZES: tuple[tuple[str, str, str], ...] = (
+    ("files", "blob_key", "bytes"),
+    ("upload_parts", "blob_key", "bytes"),
+)
+
+
+def blob_sizes(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+    """The size each blob has by the copy's rows, and the row that says so (`files file-…`),
+    for the blobs whose row records one (BLOB_SIZES)."""
+    present = set(tables_at(version_of(conn)))
+    sizes: dict[str, tuple[int, str]] = {}
+    for table, key, size in BLOB_SIZES:
+        if table not in present:
+            continue
+        cur = conn.execute(f"SELECT {key}, {size}, id FROM {quoted(table)}")
+        while rows := cur.fetchmany(CHUNK_ROWS):
+            for row in rows:
+                sizes[str(row[0])] = (int(row[1]), f"{table} row {row[2]}")
+    return sizes
