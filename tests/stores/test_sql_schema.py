@@ -147,6 +147,7 @@ NEW_TABLES = {
     7: set(),
     8: {"batches", "batch_requests"},
     9: {"projects", "service_accounts", "admin_api_keys"},
+    10: {"audit_logs"},
 }
 #: The indexes (beyond keys and UNIQUE columns) each version adds.
 NEW_INDEXES = {
@@ -171,6 +172,7 @@ NEW_INDEXES = {
         "api_keys_service_account",
         "admin_api_keys_page",
     },
+    10: {"audit_logs_page", "audit_logs_resource", "audit_logs_age"},
 }
 
 # -- introspection --
@@ -374,7 +376,7 @@ async def opened(db: Database) -> AsyncIterator[SQLMetadataStore]:
 
 def test_one_schema_version_for_both() -> None:
     assert SQLiteMetadataStore.SCHEMA_VERSION == PostgresMetadataStore.SCHEMA_VERSION
-    assert SCHEMA_VERSION == 9
+    assert SCHEMA_VERSION == 10
 
 
 async def test_each_step_migrates_to_its_version(db: Database, opened: SQLMetadataStore) -> None:

@@ -26,6 +26,9 @@ from ._errors import (
 )
 from ._records import (
     AdminKeyRecord,
+    Audit,
+    AuditQuery,
+    AuditRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
@@ -44,6 +47,9 @@ from .base import BlobStore, BlobWriter, MetadataStore, ensure_schema, one_write
 
 __all__ = [
     "AdminKeyRecord",
+    "Audit",
+    "AuditQuery",
+    "AuditRecord",
     "BatchInputGone",
     "BatchNotCancellable",
     "BatchRecord",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Literal, TypeAlias, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,3 +220,50 @@ class BatchResult:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     total_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    """One event of an organization's audit log, as stored: appended in the transaction of
+    the change it records, never changed after (the retention removes it whole).
+
+    `id` sorts as its time (`audit_log-` and `ids.new_sorted_id`'s digits), so a listing
+    by id is one by `effective_at` too. `actor_id` is the key that acted and
+    `actor_service_account_id` the service account that owns it (both None: the server or
+    its command line acted); `resource_id` the object acted on; `details` the JSON text of
+    the event's own object (under its `type` in OpenAI's shape), which the service builds
+    and the store keeps as given: never a secret, a hash or a file's content."""
+
+    id: str
+    org_id: str
+    type: str
+    effective_at: int
+    project_id: str | None
+    actor_id: str | None
+    actor_service_account_id: str | None
+    resource_id: str | None
+    details: str
+
+
+#: Turns what a store call returned into the events that record its change, which the
+#: store writes in the call's own transaction (a call's `audit=` argument).
+Audit: TypeAlias = Callable[[T], Iterable[AuditRecord]]
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditQuery:
+    """Which of an organization's events a listing wants (`list_audit_logs`): those of one
+    of the `types`, `project_ids`, `actor_ids` (a key's id or its service account's) and
+    `resource_ids` given (an empty tuple: any), with `effective_at` from `since` to `until`
+    (both included, None: unbounded), newest first strictly after (older than) the event
+    id `after`, or, with `before`, the `limit` strictly newer than `before`."""
+
+    limit: int
+    types: tuple[str, ...] = ()
+    project_ids: tuple[str, ...] = ()
+    actor_ids: tuple[str, ...] = ()
+    resource_ids: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    after: str | None = None
+    before: str | None = None

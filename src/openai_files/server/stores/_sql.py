@@ -16,11 +16,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from . import _sql_admin_plans as _admin_plans
+from . import _sql_audit_plans as _audit_plans
 from . import _sql_batch_plans as _batch_plans
 from . import _sql_plans as _plans
 from . import _sql_upload_plans as _upload_plans
 from ._records import (
     AdminKeyRecord,
+    Audit,
+    AuditQuery,
+    AuditRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
@@ -33,6 +37,7 @@ from ._records import (
     ServiceAccountRecord,
     UploadRecord,
 )
+from ._sql_audit_plans import audited
 from ._sql_dialect import Dialect, Plan
 from ._sql_schema import (
     KEY_COLUMNS,
@@ -44,6 +49,15 @@ from ._sql_schema import (
 )
 
 T = TypeVar("T")
+
+
+def _not_none(result: Any) -> bool:
+    return result is not None
+
+
+def _true(result: Any) -> bool:
+    return result is True
+
 
 # -- the store --
 
@@ -85,11 +99,14 @@ class SQLMetadataStore(abc.ABC):
         return await self._read(_plans.row_counts(self.DIALECT))
 
     # -- keys --
-    async def add_api_key(self, record: KeyRecord) -> None:
-        await self._write(_admin_plans.add_api_key(self.DIALECT, record))
+    async def add_api_key(self, record: KeyRecord, *, audit: Audit[None] | None = None) -> None:
+        await self._write(audited(_admin_plans.add_api_key(self.DIALECT, record), audit))
 
-    async def add_first_api_key(self, record: KeyRecord) -> bool:
-        return bool(await self._write(_plans.add_first_key(self.DIALECT, record)))
+    async def add_first_api_key(
+        self, record: KeyRecord, *, audit: Audit[bool] | None = None
+    ) -> bool:
+        plan = _plans.add_first_key(self.DIALECT, record)
+        return await self._write(audited(plan, audit, _true))
 
     async def find_api_key(self, key_hash: str) -> KeyRecord | None:
         row = await self._read(
@@ -109,19 +126,17 @@ class SQLMetadataStore(abc.ABC):
         sql = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         return _plans.key_records(await self._read(_plans.single(sql, (), "all")))
 
-    async def revoke_api_key(self, key_id: str, now: int) -> bool:
-        changed = await self._write(
-            _plans.single(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, key_id),
-                "count",
-            )
-        )
-        return bool(changed == 1)
+    async def revoke_api_key(
+        self, key_id: str, now: int, *, audit: Audit[bool] | None = None
+    ) -> bool:
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+        return await self._write(audited(_revoked(sql, key_id, now), audit, _true))
 
     # -- projects, service accounts, admin keys (the Administration API) --
-    async def create_project(self, record: ProjectRecord, limit: int = 0) -> None:
-        await self._write(_admin_plans.create_project(self.DIALECT, record, limit))
+    async def create_project(
+        self, record: ProjectRecord, limit: int = 0, *, audit: Audit[None] | None = None
+    ) -> None:
+        await self._write(audited(_admin_plans.create_project(self.DIALECT, record, limit), audit))
 
     async def get_project(self, org_id: str, project_id: str) -> ProjectRecord | None:
         return await self._read(_admin_plans.get_project(org_id, project_id))
@@ -131,16 +146,27 @@ class SQLMetadataStore(abc.ABC):
     ) -> tuple[list[ProjectRecord], bool]:
         return await self._read(_admin_plans.list_projects(org_id, after, limit, include_archived))
 
-    async def rename_project(self, org_id: str, project_id: str, name: str) -> ProjectRecord | None:
-        return await self._write(
-            _admin_plans.rename_project(self.DIALECT, org_id, project_id, name)
-        )
+    async def rename_project(
+        self,
+        org_id: str,
+        project_id: str,
+        name: str,
+        *,
+        audit: Audit[ProjectRecord | None] | None = None,
+    ) -> ProjectRecord | None:
+        plan = _admin_plans.rename_project(self.DIALECT, org_id, project_id, name)
+        return await self._write(audited(plan, audit, _not_none))
 
     async def archive_project(
-        self, org_id: str, project_id: str, now: int
+        self,
+        org_id: str,
+        project_id: str,
+        now: int,
+        *,
+        audit: Audit[tuple[ProjectRecord, list[KeyRecord]] | None] | None = None,
     ) -> tuple[ProjectRecord, list[KeyRecord]] | None:
         return await self._write(
-            _admin_plans.archive_project(self.DIALECT, org_id, project_id, now)
+            _admin_plans.archive_project(self.DIALECT, org_id, project_id, now, audit)
         )
 
     async def list_project_keys(
@@ -154,9 +180,15 @@ class SQLMetadataStore(abc.ABC):
         return await self._read(_admin_plans.get_project_key(owner, key_id))
 
     async def create_service_account(
-        self, account: ServiceAccountRecord, key: KeyRecord | None, limit: int = 0
+        self,
+        account: ServiceAccountRecord,
+        key: KeyRecord | None,
+        limit: int = 0,
+        *,
+        audit: Audit[None] | None = None,
     ) -> None:
-        await self._write(_admin_plans.create_service_account(self.DIALECT, account, key, limit))
+        plan = _admin_plans.create_service_account(self.DIALECT, account, key, limit)
+        await self._write(audited(plan, audit))
 
     async def get_service_account(
         self, owner: Owner, account_id: str
@@ -169,14 +201,20 @@ class SQLMetadataStore(abc.ABC):
         return await self._read(_admin_plans.list_service_accounts(owner, after, limit))
 
     async def delete_service_account(
-        self, owner: Owner, account_id: str, now: int
+        self,
+        owner: Owner,
+        account_id: str,
+        now: int,
+        *,
+        audit: Audit[tuple[ServiceAccountRecord, list[KeyRecord]] | None] | None = None,
     ) -> tuple[ServiceAccountRecord, list[KeyRecord]] | None:
-        return await self._write(
-            _admin_plans.delete_service_account(self.DIALECT, owner, account_id, now)
-        )
+        plan = _admin_plans.delete_service_account(self.DIALECT, owner, account_id, now)
+        return await self._write(audited(plan, audit, _not_none))
 
-    async def add_admin_key(self, record: AdminKeyRecord, limit: int = 0) -> None:
-        await self._write(_admin_plans.add_admin_key(self.DIALECT, record, limit))
+    async def add_admin_key(
+        self, record: AdminKeyRecord, limit: int = 0, *, audit: Audit[None] | None = None
+    ) -> None:
+        await self._write(audited(_admin_plans.add_admin_key(self.DIALECT, record, limit), audit))
 
     async def find_admin_key(self, key_hash: str) -> AdminKeyRecord | None:
         return await self._read(_admin_plans.find_admin_key("key_hash", key_hash))
@@ -192,15 +230,23 @@ class SQLMetadataStore(abc.ABC):
     async def list_all_admin_keys(self) -> list[AdminKeyRecord]:
         return await self._read(_admin_plans.list_all_admin_keys())
 
-    async def revoke_admin_key(self, key_id: str, now: int) -> bool:
-        changed = await self._write(
-            _plans.single(
-                "UPDATE admin_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, key_id),
-                "count",
-            )
-        )
-        return bool(changed == 1)
+    async def revoke_admin_key(
+        self, key_id: str, now: int, *, audit: Audit[bool] | None = None
+    ) -> bool:
+        sql = "UPDATE admin_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+        return await self._write(audited(_revoked(sql, key_id, now), audit, _true))
+
+    # -- the audit log --
+    async def add_audit_logs(self, events: Sequence[AuditRecord]) -> None:
+        await self._write(_audit_plans.insert_events(events))
+
+    async def list_audit_logs(
+        self, org_id: str, query: AuditQuery
+    ) -> tuple[list[tuple[AuditRecord, str | None]], bool]:
+        return await self._read(_audit_plans.list_audit_logs(self.DIALECT, org_id, query))
+
+    async def purge_audit_logs(self, before: int, limit: int) -> int:
+        return await self._write(_audit_plans.purge_audit_logs(before, limit))
 
     # -- quota --
     async def reserve(self, *args: Any, **kwargs: Any) -> None:
@@ -249,8 +295,16 @@ class SQLMetadataStore(abc.ABC):
             await self._write(_plans.single(sql, (now,), "none"))
 
     # -- files --
-    async def insert_file(self, record: FileRecord, reservation_id: str | None, quota: int) -> None:
-        await self._write(_plans.insert_file(self.DIALECT, record, reservation_id, quota))
+    async def insert_file(
+        self,
+        record: FileRecord,
+        reservation_id: str | None,
+        quota: int,
+        *,
+        audit: Audit[None] | None = None,
+    ) -> None:
+        plan = _plans.insert_file(self.DIALECT, record, reservation_id, quota)
+        await self._write(audited(plan, audit))
 
     async def get_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
         return await self._read(_plans.get_file(owner, file_id, now))
@@ -259,8 +313,16 @@ class SQLMetadataStore(abc.ABC):
         # The page's terms are MetadataStore.list_files's, passed on by name to the plan.
         return await self._read(_plans.list_files(owner, **page))
 
-    async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
-        return await self._write(_plans.delete_file(self.DIALECT, owner, file_id, now))
+    async def delete_file(
+        self,
+        owner: Owner,
+        file_id: str,
+        now: int,
+        *,
+        audit: Audit[FileRecord | None] | None = None,
+    ) -> FileRecord | None:
+        plan = _plans.delete_file(self.DIALECT, owner, file_id, now)
+        return await self._write(audited(plan, audit, _not_none))
 
     async def pop_expired(self, now: int, limit: int) -> list[FileRecord]:
         return await self._write(_plans.pop_expired(self.DIALECT, now, limit))
@@ -272,9 +334,11 @@ class SQLMetadataStore(abc.ABC):
     async def insert_upload(self, record: UploadRecord) -> None:
         await self._write(_upload_plans.insert_upload(record))
 
-    async def open_upload(self, record: UploadRecord, **limits: int) -> None:
+    async def open_upload(
+        self, record: UploadRecord, *, audit: Audit[None] | None = None, **limits: int
+    ) -> None:
         # The limits are MetadataStore.open_upload's, passed on by name to the plan.
-        await self._write(_upload_plans.open_upload(self.DIALECT, record, **limits))
+        await self._write(audited(_upload_plans.open_upload(self.DIALECT, record, **limits), audit))
 
     async def get_upload(self, owner: Owner, upload_id: str) -> UploadRecord | None:
         return await self._read(_upload_plans.get_upload(owner, upload_id))
@@ -310,11 +374,16 @@ class SQLMetadataStore(abc.ABC):
         )
 
     async def finish_completion(
-        self, upload_id: str, file: FileRecord, quota: int, since: int | None = None
+        self,
+        upload_id: str,
+        file: FileRecord,
+        quota: int,
+        since: int | None = None,
+        *,
+        audit: Audit[None] | None = None,
     ) -> None:
-        await self._write(
-            _upload_plans.finish_completion(self.DIALECT, upload_id, file, quota, since)
-        )
+        plan = _upload_plans.finish_completion(self.DIALECT, upload_id, file, quota, since)
+        await self._write(audited(plan, audit))
 
     async def renew_completion(self, upload_id: str, since: int, now: int) -> bool:
         sql = (
@@ -335,11 +404,16 @@ class SQLMetadataStore(abc.ABC):
         return bool(await self._write(_plans.single(sql, args, "count")))
 
     async def cancel_upload(
-        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+        self,
+        owner: Owner,
+        upload_id: str,
+        now: int,
+        stale_before: int | None = None,
+        *,
+        audit: Audit[tuple[UploadRecord, list[str]]] | None = None,
     ) -> tuple[UploadRecord, list[str]]:
-        return await self._write(
-            _upload_plans.cancel_upload(self.DIALECT, owner, upload_id, now, stale_before)
-        )
+        plan = _upload_plans.cancel_upload(self.DIALECT, owner, upload_id, now, stale_before)
+        return await self._write(audited(plan, audit))
 
     async def reopen_completions(self, stale_before: int | None, limit: int) -> list[UploadRecord]:
         return await self._write(
@@ -355,8 +429,11 @@ class SQLMetadataStore(abc.ABC):
         return await self._write(_upload_plans.purge_uploads(self.DIALECT, expired_before, limit))
 
     # -- batches --
-    async def create_batch(self, record: BatchRecord, now: int, max_active: int) -> None:
-        await self._write(_batch_plans.create_batch(self.DIALECT, record, now, max_active))
+    async def create_batch(
+        self, record: BatchRecord, now: int, max_active: int, *, audit: Audit[None] | None = None
+    ) -> None:
+        plan = _batch_plans.create_batch(self.DIALECT, record, now, max_active)
+        await self._write(audited(plan, audit))
 
     async def get_batch(self, owner: Owner, batch_id: str) -> BatchRecord | None:
         return await self._read(_batch_plans.get_batch(owner, batch_id))
@@ -366,8 +443,17 @@ class SQLMetadataStore(abc.ABC):
     ) -> tuple[list[BatchRecord], bool]:
         return await self._read(_batch_plans.list_batches(owner, after, limit))
 
-    async def cancel_batch(self, owner: Owner, batch_id: str, now: int) -> BatchRecord | None:
-        return await self._write(_batch_plans.cancel_batch(self.DIALECT, owner, batch_id, now))
+    async def cancel_batch(
+        self,
+        owner: Owner,
+        batch_id: str,
+        now: int,
+        *,
+        audit: Audit[BatchRecord | None] | None = None,
+    ) -> BatchRecord | None:
+        return await self._write(
+            _batch_plans.cancel_batch(self.DIALECT, owner, batch_id, now, audit)
+        )
 
     async def active_batches(self, limit: int) -> list[BatchRecord]:
         return await self._read(_batch_plans.active_batches(limit))
@@ -442,3 +528,9 @@ class SQLMetadataStore(abc.ABC):
         return await self._write(
             _batch_plans.finish_batch(self.DIALECT, batch_id, worker, statuses, files, changes)
         )
+
+
+def _revoked(sql: str, key_id: str, now: int) -> Plan[bool]:
+    """A key's revocation: whether this call revoked it."""
+    changed = yield from _plans.single(sql, (now, key_id), "count")
+    return bool(changed == 1)

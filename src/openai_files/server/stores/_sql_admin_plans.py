@@ -15,12 +15,14 @@ from typing import Any
 from ._errors import CursorNotFound, LimitReached, ProjectArchived, ProjectNotFound
 from ._records import (
     AdminKeyRecord,
+    Audit,
     KeyRecord,
     Order,
     Owner,
     ProjectRecord,
     ServiceAccountRecord,
 )
+from ._sql_audit_plans import events_of
 from ._sql_dialect import Dialect, Plan, Stmt, marks
 from ._sql_schema import (
     ADMIN_KEY_COLUMNS,
@@ -188,7 +190,11 @@ def rename_project(
 
 
 def archive_project(
-    d: Dialect, org_id: str, project_id: str, now: int
+    d: Dialect,
+    org_id: str,
+    project_id: str,
+    now: int,
+    audit: Audit[tuple[ProjectRecord, list[KeyRecord]] | None] | None = None,
 ) -> Plan[tuple[ProjectRecord, list[KeyRecord]] | None]:
     project = yield from _held_project(d, org_id, project_id)
     if project is None:
@@ -204,7 +210,9 @@ def archive_project(
         "org_id = ? AND project_id = ? AND revoked_at IS NULL", (org_id, project_id), now
     )
     yield from _end_project_work(d, org_id, project_id, now)
-    return dataclasses.replace(project, archived_at=now), revoked
+    archived = dataclasses.replace(project, archived_at=now), revoked
+    yield from events_of(audit, archived)
+    return archived
 
 
 def _end_project_work(d: Dialect, org_id: str, project_id: str, now: int) -> Plan[None]:

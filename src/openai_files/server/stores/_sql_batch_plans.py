@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import BatchInputGone, BatchNotCancellable, CursorNotFound, LeaseLost, TooManyBatches
-from ._records import BatchRecord, BatchRequestRecord, BatchResult, FileRecord, Owner
+from ._records import Audit, BatchRecord, BatchRequestRecord, BatchResult, FileRecord, Owner
+from ._sql_audit_plans import events_of
 from ._sql_dialect import Dialect, Plan, Stmt, marks
 from ._sql_schema import (
     BATCH_ACTIVE,
@@ -128,7 +129,13 @@ def list_batches(
     return [batch_record(r) for r in rows[:limit]], len(rows) > limit
 
 
-def cancel_batch(d: Dialect, owner: Owner, batch_id: str, now: int) -> Plan[BatchRecord | None]:
+def cancel_batch(
+    d: Dialect,
+    owner: Owner,
+    batch_id: str,
+    now: int,
+    audit: Audit[BatchRecord | None] | None = None,
+) -> Plan[BatchRecord | None]:
     row = yield Stmt(
         f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ? AND org_id = ? AND project_id = ?"
         f"{d.for_update}",
@@ -148,7 +155,9 @@ def cancel_batch(d: Dialect, owner: Owner, batch_id: str, now: int) -> Plan[Batc
         "none",
     )
     row = yield _select(d, batch_id, lock=False)
-    return batch_record(row)
+    cancelling = batch_record(row)
+    yield from events_of(audit, cancelling)
+    return cancelling
 
 
 def active_batches(limit: int) -> Plan[list[BatchRecord]]:

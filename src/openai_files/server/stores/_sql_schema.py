@@ -15,6 +15,7 @@ from typing import Any
 
 from ._records import (
     AdminKeyRecord,
+    AuditRecord,
     BatchRecord,
     BatchRequestRecord,
     FileRecord,
@@ -239,6 +240,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         "CREATE INDEX admin_api_keys_page ON admin_api_keys (org_id, created_at, id)",
     ),
+    # 10: the audit log, appended in the transaction of each change it records. An event's
+    # id sorts as its time: an organization's listing, newest first, pages by id alone;
+    # the retention removes events by age.
+    (
+        """CREATE TABLE audit_logs (
+        id {sorted_text} PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        effective_at {integer} NOT NULL,
+        project_id TEXT,
+        actor_id TEXT,
+        actor_service_account_id TEXT,
+        resource_id TEXT,
+        details TEXT NOT NULL
+    )""",
+        "CREATE INDEX audit_logs_page ON audit_logs (org_id, id)",
+        "CREATE INDEX audit_logs_resource ON audit_logs (org_id, resource_id, id)",
+        "CREATE INDEX audit_logs_age ON audit_logs (effective_at)",
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -326,6 +346,9 @@ ADMIN_KEY_FIELDS = tuple(f.name for f in dataclasses.fields(AdminKeyRecord))
 PROJECT_COLUMNS = ", ".join(PROJECT_FIELDS)
 SERVICE_ACCOUNT_COLUMNS = ", ".join(SERVICE_ACCOUNT_FIELDS)
 ADMIN_KEY_COLUMNS = ", ".join(ADMIN_KEY_FIELDS)
+#: Columns of `audit_logs`.
+AUDIT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditRecord))
+AUDIT_COLUMNS = ", ".join(AUDIT_FIELDS)
 #: The statuses of a batch that has not ended (a worker still has something to do).
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 #: The statuses of an upload that still holds its reservation and parts.
@@ -344,6 +367,7 @@ _batch_request_values = operator.itemgetter(*BATCH_REQUEST_FIELDS)
 _project_values = operator.itemgetter(*PROJECT_FIELDS)
 _service_account_values = operator.itemgetter(*SERVICE_ACCOUNT_FIELDS)
 _admin_key_values = operator.itemgetter(*ADMIN_KEY_FIELDS)
+_audit_values = operator.itemgetter(*AUDIT_FIELDS)
 
 
 def file_record(row: Any) -> FileRecord:
@@ -389,3 +413,8 @@ def service_account_record(row: Any) -> ServiceAccountRecord:
 def admin_key_record(row: Any) -> AdminKeyRecord:
     """An `admin_api_keys` row (indexed by column name) as a record."""
     return AdminKeyRecord(*_admin_key_values(row))
+
+
+def audit_record(row: Any) -> AuditRecord:
+    """An `audit_logs` row (indexed by column name) as a record."""
+    return AuditRecord(*_audit_values(row))

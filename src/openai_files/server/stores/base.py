@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Protocol
 from ._errors import SchemaMismatch
 from ._records import (
     AdminKeyRecord,
+    Audit,
+    AuditQuery,
+    AuditRecord,
     BatchRecord,
     BatchRequestRecord,
     BatchResult,
@@ -43,6 +46,15 @@ class MetadataStore(Protocol):
     (`shared`); every guarantee below holds between processes as between tasks of one.
     Any method may raise StoreUnavailable when the database cannot be reached (the request
     may be retried); other driver errors mean a bug (e.g. a duplicate id).
+
+    The audit log: each call that changes what a client can see (keys, projects, service
+    accounts, files, uploads, batches) takes `audit`, a function of what the call returns
+    to the events that record its change. When the call changes something, the store calls
+    it inside the call's transaction and appends its events there: the change and its
+    events commit together or not at all, also when the process dies; an `audit` that
+    raises undoes the change (the error goes to the caller). A call that changes nothing
+    (a missing row, a key revoked already) calls no `audit` and writes no event. Events
+    are never changed; `purge_audit_logs` alone removes them, by age.
     """
 
     #: The schema version this code reads and writes.
@@ -115,7 +127,7 @@ class MetadataStore(Protocol):
         ...
 
     # -- keys --
-    async def add_api_key(self, record: KeyRecord) -> None:
+    async def add_api_key(self, record: KeyRecord, *, audit: Audit[None] | None = None) -> None:
         """Store a new key of a project, in one transaction with its project's row: a
         project that has none yet gets one (named after its id, created at the key's
         `created_at`). Raises ProjectArchived, storing nothing, when the project is
@@ -124,7 +136,9 @@ class MetadataStore(Protocol):
         driver's integrity error) and stores nothing."""
         ...
 
-    async def add_first_api_key(self, record: KeyRecord) -> bool:
+    async def add_first_api_key(
+        self, record: KeyRecord, *, audit: Audit[bool] | None = None
+    ) -> bool:
         """Store `record` (as `add_api_key` does) only when the database holds no key at
         all, admin keys and revoked ones included; whether it did. Atomic: of calls racing
         on a database without keys, from any processes, exactly one stores its key
@@ -145,7 +159,9 @@ class MetadataStore(Protocol):
         """Every key, revoked ones too, in `(created_at, id)` order."""
         ...
 
-    async def revoke_api_key(self, key_id: str, now: int) -> bool:
+    async def revoke_api_key(
+        self, key_id: str, now: int, *, audit: Audit[bool] | None = None
+    ) -> bool:
         """Mark a key revoked at `now`: True when this call revoked it; False when no such
         key exists or it was revoked already (its first `revoked_at` stays). Atomic: of
         calls racing on one key, from any processes, exactly one returns True."""
@@ -156,7 +172,9 @@ class MetadataStore(Protocol):
     # and service accounts of a project are added, and the project archived, each holding
     # the project's row: racing calls, from any processes, see one another whole.
 
-    async def create_project(self, record: ProjectRecord, limit: int = 0) -> None:
+    async def create_project(
+        self, record: ProjectRecord, limit: int = 0, *, audit: Audit[None] | None = None
+    ) -> None:
         """Store a new project. A duplicate (organization, id) raises (the driver's
         integrity error) and stores nothing. With `limit` (0: none), LimitReached, storing
         nothing, when the organization has `limit` projects (archived ones count); creates
@@ -176,21 +194,33 @@ class MetadataStore(Protocol):
         project of the organization (an archived one may: paging goes on from it)."""
         ...
 
-    async def rename_project(self, org_id: str, project_id: str, name: str) -> ProjectRecord | None:
+    async def rename_project(
+        self,
+        org_id: str,
+        project_id: str,
+        name: str,
+        *,
+        audit: Audit[ProjectRecord | None] | None = None,
+    ) -> ProjectRecord | None:
         """Set the project's name; its record after, or None when the organization has no
         such project. ProjectArchived, changing nothing, when it is archived."""
         ...
 
     async def archive_project(
-        self, org_id: str, project_id: str, now: int
+        self,
+        org_id: str,
+        project_id: str,
+        now: int,
+        *,
+        audit: Audit[tuple[ProjectRecord, list[KeyRecord]] | None] | None = None,
     ) -> tuple[ProjectRecord, list[KeyRecord]] | None:
         """Archive the project at `now` and revoke every active key of it, in one
         transaction: its record after, and the keys it revoked (as `revoke_api_key` would
         have revoked each). The same transaction moves its batches still validating or in
         progress to "cancelling" (as `cancel_batch`) and cancels its pending uploads (as
         `cancel_upload`, their parts' bytes left to the orphan sweep); its files stay. An
-        archived project is returned as it is, with no key. None
-        when the organization has no such project."""
+        archived project is returned as it is, with no key (a change of nothing: no
+        event). None when the organization has no such project."""
         ...
 
     async def list_project_keys(
@@ -210,7 +240,12 @@ class MetadataStore(Protocol):
         ...
 
     async def create_service_account(
-        self, account: ServiceAccountRecord, key: KeyRecord | None, limit: int = 0
+        self,
+        account: ServiceAccountRecord,
+        key: KeyRecord | None,
+        limit: int = 0,
+        *,
+        audit: Audit[None] | None = None,
     ) -> None:
         """Store a service account of its project and, when given, its first key (whose
         `service_account_id` names it), in one transaction. ProjectNotFound or
@@ -235,14 +270,21 @@ class MetadataStore(Protocol):
         ...
 
     async def delete_service_account(
-        self, owner: Owner, account_id: str, now: int
+        self,
+        owner: Owner,
+        account_id: str,
+        now: int,
+        *,
+        audit: Audit[tuple[ServiceAccountRecord, list[KeyRecord]] | None] | None = None,
     ) -> tuple[ServiceAccountRecord, list[KeyRecord]] | None:
         """Delete the project's service account and revoke its active keys at `now`, in one
         transaction: its record and the keys revoked; None when unknown, another project's
         or already deleted. Atomic: of deletes racing on one account, exactly one gets it."""
         ...
 
-    async def add_admin_key(self, record: AdminKeyRecord, limit: int = 0) -> None:
+    async def add_admin_key(
+        self, record: AdminKeyRecord, limit: int = 0, *, audit: Audit[None] | None = None
+    ) -> None:
         """Store a new admin key. A duplicate id or hash raises (the driver's integrity
         error) and stores nothing. With `limit` (0: none), LimitReached, storing nothing,
         when the organization has `limit` admin keys not revoked (expired ones count),
@@ -273,9 +315,33 @@ class MetadataStore(Protocol):
         order."""
         ...
 
-    async def revoke_admin_key(self, key_id: str, now: int) -> bool:
+    async def revoke_admin_key(
+        self, key_id: str, now: int, *, audit: Audit[bool] | None = None
+    ) -> bool:
         """Mark an admin key revoked at `now`, as `revoke_api_key` marks a project's key:
         True when this call revoked it; of racing calls exactly one returns True."""
+        ...
+
+    # -- the audit log --
+    async def add_audit_logs(self, events: Sequence[AuditRecord]) -> None:
+        """Append events that record no change of the store's (a file downloaded), in one
+        transaction. A duplicate id raises (the driver's integrity error) and stores
+        nothing."""
+        ...
+
+    async def list_audit_logs(
+        self, org_id: str, query: AuditQuery
+    ) -> tuple[list[tuple[AuditRecord, str | None]], bool]:
+        """One page of the organization's events that `query` asks for, newest first (by
+        id, which sorts as `effective_at`), at most `query.limit`, each with the name of
+        its project (None: no project, or none of that id), and whether more follow in
+        the direction of the paging (older ones; newer ones when paging back with
+        `before`). A cursor is a position: it need not name an event still stored."""
+        ...
+
+    async def purge_audit_logs(self, before: int, limit: int) -> int:
+        """Remove up to `limit` events whose `effective_at` is before `before`, oldest
+        first; how many (the retention, by the sweeper). Safe with racing callers."""
         ...
 
     # -- quota --
@@ -332,7 +398,14 @@ class MetadataStore(Protocol):
         ...
 
     # -- files --
-    async def insert_file(self, record: FileRecord, reservation_id: str | None, quota: int) -> None:
+    async def insert_file(
+        self,
+        record: FileRecord,
+        reservation_id: str | None,
+        quota: int,
+        *,
+        audit: Audit[None] | None = None,
+    ) -> None:
         """Make a file visible, in one transaction with its quota accounting.
 
         Drops the reservation `reservation_id` (if given and still there), adds the bytes
@@ -374,7 +447,14 @@ class MetadataStore(Protocol):
         """
         ...
 
-    async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
+    async def delete_file(
+        self,
+        owner: Owner,
+        file_id: str,
+        now: int,
+        *,
+        audit: Audit[FileRecord | None] | None = None,
+    ) -> FileRecord | None:
         """Remove the owner's live file's row and take its bytes off the usage, in one
         transaction; the removed record, or None (unknown, expired, another owner's, or
         already gone). Atomic: of deletes racing on one file, from any processes, exactly
@@ -425,6 +505,7 @@ class MetadataStore(Protocol):
         reserved_until: int,
         max_pending: int,
         max_pending_bytes: int,
+        audit: Audit[None] | None = None,
     ) -> None:
         """Reserve a new upload's bytes and store it, in one transaction: the reservation
         `record.id` of `record.bytes`, naming `record.file_key`, lapsing at
@@ -501,7 +582,13 @@ class MetadataStore(Protocol):
         ...
 
     async def finish_completion(
-        self, upload_id: str, file: FileRecord, quota: int, since: int | None = None
+        self,
+        upload_id: str,
+        file: FileRecord,
+        quota: int,
+        since: int | None = None,
+        *,
+        audit: Audit[None] | None = None,
     ) -> None:
         """Complete a "completing" upload with its file, in one transaction: the file row is
         inserted consuming the reservation `upload_id` exactly as `insert_file(file,
@@ -527,7 +614,13 @@ class MetadataStore(Protocol):
         ...
 
     async def cancel_upload(
-        self, owner: Owner, upload_id: str, now: int, stale_before: int | None = None
+        self,
+        owner: Owner,
+        upload_id: str,
+        now: int,
+        stale_before: int | None = None,
+        *,
+        audit: Audit[tuple[UploadRecord, list[str]]] | None = None,
     ) -> tuple[UploadRecord, list[str]]:
         """Cancel the owner's pending, unexpired upload, in one transaction: status
         "cancelled", its reservation released, its part rows deleted; its record (with that
@@ -573,7 +666,9 @@ class MetadataStore(Protocol):
     # lapsed one may be taken by any worker. A batch not yet ended names its input file's
     # blob key and its `output_key` and `error_key` (`named_blob_keys`).
 
-    async def create_batch(self, record: BatchRecord, now: int, max_active: int) -> None:
+    async def create_batch(
+        self, record: BatchRecord, now: int, max_active: int, *, audit: Audit[None] | None = None
+    ) -> None:
         """Store a new batch, in one transaction with the checks that its input file
         (`record.input_file_id`, whose bytes are `record.input_blob_key`) is still the
         owner's live file at `now` (else BatchInputGone) and that its project has fewer
@@ -595,9 +690,17 @@ class MetadataStore(Protocol):
         CursorNotFound when `after` names no batch of the owner."""
         ...
 
-    async def cancel_batch(self, owner: Owner, batch_id: str, now: int) -> BatchRecord | None:
+    async def cancel_batch(
+        self,
+        owner: Owner,
+        batch_id: str,
+        now: int,
+        *,
+        audit: Audit[BatchRecord | None] | None = None,
+    ) -> BatchRecord | None:
         """Move the owner's validating or in-progress batch to "cancelling" (`cancelling_at`
-        = `now`); its record. One already cancelling or cancelled is returned unchanged;
+        = `now`); its record. One already cancelling or cancelled is returned unchanged (a
+        change of nothing: no event);
         BatchNotCancellable for any other status; None when unknown or another owner's.
         No request is claimed after the move (`claim_batch_requests` holds the row)."""
         ...

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..settings import DEFAULT_FILE_CACHE_ROWS
-from ._records import FileRecord, Owner
+from ._records import Audit, FileRecord, Owner
 from .base import MetadataStore
 
 #: Rows kept (`--file-cache-rows`); the least recently used go first.
@@ -69,10 +69,17 @@ class FileRowCache:
         self._epoch += 1
         self._rows.pop(file_id, None)
 
-    async def delete_file(self, owner: Owner, file_id: str, now: int) -> FileRecord | None:
+    async def delete_file(
+        self,
+        owner: Owner,
+        file_id: str,
+        now: int,
+        *,
+        audit: Audit[FileRecord | None] | None = None,
+    ) -> FileRecord | None:
         self._forget(file_id)  # before: reads from now on go to the database
         try:
-            return await self.inner.delete_file(owner, file_id, now)
+            return await self.inner.delete_file(owner, file_id, now, audit=audit)
         finally:
             self._forget(file_id)  # and after: no read that overlapped it refills the cache
 
