@@ -412,12 +412,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     async def revoke(meta: Any) -> str | None:
         """None when revoked, else why not."""
-        now = int(time.time())
-        if await meta.revoke_api_key(args.key_id, now):
+        from ..server.auth import revoke_key
+
+        revoked = await revoke_key(meta, args.key_id, int(time.time()))
+        if revoked:
             return None
-        if await meta.revoke_admin_key(args.key_id, now):
-            return None
-        if await meta.get_api_key(args.key_id) or await meta.get_admin_key(args.key_id):
+        if revoked is False:
             return f"{args.key_id} is already revoked"
         return f"no key with id {args.key_id} (`openai-files keys list` shows the keys)"
 

@@ -2,7 +2,8 @@
 service accounts and API keys, as an admin key of the organization asks for them.
 
 One method per action, each given the acting admin key (`actor`) and making at most one
-write to the store (one transaction). An admin key reaches its own organization only:
+write to the store (one transaction), which appends the audit log's events of its change
+(`audit.py`). An admin key reaches its own organization only:
 another organization's project, service account or key is answered exactly as one that
 does not exist (404). A key revoked here (deleted, its service account deleted, its
 project archived) stops working on this server at once: it leaves the key cache.
@@ -11,9 +12,12 @@ project archived) stops working on this server at once: it leaves the key cache.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from . import audit
 from . import settings as S
 from ._forms import hidden_character
+from .audit import Actor
 from .auth import KeyCache, NewAdminKey, NewKey, new_admin_key, new_key
 from .errors import APIError, InvalidRequest, NotFound
 from .ids import (
@@ -25,6 +29,8 @@ from .ids import (
 )
 from .stores import (
     AdminKeyRecord,
+    AuditQuery,
+    AuditRecord,
     CursorNotFound,
     KeyRecord,
     LimitReached,
@@ -139,7 +145,11 @@ class AdminService:
         key = new_admin_key(actor.org_id, check_name(name), expires_in=check_expires_in(expires_in))
         limit = self.settings.max_admin_keys_per_org
         try:
-            await self.meta.add_admin_key(key.record, limit)
+            await self.meta.add_admin_key(
+                key.record,
+                limit,
+                audit=audit.recording(audit.key_created(key.record, Actor.of(actor))),
+            )
         except LimitReached:
             raise limit_reached(
                 "admin keys",
@@ -172,7 +182,8 @@ class AdminService:
         """Revoke an admin key of the organization (the actor's own too): it stops working
         at once, everywhere (admin keys are never cached)."""
         record = await self.get_admin_key(actor, key_id)
-        if not await self.meta.revoke_admin_key(record.id, int(time.time())):
+        deleted = audit.recording(audit.key_deleted(record, Actor.of(actor)))
+        if not await self.meta.revoke_admin_key(record.id, int(time.time()), audit=deleted):
             raise no_such_key(key_id, "key_id")  # a racing delete came first
         return record
 
@@ -182,7 +193,11 @@ class AdminService:
         record = ProjectRecord(actor.org_id, new_project_id(), check_name(name), int(time.time()))
         limit = self.settings.max_projects_per_org
         try:
-            await self.meta.create_project(record, limit)
+            await self.meta.create_project(
+                record,
+                limit,
+                audit=audit.recording(audit.project_created(record, Actor.of(actor))),
+            )
         except LimitReached:
             raise limit_reached(
                 "projects",
@@ -233,7 +248,12 @@ class AdminService:
                 raise project_archived(project_id)
             return project
         try:
-            renamed = await self.meta.rename_project(actor.org_id, project.id, check_name(name))
+            renamed = await self.meta.rename_project(
+                actor.org_id,
+                project.id,
+                check_name(name),
+                audit=lambda p: [audit.project_updated(p, Actor.of(actor))] if p else [],
+            )
         except ProjectArchived:
             raise project_archived(project_id) from None
         if renamed is None:
@@ -243,7 +263,14 @@ class AdminService:
     async def archive_project(self, actor: AdminKeyRecord, project_id: str) -> ProjectRecord:
         """Archive the project and revoke its keys (one archived already: as it is)."""
         await self.get_project(actor, project_id)
-        result = await self.meta.archive_project(actor.org_id, project_id, int(time.time()))
+
+        def archived(result: tuple[ProjectRecord, list[KeyRecord]] | None) -> list[AuditRecord]:
+            assert result is not None  # a project archived here
+            return audit.project_archived(*result, Actor.of(actor))
+
+        result = await self.meta.archive_project(
+            actor.org_id, project_id, int(time.time()), audit=archived
+        )
         if result is None:
             raise no_such_project(project_id)
         project, revoked = result
@@ -274,8 +301,11 @@ class AdminService:
             else None
         )
         limit = self.settings.max_service_accounts_per_project
+        made = audit.service_account_created(account, key.record if key else None, Actor.of(actor))
         try:
-            await self.meta.create_service_account(account, key.record if key else None, limit)
+            await self.meta.create_service_account(
+                account, key.record if key else None, limit, audit=audit.recording(*made)
+            )
         except LimitReached:
             raise limit_reached(
                 "service accounts",
@@ -319,8 +349,17 @@ class AdminService:
     ) -> ServiceAccountRecord:
         """Delete the service account and revoke its keys."""
         owner = await self._open_project(actor, project_id)
+
+        def deleted(
+            result: tuple[ServiceAccountRecord, list[KeyRecord]] | None,
+        ) -> list[AuditRecord]:
+            assert result is not None  # an account deleted here
+            return audit.service_account_deleted(*result, Actor.of(actor))
+
         result = (
-            await self.meta.delete_service_account(owner, account_id, int(time.time()))
+            await self.meta.delete_service_account(
+                owner, account_id, int(time.time()), audit=deleted
+            )
             if is_service_account_id(account_id)
             else None
         )
@@ -370,7 +409,20 @@ class AdminService:
                 "the service account to delete its key.",
                 param="api_key_id",
             )
-        if not await self.meta.revoke_api_key(key.id, int(time.time())):
+        deleted = audit.recording(audit.key_deleted(key, Actor.of(actor)))
+        if not await self.meta.revoke_api_key(key.id, int(time.time()), audit=deleted):
             raise no_such_key(key_id)  # a racing delete came first
         self.keys.forget([key])
         return key
+
+    # -- the audit log --
+
+    async def list_audit_logs(
+        self, actor: AdminKeyRecord, query: AuditQuery, emails: Sequence[str], tenant_only: bool
+    ) -> tuple[list[tuple[AuditRecord, str | None]], bool]:
+        """A page of the organization's events, newest first, that `query` asks for
+        (`audit.check_query`)."""
+        checked = audit.check_query(query, emails, tenant_only)
+        if checked is None:
+            return [], False
+        return await self.meta.list_audit_logs(actor.org_id, checked)

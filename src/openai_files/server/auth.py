@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from .._config import mask_key
 from . import settings as S
+from .audit import key_created, key_deleted, recording
 from .errors import (
     CREATE_KEY_HINT,
     NO_API_KEY_MESSAGE,
@@ -120,10 +121,11 @@ def new_admin_key(
 async def create_key(
     store: MetadataStore, org_id: str, project_id: str, name: str | None = S.DEFAULT_KEY_NAME
 ) -> NewKey:
-    """Create and store a key; the secret is returned once and never stored. Raises
-    ProjectArchived when the project is archived."""
+    """Create and store a key (the command line's: the audit log's `api_key.created` has no
+    actor); the secret is returned once and never stored. Raises ProjectArchived when the
+    project is archived."""
     key = new_key(org_id, project_id, name=name)
-    await store.add_api_key(key.record)
+    await store.add_api_key(key.record, audit=recording(key_created(key.record, None)))
     return key
 
 
@@ -132,16 +134,33 @@ async def create_first_key(store: MetadataStore, org_id: str, project_id: str) -
     count), as a server's first start does; None when it holds one. Servers starting
     together on one new database mint one key between them, not one each."""
     key = new_key(org_id, project_id)
-    return key if await store.add_first_api_key(key.record) else None
+    made = await store.add_first_api_key(key.record, audit=recording(key_created(key.record, None)))
+    return key if made else None
 
 
 async def create_admin_key(
     store: MetadataStore, org_id: str, name: str | None, expires_in: int | None = None
 ) -> NewAdminKey:
-    """Create and store an admin key; the secret is returned once and never stored."""
+    """Create and store an admin key (the command line's: no actor in the audit log); the
+    secret is returned once and never stored."""
     key = new_admin_key(org_id, name, expires_in=expires_in)
-    await store.add_admin_key(key.record)
+    await store.add_admin_key(key.record, audit=recording(key_created(key.record, None)))
     return key
+
+
+async def revoke_key(store: MetadataStore, key_id: str, now: int) -> bool | None:
+    """Revoke a project's key or an admin key by its id, as the command line does (the
+    audit log's `api_key.deleted` has no actor): True when this call revoked it, False
+    when it was revoked already, None when there is no such key."""
+    found: KeyRecord | AdminKeyRecord | None = await store.get_api_key(key_id)
+    if found is not None:
+        audit = recording(key_deleted(found, None))
+        return await store.revoke_api_key(key_id, now, audit=audit)
+    found = await store.get_admin_key(key_id)
+    if found is not None:
+        audit = recording(key_deleted(found, None))
+        return await store.revoke_admin_key(key_id, now, audit=audit)
+    return None
 
 
 #: How the key goes in HTTP Basic auth, said by every 401 about a malformed Basic header.

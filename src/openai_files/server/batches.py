@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from . import settings as S
+from .audit import Actor, batch_cancelled, batch_created, recording
 from .batch_input import BATCH_ENDPOINTS
 from .errors import APIError, InvalidRequest, NotFound, no_such_file
 from .ids import is_batch_id, is_file_id, new_batch_id
@@ -132,8 +133,11 @@ class BatchesService:
         self.meta = meta
         self.runs_batches = runs_batches
 
-    async def create(self, owner: Owner, body: dict[str, Any]) -> BatchRecord:
-        """A new batch of the owner's from the checked parameters of `POST /v1/batches`."""
+    async def create(
+        self, owner: Owner, body: dict[str, Any], *, actor: Actor | None = None
+    ) -> BatchRecord:
+        """A new batch of the owner's from the checked parameters of `POST /v1/batches`,
+        made by `actor` (the audit log's `batch.created`)."""
         endpoint = body["endpoint"]
         if endpoint not in BATCH_ENDPOINTS:
             raise _one_of(endpoint, BATCH_ENDPOINTS, "endpoint")
@@ -172,7 +176,12 @@ class BatchesService:
             output_expires_after=output_expires_after,
         )
         try:
-            await self.meta.create_batch(record, now, self.settings.max_active_batches)
+            await self.meta.create_batch(
+                record,
+                now,
+                self.settings.max_active_batches,
+                audit=recording(batch_created(record, actor)),
+            )
         except BatchInputGone:
             raise no_such_file(file_id, param="input_file_id") from None
         except TooManyBatches as exc:
@@ -197,11 +206,20 @@ class BatchesService:
         except CursorNotFound:
             raise no_such_batch(str(after), param="after") from None
 
-    async def cancel(self, owner: Owner, batch_id: str) -> BatchRecord:
+    async def cancel(
+        self, owner: Owner, batch_id: str, *, actor: Actor | None = None
+    ) -> BatchRecord:
+        """Ask the owner's batch to cancel; the move to "cancelling" is the audit log's
+        `batch.cancelled` by `actor` (asking again changes nothing, and records nothing)."""
         record = None
         if is_batch_id(batch_id):
             try:
-                record = await self.meta.cancel_batch(owner, batch_id, int(time.time()))
+                record = await self.meta.cancel_batch(
+                    owner,
+                    batch_id,
+                    int(time.time()),
+                    audit=lambda r: [batch_cancelled(r, actor)] if r else [],
+                )
             except BatchNotCancellable as exc:
                 raise InvalidRequest(
                     f"Cannot cancel a batch with status '{exc.record.status}'.",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import anyio
 
 from . import settings as S
+from .audit import Actor, recording, upload_completed
 from .digests import RunningDigests
 from .errors import InvalidRequest
 from .ids import is_upload_id
@@ -75,10 +76,16 @@ class Completions:
         self._undo_later: dict[str, tuple[UploadRecord, bool]] = {}
 
     async def complete(
-        self, owner: Owner, upload_id: str, part_ids: Sequence[str], md5: str | None
+        self,
+        owner: Owner,
+        upload_id: str,
+        part_ids: Sequence[str],
+        md5: str | None,
+        *,
+        actor: Actor | None = None,
     ) -> tuple[UploadRecord, FileRecord]:
-        """Complete the owner's pending upload from `part_ids`, in file order; its record
-        (completed) and the new file's.
+        """Complete the owner's pending upload from `part_ids`, in file order, as `actor`;
+        its record (completed) and the new file's.
 
         Errors as `add_part` for the upload; a second completion, racing or later, is a 400.
         Each id must name a part of this upload, once; the parts' sizes must add up to the
@@ -87,8 +94,9 @@ class Completions:
         /v1/files), the composed bytes are read once for both, and a mismatch or a refused
         line removes them and leaves the upload pending (it may be completed again with
         the right parts). Then one transaction inserts the file (consuming the
-        reservation; the quota counts it once), marks the upload completed and drops its
-        part rows; the parts' bytes are removed last.
+        reservation; the quota counts it once), marks the upload completed, drops its
+        part rows and writes the audit log's `upload.completed` and `file.created`; the
+        parts' bytes are removed last.
         """
         if md5 is not None and not _MD5.fullmatch(md5):
             raise InvalidRequest(
@@ -120,7 +128,7 @@ class Completions:
 
         async def run() -> None:
             try:
-                outcome.append(await self._complete(upload, part_ids, md5, lease))
+                outcome.append(await self._complete(upload, part_ids, md5, lease, actor))
             except Exception as exc:
                 failure.append(exc)
             finally:
@@ -161,7 +169,12 @@ class Completions:
             return
 
     async def _complete(
-        self, upload: UploadRecord, part_ids: Sequence[str], md5: str | None, lease: Lease
+        self,
+        upload: UploadRecord,
+        part_ids: Sequence[str],
+        md5: str | None,
+        lease: Lease,
+        actor: Actor | None,
     ) -> tuple[UploadRecord, FileRecord]:
         finished = composed = False
         try:
@@ -216,7 +229,11 @@ class Completions:
             # An upload expired by the sweeper meanwhile is no longer pending.
             with answered(upload.id, "complete it"):
                 await self.meta.finish_completion(
-                    upload.id, file, self.settings.org_quota_bytes, since=since
+                    upload.id,
+                    file,
+                    self.settings.org_quota_bytes,
+                    since=since,
+                    audit=recording(*upload_completed(upload, file, actor)),
                 )
             finished = True
             self.digests.pop(upload.id)

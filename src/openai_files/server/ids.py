@@ -1,7 +1,8 @@
 """Every id the server makes and the shape each must have: files (`file-`), uploads
 (`upload_`), their parts (`part_`), quota reservations (`rsv_`), batches (`batch_`), the
 requests of a batch's output (`batch_req_`), batch workers (`worker_`), projects
-(`proj_`), service accounts (`svc_acct_`) and keys (`key_`).
+(`proj_`), service accounts (`svc_acct_`), keys (`key_`) and audit log events
+(`audit_log-`).
 
 An id is its prefix and base62 characters. A value of another shape names nothing, and is
 answered so before any store sees it (a NUL byte is an error in PostgreSQL, not a miss).
@@ -27,6 +28,8 @@ WORKER_PREFIX = "worker_"
 PROJECT_PREFIX = "proj_"
 SERVICE_ACCOUNT_PREFIX = "svc_acct_"
 KEY_PREFIX = "key_"
+#: OpenAI's audit log ids begin so (`audit_log-xxx_yyyymmdd` in its examples).
+AUDIT_LOG_PREFIX = "audit_log-"
 
 
 def _shape(prefix: str) -> re.Pattern[str]:
@@ -42,6 +45,8 @@ BATCH_ID = _shape(BATCH_PREFIX)
 #: A service account's id; a key's id (`key_` and base62; hex before this release).
 SERVICE_ACCOUNT_ID = _shape(SERVICE_ACCOUNT_PREFIX)
 KEY_ID = _shape(KEY_PREFIX)
+#: An audit log event's id.
+AUDIT_LOG_ID = _shape(AUDIT_LOG_PREFIX)
 #: The longest project id looked up. Projects made here have `proj_` ids; those the
 #: command line names (`keys create --project`) may be any printable text.
 PROJECT_ID_MAX_CHARS = 256
@@ -99,14 +104,19 @@ _SORTED_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowerca
 _last_ms = 0
 
 
-def new_sorted_id(prefix: str) -> str:
-    """`prefix`, the creation time in milliseconds (8 base62 digits, in an order that sorts
-    as text), then 16 random base62 digits (95 bits). Rows listed by `(created_at, id)`
-    then come in the order they were made, also within one second."""
+def _next_ms() -> int:
     global _last_ms
     # Never the same or an earlier millisecond twice in a process (a burst of creates runs
     # ahead of the clock by a few): the ids it makes sort in the order it made them.
-    number = _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+    _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+    return _last_ms
+
+
+def new_sorted_id(prefix: str, ms: int | None = None) -> str:
+    """`prefix`, the creation time in milliseconds (8 base62 digits, in an order that sorts
+    as text; `ms`, else now), then 16 random base62 digits (95 bits). Rows listed by
+    `(created_at, id)` then come in the order they were made, also within one second."""
+    number = _next_ms() if ms is None else ms
     stamp = []
     for _ in range(8):
         number, digit = divmod(number, 62)
@@ -166,3 +176,15 @@ def is_service_account_id(value: str) -> bool:
 def is_key_id(value: str) -> bool:
     """Whether `value` has the form of a key id (`key_` and base62), either kind."""
     return KEY_ID.fullmatch(value) is not None
+
+
+def new_audit_log_id() -> tuple[str, int]:
+    """A new audit log event's id, sorted by its time (`new_sorted_id`), and that time in
+    seconds (the event's `effective_at`): events listed by id are listed by time."""
+    ms = _next_ms()
+    return new_sorted_id(AUDIT_LOG_PREFIX, ms), ms // 1000
+
+
+def is_audit_log_id(value: str) -> bool:
+    """Whether `value` has the form of an audit log event's id (`audit_log-` and base62)."""
+    return AUDIT_LOG_ID.fullmatch(value) is not None

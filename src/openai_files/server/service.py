@@ -17,6 +17,7 @@ import anyio
 
 from . import settings as S
 from ._framing import smallest_file_bytes
+from .audit import Actor, file_created, file_deleted, recording
 from .errors import InvalidRequest, StorageLimitExceeded, no_such_file
 from .ids import is_file_id, new_file_id, new_reservation_id
 from .purposes import (
@@ -48,9 +49,17 @@ class Upload:
     """One upload being received (`FilesService.upload`): its bytes go to a fresh key, and
     each rule refuses it as soon as what arrived breaks it, not once the body has ended."""
 
-    def __init__(self, service: FilesService, owner: Owner, file_id: str, held: Reservation):
+    def __init__(
+        self,
+        service: FilesService,
+        owner: Owner,
+        file_id: str,
+        held: Reservation,
+        actor: Actor | None = None,
+    ):
         self.service = service
         self.owner = owner
+        self.actor = actor
         self.file_id = file_id
         self.reservation = held
         self.purpose: str | None = None  # the first one given
@@ -103,7 +112,7 @@ class Upload:
 
     async def finish(self, expires_in: int | None) -> FileRecord:
         """Commit the bytes durably, then insert the row that makes the file visible, with
-        the quota checked in the same transaction."""
+        the quota checked and its `file.created` event written in the same transaction."""
         purpose = self.check_complete()
         await finish(self.validator)
         assert self.writer is not None
@@ -127,7 +136,10 @@ class Upload:
         settings = self.service.settings
         try:
             await self.service.meta.insert_file(
-                record, self.reservation.id, settings.org_quota_bytes
+                record,
+                self.reservation.id,
+                settings.org_quota_bytes,
+                audit=recording(file_created(record, self.actor)),
             )
         except QuotaExceeded as exc:
             raise StorageLimitExceeded(exc.used, exc.requested, exc.quota) from None
@@ -164,8 +176,11 @@ class FilesService:
 
     # -- upload --
     @contextlib.asynccontextmanager
-    async def upload(self, owner: Owner, content_length: int | None) -> AsyncIterator[Upload]:
-        """An upload of `owner`'s, to be fed its form and finished (`Upload.finish`).
+    async def upload(
+        self, owner: Owner, content_length: int | None, *, actor: Actor | None = None
+    ) -> AsyncIterator[Upload]:
+        """An upload of `owner`'s, to be fed its form and finished (`Upload.finish`), by
+        `actor` (None: the server's own).
 
         A body the organization's quota cannot hold is refused before a byte is read (one
         longer than the largest file and its form, by the route: `announced_length`).
@@ -176,7 +191,7 @@ class FilesService:
         # The reservation names the key before any byte is written: the sweeper of any
         # replica leaves the key alone until the row replaces the reservation.
         held = await self._reserve(owner, content_length or 0, file_id)
-        upload = Upload(self, owner, file_id, held)
+        upload = Upload(self, owner, file_id, held, actor)
         try:
             yield upload
         finally:
@@ -277,14 +292,20 @@ class FilesService:
         return record
 
     # -- delete --
-    async def delete(self, owner: Owner, file_id: str) -> FileRecord:
+    async def delete(self, owner: Owner, file_id: str, *, actor: Actor | None = None) -> FileRecord:
         """Remove the owner's live file and return its record; missing or not the owner's
         is a 404, as in `get`. The row goes first (the file is gone for every reader and
-        its bytes leave the quota), then the bytes, even when the client went away; bytes
-        that could not be removed are left to the sweep."""
+        its bytes leave the quota), with its `file.deleted` event by `actor`, then the
+        bytes, even when the client went away; bytes that could not be removed are left to
+        the sweep."""
         if not is_file_id(file_id):
             raise no_such_file(file_id)
-        record = await self.meta.delete_file(owner, file_id, int(time.time()))
+        record = await self.meta.delete_file(
+            owner,
+            file_id,
+            int(time.time()),
+            audit=lambda r: [file_deleted(r, actor)] if r else [],
+        )
         if record is None:
             raise no_such_file(file_id)
         with anyio.CancelScope(shield=True):

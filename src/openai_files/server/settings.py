@@ -293,6 +293,11 @@ DEFAULT_MAX_ADMIN_KEYS_PER_ORG = 50
 ADMIN_KEY_EXPIRES_MAX_SECONDS = 365 * 24 * 3600
 #: The name of a key made without one (the name OpenAI gives a service account's key).
 DEFAULT_KEY_NAME = "Secret key"
+#: How long the audit log keeps an event (`--audit-retention-days`); then the sweeper
+#: removes it, SWEEP_BATCH at a time.
+DEFAULT_AUDIT_RETENTION_DAYS = 365
+#: The most values one filter of the audit log's listing takes (`project_ids[]`, ...).
+AUDIT_FILTER_MAX_VALUES = 100
 
 
 def _field(default: Any, help: str, *, shown: str | None = None, metavar: str | None = None) -> Any:
@@ -428,6 +433,11 @@ class Settings:
         "how long a completed, cancelled or expired upload stays known (listed, and "
         "answered with its status) after its hour ends; then the sweeper deletes its row "
         "and it is a 404 (its file stays)",
+    )
+    audit_retention_days: int = _field(
+        DEFAULT_AUDIT_RETENTION_DAYS,
+        "how long the audit log keeps an event (GET /v1/organization/audit_logs); then the "
+        "sweeper removes it",
     )
     allow_download_all_purposes: bool = _field(
         False, "allow downloading assistants and user_data files (OpenAI refuses)"
@@ -646,6 +656,7 @@ class Settings:
             "max_projects_per_org",
             "max_service_accounts_per_project",
             "max_admin_keys_per_org",
+            "audit_retention_days",
             "batch_concurrency",
             "batch_concurrency_per_batch",
             "max_connections",

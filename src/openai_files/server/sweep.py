@@ -28,9 +28,9 @@ class Sweep:
 
     async def run(self, grace_seconds: float | None = None) -> dict[str, int]:
         """Remove expired files, expired uploads (Uploads API) with their parts, the rows of
-        uploads finished longer than their retention ago, lapsed reservations, stale temp
-        files, and the bytes that no row or reservation names once older than the grace:
-        what crashes and failures left."""
+        uploads finished longer than their retention ago, the audit log's events older
+        than theirs, lapsed reservations, stale temp files, and the bytes that no row or
+        reservation names once older than the grace: what crashes and failures left."""
         grace = self.settings.sweep_grace_seconds if grace_seconds is None else grace_seconds
         now = time.time()
         counts = {"expired": 0, "temp": 0, "orphans": 0}
@@ -40,6 +40,7 @@ class Sweep:
         counts["expired_uploads"] = await self.uploads.sweep_expired(int(now))
         await self.uploads.reopen_completions(int(now))
         counts["finished_uploads"] = await self._purge_finished_uploads(int(now))
+        counts["audit_logs"] = await self._purge_audit_logs(int(now))
         await self.meta.purge_reservations(int(now))
         counts["temp"] = await self.blobs.remove_stale_temp(now - grace)
         # Reconciling lists every stored object, which grows with the store: do it at most
@@ -70,6 +71,17 @@ class Sweep:
         count = 0
         while deleted := await self.meta.purge_uploads(before, S.SWEEP_BATCH):
             count += deleted
+        return count
+
+    async def _purge_audit_logs(self, now: int) -> int:
+        """Remove the audit log's events older than `--audit-retention-days`, SWEEP_BATCH
+        at a time (one short transaction each, so a long backlog holds no lock long)."""
+        before = now - self.settings.audit_retention_days * 86400
+        count = 0
+        while removed := await self.meta.purge_audit_logs(before, S.SWEEP_BATCH):
+            count += removed
+            if removed < S.SWEEP_BATCH:
+                break
         return count
 
     @staticmethod

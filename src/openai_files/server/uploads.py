@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 import anyio
 
 from . import settings as S
+from .audit import Actor, recording, upload_cancelled, upload_created
 from .completion import Completions
 from .digests import RunningDigests
 from .errors import FileTooLarge, InvalidRequest, StorageLimitExceeded
@@ -61,8 +62,10 @@ class UploadsService:
         nbytes: int,
         mime_type: str,
         file_expires_after: int | None = None,
+        actor: Actor | None = None,
     ) -> UploadRecord:
-        """A new pending upload of `owner`'s, expiring an hour after now. Its file, once
+        """A new pending upload of `owner`'s (made by `actor`, for the audit log's
+        `upload.created`), expiring an hour after now. Its file, once
         completed, expires `file_expires_after` seconds after its creation (checked by the
         route) when given, else as a file sent to POST /v1/files without it.
 
@@ -108,6 +111,7 @@ class UploadsService:
                 reserved_until=record.expires_at + S.UPLOAD_SWEEP_MARGIN_SECONDS,
                 max_pending=self.settings.max_pending_uploads,
                 max_pending_bytes=self.settings.pending_upload_bytes,
+                audit=recording(upload_created(record, actor)),
             )
         except QuotaExceeded as exc:
             raise StorageLimitExceeded(exc.used, exc.requested, exc.quota, param="bytes") from None
@@ -242,10 +246,16 @@ class UploadsService:
 
     # -- complete (completion.py) --
     async def complete(
-        self, owner: Owner, upload_id: str, part_ids: Sequence[str], md5: str | None
+        self,
+        owner: Owner,
+        upload_id: str,
+        part_ids: Sequence[str],
+        md5: str | None,
+        *,
+        actor: Actor | None = None,
     ) -> tuple[UploadRecord, FileRecord]:
         """Complete the owner's pending upload from `part_ids` (`Completions.complete`)."""
-        return await self.completions.complete(owner, upload_id, part_ids, md5)
+        return await self.completions.complete(owner, upload_id, part_ids, md5, actor=actor)
 
     async def reopen_completions(self, now: int, *, alone: bool = False) -> int:
         """Put back to pending the uploads whose completion will not end by itself
@@ -253,7 +263,9 @@ class UploadsService:
         return await self.completions.reopen(now, alone=alone)
 
     # -- cancel --
-    async def cancel(self, owner: Owner, upload_id: str) -> UploadRecord:
+    async def cancel(
+        self, owner: Owner, upload_id: str, *, actor: Actor | None = None
+    ) -> UploadRecord:
         """Cancel the owner's pending upload: its reservation is given back and its parts'
         bytes removed. Errors as `add_part`; cancelling a completed (or cancelled) upload is
         a 400."""
@@ -262,7 +274,11 @@ class UploadsService:
         now = int(time.time())
         with answered(upload_id, "cancel it"):
             record, keys = await self.meta.cancel_upload(
-                owner, upload_id, now, stale_before=now - S.COMPLETION_TAKEOVER_SECONDS
+                owner,
+                upload_id,
+                now,
+                stale_before=now - S.COMPLETION_TAKEOVER_SECONDS,
+                audit=lambda done: [upload_cancelled(done[0], actor)],
             )
         self.digests.pop(record.id)
         with anyio.CancelScope(shield=True):

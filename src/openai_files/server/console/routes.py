@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..audit import Actor, file_downloaded
 from ..batches import BatchesService
 from ..responses import content_response
 from ..routes._common import json_body, params, request_admin_key, request_key, service_of
@@ -108,11 +109,14 @@ async def create_download_link(request: Request) -> Response:
 
 async def download(request: Request) -> Response:
     """The file a link names, streamed as `/v1/files/{id}/content` streams it; the token
-    is the credential (no Authorization header)."""
+    is the credential (no Authorization header). A GET is recorded in the audit log
+    (`file.downloaded`, by the key that asked for the link) before a byte is sent."""
     service = service_of(request)
     file_id, key = await _links(request).check(service.meta, request.path_params["token"])
     request.scope.setdefault("state", {})["org_id"] = key.org_id
     record = await service.for_download(_owner_of(key), file_id)
+    if request.method == "GET":
+        await service.meta.add_audit_logs([file_downloaded(record, Actor.of(key))])
     return await content_response(request, service, record)
 
 

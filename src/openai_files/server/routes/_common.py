@@ -16,6 +16,7 @@ from .. import _json
 from .. import settings as S
 from .._framing import largest_form_bytes
 from .._upload_slots import UploadSlots
+from ..audit import Actor
 from ..auth import authenticate_admin_key, authenticate_key
 from ..errors import FileTooLarge, InvalidRequest
 from ..service import FilesService
@@ -119,6 +120,13 @@ async def request_admin_key(request: Request) -> AdminKeyRecord:
 async def owner_of(request: Request) -> Owner:
     key = await request_key(request)
     return Owner(key.org_id, key.project_id)
+
+
+async def caller_of(request: Request) -> tuple[Owner, Actor]:
+    """The request's owner and, for the audit log, the key that acts (a route that changes
+    something names it as the actor of its event)."""
+    key = await request_key(request)
+    return Owner(key.org_id, key.project_id), Actor.of(key)
 
 
 def upload_slot(request: Request) -> AbstractContextManager[None]:

@@ -21,9 +21,11 @@ from ..admin_objects import (
     project_object,
     service_account_object,
 )
+from ..audit import audit_log_object
 from ..errors import InvalidRequest
+from ..ids import is_audit_log_id
 from ..objects import page_of
-from ..stores import Order
+from ..stores import AuditQuery, Order
 from ._common import json_body, params, request_admin_key, route_table
 
 
@@ -236,6 +238,72 @@ async def delete_project_key(request: Request) -> Response:
     return JSONResponse(deleted_object("organization.project.api_key", key.id))
 
 
+# -- the audit log --
+
+#: The bounds of `effective_at` a listing may give, and how each moves `since` / `until`.
+_EFFECTIVE_AT = ("gt", "gte", "lt", "lte")
+
+
+def _values(request: Request, name: str) -> tuple[str, ...]:
+    """A list parameter, as `name[]=a&name[]=b` (OpenAI's form) or `name=a&name=b`."""
+    query = request.query_params
+    return (*query.getlist(f"{name}[]"), *query.getlist(name))
+
+
+def _effective_at(query: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """`effective_at[gt|gte|lt|lte]` as the first and last second included."""
+    since: int | None = None
+    until: int | None = None
+    for bound in _EFFECTIVE_AT:
+        name = f"effective_at[{bound}]"
+        raw = query.get(name)
+        if raw is None:
+            continue
+        value = ascii_int(raw, 12)
+        if value is None:
+            raise InvalidRequest(
+                f"Invalid '{name}': expected an integer (Unix seconds), got {raw!r}.", param=name
+            )
+        if bound.startswith("g"):
+            first = value + 1 if bound == "gt" else value
+            since = first if since is None else max(since, first)
+        else:
+            last = value - 1 if bound == "lt" else value
+            until = last if until is None else min(until, last)
+    return since, until
+
+
+def _cursor(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name) or None
+    if value is not None and not is_audit_log_id(value):
+        raise InvalidRequest(
+            f"Invalid '{name}': {value!r} is not the id of an audit log event.", param=name
+        )
+    return value
+
+
+async def list_audit_logs(request: Request) -> Response:
+    actor = await request_admin_key(request)
+    query = request.query_params
+    since, until = _effective_at(query)
+    wanted = AuditQuery(
+        limit=_limit(query),
+        types=_values(request, "event_types"),
+        project_ids=_values(request, "project_ids"),
+        actor_ids=_values(request, "actor_ids"),
+        resource_ids=_values(request, "resource_ids"),
+        since=since,
+        until=until,
+        after=_cursor(query, "after"),
+        before=_cursor(query, "before"),
+    )
+    tenant_only = _choice(query, "tenant_only", ("true", "false"), "false") == "true"
+    events, more = await admin_of(request).list_audit_logs(
+        actor, wanted, _values(request, "actor_emails"), tenant_only
+    )
+    return JSONResponse(page_of([audit_log_object(e, name) for e, name in events], more))
+
+
 _PROJECT = "/v1/organization/projects/{project_id}"
 
 routes = route_table(
@@ -245,6 +313,7 @@ routes = route_table(
             "GET": retrieve_admin_key,
             "DELETE": delete_admin_key,
         },
+        "/v1/organization/audit_logs": {"GET": list_audit_logs},
         "/v1/organization/projects": {"GET": list_projects, "POST": create_project},
         _PROJECT: {"GET": retrieve_project, "POST": modify_project},
         f"{_PROJECT}/archive": {"POST": archive_project},

@@ -9,7 +9,7 @@ from .. import settings as S
 from .._forms import ascii_int
 from ..batches import BatchesService, batch_list, batch_object
 from ..errors import InvalidRequest
-from ._common import json_body, owner_of, params, route_table
+from ._common import caller_of, json_body, owner_of, params, route_table
 
 
 def batches_of(request: Request) -> BatchesService:
@@ -18,13 +18,13 @@ def batches_of(request: Request) -> BatchesService:
 
 
 async def create_batch(request: Request) -> Response:
-    owner = await owner_of(request)
+    owner, actor = await caller_of(request)
     body = params(
         await json_body(request),
         required={"input_file_id": str, "endpoint": str, "completion_window": str},
         optional={"metadata": dict, "output_expires_after": dict},
     )
-    record = await batches_of(request).create(owner, body)
+    record = await batches_of(request).create(owner, body, actor=actor)
     return JSONResponse(batch_object(record))
 
 
@@ -35,8 +35,8 @@ async def retrieve_batch(request: Request) -> Response:
 
 
 async def cancel_batch(request: Request) -> Response:
-    owner = await owner_of(request)
-    record = await batches_of(request).cancel(owner, request.path_params["batch_id"])
+    owner, actor = await caller_of(request)
+    record = await batches_of(request).cancel(owner, request.path_params["batch_id"], actor=actor)
     runner = request.app.state.batch_runner
     if runner is not None:  # this process's worker sends none of it from now on
         runner.cancelled(record.id)

@@ -13,16 +13,23 @@ from .._forms import read_upload_form
 from .._multipart import boundary_of, iter_parts
 from ..objects import deleted_object, file_list, file_object, parse_list_query
 from ..responses import content_response
-from ._common import announced_length, owner_of, route_table, service_of, upload_slot
+from ._common import (
+    announced_length,
+    caller_of,
+    owner_of,
+    route_table,
+    service_of,
+    upload_slot,
+)
 
 
 async def create_file(request: Request) -> Response:
-    owner = await owner_of(request)
+    owner, actor = await caller_of(request)
     service = service_of(request)
     boundary = boundary_of(request.headers.get("content-type"))
     length = announced_length(request, service.settings.max_file_bytes)
     with upload_slot(request):
-        async with service.upload(owner, length) as upload:
+        async with service.upload(owner, length, actor=actor) as upload:
             parts = iter_parts(boundary, request.stream(), service.settings.max_form_parts)
             form = await read_upload_form(parts, upload)
             record = await upload.finish(form.expires_in)
@@ -67,8 +74,8 @@ async def retrieve_file(request: Request) -> Response:
 
 
 async def delete_file(request: Request) -> Response:
-    owner = await owner_of(request)
-    record = await service_of(request).delete(owner, request.path_params["file_id"])
+    owner, actor = await caller_of(request)
+    record = await service_of(request).delete(owner, request.path_params["file_id"], actor=actor)
     return JSONResponse(deleted_object(record.id))
 
 

@@ -24,6 +24,7 @@ from ..uploads import UploadsService
 from ._common import (
     JSON_TYPE_NAMES,
     announced_length,
+    caller_of,
     json_body,
     owner_of,
     params,
@@ -66,7 +67,7 @@ def _expires_after(value: dict[str, Any] | None) -> int | None:
 
 
 async def create_upload(request: Request) -> Response:
-    owner = await owner_of(request)
+    owner, actor = await caller_of(request)
     body = params(
         await json_body(request),
         {"filename": str, "purpose": str, "bytes": int, "mime_type": str},
@@ -93,6 +94,7 @@ async def create_upload(request: Request) -> Response:
         nbytes=body["bytes"],
         mime_type=mime_type,
         file_expires_after=expires_after,
+        actor=actor,
     )
     return JSONResponse(upload_object(record, now=int(time.time())))
 
@@ -165,7 +167,7 @@ async def add_part(request: Request) -> Response:
 
 
 async def complete_upload(request: Request) -> Response:
-    owner = await owner_of(request)
+    owner, actor = await caller_of(request)
     body = params(await json_body(request), {"part_ids": list}, {"md5": str})
     part_ids = body["part_ids"]
     for index, item in enumerate(part_ids):
@@ -177,14 +179,14 @@ async def complete_upload(request: Request) -> Response:
             )
     md5 = body.get("md5") or None
     record, file = await _uploads(request).complete(
-        owner, request.path_params["upload_id"], part_ids, md5
+        owner, request.path_params["upload_id"], part_ids, md5, actor=actor
     )
     return JSONResponse(upload_object(record, file, now=int(time.time())))
 
 
 async def cancel_upload(request: Request) -> Response:
-    owner = await owner_of(request)
-    record = await _uploads(request).cancel(owner, request.path_params["upload_id"])
+    owner, actor = await caller_of(request)
+    record = await _uploads(request).cancel(owner, request.path_params["upload_id"], actor=actor)
     return JSONResponse(upload_object(record, now=int(time.time())))
 
 
