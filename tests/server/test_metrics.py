@@ -167,8 +167,8 @@ def test_sweeper_runs_and_what_they_removed_are_counted(
 
 
 def test_every_swept_kind_is_shown_and_documented(server: ServerProcess) -> None:
-    """Each kind the sweep counts (`uploads`, `expired_uploads` and `finished_uploads` too)
-    is a sample from the start, and README's metrics table names it."""
+    """Each kind the sweep counts (`uploads`, `expired_uploads`, `finished_uploads` and
+    `audit_logs` too) is a sample from the start, and README's metrics table names it."""
     samples = _samples(server)
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if "`openai_files_swept_total{kind}`" in line)
@@ -179,6 +179,7 @@ def test_every_swept_kind_is_shown_and_documented(server: ServerProcess) -> None
         "uploads",
         "expired_uploads",
         "finished_uploads",
+        "audit_logs",
     )
     for kind in SWEPT_KINDS:
         assert ("openai_files_swept_total", frozenset({("kind", kind)})) in samples, kind

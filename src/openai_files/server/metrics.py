@@ -40,7 +40,15 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 #: multipart uploads, always 0 on a local folder; `expired_uploads`: Uploads API uploads
 #: not completed within their hour; `finished_uploads`: rows of uploads finished longer
 #: than --upload-retention-seconds ago).
-SWEPT_KINDS = ("expired", "temp", "orphans", "uploads", "expired_uploads", "finished_uploads")
+SWEPT_KINDS = (
+    "expired",
+    "temp",
+    "orphans",
+    "uploads",
+    "expired_uploads",
+    "finished_uploads",
+    "audit_logs",
+)
 #: Kinds of storage errors: the store unreachable (a 503), the disk full (a 507), or any
 #: other unexpected error (a 500; the log has the details).
 STORE_ERROR_KINDS = ("unavailable", "disk_full", "other")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ._metadata_admin import AdminRowsConformance
+from ._metadata_audit import AuditConformance
 from ._metadata_batches import BatchRowsConformance
 from ._metadata_completion import CompletionConformance
 from ._metadata_files import FileRowsConformance
@@ -19,6 +20,7 @@ class MetadataStoreConformance(
     CompletionConformance,
     BatchRowsConformance,
     AdminRowsConformance,
+    AuditConformance,
 ):
     """Every metadata store passes these. Provide `meta`: an opened, migrated store (tests
     may share its database: each makes rows of its own organization); and `empty_meta`: an

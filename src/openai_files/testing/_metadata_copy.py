@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ..server.stores import MetadataStore, Owner, SchemaMismatch, StoreNotEmpty
+from ..server.stores import AuditQuery, MetadataStore, Owner, SchemaMismatch, StoreNotEmpty
 from ..server.stores._sql_schema import SCHEMA_VERSION, tables_at
+from ._metadata_audit import audit_row
 from ._records import (
     QUOTA,
     admin_key_row,
@@ -27,7 +28,8 @@ from ._records import (
 
 async def _some_of_everything(meta: MetadataStore) -> dict[str, str]:
     """A key, a file, an upload with a part, a running batch with requests, a secret, a
-    project with a service account and its key, an admin key: the ids of each, by table."""
+    project with a service account and its key, an admin key and its audit log event: the
+    ids of each, by table."""
     owner, now = new_owner(), int(time.time())
     key = key_row()
     await meta.add_api_key(key)
@@ -42,7 +44,8 @@ async def _some_of_everything(meta: MetadataStore) -> dict[str, str]:
     account_key = key_row(None, Owner(project.org_id, project.id), service_account_id=account.id)
     await meta.create_service_account(account, account_key)
     admin = admin_key_row(owner.org_id)
-    await meta.add_admin_key(admin)
+    event = audit_row(owner.org_id, "api_key.created", resource_id=admin.id)
+    await meta.add_admin_key(admin, audit=lambda _: [event])
     return {
         "api_keys": key.id,
         "files": batch.input_file_id,
@@ -52,6 +55,7 @@ async def _some_of_everything(meta: MetadataStore) -> dict[str, str]:
         "projects": project.id,
         "service_accounts": account.id,
         "admin_api_keys": admin.id,
+        "audit_logs": event.id,
     }
 
 
@@ -117,6 +121,9 @@ class MetadataCopyConformance:
         assert ids["upload_parts"] in {p.id for p in await empty_meta.list_parts(ids["uploads"])}
         assert ids["batches"] in {b.id for b in await empty_meta.active_batches(1000)}
         assert await empty_meta.server_secret("copy-test", "other", 0) == "s3cret"
+        events = await empty_meta.list_audit_logs(admin.org_id, AuditQuery(limit=10))
+        assert events == await meta.list_audit_logs(admin.org_id, AuditQuery(limit=10))
+        assert [e.id for e, _ in events[0]] == [ids["audit_logs"]]
         # The rows are the store's own from now on: written and read as any.
         owner = new_owner()
         upload = await start_upload(empty_meta, owner, now=int(time.time()))
