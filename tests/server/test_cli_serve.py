@@ -334,6 +334,7 @@ OUT_OF_RANGE = [
     ("--ready-timeout-seconds", "0", "it must be more than 0"),
     ("--console-upload-threshold-bytes", "0", "it must be at least 1"),
     ("--max-active-batches", "0", "it must be at least 1"),
+    ("--audit-retention-days", "0", "it must be at least 1"),
     ("--batch-concurrency", "0", "it must be at least 1"),
     ("--batch-concurrency-per-batch", "0", "it must be at least 1"),
     ("--batch-request-timeout-seconds", "0", "it must be more than 0"),
