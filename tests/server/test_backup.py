@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import stat
 import time
@@ -593,3 +594,20 @@ async def test_memory_grows_by_under_a_kibibyte_per_blob(tmp_path: Path) -> None
             await dst.close()
     per_blob = [(peaks[2200][i] - peaks[200][i]) / 2000 for i in (0, 1)]
     assert max(per_blob) < 2048, per_blob
+
+
+@pytest.mark.parametrize("folder", ["blobs", "shard"])
+async def test_a_blob_folder_that_is_a_symbolic_link_is_refused(
+    source: Deployment, target: Deployment, tmp_path: Path, folder: str
+) -> None:
+    record = await source.put(b"the bytes")
+    out = tmp_path / "backup"
+    await _backup(source, out)
+    path = out / "blobs" if folder == "blobs" else _blob_path(out, record.blob_key).parent
+    real = tmp_path / "elsewhere"
+    shutil.copytree(path, real)  # the very files: only the way to them is wrong
+    shutil.rmtree(path)
+    path.symlink_to(real)
+    with pytest.raises(BackupCorrupt, match="is not a folder"):
+        await _restore(out, target)
+    assert record.blob_key not in target.objects()

@@ -91,13 +91,14 @@ def _entry(b: Any) -> BlobEntry:
     return entry
 
 
-def open_backup_file(path: Path, name: str) -> int:
-    """A read-only descriptor of the backup's file `path` (`name` in messages):
-    BackupCorrupt unless it is a regular file: a symbolic link is not followed, and a FIFO
-    or a device is not read (nor waited on). FileNotFoundError when there is none."""
+def open_backup_file(path: Path | str, name: str, *, dir_fd: int | None = None) -> int:
+    """A read-only descriptor of the backup's file `path` (`name` in messages; relative to
+    the folder `dir_fd` when given): BackupCorrupt unless it is a regular file: a symbolic
+    link is not followed, and a FIFO or a device is not read (nor waited on).
+    FileNotFoundError when there is none."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BackupCorrupt(
@@ -108,6 +109,29 @@ def open_backup_file(path: Path, name: str) -> int:
         os.close(fd)
         raise BackupCorrupt(f"the backup's {name} is not a regular file: a backup holds files only")
     return fd
+
+
+def open_blob_file(backup: Path, key: str) -> int:
+    """A read-only descriptor of blob `key`'s file in the backup `backup`, found through
+    its folders `blobs/` and `blobs/<xy>/` with no symbolic link followed on the way
+    (`open_backup_file`); FileNotFoundError when there is none."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    folders: list[int] = []
+    try:
+        for name, path in (("blobs", backup / "blobs"), (f"blobs/{key[-2:]}", key[-2:])):
+            try:
+                folders.append(os.open(path, flags, dir_fd=folders[-1] if folders else None))
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise BackupCorrupt(
+                        f"the backup's {name} is not a folder (a symbolic link?): a backup "
+                        "holds folders and files only"
+                    ) from None
+                raise
+        return open_backup_file(key, f"blob {key}", dir_fd=folders[-1])
+    finally:
+        for fd in folders:
+            os.close(fd)
 
 
 def read_at_most(fd: int, limit: int) -> bytes:

@@ -47,12 +47,12 @@ from .backup import (
     each,
     list_keys,
     open_backup_file,
+    open_blob_file,
     read_manifest,
 )
 from .stores import BlobStore, MetadataStore, RowsRefused, StoreNotEmpty
 from .stores import _sql_copy as _copy
 from .stores._sql_schema import SCHEMA_VERSION
-from .stores.local import LocalBlobStore
 
 
 class TargetNotEmpty(BackupError):
@@ -242,24 +242,23 @@ async def _copy_blobs(
     for entry in manifest.blobs:
         if entry.key in present:
             progress.advance(entry.bytes)
-    source = LocalBlobStore(backup)  # its layout: where each blob's file is
 
     async def copy(entry: BlobEntry) -> None:
-        await _restore_blob(source, blobs, entry)
+        await _restore_blob(backup, blobs, entry)
         progress.advance(entry.bytes)
 
     await each(todo, copy, S.BACKUP_CONCURRENT_OBJECTS)
     return len(manifest.blobs) - len(todo)
 
 
-async def _restore_blob(source: LocalBlobStore, blobs: BlobStore, entry: BlobEntry) -> None:
+async def _restore_blob(backup: Path, blobs: BlobStore, entry: BlobEntry) -> None:
     """Stream one blob into the target, committed only when its size and SHA-256 are the
     manifest's."""
     writer = blobs.writer(entry.key, buffer_bytes=S.BACKUP_BUFFER_BYTES)
     digest = hashlib.sha256()
     size = 0
     try:
-        async for chunk in _read_blob(source.path_of(entry.key), entry):
+        async for chunk in _read_blob(backup, entry):
             size += len(chunk)
             if size > entry.bytes:
                 break
@@ -285,11 +284,11 @@ async def _restore_blob(source: LocalBlobStore, blobs: BlobStore, entry: BlobEnt
     await writer.commit()
 
 
-async def _read_blob(path: Path, entry: BlobEntry) -> AsyncIterator[bytes]:
+async def _read_blob(backup: Path, entry: BlobEntry) -> AsyncIterator[bytes]:
     """The bytes of a blob's file in the backup, a chunk at a time, at most one byte more
-    than the manifest records (`open_backup_file`: a regular file, never a link)."""
+    than the manifest records (`open_blob_file`: a regular file, no link on the way)."""
     with anyio.CancelScope(shield=True):  # else a cancel during the open loses `fd`
-        fd = await anyio.to_thread.run_sync(open_backup_file, path, f"blob {entry.key}")
+        fd = await anyio.to_thread.run_sync(open_blob_file, backup, entry.key)
     try:
         left = entry.bytes + 1
         while left > 0:
