@@ -1,11 +1,11 @@
-"""Regenerate docs/console-desktop.png, docs/console-phone.png and docs/console-admin.png
-(`make screenshots`).
+"""Regenerate docs/console-desktop.png, docs/console-phone.png, docs/console-admin.png and
+docs/console-audit.png (`make screenshots`).
 
 Starts a server on a temporary folder, gives it a few realistic files, a pending upload and a
 finished one, and photographs the console's main screen in Debian's Chromium at desktop
 (1280x800) and phone (390x844) width; then gives the organization a few projects, service
 accounts and keys, and photographs the administration view at desktop width with a project
-open (1280 wide, as tall as the view).
+open (1280 wide, down to the admin keys), then its audit log of that project.
 
     python -m tests.console.screenshots [--out docs]
 """
@@ -118,18 +118,33 @@ def seed_admin(http: httpx.Client, server: ServerProcess, org: str) -> str:
         answer.raise_for_status()
         projects[name] = answer.json()["id"]
     support = projects["Support bot"]
+    keys = []
     for name in ("nightly-batch", "ci"):
-        http.post(
+        answer = http.post(
             f"/v1/organization/projects/{support}/service_accounts", json={"name": name}
-        ).raise_for_status()
+        )
+        answer.raise_for_status()
+        keys.append(answer.json()["api_key"]["value"])
     server.create_key(org, support)
+    with httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {keys[0]}"}, timeout=60
+    ) as batch:
+        lines = jsonl(300, lambda i: {"custom_id": f"t{i}", "method": "POST"})
+        made = batch.post(
+            "/files", data={"purpose": "batch"}, files={"file": ("tickets-dec.jsonl", lines)}
+        )
+        made.raise_for_status()
+        batch.delete(f"/files/{made.json()['id']}").raise_for_status()
+    http.post(
+        f"/v1/organization/projects/{projects['Evals']}", json={"name": "Evals (nightly)"}
+    ).raise_for_status()
     http.post(f"/v1/organization/projects/{projects['Data pipeline']}/archive").raise_for_status()
     answer = http.post("/v1/organization/admin_api_keys", json={"name": "deploy pipeline"})
     answer.raise_for_status()
     return support
 
 
-def shoot_admin(page: Page, root_url: str, key: str, project_id: str, out: Path) -> None:
+def shoot_admin(page: Page, root_url: str, key: str, project_id: str, out: Path) -> Path:
     page.goto(root_url + "/")
     page.get_by_label("API key", exact=True).fill(key)
     page.get_by_role("button", name="Open", exact=True).click()
@@ -140,7 +155,18 @@ def shoot_admin(page: Page, root_url: str, key: str, project_id: str, out: Path)
     expect(page.locator("#admin-keys-body tr")).to_have_count(2)
     page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
-    page.screenshot(path=str(out), full_page=True)
+    keys = page.locator("#admin-keys-panel").bounding_box()
+    assert keys is not None
+    height = keys["y"] + keys["height"] + 16
+    page.screenshot(
+        path=str(out), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": height}
+    )
+    # The audit log of the project open: what was done in it, newest first.
+    page.locator("#audit-project").select_option(project_id)
+    expect(page.locator("#audit-page-text")).to_contain_text("of")
+    audit = out.with_name("console-audit.png")
+    page.locator("#audit-panel").screenshot(path=str(audit))
+    return audit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                         locale="en-US",
                     )
                     out = args.out / "console-admin.png"
-                    shoot_admin(context.new_page(), server.root_url, admin_key, project_id, out)
+                    audit = shoot_admin(
+                        context.new_page(), server.root_url, admin_key, project_id, out
+                    )
                     context.close()
-                    print(f"wrote {out}")
+                    print(f"wrote {out}\nwrote {audit}")
                 finally:
                     browser.close()
         finally:

@@ -63,6 +63,7 @@ def sign_in_admin(page: Page, server: ServerProcess, key: str) -> None:
     expect(page.locator("#admin")).to_be_visible()
     expect(page.locator("#projects-status")).not_to_have_text("Loading…")
     expect(page.locator("#admin-keys-body tr").first).to_be_visible()
+    expect(page.locator("#audit-page-text")).not_to_be_empty()  # the admin key's making
     expect(page.locator("#banner")).to_be_hidden()  # every call of the view answered
 
 
@@ -401,3 +402,124 @@ def test_the_admin_view_at_phone_width(
         """() => [...document.querySelectorAll('#admin .table-wrap')]
              .every((w) => w.scrollWidth <= w.clientWidth)"""
     )
+
+
+def shown_events(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#audit-body tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)"
+    )
+    return ids
+
+
+def test_the_audit_log_shows_the_actions_newest_first_filtered_and_paged(
+    page: Page, console_server: ServerProcess, admin: Admin
+) -> None:
+    sign_in_admin(page, console_server, admin.key)
+    (own,) = admin.get("admin_api_keys")["data"]
+    # The admin key's own making, on the server's side: no actor, no project.
+    expect(page.locator("#audit-body tr")).to_have_count(1)
+    (minted,) = page.locator("#audit-body tr").all()
+    expect(minted).to_contain_text("api_key.created")
+    expect(minted.locator(".audit-actor")).to_have_text("The server (its command line)")
+    expect(minted.locator(".audit-target")).to_have_text(own["id"])
+
+    # Actions in the view: each shows in the log at once, newest first.
+    page.get_by_label("New project").fill("Audited")
+    page.get_by_label("New project").press("Enter")
+    expect(page.locator("#projects-status")).to_contain_text("Created")
+    (project,) = admin.projects()
+    row(page, "projects", project["id"]).get_by_role("button", name=re.compile("^Open ")).click()
+    page.get_by_label("New service account").fill("uploader")
+    page.get_by_role("button", name="Create service account").click()
+    expect(page.locator("#secret-dialog")).to_be_visible()
+    value = page.locator("#secret-value").input_value()
+    page.get_by_role("button", name="Done").click()
+    (account,) = admin.get(f"projects/{project['id']}/service_accounts")["data"]
+    # An action outside the view: a file uploaded with the service account's key, its name
+    # with a bidirectional override.
+    uploaded = sdk(console_server, value).files.create(
+        file=(BIDI_NAME + ".jsonl", b'{"a": 1}\n'), purpose="batch"
+    )
+    page.get_by_role("button", name="Refresh the audit log").click()
+    listed = admin.get("audit_logs", limit="20")["data"]
+    assert [e["type"] for e in listed] == [
+        "file.created",
+        "api_key.created",
+        "service_account.created",
+        "project.created",
+        "api_key.created",
+    ]
+    expect(page.locator("#audit-body tr")).to_have_count(5)
+    assert shown_events(page) == [e["id"] for e in listed]
+
+    file_row = row(page, "audit", listed[0]["id"])
+    expect(file_row).to_contain_text("file.created")
+    expect(file_row.locator(".audit-actor")).to_have_text(
+        f"Service account {account['id']}Key {listed[0]['actor']['api_key']['id']}"
+    )
+    expect(file_row).to_contain_text("Audited")
+    expect(file_row.locator(".audit-target")).to_have_text(uploaded.id)
+    # The file's name from the event, shown escaped; its size as the tables show it.
+    expect(file_row.locator(".audit-details")).to_contain_text(
+        f"filename: {BIDI_SHOWN}.jsonl, purpose: batch, bytes: 9 B"
+    )
+    created = row(page, "audit", listed[3]["id"])
+    expect(created.locator(".audit-actor")).to_have_text(f"Key {own['id']}")
+    expect(created.locator(".audit-details")).to_have_text("name: Audited, title: Audited")
+
+    # Rename and archive: recorded with what changed, and the archive's revoked key.
+    row(page, "projects", project["id"]).get_by_role("button", name="Rename Audited").click()
+    page.locator("#rename-dialog").get_by_label("Name").fill("Audited (old)")
+    page.locator("#rename-dialog").get_by_role("button", name="Rename").click()
+    expect(page.locator("#audit-body tr").first).to_contain_text("project.updated")
+    expect(page.locator("#audit-body tr").first.locator(".audit-details")).to_have_text(
+        "changed title: Audited (old)"
+    )
+    row(page, "projects", project["id"]).get_by_role("button", name=re.compile("^Archive")).click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Archive project").click()
+    expect(page.locator("#projects-status")).to_contain_text("Archived")
+    listed = admin.get("audit_logs", limit="20")["data"]
+    assert {e["type"] for e in listed[:2]} == {"project.archived", "api_key.deleted"}
+    expect(page.locator("#audit-body tr")).to_have_count(len(listed))
+    assert shown_events(page) == [e["id"] for e in listed]
+
+    # A filter by type, then by project as well: what the API lists with them.
+    page.get_by_label("Event type").select_option("api_key.created")
+    typed = admin.get("audit_logs", **{"event_types[]": "api_key.created"})["data"]
+    assert len(typed) == 2  # the service account's key, the admin key
+    expect(page.locator("#audit-body tr")).to_have_count(2)
+    assert shown_events(page) == [e["id"] for e in typed]
+    page.get_by_label("Event type").select_option("")
+    other = admin.http.post("/v1/organization/projects", json={"name": "Other"}).json()
+    page.get_by_role("button", name="Refresh the audit log").click()
+    expect(page.locator("#audit-body tr").first).to_contain_text("project.created")
+    page.get_by_label("Project", exact=True).select_option(project["id"])
+    in_project = admin.get("audit_logs", **{"project_ids[]": project["id"]})["data"]
+    expect(page.locator("#audit-body tr")).to_have_count(len(in_project))
+    assert shown_events(page) == [e["id"] for e in in_project]
+    assert other["id"] not in page.locator("#audit-body").inner_text()
+    # The archived project is among the filter's choices, said so.
+    expect(page.locator("#audit-project option[value='" + project["id"] + "']")).to_have_text(
+        f"Audited (old) ({project['id']}) · archived"
+    )
+    page.get_by_label("Project", exact=True).select_option("")
+
+    # Paging, 20 a page, newest first, with the API's cursor.
+    for i in range(15):
+        made = admin.http.post("/v1/organization/projects", json={"name": f"p{i:02}"})
+        assert made.status_code == 200, made.text
+    page.get_by_role("button", name="Refresh the audit log").click()
+    first = admin.get("audit_logs", limit="20")
+    expect(page.locator("#audit-page-text")).to_have_text("Page 1 · events 1\u201320")
+    assert shown_events(page) == [e["id"] for e in first["data"]]
+    page.get_by_role("button", name="Older events").click()
+    second = admin.get("audit_logs", limit="20", after=first["last_id"])
+    total = 20 + len(second["data"])
+    expect(page.locator("#audit-page-text")).to_have_text(
+        f"Page 2 · events 21\u2013{total} of {total}"
+    )
+    assert shown_events(page) == [e["id"] for e in second["data"]]
+    expect(page.get_by_role("button", name="Older events")).to_be_disabled()
+    page.get_by_role("button", name="Newer events").click()
+    expect(page.locator("#audit-page-text")).to_have_text("Page 1 · events 1\u201320")
+    assert shown_events(page) == [e["id"] for e in first["data"]]

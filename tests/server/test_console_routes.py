@@ -267,7 +267,27 @@ def test_config_needs_no_key_and_says_the_limits(tmp_path: Path) -> None:
         # The administration view: how an admin key begins, its tables' page, its names.
         "admin_key_prefix": "sk-admin-",
         "page_admin": 20,
+        "admin_list_limit_max": 100,
         "admin_name_max_chars": 256,
+        # The audit log's filter: the event types this server records, OpenAI's then ours.
+        "audit_event_types": [
+            "api_key.created",
+            "api_key.deleted",
+            "project.created",
+            "project.updated",
+            "project.archived",
+            "service_account.created",
+            "service_account.deleted",
+            "file.created",
+            "file.deleted",
+            "file.downloaded",
+            "upload.created",
+            "upload.completed",
+            "upload.cancelled",
+            "batch.created",
+            "batch.cancelled",
+        ],
+        "audit_projects_max": 1000,
     }
 
 

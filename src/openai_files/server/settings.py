@@ -264,7 +264,8 @@ DEFAULT_CONSOLE_UPLOAD_THRESHOLD_BYTES = 64 * MiB
 #: it sends at once (together at most --max-uploads-per-key); tries of one part; deletes
 #: it sends at once; batches on one page of its batches view (at most
 #: BATCH_LIST_LIMIT_MAX); how often the view asks again while a batch shown runs; rows on
-#: one page of each table of its administration view (at most ADMIN_LIST_LIMIT_MAX).
+#: one page of each table of its administration view (at most ADMIN_LIST_LIMIT_MAX); the
+#: projects its audit log's project filter offers at most (read a full page at a time).
 CONSOLE_PAGE_FILES = 100
 CONSOLE_SEARCH_MATCHES_MAX = 1000
 CONSOLE_PREVIEW_BYTES = 64 * 1024
@@ -277,6 +278,7 @@ CONSOLE_PARALLEL_DELETES = 4
 CONSOLE_PAGE_BATCHES = 20
 CONSOLE_BATCH_POLL_SECONDS = 2.0
 CONSOLE_PAGE_ADMIN = 20
+CONSOLE_AUDIT_PROJECTS_MAX = 1000
 DEFAULT_ORG_ID = "org-default"
 DEFAULT_PROJECT_ID = "proj_default"
 #: The Administration API's listings: `limit` 1 to 100, 20 unless told (OpenAI's).

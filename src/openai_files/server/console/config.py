@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import settings as S
+from ..audit import EXTENSION_EVENT_TYPES, OPENAI_RECORDED
 from ..auth import ADMIN_KEY_PREFIX
 from ..ids import FILE_ID
 from ..purposes import UPLOADABLE_PURPOSES, refused_download_purposes
@@ -58,5 +59,8 @@ def console_config(settings: Settings, runs_batches: bool) -> dict[str, Any]:
         "batch_poll_seconds": S.CONSOLE_BATCH_POLL_SECONDS,
         "admin_key_prefix": ADMIN_KEY_PREFIX,
         "page_admin": min(S.CONSOLE_PAGE_ADMIN, S.ADMIN_LIST_LIMIT_MAX),
+        "admin_list_limit_max": S.ADMIN_LIST_LIMIT_MAX,
         "admin_name_max_chars": S.ADMIN_NAME_MAX_CHARS,
+        "audit_event_types": [*OPENAI_RECORDED, *EXTENSION_EVENT_TYPES],
+        "audit_projects_max": S.CONSOLE_AUDIT_PROJECTS_MAX,
     }

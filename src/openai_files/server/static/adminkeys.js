@@ -3,6 +3,7 @@
    it closes the console. */
 
 import { confirmAction, showSecret } from "./ask.js";
+import { auditChanged } from "./audit.js";
 import { config } from "./config.js";
 import { $, el } from "./dom.js";
 import { formatTime, formatTimeFull, shownName } from "./format.js";
@@ -38,6 +39,7 @@ async function revoke(key) {
   }
   await state.list.reload();
   state.list.setStatus(`Revoked ${key.redacted_value} (${name}).`);
+  auditChanged();
 }
 
 function keyRow(key) {
@@ -89,8 +91,9 @@ export function wireAdminKeys() {
     input.value = "";
     await state.list.load(0); // newest first: the new key is on the first page
     state.list.setStatus(`Created the admin key ${shownName(key.name)} (${key.id}).`);
+    auditChanged();
     await showSecret({
-      intro: `The admin key ${shownName(key.name)}: it manages this organization's projects and keys, and reaches no file.`,
+      intro: `The admin key ${shownName(key.name)}: it manages this organization's projects, keys and audit log, and reaches no file.`,
       value: key.value,
       fallback: "admin-keys-heading",
     });

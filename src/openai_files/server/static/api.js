@@ -60,7 +60,9 @@ export class Api {
     if (query) {
       const params = new URLSearchParams();
       for (const [name, value] of Object.entries(query)) {
-        if (value !== undefined && value !== null && value !== "") params.set(name, String(value));
+        // An array is the API's `name[]=a&name[]=b` (the audit log's filters).
+        if (Array.isArray(value)) for (const item of value) params.append(name, String(item));
+        else if (value !== undefined && value !== null && value !== "") params.set(name, String(value));
       }
       const text = params.toString();
       if (text) url += "?" + text;
@@ -207,6 +209,12 @@ export class Api {
 
   deleteAdminKey(id) {
     return this.request("DELETE", `/v1/organization/admin_api_keys/${encodeURIComponent(id)}`);
+  }
+
+  listAuditLogs({ after, limit, eventTypes = [], projectIds = [] } = {}) {
+    return this.request("GET", "/v1/organization/audit_logs", {
+      query: { after, limit, "event_types[]": eventTypes, "project_ids[]": projectIds },
+    });
   }
 
   /** POST a form with XMLHttpRequest, for its upload progress. `onProgress(loaded)` is

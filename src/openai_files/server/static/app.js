@@ -12,11 +12,13 @@
      projects.js  the projects: create, rename, archive, open one (project.js: its service
                   accounts and keys)
      adminkeys.js the admin keys: create, revoke
+     audit.js     the audit log: pages, filters
    with pages.js (a paged table) and ask.js (its dialogs: confirm, rename, a new key shown
    once). config.js holds the server's settings, every limit the console keeps to. */
 
 import { wireAdminKeys } from "./adminkeys.js";
 import { wireDialogs } from "./ask.js";
+import { wireAudit } from "./audit.js";
 import { wireBatches } from "./batches.js";
 import { loadConfig } from "./config.js";
 import { wireFiles } from "./files.js";
@@ -41,11 +43,12 @@ async function boot() {
   wireFiles();
   wireBatches();
   wireQueue();
-  // When an admin key opens it: the projects, the admin keys.
+  // When an admin key opens it: the projects, the admin keys, the audit log.
   wireDialogs();
   wireProject();
   wireProjects();
   wireAdminKeys();
+  wireAudit();
   await resume();
 }
 

@@ -4,6 +4,7 @@
    as on OpenAI). An archived project has no service account to reach and no active key. */
 
 import { confirmAction, showSecret } from "./ask.js";
+import { auditChanged } from "./audit.js";
 import { config } from "./config.js";
 import { $, el } from "./dom.js";
 import { formatTime, formatTimeFull, shownName } from "./format.js";
@@ -103,6 +104,7 @@ async function createAccount(name) {
   $("account-name").value = "";
   await Promise.all([state.accounts.reload(), state.keys.reload()]);
   state.accounts.setStatus(`Created the service account ${shownName(account.name)} (${account.id}).`);
+  auditChanged();
   if (account.api_key) {
     await showSecret({
       intro:
@@ -131,6 +133,7 @@ async function deleteAccount(account) {
   }
   await Promise.all([state.accounts.reload(), state.keys.reload()]);
   state.accounts.setStatus(`Deleted the service account ${name}; its key is revoked.`);
+  auditChanged();
 }
 
 async function revokeKey(key) {
@@ -150,6 +153,7 @@ async function revokeKey(key) {
   }
   await state.keys.reload();
   state.keys.setStatus(`Revoked ${key.redacted_value} (${name}).`);
+  auditChanged();
 }
 
 function accountRow(account) {

@@ -3,6 +3,7 @@
    service accounts and keys: project.js), Rename and Archive. */
 
 import { askName, confirmAction } from "./ask.js";
+import { auditChanged, refreshProjectChoices } from "./audit.js";
 import { config } from "./config.js";
 import { $, el } from "./dom.js";
 import { formatTime, formatTimeFull } from "./format.js";
@@ -61,10 +62,12 @@ async function archive(project) {
   state.list.setStatus(`Archived ${projectName(archived)}.`);
 }
 
-/** After a project changed: the list and the open project as they are now. */
+/** After a project changed: the list, the open project and the audit log as they are now. */
 async function afterChange(project) {
   await state.list.reload();
   projectChanged(project);
+  refreshProjectChoices();
+  auditChanged();
 }
 
 function projectRow(project) {
@@ -122,6 +125,8 @@ export function wireProjects() {
     await state.list.reload();
     // Projects list oldest first: a new one is on the last page.
     state.list.setStatus(`Created ${projectName(project)} (${project.id}); it lists last.`);
+    refreshProjectChoices();
+    auditChanged();
   });
   onAdminSignIn(async () => {
     state.archived = $("projects-archived").checked = false;
