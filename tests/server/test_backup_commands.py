@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import httpx
 import openai
 import pytest
 
@@ -242,6 +243,7 @@ def test_a_backup_under_writes_restores_elsewhere_whole(
     try:
         tag = uuid.uuid4().hex[:6]
         keys = {p: origin.create_key(f"org-{tag}", f"proj_{p}") for p in "abcr"}
+        admin = origin.create_admin_key(f"org-{tag}")
         a, b, c = (_sdk(origin, keys[p]) for p in "abc")
         made = openai_files_cli(
             "keys", "create", "--json", "--org", f"org-{tag}", "--project", "proj_r",
@@ -292,6 +294,8 @@ def test_a_backup_under_writes_restores_elsewhere_whole(
         assert took.stdout.startswith("backed up "), took.stdout
         assert uploaded_during >= 1, "the writer should upload while the backup runs"
         quiet_listing = _listed(b)
+        quiet_events = _audit_log(origin, admin, {"project_ids[]": "proj_b"})
+        revoked_events = _audit_log(origin, admin, {"resource_ids[]": revoked["id"]})
 
         target = Target(to, tmp_path / "target", request)
         put = target.restore(backup)
@@ -305,6 +309,13 @@ def test_a_backup_under_writes_restores_elsewhere_whole(
         with pytest.raises(openai.AuthenticationError):
             _sdk(restored, revoked["key"]).files.list()
         assert _sdk(restored, keys["r"]).files.list().data == []
+        # The audit log came too: the quiet project's events, the revoked key's.
+        assert _audit_log(restored, admin, {"project_ids[]": "proj_b"}) == quiet_events
+        assert {"file.created", "upload.created", "batch.created"} <= {
+            e["type"] for e in quiet_events
+        }
+        assert _audit_log(restored, admin, {"resource_ids[]": revoked["id"]}) == revoked_events
+        assert [e["type"] for e in revoked_events] == ["api_key.deleted", "api_key.created"]
 
         # The busy project: exactly the files of the backup, every byte as written.
         listing = _listed(a2)
@@ -346,6 +357,21 @@ def test_a_backup_under_writes_restores_elsewhere_whole(
         origin.kill()
         if restored is not None:
             restored.stop()
+
+
+def _audit_log(server: ServerProcess, admin_key: str, query: dict[str, str]) -> list[Any]:
+    """The organization's events the query asks for (at most 100), newest first."""
+    answer = httpx.get(
+        server.base_url + "/organization/audit_logs",
+        params={"limit": "100", **query},
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    page = answer.json()
+    assert page["has_more"] is False
+    events: list[Any] = page["data"]
+    return events
 
 
 # -- a restore stopped midway, a damaged byte, a deployment that is not empty --
