@@ -240,7 +240,7 @@ async def delete_project_key(request: Request) -> Response:
 
 # -- the audit log --
 
-#: The bounds of `effective_at` a listing may give, and how each moves `since` / `until`.
+#: The bounds of `effective_at` a listing may give (`effective_at[gt]=...`).
 _EFFECTIVE_AT = ("gt", "gte", "lt", "lte")
 
 
