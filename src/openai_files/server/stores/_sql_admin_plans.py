@@ -24,6 +24,7 @@ from ._records import (
 )
 from ._sql_audit_plans import events_of
 from ._sql_dialect import Dialect, Plan, Stmt, marks
+from ._sql_part_plans import take_parts
 from ._sql_schema import (
     ADMIN_KEY_COLUMNS,
     ADMIN_KEY_FIELDS,
@@ -220,7 +221,6 @@ def _end_project_work(d: Dialect, org_id: str, project_id: str, now: int) -> Pla
     the runner finalizes them) and its pending uploads (their reservations given back,
     their part rows deleted; the parts' bytes, which no row names any more, are left to
     the sweep of orphan bytes). An upload being completed completes. Its files stay."""
-    from ._sql_upload_plans import take_parts  # it imports the plans that import these
 
     yield Stmt(
         "UPDATE batches SET status = 'cancelling', cancelling_at = ? "

@@ -6,7 +6,6 @@ Each is a generator of `Stmt`s (`_sql_dialect.py`) that a driver runs in one tra
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 from ._errors import (
@@ -18,6 +17,7 @@ from ._errors import (
 )
 from ._records import FileRecord, Owner, PartRecord, UploadRecord
 from ._sql_dialect import Dialect, Plan, Stmt, marks
+from ._sql_part_plans import take_parts
 from ._sql_plans import committed_locked, insert_file
 from ._sql_schema import (
     OPEN,
@@ -243,27 +243,6 @@ def finish_completion(
         "none",
     )
     yield Stmt("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,), "none")
-
-
-def take_parts(d: Dialect, upload_ids: Sequence[str]) -> Plan[dict[str, list[str]]]:
-    """Delete the part rows of the uploads and drop their reservations; each upload's part
-    blob keys, in arrival order."""
-    keys: dict[str, list[str]] = {upload_id: [] for upload_id in upload_ids}
-    for i in range(0, len(upload_ids), d.in_batch):
-        batch = upload_ids[i : i + d.in_batch]
-        of_uploads, args = d.one_of("upload_id", batch)
-        rows = yield Stmt(
-            f"SELECT upload_id, blob_key FROM upload_parts WHERE {of_uploads} "
-            "ORDER BY upload_id, seq",
-            args,
-            "all",
-        )
-        for r in rows:
-            keys[r["upload_id"]].append(r["blob_key"])
-        yield Stmt(f"DELETE FROM upload_parts WHERE {of_uploads}", args, "none")
-        in_ids, args = d.one_of("id", batch)
-        yield Stmt(f"DELETE FROM reservations WHERE {in_ids}", args, "none")
-    return keys
 
 
 def cancel_upload(
