@@ -209,18 +209,14 @@ def listing_latency(bench: Bench) -> Row5:
             for proc, _, _ in servers.values():
                 proc.stop()
     tables: dict[str, dict[str, dict[str, float]]] = {}
-    ratios: dict[str, float] = {}
     for deployment in DEPLOYMENTS:
         table = tables[deployment] = {}
         for count in counts:
             got = samples_ms[deployment][count]
             table[str(count)] = {n: percentile(v, 50) for n, v in got.items()}
             table[str(count)].update({f"{n} p95": percentile(v, 95) for n, v in got.items()})
-        small, large = table[str(counts[0])], table[str(counts[-1])]
-        ratios[deployment] = max(large[n] / small[n] for n in REQUESTS)
+    ratios, worst_p50 = row5_figures(tables)
     worst_ratio = max(ratios.values())
-    largest = str(counts[-1])
-    worst_p50 = {d: max(tables[d][largest][n] for n in REQUESTS) for d in DEPLOYMENTS}
     # The floor of a request, beside the figures: the constant route (the server stack, no
     # store), and on PostgreSQL one round trip to it as well (one more process to wake: on a
     # busy machine, each costs a wait for a core).
@@ -247,8 +243,36 @@ def listing_latency(bench: Bench) -> Row5:
         "worst_p50_by_deployment_ms": worst_p50,
         "no_limit_growth_mib": growth_mib,
         "target": "<= 1.5, and p50 <= 5 ms, on each; no limit: server peak growth <= 8 MiB",
-        "met": worst_ratio <= 1.5 and max(worst_p50.values()) <= 5 and growth_mib <= 8,
+        "met": row5_verdict(ratios, worst_p50, growth_mib),
     }
+
+
+def row5_figures(
+    tables: dict[str, dict[str, dict[str, float]]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each deployment's worst ratio (a request's p50 at the largest count over its p50 at
+    the smallest) and its worst p50: the slowest request at any count, not only at the
+    largest (a deep page may be slowest at a middle count)."""
+    ratios: dict[str, float] = {}
+    worst_p50: dict[str, float] = {}
+    for deployment, table in tables.items():
+        counts = sorted(table, key=int)
+        small, large = table[counts[0]], table[counts[-1]]
+        ratios[deployment] = max(large[n] / small[n] for n in REQUESTS)
+        worst_p50[deployment] = max(table[c][n] for c in counts for n in REQUESTS)
+    return ratios, worst_p50
+
+
+def row5_verdict(ratios: dict[str, float], worst_p50: dict[str, float], growth_mib: float) -> bool:
+    return max(ratios.values()) <= 1.5 and max(worst_p50.values()) <= 5 and growth_mib <= 8
+
+
+def row5_met(row: dict[str, Any]) -> bool:
+    """Row 5's verdict, from its per-count tables (as `row5_cells` shows them)."""
+    if "ratios" not in row:
+        return bool(row["met"])
+    ratios, worst = row5_figures(row["ours"])
+    return row5_verdict(ratios, worst, row["no_limit_growth_mib"])
 
 
 def row5_cells(row: dict[str, Any]) -> list[str]:
@@ -277,12 +301,14 @@ def row5_cells(row: dict[str, Any]) -> list[str]:
             f"+{nl['server_growth_kib'] / 1024:.1f} MiB; in pages of 100: "
             f"{nl['pages_p50_ms']:.0f} ms"
         )
-    ratio = f"{row['ratio']:.2f} (worst p50 {row['worst_p50_ms']:.2f} ms)"
-    if "ratios" in row:
-        worst = row["worst_p50_by_deployment_ms"]
+    if "ratios" not in row:
+        ratio = f"{row['ratio']:.2f} (worst p50 {row['worst_p50_ms']:.2f} ms)"
+    else:
+        # From the per-count tables, not the run's own worst: results written before the
+        # worst p50 covered every count looked at the largest only.
+        ratios, worst = row5_figures(tables)
         ratio = ", ".join(
-            f"{DEPLOYMENTS[d]} {r:.2f} (worst p50 {worst[d]:.2f} ms)"
-            for d, r in row["ratios"].items()
+            f"{DEPLOYMENTS[d]} {r:.2f} (worst p50 {worst[d]:.2f} ms)" for d, r in ratios.items()
         )
         ratio += (
             "; no limit "
