@@ -61,24 +61,34 @@ def test_each_other_description_is_carried_with_its_origin(
     assert schema in spec["components"]["schemas"]
 
 
-def test_the_contract_helper_reads_the_carried_description() -> None:
+def test_the_contract_helper_reads_the_carried_description(tmp_path: Path) -> None:
+    """The helper's schema is the carried description's: a real answer of the server passes
+    it, and the same answer without a key that description requires does not."""
+    import jsonschema
+
+    from ._inprocess import AppServer
     from .api import _contract
 
     assert _contract.SPEC_PATH.resolve() == SPEC
-    _contract.assert_schema(
-        "OpenAIFile",
-        {
-            "id": "file-abc",
-            "object": "file",
-            "bytes": 1,
-            "created_at": 1,
-            "expires_at": None,
-            "filename": "a.txt",
-            "purpose": "vision",
-            "status": "processed",
-            "status_details": None,
-        },
-    )
+    required = yaml.safe_load(SPEC.read_text())["components"]["schemas"]["OpenAIFile"]["required"]
+    assert {"id", "bytes", "purpose"} <= set(required)
+    app = AppServer(tmp_path / "data").start()
+    try:
+        key = app.create_key("org-contract", "proj_contract")
+        with app.http(key) as http:
+            made = http.post(
+                "/files", files={"file": ("a.txt", b"abc")}, data={"purpose": "vision"}
+            )
+            assert made.status_code == 200, made.text
+            listed = http.get("/files")
+    finally:
+        app.stop()
+    _contract.assert_schema("OpenAIFile", made.json())
+    _contract.assert_schema("ListFilesResponse", listed.json())
+    for name in required:
+        broken = {k: v for k, v in made.json().items() if k != name}
+        with pytest.raises(jsonschema.ValidationError):
+            _contract.assert_schema("OpenAIFile", broken)
 
 
 # A path that climbs out of the repository, or names the documents the project started from.

@@ -58,6 +58,17 @@ def _assert_nothing_stored(http: httpx.Client) -> None:
     assert http.get("/files").json()["data"] == []
 
 
+def _assert_stored(http: httpx.Client, answer: httpx.Response, content: bytes) -> None:
+    """The upload succeeded, and the one file stored holds exactly `content`."""
+    assert answer.status_code == 200, answer.text
+    made = answer.json()
+    assert made["bytes"] == len(content)
+    assert [f["id"] for f in http.get("/files").json()["data"]] == [made["id"]]
+    stored = http.get(f"/files/{made['id']}/content")
+    assert stored.status_code == 200, stored.text
+    assert stored.content == content
+
+
 # -- ids, cursors and purposes outside their alphabet (defect 5) ---------------------------
 
 BAD_IDS = [
@@ -205,11 +216,12 @@ def test_long_boundary_is_a_400(http: httpx.Client, length: int) -> None:
 
 def test_boundary_of_70_characters_is_accepted(http: httpx.Client) -> None:
     boundary = "b" * 70
-    body = _body(_part("purpose", b"vision"), _file_part()).replace(
+    # The content holds what a parser that cut the boundary short would take for one.
+    content = b"x\r\n--" + b"b" * 69 + b"\r\n--" + b"b" * 71 + b"\r\ny"
+    body = _body(_part("purpose", b"vision"), _file_part(content)).replace(
         BOUNDARY.encode(), boundary.encode()
     )
-    r = _post(http, body, boundary)
-    assert r.status_code == 200, r.text
+    _assert_stored(http, _post(http, body, boundary), content)
 
 
 @pytest.mark.parametrize("boundary", [b'"abc "', b"caf\xe9", b"a\tb"])
@@ -262,8 +274,8 @@ def test_too_many_parts_is_a_400(http: httpx.Client, fields: int) -> None:
 
 def test_parts_up_to_the_limit_are_accepted(http: httpx.Client) -> None:
     extra = b"".join(_part(f"f{i}", b"v") for i in range(98))  # 100 parts in all
-    r = _upload(http, extra)
-    assert r.status_code == 200, r.text
+    content = b"the file part, the last of 100\n" * 100
+    _assert_stored(http, _upload(http, extra, content=content), content)
 
 
 MALFORMED = re.compile(r"Malformed multipart/form-data body: .+")
