@@ -94,6 +94,18 @@ class ServerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> str:
+        """The first log line matching the regular expression `pattern`, once it is written."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.log_text())
+            if match:
+                return match.group(0)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line matches {pattern!r} in {timeout}s")
+            time.sleep(0.02)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

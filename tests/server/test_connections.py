@@ -512,9 +512,19 @@ def test_slow_download_with_a_short_request_body_is_not_cut(fast: ServerProcess)
             assert chunk, f"the download was cut after {len(body)} of {len(content)} bytes"
             body += chunk
         assert body[: len(content)] == content
+        # The app logs the request's access line as it returns: the response went out whole.
+        line = fast.wait_for_log(rf"GET /v1/files/{file_id}/content \S+ in=[^\n]*")
+        assert f" 200 in=5 out={len(content)} " in line and "incomplete" not in line, line
+        time.sleep(TIMEOUT * 2.5)  # the connection stays open past the body idle timeout
     finally:
         sock.close()
-    time.sleep(0.5)
+    # A later request is answered, then the server stops: all it had to say of that
+    # connection is in the log by then.
+    with httpx.Client(base_url=fast.base_url, timeout=30) as http:
+        assert http.get("/files", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    fast.stop()
     log = fast.log_text()
+    assert "Finished server process" in log, log[-3000:]
     assert "unhandled error" not in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+    assert " ERROR " not in log and " 500 " not in log, log[-3000:]
