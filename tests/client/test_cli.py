@@ -14,6 +14,8 @@ from openai_files.cli import _client_cmds as cmds
 from openai_files.cli import main
 from openai_files.cli._common import shown
 
+from .._extras import import_or_skip
+
 pytestmark = pytest.mark.usefixtures("env")
 
 
@@ -135,7 +137,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_bar_shows_rate_and_time_left_on_a_terminal() -> None:
-    pytest.importorskip("rich")
+    import_or_skip("rich", "cli")
     stream = Terminal()
     total = cmds.PROGRESS_MIN_BYTES
     with cmds.progress_bar("upload big.bin", stream=stream) as progress:

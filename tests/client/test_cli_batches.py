@@ -23,6 +23,7 @@ from openai_files import (
 from openai_files.cli import _batches_cmds as bcmds
 from openai_files.cli import main
 
+from .._extras import import_or_skip
 from .._server import ServerProcess
 from .test_batches import ENDPOINT, batch_json, jsonl, request_line
 
@@ -159,7 +160,7 @@ def test_off_a_terminal_a_line_per_change_of_status() -> None:
 
 
 def test_on_a_terminal_a_bar_of_the_requests() -> None:
-    pytest.importorskip("rich")
+    import_or_skip("rich", "cli")
     stream = Terminal()
     with bcmds.batch_view(stream=stream) as view:
         view(batch("validating"))

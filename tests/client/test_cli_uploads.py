@@ -17,6 +17,8 @@ from openai_files import Client
 from openai_files._upload_state import STATE_SUFFIX
 from openai_files.cli import main
 
+from .._extras import import_or_skip
+
 pytestmark = pytest.mark.usefixtures("env")
 
 MIB = 1024 * 1024
@@ -30,7 +32,7 @@ class Terminal(io.StringIO):
 def test_upload_of_a_large_file_goes_in_parts_with_one_bar(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    pytest.importorskip("rich")
+    import_or_skip("rich", "cli")
     monkeypatch.setenv("OPENAI_FILES_UPLOAD_THRESHOLD", str(4 * MIB))
     monkeypatch.setenv("OPENAI_FILES_PART_SIZE", str(MIB))
     src = tmp_path / "big.bin"

@@ -34,6 +34,7 @@ from openai_files.server.stores.local import LocalBlobStore
 from openai_files.server.stores.sqlite import SQLiteMetadataStore
 from openai_files.testing.engine import FakeEngine
 
+from .._extras import import_or_skip
 from .._server import Deployment, ServerProcess, openai_files_cli
 
 KINDS = ["embedded", "scaleout"]
@@ -530,7 +531,7 @@ def test_a_deployment_that_is_not_empty_is_refused(
 
 
 def test_the_progress_bar_counts_files_and_bytes() -> None:
-    pytest.importorskip("rich")
+    import_or_skip("rich", "cli")
     from openai_files.cli import _backup_cmds
 
     class Terminal(io.StringIO):
