@@ -1,6 +1,7 @@
 """`--http-server granian`: the server under granian, whole files sent by path (ASGI
-pathsend), everything else as under uvicorn. The whole API suite also runs under it with
-`OPENAI_FILES_HTTP_SERVER=granian` (docs/benchmarks.md says what that gave)."""
+pathsend), everything else as under uvicorn. What both HTTP servers must do alike (files,
+the Uploads API, Range, errors, connections) is in tests/server/test_http_servers.py, run
+under each; here is what is granian's own."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from .._inprocess import AppServer, asgi_scope
 from .._server import ServerProcess, openai_files_cli
-from ._util import PURPOSE, auth, upload
+from ._util import PURPOSE, upload
 
 MiB = 1024 * 1024
 PATHSEND = "http.response.pathsend"
@@ -64,46 +64,6 @@ def test_the_official_sdk_round_trip(
     assert sdk.files.delete(made.id).deleted
     with pytest.raises(openai.NotFoundError):
         sdk.files.content(made.id)
-
-
-def test_ranges_conditionals_and_head(server: ServerProcess) -> None:
-    assert server.first_key
-    content = os.urandom(3 * MiB)
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
-        made = upload(http, server.first_key, content, "r.bin").json()
-        url = f"/files/{made['id']}/content"
-        part = http.get(url, headers={**auth(server.first_key), "Range": "bytes=100-1048675"})
-        assert part.status_code == 206
-        assert part.headers["content-range"] == f"bytes 100-1048675/{len(content)}"
-        assert part.content == content[100:1048676]
-        tail = http.get(url, headers={**auth(server.first_key), "Range": "bytes=-10"})
-        assert tail.status_code == 206 and tail.content == content[-10:]
-        etag = part.headers["etag"]
-        same = http.get(url, headers={**auth(server.first_key), "If-None-Match": etag})
-        assert same.status_code == 304 and same.content == b""
-        head = http.head(url, headers=auth(server.first_key))
-        assert head.status_code == 200
-        assert head.headers["content-length"] == str(len(content)) and head.content == b""
-        bad = http.get(url, headers={**auth(server.first_key), "Range": f"bytes={len(content)}-"})
-        assert bad.status_code == 416
-        assert bad.json()["error"]["type"] == "invalid_request_error"
-
-
-def test_a_file_gone_from_the_folder_is_a_404(server: ServerProcess) -> None:
-    """The row is still there but the bytes are not: an error in OpenAI's envelope, not a
-    cut connection (the path is checked before the status line goes out)."""
-    assert server.first_key
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
-        made = upload(http, server.first_key, b"x" * 1000, "gone.bin").json()
-        [blob] = [
-            p
-            for p in (server.data_dir / "blobs").rglob("*")
-            if p.is_file() and p.stat().st_size == 1000
-        ]
-        blob.unlink()
-        answer = http.get(f"/files/{made['id']}/content", headers=auth(server.first_key))
-        assert answer.status_code == 404
-        assert answer.json()["error"]["message"] == f"No such File object: {made['id']}"
 
 
 def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
