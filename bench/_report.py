@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,23 @@ from .scale import row5_cells, row5_met
 MiB = 1024 * 1024
 
 NOTES = Path(__file__).with_name("NOTES.md")
+
+#: `{{rows.5.ratios.local:.2f}}` in NOTES.md: a value of the run's results (a dotted path
+#: into them, then a format spec), so that a note quotes the table's run only from it.
+_FIGURE = re.compile(r"\{\{([\w.]+)(?::([^}]*))?\}\}")
+
+
+def render_notes(text: str, result: Mapping[str, Any]) -> str:
+    """NOTES.md with each `{{path:format}}` replaced by that value of `result`; a path that
+    the results do not hold is an error, not an empty figure."""
+
+    def value(match: re.Match[str]) -> str:
+        node: Any = result
+        for key in match.group(1).split("."):
+            node = node[key]
+        return format(node, match.group(2) or "")
+
+    return _FIGURE.sub(value, text)
 
 
 def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
@@ -183,10 +201,12 @@ def write_report(result: Mapping[str, Any], md_path: Path, png_path: Path) -> No
     lines = [
         "# Benchmarks",
         "",
-        "Every figure is a ratio against a reference measured in the same run, on the same",
+        "Every figure in the tables is a ratio against a reference measured in the same run, "
+        "on the same",
         "machine (the machines are small and noisy). Each figure is the median of "
         f"{result['runs']} run(s)" + (f" ({exceptions})" if exceptions else "") + ", with "
-        "min-max in brackets.",
+        "min-max in brackets. The notes after the tables name the run each of their own "
+        "figures comes from.",
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, "
         f"{m['disk_gib']} GiB disk; Python {m['python']}",
@@ -240,6 +260,6 @@ def write_report(result: Mapping[str, Any], md_path: Path, png_path: Path) -> No
                 f"{max(p['download_client_kib']) / 1024:.1f} |"
             )
     if NOTES.exists():
-        lines += ["", NOTES.read_text().strip()]
+        lines += ["", render_notes(NOTES.read_text(), result).strip()]
     md_path.write_text("\n".join(lines) + "\n")
     write_plot(result, png_path)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench._report import write_report
+import pytest
+from bench._report import NOTES, render_notes, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +43,19 @@ def test_row_5s_worst_p50_is_the_worst_at_any_count() -> None:
     assert "SQLite + local folder 1.10 (worst p50 6.00 ms)" in ratio
     assert "PostgreSQL + S3 1.00 (worst p50 2.00 ms)" in ratio
     assert row5_met(row) is False
+
+
+def test_the_notes_quote_the_table_s_run_from_its_results() -> None:
+    """A figure of the table's run in bench/NOTES.md is a placeholder the report fills from
+    the results; one the results do not hold stops the report."""
+    result = {"rows": {"7": {"target": ">= 0.25", "ratio": 0.3712}}}
+    assert render_notes("{{rows.7.target}}, {{rows.7.ratio:.2f}}", result) == ">= 0.25, 0.37"
+    assert render_notes("GET /v1/files/{id} and {x}", result) == "GET /v1/files/{id} and {x}"
+    with pytest.raises(KeyError):
+        render_notes("{{rows.7.nothing:.2f}}", result)
+    # Every placeholder of the notes names a value of the results the docs were made from.
+    latest = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    assert "{{" not in render_notes(NOTES.read_text(), latest)
+    # Row 7's target, as the notes give it, is the one the bench checks.
+    assert "{{rows.7.target}}" in NOTES.read_text()
+    assert latest["rows"]["7"]["target"] == ">= 0.25"
