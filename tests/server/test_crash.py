@@ -156,6 +156,7 @@ def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:
 
     killed = threading.Event()
     in_flight: list[int] = []  # sizes of the big body's temp file seen before the kill
+    caught: list[int] = []  # its size when it was seen growing (or 8 MiB long): the kill
     head, tail, length = multipart_parts("big.bin", BIG_FILE)
 
     def big_body() -> Iterator[bytes]:
@@ -173,6 +174,7 @@ def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:
             if size >= 0:
                 in_flight.append(size)
             if size >= 8 * MiB or 0 <= last < size:
+                caught.append(size)
                 break
             last = size
             time.sleep(0.01)
@@ -196,6 +198,7 @@ def test_sigkill_mid_upload(crash_server: ServerProcess) -> None:
             w.result()
     assert killed.is_set()
     assert in_flight, "the big body's temp file never appeared before the kill"
+    assert caught, f"the big body's temp file was never seen growing: sizes {in_flight[-5:]}"
     assert len(acknowledged) > 5, "no small upload finished before the kill"
     # The kill left the big body's temp file behind: the restart has something to sweep.
     assert any(name.startswith("file-") for name in temp_names(data_dir))
