@@ -24,6 +24,7 @@ import pytest
 
 from openai_files.server import settings as settings_module
 from openai_files.server.stores import Owner, PartRecord, StoreUnavailable
+from openai_files.server.stores._manifest import part_key
 
 from .._inprocess import ROOT_URL, AppServer, asgi_scope
 from .._server import Deployment
@@ -71,7 +72,14 @@ def _sweep(server: AppServer) -> dict[str, int]:
 
 
 def _blob_exists(server: AppServer, key: str) -> bool:
+    """Whether the object `key` exists; for a part's id, its bytes, under the key they
+    have (`<file key>.<part id>`)."""
     blobs = server.app.state.service.blobs
+    if key.startswith("part_"):
+        found = [k for k in server.portal.call(_all_keys, server) if k.endswith(f".{key}")]
+        if not found:
+            return False
+        [key] = found
 
     async def run() -> bool:
         try:
@@ -190,7 +198,12 @@ def test_parts_in_parallel(client: openai.OpenAI, server: AppServer) -> None:
     done = client.uploads.complete(upload.id, part_ids=[p.id for p in parts])
     assert done.file is not None
     assert client.files.content(done.file.id).content == content
-    assert not any(_blob_exists(server, p.id) for p in parts)
+    # The parts are the file's now (its manifest names them): they go when it goes.
+    keys = [part_key(done.file.id, p.id) for p in parts]
+    assert all(_blob_exists(server, k) for k in keys)
+    client.files.delete(done.file.id)
+    assert not any(_blob_exists(server, k) for k in keys)
+    assert not _blob_exists(server, done.file.id)
 
 
 def test_upload_file_chunked_from_path_and_bytes(client: openai.OpenAI, tmp_path: Path) -> None:
@@ -261,13 +274,15 @@ def test_cancel_removes_parts(client: openai.OpenAI, server: AppServer) -> None:
         bytes=10, filename="a.bin", mime_type="text/plain", purpose="assistants"
     )
     part = client.uploads.parts.create(upload.id, data=b"12345")
-    assert _blob_exists(server, part.id)
+    file_key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", upload.id)
+    key = part_key(str(file_key), part.id)
+    assert _blob_exists(server, key)
     # Its row names its key now; the reservation that named it while it streamed is gone.
     assert _sql(server, "SELECT COUNT(*) FROM reservations WHERE id = ?", part.id) == 0
     raw = client.uploads.with_raw_response.cancel(upload.id)
     _check_upload(raw.http_response.json())
     assert raw.parse().status == "cancelled"
-    assert not _blob_exists(server, part.id)
+    assert not _blob_exists(server, key)
 
 
 def test_empty_upload(http: httpx.Client) -> None:
@@ -514,7 +529,7 @@ def test_part_over_the_limit(deployment: Deployment) -> None:
             assert_error(_part(http, small, b"xy"), 400, _full(small, 3), param="data")
         # Nothing but the accepted parts was kept.
         keys = server.portal.call(_all_keys, server)
-        assert sorted(keys) == sorted([part, first])
+        assert sorted(k.partition(".")[2] for k in keys) == sorted([part, first])
     finally:
         server.stop()
 
@@ -692,7 +707,7 @@ def test_a_client_gone_mid_part_leaves_no_bytes(
     server.portal.call(server.app, scope, receive, send)
     assert sent[0]["status"] == 499
     [key] = named_while_streaming
-    assert key is not None and key.startswith("part_")
+    assert key is not None and key.partition(".")[2].startswith("part_")
     assert _sql(server, held) is None  # released
     assert set(server.portal.call(_all_keys, server)) == before
     blobs = server.app.state.service.blobs
@@ -812,7 +827,9 @@ def test_a_completion_whose_server_died_is_taken_over(
         first, second = _part_id(http, uid, b"abcd"), _part_id(http, uid, b"efgh")
         key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
         blobs = server.app.state.service.blobs
-        server.portal.call(blobs.compose, key, [(second, 4), (first, 4)])
+        server.portal.call(
+            blobs.compose, key, [(part_key(key, second), 4), (part_key(key, first), 4)]
+        )
         began = int(time.time())
 
         def dead_since(at: int) -> None:
@@ -838,14 +855,17 @@ def test_a_completion_whose_server_died_is_taken_over(
         assert not _blob_exists(server, key)
 
         # Taken over again, and finished: the file has the right bytes, counted once.
-        server.portal.call(blobs.compose, key, [(second, 4), (first, 4)])
+        server.portal.call(
+            blobs.compose, key, [(part_key(key, second), 4), (part_key(key, first), 4)]
+        )
         dead_since(began - 3000)
         r = http.post(f"/uploads/{uid}/complete", json=body)
         assert r.status_code == 200, r.text
         done = r.json()
         assert done["status"] == "completed" and done["file"]["id"] == key
         assert http.get(f"/files/{key}/content").content == b"abcdefgh"
-        assert not _blob_exists(server, first) and not _blob_exists(server, second)
+        # The parts are the file's now: they stay until it goes.
+        assert _blob_exists(server, first) and _blob_exists(server, second)
         assert _usage(server, org) == 8
         assert _sql(server, "SELECT completing_since FROM uploads WHERE id = ?", uid) is None
 
@@ -859,7 +879,7 @@ def test_expiry_of_a_completion_cut_short_removes_what_it_joined(
     part = _part_id(http, uid, b"abcd")
     key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
     blobs = server.app.state.service.blobs
-    server.portal.call(blobs.compose, key, [(part, 4)])
+    server.portal.call(blobs.compose, key, [(part_key(key, part), 4)])
     _sql(
         server,
         "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?",
@@ -884,7 +904,8 @@ def test_cancel_takes_over_a_completion_whose_server_died(
         uid = _create(http, bytes=4)["id"]
         part = _part_id(http, uid, b"abcd")
         key = _sql(server, "SELECT file_key FROM uploads WHERE id = ?", uid)
-        server.portal.call(server.app.state.service.blobs.compose, key, [(part, 4)])
+        blobs = server.app.state.service.blobs
+        server.portal.call(blobs.compose, key, [(part_key(key, part), 4)])
         began = int(time.time())
         sql = "UPDATE uploads SET status = 'completing', completing_since = ? WHERE id = ?"
         _sql(server, sql, began - 590, uid)
@@ -939,9 +960,9 @@ def test_a_running_completion_renews_its_lease(
     blobs = server.app.state.service.uploads.blobs
     compose = _short_lease(server, monkeypatch)
 
-    async def slow(key: str, parts: Any) -> None:
+    async def slow(key: str, parts: Any) -> bool:
         await anyio.sleep(4)
-        await compose(key, parts)
+        return bool(await compose(key, parts))
 
     monkeypatch.setattr(blobs, "compose", slow)
     uid = _create(http, bytes=4)["id"]
@@ -971,12 +992,12 @@ def test_a_completion_taken_over_is_stopped(
     began: list[str] = []
     taken_over = threading.Event()
 
-    async def slow_first(key: str, parts: Any) -> None:
+    async def slow_first(key: str, parts: Any) -> bool:
         began.append(key)
         if len(began) == 1:
             # Stopped here by its renewal; were it not, it would join in the wrong order.
             await anyio.sleep(60)
-        await compose(key, parts)
+        return bool(await compose(key, parts))
 
     async def after_the_takeover(upload_id: str, since: int, now: int) -> bool:
         # No renewal lands before the second completion has finished: the first, on
@@ -1254,7 +1275,8 @@ def test_racing_parts_never_pass_the_uploads_bytes(deployment: Deployment) -> No
                 if r.status_code != 200:
                     assert_error(r, 400, _full(uid, declared), param="data")
             # Only the accepted parts' bytes are kept, and the quota counts them.
-            assert sorted(server.portal.call(_all_keys, server)) == sorted(accepted)
+            keys = server.portal.call(_all_keys, server)
+            assert sorted(k.partition(".")[2] for k in keys) == sorted(accepted)
             assert _bytes_used(http) == declared
             # A file of the room the upload holds is refused beside it; one that fits is not.
             r = http.post(

@@ -1,5 +1,11 @@
-"""Completing an upload (Uploads API): its parts joined into the file, checked, and turned
+"""Completing an upload (Uploads API): its parts made into the file, checked, and turned
 into the file's row, while a lease fences the completion against another that takes it over.
+
+The parts become the file by a manifest the blob store writes under the file's key (their
+keys and sizes, in order: `BlobStore.compose`): no byte is copied, and the parts stay where
+they are, now the file's. Until the transaction that makes the file commits, the parts are
+still the upload's (their rows name them) and undoing the completion removes only the
+manifest: a crash at any point leaves the upload completable again, or the file whole.
 
 A completion marks its upload "completing" (`completing_since`, the lease) and renews the
 lease while it runs. Should its server stop, another completion, a cancellation or the
@@ -198,7 +204,7 @@ class Completions:
             key = upload.file_key
             # A completion taken over may have left its joined bytes under the key: compose
             # replaces them whole.
-            await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
+            kept = await self.blobs.compose(key, [(p.blob_key, p.bytes) for p in ordered])
             composed = True
             checker = validator(self.settings, upload.purpose)
             # The md5 computed as the parts arrived, when they arrived in order, one
@@ -244,8 +250,9 @@ class Completions:
                     await self._undo_completion(
                         dataclasses.replace(upload, completing_since=since), composed
                     )
-        with anyio.CancelScope(shield=True):
-            await remove_bytes(self.blobs, *(p.blob_key for p in ordered))
+        if not kept:  # copied into the file (parts from before manifests): theirs go
+            with anyio.CancelScope(shield=True):
+                await remove_bytes(self.blobs, *(p.blob_key for p in ordered))
         done = dataclasses.replace(upload, status="completed", file_id=file.id)
         return done, file
 
@@ -266,7 +273,8 @@ class Completions:
             # Not when another completion took this one over: the key is its own now.
             now = await self.meta.get_upload(Owner(upload.org_id, upload.project_id), upload.id)
             if now is not None and now.completing_since == upload.completing_since:
-                await remove_bytes(self.blobs, upload.file_key)
+                # The manifest only: the parts are the upload's again.
+                await self.blobs.delete(upload.file_key, parts=False)
         await self.meta.abort_completion(upload.id, since=upload.completing_since)
 
     async def reopen(self, now: int, *, alone: bool = False) -> int:
@@ -295,7 +303,12 @@ class Completions:
                     record.completing_since,
                 )
             if alone:
-                # Nothing completes meanwhile: the joined bytes are no completion's.
-                await remove_bytes(self.blobs, *(r.file_key for r in batch))
+                # Nothing completes meanwhile: the joined bytes are no completion's (a
+                # manifest's parts are the upload's again: they stay).
+                for record in batch:
+                    try:
+                        await self.blobs.delete(record.file_key, parts=False)
+                    except Exception:  # the sweeper removes it once the upload goes
+                        log.exception("could not remove the bytes of %s", record.file_key)
             count += len(batch)
         return count

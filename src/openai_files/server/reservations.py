@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from .ids import new_reservation_id
 from .settings import Settings
 from .stores import BlobStore, BlobWriter, MetadataStore
+from .stores._manifest import owner_of
 
 log = logging.getLogger("openai_files.server")
 
@@ -76,12 +78,22 @@ async def remove_bytes(blobs: BlobStore, *keys: str) -> None:
             log.exception("could not remove the bytes of %s", key)
 
 
+async def named_keys(meta: MetadataStore, keys: Sequence[str]) -> set[str]:
+    """The subset of `keys` that a row names (`MetadataStore.named_blob_keys`), an upload's
+    part counting as named while its file's key is (`_manifest.owner_of`): a completed
+    file keeps its parts, which go when it goes."""
+    owners = {k: o for k in keys if (o := owner_of(k)) is not None}
+    asked = list(dict.fromkeys([*keys, *owners.values()]))
+    named = await meta.named_blob_keys(asked) if asked else set()
+    return {k for k in keys if k in named or owners.get(k) in named}
+
+
 async def remove_unnamed_bytes(meta: MetadataStore, blobs: BlobStore, *keys: str) -> None:
     """Delete the bytes of files whose rows are gone (deleted, expired), but those a row
     still names: a batch not yet ended keeps its input file's bytes until it ends (the
     sweeper removes them then)."""
     try:
-        named = await meta.named_blob_keys(keys) if keys else set()
+        named = await named_keys(meta, keys)
     except Exception:
         log.exception("could not tell which of %d keys are still named", len(keys))
         return  # the sweep finds the bytes again

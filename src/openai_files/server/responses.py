@@ -1,7 +1,9 @@
 """A file's bytes as an HTTP answer: a single Range (206, 416), ETag and `If-None-Match`
 (304), `If-Range`, HEAD, a `Content-Disposition` for any name, and, where the HTTP server
-offers it, the whole file sent by its path (`pathsend`). `GET /v1/files/{id}/content` and
-the console's download links answer the same, through `content_response`."""
+offers it, the whole file sent by its path (`pathsend`). A file made of an upload's parts
+(a manifest, `stores/_manifest.py`) is streamed across its parts, ranges too.
+`GET /v1/files/{id}/content` and the console's download links answer the same, through
+`content_response`."""
 
 from __future__ import annotations
 
@@ -115,11 +117,13 @@ async def content_response(request: Request, service: FilesService, record: File
     if status == 200 and local_path and PATHSEND in request.scope.get("extensions", {}):
         path = local_path(record.blob_key)
         try:
-            # As the read below: a file deleted since its row was read is a 404.
             await anyio.to_thread.run_sync(os.stat, path)
         except FileNotFoundError:
-            raise no_such_file(record.id) from None
-        return PathSendResponse(path, headers)
+            # A file made of an upload's parts (a manifest), or one deleted since its row
+            # was read: streamed below, which tells the two apart (a 404).
+            pass
+        else:
+            return PathSendResponse(path, headers)
     body = service.blobs.read(record.blob_key, start, end)
     # Open the object before the status line goes out, so that storage errors still get
     # a proper answer (a 503) instead of a cut connection.

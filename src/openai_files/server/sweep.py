@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from . import settings as S
-from .reservations import remove_bytes, remove_unnamed_bytes
+from .reservations import named_keys, remove_bytes, remove_unnamed_bytes
 from .uploads import UploadsService
 
 log = logging.getLogger("openai_files.server")
@@ -58,10 +59,11 @@ class Sweep:
             counts["orphans"] += await self._remove_orphans(pending)
         # Unfinished multipart uploads of a replica killed mid-upload (S3): a live upload's
         # key is named by its reservation, renewed while its bytes arrive.
-        counts["uploads"] = await self.blobs.abort_stale_uploads(
-            now - grace, self.meta.named_blob_keys
-        )
+        counts["uploads"] = await self.blobs.abort_stale_uploads(now - grace, self._named)
         return self._logged(counts)
+
+    async def _named(self, keys: Sequence[str]) -> set[str]:
+        return await named_keys(self.meta, keys)
 
     async def _purge_finished_uploads(self, now: int) -> int:
         """Delete the rows of uploads completed, cancelled or expired whose hour ended
@@ -93,7 +95,8 @@ class Sweep:
         return counts
 
     async def _remove_orphans(self, keys: list[str]) -> int:
-        named = await self.meta.named_blob_keys(keys)
+        # A composed file's parts are named while the file is (`named_keys`).
+        named = await named_keys(self.meta, keys)
         orphans = [k for k in keys if k not in named]
         await remove_bytes(self.blobs, *orphans)
         return len(orphans)

@@ -2,10 +2,11 @@
 
 An upload reserves its declared bytes against the organization's quota when it is created
 (the reservation is named by the upload's id and names the key the file will have). Each
-part is an ordinary object under its own key (the part's id), written before the part's
-row. Completion (`completion.py`) composes the parts into the file's key in the store
-(never through Python, `BlobStore.compose`), checks the md5 when one is given, then one
-transaction turns the reservation into the file's row. Cancelling or expiring an upload
+part is an ordinary object under its own key, the file's key and the part's id
+(`_manifest.part_key`), written before the part's row. Completion (`completion.py`) has the
+store write a manifest, the parts' keys in order, under the file's key (no byte is copied:
+`BlobStore.compose`), checks the md5 when one is given, then one transaction turns the
+reservation into the file's row; the parts then belong to the file. Cancelling or expiring an upload
 gives the reservation back and removes its parts' bytes. Like `service.py`, this module
 decides on plain values and returns records; `routes/uploads.py` holds the HTTP; the
 errors are in `upload_errors.py`.
@@ -39,6 +40,7 @@ from .stores import (
     QuotaExceeded,
     UploadRecord,
 )
+from .stores._manifest import part_key
 from .upload_errors import answered, no_such_upload, not_pending, too_many_pending, upload_full
 
 
@@ -197,16 +199,17 @@ class UploadsService:
         # The part's bytes go into a copy, kept only when the part is added.
         digest = running.digest.copy() if running is not None else None
         part_id = new_part_id()
+        blob_key = part_key(upload.file_key, part_id)
         # It holds no bytes (the upload's reservation holds them): no quota can refuse it.
         reservation = await Reservation.hold(
             self.meta,
             self.settings,
             org_id=owner.org_id,
             nbytes=0,
-            key=part_id,
+            key=blob_key,
             reservation_id=part_id,
         )
-        writer = self.blobs.writer(part_id, buffer_bytes=S.UPLOAD_PART_BUFFER_BYTES)
+        writer = self.blobs.writer(blob_key, buffer_bytes=S.UPLOAD_PART_BUFFER_BYTES)
         size = 0
         committed = added = False
         try:
@@ -227,7 +230,7 @@ class UploadsService:
                 upload_id=upload.id,
                 bytes=size,
                 created_at=int(time.time()),
-                blob_key=part_id,
+                blob_key=blob_key,
             )
             with answered(upload_id, "add a part"):
                 await self.meta.add_part(owner, part, int(time.time()))
@@ -241,7 +244,7 @@ class UploadsService:
                 running.busy = False
             with anyio.CancelScope(shield=True):
                 if not added:
-                    await discard(self.blobs, part_id, writer, committed)
+                    await discard(self.blobs, blob_key, writer, committed)
                 await reservation.release()
 
     # -- complete (completion.py) --

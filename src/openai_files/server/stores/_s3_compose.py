@@ -63,7 +63,7 @@ class Composer:
         path = self.path_of(key)
         for name, _ in sources:
             self.path_of(name)  # an unsafe key is refused before any request
-        await self._check_sizes(sources)
+        await self.check_sizes(sources)
         total = sum(size for _, size in sources)
         if total < S3_MIN_PART_BYTES:  # one small PUT
             chunks = [chunk for name, size in sources for chunk in await self._get(name, 0, size)]
@@ -124,7 +124,7 @@ class Composer:
         except (httpx.HTTPError, ET.ParseError, ValueError, StoreUnavailable) as exc:
             log.warning("could not list the unfinished S3 uploads of %s: %s", path, exc)
 
-    async def _check_sizes(self, sources: Sequence[tuple[str, int]]) -> None:
+    async def check_sizes(self, sources: Sequence[tuple[str, int]]) -> None:
         """FileNotFoundError for a missing source, ValueError for a size not the one given."""
         gate = asyncio.Semaphore(_CONCURRENT_HEADS)
 

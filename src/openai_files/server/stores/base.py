@@ -935,16 +935,28 @@ class BlobStore(Protocol):
         straight to disk holds a chunk at most, and takes no notice of it."""
         ...
 
-    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> bool:
         """Make object `key` the concatenation of the objects `sources`, (key, size) pairs,
-        in that order, durably, without reading them through this process where the store
-        can avoid it (a local folder copies in the kernel, S3 copies parts server-side).
+        in that order, durably; whether the sources became `key`'s parts.
+
+        When every source is a part key of `key` (`_manifest.part_key`: an upload's parts),
+        the store writes a manifest, their list, and copies nothing: the sources stay where
+        they are and now belong to `key` (True): reading `key` reads across them, deleting
+        `key` deletes them, and the caller must not delete them. Other sources are copied,
+        without reading them through this process where the store can avoid it (a local
+        folder copies in the kernel, S3 copies parts server-side), and stay the caller's to
+        delete (False).
 
         Atomic: `key` appears whole or not at all; an existing `key` is replaced whole, as
-        a writer's commit replaces it. The sources stay (the caller deletes them). Raises
-        FileNotFoundError when a source is missing and ValueError when a source's size is
-        not the one given (or a key is unsafe), leaving `key` as it was.
+        a writer's commit replaces it. Raises FileNotFoundError when a source is missing and
+        ValueError when a source's size is not the one given (or a key is unsafe), leaving
+        `key` as it was.
         """
+        ...
+
+    async def parts_of(self, key: str) -> list[tuple[str, int]] | None:
+        """The parts, in order, of the composed object `key` ((key, size) pairs, as
+        `compose` was given them); None for an object stored whole, or none."""
         ...
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
@@ -957,15 +969,19 @@ class BlobStore(Protocol):
         """
         ...
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, parts: bool = True) -> None:
         """Remove an object. Idempotent: no error if it is already gone (a racing delete
-        of the same key succeeds too)."""
+        of the same key succeeds too). A composed object's parts go with it, then its
+        manifest (a delete cut short is done again by the next); with `parts=False`, only
+        the manifest goes and the parts stay (a completion undone: its upload still holds
+        them)."""
         ...
 
     def list_object_keys(self, older_than: float) -> AsyncIterator[str]:
         """Keys of committed objects last written before the Unix time `older_than`, in no
-        particular order. Never a write in progress; an object committed or deleted while
-        the listing runs may or may not be in it."""
+        particular order (a composed object's key, and each of its parts'). Never a write
+        in progress; an object committed or deleted while the listing runs may or may not
+        be in it."""
         ...
 
     async def remove_stale_temp(self, older_than: float) -> int:

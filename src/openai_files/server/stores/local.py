@@ -9,10 +9,13 @@ progress: `remove_stale_temp` never removes the temp file of a writer still open
 long its upload pauses. A writer also flushes at least every TOUCH_SECONDS while bytes
 arrive, so a temp file's mtime is the time of its last byte.
 
-`compose` assembles an object from others with `os.copy_file_range` (the kernel copies, or
-shares the blocks on a file system with reflinks), into a temp file, fsync, rename: the
-bytes never pass through Python. Where the call is missing (macOS) or refused (EXDEV,
-ENOSYS, EOPNOTSUPP, EINVAL), it copies in chunks of IO_CHUNK_BYTES instead.
+`compose` of an upload's parts (keys `<key>.<part id>`, `_manifest.py`) writes their list, a
+manifest, to `manifests/<last two chars of key>/<key>` (temp file, fsync, rename, fsync of
+the folder): no byte is copied, and reading the object reads across the parts. Other
+sources are copied with `os.copy_file_range` (the kernel copies, or shares the blocks on a
+file system with reflinks), into a temp file, fsync, rename: the bytes never pass through
+Python. Where the call is missing (macOS) or refused (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL),
+it copies in chunks of IO_CHUNK_BYTES instead.
 
 A full disk: the folder keeps a reserve, `.reserve`, of RESERVE_BYTES. When a write finds
 the disk full, the reserve is released (and `release_reserve` lets the app release it when
@@ -41,6 +44,7 @@ from typing import BinaryIO, ClassVar
 import anyio.to_thread
 
 from ..settings import IO_CHUNK_BYTES
+from . import _manifest
 from ._errors import StoreUnavailable
 from ._records import Chunk
 from ._shared_call import SharedCall
@@ -302,6 +306,7 @@ class LocalBlobStore:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
+        self.manifest_dir = self.root / "manifests"
         #: Writers not yet committed or aborted (weakly: a writer dropped without either
         #: leaves a temp file that the sweeper may take).
         self._writing: weakref.WeakSet[LocalBlobWriter] = weakref.WeakSet()
@@ -321,6 +326,7 @@ class LocalBlobStore:
         def setup() -> None:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.manifest_dir.mkdir(parents=True, exist_ok=True)
             st = os.stat(self.root)
             self._identity = (st.st_dev, st.st_ino)
             self.keep_reserve()
@@ -468,10 +474,67 @@ class LocalBlobStore:
             raise ValueError(f"unsafe blob key: {key!r}")
         return self.blob_dir / key[-2:] / key
 
+    def manifest_path(self, key: str) -> Path:
+        """Where the manifest of a composed object `key` is (`_manifest.py`)."""
+        if not is_safe_key(key):
+            raise ValueError(f"unsafe blob key: {key!r}")
+        return self.manifest_dir / key[-2:] / key
+
+    def _manifest(self, key: str) -> list[tuple[str, int]] | None:
+        """The parts of the composed object `key`; None when it has no manifest."""
+        try:
+            data = self.manifest_path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return _manifest.decode(data)
+
+    async def parts_of(self, key: str) -> list[tuple[str, int]] | None:
+        """The parts, in order, of the composed object `key` ((key, size) pairs); None for
+        an object stored whole (or none)."""
+        return await anyio.to_thread.run_sync(self._manifest, key)
+
     def writer(self, key: str, *, buffer_bytes: int | None = None) -> LocalBlobWriter:
         return LocalBlobWriter(self, key)  # straight to disk: nothing buffered to size
 
-    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> bool:
+        if _manifest.composable(key, sources):
+            await self._compose_manifest(key, sources)
+            return True
+        await self._compose_copy(key, sources)
+        return False
+
+    async def _compose_manifest(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
+        final = self.manifest_path(key)
+        plain = self.path_of(key)
+        paths = [(self.path_of(name), name, size) for name, size in sources]
+        tmp = self.tmp_dir / f"{key}.{secrets.token_hex(8)}.manifest"
+        data = _manifest.encode(sources)
+
+        def run() -> None:
+            for path, name, size in paths:
+                _check_size(path.stat, name, size)
+            try:
+                with self.releasing_on_full():
+                    with open(tmp, "xb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, final)
+                    _fsync_dir(final.parent)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            # An object composed whole earlier (by a copy) is replaced by the manifest.
+            plain.unlink(missing_ok=True)
+
+        self._composing.add(tmp)
+        try:
+            await anyio.to_thread.run_sync(run)
+        finally:
+            self._composing.discard(tmp)
+
+    async def _compose_copy(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
         final = self.path_of(key)
         paths = [(self.path_of(name), name, size) for name, size in sources]
         tmp = self.tmp_dir / f"{key}.{secrets.token_hex(8)}.part"
@@ -497,6 +560,7 @@ class LocalBlobStore:
                     final.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp, final)
                     _fsync_dir(final.parent)
+                    self.manifest_path(key).unlink(missing_ok=True)
             except BaseException:
                 if out >= 0:
                     os.close(out)
@@ -512,7 +576,37 @@ class LocalBlobStore:
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         path = self.path_of(key)
         with anyio.CancelScope(shield=True):  # else a cancel during the open loses `fh`
-            fh: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
+            fh, parts = await anyio.to_thread.run_sync(self._open, path, key)
+        if fh is None:
+            async for chunk in _manifest.read_across(self._read_file, parts or [], start, end):
+                yield chunk
+            return
+        async for chunk in self._read_open(fh, start, end):
+            yield chunk
+
+    def _open(self, path: Path, key: str) -> tuple[BinaryIO | None, list[tuple[str, int]] | None]:
+        """The object's file, open; else the parts of its manifest; FileNotFoundError when
+        it has neither."""
+        try:
+            return open(path, "rb"), None
+        except FileNotFoundError:
+            parts = self._manifest(key)
+            if parts is None:
+                raise FileNotFoundError(key) from None
+            return None, parts
+
+    def _read_file(self, key: str, start: int, end: int) -> AsyncIterator[Chunk]:
+        """Bytes `[start, end)` of the part `key`, a file; FileNotFoundError when missing."""
+
+        async def run() -> AsyncIterator[Chunk]:
+            with anyio.CancelScope(shield=True):
+                fh: BinaryIO = await anyio.to_thread.run_sync(open, self.path_of(key), "rb")
+            async for chunk in self._read_open(fh, start, end):
+                yield chunk
+
+        return run()
+
+    async def _read_open(self, fh: BinaryIO, start: int, end: int | None) -> AsyncIterator[Chunk]:
         try:
             if start:
                 await anyio.to_thread.run_sync(fh.seek, start)
@@ -530,9 +624,16 @@ class LocalBlobStore:
             # (a client gone) must not leave it to the garbage collector.
             fh.close()
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, parts: bool = True) -> None:
         def run() -> None:
             self.path_of(key).unlink(missing_ok=True)
+            manifest = self._manifest(key)
+            if manifest is not None:
+                if parts:  # the manifest last: a delete cut short is found again
+                    for name, _ in manifest:
+                        if _manifest.owner_of(name) == key:
+                            self.path_of(name).unlink(missing_ok=True)
+                self.manifest_path(key).unlink(missing_ok=True)
             self.keep_reserve()  # a delete on a full disk makes room for it again
 
         await anyio.to_thread.run_sync(run)
@@ -553,6 +654,16 @@ class LocalBlobStore:
             return out
 
         for shard in await anyio.to_thread.run_sync(shards):
+            for key in await anyio.to_thread.run_sync(scan, shard):
+                yield key
+
+        # Composed objects: their manifests (their parts are listed above, by their keys).
+        def manifest_shards() -> list[Path]:
+            if not self.manifest_dir.is_dir():
+                return []
+            return [p for p in self.manifest_dir.iterdir() if p.is_dir()]
+
+        for shard in await anyio.to_thread.run_sync(manifest_shards):
             for key in await anyio.to_thread.run_sync(scan, shard):
                 yield key
 

@@ -26,7 +26,10 @@ With none of them, opening the store fails at once with a line naming the variab
 `openai-files serve` refuses to start, with one line, when the credentials are refused, the
 bucket does not exist or the endpoint does not answer.
 
-`compose` (`_s3_compose.py`, planned by `_s3_parts.py`) copies big sources server-side;
+`compose` of an upload's parts (keys `<key>.<part id>`, `_manifest.py`) writes their list, a
+manifest, as the object `.manifests/<key>` (one PUT; no object key starts with a dot): no
+byte is copied, and reading the object reads across the parts. Other sources are copied
+(`_s3_compose.py`, planned by `_s3_parts.py`), big ones server-side;
 the reconciler (`_s3_reconcile.py`) aborts the multipart uploads a killed replica left. Both
 make the S3 requests obstore lacks (`_s3_api.py`, signed by `_sigv4.py`).
 """
@@ -58,6 +61,7 @@ from ..settings import (
     MiB,
     shown_bytes,
 )
+from . import _manifest
 from ._errors import StoreUnavailable
 from ._records import Chunk
 from ._s3_api import S3Api
@@ -76,6 +80,9 @@ _CHECK_RETRY: dict[str, Any] = {"max_retries": 2, "retry_timeout": datetime.time
 #: Where the start check lists: a prefix no object is ever stored under (keys never start
 #: with a dot), so the listing is one request with an empty answer.
 _CHECK_PREFIX = ".openai-files-start-check"
+#: Where the manifests of composed objects are (`_manifest.py`): under a dot, where no
+#: object key can be.
+_MANIFESTS = ".manifests"
 
 
 class S3BlobStore:
@@ -245,8 +252,39 @@ class S3BlobStore:
         part, in_flight = part_sizes(buffer_bytes, self.part_bytes, self.concurrent_parts)
         return S3BlobWriter(self.store, self.path_of(key), part, in_flight)
 
-    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> None:
-        await self._composer.compose(key, sources)
+    def manifest_path_of(self, key: str) -> str:
+        self.path_of(key)  # an unsafe key is refused
+        return f"{self.prefix}/{_MANIFESTS}/{key}" if self.prefix else f"{_MANIFESTS}/{key}"
+
+    async def compose(self, key: str, sources: Sequence[tuple[str, int]]) -> bool:
+        if not _manifest.composable(key, sources):
+            await self._composer.compose(key, sources)
+            await self._delete_path(self.manifest_path_of(key))
+            return False
+        for name, _ in sources:
+            self.path_of(name)  # an unsafe key is refused before any request
+        await self._composer.check_sizes(sources)
+        try:
+            await obstore.put_async(
+                self.store, self.manifest_path_of(key), _manifest.encode(sources)
+            )
+        except (GenericError, OSError) as exc:
+            raise unavailable(exc) from None
+        # An object composed whole earlier (by a copy) is replaced by the manifest.
+        await self._delete_path(self.path_of(key))
+        return True
+
+    async def parts_of(self, key: str) -> list[tuple[str, int]] | None:
+        """The parts, in order, of the composed object `key` ((key, size) pairs); None for
+        an object stored whole (or none)."""
+        try:
+            result = await obstore.get_async(self.store, self.manifest_path_of(key))
+            data = await result.bytes_async()
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except (GenericError, OSError) as exc:
+            raise unavailable(exc) from None
+        return _manifest.decode(bytes(data))
 
     @property
     def relayed_bytes(self) -> int:
@@ -255,6 +293,18 @@ class S3BlobStore:
         return self._composer.relayed_bytes
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in self._read(key, start, end):
+                yield chunk
+            return
+        except FileNotFoundError:
+            parts = await self.parts_of(key)
+            if parts is None:
+                raise
+        async for chunk in _manifest.read_across(self._read, parts, start, end):
+            yield chunk
+
+    async def _read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         if end is not None and end <= start:
             # S3 has no empty range; still, a missing object is an error here too.
             await self._head(key)
@@ -279,9 +329,20 @@ class S3BlobStore:
         except (GenericError, OSError) as exc:
             raise unavailable(exc) from None
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, parts: bool = True) -> None:
+        await self._delete_path(self.path_of(key))
+        manifest = await self.parts_of(key)
+        if manifest is None:
+            return
+        if parts:  # the manifest last: a delete cut short is found again
+            for name, _ in manifest:
+                if _manifest.owner_of(name) == key:
+                    await self._delete_path(self.path_of(name))
+        await self._delete_path(self.manifest_path_of(key))
+
+    async def _delete_path(self, path: str) -> None:
         try:
-            await obstore.delete_async(self.store, self.path_of(key))
+            await obstore.delete_async(self.store, path)
         except (NotFoundError, FileNotFoundError):
             return
         except (GenericError, OSError) as exc:
@@ -295,8 +356,12 @@ class S3BlobStore:
                 for meta in batch:
                     path = str(meta["path"])
                     key = path[len(prefix) :] if prefix else path
-                    if "/" not in key and meta["last_modified"] < cutoff:
+                    if meta["last_modified"] >= cutoff:
+                        continue
+                    if "/" not in key:
                         yield key
+                    elif key.startswith(f"{_MANIFESTS}/"):  # a composed object
+                        yield key[len(_MANIFESTS) + 1 :]
         except (GenericError, OSError) as exc:
             raise unavailable(exc) from None
 
