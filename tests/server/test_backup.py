@@ -34,6 +34,7 @@ from openai_files.server.backup import (
 )
 from openai_files.server.restore import Restored, TargetNotEmpty, restore_backup
 from openai_files.server.stores import FileRecord, Owner, SchemaMismatch
+from openai_files.server.stores._manifest import part_key
 from openai_files.server.stores._sql_schema import SCHEMA_VERSION
 from openai_files.server.stores.local import LocalBlobStore
 from openai_files.server.stores.postgres import PostgresMetadataStore
@@ -72,6 +73,25 @@ class Deployment:
         record = FileRecord(
             file_id, OWNER.org_id, OWNER.project_id, len(data), int(time.time()), None,
             "a.txt", "user_data", "text/plain", file_id,
+        )  # fmt: skip
+        await self.meta.insert_file(record, None, 10**12)
+        return record
+
+    async def put_composed(self, pieces: list[bytes]) -> FileRecord:
+        """A file completed from an upload's parts: the parts, their manifest under the
+        file's key (`compose`), then its row."""
+        file_id = "file-" + secrets.token_hex(12)
+        sources = []
+        for piece in pieces:
+            name = part_key(file_id, "part_" + secrets.token_hex(8))
+            writer = self.blobs.writer(name)
+            await writer.write(piece)
+            await writer.commit()
+            sources.append((name, len(piece)))
+        assert await self.blobs.compose(file_id, sources)
+        record = FileRecord(
+            file_id, OWNER.org_id, OWNER.project_id, sum(map(len, pieces)), int(time.time()),
+            None, "a.bin", "user_data", "application/octet-stream", file_id,
         )  # fmt: skip
         await self.meta.insert_file(record, None, 10**12)
         return record
@@ -179,6 +199,27 @@ async def test_a_backup_goes_into_a_new_folder(source: Deployment, tmp_path: Pat
     with pytest.raises(BackupError, match="exists and is not an empty folder"):
         await _backup(source, out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+async def test_a_file_made_of_parts_is_backed_up_and_restored_whole(
+    source: Deployment, target: Deployment, tmp_path: Path
+) -> None:
+    """A completed upload (a manifest over its parts) goes into the backup as the file's
+    bytes, under the file's key, and is restored whole: one object, read back the same."""
+    pieces = [b"a" * 70_000, b"", b"b" * 5, bytes(range(256)) * 400]
+    composed = await source.put_composed(pieces)
+    plain = await source.put(b"plain")
+    out = tmp_path / "backup"
+    manifest = await _backup(source, out)
+    entries = {b.key: b.bytes for b in manifest.blobs}
+    assert entries == {composed.blob_key: composed.bytes, plain.blob_key: 5}
+    assert _blob_path(out, composed.blob_key).read_bytes() == b"".join(pieces)
+    restored = await _restore(out, target)
+    assert restored.copied == 2
+    assert await target.content(composed.blob_key) == b"".join(pieces)
+    assert await target.blobs.parts_of(composed.blob_key) is None  # one object now
+    assert target.objects() == {composed.blob_key, plain.blob_key}
+    assert await target.meta.get_file(OWNER, composed.id, int(time.time())) == composed
 
 
 async def test_restore_checks_every_byte_and_goes_on_once_fixed(

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from ..server.stores import BlobStore
+from ..server.stores._manifest import part_key
 
 MiB = 1024 * 1024
 
@@ -282,6 +283,82 @@ class BlobStoreConformance:
             await blobs.compose("../x", [(source, 1)])
         with pytest.raises(ValueError):
             await blobs.compose(_key(), [("a/b", 1)])
+
+    # -- a manifest: an upload's parts (`<key>.<part id>`) become `key`, none copied --
+    async def _parts(self, blobs: BlobStore, key: str, sizes: Sequence[int]) -> list[bytes]:
+        pieces = [os.urandom(size) for size in sizes]
+        names = [part_key(key, f"part_{i:04d}") for i in range(len(sizes))]
+        for name, data in zip(names, pieces, strict=True):
+            await _write(blobs, name, data, chunk=MiB)
+        assert await blobs.compose(key, list(zip(names, sizes, strict=True)))
+        return pieces
+
+    async def test_compose_of_parts_writes_a_manifest_and_reads_across_them(
+        self, blobs: BlobStore
+    ) -> None:
+        key = _key()
+        sizes = [3, 0, 70_000, 1, MiB + 5, 2]
+        whole = b"".join(await self._parts(blobs, key, sizes))
+        names = [part_key(key, f"part_{i:04d}") for i in range(len(sizes))]
+        assert await blobs.parts_of(key) == list(zip(names, sizes, strict=True))
+        assert await _read(blobs, key) == whole
+        edges = [0]
+        for size in sizes:
+            edges.append(edges[-1] + size)
+        for start in edges:
+            for end in edges:
+                for a, b in ((start, end), (max(0, start - 1), end + 1), (start + 1, end)):
+                    b = min(b, len(whole))
+                    if a <= b:
+                        assert await _read(blobs, key, a, b) == whole[a:b], (a, b)
+        assert await _read(blobs, key, 5) == whole[5:]
+        listed = {k async for k in blobs.list_object_keys(time.time() + 3600)}
+        assert {key, *names} <= listed
+        # A plain object is not composed; a missing one is neither.
+        plain = _key()
+        await _write(blobs, plain, b"plain")
+        assert await blobs.parts_of(plain) is None
+        assert await blobs.parts_of(_key()) is None
+
+    async def test_deleting_a_composed_object_deletes_its_parts(self, blobs: BlobStore) -> None:
+        key = _key()
+        await self._parts(blobs, key, [10, 20, 30])
+        names = [name for name, _ in await blobs.parts_of(key) or []]
+        # Without its parts (a completion undone): the parts stay, the object goes.
+        await blobs.delete(key, parts=False)
+        with pytest.raises(FileNotFoundError):
+            await _read(blobs, key)
+        for name in names:
+            assert len(await _read(blobs, name)) > 0
+        assert await blobs.compose(key, [(n, s) for n, s in zip(names, [10, 20, 30], strict=True)])
+        await blobs.delete(key)
+        for name in [key, *names]:
+            with pytest.raises(FileNotFoundError):
+                await _read(blobs, name)
+        listed = {k async for k in blobs.list_object_keys(time.time() + 3600)}
+        assert not listed & {key, *names}
+        await blobs.delete(key)  # again: nothing to do
+
+    async def test_compose_of_parts_checks_them_and_makes_nothing_when_wrong(
+        self, blobs: BlobStore
+    ) -> None:
+        key = _key()
+        there, gone = part_key(key, "part_a"), part_key(key, "part_b")
+        await _write(blobs, there, b"x" * 10)
+        with pytest.raises(FileNotFoundError):
+            await blobs.compose(key, [(there, 10), (gone, 10)])
+        with pytest.raises(ValueError):
+            await blobs.compose(key, [(there, 11)])
+        with pytest.raises(FileNotFoundError):
+            await _read(blobs, key)
+        assert await blobs.parts_of(key) is None
+
+    async def test_a_manifest_replaces_an_object_composed_by_copy(self, blobs: BlobStore) -> None:
+        """A completion taken over may find a copy under the key; the manifest replaces it."""
+        key = _key()
+        await _write(blobs, key, b"an older copy")
+        pieces = await self._parts(blobs, key, [4, 4])
+        assert await _read(blobs, key) == b"".join(pieces)
 
     @pytest.mark.slow
     async def test_compose_of_300_mb_keeps_peak_rss_growth_under_32_mb(
