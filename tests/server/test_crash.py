@@ -292,7 +292,9 @@ def test_sigkill_mid_delete(crash_server: ServerProcess) -> None:
 def test_sigkill_mid_completion(crash_server: ServerProcess) -> None:
     """A server killed while it completes an upload leaves it "completing": the server that
     starts next on the folder (the only writer) knows no completion runs, so the upload is
-    pending again at once; completing it makes the file, counted once."""
+    pending again at once (a manifest the cut completion wrote is removed, its parts kept);
+    completing it makes the file, counted once. (Both deployments, many kills at once:
+    tests/server/test_upload_crash.py.)"""
     server = crash_server
     key = server.create_key("org-crash-complete", "proj_crash")
     parts = [content_for(f"part-{i}", 3 * MiB) for i in range(8)]
@@ -346,7 +348,9 @@ def test_sigkill_mid_completion(crash_server: ServerProcess) -> None:
             assert r.status_code == 200, r.text
             file_id = r.json()["file"]["id"]
             assert download(http, key, file_id).content == whole
-        assert blob_names(restarted.data_dir) == {file_id}
+        # The file is its parts, named by its manifest: no other bytes are left.
+        assert blob_names(restarted.data_dir) == {f"{file_id}.{p}" for p in part_ids}
+        assert {p.name for p in (restarted.data_dir / "manifests").glob("*/*")} == {file_id}
         assert_quota_free(restarted, key, used=len(whole))
     finally:
         restarted.stop()
