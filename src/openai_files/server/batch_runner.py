@@ -298,14 +298,19 @@ class BatchRunner:
 
         task.add_done_callback(done)
 
+    def look_now(self) -> None:
+        """Read the batches again at once (one was created here, or may have ended), not
+        at the next poll (`BATCH_POLL_SECONDS`)."""
+        self._next_scan = 0.0
+        self._wake.set()
+
     def cancelled(self, batch_id: str) -> None:
         """A cancel answered by this process: send none of the batch's claimed requests
         (its finalizing, at once, stops those in flight and gives the rest back)."""
         known = self._batches.get(batch_id)
         if known is not None:
             self._batches[batch_id] = dataclasses.replace(known, status="cancelling")
-        self._next_scan = 0.0
-        self._wake.set()
+        self.look_now()
 
     def active_by_status(self) -> dict[str, int]:
         """The batches not yet ended, by status, as the last scan read them."""
@@ -450,6 +455,10 @@ class BatchRunner:
                 group.discard(t)
                 if not group:
                     del self._tasks[b.id]
+                    if b.id in self._exhausted and not self._claimed.get(b.id):
+                        # Its last request here is stored, and none is left to claim: the
+                        # batch may be complete, and is finalized at once if it is.
+                        self._next_scan = 0.0
             self._wake.set()
 
         task.add_done_callback(done)

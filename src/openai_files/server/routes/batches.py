@@ -25,6 +25,9 @@ async def create_batch(request: Request) -> Response:
         optional={"metadata": dict, "output_expires_after": dict},
     )
     record = await batches_of(request).create(owner, body, actor=actor)
+    runner = request.app.state.batch_runner
+    if runner is not None:  # validated at once here, not at the worker's next look
+        runner.look_now()
     return JSONResponse(batch_object(record))
 
 
