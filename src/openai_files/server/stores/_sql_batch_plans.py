@@ -403,6 +403,48 @@ def record_batch_results(
         )
         done = {(row["batch_id"], row["line"]) for row in rows}
         changed_of = {i: (results[i].batch_id, results[i].line) in done for i in taken}
+    elif d.update_from and taken:
+        # SQLite: which requests are still this worker's (the write holds the database, so
+        # nothing changes them before the update), then the group in one statement. A
+        # statement a result made the writer thread wait for the event loop's thread (each
+        # statement gives up the GIL and takes it back): a group of 16 took 5-10 ms.
+        mine: set[tuple[str, int]] = set()
+        lines_of: dict[str, list[int]] = {}
+        for i in taken:
+            lines_of.setdefault(results[i].batch_id, []).append(results[i].line)
+        for batch_id, lines in lines_of.items():
+            for k in range(0, len(lines), d.in_batch):
+                part = lines[k : k + d.in_batch]
+                rows = yield Stmt(
+                    f"SELECT line FROM batch_requests WHERE batch_id = ? AND line IN "
+                    f"({marks(len(part))}) AND status = 'running' AND lease_owner = ? "
+                    "AND lease_until > ?",
+                    (batch_id, *part, worker, now),
+                    "all",
+                )
+                mine.update((batch_id, int(row["line"])) for row in rows)
+        changed_of = {i: (results[i].batch_id, results[i].line) in mine for i in taken}
+        ours = [i for i in taken if changed_of[i]]
+        per = max(1, d.in_batch // 4)
+        for k in range(0, len(ours), per):
+            part = ours[k : k + per]
+            yield Stmt(
+                "UPDATE batch_requests AS r SET status = 'done', outcome = v.column3, "
+                "result = v.column4, lease_owner = NULL, lease_until = NULL "
+                f"FROM (VALUES {', '.join(['(?, ?, ?, ?)'] * len(part))}) AS v "
+                "WHERE r.batch_id = v.column1 AND r.line = v.column2",
+                tuple(
+                    x
+                    for i in part
+                    for x in (
+                        results[i].batch_id,
+                        results[i].line,
+                        results[i].outcome,
+                        results[i].result,
+                    )
+                ),
+                "none",
+            )
     else:
         changed_of = {}
         for i in taken:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar
 
@@ -62,6 +63,8 @@ class Dialect:
     any_array: bool
     #: Most values matched in one statement (a statement's parameters are limited).
     in_batch: int
+    #: `UPDATE ... FROM (VALUES ...)`: many rows, each its own values, in one statement.
+    update_from: bool
 
     def render(self, sql: str) -> str:
         """The statement as this database's driver wants it."""
@@ -100,6 +103,8 @@ SQLITE = Dialect(
     any_array=False,
     # Host parameters per statement stay well under SQLite's limit.
     in_batch=500,
+    # SQLite 3.33 and later.
+    update_from=sqlite3.sqlite_version_info >= (3, 33, 0),
 )
 
 #: Keys of the advisory locks that serialize, across machines, migrations and the check
@@ -121,6 +126,7 @@ POSTGRES = Dialect(
     first_key_lock=f"SELECT pg_advisory_xact_lock({_FIRST_KEY_LOCK})",
     any_array=True,
     in_batch=1_000_000,
+    update_from=True,
 )
 
 
