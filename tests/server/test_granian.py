@@ -136,3 +136,28 @@ def test_a_whole_file_is_handed_over_by_path(app: AppServer) -> None:
         assert PATHSEND not in [m["type"] for m in messages]
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         assert body == expected
+
+
+def test_a_file_made_of_parts_is_streamed_not_handed_over_by_path(app: AppServer) -> None:
+    """A completed upload is a manifest over its parts: no one path holds it, so the app
+    streams it across them even where the server offers pathsend."""
+    key = app.create_key("org-pathsend", "proj_b")
+    pieces = [os.urandom(MiB + 1), os.urandom(7)]
+    with app.http(key) as http:
+        r = http.post(
+            "/uploads",
+            json={"filename": "p.bin", "purpose": PURPOSE, "bytes": MiB + 8,
+                  "mime_type": "application/octet-stream"},
+        )  # fmt: skip
+        uid = r.json()["id"]
+        ids = [
+            http.post(f"/uploads/{uid}/parts", files={"data": ("b", p)}).json()["id"]
+            for p in pieces
+        ]
+        done = http.post(f"/uploads/{uid}/complete", json={"part_ids": ids}).json()
+    path = f"/v1/files/{done['file']['id']}/content"
+    sent = app.portal.call(_call, app.app, path, key, {PATHSEND: {}})
+    assert PATHSEND not in [m["type"] for m in sent]
+    assert sent[0]["status"] == 200
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert body == b"".join(pieces)

@@ -62,8 +62,9 @@ it, and the leaves at the end (errors, settings, ids) are used by every layer:
           _sql_plans.py, _sql_upload_plans.py  the plans: queries and their logic
         sqlite.py, postgres.py  the drivers that run _sql.py on each database
         local.py, s3.py      the blob stores; s3.py's parts:
+          _manifest.py       an upload's parts as one file (both stores): keys, reads
           _s3_writer.py      one PUT, or a multipart upload that obstore streams
-          _s3_parts.py, _s3_compose.py  compose: its planner, its requests
+          _s3_parts.py, _s3_compose.py  compose by copy: its planner, its requests
           _s3_reconcile.py   aborts the multipart uploads a killed replica left
           _s3_api.py, _sigv4.py  the S3 requests obstore lacks, and their signature
           _s3_check.py, _s3_errors.py  credentials and the start check; errors told
