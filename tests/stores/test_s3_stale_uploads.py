@@ -128,8 +128,9 @@ async def test_upload_gone_meanwhile_does_not_stop_the_others(
 
 
 async def test_keys_not_ours_are_left_alone(s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only keys shaped like our ids are aborted: a key starting with a dot does not end
-    the run, and another application's upload under the prefix stays open."""
+    """Only keys shaped like our ids (a file's, a part's) are aborted: a key starting with a
+    dot does not end the run, and another application's upload under the prefix stays
+    open."""
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     prefix = secrets.token_hex(4)
@@ -138,10 +139,17 @@ async def test_keys_not_ours_are_left_alone(s3: SeaweedS3, monkeypatch: pytest.M
     _open_upload(client, f"{prefix}/.hidden")
     _open_upload(client, f"{prefix}/file-stale")
     _open_upload(client, f"{prefix}/report.csv")
+    # An Uploads API part's key (its file's id, then its own) is ours; a look-alike is not.
+    _open_upload(client, f"{prefix}/file-stale.part_stale")
+    _open_upload(client, f"{prefix}/file-stale.notes")
     time.sleep(1.1)
     try:
-        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 1
-        assert _open_keys(client, f"{prefix}/") == {f"{prefix}/.hidden", f"{prefix}/report.csv"}
+        assert await blobs.abort_stale_uploads(time.time(), _never_named) == 2
+        assert _open_keys(client, f"{prefix}/") == {
+            f"{prefix}/.hidden",
+            f"{prefix}/report.csv",
+            f"{prefix}/file-stale.notes",
+        }
     finally:
         _abort_all(client, f"{prefix}/")
 

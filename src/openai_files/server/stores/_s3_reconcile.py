@@ -18,14 +18,17 @@ from collections.abc import Awaitable, Callable, Sequence
 import httpx
 
 from ..ids import is_file_id, is_part_id
+from . import _manifest
 from ._errors import StoreUnavailable
 from ._s3_api import S3Api, S3Refused, children, text
 from ._s3_errors import log
 
 
 def _ours(key: str) -> bool:
-    """Whether `key` is one the server makes (a file id, or an Uploads API part id)."""
-    return is_file_id(key) or is_part_id(key)
+    """Whether `key` is one the server makes: a file id, or an Uploads API part's key (its
+    file's id and its own, `_manifest.part_key`; a bare part id before manifests)."""
+    owner, _, part = key.partition(_manifest.SEPARATOR)
+    return is_file_id(key) or is_part_id(key) or (is_file_id(owner) and is_part_id(part))
 
 
 class Reconciler:
