@@ -81,6 +81,8 @@ def _row_cells(number: str, row: dict[str, Any]) -> list[str]:
 
 
 def _row9_cells(row: dict[str, Any]) -> list[str]:
+    if "download_local" in row:
+        return _row9_manifest_cells(row)
     ours, ref = row["ours"], row["reference"]
 
     def side(name: str, figs: dict[str, Any]) -> str:
@@ -106,6 +108,36 @@ def _row9_cells(row: dict[str, Any]) -> list[str]:
         + f"{row['ratio_local']:.2f} of cp (md5 {row['ratio_local_md5']:.2f}); "
         f"S3 {row['ratio_s3']:.2f} (md5 {row['ratio_s3_md5']:.2f}; of put "
         f"{row['ratio_s3_put']:.2f})"
+    )
+    if row.get("rounds_retried"):
+        ours_text += f"<br>rounds that failed and were run again: {row['rounds_retried']}"
+    return [ours_text, ref_text, ratio]
+
+
+def _row9_manifest_cells(row: dict[str, Any]) -> list[str]:
+    """Row 9 since completion writes a manifest: completion against absolute seconds and
+    md5sum, the download of the file made of parts against one blob's."""
+    ours, ref = row["ours"], row["reference"]
+
+    def side(name: str, figs: dict[str, Any]) -> str:
+        plain, md5 = (
+            figs[k]["max"] / 1024 for k in ("complete_server_kib", "complete_md5_server_kib")
+        )
+        return (
+            f"{name}: parts {fig(figs['parts_s'])}; complete {fig(figs['complete_s'])}, "
+            f"with md5 {fig(figs['complete_md5_s'])}; download {fig(figs['download_s'])} "
+            f"(one blob {fig(figs['download_blob_s'])}); server peak growth: completion "
+            f"+{plain:.1f} MiB, with md5 +{md5:.1f} MiB, parts "
+            f"+{figs['parts_server_kib']['max'] / 1024:.1f} MiB"
+        )
+
+    ours_text = side("local", ours["local"]) + "<br>" + side("S3", ours["s3"])
+    ref_text = f"md5sum {fig(ref['md5sum'])}; the same bytes as one blob, downloaded"
+    ratio = (
+        f"complete: local {row['ratio_local']:.3f} s, S3 {row['ratio_s3']:.3f} s; md5: local "
+        f"{row['ratio_local_md5']:.2f}, S3 {row['ratio_s3_md5']:.2f} of md5sum; download: "
+        f"local {row['download_local']:.2f}, S3 {row['download_s3']:.2f} of one blob "
+        "(throughput)"
     )
     if row.get("rounds_retried"):
         ours_text += f"<br>rounds that failed and were run again: {row['rounds_retried']}"

@@ -204,6 +204,12 @@ class Row9(TypedDict):
     ratio_local_md5: float
     ratio_local_fresh: float
     ratio_s3_md5: float
+    #: Since completion writes a manifest: the download of the file made of parts against
+    #: the same bytes as one blob (throughput), per deployment; `ratio_local` and
+    #: `ratio_s3` are then the completion's seconds (its target is absolute), and the
+    #: reference is `md5sum`.
+    download_local: NotRequired[float]
+    download_s3: NotRequired[float]
     peak_mib: float
     rounds_retried: int
     target: str
