@@ -212,7 +212,8 @@ class Completions:
             digest = self.digests.md5_of(upload.id, part_ids) if checker is None else None
             if (md5 is not None and digest is None) or checker is not None:
                 read = hashlib.md5(usedforsecurity=False)
-                await check_stream(checker, self.blobs.read(key), read)
+                # The parts once, in order; the next chunk is read while one is hashed.
+                await check_stream(checker, self.blobs.read(key), read, ahead=2)
                 digest = read.hexdigest()
             if md5 is not None and digest != md5.lower():
                 raise InvalidRequest(

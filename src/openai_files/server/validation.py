@@ -439,12 +439,50 @@ async def finish(validator: Validator | None) -> None:
 
 
 async def check_stream(
-    validator: Validator | None, chunks: AsyncIterator[Chunk], digest: Digest | None = None
+    validator: Validator | None,
+    chunks: AsyncIterator[Chunk],
+    digest: Digest | None = None,
+    *,
+    ahead: int = 0,
 ) -> None:
     """Feed `validator` (and `digest`) a whole file from `chunks`, then finish it (raises on
-    refusal), as `feed` does: off the event loop, in bounded pieces."""
-    async for chunk in chunks:
-        await feed(validator, chunk, digest)
+    refusal), as `feed` does: off the event loop, in bounded pieces. With `ahead`, up to
+    that many chunks are read while the one before is checked (reading and hashing then
+    overlap, each in its own thread)."""
+    if not ahead:
+        async for chunk in chunks:
+            await feed(validator, chunk, digest)
+        await finish(validator)
+        return
+    send, receive = anyio.create_memory_object_stream[Chunk](ahead)
+    # Errors are carried out of the task group by hand, so that they reach the caller as
+    # they were raised (not in an exception group).
+    failed: list[Exception] = []
+
+    async def pump() -> None:
+        try:
+            async with send:
+                async for chunk in chunks:
+                    await send.send(chunk)
+        except Exception as exc:  # the reader's error (a missing part, a store down)
+            failed.append(exc)
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump)
+        try:
+            async with receive:
+                async for chunk in receive:
+                    await feed(validator, chunk, digest)
+        except Exception as exc:  # a refused line: the reading stops
+            failed.append(exc)
+            group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
     await finish(validator)
 
 

@@ -66,6 +66,25 @@ def size_of(parts: Sequence[tuple[str, int]]) -> int:
     return sum(size for _, size in parts)
 
 
+def pieces(
+    parts: Sequence[tuple[str, int]], start: int, end: int | None
+) -> list[tuple[str, int, int]]:
+    """The (key, start, end) of each part that bytes `[start, end)` of the concatenation of
+    `parts` take, in order; parts they take nothing of are left out."""
+    total = size_of(parts)
+    stop = total if end is None else min(end, total)
+    out = []
+    at = 0
+    for name, size in parts:
+        lo, hi = max(start, at), min(stop, at + size)
+        if lo < hi:
+            out.append((name, lo - at, hi - at))
+        at += size
+        if at >= stop:
+            break
+    return out
+
+
 async def read_across(
     read: Callable[[str, int, int], AsyncIterator[Chunk]],
     parts: Sequence[tuple[str, int]],
@@ -74,14 +93,6 @@ async def read_across(
 ) -> AsyncIterator[Chunk]:
     """Bytes `[start, end)` of the concatenation of `parts`, each part read by `read(key,
     start, end)` for its own range only, in order."""
-    total = size_of(parts)
-    stop = total if end is None else min(end, total)
-    at = 0
-    for name, size in parts:
-        lo, hi = max(start, at), min(stop, at + size)
-        if lo < hi:
-            async for chunk in read(name, lo - at, hi - at):
-                yield chunk
-        at += size
-        if at >= stop:
-            break
+    for name, lo, hi in pieces(parts, start, end):
+        async for chunk in read(name, lo, hi):
+            yield chunk

@@ -301,8 +301,36 @@ class S3BlobStore:
             parts = await self.parts_of(key)
             if parts is None:
                 raise
-        async for chunk in _manifest.read_across(self._read, parts, start, end):
+        async for chunk in self._read_pieces(_manifest.pieces(parts, start, end)):
             yield chunk
+
+    async def _read_pieces(self, pieces: Sequence[tuple[str, int, int]]) -> AsyncIterator[Chunk]:
+        """The bytes of a composed object's parts, each `(key, start, end)` in turn; the
+        next part's GET is sent while the current one streams, so that a part's first byte
+        does not wait for a round trip."""
+        ahead: asyncio.Future[Any] | None = None
+        try:
+            for i, (name, lo, hi) in enumerate(pieces):
+                result = await (ahead if ahead is not None else self._get_range(name, lo, hi))
+                ahead = None
+                if i + 1 < len(pieces):
+                    ahead = asyncio.ensure_future(self._get_range(*pieces[i + 1]))
+                async for chunk in result.stream(min_chunk_size=READ_CHUNK_BYTES):
+                    yield memoryview(chunk)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def _get_range(self, key: str, start: int, end: int) -> Any:
+        """The GET of bytes `[start, end)` of `key` (not empty), once its answer begins."""
+        try:
+            return await obstore.get_async(
+                self.store, self.path_of(key), options={"range": (start, end)}
+            )
+        except (NotFoundError, FileNotFoundError) as exc:
+            raise FileNotFoundError(key) from exc
+        except (GenericError, OSError) as exc:
+            raise unavailable(exc) from None
 
     async def _read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[Chunk]:
         if end is not None and end <= start:
