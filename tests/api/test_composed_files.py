@@ -200,3 +200,25 @@ def test_orphaned_parts_of_a_deleted_file_are_swept(server: AppServer, api_key: 
         assert [k for k in _keys(server) if k.startswith(file["id"])]
         server.portal.call(server.app.state.service.sweep, 0.0)
         assert not [k for k in _keys(server) if k.startswith(file["id"])]
+
+
+def test_a_part_sent_but_not_given_is_removed_at_completion(
+    server: AppServer, api_key: str
+) -> None:
+    """The parts given add up to the upload's bytes, so a part left out holds none: it is
+    no one's once the upload is completed, and goes then (not with the file)."""
+    with server.http(api_key) as http:
+        r = http.post(
+            "/uploads",
+            json={"filename": "a.bin", "purpose": "vision", "bytes": 6,
+                  "mime_type": "application/octet-stream"},
+        )  # fmt: skip
+        uid = r.json()["id"]
+        given = http.post(f"/uploads/{uid}/parts", files={"data": ("b", b"abcdef")}).json()["id"]
+        left = http.post(f"/uploads/{uid}/parts", files={"data": ("b", b"")}).json()["id"]
+        r = http.post(f"/uploads/{uid}/complete", json={"part_ids": [given]})
+        assert r.status_code == 200, r.text
+        file_id = r.json()["file"]["id"]
+        keys = _keys(server)
+        assert f"{file_id}.{given}" in keys and f"{file_id}.{left}" not in keys
+        assert http.get(f"/files/{file_id}/content").content == b"abcdef"

@@ -251,9 +251,14 @@ class Completions:
                     await self._undo_completion(
                         dataclasses.replace(upload, completing_since=since), composed
                     )
-        if not kept:  # copied into the file (parts from before manifests): theirs go
-            with anyio.CancelScope(shield=True):
-                await remove_bytes(self.blobs, *(p.blob_key for p in ordered))
+        # Parts sent but not given (they hold no byte: the parts given add up to the
+        # upload's bytes, which all its parts together never pass) are no one's now; the
+        # parts given go too when they were copied into the file (from before manifests).
+        used = set(part_ids) if kept else set()
+        with anyio.CancelScope(shield=True):
+            await remove_bytes(
+                self.blobs, *(p.blob_key for p in parts.values() if p.id not in used)
+            )
         done = dataclasses.replace(upload, status="completed", file_id=file.id)
         return done, file
 
