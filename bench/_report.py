@@ -291,7 +291,11 @@ def write_report(result: Mapping[str, Any], md_path: Path, png_path: Path) -> No
                 f"{max(p['upload_client_kib']) / 1024:.1f} / "
                 f"{max(p['download_client_kib']) / 1024:.1f} |"
             )
-    if NOTES.exists():
-        lines += ["", render_notes(NOTES.read_text(), result).strip()]
+    quoted = set(re.findall(r"\{\{rows\.(\w+)\.", NOTES.read_text())) if NOTES.exists() else set()
+    if quoted <= set(result["rows"]):
+        if NOTES.exists():
+            lines += ["", render_notes(NOTES.read_text(), result).strip()]
+    else:  # a run of some rows only (`--rows`): the notes quote rows it did not measure
+        lines += ["", f"(The notes are left out: they quote rows {', '.join(sorted(quoted))}.)"]
     md_path.write_text("\n".join(lines) + "\n")
     write_plot(result, png_path)
