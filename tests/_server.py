@@ -246,8 +246,7 @@ class Deployment:
         full_env = {**self.env(), **(env or {})}
         data_dir = self.root / f"{self.name}-{uuid.uuid4().hex[:8]}" / "data"
         if self.name == "scaleout":
-            done = openai_files_cli("migrate", env={**os.environ, **full_env})
-            assert done.returncode == 0, done.stderr
+            _migrate(full_env["OPENAI_FILES_DATABASE"])
         return process(data_dir, *args, env=full_env).start()
 
     def app(self, env: dict[str, str] | None = None) -> AppServer:
@@ -272,8 +271,7 @@ class Deployment:
         adds settings of replica i's own."""
         assert self.name == "scaleout", "replicas share PostgreSQL and S3"
         shared = {**self.env(), **(env or {})}
-        done = openai_files_cli("migrate", env={**os.environ, **shared})
-        assert done.returncode == 0, done.stderr
+        _migrate(shared["OPENAI_FILES_DATABASE"])
         return [
             ServerProcess(
                 self.root / f"replica-{uuid.uuid4().hex[:8]}" / "data",
