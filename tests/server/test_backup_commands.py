@@ -1,5 +1,5 @@
-"""`openai-files backup` and `restore` as a user runs them, on both kinds of deployment and in
-all four directions: a backup taken while a writer uploads and deletes, restored elsewhere,
+"""`openai-files backup` and `restore` as a user runs them, on both kinds of deployment: a
+backup of each kind taken while a writer uploads and deletes, restored into the other kind,
 then every file compared byte for byte through the SDK, the keys, an upload and batches
 checked; a restore stopped midway (SIGINT, SIGKILL) and run again; a damaged byte found;
 a deployment that is not empty refused. tests/server/test_backup.py has the finer cases."""
@@ -227,8 +227,9 @@ def _listed(client: openai.OpenAI) -> dict[str, Any]:
     return {f.id: f for f in client.files.list(limit=10_000)}
 
 
-@pytest.mark.parametrize("to", KINDS)
-@pytest.mark.parametrize("source", KINDS)
+# Across, both ways: a backup of each kind of deployment, a restore into each (the backup's
+# format is one whatever its source, so the same-kind pairs would test nothing more).
+@pytest.mark.parametrize(("source", "to"), [("embedded", "scaleout"), ("scaleout", "embedded")])
 def test_a_backup_under_writes_restores_elsewhere_whole(
     source: str, to: str, engine: FakeEngine, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
