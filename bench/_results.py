@@ -200,9 +200,11 @@ class Row9(TypedDict):
     ratio_name: str
     ratio_local: float
     ratio_s3: float
-    ratio_s3_put: float
+    #: Of the rows before manifests (completion copied): against obstore put, and against
+    #: a join of fresh parts.
+    ratio_s3_put: NotRequired[float]
     ratio_local_md5: float
-    ratio_local_fresh: float
+    ratio_local_fresh: NotRequired[float]
     ratio_s3_md5: float
     #: Since completion writes a manifest: the download of the file made of parts against
     #: the same bytes as one blob (throughput), per deployment; `ratio_local` and
