@@ -381,28 +381,29 @@ class BatchRunner:
     ) -> None:
         """Claim a batch's next requests in a task of its own, before its queue runs dry.
 
-        A batch keeps up to its share of the slots claimed ahead (`per_batch`): slots that
-        free up take them from the queue, with no claim transaction (and no body read) in
-        between. A claim starts when the queue falls to half of that, and the slots go on
-        being filled while it runs: awaited in turn, claims of 64 (a transaction, then a
-        read of the bodies) left every slot waiting about 30 ms on PostgreSQL + S3, once per
-        64 requests. Rows claimed but not sent are not sent twice after a crash; they wait
-        for their lease."""
+        A batch keeps up to twice its share of the slots (`per_batch`) claimed ahead:
+        slots that free up take them from the queue, with no claim transaction (and no body
+        read) in between. A claim starts when the queue falls to one share, and the slots
+        go on being filled while it runs (a round of them at least). Awaited in turn, claims
+        of 64 (a transaction, then a read of the bodies) left every slot waiting about 30 ms
+        on PostgreSQL + S3, once per 64 requests; claims of half a share, ahead, still
+        bounded a batch to ~1,000 requests a second there. Rows claimed but not sent are
+        not sent twice after a crash; they wait for their lease."""
         if (
             b.id in self._claiming
             or b.id in self._exhausted
             or b.id in self._over_budget
-            or len(queue) > self.per_batch // 2
+            or len(queue) > self.per_batch
         ):
             return
-        want = min(S.BATCH_CLAIM_MAX, self.per_batch - len(queue))
+        want = min(S.BATCH_CLAIM_MAX, 2 * self.per_batch - len(queue))
         if queue:
-            # Ahead of need: the worker holds at most `concurrency` claimed and not sent.
-            # A batch whose queue is empty is owed the slots, and claims its share whatever
-            # the others hold (they give up slots to it meanwhile, not requests).
+            # Ahead of need: the worker holds at most twice `concurrency` claimed and not
+            # sent. A batch whose queue is empty is owed the slots, and claims its share
+            # whatever the others hold (they give up slots to it meanwhile, not requests).
             held = sum(len(q) for q in self._claimed.values())
-            want = min(want, self.concurrency - held)
-            if want < max(1, self.per_batch // 4):
+            want = min(want, 2 * self.concurrency - held)
+            if want < max(1, self.per_batch // 2):
                 return  # enough at hand: claimed when the queue is lower
         task = asyncio.get_running_loop().create_task(self._claim(b, max(1, want)))
         self._claiming[b.id] = task

@@ -72,8 +72,9 @@ BATCH_PARSE_INLINE_BYTES = 256 * 1024
 BATCH_MAX_VALIDATIONS = 2
 #: How often a batch worker looks for new work when it has nothing to wake it.
 BATCH_POLL_SECONDS = 0.5
-#: A worker claims at most this many requests of a batch in one transaction.
-BATCH_CLAIM_MAX = 64
+#: A worker claims at most this many requests of a batch in one transaction (it keeps up
+#: to twice a batch's share of the slots claimed ahead: `BatchRunner._claim_ahead`).
+BATCH_CLAIM_MAX = 128
 #: Results are stored in groups of at most this many: a group is written as soon as the
 #: one before it has been (those that arrive meanwhile make the next), after waiting this
 #: long for company. A result's request keeps its slot until it is stored, so a wait costs
