@@ -368,21 +368,22 @@ def record_batch_results(
     # The batches' rows first, then the requests' in one order everywhere (batch, line),
     # and each batch's counts once: concurrent workers never deadlock on each other's rows.
     batch_ids = sorted({r.batch_id for r in results})
-    if batch_ids:
-        yield from _lock_batches(d, *d.one_of("id", batch_ids))
     order = sorted(range(len(results)), key=lambda i: (results[i].batch_id, results[i].line))
     # A lapsed lease counts no more: the request may be another worker's by now, and a
     # finalizing batch reads its rows once no lease on them is live.
     now = int(time.time())
     # A batch whose finalizing has begun (its output objects named) takes no more results:
-    # what it writes out is what was recorded before.
+    # what it writes out is what was recorded before. On PostgreSQL the batches' rows are
+    # held by the same statement that reads this (each round trip holds them longer).
     open_ids: set[str] = set()
     for k in range(0, len(batch_ids), d.in_batch):
         in_ids, args = d.one_of("id", batch_ids[k : k + d.in_batch])
         rows = yield Stmt(
-            f"SELECT id FROM batches WHERE {in_ids} AND output_key IS NULL", args, "all"
+            f"SELECT id, output_key FROM batches WHERE {in_ids} ORDER BY id{d.for_update}",
+            args,
+            "all",
         )
-        open_ids.update(row["id"] for row in rows)
+        open_ids.update(row["id"] for row in rows if row["output_key"] is None)
     recorded = [False] * len(results)
     sums: dict[str, list[int]] = {}
     taken, seen = [], set()
@@ -395,25 +396,40 @@ def record_batch_results(
         # PostgreSQL: the group in one statement, one round trip (a statement a result
         # made a group of 30 take 20 ms on a loaded machine). The batches' rows are held,
         # so no other transaction writes these requests meanwhile: their order is free.
+        # The batches' counts in the same statement: the rows it changed, summed.
+        usage = ", ".join(f"v.{n}" for n in _USAGE)
+        usage_arrays = ", ?::bigint[]" * len(_USAGE)
         rows = yield Stmt(
-            "UPDATE batch_requests AS r SET status = 'done', outcome = v.outcome, "
-            "result = v.result, lease_owner = NULL, lease_until = NULL "
-            "FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[]) "
-            "AS v(batch_id, line, outcome, result) "
+            "WITH done AS (UPDATE batch_requests AS r SET status = 'done', "
+            "outcome = v.outcome, result = v.result, lease_owner = NULL, lease_until = NULL "
+            f"FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[]{usage_arrays}"
+            + f") AS v(batch_id, line, outcome, result, {', '.join(_USAGE)}) "
             "WHERE r.batch_id = v.batch_id AND r.line = v.line AND r.status = 'running' "
-            "AND r.lease_owner = ? AND r.lease_until > ? RETURNING r.batch_id, r.line",
+            "AND r.lease_owner = ? AND r.lease_until > ? "
+            f"RETURNING r.batch_id, r.line, v.outcome, {usage}), "
+            "counted AS (UPDATE batches AS b SET completed = b.completed + s.completed, "
+            "failed = b.failed + s.failed, "
+            + ", ".join(f"{n} = b.{n} + s.{n}" for n in _USAGE)
+            + " FROM (SELECT batch_id, COUNT(*) FILTER (WHERE outcome = 'completed') AS "
+            "completed, COUNT(*) FILTER (WHERE outcome <> 'completed') AS failed, "
+            + ", ".join(f"SUM({n}) AS {n}" for n in _USAGE)
+            + " FROM done GROUP BY batch_id) AS s WHERE b.id = s.batch_id RETURNING b.id) "
+            "SELECT batch_id, line FROM done",
             (
                 [results[i].batch_id for i in taken],
                 [results[i].line for i in taken],
                 [results[i].outcome for i in taken],
                 [results[i].result for i in taken],
+                *([getattr(results[i], n) for i in taken] for n in _USAGE),
                 worker,
                 now,
             ),
             "all",
         )
         done = {(row["batch_id"], row["line"]) for row in rows}
-        changed_of = {i: (results[i].batch_id, results[i].line) in done for i in taken}
+        for i in taken:
+            recorded[i] = (results[i].batch_id, results[i].line) in done
+        return recorded
     elif d.update_from and taken:
         # SQLite: which requests are still this worker's (the write holds the database, so
         # nothing changes them before the update), then the group in one statement. A
