@@ -71,3 +71,52 @@ def test_the_bodies_a_worker_holds_stay_within_the_budget(
     # Each answer takes 0.3 s: never more than two requests at the engine at once.
     for t in arrivals:
         assert sum(1 for u in arrivals if t <= u < t + 0.25) <= 2, arrivals
+
+
+def test_batches_that_find_the_budget_full_run_once_bodies_are_given_back(
+    deployment: Deployment, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches of large bodies, room for two bodies: the one whose claim finds the
+    budget full waits for bytes to be given back, then runs; neither stalls."""
+    monkeypatch.setattr(S, "BATCH_BODY_BUDGET_BYTES", 2 * BODY + KiB)
+    server = deployment.app({"OPENAI_FILES_BATCH_UPSTREAM_URL": engine.url})
+    try:
+        tenant = uuid.uuid4().hex[:8]
+        key = server.create_key(f"org_{tenant}", f"proj_{tenant}")
+        with server.openai(key) as client:
+            batches = []
+            for name in ("a", "b"):
+                lines = [
+                    json.dumps(
+                        {
+                            "custom_id": f"{name}-{i}",
+                            "method": "POST",
+                            "url": "/v1/chat/completions",
+                            "body": {"model": name, "messages": [], "pad": str(i) * BODY},
+                        }
+                    )
+                    for i in range(3)
+                ]
+                data = ("\n".join(lines) + "\n").encode()
+                file = client.files.create(
+                    file=(f"{name}.jsonl", io.BytesIO(data)), purpose="batch"
+                )
+                batches.append(
+                    client.batches.create(
+                        input_file_id=file.id,
+                        endpoint="/v1/chat/completions",
+                        completion_window="24h",
+                    )
+                )
+            deadline = time.monotonic() + 60
+            for batch in batches:
+                while batch.status not in ("completed", "failed"):
+                    assert time.monotonic() < deadline, batch
+                    time.sleep(0.1)
+                    batch = client.batches.retrieve(batch.id)
+                assert batch.status == "completed", batch
+                assert batch.request_counts is not None and batch.request_counts.completed == 3
+    finally:
+        server.stop()
+    models = sorted(json.loads(r.body)["model"] for r in engine.received)
+    assert models == ["a"] * 3 + ["b"] * 3

@@ -185,8 +185,12 @@ class BatchRunner:
         #: Requests claimed but not sent yet, with their bodies, by batch.
         self._claimed: dict[str, collections.deque[tuple[BatchRequestRecord, bytes]]] = {}
         self._exhausted: set[str] = set()
-        #: The claims running, by batch (`_claim_ahead`).
+        #: The claims running, by batch (`_claim_ahead`), and how many each asked for.
         self._claiming: dict[str, asyncio.Task[None]] = {}
+        self._claim_sizes: dict[str, int] = {}
+        #: Claimed requests not sent whose release the database refused: released again
+        #: before the next renewal of this worker's leases.
+        self._unreleased: dict[str, set[int]] = {}
         #: Batches whose last claim found no body that fits the budget: claimed again once
         #: a request here ends (and gives back its body's bytes).
         self._over_budget: set[str] = set()
@@ -244,6 +248,7 @@ class BatchRunner:
         while True:
             await anyio.sleep(self.lease / 3)
             try:
+                await self._give_back_later()
                 await self.meta.renew_batch_leases(self.worker, int(time.time()) + self.lease)
             except Exception:
                 log.exception("renewing the batch leases failed; trying again")
@@ -270,6 +275,7 @@ class BatchRunner:
         batches = await self.meta.active_batches(S.BATCH_SCAN_LIMIT)
         self._batches = {b.id: b for b in batches}
         self._exhausted.clear()
+        self._over_budget.clear()
         for b in batches:
             if b.id in self._jobs:
                 continue
@@ -370,14 +376,18 @@ class BatchRunner:
             b = self._pick(runnable)
             queue = self._claimed.setdefault(b.id, collections.deque())
             if not queue:
-                self._claim_ahead(b, queue)  # the slot goes to a batch with requests at hand
+                # The slot goes to a batch with requests at hand.
+                self._claim_ahead(b, queue, len(runnable))
                 continue
             row, body = queue.popleft()
             self._start_request(b, row, body)
-            self._claim_ahead(b, queue)
+            self._claim_ahead(b, queue, len(runnable))
 
     def _claim_ahead(
-        self, b: BatchRecord, queue: collections.deque[tuple[BatchRequestRecord, bytes]]
+        self,
+        b: BatchRecord,
+        queue: collections.deque[tuple[BatchRequestRecord, bytes]],
+        batches: int,
     ) -> None:
         """Claim a batch's next requests in a task of its own, before its queue runs dry.
 
@@ -396,21 +406,28 @@ class BatchRunner:
             or len(queue) > self.per_batch
         ):
             return
+        # The worker holds about twice `concurrency` claimed and not sent (being claimed
+        # counts too).
+        held = sum(len(q) for q in self._claimed.values()) + sum(self._claim_sizes.values())
+        room = 2 * self.concurrency - held
         want = min(S.BATCH_CLAIM_MAX, 2 * self.per_batch - len(queue))
         if queue:
-            # Ahead of need: the worker holds at most twice `concurrency` claimed and not
-            # sent. A batch whose queue is empty is owed the slots, and claims its share
-            # whatever the others hold (they give up slots to it meanwhile, not requests).
-            held = sum(len(q) for q in self._claimed.values())
-            want = min(want, 2 * self.concurrency - held)
+            want = min(want, room)
             if want < max(1, self.per_batch // 2):
                 return  # enough at hand: claimed when the queue is lower
-        task = asyncio.get_running_loop().create_task(self._claim(b, max(1, want)))
+        else:
+            # A batch whose queue is empty is owed slots: it claims its fair part of them
+            # (among the `batches` that run here) whatever the others hold; they give up
+            # slots to it meanwhile, not requests.
+            want = max(1, min(want, max(room, self.concurrency // max(1, batches))))
+        task = asyncio.get_running_loop().create_task(self._claim(b, want))
         self._claiming[b.id] = task
+        self._claim_sizes[b.id] = want
 
         def done(t: asyncio.Task[None]) -> None:
             if self._claiming.get(b.id) is t:
                 del self._claiming[b.id]
+                self._claim_sizes.pop(b.id, None)
             if not t.cancelled() and t.exception() is not None:
                 log.error("batch %s: claiming requests failed: %r", b.id, t.exception())
                 self._exhausted.add(b.id)  # tried again after the next scan
@@ -429,21 +446,21 @@ class BatchRunner:
         rows, over = self._within_budget(rows)
         reserved = sum(r.body_length for r in rows)
         self._held_bytes += reserved
+        if not rows:  # claimed again once bytes held here are given back
+            self._over_budget.add(b.id)
         try:
             if over:  # given back at once, for when bodies held here are sent
-                await self.meta.release_batch_requests(self.worker, b.id, [r.line for r in over])
-            if not rows:
-                self._over_budget.add(b.id)
+                await self._give_back(b.id, [r.line for r in over])
             bodies = await self._bodies(b, rows) if rows else []
             known = self._batches.get(b.id)
             if known is None or known.status != "in_progress" or b.id in self._stopping:
                 raise _Stopped
         except BaseException as exc:
-            self._held_bytes -= reserved
+            self._bytes_given_back(reserved)
             # Claimed, but neither queued nor sent: given back, else this worker would
             # renew their leases for ever and nobody would send them.
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self.meta.release_batch_requests(self.worker, b.id, [r.line for r in rows])
+            with anyio.CancelScope(shield=True):
+                await self._give_back(b.id, [r.line for r in rows])
             if isinstance(exc, _Stopped):
                 return
             if not isinstance(exc, FileNotFoundError):
@@ -452,6 +469,32 @@ class BatchRunner:
             self._exhausted.add(b.id)
             return
         self._claimed.setdefault(b.id, collections.deque()).extend(bodies)
+
+    def _bytes_given_back(self, size: int) -> None:
+        """Bodies of `size` bytes are no longer held here: batches that found the budget
+        full may claim again."""
+        self._held_bytes -= size
+        if size:
+            self._over_budget.clear()
+
+    async def _give_back(self, batch_id: str, lines: list[int]) -> None:
+        """Release claimed requests not sent; kept to release again (before the next
+        renewal of this worker's leases) when the database refuses it now, else their
+        leases would be renewed for ever and nobody would send them."""
+        if not lines:
+            return
+        try:
+            await self.meta.release_batch_requests(self.worker, batch_id, lines)
+        except Exception as exc:
+            log.warning(
+                "batch %s: giving back %d requests failed (%r); later", batch_id, len(lines), exc
+            )
+            self._unreleased.setdefault(batch_id, set()).update(lines)
+
+    async def _give_back_later(self) -> None:
+        for batch_id in list(self._unreleased):
+            lines = sorted(self._unreleased.pop(batch_id))
+            await self._give_back(batch_id, lines)
 
     def _within_budget(
         self, rows: list[BatchRequestRecord]
@@ -500,8 +543,7 @@ class BatchRunner:
         self._tasks.setdefault(b.id, set()).add(task)
 
         def done(t: asyncio.Task[None]) -> None:
-            self._held_bytes -= len(body)
-            self._over_budget.clear()
+            self._bytes_given_back(len(body))
             self._running[b.id] -= 1
             if self._running[b.id] <= 0:
                 del self._running[b.id]
@@ -630,7 +672,7 @@ class BatchRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         dropped = self._claimed.pop(batch_id, None) or ()
-        self._held_bytes -= sum(len(body) for _, body in dropped)
+        self._bytes_given_back(sum(len(body) for _, body in dropped))
         await self._flush()
         await self.meta.release_batch_requests(self.worker, batch_id)
 
