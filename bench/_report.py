@@ -292,7 +292,9 @@ def write_report(result: Mapping[str, Any], md_path: Path, png_path: Path) -> No
                 f"{max(p['download_client_kib']) / 1024:.1f} |"
             )
     quoted = set(re.findall(r"\{\{rows\.(\w+)\.", NOTES.read_text())) if NOTES.exists() else set()
-    if quoted <= set(result["rows"]):
+    if result.get("quick"):  # the notes quote a full run's sizes (a million files...)
+        lines += ["", "(The notes are left out: they quote a full run, and this one is quick.)"]
+    elif quoted <= set(result["rows"]):
         if NOTES.exists():
             lines += ["", render_notes(NOTES.read_text(), result).strip()]
     else:  # a run of some rows only (`--rows`): the notes quote rows it did not measure

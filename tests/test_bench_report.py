@@ -19,6 +19,18 @@ def test_the_report_regenerates_byte_for_byte(tmp_path: Path) -> None:
     ).read_bytes()
 
 
+def test_a_quick_run_reports_without_the_notes(tmp_path: Path) -> None:
+    """`make bench QUICK=1` (in CI) measures small sizes: the notes quote a full run's (a
+    million files), so its report leaves them out rather than fail on a missing figure."""
+    result = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    result["quick"] = True
+    del result["rows"]["5"]["populate_s"]["local"]["1000000"]
+    write_report(result, tmp_path / "benchmarks.md", tmp_path / "benchmarks.png")
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "The notes are left out" in text
+    assert "{{" not in text
+
+
 def test_row_5s_worst_p50_is_the_worst_at_any_count() -> None:
     """The slowest p50 of any request at any file count, not only at the largest: here the
     deep page at 100 files is the slowest, and over the target."""
